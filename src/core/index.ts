@@ -1,0 +1,42 @@
+export type {
+  AcquireResult,
+  BreakerPolicy,
+  BreakerRecord,
+  BreakerState,
+  Bucket,
+  CircuitState,
+  Lease,
+  Outcome,
+  OutcomeBatch,
+  Override,
+  ProbeResult,
+  RejectReason,
+  Snapshot,
+  Transition,
+  TripPolicy,
+  UpdateResult,
+  WindowCounts,
+} from './types.js';
+export { SCHEMA_VERSION } from './types.js';
+export type { Clock } from './clock.js';
+export { systemClock } from './clock.js';
+export {
+  DEFAULT_WINDOW_MS,
+  consecutiveFailures,
+  custom,
+  failureRate,
+  failuresInWindow,
+  policyWindowMs,
+  shouldTrip,
+} from './policy.js';
+export { BUCKETS_PER_WINDOW, bucketIndex, currentBucket, windowCounts, windowShape } from './window.js';
+export {
+  acquire,
+  circuitState,
+  emptyRecord,
+  force,
+  isValidRecord,
+  openPeriodMs,
+  record,
+  snapshot,
+} from './reducer.js';

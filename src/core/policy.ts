@@ -1,0 +1,51 @@
+import type { TripPolicy, WindowCounts } from './types.js';
+
+/** The default counting window for policies that have none (consecutive failures), for metrics. */
+export const DEFAULT_WINDOW_MS = 60_000;
+
+/** Trip after `threshold` failures in a row (a success resets the run). */
+export function consecutiveFailures(threshold: number): TripPolicy {
+  return { kind: 'consecutive-failures', threshold };
+}
+
+/**
+ * Trip after `threshold` failures within the last `windowMs` (a sliding window of epoch-aligned
+ * buckets). With a long window this is also the Go seed's periodic clearing.
+ */
+export function failuresInWindow(threshold: number, windowMs: number): TripPolicy {
+  return { kind: 'failures-in-window', threshold, windowMs };
+}
+
+/** Trip when failures / calls reaches `ratio` over `windowMs`, once at least `minimumCalls` were counted. */
+export function failureRate(ratio: number, options: { minimumCalls: number; windowMs: number }): TripPolicy {
+  return { kind: 'failure-rate', ratio, minimumCalls: options.minimumCalls, windowMs: options.windowMs };
+}
+
+/**
+ * Trip when `predicate` returns true for the window counts. The breaker evaluates it over the
+ * counts the store returns and asks the store to open, fenced by generation.
+ */
+export function custom(
+  predicate: (counts: WindowCounts) => boolean,
+  options: { windowMs?: number } = {},
+): TripPolicy {
+  return { kind: 'custom', windowMs: options.windowMs ?? DEFAULT_WINDOW_MS, predicate };
+}
+
+export function policyWindowMs(trip: TripPolicy): number {
+  return trip.kind === 'consecutive-failures' ? DEFAULT_WINDOW_MS : trip.windowMs;
+}
+
+/** Whether the data policy trips on these counts. A custom policy never trips here. */
+export function shouldTrip(trip: TripPolicy, counts: WindowCounts): boolean {
+  switch (trip.kind) {
+    case 'consecutive-failures':
+      return counts.consecutiveFailures >= trip.threshold;
+    case 'failures-in-window':
+      return counts.failures >= trip.threshold;
+    case 'failure-rate':
+      return counts.total >= trip.minimumCalls && counts.failures >= trip.ratio * counts.total;
+    case 'custom':
+      return false;
+  }
+}

@@ -1,0 +1,314 @@
+import { SCHEMA_VERSION } from './types.js';
+import type {
+  AcquireResult,
+  BreakerPolicy,
+  BreakerRecord,
+  CircuitState,
+  OutcomeBatch,
+  Override,
+  Snapshot,
+  Transition,
+  UpdateResult,
+} from './types.js';
+import { shouldTrip } from './policy.js';
+import { currentBucket, windowCounts } from './window.js';
+
+/**
+ * The reducer: the executable form of DESIGN.md's semantics. Every store runs exactly these
+ * transitions (MemoryStore calls these functions; the Redis Lua and the DynamoDB store port them
+ * and are checked against them by the conformance suite).
+ *
+ * Each function takes ownership of `record` and changes it in place (the memory store's hot path
+ * allocates nothing it does not have to); callers that need the old value clone it first. None
+ * reads a clock or does I/O: `now` is passed in.
+ */
+
+export function emptyRecord(): BreakerRecord {
+  return {
+    schema: SCHEMA_VERSION,
+    state: 'closed',
+    override: null,
+    generation: 1,
+    openedAt: 0,
+    openUntil: 0,
+    reopens: 0,
+    consecutiveFailures: 0,
+    probeSuccesses: 0,
+    leases: [],
+    buckets: [],
+  };
+}
+
+export function circuitState(record: Pick<BreakerRecord, 'state' | 'override'>): CircuitState {
+  if (record.override === 'forced-open' || record.override === 'forced-closed') return record.override;
+  return record.state;
+}
+
+/** Drops probe leases whose holder did not report in time, so a crashed prober cannot wedge the breaker. */
+function expireLeases(record: BreakerRecord, now: number): void {
+  const leases = record.leases;
+  if (leases.length === 0) return;
+  let kept = 0;
+  for (const lease of leases) {
+    if (lease.expiresAt > now) leases[kept++] = lease;
+  }
+  leases.length = kept;
+}
+
+/** The open period for the next open: backoff on consecutive re-opens, capped, then jitter. */
+export function openPeriodMs(policy: BreakerPolicy, reopens: number, random: number, jitterMs = 0): number {
+  const base = Math.min(policy.maxOpenMs, policy.openMs * Math.pow(policy.backoffMultiplier, reopens));
+  return Math.round(base + base * policy.jitterRatio * random + jitterMs);
+}
+
+function open(record: BreakerRecord, policy: BreakerPolicy, now: number, batch: OutcomeBatch): void {
+  record.reopens = record.state === 'half-open' ? record.reopens + 1 : 0;
+  record.state = 'open';
+  record.generation += 1;
+  record.openedAt = now;
+  record.openUntil = now + openPeriodMs(policy, record.reopens, batch.random, batch.jitterMs);
+  record.leases.length = 0;
+  record.probeSuccesses = 0;
+}
+
+function close(record: BreakerRecord): void {
+  record.state = 'closed';
+  record.generation += 1;
+  record.openUntil = 0;
+  record.reopens = 0;
+  record.consecutiveFailures = 0;
+  record.probeSuccesses = 0;
+  record.leases.length = 0;
+  record.buckets.length = 0;
+}
+
+function toHalfOpen(record: BreakerRecord): void {
+  record.state = 'half-open';
+  record.generation += 1;
+  record.openUntil = 0;
+  record.probeSuccesses = 0;
+  record.leases.length = 0;
+}
+
+function transition(from: CircuitState, record: BreakerRecord): Transition | null {
+  const to = circuitState(record);
+  return from === to ? null : { from, to, generation: record.generation };
+}
+
+/**
+ * Asks for a permit. Moves an open breaker whose period has ended to half-open (the caller that
+ * does so reports the transition) and hands out probe leases up to `halfOpenMaxCalls`.
+ * `leaseId` must be unique per breaker; it is used only when a lease is granted.
+ */
+export function acquire(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  leaseId: string,
+): AcquireResult {
+  expireLeases(record, now);
+  const override = record.override;
+  if (override === 'forced-open') return reject(record, now, 'forced-open', policy.openMs, null);
+  if (override === 'forced-closed' || record.state === 'closed') return admit(record, now, null, null);
+
+  let moved: Transition | null = null;
+  if (record.state === 'open') {
+    if (now < record.openUntil) {
+      if (override === 'metrics-only') return admit(record, now, null, null);
+      return reject(record, now, 'open', record.openUntil - now, null);
+    }
+    const from = circuitState(record);
+    toHalfOpen(record);
+    moved = transition(from, record);
+  }
+
+  // half-open
+  if (record.leases.length < policy.halfOpenMaxCalls) {
+    record.leases.push({ id: leaseId, expiresAt: now + policy.probeLeaseMs });
+    return admit(record, now, leaseId, moved);
+  }
+  if (override === 'metrics-only') return admit(record, now, null, moved);
+  let soonest = Infinity;
+  for (const lease of record.leases) soonest = Math.min(soonest, lease.expiresAt);
+  return reject(record, now, 'half-open-full', Math.max(1, soonest - now), moved);
+}
+
+function admit(
+  record: BreakerRecord,
+  now: number,
+  lease: string | null,
+  moved: Transition | null,
+): AcquireResult {
+  return {
+    admitted: true,
+    reason: null,
+    retryAfterMs: 0,
+    generation: record.generation,
+    lease,
+    state: record.state,
+    override: record.override,
+    openUntil: record.openUntil,
+    now,
+    transition: moved,
+  };
+}
+
+function reject(
+  record: BreakerRecord,
+  now: number,
+  reason: 'open' | 'half-open-full' | 'forced-open',
+  retryAfterMs: number,
+  moved: Transition | null,
+): AcquireResult {
+  return {
+    admitted: false,
+    reason,
+    retryAfterMs,
+    generation: record.generation,
+    lease: null,
+    state: record.state,
+    override: record.override,
+    openUntil: record.openUntil,
+    now,
+    transition: moved,
+  };
+}
+
+/**
+ * Records the outcomes of calls admitted under `batch.generation`. A batch from an older
+ * generation changes nothing. In closed, counts go to the window and the trip policy is
+ * evaluated; in half-open, probe results close the breaker (after `successThreshold` successes)
+ * or re-open it (any failure, with backoff).
+ */
+export function record(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  batch: OutcomeBatch,
+): UpdateResult {
+  expireLeases(record, now);
+  if (batch.generation !== record.generation || record.override === 'forced-closed') {
+    return { snapshot: snapshot(record, policy, now), transition: null, stale: true };
+  }
+  const from = circuitState(record);
+  if (record.state === 'closed') {
+    if (batch.successes + batch.failures + batch.slow + batch.ignored > 0) {
+      const bucket = currentBucket(record.buckets, now, policy.bucketMs, policy.bucketCount);
+      bucket.successes += batch.successes;
+      bucket.failures += batch.failures;
+      bucket.slow += batch.slow;
+      bucket.ignored += batch.ignored;
+      record.consecutiveFailures =
+        batch.successes > 0 ? batch.trailingFailures : record.consecutiveFailures + batch.failures;
+    }
+    const counts = windowCounts(record, now, policy.bucketMs, policy.bucketCount);
+    if (
+      (batch.failures > 0 && shouldTrip(policy.trip, counts)) ||
+      (batch.trip === true && policy.trip.kind === 'custom')
+    ) {
+      open(record, policy, now, batch);
+    }
+  } else if (record.state === 'half-open' && batch.probes.length > 0) {
+    let failed = false;
+    for (const probe of batch.probes) {
+      const at = record.leases.findIndex((lease) => lease.id === probe.lease);
+      if (at === -1) continue; // expired or unknown: its slot was already given back
+      record.leases.splice(at, 1);
+      if (probe.outcome === 'success') record.probeSuccesses += 1;
+      else if (probe.outcome === 'failure') failed = true;
+    }
+    if (failed) open(record, policy, now, batch);
+    else if (record.probeSuccesses >= policy.successThreshold) close(record);
+  }
+  return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
+}
+
+/**
+ * Sets or clears an operator override. Any change starts a new generation, so results of calls
+ * admitted before it cannot move the state it leaves behind.
+ */
+export function force(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  override: Override | null,
+): UpdateResult {
+  expireLeases(record, now);
+  const from = circuitState(record);
+  if (record.override !== override) {
+    record.override = override;
+    record.generation += 1;
+    record.leases.length = 0;
+    record.probeSuccesses = 0;
+  }
+  return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
+}
+
+/** The snapshot of a record at `now`. Does not change the record. */
+export function snapshot(record: BreakerRecord, policy: BreakerPolicy, now: number): Snapshot {
+  const state = circuitState(record);
+  let retryAfterMs = 0;
+  if (state === 'forced-open') retryAfterMs = policy.openMs;
+  else if (state === 'open') retryAfterMs = Math.max(0, record.openUntil - now);
+  let activeProbes = 0;
+  for (const lease of record.leases) if (lease.expiresAt > now) activeProbes += 1;
+  return {
+    state: record.state,
+    override: record.override,
+    circuitState: state,
+    generation: record.generation,
+    openUntil: record.openUntil,
+    retryAfterMs,
+    counts: windowCounts(record, now, policy.bucketMs, policy.bucketCount),
+    activeProbes,
+    probeSuccesses: record.probeSuccesses,
+    reopens: record.reopens,
+    now,
+  };
+}
+
+/** Whether `value` is a record this schema version can use (stores reset anything else). */
+export function isValidRecord(value: unknown): value is BreakerRecord {
+  if (typeof value !== 'object' || value === null) return false;
+  const r = value as Record<string, unknown>;
+  return (
+    r.schema === SCHEMA_VERSION &&
+    (r.state === 'closed' || r.state === 'open' || r.state === 'half-open') &&
+    (r.override === null ||
+      r.override === 'forced-open' ||
+      r.override === 'forced-closed' ||
+      r.override === 'metrics-only') &&
+    isCount(r.generation) &&
+    r.generation >= 1 &&
+    isCount(r.openedAt) &&
+    isCount(r.openUntil) &&
+    isCount(r.reopens) &&
+    isCount(r.consecutiveFailures) &&
+    isCount(r.probeSuccesses) &&
+    Array.isArray(r.leases) &&
+    r.leases.every(
+      (l: unknown) =>
+        typeof l === 'object' &&
+        l !== null &&
+        typeof (l as { id?: unknown }).id === 'string' &&
+        isCount((l as { expiresAt?: unknown }).expiresAt),
+    ) &&
+    Array.isArray(r.buckets) &&
+    r.buckets.every(
+      (b: unknown) =>
+        typeof b === 'object' &&
+        b !== null &&
+        Number.isInteger((b as Bucket).index) &&
+        isCount((b as Bucket).successes) &&
+        isCount((b as Bucket).failures) &&
+        isCount((b as Bucket).slow) &&
+        isCount((b as Bucket).ignored),
+    )
+  );
+}
+
+type Bucket = BreakerRecord['buckets'][number];
+
+function isCount(value: unknown): value is number {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
+}

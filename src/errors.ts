@@ -1,0 +1,119 @@
+import type { RejectReason } from './core/types.js';
+
+/**
+ * The base of every error circuitry throws. Guards check the stable `code`, not `instanceof`,
+ * so two copies of the package in one process still recognise each other's errors.
+ */
+export class CircuitryError extends Error {
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CircuitryError';
+    this.code = code;
+  }
+}
+
+/** A call was rejected without running because the breaker does not admit calls now. */
+export class CircuitOpenError extends CircuitryError {
+  declare readonly code: 'CIRCUIT_OPEN';
+  readonly breakerName: string;
+  readonly reason: RejectReason;
+  /** How long until the breaker may admit a call; use it to defer the job. */
+  readonly retryAfterMs: number;
+
+  constructor(
+    breakerName: string,
+    reason: RejectReason,
+    retryAfterMs: number,
+    options?: { cause?: unknown },
+  ) {
+    super('CIRCUIT_OPEN', `Circuit breaker "${breakerName}" rejected the call (${reason})`, options);
+    this.name = 'CircuitOpenError';
+    this.breakerName = breakerName;
+    this.reason = reason;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** An option was missing or malformed. Thrown once, at construction. */
+export class InvalidOptionError extends CircuitryError {
+  declare readonly code: 'INVALID_OPTION';
+  readonly option: string;
+
+  constructor(option: string, message: string) {
+    super('INVALID_OPTION', message);
+    this.name = 'InvalidOptionError';
+    this.option = option;
+  }
+}
+
+/** A call ran longer than `timeoutMs`; its signal was aborted and it counts as a failure. */
+export class CallTimeoutError extends CircuitryError {
+  declare readonly code: 'CALL_TIMEOUT';
+  readonly timeoutMs: number;
+
+  constructor(breakerName: string, timeoutMs: number) {
+    super('CALL_TIMEOUT', `Call through circuit breaker "${breakerName}" timed out after ${timeoutMs} ms`);
+    this.name = 'CallTimeoutError';
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The store did not answer in time or answered with an error or a malformed reply. */
+export class StoreError extends CircuitryError {
+  declare readonly code: 'STORE_ERROR';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('STORE_ERROR', message, options);
+    this.name = 'StoreError';
+  }
+}
+
+/**
+ * Throw (or wrap) with this to say "this failure is expected and says nothing about the
+ * dependency's health" (a 404, a validation error). It is rethrown to the caller untouched and
+ * counted as neither a success nor a failure. Like the Go seed's `ExpectedConditionError`.
+ */
+export class ExpectedError extends CircuitryError {
+  declare readonly code: 'EXPECTED';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('EXPECTED', message, options);
+    this.name = 'ExpectedError';
+  }
+}
+
+function hasCode(error: unknown, code: string): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
+}
+
+export function isCircuitOpenError(error: unknown): error is CircuitOpenError {
+  return hasCode(error, 'CIRCUIT_OPEN');
+}
+
+export function isExpectedError(error: unknown): error is ExpectedError {
+  return hasCode(error, 'EXPECTED');
+}
+
+export function isCallTimeoutError(error: unknown): error is CallTimeoutError {
+  return hasCode(error, 'CALL_TIMEOUT');
+}
+
+export function isStoreError(error: unknown): error is StoreError {
+  return hasCode(error, 'STORE_ERROR');
+}
+
+/**
+ * Builds a rejection without capturing a stack trace: a rejection is routine, happens at the
+ * rate of incoming calls, and its stack (the breaker's internals) says nothing useful.
+ */
+export function rejection(breakerName: string, reason: RejectReason, retryAfterMs: number): CircuitOpenError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new CircuitOpenError(breakerName, reason, Math.max(0, Math.ceil(retryAfterMs)));
+  } finally {
+    Error.stackTraceLimit = limit;
+  }
+}

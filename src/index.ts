@@ -1,0 +1,54 @@
+export { CircuitBreaker } from './breaker.js';
+export type {
+  ExecuteOptions,
+  FailureEvent,
+  Permit,
+  RejectEvent,
+  StateChangeEvent,
+  StoreErrorEvent,
+  SuccessEvent,
+} from './breaker.js';
+export { BreakerFactory } from './factory.js';
+export type { BreakerHealth, FactoryOptions, HealthReport } from './factory.js';
+export type {
+  BackoffOptions,
+  BreakerOptions,
+  FailureClassifier,
+  Logger,
+  StoreFailurePolicy,
+} from './options.js';
+export type { Disposer } from './listeners.js';
+export {
+  CallTimeoutError,
+  CircuitOpenError,
+  CircuitryError,
+  ExpectedError,
+  InvalidOptionError,
+  StoreError,
+  isCallTimeoutError,
+  isCircuitOpenError,
+  isExpectedError,
+  isStoreError,
+} from './errors.js';
+export { consecutiveFailures, custom, failureRate, failuresInWindow } from './core/policy.js';
+export type { Clock } from './core/clock.js';
+export type {
+  AcquireResult,
+  BreakerPolicy,
+  BreakerRecord,
+  BreakerState,
+  CircuitState,
+  Outcome,
+  OutcomeBatch,
+  Override,
+  ProbeResult,
+  RejectReason,
+  Snapshot,
+  Transition,
+  TripPolicy,
+  UpdateResult,
+  WindowCounts,
+} from './core/types.js';
+export type { Awaitable, ListPage, StateChangeMessage, Store } from './store.js';
+export { MemoryStore } from './stores/memory.js';
+export type { MemoryStoreOptions } from './stores/memory.js';

@@ -1,0 +1,379 @@
+import type { Clock } from './core/clock.js';
+import { systemClock } from './core/clock.js';
+import { consecutiveFailures, policyWindowMs } from './core/policy.js';
+import type { BreakerPolicy, CircuitState, TripPolicy } from './core/types.js';
+import { windowShape } from './core/window.js';
+import { InvalidOptionError } from './errors.js';
+import type { Store } from './store.js';
+import { MemoryStore } from './stores/memory.js';
+
+/** A pino-compatible logger: `logger.warn({ ...fields }, 'message')`. Only `warn` and `error` are required. */
+export interface Logger {
+  debug?(fields: object, message?: string): void;
+  info?(fields: object, message?: string): void;
+  warn(fields: object, message?: string): void;
+  error(fields: object, message?: string): void;
+}
+
+/**
+ * Says what an error means for the dependency's health: `true` a failure, `false` a success
+ * (the dependency answered; the answer was bad news), `'ignore'` neither.
+ */
+export type FailureClassifier = (error: unknown) => boolean | 'ignore';
+
+/** What the breaker does while the store is unreachable. */
+export type StoreFailurePolicy = 'local' | 'allow' | 'reject';
+
+export interface BackoffOptions {
+  /** Each consecutive re-open multiplies the open period by this. @defaultValue 2 */
+  readonly multiplier?: number;
+  /** The open period never grows past this. @defaultValue `max(openMs, 300_000)` */
+  readonly maxOpenMs?: number;
+}
+
+/** Options of one breaker. Every one is optional; the defaults are safe for production. */
+export interface BreakerOptions<Context = unknown> {
+  /** Where the state lives. @defaultValue a `MemoryStore` (shared by a factory's breakers) */
+  readonly store?: Store;
+  /** When a closed breaker opens. @defaultValue `consecutiveFailures(5)` */
+  readonly trip?: TripPolicy;
+  /** How long the breaker stays open before it lets a probe through. @defaultValue 30_000 */
+  readonly openMs?: number;
+  /** Growth of the open period on consecutive re-opens, or `false` for none. @defaultValue `{ multiplier: 2, maxOpenMs: max(openMs, 300_000) }` */
+  readonly backoff?: BackoffOptions | false;
+  /**
+   * Spreads the end of open periods so breakers opened by one outage do not probe in step:
+   * a ratio (the period grows by a random fraction of itself up to this), or a function that
+   * returns extra milliseconds. @defaultValue 0.1
+   */
+  readonly jitter?: number | (() => number);
+  /** How many probe calls may run at once in half-open, across every process. @defaultValue 1 */
+  readonly halfOpenMaxCalls?: number;
+  /** Probe successes needed to close a half-open breaker. @defaultValue 1 */
+  readonly successThreshold?: number;
+  /** How long a probe may run before its slot is given to another caller. @defaultValue `max(30_000, timeoutMs + 1_000)` */
+  readonly probeLeaseMs?: number;
+  /** A successful call slower than this counts as a failure. @defaultValue off */
+  readonly slowCallMs?: number;
+  /** Abort the call's signal and count a failure after this long. @defaultValue off */
+  readonly timeoutMs?: number;
+  /** Which errors count as failures. @defaultValue every error but `ExpectedError` and the caller's own abort */
+  readonly isFailure?: FailureClassifier;
+  /** Called once per state change, by the process that made it. */
+  readonly onStateChange?: (
+    name: string,
+    context: Context | undefined,
+    from: CircuitState,
+    to: CircuitState,
+  ) => void;
+  /** @defaultValue no logging */
+  readonly logger?: Logger;
+  /** Where the breaker (and the default store) reads time. @defaultValue the system clock */
+  readonly clock?: Clock;
+  /**
+   * A closed breaker may admit calls from its local view of the state for this long without
+   * asking the store. 0 asks the store on every call. @defaultValue 0
+   */
+  readonly maxStalenessMs?: number;
+  /**
+   * Outcomes in closed state are buffered and written as one batch this often (sooner when
+   * they could trip the policy). 0 writes every outcome as it happens. @defaultValue 0
+   */
+  readonly flushIntervalMs?: number;
+  /** A store call that takes longer than this counts as a store failure. @defaultValue 100 */
+  readonly storeTimeoutMs?: number;
+  /**
+   * While the store is unreachable: `'local'` keeps breaking with an in-process breaker that
+   * starts from the last state seen, `'allow'` admits every call, `'reject'` rejects every call
+   * with reason `'store-unavailable'`. @defaultValue 'local'
+   */
+  readonly onStoreFailure?: StoreFailurePolicy;
+}
+
+/** The options after validation and defaults: frozen, computed once per breaker or base name. */
+export interface ResolvedOptions<Context = unknown> {
+  readonly store: Store;
+  readonly policy: BreakerPolicy;
+  readonly jitterFn: (() => number) | null;
+  readonly slowCallMs: number;
+  readonly timeoutMs: number;
+  readonly isFailure: FailureClassifier | null;
+  readonly onStateChange: NonNullable<BreakerOptions<Context>['onStateChange']> | null;
+  readonly logger: Logger | null;
+  readonly clock: Clock;
+  readonly maxStalenessMs: number;
+  readonly flushIntervalMs: number;
+  readonly storeTimeoutMs: number;
+  readonly onStoreFailure: StoreFailurePolicy;
+}
+
+const BREAKER_OPTION_KEYS: ReadonlySet<string> = new Set([
+  'store',
+  'trip',
+  'openMs',
+  'backoff',
+  'jitter',
+  'halfOpenMaxCalls',
+  'successThreshold',
+  'probeLeaseMs',
+  'slowCallMs',
+  'timeoutMs',
+  'isFailure',
+  'onStateChange',
+  'logger',
+  'clock',
+  'maxStalenessMs',
+  'flushIntervalMs',
+  'storeTimeoutMs',
+  'onStoreFailure',
+]);
+
+export function describeValue(value: unknown): string {
+  if (typeof value === 'function') return '[function] (function)';
+  let shown: string;
+  try {
+    shown = typeof value === 'string' ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
+  } catch {
+    shown = String(value);
+  }
+  if (shown.length > 60) shown = `${shown.slice(0, 57)}...`;
+  return `\`${shown}\` (${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value})`;
+}
+
+export function invalid(option: string, expected: string, value: unknown): InvalidOptionError {
+  return new InvalidOptionError(
+    option,
+    `Expected \`${option}\` to be ${expected}, got ${describeValue(value)}`,
+  );
+}
+
+interface NumberRule {
+  readonly integer?: boolean;
+  /** Smallest allowed value (inclusive). */
+  readonly min: number;
+  readonly max?: number;
+}
+
+function readNumber(option: string, value: unknown, fallback: number, rule: NumberRule): number {
+  if (value === undefined) return fallback;
+  const ok =
+    typeof value === 'number' &&
+    Number.isFinite(value) &&
+    (!rule.integer || Number.isInteger(value)) &&
+    value >= rule.min &&
+    (rule.max === undefined || value <= rule.max);
+  if (ok) return value;
+  const kind = rule.integer ? 'an integer' : 'a finite number';
+  const range =
+    rule.max !== undefined
+      ? ` from ${rule.min} to ${rule.max}`
+      : rule.min === 0
+        ? ' >= 0'
+        : rule.min === 1 && rule.integer
+          ? ' >= 1'
+          : ` >= ${rule.min}`;
+  throw invalid(option, `${kind}${range}`, value);
+}
+
+const MAX_MS = 2_147_483_647; // setTimeout's limit, and far beyond any sane period
+
+function validateTrip(trip: unknown, option = 'trip'): TripPolicy {
+  if (typeof trip !== 'object' || trip === null || typeof (trip as { kind?: unknown }).kind !== 'string') {
+    throw invalid(
+      option,
+      'a trip policy such as `consecutiveFailures(5)`, `failuresInWindow(n, ms)`, `failureRate(r, { minimumCalls, windowMs })` or `custom(fn)`',
+      trip,
+    );
+  }
+  const t = trip as Record<string, unknown>;
+  switch (t.kind) {
+    case 'consecutive-failures':
+      readNumber(`${option}.threshold`, t.threshold ?? NaN, 0, { integer: true, min: 1 });
+      return { kind: 'consecutive-failures', threshold: t.threshold as number };
+    case 'failures-in-window':
+      readNumber(`${option}.threshold`, t.threshold ?? NaN, 0, { integer: true, min: 1 });
+      readNumber(`${option}.windowMs`, t.windowMs ?? NaN, 0, { integer: true, min: 1, max: MAX_MS });
+      return { kind: 'failures-in-window', threshold: t.threshold as number, windowMs: t.windowMs as number };
+    case 'failure-rate':
+      readNumber(`${option}.ratio`, t.ratio ?? NaN, 0, { min: Number.MIN_VALUE, max: 1 });
+      readNumber(`${option}.minimumCalls`, t.minimumCalls ?? NaN, 0, { integer: true, min: 1 });
+      readNumber(`${option}.windowMs`, t.windowMs ?? NaN, 0, { integer: true, min: 1, max: MAX_MS });
+      return {
+        kind: 'failure-rate',
+        ratio: t.ratio as number,
+        minimumCalls: t.minimumCalls as number,
+        windowMs: t.windowMs as number,
+      };
+    case 'custom':
+      if (typeof t.predicate !== 'function') throw invalid(`${option}.predicate`, 'a function', t.predicate);
+      readNumber(`${option}.windowMs`, t.windowMs ?? NaN, 0, { integer: true, min: 1, max: MAX_MS });
+      return {
+        kind: 'custom',
+        windowMs: t.windowMs as number,
+        predicate: t.predicate as (counts: never) => boolean,
+      } as TripPolicy;
+    default:
+      throw invalid(
+        `${option}.kind`,
+        "one of 'consecutive-failures', 'failures-in-window', 'failure-rate', 'custom'",
+        t.kind,
+      );
+  }
+}
+
+function readFunction<T>(option: string, value: unknown): T | null {
+  if (value === undefined) return null;
+  if (typeof value !== 'function') throw invalid(option, 'a function', value);
+  return value as T;
+}
+
+/** Checks that `options` is a plain object with only known keys (`extra` lists the caller's own). */
+export function checkKeys(options: unknown, where: string, extra: ReadonlySet<string> = new Set()): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new InvalidOptionError(where, `Expected ${where} to be an object, got ${describeValue(options)}`);
+  }
+  for (const key of Object.keys(options)) {
+    if (!BREAKER_OPTION_KEYS.has(key) && !extra.has(key)) {
+      throw new InvalidOptionError(key, `Unknown option \`${key}\` in ${where}`);
+    }
+  }
+}
+
+/**
+ * Validates `options` once and fills in the defaults. Throws `InvalidOptionError` naming the
+ * option, what was expected and what was given.
+ */
+export function resolveOptions<Context>(
+  options: BreakerOptions<Context>,
+  where = 'breaker options',
+  extraKeys: ReadonlySet<string> = new Set(),
+): ResolvedOptions<Context> {
+  checkKeys(options, where, extraKeys);
+  const o = options as Record<string, unknown>;
+  const clock = o.clock ?? systemClock;
+  if (typeof (clock as { now?: unknown }).now !== 'function') {
+    throw invalid('clock', 'an object with a `now()` method', clock);
+  }
+  const store = o.store ?? new MemoryStore({ clock: clock as Clock });
+  for (const method of ['acquire', 'record', 'inspect', 'force', 'list'] as const) {
+    if (typeof (store as Record<string, unknown>)[method] !== 'function') {
+      throw invalid('store', `a Store (an object with an \`${method}()\` method)`, store);
+    }
+  }
+
+  const trip = o.trip === undefined ? consecutiveFailures(5) : validateTrip(o.trip);
+  const openMs = readNumber('openMs', o.openMs, 30_000, { integer: true, min: 1, max: MAX_MS });
+  let backoffMultiplier = 2;
+  let maxOpenMs = Math.max(openMs, 300_000);
+  if (o.backoff === false) {
+    backoffMultiplier = 1;
+    maxOpenMs = openMs;
+  } else if (o.backoff !== undefined) {
+    if (typeof o.backoff !== 'object' || o.backoff === null) {
+      throw invalid('backoff', '`false` or `{ multiplier?, maxOpenMs? }`', o.backoff);
+    }
+    const b = o.backoff as Record<string, unknown>;
+    for (const key of Object.keys(b)) {
+      if (key !== 'multiplier' && key !== 'maxOpenMs') {
+        throw new InvalidOptionError(`backoff.${key}`, `Unknown option \`backoff.${key}\``);
+      }
+    }
+    backoffMultiplier = readNumber('backoff.multiplier', b.multiplier, 2, { min: 1, max: 1_000 });
+    maxOpenMs = readNumber('backoff.maxOpenMs', b.maxOpenMs, maxOpenMs, {
+      integer: true,
+      min: openMs,
+      max: MAX_MS,
+    });
+  }
+
+  // A ratio is applied by the store when it opens; a function's extra ms is rolled by the breaker.
+  const jitterFn = typeof o.jitter === 'function' ? (o.jitter as () => number) : null;
+  const jitterRatio = jitterFn !== null ? 0 : readNumber('jitter', o.jitter, 0.1, { min: 0, max: 1 });
+
+  const halfOpenMaxCalls = readNumber('halfOpenMaxCalls', o.halfOpenMaxCalls, 1, {
+    integer: true,
+    min: 1,
+    max: 10_000,
+  });
+  const successThreshold = readNumber('successThreshold', o.successThreshold, 1, {
+    integer: true,
+    min: 1,
+    max: 10_000,
+  });
+  const timeoutMs = readNumber('timeoutMs', o.timeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
+  const probeLeaseMs = readNumber('probeLeaseMs', o.probeLeaseMs, Math.max(30_000, timeoutMs + 1_000), {
+    integer: true,
+    min: 1,
+    max: MAX_MS,
+  });
+  const slowCallMs = readNumber('slowCallMs', o.slowCallMs, 0, { integer: true, min: 1, max: MAX_MS });
+  const maxStalenessMs = readNumber('maxStalenessMs', o.maxStalenessMs, 0, {
+    integer: true,
+    min: 0,
+    max: MAX_MS,
+  });
+  const flushIntervalMs = readNumber('flushIntervalMs', o.flushIntervalMs, 0, {
+    integer: true,
+    min: 0,
+    max: MAX_MS,
+  });
+  const storeTimeoutMs = readNumber('storeTimeoutMs', o.storeTimeoutMs, 100, {
+    integer: true,
+    min: 1,
+    max: MAX_MS,
+  });
+  const onStoreFailure = o.onStoreFailure ?? 'local';
+  if (onStoreFailure !== 'local' && onStoreFailure !== 'allow' && onStoreFailure !== 'reject') {
+    throw invalid('onStoreFailure', "one of 'local', 'allow', 'reject'", onStoreFailure);
+  }
+  let logger: Logger | null = null;
+  if (o.logger !== undefined) {
+    const l = o.logger as Record<string, unknown> | null;
+    if (
+      typeof l !== 'object' ||
+      l === null ||
+      typeof l.warn !== 'function' ||
+      typeof l.error !== 'function'
+    ) {
+      throw invalid('logger', 'a pino-compatible logger (with `warn` and `error` methods)', o.logger);
+    }
+    logger = l as unknown as Logger;
+  }
+
+  const windowMs = policyWindowMs(trip);
+  const { bucketMs, bucketCount } = windowShape(windowMs);
+  const policy: BreakerPolicy = Object.freeze({
+    trip: Object.freeze(trip),
+    windowMs,
+    bucketMs,
+    bucketCount,
+    openMs,
+    backoffMultiplier,
+    maxOpenMs,
+    jitterRatio,
+    halfOpenMaxCalls,
+    successThreshold,
+    probeLeaseMs,
+  });
+  return Object.freeze({
+    store: store as Store,
+    policy,
+    jitterFn,
+    slowCallMs,
+    timeoutMs,
+    isFailure: readFunction<FailureClassifier>('isFailure', o.isFailure),
+    onStateChange: readFunction<NonNullable<BreakerOptions<Context>['onStateChange']>>(
+      'onStateChange',
+      o.onStateChange,
+    ),
+    logger,
+    clock: clock as Clock,
+    maxStalenessMs,
+    flushIntervalMs,
+    storeTimeoutMs,
+    onStoreFailure,
+  });
+}
+
+/** Factory options that are not breaker options; `resolveOptions` lets them through. */
+export const FACTORY_ONLY_KEYS: ReadonlySet<string> = new Set(['name', 'byBaseName', 'maxBreakers']);

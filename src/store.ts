@@ -1,0 +1,64 @@
+import type {
+  AcquireResult,
+  BreakerPolicy,
+  OutcomeBatch,
+  Override,
+  Snapshot,
+  Transition,
+  UpdateResult,
+} from './core/types.js';
+
+export type {
+  AcquireResult,
+  BreakerPolicy,
+  OutcomeBatch,
+  Override,
+  ProbeResult,
+  Snapshot,
+  Transition,
+  UpdateResult,
+} from './core/types.js';
+
+/** A value, or a promise of it: an in-process store answers synchronously and saves a tick. */
+export type Awaitable<T> = T | PromiseLike<T>;
+
+/** A state change a store pushes to every subscriber (Redis pub/sub, Postgres NOTIFY). */
+export interface StateChangeMessage extends Transition {
+  readonly key: string;
+  /** When the new state admits calls again (open), in the store's clock; 0 otherwise. */
+  readonly openUntil: number;
+  /** The store's time when the change happened. */
+  readonly now: number;
+}
+
+export interface ListPage {
+  readonly keys: readonly string[];
+  /** Pass back to get the next page; null when there is none. */
+  readonly cursor: string | null;
+}
+
+/**
+ * Where breaker state lives. Every method is one atomic round trip (one Lua script, one
+ * conditional write, one SQL statement) and runs the reducer of `circuitry/core` semantics.
+ * The breaker talks to stores only through this interface; `describeStoreConformance` from
+ * `circuitry/testing` checks an implementation against it.
+ *
+ * A store takes the time from its own clock (Redis: the server's `TIME`), never from the caller.
+ */
+export interface Store {
+  /** Admit a call (with its generation, and a probe lease in half-open) or reject it. */
+  acquire(key: string, policy: BreakerPolicy): Awaitable<AcquireResult>;
+  /** Record the outcomes of calls admitted under `batch.generation`. */
+  record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Awaitable<UpdateResult>;
+  /** The breaker's state, or null when the store holds nothing for `key`. Changes nothing. */
+  inspect(key: string, policy: BreakerPolicy): Awaitable<Snapshot | null>;
+  /** Set (or, with null, clear) an operator override. */
+  force(key: string, policy: BreakerPolicy, override: Override | null): Awaitable<UpdateResult>;
+  /** Keys that start with `prefix`, a page at a time, for operators and tools. */
+  list(prefix: string, cursor?: string | null): Awaitable<ListPage>;
+  /**
+   * Push state changes made by any process to `listener`. Resolves once subscribed; the
+   * returned function unsubscribes. Stores that cannot push leave this out and are polled.
+   */
+  subscribe?(listener: (message: StateChangeMessage) => void): Promise<() => Promise<void>>;
+}

@@ -1,0 +1,72 @@
+--[[
+acquire.lua: asks for a permit (reducer.ts acquire).
+
+KEYS[1]   the breaker's hash (keys.ts breakerKey)
+ARGV      the policy (common.lua read_policy); nothing else
+Returns   { 'acquire', corrupt, now, admitted, reason, retryAfterMs, generation, lease, state,
+            override, openUntil, transitionFrom, transitionTo, transitionGeneration }
+          corrupt and admitted are 0/1; reason, lease, override and the transition's from/to are
+          '' when absent (transitionGeneration is then 0).
+Writes    only when something changed (a new record, open -> half-open, a lease granted); a
+          rejection or a closed admission writes nothing. Publishes the transition it made.
+Errors    CIRCUITRY_BADARG <what>
+]]
+
+-- @include common.lua
+
+local key = KEYS[1]
+local p = read_policy(ARGV)
+local now = now_ms()
+local r, existed, corrupt = load(key)
+local dirty = corrupt or not existed
+expire_leases(r, now)
+
+local admitted, reason, retryAfterMs, lease = 1, '', 0, ''
+local moved = nil
+
+if r.override == 'forced-open' then
+  admitted, reason, retryAfterMs = 0, 'forced-open', p.openMs
+elseif r.override == 'forced-closed' or r.state == 'closed' then
+  admitted = 1
+elseif r.state == 'open' and now < r.openUntil then
+  if r.override ~= 'metrics-only' then
+    admitted, reason, retryAfterMs = 0, 'open', r.openUntil - now
+  end
+else
+  if r.state == 'open' then
+    local from = circuit_state(r)
+    to_half_open(r)
+    moved = transition(from, r)
+    dirty = true
+  end
+  -- half-open
+  if #r.leases < p.halfOpenMaxCalls then
+    r.seq = r.seq + 1
+    lease = int(now) .. '-' .. int(r.seq)
+    r.leases[#r.leases + 1] = { id = lease, expiresAt = now + p.probeLeaseMs }
+    dirty = true
+  elseif r.override ~= 'metrics-only' then
+    local soonest = nil
+    for _, l in ipairs(r.leases) do
+      if soonest == nil or l.expiresAt < soonest then
+        soonest = l.expiresAt
+      end
+    end
+    admitted, reason = 0, 'half-open-full'
+    if soonest == nil then
+      -- halfOpenMaxCalls < 1 leaves no lease to wait for (the reducer's Infinity); say "soon".
+      retryAfterMs = p.probeLeaseMs
+    else
+      retryAfterMs = math.max(1, soonest - now)
+    end
+  end
+end
+
+if dirty then
+  save(key, p, r, now)
+end
+publish(p, key, moved, r, now)
+
+local from, to, tgen = transition_reply(moved)
+return { 'acquire', corrupt and 1 or 0, now, admitted, reason, retryAfterMs, r.gen, lease, r.state, r.override,
+  r.openUntil, from, to, tgen }

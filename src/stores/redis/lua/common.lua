@@ -1,0 +1,403 @@
+--[[
+common.lua: code shared by every circuitry script. It is never loaded on its own:
+scripts/build-lua.ts inlines it where a script says `-- @include common.lua`.
+
+This is a port of src/core/reducer.ts, window.ts and policy.ts (the spec). Keep the two in step;
+the conformance suite runs the same scenarios against both.
+
+Every script receives the same leading ARGV (see read_policy):
+  ARGV[1]   channel to PUBLISH transitions on (`<prefix>events`)
+  ARGV[2]   trip kind: consecutive-failures | failures-in-window | failure-rate | custom
+  ARGV[3]   threshold (0 when the kind has none)
+  ARGV[4]   ratio (failure-rate; 0 otherwise)
+  ARGV[5]   minimumCalls (failure-rate; 0 otherwise)
+  ARGV[6]   windowMs     ARGV[7]  bucketMs       ARGV[8]  bucketCount
+  ARGV[9]   openMs       ARGV[10] backoffMultiplier ARGV[11] maxOpenMs  ARGV[12] jitterRatio
+  ARGV[13]  halfOpenMaxCalls  ARGV[14] successThreshold  ARGV[15] probeLeaseMs
+Script-specific ARGV start at ARGV[POLICY_ARGS + 1].
+
+The record is one hash. Fields (all strings):
+  v          schema version ('1')
+  state      closed | open | half-open
+  override   '' | forced-open | forced-closed | metrics-only
+  gen, openedAt, openUntil, reopens, cf (consecutive failures), ps (probe successes),
+  seq        lease counter, so lease ids are unique per breaker
+  leases     '<id>=<expiresAt>,...'
+  buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' in ring-slot order
+
+Errors raised (as Redis error replies): CIRCUITRY_BADARG <what> when an argument is malformed.
+A stored record that is not valid is never an error: it is reset, and the reply's corrupt flag is 1.
+]]
+
+local SCHEMA = '1'
+local POLICY_ARGS = 15
+-- Added to every GC TTL, so a record outlives anything it still has to remember.
+local GC_MARGIN_MS = 60000
+local MAX_SAFE = 9007199254740991
+
+-- Redis before 5 replicates scripts verbatim, which a script reading TIME cannot allow.
+if redis.replicate_commands then
+  redis.replicate_commands()
+end
+
+local function bad_arg(what)
+  error({ err = 'CIRCUITRY_BADARG ' .. what })
+end
+
+-- Integers are formatted with %d: tostring() would use %.14g and lose digits.
+local function int(x)
+  return string.format('%d', x)
+end
+
+local function arg_number(value, what)
+  local n = tonumber(value)
+  if n == nil or n ~= n then
+    bad_arg(what)
+  end
+  return n
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function read_policy(argv)
+  local kind = argv[2]
+  if kind ~= 'consecutive-failures' and kind ~= 'failures-in-window' and kind ~= 'failure-rate'
+    and kind ~= 'custom' then
+    bad_arg('trip kind')
+  end
+  local p = {
+    channel = argv[1],
+    kind = kind,
+    threshold = arg_number(argv[3], 'threshold'),
+    ratio = arg_number(argv[4], 'ratio'),
+    minimumCalls = arg_number(argv[5], 'minimumCalls'),
+    windowMs = arg_number(argv[6], 'windowMs'),
+    bucketMs = arg_number(argv[7], 'bucketMs'),
+    bucketCount = arg_number(argv[8], 'bucketCount'),
+    openMs = arg_number(argv[9], 'openMs'),
+    backoffMultiplier = arg_number(argv[10], 'backoffMultiplier'),
+    maxOpenMs = arg_number(argv[11], 'maxOpenMs'),
+    jitterRatio = arg_number(argv[12], 'jitterRatio'),
+    halfOpenMaxCalls = arg_number(argv[13], 'halfOpenMaxCalls'),
+    successThreshold = arg_number(argv[14], 'successThreshold'),
+    probeLeaseMs = arg_number(argv[15], 'probeLeaseMs'),
+  }
+  if type(p.channel) ~= 'string' then
+    bad_arg('channel')
+  end
+  if p.bucketMs < 1 or p.bucketCount < 1 then
+    bad_arg('bucket shape')
+  end
+  return p
+end
+
+local function empty_record()
+  return {
+    state = 'closed', override = '', gen = 1, openedAt = 0, openUntil = 0, reopens = 0,
+    cf = 0, ps = 0, seq = 0, leases = {}, buckets = {},
+  }
+end
+
+-- A non-negative safe integer from a stored string, or nil.
+local function count(s)
+  if type(s) ~= 'string' or #s > 16 or not string.find(s, '^%d+$') then
+    return nil
+  end
+  local n = tonumber(s)
+  if n > MAX_SAFE then
+    return nil
+  end
+  return n
+end
+
+local function parse_leases(s)
+  local leases = {}
+  if s == '' then
+    return leases
+  end
+  for entry in string.gmatch(s .. ',', '([^,]*),') do
+    local id, at = string.match(entry, '^([%w%.%-]+)=(%d+)$')
+    local expiresAt = count(at)
+    if id == nil or expiresAt == nil then
+      return nil
+    end
+    leases[#leases + 1] = { id = id, expiresAt = expiresAt }
+  end
+  return leases
+end
+
+local function parse_buckets(s)
+  local buckets = {}
+  if s == '' then
+    return buckets
+  end
+  for entry in string.gmatch(s .. ',', '([^,]*),') do
+    local i, a, b, c, d = string.match(entry, '^(%-?%d+):(%d+):(%d+):(%d+):(%d+)$')
+    if i == nil or #i > 17 then
+      return nil
+    end
+    local bucket = { index = tonumber(i), s = count(a), f = count(b), sl = count(c), ig = count(d) }
+    if bucket.s == nil or bucket.f == nil or bucket.sl == nil or bucket.ig == nil then
+      return nil
+    end
+    buckets[#buckets + 1] = bucket
+  end
+  return buckets
+end
+
+-- The record in hash fields `h`, or nil when any field is missing, malformed or of another schema.
+local function parse_record(h)
+  if h.v ~= SCHEMA then
+    return nil
+  end
+  local state, override = h.state, h.override
+  if state ~= 'closed' and state ~= 'open' and state ~= 'half-open' then
+    return nil
+  end
+  if override ~= '' and override ~= 'forced-open' and override ~= 'forced-closed'
+    and override ~= 'metrics-only' then
+    return nil
+  end
+  local r = {
+    state = state, override = override, gen = count(h.gen), openedAt = count(h.openedAt),
+    openUntil = count(h.openUntil), reopens = count(h.reopens), cf = count(h.cf), ps = count(h.ps),
+    seq = count(h.seq), leases = parse_leases(h.leases), buckets = parse_buckets(h.buckets),
+  }
+  if r.gen == nil or r.gen < 1 or r.openedAt == nil or r.openUntil == nil or r.reopens == nil
+    or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.buckets == nil then
+    return nil
+  end
+  return r
+end
+
+--[[ Loads the record at `key`. Returns record, existed, corrupt.
+A missing key gives a fresh record (existed = false). A key of another type, or a hash that is not
+a valid record, gives a fresh record marked `reset`, so save() deletes the old value first. ]]
+local function load(key)
+  local raw = redis.pcall('HGETALL', key)
+  if raw.err then
+    local fresh = empty_record()
+    fresh.reset = true
+    return fresh, true, true
+  end
+  if #raw == 0 then
+    return empty_record(), false, false
+  end
+  local h = {}
+  for i = 1, #raw, 2 do
+    h[raw[i]] = raw[i + 1]
+  end
+  local r = parse_record(h)
+  if r == nil then
+    r = empty_record()
+    r.reset = true
+    return r, true, true
+  end
+  return r, true, false
+end
+
+--[[ The GC TTL: longer than the window, plus the longest open period (with jitter), plus a probe
+lease, plus a margin, and never shorter than what is left of the current open period (a jitter
+function can exceed the ratio). So expiry can only forget a breaker that has been idle for longer
+than anything it remembers; it can never end an open period early (REFERENCE.md H6). ]]
+local function gc_ttl_ms(p, r, now)
+  local longestOpen = math.max(p.openMs, p.maxOpenMs) * (1 + math.max(0, p.jitterRatio))
+  local ttl = p.windowMs + longestOpen + p.probeLeaseMs
+  local leftOpen = r.openUntil - now + p.windowMs + p.probeLeaseMs
+  if leftOpen > ttl then
+    ttl = leftOpen
+  end
+  return math.ceil(ttl + GC_MARGIN_MS)
+end
+
+local function encode_leases(leases)
+  local parts = {}
+  for i, l in ipairs(leases) do
+    parts[i] = l.id .. '=' .. int(l.expiresAt)
+  end
+  return table.concat(parts, ',')
+end
+
+local function encode_buckets(buckets)
+  local parts = {}
+  for i, b in ipairs(buckets) do
+    parts[i] = int(b.index) .. ':' .. int(b.s) .. ':' .. int(b.f) .. ':' .. int(b.sl) .. ':' .. int(b.ig)
+  end
+  return table.concat(parts, ',')
+end
+
+--[[ Writes the whole record and refreshes its GC TTL. A record with an operator override has no
+TTL: an override is an operator's decision, bounded by operator actions rather than by traffic, and
+forgetting it would silently re-enable a breaker someone forced open. ]]
+local function save(key, p, r, now)
+  if r.reset then
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', key,
+    'v', SCHEMA, 'state', r.state, 'override', r.override, 'gen', int(r.gen),
+    'openedAt', int(r.openedAt), 'openUntil', int(r.openUntil), 'reopens', int(r.reopens),
+    'cf', int(r.cf), 'ps', int(r.ps), 'seq', int(r.seq),
+    'leases', encode_leases(r.leases), 'buckets', encode_buckets(r.buckets))
+  if r.override ~= '' then
+    redis.call('PERSIST', key)
+  else
+    redis.call('PEXPIRE', key, int(gc_ttl_ms(p, r, now)))
+  end
+end
+
+-- Drops leases whose holder did not report in time. Not a change worth a write on its own:
+-- every reader expires them again.
+local function expire_leases(r, now)
+  local kept = {}
+  for _, l in ipairs(r.leases) do
+    if l.expiresAt > now then
+      kept[#kept + 1] = l
+    end
+  end
+  r.leases = kept
+end
+
+local function circuit_state(r)
+  if r.override == 'forced-open' or r.override == 'forced-closed' then
+    return r.override
+  end
+  return r.state
+end
+
+local function open_period_ms(p, reopens, random, jitterMs)
+  local base = math.min(p.maxOpenMs, p.openMs * (p.backoffMultiplier ^ reopens))
+  -- Math.round for the non-negative values this sees.
+  return math.floor(base + base * p.jitterRatio * random + jitterMs + 0.5)
+end
+
+local function open(r, p, now, random, jitterMs)
+  if r.state == 'half-open' then
+    r.reopens = r.reopens + 1
+  else
+    r.reopens = 0
+  end
+  r.state = 'open'
+  r.gen = r.gen + 1
+  r.openedAt = now
+  r.openUntil = now + open_period_ms(p, r.reopens, random, jitterMs)
+  r.leases = {}
+  r.ps = 0
+end
+
+local function close(r)
+  r.state = 'closed'
+  r.gen = r.gen + 1
+  r.openUntil = 0
+  r.reopens = 0
+  r.cf = 0
+  r.ps = 0
+  r.leases = {}
+  r.buckets = {}
+end
+
+local function to_half_open(r)
+  r.state = 'half-open'
+  r.gen = r.gen + 1
+  r.openUntil = 0
+  r.ps = 0
+  r.leases = {}
+end
+
+-- The slot for `now`, emptied first if it holds an older bucket (window.ts currentBucket).
+local function current_bucket(r, p, now)
+  local index = math.floor(now / p.bucketMs)
+  local slot = index % p.bucketCount + 1
+  local b = r.buckets[slot]
+  if b == nil then
+    for i = #r.buckets + 1, p.bucketCount do
+      r.buckets[i] = { index = -1, s = 0, f = 0, sl = 0, ig = 0 }
+    end
+    b = r.buckets[slot]
+  end
+  if b.index ~= index then
+    b.index = index
+    b.s = 0
+    b.f = 0
+    b.sl = 0
+    b.ig = 0
+  end
+  return b
+end
+
+-- Sums the buckets still inside the window ending at `now` (window.ts windowCounts).
+local function window_counts(r, p, now)
+  local newest = math.floor(now / p.bucketMs)
+  local oldest = newest - p.bucketCount + 1
+  local c = { s = 0, f = 0, sl = 0, ig = 0 }
+  for _, b in ipairs(r.buckets) do
+    if b.index >= oldest and b.index <= newest then
+      c.s = c.s + b.s
+      c.f = c.f + b.f
+      c.sl = c.sl + b.sl
+      c.ig = c.ig + b.ig
+    end
+  end
+  c.total = c.s + c.f
+  return c
+end
+
+-- policy.ts shouldTrip. A custom policy never trips here.
+local function should_trip(p, c, cf)
+  if p.kind == 'consecutive-failures' then
+    return cf >= p.threshold
+  elseif p.kind == 'failures-in-window' then
+    return c.f >= p.threshold
+  elseif p.kind == 'failure-rate' then
+    return c.total >= p.minimumCalls and c.f >= p.ratio * c.total
+  end
+  return false
+end
+
+-- A transition as a table, or nil when the caller-visible state did not change.
+local function transition(from, r)
+  local to = circuit_state(r)
+  if from == to then
+    return nil
+  end
+  return { from = from, to = to, gen = r.gen }
+end
+
+-- Tells every subscriber. The payload names the Redis key; the JS side maps it back to the name.
+local function publish(p, key, t, r, now)
+  if t == nil then
+    return
+  end
+  local payload = '{"key":' .. cjson.encode(key) .. ',"from":"' .. t.from .. '","to":"' .. t.to
+    .. '","generation":' .. int(t.gen) .. ',"openUntil":' .. int(r.openUntil) .. ',"now":' .. int(now) .. '}'
+  redis.call('PUBLISH', p.channel, payload)
+end
+
+-- The transition's fields for a reply: from, to, generation ('', '', 0 when none).
+local function transition_reply(t)
+  if t == nil then
+    return '', '', 0
+  end
+  return t.from, t.to, t.gen
+end
+
+--[[ A snapshot as reply fields, in this order:
+state, override, generation, openUntil, successes, failures, slow, ignored, consecutiveFailures,
+activeProbes, probeSuccesses, reopens, now. The JS side derives circuitState, retryAfterMs, total
+and failureRate (floats do not survive a Redis integer reply). ]]
+local function snapshot_reply(out, r, p, now)
+  local c = window_counts(r, p, now)
+  local active = 0
+  for _, l in ipairs(r.leases) do
+    if l.expiresAt > now then
+      active = active + 1
+    end
+  end
+  local fields = { r.state, r.override, r.gen, r.openUntil, c.s, c.f, c.sl, c.ig, r.cf, active, r.ps, r.reopens, now }
+  for _, v in ipairs(fields) do
+    out[#out + 1] = v
+  end
+  return out
+end

@@ -1,0 +1,103 @@
+--[[
+record.lua: records the outcomes of calls admitted under one generation (reducer.ts record).
+
+KEYS[1]   the breaker's hash (keys.ts breakerKey)
+ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
+          generation, successes, failures, trailingFailures, slow, ignored,
+          trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
+          jitterMs, then pairs of (lease id, outcome: success | failure | ignored) for probes
+Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
+            successes, failures, slow, ignored, consecutiveFailures, activeProbes,
+            probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration }
+Writes    only when something changed. Publishes the transition it made.
+Errors    CIRCUITRY_BADARG <what>
+]]
+
+-- @include common.lua
+
+local key = KEYS[1]
+local p = read_policy(ARGV)
+local b = POLICY_ARGS
+local generation = arg_number(ARGV[b + 1], 'generation')
+local successes = arg_number(ARGV[b + 2], 'successes')
+local failures = arg_number(ARGV[b + 3], 'failures')
+local trailing = arg_number(ARGV[b + 4], 'trailingFailures')
+local slow = arg_number(ARGV[b + 5], 'slow')
+local ignored = arg_number(ARGV[b + 6], 'ignored')
+local trip = ARGV[b + 7] == '1'
+local random = arg_number(ARGV[b + 8], 'random')
+local jitterMs = arg_number(ARGV[b + 9], 'jitterMs')
+local firstProbe = b + 10
+if (#ARGV - firstProbe + 1) % 2 ~= 0 then
+  bad_arg('probes')
+end
+
+local now = now_ms()
+local r, existed, corrupt = load(key)
+local dirty = corrupt or not existed
+expire_leases(r, now)
+
+local stale = 0
+local moved = nil
+if generation ~= r.gen or r.override == 'forced-closed' then
+  stale = 1
+else
+  local from = circuit_state(r)
+  if r.state == 'closed' then
+    if successes + failures + slow + ignored > 0 then
+      local bucket = current_bucket(r, p, now)
+      bucket.s = bucket.s + successes
+      bucket.f = bucket.f + failures
+      bucket.sl = bucket.sl + slow
+      bucket.ig = bucket.ig + ignored
+      if successes > 0 then
+        r.cf = trailing
+      else
+        r.cf = r.cf + failures
+      end
+      dirty = true
+    end
+    local c = window_counts(r, p, now)
+    if (failures > 0 and should_trip(p, c, r.cf)) or (trip and p.kind == 'custom') then
+      open(r, p, now, random, jitterMs)
+      dirty = true
+    end
+  elseif r.state == 'half-open' and #ARGV >= firstProbe then
+    local failed = false
+    for i = firstProbe, #ARGV, 2 do
+      local id, outcome = ARGV[i], ARGV[i + 1]
+      for at, l in ipairs(r.leases) do
+        if l.id == id then
+          -- Found: give the slot back. An expired or unknown lease's slot was already given back.
+          table.remove(r.leases, at)
+          dirty = true
+          if outcome == 'success' then
+            r.ps = r.ps + 1
+          elseif outcome == 'failure' then
+            failed = true
+          end
+          break
+        end
+      end
+    end
+    if failed then
+      open(r, p, now, random, jitterMs)
+    elseif r.ps >= p.successThreshold then
+      close(r)
+    end
+  end
+  moved = transition(from, r)
+end
+
+if dirty then
+  save(key, p, r, now)
+end
+publish(p, key, moved, r, now)
+
+local out = { 'update', corrupt and 1 or 0, stale }
+snapshot_reply(out, r, p, now)
+local from, to, tgen = transition_reply(moved)
+out[#out + 1] = from
+out[#out + 1] = to
+out[#out + 1] = tgen
+return out
