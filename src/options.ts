@@ -254,7 +254,7 @@ export function resolveOptions<Context>(
   if (typeof (clock as { now?: unknown }).now !== 'function') {
     throw invalid('clock', 'an object with a `now()` method', clock);
   }
-  const store = o.store ?? new MemoryStore({ clock: clock as Clock });
+  const store = o.store ?? new MemoryStore(o.clock === undefined ? {} : { clock: clock as Clock });
   for (const method of ['acquire', 'record', 'inspect', 'force', 'list'] as const) {
     if (typeof (store as Record<string, unknown>)[method] !== 'function') {
       throw invalid('store', `a Store (an object with an \`${method}()\` method)`, store);

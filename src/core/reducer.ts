@@ -4,11 +4,13 @@ import type {
   BreakerPolicy,
   BreakerRecord,
   CircuitState,
+  Outcome,
   OutcomeBatch,
   Override,
   Snapshot,
   Transition,
   UpdateResult,
+  WindowCounts,
 } from './types.js';
 import { shouldTrip } from './policy.js';
 import { currentBucket, windowCounts } from './window.js';
@@ -191,6 +193,7 @@ export function record(
     return { snapshot: snapshot(record, policy, now), transition: null, stale: true };
   }
   const from = circuitState(record);
+  let counts: WindowCounts | undefined;
   if (record.state === 'closed') {
     if (batch.successes + batch.failures + batch.slow + batch.ignored > 0) {
       const bucket = currentBucket(record.buckets, now, policy.bucketMs, policy.bucketCount);
@@ -201,7 +204,8 @@ export function record(
       record.consecutiveFailures =
         batch.successes > 0 ? batch.trailingFailures : record.consecutiveFailures + batch.failures;
     }
-    const counts = windowCounts(record, now, policy.bucketMs, policy.bucketCount);
+    // Opening changes neither the buckets nor the consecutive failures: the snapshot reuses these.
+    counts = windowCounts(record, now, policy.bucketMs, policy.bucketCount);
     if (
       (batch.failures > 0 && shouldTrip(policy.trip, counts)) ||
       (batch.trip === true && policy.trip.kind === 'custom')
@@ -220,7 +224,65 @@ export function record(
     if (failed) open(record, policy, now, batch);
     else if (record.probeSuccesses >= policy.successThreshold) close(record);
   }
-  return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
+  return {
+    snapshot: snapshot(record, policy, now, counts),
+    transition: transition(from, record),
+    stale: false,
+  };
+}
+
+/**
+ * `record` for one outcome of a call admitted in closed state with no override, for a store that
+ * answers in-process: the same change as `record` with a batch of one, without building the batch
+ * or the snapshot. Returns the transition (closed to open) or null, or `undefined` when the
+ * precondition does not hold (the record is not closed, has an override, or is at another
+ * generation); then nothing was changed and the caller must use `record`.
+ */
+export function recordClosedOutcome(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  generation: number,
+  outcome: Outcome,
+  slow: boolean,
+  random: number,
+  jitterMs: number,
+): Transition | null | undefined {
+  if (record.state !== 'closed' || record.override !== null || record.generation !== generation) {
+    return undefined;
+  }
+  const bucket = currentBucket(record.buckets, now, policy.bucketMs, policy.bucketCount);
+  if (slow) bucket.slow += 1;
+  if (outcome === 'success') {
+    bucket.successes += 1;
+    record.consecutiveFailures = 0;
+    return null;
+  }
+  if (outcome === 'ignored') {
+    bucket.ignored += 1;
+    return null;
+  }
+  bucket.failures += 1;
+  record.consecutiveFailures += 1;
+  const trip = policy.trip;
+  const trips =
+    trip.kind === 'consecutive-failures'
+      ? record.consecutiveFailures >= trip.threshold
+      : shouldTrip(trip, windowCounts(record, now, policy.bucketMs, policy.bucketCount));
+  if (!trips) return null;
+  const single: OutcomeBatch = {
+    generation,
+    successes: 0,
+    failures: 1,
+    trailingFailures: 1,
+    slow: slow ? 1 : 0,
+    ignored: 0,
+    probes: [],
+    random,
+    jitterMs,
+  };
+  open(record, policy, now, single);
+  return { from: 'closed', to: 'open', generation: record.generation };
 }
 
 /**
@@ -244,8 +306,16 @@ export function force(
   return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
 }
 
-/** The snapshot of a record at `now`. Does not change the record. */
-export function snapshot(record: BreakerRecord, policy: BreakerPolicy, now: number): Snapshot {
+/**
+ * The snapshot of a record at `now`. Does not change the record. `counts`, when given, must be
+ * the record's window counts at `now` (a caller that just computed them saves the work).
+ */
+export function snapshot(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  counts: WindowCounts = windowCounts(record, now, policy.bucketMs, policy.bucketCount),
+): Snapshot {
   const state = circuitState(record);
   let retryAfterMs = 0;
   if (state === 'forced-open') retryAfterMs = policy.openMs;
@@ -259,7 +329,7 @@ export function snapshot(record: BreakerRecord, policy: BreakerPolicy, now: numb
     generation: record.generation,
     openUntil: record.openUntil,
     retryAfterMs,
-    counts: windowCounts(record, now, policy.bucketMs, policy.bucketCount),
+    counts,
     activeProbes,
     probeSuccesses: record.probeSuccesses,
     reopens: record.reopens,

@@ -1,20 +1,24 @@
 import type { Clock } from '../core/clock.js';
-import { systemClock } from '../core/clock.js';
 import * as reducer from '../core/reducer.js';
 import type {
   AcquireResult,
   BreakerPolicy,
   BreakerRecord,
   OutcomeBatch,
+  Outcome,
   Override,
   Snapshot,
   Transition,
   UpdateResult,
 } from '../core/types.js';
 import type { ListPage, StateChangeMessage, Store } from '../store.js';
+import { createTurnClock } from '../turn-clock.js';
 
 export interface MemoryStoreOptions {
-  /** Where time comes from. @defaultValue the system clock */
+  /**
+   * Where time comes from. @defaultValue the system clock, sampled at most once per 32 reads
+   * within one turn of the event loop (see `createTurnClock`)
+   */
   readonly clock?: Clock;
   /** Called when a stored record is not one this version can read, before it is reset. */
   readonly onCorruptRecord?: (key: string, value: unknown) => void;
@@ -23,11 +27,103 @@ export interface MemoryStoreOptions {
 const PAGE_SIZE = 100;
 
 /**
+ * How long a record must outlive its last use: the counting window, the longest open period
+ * (or the one it is in, if a jitter function made it longer) and a probe lease. Dropping it later
+ * than that loses nothing the semantics keep; dropping it sooner could end an open period early.
+ */
+function retentionMs(policy: BreakerPolicy, record: BreakerRecord, now: number): number {
+  const longestOpen = Math.max(policy.maxOpenMs * (1 + policy.jitterRatio), record.openUntil - now);
+  return policy.windowMs + longestOpen + policy.probeLeaseMs;
+}
+
+/**
+ * A map that forgets entries nobody touched for a while, without a timer and without work on
+ * reads: entries live in a young and an old generation; each period the old one is dropped and
+ * the young one becomes old, and touching an old entry moves it back to the young one. An entry is
+ * dropped after between one and two periods without use; the period is the longest retention any
+ * write asked for. So a store with 100,000 tenants that went quiet gives their memory back.
+ */
+class AgingMap<V> {
+  #young = new Map<string, V>();
+  #old = new Map<string, V>();
+  #periodMs = 0;
+  #rotateAt = 0;
+
+  get(key: string): V | undefined {
+    const value = this.#young.get(key);
+    if (value !== undefined || this.#old.size === 0) return value;
+    const aged = this.#old.get(key);
+    if (aged !== undefined) {
+      this.#old.delete(key);
+      this.#young.set(key, aged);
+    }
+    return aged;
+  }
+
+  has(key: string): boolean {
+    return this.#young.has(key) || this.#old.has(key);
+  }
+
+  set(key: string, value: V): void {
+    this.#young.set(key, value);
+    if (this.#old.size > 0) this.#old.delete(key);
+  }
+
+  keys(): string[] {
+    return [...this.#young.keys(), ...this.#old.keys()];
+  }
+
+  get size(): number {
+    return this.#young.size + this.#old.size;
+  }
+
+  clear(): void {
+    this.#young.clear();
+    this.#old.clear();
+  }
+
+  /** Called on writes with the store's time and how long the written entry must be kept. */
+  age(now: number, retentionMs: number): void {
+    if (retentionMs > this.#periodMs) {
+      this.#periodMs = retentionMs;
+      // A longer period only ever postpones the next rotation.
+      this.#rotateAt = Math.max(this.#rotateAt, now + retentionMs);
+    }
+    if (now < this.#rotateAt) return;
+    this.#old = this.#young;
+    this.#young = new Map();
+    this.#rotateAt = now + this.#periodMs;
+  }
+}
+
+/**
+ * The breaker's allocation-free path for the closed state, used only with a `MemoryStore`: it
+ * runs the same reducer transitions as `acquire` and `record` for one call, without building the
+ * result objects a store that crosses a network needs. Not public API.
+ */
+export const inProcess = Symbol('circuitry.inProcess');
+
+export interface InProcessPath {
+  /** The generation of a closed breaker with no override (the call is admitted), else 0. */
+  admitClosed(key: string): number;
+  /** `reducer.recordClosedOutcome` on the stored record, publishing a transition it makes. */
+  recordClosed(
+    key: string,
+    policy: BreakerPolicy,
+    generation: number,
+    outcome: Outcome,
+    slow: boolean,
+    random: number,
+    jitterMs: number,
+  ): Transition | null | undefined;
+}
+
+/**
  * The reference store: state in this process, answered synchronously by the reducer itself.
  * Breakers in one process that share a MemoryStore share state; other processes do not.
  */
 export class MemoryStore implements Store {
-  readonly #records = new Map<string, BreakerRecord>();
+  readonly #records = new AgingMap<BreakerRecord>();
   readonly #listeners = new Set<(message: StateChangeMessage) => void>();
   readonly #clock: Clock;
   readonly #onCorruptRecord: ((key: string, value: unknown) => void) | undefined;
@@ -35,14 +131,17 @@ export class MemoryStore implements Store {
   #leaseCounter = 0;
 
   constructor(options: MemoryStoreOptions = {}) {
-    this.#clock = options.clock ?? systemClock;
+    this.#clock = options.clock ?? createTurnClock();
     this.#onCorruptRecord = options.onCorruptRecord;
   }
 
   acquire(key: string, policy: BreakerPolicy): AcquireResult {
     const now = this.#clock.now();
     const record = this.#load(key);
-    const result = reducer.acquire(record, policy, now, `${record.generation}:${++this.#leaseCounter}`);
+    this.#records.age(now, retentionMs(policy, record, now));
+    // A closed breaker hands out no lease: do not build an id for nothing on the hot path.
+    const leaseId = record.state === 'closed' ? '' : `${record.generation}:${++this.#leaseCounter}`;
+    const result = reducer.acquire(record, policy, now, leaseId);
     this.#publish(key, result.transition, record, now);
     return result;
   }
@@ -51,6 +150,7 @@ export class MemoryStore implements Store {
     const now = this.#clock.now();
     const record = this.#load(key);
     const result = reducer.record(record, policy, now, batch);
+    this.#records.age(now, retentionMs(policy, record, now));
     this.#publish(key, result.transition, record, now);
     return result;
   }
@@ -64,12 +164,16 @@ export class MemoryStore implements Store {
     const now = this.#clock.now();
     const record = this.#load(key);
     const result = reducer.force(record, policy, now, override);
+    this.#records.age(now, retentionMs(policy, record, now));
     this.#publish(key, result.transition, record, now);
     return result;
   }
 
   list(prefix: string, cursor: string | null = null): ListPage {
-    const keys = [...this.#records.keys()].filter((key) => key.startsWith(prefix)).sort();
+    const keys = this.#records
+      .keys()
+      .filter((key) => key.startsWith(prefix))
+      .sort();
     const start = cursor === null ? 0 : Number(cursor);
     const page = keys.slice(start, start + PAGE_SIZE);
     const next = start + PAGE_SIZE;
@@ -89,6 +193,11 @@ export class MemoryStore implements Store {
     this.#records.clear();
   }
 
+  /** How many breakers the store holds now (idle ones are dropped after their retention). */
+  get size(): number {
+    return this.#records.size;
+  }
+
   /**
    * Stores `value` as the raw record for `key`, bypassing the reducer: for tests that prove a
    * corrupted or foreign record is reset rather than trusted.
@@ -97,6 +206,33 @@ export class MemoryStore implements Store {
     this.#records.set(key, value as BreakerRecord);
     this.#unverified.add(key);
   }
+
+  readonly [inProcess]: InProcessPath = {
+    admitClosed: (key) => {
+      const record = this.#unverified.size === 0 ? this.#records.get(key) : undefined;
+      return record !== undefined && record.state === 'closed' && record.override === null
+        ? record.generation
+        : 0;
+    },
+    recordClosed: (key, policy, generation, outcome, slow, random, jitterMs) => {
+      const record = this.#unverified.size === 0 ? this.#records.get(key) : undefined;
+      if (record === undefined) return undefined;
+      const now = this.#clock.now();
+      const moved = reducer.recordClosedOutcome(
+        record,
+        policy,
+        now,
+        generation,
+        outcome,
+        slow,
+        random,
+        jitterMs,
+      );
+      if (moved) this.#publish(key, moved, record, now);
+      if (moved !== undefined) this.#records.age(now, retentionMs(policy, record, now));
+      return moved;
+    },
+  };
 
   #load(key: string): BreakerRecord {
     const existing = this.#records.get(key);

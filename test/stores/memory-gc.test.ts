@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { MemoryStore } from '../../src/index.js';
+import type { OutcomeBatch } from '../../src/index.js';
+import { resolveOptions } from '../../src/options.js';
+import { ManualClock } from '../../src/testing/manual-clock.js';
+
+// MemoryStore forgets breakers nobody used for longer than their retention (window + longest
+// open period + probe lease), so a process that has seen 100,000 tenants does not keep them all.
+
+const policy = resolveOptions({
+  openMs: 1_000,
+  backoff: { multiplier: 2, maxOpenMs: 8_000 },
+  jitter: 0.5,
+}).policy;
+// windowMs 60 s + 8 s * 1.5 + probe lease 30 s
+const retention = 60_000 + 12_000 + 30_000;
+
+function batch(generation: number, failures: number): OutcomeBatch {
+  return {
+    generation,
+    successes: failures === 0 ? 1 : 0,
+    failures,
+    trailingFailures: failures,
+    slow: 0,
+    ignored: 0,
+    probes: [],
+    random: 0,
+  };
+}
+
+describe('MemoryStore retention', () => {
+  it('drops breakers idle for two retention periods and keeps the ones in use', () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    for (let i = 0; i < 1_000; i++) store.record(`tenant-${i}`, policy, batch(1, 0));
+    assert.equal(store.size, 1_000);
+    for (let round = 0; round < 3; round++) {
+      clock.advance(retention);
+      store.record('busy', policy, batch(1, 0));
+    }
+    assert.equal(store.size, 1);
+    assert.deepEqual(store.list('').keys, ['busy']);
+    assert.equal(store.inspect('tenant-1', policy), null);
+  });
+
+  it('never drops a breaker sooner than its retention after its last use, whatever the phase', () => {
+    // Others keep writing every second, so the store ages on its own cadence; the quiet breaker
+    // is written at a different phase of it each time, and looked at once, just before its
+    // retention is over (looking at it would keep it).
+    for (let phase = 0; phase < retention; phase += retention / 8) {
+      const clock = new ManualClock();
+      const store = new MemoryStore({ clock });
+      const tick = (ms: number): void => {
+        for (let t = 0; t < ms; t += 1_000) {
+          clock.advance(1_000);
+          store.record('other', policy, batch(1, 0));
+        }
+      };
+      tick(2 * retention + phase);
+      store.record('quiet', policy, batch(1, 0));
+      tick(retention - 1_000);
+      assert.notEqual(store.inspect('quiet', policy), null, `phase ${phase}`);
+    }
+  });
+
+  it('keeps an open breaker until its open period is over, however long a jitter function made it', () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    const strict = resolveOptions({
+      trip: { kind: 'consecutive-failures', threshold: 1 },
+      openMs: 1_000,
+    }).policy;
+    const opened = store.record('down', strict, { ...batch(1, 1), jitterMs: 10 * retention });
+    assert.equal(opened.snapshot.state, 'open');
+    for (let i = 0; i < 18; i++) {
+      clock.advance(retention / 2);
+      store.record('other', strict, batch(1, 0));
+    }
+    assert.equal(store.inspect('down', strict)?.state, 'open');
+  });
+
+  it('touching a breaker, even by reading it, keeps it', () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    store.record('read-only', policy, batch(1, 0));
+    for (let i = 0; i < 6; i++) {
+      clock.advance(retention / 2);
+      store.record('other', policy, batch(1, 0));
+      assert.notEqual(store.acquire('read-only', policy), null);
+    }
+    assert.equal(store.inspect('read-only', policy)?.counts.successes, 0, 'its window has passed');
+    assert.equal(store.size, 2);
+  });
+});
