@@ -16,7 +16,7 @@ import type {
 } from './core/types.js';
 import type { CircuitOpenError } from './errors.js';
 import { CallTimeoutError, StoreError, isExpectedError, rejection } from './errors.js';
-import { Listeners } from './listeners.js';
+import { noListeners, own } from './listeners.js';
 import type { Disposer } from './listeners.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';
 import { resolveOptions } from './options.js';
@@ -209,11 +209,12 @@ export class CircuitBreaker<Context = unknown> {
 
   readonly #o: ResolvedOptions<Context>;
   readonly #health: StoreHealth;
-  readonly #stateChange = new Listeners<StateChangeEvent<Context>>();
-  readonly #success = new Listeners<SuccessEvent<Context>>();
-  readonly #failure = new Listeners<FailureEvent<Context>>();
-  readonly #reject = new Listeners<RejectEvent<Context>>();
-  readonly #storeError = new Listeners<StoreErrorEvent>();
+  // Shared empty lists until a listener is added (`own`): most breakers never have one.
+  #stateChange = noListeners<StateChangeEvent<Context>>();
+  #success = noListeners<SuccessEvent<Context>>();
+  #failure = noListeners<FailureEvent<Context>>();
+  #reject = noListeners<RejectEvent<Context>>();
+  #storeError = noListeners<StoreErrorEvent>();
 
   // This process's view of the shared state.
   #state: BreakerState = 'closed';
@@ -260,31 +261,32 @@ export class CircuitBreaker<Context = unknown> {
         : null;
     if (this.#o.onStateChange !== null) {
       const callback = this.#o.onStateChange;
+      this.#stateChange = own(this.#stateChange);
       this.#stateChange.add((event) => callback(event.name, event.context, event.from, event.to));
     }
   }
 
   /** Fires once per state change, in the process whose store operation made it. */
   onStateChange(listener: (event: StateChangeEvent<Context>) => void): Disposer {
-    return this.#stateChange.add(listener);
+    return (this.#stateChange = own(this.#stateChange)).add(listener);
   }
 
   onSuccess(listener: (event: SuccessEvent<Context>) => void): Disposer {
-    return this.#success.add(listener);
+    return (this.#success = own(this.#success)).add(listener);
   }
 
   /** Fires for every outcome that counts as a failure, including slow successes. */
   onFailure(listener: (event: FailureEvent<Context>) => void): Disposer {
-    return this.#failure.add(listener);
+    return (this.#failure = own(this.#failure)).add(listener);
   }
 
   onReject(listener: (event: RejectEvent<Context>) => void): Disposer {
-    return this.#reject.add(listener);
+    return (this.#reject = own(this.#reject)).add(listener);
   }
 
   /** Fires when the store fails or times out (the breaker keeps working; see `onStoreFailure`). */
   onStoreError(listener: (event: StoreErrorEvent) => void): Disposer {
-    return this.#storeError.add(listener);
+    return (this.#storeError = own(this.#storeError)).add(listener);
   }
 
   /**

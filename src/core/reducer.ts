@@ -3,6 +3,7 @@ import type {
   AcquireResult,
   BreakerPolicy,
   BreakerRecord,
+  Bucket,
   CircuitState,
   Outcome,
   OutcomeBatch,
@@ -13,7 +14,7 @@ import type {
   WindowCounts,
 } from './types.js';
 import { shouldTrip } from './policy.js';
-import { currentBucket, windowCounts } from './window.js';
+import { bucketIndex, currentBucket, windowCounts } from './window.js';
 
 /**
  * The reducer: the executable form of DESIGN.md's semantics. Every store runs exactly these
@@ -44,6 +45,22 @@ export function emptyRecord(): BreakerRecord {
 export function circuitState(record: Pick<BreakerRecord, 'state' | 'override'>): CircuitState {
   if (record.override === 'forced-open' || record.override === 'forced-closed') return record.override;
   return record.state;
+}
+
+/** The bucket counting at `now`; a record's first one goes in an array of exactly one slot. */
+function bucketAt(record: BreakerRecord, now: number, policy: BreakerPolicy): Bucket {
+  if (record.buckets.length > 0)
+    return currentBucket(record.buckets, now, policy.bucketMs, policy.bucketCount);
+  const bucket: Bucket = {
+    index: bucketIndex(now, policy.bucketMs),
+    successes: 0,
+    failures: 0,
+    slow: 0,
+    ignored: 0,
+  };
+  // A literal is allocated to size; a push onto [] would reserve 17 slots for every idle tenant.
+  record.buckets = [bucket];
+  return bucket;
 }
 
 /** Drops probe leases whose holder did not report in time, so a crashed prober cannot wedge the breaker. */
@@ -196,7 +213,7 @@ export function record(
   let counts: WindowCounts | undefined;
   if (record.state === 'closed') {
     if (batch.successes + batch.failures + batch.slow + batch.ignored > 0) {
-      const bucket = currentBucket(record.buckets, now, policy.bucketMs, policy.bucketCount);
+      const bucket = bucketAt(record, now, policy);
       bucket.successes += batch.successes;
       bucket.failures += batch.failures;
       bucket.slow += batch.slow;
@@ -251,7 +268,7 @@ export function recordClosedOutcome(
   if (record.state !== 'closed' || record.override !== null || record.generation !== generation) {
     return undefined;
   }
-  const bucket = currentBucket(record.buckets, now, policy.bucketMs, policy.bucketCount);
+  const bucket = bucketAt(record, now, policy);
   if (slow) bucket.slow += 1;
   if (outcome === 'success') {
     bucket.successes += 1;
@@ -376,8 +393,6 @@ export function isValidRecord(value: unknown): value is BreakerRecord {
     )
   );
 }
-
-type Bucket = BreakerRecord['buckets'][number];
 
 function isCount(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;

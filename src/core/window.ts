@@ -2,8 +2,8 @@ import type { Bucket, BreakerRecord, WindowCounts } from './types.js';
 
 /**
  * Epoch-aligned bucket arithmetic. A window of `bucketCount` buckets of `bucketMs` each; bucket
- * `i` covers `[i * bucketMs, (i + 1) * bucketMs)`. The ring keeps one slot per bucket, reused
- * when its index falls out of the window, so memory and work per call are O(bucketCount).
+ * `i` covers `[i * bucketMs, (i + 1) * bucketMs)`. A record keeps at most `bucketCount` buckets,
+ * so memory and work per call are O(bucketCount).
  */
 
 /** How many buckets a window is cut into. */
@@ -19,26 +19,33 @@ export function bucketIndex(now: number, bucketMs: number): number {
   return Math.floor(now / bucketMs);
 }
 
-/** The slot for `now`, emptied first if it holds an older bucket. */
+/**
+ * The bucket that counts outcomes at `now`. `buckets` holds only buckets that counted something,
+ * oldest first, at most `bucketCount` of them: a breaker that saw one call holds one bucket. A
+ * bucket that fell out of the window is reused for the new one. If the clock stepped back (a
+ * store's clock may), outcomes count in the newest bucket: never in a slot that would wipe newer
+ * counts.
+ */
 export function currentBucket(buckets: Bucket[], now: number, bucketMs: number, bucketCount: number): Bucket {
   const index = bucketIndex(now, bucketMs);
-  const slot = ((index % bucketCount) + bucketCount) % bucketCount;
-  let bucket = buckets[slot];
-  if (bucket === undefined) {
-    // Fill the ring lazily so a breaker that never counts never allocates buckets.
-    for (let i = buckets.length; i < bucketCount; i++) {
-      buckets.push({ index: -1, successes: 0, failures: 0, slow: 0, ignored: 0 });
-    }
-    bucket = buckets[slot]!;
+  const newest = buckets[buckets.length - 1];
+  if (newest !== undefined && newest.index >= index) return newest;
+  const oldest = index - bucketCount + 1;
+  let reused: Bucket | undefined;
+  while (buckets.length > 0 && (buckets[0]!.index < oldest || buckets.length >= bucketCount)) {
+    reused = buckets.shift();
   }
-  if (bucket.index !== index) {
-    bucket.index = index;
-    bucket.successes = 0;
-    bucket.failures = 0;
-    bucket.slow = 0;
-    bucket.ignored = 0;
+  if (reused === undefined) {
+    reused = { index, successes: 0, failures: 0, slow: 0, ignored: 0 };
+  } else {
+    reused.index = index;
+    reused.successes = 0;
+    reused.failures = 0;
+    reused.slow = 0;
+    reused.ignored = 0;
   }
-  return bucket;
+  buckets.push(reused);
+  return reused;
 }
 
 /** Sums the buckets still inside the window ending at `now`. */
