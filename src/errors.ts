@@ -104,16 +104,41 @@ export function isStoreError(error: unknown): error is StoreError {
   return hasCode(error, 'STORE_ERROR');
 }
 
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
+
+function rejectionMessage(error: CircuitOpenError): string {
+  return `Circuit breaker "${error.breakerName}" rejected the call (${error.reason})`;
+}
+
+// Rejections built by `rejection` carry no own `message` or `stack`: these supply them, and an
+// assignment makes an own property, as on any error.
+for (const [key, get] of [
+  ['message', rejectionMessage],
+  ['stack', (error: CircuitOpenError) => `${error.name}: ${rejectionMessage(error)}`],
+] as const) {
+  Object.defineProperty(CircuitOpenError.prototype, key, {
+    configurable: true,
+    get(this: CircuitOpenError) {
+      return get(this);
+    },
+    set(this: CircuitOpenError, value: unknown) {
+      Object.defineProperty(this, key, { value, writable: true, configurable: true, enumerable: false });
+    },
+  });
+}
+
 /**
- * Builds a rejection without capturing a stack trace: a rejection is routine, happens at the
- * rate of incoming calls, and its stack (the breaker's internals) says nothing useful.
+ * Builds a rejection without running the `Error` constructor: a rejection is routine, happens at
+ * the rate of incoming calls, and even with no stack frames `new Error` costs ~0.4 µs here, most
+ * of a rejection. The result is a `CircuitOpenError` (and an `Error`) by prototype, with
+ * `message`, `name`, `code` and a one-line `stack`; only `util.types.isNativeError` tells it apart.
  */
 export function rejection(breakerName: string, reason: RejectReason, retryAfterMs: number): CircuitOpenError {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    return new CircuitOpenError(breakerName, reason, Math.max(0, Math.ceil(retryAfterMs)));
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
+  const error = Object.create(CircuitOpenError.prototype) as Writable<CircuitOpenError>;
+  error.name = 'CircuitOpenError';
+  error.code = 'CIRCUIT_OPEN';
+  error.breakerName = breakerName;
+  error.reason = reason;
+  error.retryAfterMs = Math.max(0, Math.ceil(retryAfterMs));
+  return error;
 }
