@@ -167,12 +167,16 @@ function healthOf(store: Store): StoreHealth {
   return health;
 }
 
+/** Errors of store calls that timed out: the call may still complete. */
+const timeouts = new WeakSet<object>();
+
 function withTimeout<T>(promise: PromiseLike<T>, ms: number, operation: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new StoreError(`Store ${operation} did not answer within ${ms} ms`)),
-      ms,
-    );
+    const timer = setTimeout(() => {
+      const error = new StoreError(`Store ${operation} did not answer within ${ms} ms`);
+      timeouts.add(error);
+      reject(error);
+    }, ms);
     promise.then(
       (value) => {
         clearTimeout(timer);
@@ -648,13 +652,27 @@ export class CircuitBreaker<Context = unknown> {
     try {
       result = o.store.record(this.name, o.policy, batch);
     } catch (error) {
+      this.#keepUnsent(batch);
       this.#storeFailed('record', error);
       return undefined;
     }
     if (isPromiseLike(result)) {
-      return withTimeout(result, o.storeTimeoutMs, 'record').then(
+      const pending = result;
+      return withTimeout(pending, o.storeTimeoutMs, 'record').then(
         (r) => this.#recorded(r),
-        (error: unknown) => this.#storeFailed('record', error),
+        (error: unknown) => {
+          // A write that failed is kept for when the store is back. One that timed out may
+          // still land: it is kept only if the store later says it failed, never counted twice.
+          if (!timeouts.has(error as object)) {
+            this.#keepUnsent(batch);
+          } else {
+            pending.then(undefined, () => {
+              this.#keepUnsent(batch);
+              if (this.#health.failures === 0) this.#resendUnsent();
+            });
+          }
+          return this.#storeFailed('record', error);
+        },
       );
     }
     return this.#recorded(result);
@@ -948,7 +966,12 @@ export class CircuitBreaker<Context = unknown> {
       slow: 0,
       ignored: 0,
     });
-    if (unsent.generation !== batch.generation) return;
+    if (batch.generation < unsent.generation) return; // the store would fence it off anyway
+    if (batch.generation > unsent.generation) {
+      // The older outcomes would be fenced off by the store: the newer generation replaces them.
+      unsent.generation = batch.generation;
+      unsent.successes = unsent.failures = unsent.trailingFailures = unsent.slow = unsent.ignored = 0;
+    }
     unsent.trailingFailures =
       batch.successes > 0 ? batch.trailingFailures : unsent.trailingFailures + batch.failures;
     unsent.successes += batch.successes;
@@ -961,6 +984,11 @@ export class CircuitBreaker<Context = unknown> {
     const recovered = this.#health.succeeded();
     if (recovered) this.#o.logger?.warn({ breaker: this.name }, 'circuit breaker store is reachable again');
     this.#local = null;
+    this.#resendUnsent();
+  }
+
+  /** Writes the outcomes kept while the store was unreachable, under the generation they had. */
+  #resendUnsent(): void {
     const unsent = this.#unsent;
     this.#unsent = null;
     if (unsent !== null) {
