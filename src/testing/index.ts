@@ -1,1 +1,3 @@
 export { ManualClock } from './manual-clock.js';
+export { CORRUPTION_KINDS, describeStoreConformance, outcomes, policyOf } from './conformance.js';
+export type { ConformanceHarness, ConformanceOptions, CorruptionKind } from './conformance.js';

@@ -1,0 +1,645 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { describe, it } from 'node:test';
+
+import { consecutiveFailures, custom, failureRate, failuresInWindow } from '../core/policy.js';
+import type { AcquireResult, BreakerPolicy, OutcomeBatch, ProbeResult, UpdateResult } from '../core/types.js';
+import type { BreakerOptions } from '../options.js';
+import { resolveOptions } from '../options.js';
+import type { StateChangeMessage, Store } from '../store.js';
+
+/** The ways `ConformanceHarness.corrupt` can spoil a stored record. */
+export type CorruptionKind = 'garbage' | 'missing-field' | 'wrong-type' | 'foreign-schema';
+
+export const CORRUPTION_KINDS: readonly CorruptionKind[] = [
+  'garbage',
+  'missing-field',
+  'wrong-type',
+  'foreign-schema',
+];
+
+/** What a store offers the conformance suite. */
+export interface ConformanceHarness {
+  /** The store under test. */
+  readonly store: Store;
+  /**
+   * Moves the store's clock forward by `ms` (MemoryStore: a ManualClock; Redis: an offset the
+   * store adds to the server's `TIME`; DynamoDB: the store's injected clock).
+   */
+  advance(ms: number): void | Promise<void>;
+  /**
+   * Overwrites what the store holds for `key` with a corrupt value: `garbage` (not a record at
+   * all, or the wrong data type), `missing-field`, `wrong-type` (a field of the wrong type),
+   * `foreign-schema` (another schema version).
+   */
+  corrupt(key: string, kind: CorruptionKind): void | Promise<void>;
+  /** Called after each test: release what the harness made. */
+  close?(): void | Promise<void>;
+}
+
+/** Options of the suite run. */
+export interface ConformanceOptions {
+  /** Per-test timeout. @defaultValue 20_000 */
+  readonly timeoutMs?: number;
+}
+
+/** A policy from breaker options, as the breaker would build it. */
+export function policyOf(options: BreakerOptions = {}): BreakerPolicy {
+  return resolveOptions({ openMs: 1_000, jitter: 0, ...options }).policy;
+}
+
+/** An outcome batch with every field filled in. */
+export function outcomes(
+  generation: number,
+  counts: Partial<Omit<OutcomeBatch, 'generation' | 'probes'>> & { probes?: readonly ProbeResult[] } = {},
+): OutcomeBatch {
+  const failures = counts.failures ?? 0;
+  return {
+    generation,
+    successes: counts.successes ?? 0,
+    failures,
+    trailingFailures: counts.trailingFailures ?? failures,
+    slow: counts.slow ?? 0,
+    ignored: counts.ignored ?? 0,
+    probes: counts.probes ?? [],
+    random: counts.random ?? 0,
+    ...(counts.trip === undefined ? {} : { trip: counts.trip }),
+    ...(counts.jitterMs === undefined ? {} : { jitterMs: counts.jitterMs }),
+  };
+}
+
+const tripped = consecutiveFailures(3);
+
+/**
+ * Registers the conformance suite for a store: a `describe` block of `node:test` tests, each with
+ * a fresh harness from `makeHarness` and its own random key names (so a shared server is fine).
+ * Every store circuitry ships passes it; run it against your own `Store` to know it behaves as
+ * the reducer in `circuitry/core` says.
+ */
+export function describeStoreConformance(
+  name: string,
+  makeHarness: () => ConformanceHarness | Promise<ConformanceHarness>,
+  options: ConformanceOptions = {},
+): void {
+  const timeout = options.timeoutMs ?? 20_000;
+
+  /** One test: a harness, a unique key prefix, and the harness closed afterwards. */
+  const test = (title: string, body: (h: ConformanceHarness, key: string) => Promise<void>): void => {
+    it(title, { timeout }, async () => {
+      const harness = await makeHarness();
+      try {
+        await body(harness, `conformance:${randomUUID()}:`);
+      } finally {
+        await harness.close?.();
+      }
+    });
+  };
+
+  const acquire = async (h: ConformanceHarness, key: string, policy: BreakerPolicy): Promise<AcquireResult> =>
+    h.store.acquire(key, policy);
+  const record = async (
+    h: ConformanceHarness,
+    key: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+  ): Promise<UpdateResult> => h.store.record(key, policy, batch);
+
+  /** Opens a fresh breaker by failing it: returns the generation it opened at. */
+  const open = async (h: ConformanceHarness, key: string, policy: BreakerPolicy): Promise<number> => {
+    const admitted = await acquire(h, key, policy);
+    const result = await record(h, key, policy, outcomes(admitted.generation, { failures: 3 }));
+    assert.equal(result.snapshot.state, 'open');
+    return result.snapshot.generation;
+  };
+
+  /** Opens, waits out the open period and claims one probe: returns the probe's permit. */
+  const halfOpen = async (
+    h: ConformanceHarness,
+    key: string,
+    policy: BreakerPolicy,
+  ): Promise<AcquireResult> => {
+    await open(h, key, policy);
+    await h.advance(policy.openMs);
+    const probe = await acquire(h, key, policy);
+    assert.equal(probe.admitted, true);
+    assert.equal(probe.state, 'half-open');
+    assert.notEqual(probe.lease, null);
+    return probe;
+  };
+
+  describe(`${name}: store conformance`, () => {
+    describe('reading', () => {
+      test('inspect of a key the store never saw is null, and changes nothing', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        assert.equal(await h.store.inspect(`${key}never`, policy), null);
+        assert.equal(await h.store.inspect(`${key}never`, policy), null);
+      });
+
+      test('a new breaker is closed and admits, at generation 1 or more', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const first = await acquire(h, key, policy);
+        assert.equal(first.admitted, true);
+        assert.equal(first.reason, null);
+        assert.equal(first.state, 'closed');
+        assert.equal(first.lease, null, 'a closed breaker hands out no probe lease');
+        assert.equal(first.transition, null);
+        assert.ok(first.generation >= 1);
+      });
+    });
+
+    describe('closed to open', () => {
+      test('consecutiveFailures trips on the nth failure in a row; a success resets the run', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const { generation } = await acquire(h, key, policy);
+        let result = await record(h, key, policy, outcomes(generation, { failures: 2 }));
+        assert.equal(result.snapshot.state, 'closed');
+        assert.equal(result.snapshot.counts.consecutiveFailures, 2);
+        result = await record(h, key, policy, outcomes(generation, { successes: 1 }));
+        assert.equal(result.snapshot.counts.consecutiveFailures, 0);
+        result = await record(h, key, policy, outcomes(generation, { failures: 2 }));
+        assert.equal(result.snapshot.state, 'closed');
+        assert.equal(result.transition, null);
+        result = await record(h, key, policy, outcomes(generation, { failures: 1 }));
+        assert.equal(result.snapshot.state, 'open');
+        assert.deepEqual(result.transition, { from: 'closed', to: 'open', generation: generation + 1 });
+        assert.equal(result.snapshot.generation, generation + 1);
+        assert.equal(result.snapshot.openUntil - result.snapshot.now, policy.openMs);
+        assert.equal(result.snapshot.retryAfterMs, policy.openMs);
+      });
+
+      test('failuresInWindow counts failures inside the window only', async (h, key) => {
+        const policy = policyOf({ trip: failuresInWindow(3, 10_000) });
+        const { generation } = await acquire(h, key, policy);
+        await record(
+          h,
+          key,
+          policy,
+          outcomes(generation, { failures: 2, successes: 5, trailingFailures: 0 }),
+        );
+        await h.advance(20_000);
+        let result = await record(h, key, policy, outcomes(generation, { failures: 1 }));
+        assert.equal(result.snapshot.state, 'closed', 'the first two fell out of the window');
+        assert.equal(result.snapshot.counts.failures, 1);
+        assert.equal(result.snapshot.counts.successes, 0);
+        result = await record(h, key, policy, outcomes(generation, { failures: 2 }));
+        assert.equal(result.snapshot.state, 'open');
+      });
+
+      test('failureRate waits for minimumCalls, then trips at the ratio', async (h, key) => {
+        const policy = policyOf({ trip: failureRate(0.5, { minimumCalls: 6, windowMs: 10_000 }) });
+        const { generation } = await acquire(h, key, policy);
+        let result = await record(h, key, policy, outcomes(generation, { failures: 4 }));
+        assert.equal(result.snapshot.state, 'closed', 'below minimumCalls');
+        result = await record(h, key, policy, outcomes(generation, { successes: 5 }));
+        assert.equal(result.snapshot.counts.total, 9);
+        result = await record(h, key, policy, outcomes(generation, { failures: 1 }));
+        assert.equal(result.snapshot.state, 'open', '5 of 10 failed');
+        assert.equal(result.snapshot.counts.failureRate, 0.5);
+      });
+
+      test('a custom policy opens only when a batch asks it to (trip: true)', async (h, key) => {
+        const policy = policyOf({ trip: custom(() => true) });
+        const { generation } = await acquire(h, key, policy);
+        let result = await record(h, key, policy, outcomes(generation, { failures: 50 }));
+        assert.equal(result.snapshot.state, 'closed', 'a store never evaluates a custom predicate');
+        result = await record(h, key, policy, outcomes(generation, { trip: true }));
+        assert.equal(result.snapshot.state, 'open');
+        assert.equal(result.transition?.to, 'open');
+      });
+
+      test('ignored outcomes count nothing toward a trip; slow ones are counted', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const { generation } = await acquire(h, key, policy);
+        await record(h, key, policy, outcomes(generation, { failures: 2, ignored: 10 }));
+        let result = await record(h, key, policy, outcomes(generation, { ignored: 5 }));
+        assert.equal(result.snapshot.state, 'closed');
+        assert.equal(result.snapshot.counts.ignored, 15);
+        assert.equal(result.snapshot.counts.consecutiveFailures, 2, 'ignored does not break a run');
+        result = await record(h, key, policy, outcomes(generation, { successes: 1, slow: 1 }));
+        assert.equal(result.snapshot.counts.slow, 1);
+      });
+
+      test('a batch counts exactly; trailingFailures carries the run across it', async (h, key) => {
+        const policy = policyOf({ trip: consecutiveFailures(10) });
+        const { generation } = await acquire(h, key, policy);
+        const result = await record(
+          h,
+          key,
+          policy,
+          outcomes(generation, { successes: 7, failures: 5, trailingFailures: 2, slow: 1, ignored: 3 }),
+        );
+        assert.deepEqual(
+          { ...result.snapshot.counts },
+          {
+            successes: 7,
+            failures: 5,
+            slow: 1,
+            ignored: 3,
+            total: 12,
+            failureRate: 5 / 12,
+            consecutiveFailures: 2,
+          },
+        );
+      });
+
+      test('concurrent records lose no update', async (h, key) => {
+        const policy = policyOf({ trip: consecutiveFailures(1_000) });
+        const { generation } = await acquire(h, key, policy);
+        await Promise.all([
+          ...Array.from({ length: 60 }, () => record(h, key, policy, outcomes(generation, { successes: 1 }))),
+          ...Array.from({ length: 25 }, () => record(h, key, policy, outcomes(generation, { failures: 1 }))),
+          ...Array.from({ length: 15 }, () => record(h, key, policy, outcomes(generation, { ignored: 1 }))),
+        ]);
+        const snapshot = await h.store.inspect(key, policy);
+        assert.equal(snapshot?.counts.successes, 60);
+        assert.equal(snapshot?.counts.failures, 25);
+        assert.equal(snapshot?.counts.ignored, 15);
+      });
+
+      test('exactly one of many concurrent tripping records reports the transition', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const { generation } = await acquire(h, key, policy);
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () => record(h, key, policy, outcomes(generation, { failures: 1 }))),
+        );
+        assert.equal(results.filter((r) => r.transition !== null).length, 1);
+        assert.equal(
+          results.filter((r) => r.stale).length,
+          20 - 3,
+          'the rest came after the generation moved',
+        );
+      });
+    });
+
+    describe('open', () => {
+      test('rejects with reason open and the time left; says nothing changed', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        await open(h, key, policy);
+        await h.advance(400);
+        const rejected = await acquire(h, key, policy);
+        assert.equal(rejected.admitted, false);
+        assert.equal(rejected.reason, 'open');
+        assert.equal(rejected.retryAfterMs, 600);
+        assert.equal(rejected.transition, null);
+        const snapshot = await h.store.inspect(key, policy);
+        assert.equal(snapshot?.retryAfterMs, snapshot!.openUntil - snapshot!.now);
+      });
+
+      test('jitter lengthens the open period by up to jitterRatio, from the batch random', async (h, key) => {
+        const policy = policyOf({ trip: tripped, jitter: 0.5 });
+        const { generation } = await acquire(h, key, policy);
+        const result = await record(h, key, policy, outcomes(generation, { failures: 3, random: 0.5 }));
+        assert.equal(result.snapshot.openUntil - result.snapshot.now, 1_250);
+        const fn = policyOf({ trip: tripped });
+        const other = `${key}fn`;
+        const g = (await acquire(h, other, fn)).generation;
+        const withMs = await record(h, other, fn, outcomes(g, { failures: 3, jitterMs: 77 }));
+        assert.equal(withMs.snapshot.openUntil - withMs.snapshot.now, 1_077);
+      });
+
+      test('moves to half-open on the first acquire after the open period, reported once', async (h, key) => {
+        const policy = policyOf({ trip: tripped, halfOpenMaxCalls: 2 });
+        const generation = await open(h, key, policy);
+        await h.advance(999);
+        assert.equal((await acquire(h, key, policy)).admitted, false);
+        await h.advance(1);
+        const first = await acquire(h, key, policy);
+        assert.equal(first.admitted, true);
+        assert.equal(first.state, 'half-open');
+        assert.deepEqual(first.transition, { from: 'open', to: 'half-open', generation: generation + 1 });
+        assert.equal(first.generation, generation + 1);
+        const second = await acquire(h, key, policy);
+        assert.equal(second.admitted, true);
+        assert.equal(second.transition, null);
+        assert.notEqual(second.lease, first.lease);
+      });
+    });
+
+    describe('half-open', () => {
+      test('admits at most halfOpenMaxCalls probes, then rejects with half-open-full', async (h, key) => {
+        const policy = policyOf({ trip: tripped, halfOpenMaxCalls: 2, probeLeaseMs: 5_000 });
+        await halfOpen(h, key, policy);
+        assert.equal((await acquire(h, key, policy)).admitted, true);
+        const full = await acquire(h, key, policy);
+        assert.equal(full.admitted, false);
+        assert.equal(full.reason, 'half-open-full');
+        assert.ok(full.retryAfterMs > 0 && full.retryAfterMs <= 5_000);
+      });
+
+      test('concurrent acquires get exactly halfOpenMaxCalls leases and one transition', async (h, key) => {
+        const policy = policyOf({ trip: tripped, halfOpenMaxCalls: 3 });
+        await open(h, key, policy);
+        await h.advance(policy.openMs);
+        const results = await Promise.all(Array.from({ length: 40 }, () => acquire(h, key, policy)));
+        const admitted = results.filter((r) => r.admitted);
+        assert.equal(admitted.length, 3);
+        assert.equal(new Set(admitted.map((r) => r.lease)).size, 3);
+        assert.equal(results.filter((r) => r.transition !== null).length, 1);
+        assert.ok(results.filter((r) => !r.admitted).every((r) => r.reason === 'half-open-full'));
+      });
+
+      test('successThreshold probe successes close it, and the window starts empty', async (h, key) => {
+        const policy = policyOf({ trip: tripped, halfOpenMaxCalls: 2, successThreshold: 2 });
+        const probe = await halfOpen(h, key, policy);
+        const other = await acquire(h, key, policy);
+        let result = await record(
+          h,
+          key,
+          policy,
+          outcomes(probe.generation, { probes: [{ lease: probe.lease!, outcome: 'success' }] }),
+        );
+        assert.equal(result.snapshot.state, 'half-open');
+        assert.equal(result.snapshot.probeSuccesses, 1);
+        result = await record(
+          h,
+          key,
+          policy,
+          outcomes(other.generation, { probes: [{ lease: other.lease!, outcome: 'success' }] }),
+        );
+        assert.equal(result.snapshot.state, 'closed');
+        assert.deepEqual(result.transition, {
+          from: 'half-open',
+          to: 'closed',
+          generation: probe.generation + 1,
+        });
+        assert.equal(result.snapshot.counts.failures, 0);
+        assert.equal(result.snapshot.counts.consecutiveFailures, 0);
+      });
+
+      test('a failed probe re-opens with backoff, capped at maxOpenMs', async (h, key) => {
+        const policy = policyOf({ trip: tripped, backoff: { multiplier: 2, maxOpenMs: 3_000 } });
+        let probe = await halfOpen(h, key, policy);
+        const periods: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const result = await record(
+            h,
+            key,
+            policy,
+            outcomes(probe.generation, { probes: [{ lease: probe.lease!, outcome: 'failure' }] }),
+          );
+          assert.equal(result.snapshot.state, 'open');
+          assert.equal(result.transition?.to, 'open');
+          periods.push(result.snapshot.openUntil - result.snapshot.now);
+          await h.advance(result.snapshot.openUntil - result.snapshot.now);
+          probe = await acquire(h, key, policy);
+          assert.equal(probe.admitted, true);
+        }
+        assert.deepEqual(periods, [2_000, 3_000, 3_000]);
+        // Closing resets the backoff.
+        await record(
+          h,
+          key,
+          policy,
+          outcomes(probe.generation, { probes: [{ lease: probe.lease!, outcome: 'success' }] }),
+        );
+        const generation = (await acquire(h, key, policy)).generation;
+        const reopened = await record(h, key, policy, outcomes(generation, { failures: 3 }));
+        assert.equal(reopened.snapshot.openUntil - reopened.snapshot.now, 1_000);
+      });
+
+      test("a crashed prober's lease expires and another probe gets through", async (h, key) => {
+        const policy = policyOf({ trip: tripped, probeLeaseMs: 2_000 });
+        const crashed = await halfOpen(h, key, policy);
+        await h.advance(1_999);
+        assert.equal((await acquire(h, key, policy)).reason, 'half-open-full');
+        await h.advance(1);
+        const next = await acquire(h, key, policy);
+        assert.equal(next.admitted, true);
+        assert.notEqual(next.lease, crashed.lease);
+        // The crashed prober's late success counts for nothing: its slot was given away.
+        const late = await record(
+          h,
+          key,
+          policy,
+          outcomes(crashed.generation, { probes: [{ lease: crashed.lease!, outcome: 'success' }] }),
+        );
+        assert.equal(late.snapshot.state, 'half-open');
+        assert.equal(late.snapshot.probeSuccesses, 0);
+        const closed = await record(
+          h,
+          key,
+          policy,
+          outcomes(next.generation, { probes: [{ lease: next.lease!, outcome: 'success' }] }),
+        );
+        assert.equal(closed.snapshot.state, 'closed');
+      });
+
+      test('an ignored probe gives its slot back without closing or opening', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const probe = await halfOpen(h, key, policy);
+        const result = await record(
+          h,
+          key,
+          policy,
+          outcomes(probe.generation, { probes: [{ lease: probe.lease!, outcome: 'ignored' }] }),
+        );
+        assert.equal(result.snapshot.state, 'half-open');
+        assert.equal(result.snapshot.activeProbes, 0);
+        assert.equal((await acquire(h, key, policy)).admitted, true);
+      });
+    });
+
+    describe('generations', () => {
+      test('a late result from an old generation changes nothing', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const before = await acquire(h, key, policy);
+        await record(h, key, policy, outcomes(before.generation, { failures: 3 }));
+        const snapshot = await h.store.inspect(key, policy);
+        const late = await record(h, key, policy, outcomes(before.generation, { successes: 4, failures: 9 }));
+        assert.equal(late.stale, true);
+        assert.equal(late.transition, null);
+        assert.equal(late.snapshot.state, 'open');
+        assert.equal(late.snapshot.generation, snapshot!.generation);
+        assert.deepEqual(late.snapshot.counts, snapshot!.counts);
+      });
+
+      test('the generation never decreases across a full cycle', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const seen: number[] = [];
+        for (let cycle = 0; cycle < 2; cycle++) {
+          seen.push((await acquire(h, key, policy)).generation);
+          const opened = await record(h, key, policy, outcomes(seen.at(-1)!, { failures: 3 }));
+          seen.push(opened.snapshot.generation);
+          await h.advance(opened.snapshot.openUntil - opened.snapshot.now);
+          const probe = await acquire(h, key, policy);
+          seen.push(probe.generation);
+          const closed = await record(
+            h,
+            key,
+            policy,
+            outcomes(probe.generation, { probes: [{ lease: probe.lease!, outcome: 'success' }] }),
+          );
+          seen.push(closed.snapshot.generation);
+        }
+        // acquire, open, half-open, close per cycle: each transition moves it on, nothing moves it back.
+        for (let i = 1; i < seen.length; i++) {
+          const moved = i % 4 !== 0;
+          assert.ok(
+            moved ? seen[i]! > seen[i - 1]! : seen[i]! >= seen[i - 1]!,
+            `generations ${seen.join(',')}`,
+          );
+        }
+      });
+    });
+
+    describe('operator overrides', () => {
+      test('forced-open rejects every call; clearing it restores the computed state', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        await acquire(h, key, policy);
+        const forced = await h.store.force(key, policy, 'forced-open');
+        assert.equal(forced.snapshot.circuitState, 'forced-open');
+        assert.deepEqual(
+          { from: forced.transition?.from, to: forced.transition?.to },
+          { from: 'closed', to: 'forced-open' },
+        );
+        const rejected = await acquire(h, key, policy);
+        assert.equal(rejected.admitted, false);
+        assert.equal(rejected.reason, 'forced-open');
+        assert.ok(rejected.retryAfterMs > 0);
+        const again = await h.store.force(key, policy, 'forced-open');
+        assert.equal(again.transition, null, 'setting the same override is not a transition');
+        const cleared = await h.store.force(key, policy, null);
+        assert.equal(cleared.snapshot.circuitState, 'closed');
+        assert.equal(cleared.transition?.to, 'closed');
+        assert.equal((await acquire(h, key, policy)).admitted, true);
+      });
+
+      test('forced-closed admits everything and counts nothing', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        await open(h, key, policy);
+        const forced = await h.store.force(key, policy, 'forced-closed');
+        assert.equal(forced.snapshot.circuitState, 'forced-closed');
+        const admitted = await acquire(h, key, policy);
+        assert.equal(admitted.admitted, true);
+        const result = await record(
+          h,
+          key,
+          policy,
+          outcomes(admitted.generation, { failures: 10, successes: 2 }),
+        );
+        assert.equal(result.snapshot.circuitState, 'forced-closed');
+        assert.deepEqual(result.snapshot.counts, forced.snapshot.counts);
+      });
+
+      test('metrics-only counts and transitions but never rejects', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        await h.store.force(key, policy, 'metrics-only');
+        const admitted = await acquire(h, key, policy);
+        const result = await record(h, key, policy, outcomes(admitted.generation, { failures: 3 }));
+        assert.equal(result.snapshot.state, 'open');
+        assert.equal(result.snapshot.override, 'metrics-only');
+        assert.equal(result.transition?.to, 'open');
+        const stillAdmitted = await acquire(h, key, policy);
+        assert.equal(stillAdmitted.admitted, true);
+        assert.equal(stillAdmitted.lease, null);
+      });
+
+      test('an override starts a new generation: calls admitted before it are fenced off', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const before = await acquire(h, key, policy);
+        await h.store.force(key, policy, 'metrics-only');
+        const late = await record(h, key, policy, outcomes(before.generation, { failures: 3 }));
+        assert.equal(late.stale, true);
+        assert.equal(late.snapshot.state, 'closed');
+      });
+    });
+
+    describe('keys', () => {
+      test('names with braces, colons, spaces, unicode or 10 KB are distinct breakers', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const names = [
+          `${key}{tenant}`,
+          `${key}{tenant`,
+          `${key}tenant}`,
+          `${key}{}`,
+          `${key}a:b:c`,
+          `${key}with space`,
+          `${key}ünïcödé 🚦`,
+          `${key}${'x'.repeat(10_240)}`,
+          `${key}${'x'.repeat(10_239)}`,
+        ];
+        for (const [i, breaker] of names.entries()) {
+          const { generation } = await acquire(h, breaker, policy);
+          await record(h, breaker, policy, outcomes(generation, { successes: i + 1 }));
+        }
+        for (const [i, breaker] of names.entries()) {
+          assert.equal((await h.store.inspect(breaker, policy))?.counts.successes, i + 1, `name #${i}`);
+        }
+      });
+
+      test('list pages through every key with a prefix, and only those', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const names = Array.from({ length: 130 }, (_, i) => `${key}tenant:${i}`);
+        await Promise.all(
+          names.map(async (breaker) => {
+            const { generation } = await acquire(h, breaker, policy);
+            await record(h, breaker, policy, outcomes(generation, { successes: 1 }));
+          }),
+        );
+        const other = `${key.slice(0, -1)}-other:`;
+        await record(
+          h,
+          other,
+          policy,
+          outcomes((await acquire(h, other, policy)).generation, { successes: 1 }),
+        );
+        const found = new Set<string>();
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const page = await h.store.list(key, cursor);
+          for (const k of page.keys) found.add(k);
+          cursor = page.cursor;
+          pages += 1;
+          assert.ok(pages < 1_000, 'list must end');
+        } while (cursor !== null);
+        assert.deepEqual([...found].sort(), [...names].sort());
+      });
+    });
+
+    describe('corrupt records', () => {
+      for (const kind of CORRUPTION_KINDS) {
+        test(`a record with ${kind} is reset to a fresh closed breaker, never an error`, async (h, key) => {
+          const policy = policyOf({ trip: tripped });
+          await open(h, key, policy);
+          await h.corrupt(key, kind);
+          const admitted = await acquire(h, key, policy);
+          assert.equal(admitted.admitted, true);
+          assert.equal(admitted.state, 'closed');
+          const snapshot = await h.store.inspect(key, policy);
+          assert.equal(snapshot?.state, 'closed');
+          assert.equal(snapshot?.counts.failures, 0);
+          const result = await record(h, key, policy, outcomes(admitted.generation, { failures: 1 }));
+          assert.equal(result.stale, false);
+          assert.equal(result.snapshot.counts.failures, 1);
+        });
+      }
+    });
+
+    describe('push', () => {
+      test('subscribers hear of a transition, with the key, the states and openUntil', async (h, key) => {
+        const subscribe = h.store.subscribe?.bind(h.store);
+        if (subscribe === undefined) return; // a store that cannot push is polled instead
+        const policy = policyOf({ trip: tripped });
+        const heard: StateChangeMessage[] = [];
+        const unsubscribe = await subscribe((message) => {
+          if (message.key === key) heard.push(message);
+        });
+        try {
+          const generation = await open(h, key, policy);
+          const deadline = Date.now() + 5_000;
+          while (heard.length === 0 && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+          assert.equal(heard.length, 1);
+          assert.equal(heard[0]!.from, 'closed');
+          assert.equal(heard[0]!.to, 'open');
+          assert.equal(heard[0]!.generation, generation);
+          assert.equal(heard[0]!.openUntil - heard[0]!.now, policy.openMs);
+        } finally {
+          await unsubscribe();
+        }
+      });
+    });
+  });
+}
