@@ -73,6 +73,8 @@ const tripped = consecutiveFailures(3);
 /**
  * Registers the conformance suite for a store: a `describe` block of `node:test` tests, each with
  * a fresh harness from `makeHarness` and its own random key names (so a shared server is fine).
+ * Time-sensitive checks leave room for a store whose clock also moves on its own (a server's), by
+ * up to a few hundred milliseconds during a test.
  * Every store circuitry ships passes it; run it against your own `Store` to know it behaves as
  * the reducer in `circuitry/core` says.
  */
@@ -279,7 +281,8 @@ export function describeStoreConformance(
         const rejected = await acquire(h, key, policy);
         assert.equal(rejected.admitted, false);
         assert.equal(rejected.reason, 'open');
-        assert.equal(rejected.retryAfterMs, 600);
+        // A store on a real server clock has moved on a little since.
+        assert.ok(rejected.retryAfterMs <= 600 && rejected.retryAfterMs > 500, `${rejected.retryAfterMs}`);
         assert.equal(rejected.transition, null);
         const snapshot = await h.store.inspect(key, policy);
         assert.equal(snapshot?.retryAfterMs, snapshot!.openUntil - snapshot!.now);
@@ -300,9 +303,9 @@ export function describeStoreConformance(
       test('moves to half-open on the first acquire after the open period, reported once', async (h, key) => {
         const policy = policyOf({ trip: tripped, halfOpenMaxCalls: 2 });
         const generation = await open(h, key, policy);
-        await h.advance(999);
+        await h.advance(900);
         assert.equal((await acquire(h, key, policy)).admitted, false);
-        await h.advance(1);
+        await h.advance(100);
         const first = await acquire(h, key, policy);
         assert.equal(first.admitted, true);
         assert.equal(first.state, 'half-open');
@@ -400,9 +403,9 @@ export function describeStoreConformance(
       test("a crashed prober's lease expires and another probe gets through", async (h, key) => {
         const policy = policyOf({ trip: tripped, probeLeaseMs: 2_000 });
         const crashed = await halfOpen(h, key, policy);
-        await h.advance(1_999);
+        await h.advance(1_500);
         assert.equal((await acquire(h, key, policy)).reason, 'half-open-full');
-        await h.advance(1);
+        await h.advance(500);
         const next = await acquire(h, key, policy);
         assert.equal(next.admitted, true);
         assert.notEqual(next.lease, crashed.lease);

@@ -16,7 +16,7 @@ Errors    CIRCUITRY_BADARG <what>
 
 local key = KEYS[1]
 local p = read_policy(ARGV)
-local now = now_ms()
+local now = now_ms(ARGV)
 local r, existed, corrupt = load(key)
 local dirty = corrupt or not existed
 expire_leases(r, now)

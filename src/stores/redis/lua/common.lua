@@ -14,6 +14,7 @@ Every script receives the same leading ARGV (see read_policy):
   ARGV[6]   windowMs     ARGV[7]  bucketMs       ARGV[8]  bucketCount
   ARGV[9]   openMs       ARGV[10] backoffMultiplier ARGV[11] maxOpenMs  ARGV[12] jitterRatio
   ARGV[13]  halfOpenMaxCalls  ARGV[14] successThreshold  ARGV[15] probeLeaseMs
+  ARGV[16]  milliseconds added to the server's TIME (0; tests move the store's clock with it)
 Script-specific ARGV start at ARGV[POLICY_ARGS + 1].
 
 The record is one hash. Fields (all strings):
@@ -23,14 +24,14 @@ The record is one hash. Fields (all strings):
   gen, openedAt, openUntil, reopens, cf (consecutive failures), ps (probe successes),
   seq        lease counter, so lease ids are unique per breaker
   leases     '<id>=<expiresAt>,...'
-  buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' in ring-slot order
+  buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' oldest first
 
 Errors raised (as Redis error replies): CIRCUITRY_BADARG <what> when an argument is malformed.
 A stored record that is not valid is never an error: it is reset, and the reply's corrupt flag is 1.
 ]]
 
 local SCHEMA = '1'
-local POLICY_ARGS = 15
+local POLICY_ARGS = 16
 -- Added to every GC TTL, so a record outlives anything it still has to remember.
 local GC_MARGIN_MS = 60000
 local MAX_SAFE = 9007199254740991
@@ -57,9 +58,9 @@ local function arg_number(value, what)
   return n
 end
 
-local function now_ms()
+local function now_ms(argv)
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + arg_number(argv[16], 'time offset')
 end
 
 local function read_policy(argv)
@@ -306,24 +307,21 @@ local function to_half_open(r)
   r.leases = {}
 end
 
--- The slot for `now`, emptied first if it holds an older bucket (window.ts currentBucket).
+--[[ The bucket counting at `now` (window.ts currentBucket). Buckets are kept oldest first, only
+those that counted something, at most bucketCount. If the clock stepped back, outcomes count in the
+newest bucket rather than wiping newer counts. ]]
 local function current_bucket(r, p, now)
   local index = math.floor(now / p.bucketMs)
-  local slot = index % p.bucketCount + 1
-  local b = r.buckets[slot]
-  if b == nil then
-    for i = #r.buckets + 1, p.bucketCount do
-      r.buckets[i] = { index = -1, s = 0, f = 0, sl = 0, ig = 0 }
-    end
-    b = r.buckets[slot]
+  local newest = r.buckets[#r.buckets]
+  if newest ~= nil and newest.index >= index then
+    return newest
   end
-  if b.index ~= index then
-    b.index = index
-    b.s = 0
-    b.f = 0
-    b.sl = 0
-    b.ig = 0
+  local oldest = index - p.bucketCount + 1
+  while #r.buckets > 0 and (r.buckets[1].index < oldest or #r.buckets >= p.bucketCount) do
+    table.remove(r.buckets, 1)
   end
+  local b = { index = index, s = 0, f = 0, sl = 0, ig = 0 }
+  r.buckets[#r.buckets + 1] = b
   return b
 end
 

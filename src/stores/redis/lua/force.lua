@@ -20,7 +20,7 @@ if override ~= '' and override ~= 'forced-open' and override ~= 'forced-closed' 
   bad_arg('override')
 end
 
-local now = now_ms()
+local now = now_ms(ARGV)
 local r, existed, corrupt = load(key)
 local dirty = corrupt or not existed
 expire_leases(r, now)

@@ -32,7 +32,7 @@ if (#ARGV - firstProbe + 1) % 2 ~= 0 then
   bad_arg('probes')
 end
 
-local now = now_ms()
+local now = now_ms(ARGV)
 local r, existed, corrupt = load(key)
 local dirty = corrupt or not existed
 expire_leases(r, now)

@@ -1,0 +1,400 @@
+import type { Cluster, Redis } from 'ioredis';
+
+import { circuitState } from '../../core/reducer.js';
+import type {
+  AcquireResult,
+  BreakerPolicy,
+  BreakerState,
+  OutcomeBatch,
+  Override,
+  Snapshot,
+  Transition,
+  UpdateResult,
+} from '../../core/types.js';
+import { StoreError } from '../../errors.js';
+import type { Logger } from '../../options.js';
+import { invalid } from '../../options.js';
+import type { ListPage, StateChangeMessage, Store } from '../../store.js';
+import {
+  DEFAULT_PREFIX,
+  breakerKey,
+  eventsChannel,
+  nameFromKey,
+  scanPattern,
+  validatePrefix,
+} from './keys.js';
+import type { LuaScript } from './scripts.generated.js';
+import { acquireScript, forceScript, inspectScript, recordScript } from './scripts.generated.js';
+
+export interface RedisStoreOptions {
+  /**
+   * An ioredis client (`new Redis(...)`) or cluster (`new Redis.Cluster(...)`) you created. The
+   * store only sends commands on it: it never closes it and never adds commands to it.
+   */
+  readonly client: Redis | Cluster;
+  /** Prefix of every key and of the events channel; no `{` or `}`. @defaultValue 'circuitry:' */
+  readonly prefix?: string;
+  /** Told when a corrupt or foreign record is reset. @defaultValue none (a process warning) */
+  readonly logger?: Logger;
+  /** Called with the breaker name when a corrupt or foreign record is reset. */
+  readonly onCorruptRecord?: (name: string) => void;
+  /**
+   * For tests only: milliseconds added to the Redis server's clock, read on every call, so a
+   * test can move the store's time forward. @defaultValue none
+   */
+  readonly timeOffsetMs?: () => number;
+}
+
+const PAGE_SIZE = 100;
+
+/** The policy as ARGV[2..15] of every script (common.lua read_policy), built once per policy. */
+const policyArgs = new WeakMap<BreakerPolicy, readonly (string | number)[]>();
+
+function argsOf(policy: BreakerPolicy): readonly (string | number)[] {
+  let args = policyArgs.get(policy);
+  if (args === undefined) {
+    const trip = policy.trip;
+    args = [
+      trip.kind,
+      'threshold' in trip ? trip.threshold : 0,
+      trip.kind === 'failure-rate' ? trip.ratio : 0,
+      trip.kind === 'failure-rate' ? trip.minimumCalls : 0,
+      policy.windowMs,
+      policy.bucketMs,
+      policy.bucketCount,
+      policy.openMs,
+      policy.backoffMultiplier,
+      policy.maxOpenMs,
+      policy.jitterRatio,
+      policy.halfOpenMaxCalls,
+      policy.successThreshold,
+      policy.probeLeaseMs,
+    ];
+    policyArgs.set(policy, args);
+  }
+  return args;
+}
+
+function malformed(operation: string, reply: unknown): StoreError {
+  let shown: string;
+  try {
+    shown = JSON.stringify(reply)?.slice(0, 200) ?? String(reply);
+  } catch {
+    shown = String(reply);
+  }
+  return new StoreError(`Redis ${operation} returned a reply of the wrong shape: ${shown}`);
+}
+
+const STATES = new Set<string>(['closed', 'open', 'half-open']);
+const OVERRIDES = new Set<string>(['', 'forced-open', 'forced-closed', 'metrics-only']);
+
+/** Reads a reply array field by field, failing on the first one of the wrong type. */
+class Reply {
+  #at = 0;
+  constructor(
+    readonly operation: string,
+    readonly raw: unknown[],
+  ) {}
+
+  number(): number {
+    const value = this.raw[this.#at++];
+    if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw malformed(this.operation, this.raw);
+    return value;
+  }
+
+  string(): string {
+    const value = this.raw[this.#at++];
+    if (typeof value === 'string') return value;
+    if (Buffer.isBuffer(value)) return value.toString('utf8');
+    throw malformed(this.operation, this.raw);
+  }
+
+  state(): BreakerState {
+    const value = this.string();
+    if (!STATES.has(value)) throw malformed(this.operation, this.raw);
+    return value as BreakerState;
+  }
+
+  override(): Override | null {
+    const value = this.string();
+    if (!OVERRIDES.has(value)) throw malformed(this.operation, this.raw);
+    return value === '' ? null : (value as Override);
+  }
+
+  transition(): Transition | null {
+    const from = this.string();
+    const to = this.string();
+    const generation = this.number();
+    if (from === '') return null;
+    const states = ['closed', 'open', 'half-open', 'forced-open', 'forced-closed'];
+    if (!states.includes(from) || !states.includes(to)) throw malformed(this.operation, this.raw);
+    return { from: from as Transition['from'], to: to as Transition['to'], generation };
+  }
+
+  /** state, override, generation, openUntil, counts..., now (common.lua snapshot_reply). */
+  snapshot(policy: BreakerPolicy): Snapshot {
+    const state = this.state();
+    const override = this.override();
+    const generation = this.number();
+    const openUntil = this.number();
+    const successes = this.number();
+    const failures = this.number();
+    const slow = this.number();
+    const ignored = this.number();
+    const consecutiveFailures = this.number();
+    const activeProbes = this.number();
+    const probeSuccesses = this.number();
+    const reopens = this.number();
+    const now = this.number();
+    const shown = circuitState({ state, override });
+    const total = successes + failures;
+    return {
+      state,
+      override,
+      circuitState: shown,
+      generation,
+      openUntil,
+      retryAfterMs:
+        shown === 'forced-open' ? policy.openMs : shown === 'open' ? Math.max(0, openUntil - now) : 0,
+      counts: {
+        successes,
+        failures,
+        slow,
+        ignored,
+        total,
+        failureRate: total === 0 ? 0 : failures / total,
+        consecutiveFailures,
+      },
+      activeProbes,
+      probeSuccesses,
+      reopens,
+      now,
+    };
+  }
+}
+
+/**
+ * Breaker state in Redis (or Redis Cluster), shared by every process that uses the same server
+ * and prefix. Each operation is one round trip running one Lua script, atomic on the server and
+ * timed by the server's clock, so workers with skewed clocks agree. One hash per breaker at
+ * `<prefix>{<hex name>}`; a garbage-collection TTL longer than anything the breaker remembers;
+ * transitions published on `<prefix>events`.
+ */
+export class RedisStore implements Store {
+  readonly #client: Redis | Cluster;
+  readonly #prefix: string;
+  readonly #channel: string;
+  readonly #logger: Logger | null;
+  readonly #onCorruptRecord: ((name: string) => void) | null;
+  readonly #timeOffsetMs: (() => number) | null;
+
+  constructor(options: RedisStoreOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw invalid('RedisStore options', 'an object with a `client`', options);
+    }
+    const client = options.client as unknown;
+    if (
+      typeof client !== 'object' ||
+      client === null ||
+      typeof (client as Redis).evalsha !== 'function' ||
+      typeof (client as Redis).eval !== 'function'
+    ) {
+      throw invalid('client', 'an ioredis client or cluster', client);
+    }
+    this.#client = options.client;
+    this.#prefix = validatePrefix(options.prefix ?? DEFAULT_PREFIX);
+    this.#channel = eventsChannel(this.#prefix);
+    this.#logger = options.logger ?? null;
+    this.#onCorruptRecord = options.onCorruptRecord ?? null;
+    this.#timeOffsetMs = options.timeOffsetMs ?? null;
+  }
+
+  async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
+    const raw = await this.#run(acquireScript, name, policy, []);
+    const reply = new Reply('acquire', raw);
+    if (reply.string() !== 'acquire') throw malformed('acquire', raw);
+    this.#corrupt(name, reply.number());
+    const now = reply.number();
+    const admitted = reply.number() === 1;
+    const reason = reply.string();
+    const retryAfterMs = reply.number();
+    const generation = reply.number();
+    const lease = reply.string();
+    const state = reply.state();
+    const override = reply.override();
+    const openUntil = reply.number();
+    const transition = reply.transition();
+    if (!admitted && reason !== 'open' && reason !== 'half-open-full' && reason !== 'forced-open') {
+      throw malformed('acquire', raw);
+    }
+    return {
+      admitted,
+      reason: admitted ? null : (reason as AcquireResult['reason']),
+      retryAfterMs,
+      generation,
+      lease: lease === '' ? null : lease,
+      state,
+      override,
+      openUntil,
+      now,
+      transition,
+    };
+  }
+
+  async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    const args: (string | number)[] = [
+      batch.generation,
+      batch.successes,
+      batch.failures,
+      batch.trailingFailures,
+      batch.slow,
+      batch.ignored,
+      batch.trip === true ? 1 : 0,
+      batch.random,
+      batch.jitterMs ?? 0,
+    ];
+    for (const probe of batch.probes) args.push(probe.lease, probe.outcome);
+    return this.#update('record', await this.#run(recordScript, name, policy, args), name, policy);
+  }
+
+  async inspect(name: string, policy: BreakerPolicy): Promise<Snapshot | null> {
+    const raw = await this.#run(inspectScript, name, policy, []);
+    const reply = new Reply('inspect', raw);
+    const kind = reply.string();
+    if (kind === 'none') return null;
+    if (kind !== 'snapshot') throw malformed('inspect', raw);
+    this.#corrupt(name, reply.number());
+    return reply.snapshot(policy);
+  }
+
+  async force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
+    return this.#update('force', await this.#run(forceScript, name, policy, [override ?? '']), name, policy);
+  }
+
+  /**
+   * Breaker names starting with `prefix`, a page at a time, by `SCAN` (on every master of a
+   * cluster). For operators and tools: a page may hold fewer names than asked, and a name
+   * written during the scan may be missed or, on a cluster resharding, repeated.
+   */
+  async list(prefix: string, cursor: string | null = null): Promise<ListPage> {
+    const nodes = 'nodes' in this.#client ? this.#client.nodes('master') : [this.#client];
+    let [node, position] = cursor === null ? [0, '0'] : parseCursor(cursor, nodes.length);
+    const pattern = scanPattern(this.#prefix, prefix);
+    const keys: string[] = [];
+    while (node < nodes.length) {
+      const [next, found] = await nodes[node]!.scan(position, 'MATCH', pattern, 'COUNT', PAGE_SIZE);
+      for (const key of found) {
+        const name = nameFromKey(this.#prefix, key);
+        if (name !== null && name.startsWith(prefix)) keys.push(name);
+      }
+      if (next === '0') {
+        node += 1;
+        position = '0';
+      } else {
+        position = next;
+      }
+      if (keys.length > 0) break;
+    }
+    return { keys, cursor: node < nodes.length ? `${node}:${position}` : null };
+  }
+
+  /**
+   * Hears every transition any process makes, on a connection of its own (`client.duplicate()`)
+   * that the returned function closes.
+   */
+  async subscribe(listener: (message: StateChangeMessage) => void): Promise<() => Promise<void>> {
+    const subscriber = this.#client.duplicate();
+    subscriber.on('error', () => {
+      // Reconnects on its own; a missed message only means a breaker learns of a change later.
+    });
+    subscriber.on('message', (channel: string, text: string) => {
+      if (channel !== this.#channel) return;
+      const message = this.#parseMessage(text);
+      if (message !== null) listener(message);
+    });
+    await subscriber.subscribe(this.#channel);
+    return async () => {
+      subscriber.removeAllListeners('message');
+      await subscriber.quit().catch(() => subscriber.disconnect());
+    };
+  }
+
+  #parseMessage(text: string): StateChangeMessage | null {
+    try {
+      const m = JSON.parse(text) as Record<string, unknown>;
+      const key = typeof m.key === 'string' ? nameFromKey(this.#prefix, m.key) : null;
+      if (
+        key === null ||
+        typeof m.from !== 'string' ||
+        typeof m.to !== 'string' ||
+        typeof m.generation !== 'number' ||
+        typeof m.openUntil !== 'number' ||
+        typeof m.now !== 'number'
+      ) {
+        return null;
+      }
+      return {
+        key,
+        from: m.from as Transition['from'],
+        to: m.to as Transition['to'],
+        generation: m.generation,
+        openUntil: m.openUntil,
+        now: m.now,
+      };
+    } catch {
+      return null;
+    }
+  }
+
+  #update(operation: string, raw: unknown[], name: string, policy: BreakerPolicy): UpdateResult {
+    const reply = new Reply(operation, raw);
+    if (reply.string() !== 'update') throw malformed(operation, raw);
+    this.#corrupt(name, reply.number());
+    const stale = reply.number() === 1;
+    const snapshot = reply.snapshot(policy);
+    const transition = reply.transition();
+    return { snapshot, transition, stale };
+  }
+
+  #corrupt(name: string, flag: number): void {
+    if (flag !== 1) return;
+    const key = breakerKey(this.#prefix, name);
+    if (this.#onCorruptRecord !== null) this.#onCorruptRecord(name);
+    if (this.#logger !== null) {
+      this.#logger.warn({ breaker: name, key }, 'circuit breaker record was corrupt or foreign; reset it');
+    } else if (this.#onCorruptRecord === null) {
+      process.emitWarning(
+        `circuitry: the Redis record of breaker ${JSON.stringify(name.slice(0, 200))} (${key.slice(0, 200)}) was corrupt or foreign and was reset`,
+        'CircuitryCorruptRecordWarning',
+      );
+    }
+  }
+
+  /** EVALSHA, falling back to EVAL (which also loads the script) when the server lacks it. */
+  async #run(
+    script: LuaScript,
+    name: string,
+    policy: BreakerPolicy,
+    extra: readonly (string | number)[],
+  ): Promise<unknown[]> {
+    const key = breakerKey(this.#prefix, name);
+    const args = [this.#channel, ...argsOf(policy), this.#timeOffsetMs?.() ?? 0, ...extra];
+    let reply: unknown;
+    try {
+      reply = await this.#client.evalsha(script.sha1, 1, key, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      reply = await this.#client.eval(script.source, 1, key, ...args);
+    }
+    if (!Array.isArray(reply)) throw malformed(script.name, reply);
+    return reply as unknown[];
+  }
+}
+
+function parseCursor(cursor: string, nodes: number): [number, string] {
+  const match = /^(\d+):(\d+)$/.exec(cursor);
+  const node = match === null ? NaN : Number(match[1]);
+  if (match === null || node >= nodes)
+    throw new TypeError(`Not a cursor from this store's list(): ${cursor}`);
+  return [node, match[2]!];
+}

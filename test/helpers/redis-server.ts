@@ -1,0 +1,175 @@
+import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { Redis } from 'ioredis';
+import type { RedisOptions } from 'ioredis';
+
+const run = promisify(execFile);
+
+/** A port nothing listens on now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address !== null
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function pings(port: number): Promise<boolean> {
+  const { stdout } = await run('redis-cli', ['-p', String(port), 'PING']);
+  return stdout.trim() === 'PONG';
+}
+
+/**
+ * A `redis-server` of the test's own, on a free port, that the test may kill, pause and restart
+ * (on the same port) without touching the machine's shared Redis.
+ */
+export class RedisServer {
+  readonly dir = mkdtempSync(join(tmpdir(), 'circuitry-redis-'));
+  #process: ChildProcess | null = null;
+
+  private constructor(
+    readonly port: number,
+    readonly extraArgs: readonly string[],
+  ) {}
+
+  static async start(extraArgs: readonly string[] = []): Promise<RedisServer> {
+    const server = new RedisServer(await freePort(), extraArgs);
+    await server.restart();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** A client with settings that suit tests: no retry storm, fail fast when the server is gone. */
+  client(options: RedisOptions = {}): Redis {
+    return new Redis({ port: this.port, host: '127.0.0.1', lazyConnect: false, ...options });
+  }
+
+  /** Starts the server (again) on the same port; resolves when it answers PING. */
+  async restart(): Promise<void> {
+    if (this.#process !== null) throw new Error('already running');
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        this.dir,
+        ...this.extraArgs,
+      ],
+      { stdio: 'ignore' },
+    );
+    this.#process = child;
+    child.on('exit', () => {
+      if (this.#process === child) this.#process = null;
+    });
+    await until(() => pings(this.port), `redis-server on ${this.port}`);
+  }
+
+  /** SIGKILL: the server is gone at once, with everything it held. */
+  async kill(): Promise<void> {
+    await this.#signal('SIGKILL');
+  }
+
+  /** SIGSTOP: the server holds its connections and answers nothing until `resume`. */
+  pause(): void {
+    this.#process?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.#process?.kill('SIGCONT');
+  }
+
+  async stop(): Promise<void> {
+    this.resume();
+    await this.#signal('SIGTERM');
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  async #signal(signal: NodeJS.Signals): Promise<void> {
+    const child = this.#process;
+    if (child === null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill(signal);
+    await exited;
+  }
+}
+
+/** A Redis Cluster of three masters (no replicas) on free ports, made with `redis-cli --cluster create`. */
+export class RedisCluster {
+  private constructor(readonly nodes: readonly RedisServer[]) {}
+
+  static async start(): Promise<RedisCluster> {
+    const nodes = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const port = await freePort();
+        return RedisServer.start([
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          `nodes-${port}.conf`,
+          '--cluster-node-timeout',
+          '2000',
+        ]);
+      }),
+    );
+    const cluster = new RedisCluster(nodes);
+    try {
+      await run('redis-cli', [
+        '--cluster',
+        'create',
+        ...nodes.map((n) => `127.0.0.1:${n.port}`),
+        '--cluster-replicas',
+        '0',
+        '--cluster-yes',
+      ]);
+      await until(async () => {
+        const { stdout } = await run('redis-cli', ['-p', String(nodes[0]!.port), 'CLUSTER', 'INFO']);
+        return stdout.includes('cluster_state:ok');
+      }, 'the cluster to be ok');
+    } catch (error) {
+      await cluster.stop();
+      throw error;
+    }
+    return cluster;
+  }
+
+  get startupNodes(): Array<{ host: string; port: number }> {
+    return this.nodes.map((n) => ({ host: '127.0.0.1', port: n.port }));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop()));
+  }
+}
