@@ -23,8 +23,19 @@ if (files.length === 0) {
   console.error(`no test files match ${filters.join(', ')}`);
   process.exit(1);
 }
-const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', ...files], {
-  cwd: root,
-  stdio: 'inherit',
-});
+// A failing test must not hang the run: each test times out, and the runner exits when the tests
+// are done even if a failure left a connection open.
+const result = spawnSync(
+  process.execPath,
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=1',
+    '--test-timeout=120000',
+    '--test-force-exit',
+    ...files,
+  ],
+  { cwd: root, stdio: 'inherit' },
+);
 process.exit(result.status ?? 1);

@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+
+import type { Redis } from 'ioredis';
+
+import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
+import type { Clock } from '../../src/index.js';
+import { RedisStore } from '../../src/stores/redis/index.js';
+import { RedisServer } from '../helpers/redis-server.js';
+
+/** What the scripts call inside Redis: commandstats counts these too, though no client sent them. */
+const IN_SCRIPT = new Set(['hgetall', 'time', 'hset', 'pexpire', 'persist', 'del', 'publish']);
+
+/** Commands clients sent since the last CONFIG RESETSTAT, by name, leaving out the measuring ones. */
+async function commands(client: Redis): Promise<Record<string, number>> {
+  const info = await client.info('commandstats');
+  const counts: Record<string, number> = {};
+  for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    const name = match[1]!;
+    if (name === 'info' || name.startsWith('config') || IN_SCRIPT.has(name)) continue;
+    counts[name] = Number(match[2]);
+  }
+  return counts;
+}
+
+const fail = (): Promise<never> => Promise.reject(new Error('down'));
+const ok = (): Promise<number> => Promise.resolve(1);
+
+describe('breakers on a RedisStore', () => {
+  let server: RedisServer;
+  let client: Redis;
+  before(async () => {
+    server = await RedisServer.start();
+    client = server.client();
+  });
+  after(async () => {
+    client.disconnect();
+    await server.stop();
+  });
+
+  it('cost at most 2 server commands per call, and none for a rejection known locally', async () => {
+    const factory = new BreakerFactory({
+      store: new RedisStore({ client, prefix: `rt-${randomUUID()}:` }),
+      trip: consecutiveFailures(3),
+      openMs: 60_000,
+    });
+    try {
+      const breaker = factory.breakerFor('dep');
+      await breaker.execute(ok); // the first call creates the record
+      await client.config('RESETSTAT');
+      for (let i = 0; i < 100; i++) await breaker.execute(ok);
+      assert.deepEqual(await commands(client), { evalsha: 200 }, 'acquire and record: one script each');
+
+      for (let i = 0; i < 3; i++) await breaker.execute(fail).catch(() => undefined);
+      await client.config('RESETSTAT');
+      for (let i = 0; i < 100; i++) {
+        await assert.rejects(
+          breaker.execute(ok),
+          (e: unknown) => isCircuitOpenError(e) && e.reason === 'open',
+        );
+      }
+      assert.deepEqual(await commands(client), {});
+    } finally {
+      await factory.close();
+    }
+  });
+
+  it('tell each other about an open over pub/sub: the other process rejects without asking', async () => {
+    const prefix = `push-${randomUUID()}:`;
+    const options = { trip: consecutiveFailures(2), openMs: 60_000 };
+    const a = new BreakerFactory({ ...options, store: new RedisStore({ client, prefix }) });
+    const otherClient = server.client();
+    const b = new BreakerFactory({ ...options, store: new RedisStore({ client: otherClient, prefix }) });
+    try {
+      await b.breakerFor('dep').execute(ok);
+      await a
+        .breakerFor('dep')
+        .execute(fail)
+        .catch(() => undefined);
+      await a
+        .breakerFor('dep')
+        .execute(fail)
+        .catch(() => undefined);
+      const deadline = Date.now() + 5_000;
+      await client.config('RESETSTAT');
+      let rejected = false;
+      while (!rejected && Date.now() < deadline) {
+        // Until the message arrives b asks the store (and is rejected by it too); after, it does not.
+        rejected = await b
+          .breakerFor('dep')
+          .execute(ok)
+          .then(
+            () => false,
+            (e: unknown) => isCircuitOpenError(e),
+          );
+      }
+      assert.ok(rejected);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await client.config('RESETSTAT');
+      await assert.rejects(b.breakerFor('dep').execute(ok), (e: unknown) => isCircuitOpenError(e));
+      assert.deepEqual(await commands(client), {});
+    } finally {
+      await a.close();
+      await b.close();
+      otherClient.disconnect();
+    }
+  });
+
+  it('keep tenants apart: one tenant failing never opens another', async () => {
+    const factory = new BreakerFactory<{ tenant: string }>({
+      store: new RedisStore({ client, prefix: `tenants-${randomUUID()}:` }),
+      name: (base, context) => `${base}:${context?.tenant ?? ''}`,
+      trip: consecutiveFailures(3),
+    });
+    const tenants = ['acme', '{acme}', 'acme}', 'ac:me', 'a c m e', 'äcmé 🚦', 'x'.repeat(10_240)];
+    try {
+      for (let i = 0; i < 5; i++) {
+        await factory
+          .breakerFor('billing', { tenant: tenants[0]! })
+          .execute(fail)
+          .catch(() => undefined);
+      }
+      assert.equal((await factory.breakerFor('billing', { tenant: tenants[0]! }).state()).state, 'open');
+      for (const tenant of tenants.slice(1)) {
+        assert.equal(await factory.breakerFor('billing', { tenant }).execute(ok), 1, tenant.slice(0, 20));
+        assert.equal((await factory.breakerFor('billing', { tenant }).state()).state, 'closed');
+      }
+    } finally {
+      await factory.close();
+    }
+  });
+
+  it('agree across processes whose clocks are a minute apart: time is the server’s', async () => {
+    const prefix = `skew-${randomUUID()}:`;
+    const ahead: Clock = { now: () => Date.now() + 60_000 };
+    const behind: Clock = { now: () => Date.now() - 60_000 };
+    const options = { trip: consecutiveFailures(2), openMs: 300, jitter: 0, halfOpenMaxCalls: 1 };
+    const early = new BreakerFactory({ ...options, clock: ahead, store: new RedisStore({ client, prefix }) });
+    const late = new BreakerFactory({ ...options, clock: behind, store: new RedisStore({ client, prefix }) });
+    try {
+      await early
+        .breakerFor('dep')
+        .execute(fail)
+        .catch(() => undefined);
+      await late
+        .breakerFor('dep')
+        .execute(fail)
+        .catch(() => undefined);
+      const [e, l] = [await early.breakerFor('dep').state(), await late.breakerFor('dep').state()];
+      assert.equal(e.state, 'open', 'one failure from each process trips a threshold of 2');
+      assert.equal(l.generation, e.generation);
+      assert.equal(l.openUntil, e.openUntil);
+      const rejected = await late
+        .breakerFor('dep')
+        .execute(ok)
+        .catch((error: unknown) => error);
+      assert.ok(isCircuitOpenError(rejected) && rejected.retryAfterMs <= 300 && rejected.retryAfterMs > 0);
+      await new Promise((resolve) => setTimeout(resolve, 350));
+      // One probe for both: the one that gets it holds it, the other is told half-open-full.
+      let release!: () => void;
+      const holding = early
+        .breakerFor('dep')
+        .execute(() => new Promise<number>((resolve) => (release = () => resolve(1))));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const other = await late
+        .breakerFor('dep')
+        .execute(ok)
+        .catch((error: unknown) => error);
+      assert.ok(isCircuitOpenError(other) && other.reason === 'half-open-full', String(other));
+      release();
+      assert.equal(await holding, 1);
+      assert.equal((await late.breakerFor('dep').state()).state, 'closed');
+    } finally {
+      await early.close();
+      await late.close();
+    }
+  });
+});

@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+
+import type { Redis } from 'ioredis';
+
+import { RedisStore } from '../../src/stores/redis/index.js';
+import { policyOf } from '../../src/testing/conformance.js';
+import { consecutiveFailures } from '../../src/index.js';
+import { RedisServer } from '../helpers/redis-server.js';
+
+// Eight worker processes, fifty concurrent callers each, on one breaker in one redis-server.
+
+const WORKERS = 8;
+const CALLERS = 50;
+
+interface Tally {
+  fnCalls: number;
+  value: number;
+  boom: number;
+  rejected: number;
+  other: number;
+}
+interface Transition {
+  name: string;
+  from: string;
+  to: string;
+}
+
+class Workers {
+  readonly transitions: Transition[] = [];
+  private constructor(readonly children: ChildProcess[]) {}
+
+  static async start(url: string, prefix: string, settings: object): Promise<Workers> {
+    const children = Array.from({ length: WORKERS }, () =>
+      fork(new URL('./worker.ts', import.meta.url).pathname, [url, prefix, JSON.stringify(settings)], {
+        execArgv: ['--import', 'tsx'],
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      }),
+    );
+    const workers = new Workers(children);
+    await Promise.all(
+      children.map(
+        (child) =>
+          new Promise<void>((resolve, reject) => {
+            child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
+            child.on('message', (message: { ready?: true; transition?: Transition }) => {
+              if (message.ready) resolve();
+              if (message.transition) workers.transitions.push(message.transition);
+            });
+          }),
+      ),
+    );
+    return workers;
+  }
+
+  /** Runs the same load in every worker at once; the per-worker tallies. */
+  async run(load: {
+    name: string;
+    callsPerCaller: number;
+    failEvery: number | 'all';
+    fnDelayMs: number;
+  }): Promise<Tally[]> {
+    return Promise.all(
+      this.children.map(
+        (child) =>
+          new Promise<Tally>((resolve) => {
+            const onMessage = (message: { result?: Tally }): void => {
+              if (message.result === undefined) return;
+              child.off('message', onMessage);
+              resolve(message.result);
+            };
+            child.on('message', onMessage);
+            child.send({ cmd: 'run', callers: CALLERS, ...load });
+          }),
+      ),
+    );
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      this.children.map(
+        (child) =>
+          new Promise<void>((resolve) => {
+            child.removeAllListeners('exit');
+            child.once('exit', () => resolve());
+            child.send({ cmd: 'exit' });
+          }),
+      ),
+    );
+  }
+}
+
+function sum(tallies: Tally[], field: keyof Tally): number {
+  return tallies.reduce((total, t) => total + t[field], 0);
+}
+
+describe('RedisStore across 8 processes x 50 concurrent callers', { timeout: 120_000 }, () => {
+  let server: RedisServer;
+  let client: Redis;
+  before(async () => {
+    server = await RedisServer.start();
+    client = server.client();
+  });
+  after(async () => {
+    client.disconnect();
+    await server.stop();
+  });
+
+  it('loses no outcome: every success and failure executed is in the store', async () => {
+    const prefix = `mp-${randomUUID()}:`;
+    const workers = await Workers.start(server.url, prefix, {
+      threshold: 1_000_000,
+      openMs: 1_000,
+      halfOpenMaxCalls: 1,
+    });
+    try {
+      const tallies = await workers.run({ name: 'shared', callsPerCaller: 10, failEvery: 3, fnDelayMs: 0 });
+      const store = new RedisStore({ client, prefix });
+      const snapshot = await store.inspect('shared', policyOf({ trip: consecutiveFailures(1_000_000) }));
+      assert.equal(sum(tallies, 'other'), 0);
+      assert.equal(sum(tallies, 'value') + sum(tallies, 'boom'), WORKERS * CALLERS * 10);
+      assert.equal(snapshot?.counts.successes, sum(tallies, 'value'));
+      assert.equal(snapshot?.counts.failures, sum(tallies, 'boom'));
+    } finally {
+      await workers.stop();
+    }
+  });
+
+  it('in half-open, exactly halfOpenMaxCalls calls reach fn cluster-wide, and each transition is reported once', async () => {
+    const prefix = `mp-${randomUUID()}:`;
+    const openMs = 400;
+    const settings = { threshold: 1, openMs, halfOpenMaxCalls: 2 };
+    const workers = await Workers.start(server.url, prefix, settings);
+    const store = new RedisStore({ client, prefix });
+    const policy = policyOf({ trip: consecutiveFailures(1), openMs, halfOpenMaxCalls: 2, jitter: 0 });
+    try {
+      for (let round = 0; round < 5; round++) {
+        const name = `round-${round}`;
+        const { generation } = await store.acquire(name, policy);
+        const opened = await store.record(name, policy, {
+          generation,
+          successes: 0,
+          failures: 1,
+          trailingFailures: 1,
+          slow: 0,
+          ignored: 0,
+          probes: [],
+          random: 0,
+        });
+        assert.equal(opened.snapshot.state, 'open');
+        await new Promise((resolve) => setTimeout(resolve, openMs + 50));
+        workers.transitions.length = 0;
+        // Every caller at once; each probe fails, so the breaker re-opens and admits no one else.
+        const tallies = await workers.run({ name, callsPerCaller: 1, failEvery: 'all', fnDelayMs: 30 });
+        assert.equal(sum(tallies, 'fnCalls'), 2, `round ${round}`);
+        assert.equal(sum(tallies, 'boom'), 2);
+        assert.equal(sum(tallies, 'rejected'), WORKERS * CALLERS - 2);
+        const seen = workers.transitions.map((t) => `${t.from}>${t.to}`).sort();
+        assert.deepEqual(seen, ['half-open>open', 'open>half-open'], `round ${round}`);
+      }
+    } finally {
+      await workers.stop();
+    }
+  });
+});
