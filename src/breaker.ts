@@ -449,17 +449,26 @@ export class CircuitBreaker<Context = unknown> {
     return result.snapshot;
   }
 
-  /** Writes buffered outcomes now. Call before shutting down when `flushIntervalMs` > 0. */
+  /**
+   * Writes buffered outcomes now, and those kept during a store outage if the store answers.
+   * Call before shutting down when `flushIntervalMs` > 0 or after a store outage.
+   */
   async flush(): Promise<void> {
     if (this.#flushing !== null) await this.#flushing;
     const pending = this.#flushBuffer();
     if (pending !== undefined) await pending;
+    if (this.#unsent !== null) {
+      // Kept again, not lost, if the store is still being left alone.
+      const resent = this.#resendUnsent();
+      if (resent !== undefined) await resent;
+    }
   }
 
   get [internal](): BreakerInternals {
     return {
       notify: (message) => this.#notify(message),
-      busy: () => this.#inFlight > 0 || this.#buffer !== null || this.#flushing !== null,
+      busy: () =>
+        this.#inFlight > 0 || this.#buffer !== null || this.#flushing !== null || this.#unsent !== null,
     };
   }
 
@@ -668,7 +677,7 @@ export class CircuitBreaker<Context = unknown> {
           } else {
             pending.then(undefined, () => {
               this.#keepUnsent(batch);
-              if (this.#health.failures === 0) this.#resendUnsent();
+              if (this.#health.failures === 0) void this.#resendUnsent();
             });
           }
           return this.#storeFailed('record', error);
@@ -984,23 +993,22 @@ export class CircuitBreaker<Context = unknown> {
     const recovered = this.#health.succeeded();
     if (recovered) this.#o.logger?.warn({ breaker: this.name }, 'circuit breaker store is reachable again');
     this.#local = null;
-    this.#resendUnsent();
+    void this.#resendUnsent();
   }
 
   /** Writes the outcomes kept while the store was unreachable, under the generation they had. */
-  #resendUnsent(): void {
+  #resendUnsent(): Promise<void> | undefined {
     const unsent = this.#unsent;
     this.#unsent = null;
-    if (unsent !== null) {
-      // Written under the generation they were admitted in: if the shared state moved on
-      // meanwhile, the store fences them off rather than counting them twice or wrongly.
-      void this.#write({
-        ...unsent,
-        probes: NO_PROBES,
-        random: Math.random(),
-        jitterMs: unsent.failures > 0 && this.#o.jitterFn !== null ? this.#jitterMs() : 0,
-      });
-    }
+    if (unsent === null) return undefined;
+    // Written under the generation they were admitted in: if the shared state moved on
+    // meanwhile, the store fences them off rather than counting them twice or wrongly.
+    return this.#write({
+      ...unsent,
+      probes: NO_PROBES,
+      random: Math.random(),
+      jitterMs: unsent.failures > 0 && this.#o.jitterFn !== null ? this.#jitterMs() : 0,
+    });
   }
 
   #logLocalTransition(transition: Transition): void {

@@ -264,6 +264,30 @@ describe('when the store fails', () => {
     });
   }
 
+  it('flush() writes the outcomes an outage kept, once the store answers', async () => {
+    const { clock, store, breaker } = setup({ trip: consecutiveFailures(100) });
+    await breaker.execute(ok);
+    store.mode = 'error';
+    for (let i = 0; i < 4; i++) await breaker.execute(ok);
+    await breaker.flush();
+    store.mode = 'up';
+    clock.advance(1_000);
+    await breaker.flush();
+    assert.equal((await breaker.state()).counts.successes, 5);
+  });
+
+  it('the factory never forgets a breaker that still holds outcomes for the store', async () => {
+    const clock = new ManualClock();
+    const store = new SwitchableStore(new MemoryStore({ clock }));
+    const factory = new BreakerFactory({ store, clock, maxBreakers: 1, trip: consecutiveFailures(100) });
+    const kept = factory.breakerFor('kept');
+    await kept.execute(ok);
+    store.mode = 'error';
+    await kept.execute(ok);
+    await factory.breakerFor('other').execute(ok);
+    assert.equal(factory.breakerFor('kept'), kept);
+  });
+
   it('force() tells the operator the store is down', async () => {
     const { store, breaker } = setup();
     store.mode = 'error';
