@@ -511,7 +511,6 @@ export class CircuitBreaker<Context = unknown> {
     if (typeof result !== 'object' || result === null || typeof result.admitted !== 'boolean') {
       return this.#acquireFailed(new StoreError('Store acquire returned a malformed reply'));
     }
-    if (this.#local !== null || this.#health.failures > 0) this.#storeRecovered();
     const o = this.#o;
     if (result.transition !== null) this.#emitTransition(result.transition);
     if (result.generation >= this.#generation) {
@@ -520,6 +519,9 @@ export class CircuitBreaker<Context = unknown> {
       this.#override = result.override;
       if (o.maxStalenessMs > 0) this.#viewAt = o.clock.now();
     }
+    // After the view is updated: outcomes kept from before the store was ever reached take its
+    // generation now.
+    if (this.#local !== null || this.#health.failures > 0) this.#storeRecovered();
     if (result.admitted) {
       return { generation: result.generation, lease: result.lease, local: false, start: this.#startTime() };
     }
@@ -999,12 +1001,15 @@ export class CircuitBreaker<Context = unknown> {
   /** Writes the outcomes kept while the store was unreachable, under the generation they had. */
   #resendUnsent(): Promise<void> | undefined {
     const unsent = this.#unsent;
+    // Generation 0: admitted before this process ever heard from the store. They were closed-state
+    // calls, so they count in the generation the store is in when it answers again, once known.
+    if (unsent === null || (unsent.generation === 0 && this.#generation === 0)) return undefined;
     this.#unsent = null;
-    if (unsent === null) return undefined;
-    // Written under the generation they were admitted in: if the shared state moved on
+    // Otherwise written under the generation they were admitted in: if the shared state moved on
     // meanwhile, the store fences them off rather than counting them twice or wrongly.
     return this.#write({
       ...unsent,
+      generation: unsent.generation === 0 ? this.#generation : unsent.generation,
       probes: NO_PROBES,
       random: Math.random(),
       jitterMs: unsent.failures > 0 && this.#o.jitterFn !== null ? this.#jitterMs() : 0,

@@ -288,6 +288,20 @@ describe('when the store fails', () => {
     assert.equal(factory.breakerFor('kept'), kept);
   });
 
+  it('counts what a breaker did before it ever reached the store, once the store answers', async () => {
+    const { clock, store, breaker } = setup({ trip: consecutiveFailures(100) });
+    store.mode = 'error';
+    for (let i = 0; i < 5; i++) await breaker.execute(ok);
+    await outcome(breaker.execute(fail));
+    store.mode = 'up';
+    clock.advance(1_000);
+    await breaker.execute(ok);
+    await breaker.flush();
+    const { counts } = await breaker.state();
+    assert.equal(counts.successes, 6);
+    assert.equal(counts.failures, 1);
+  });
+
   it('force() tells the operator the store is down', async () => {
     const { store, breaker } = setup();
     store.mode = 'error';
