@@ -39,46 +39,50 @@ function clone(record: BreakerRecord): BreakerRecord {
 describe('reducer.recordClosedOutcome', () => {
   it('changes a closed record exactly as record() does with a batch of one', () => {
     fc.assert(
-      fc.property(fc.constantFrom(...trips), fc.array(step, { maxLength: 60 }), (trip, steps) => {
-        const policy = resolveOptions({ trip, openMs: 5_000 }).policy;
-        let now = 1_700_000_000_000;
-        const fast = reducer.emptyRecord();
-        const general = reducer.emptyRecord();
-        for (const { outcome, slow, advance, random } of steps) {
-          now += advance;
-          const counted: Outcome = slow && outcome !== 'ignored' ? 'failure' : outcome;
-          const isSlow = slow && outcome !== 'ignored';
-          const before = clone(fast);
-          const moved = reducer.recordClosedOutcome(
-            fast,
-            policy,
-            now,
-            fast.generation,
-            counted,
-            isSlow,
-            random,
-            0,
-          );
-          if (before.state !== 'closed') {
-            assert.equal(moved, undefined);
-            assert.deepEqual(fast, before, 'a record that is not closed is left alone');
-            continue;
+      fc.property(
+        fc.constantFrom(...trips),
+        fc.array(step, { maxLength: 60, size: 'max' }),
+        (trip, steps) => {
+          const policy = resolveOptions({ trip, openMs: 5_000 }).policy;
+          let now = 1_700_000_000_000;
+          const fast = reducer.emptyRecord();
+          const general = reducer.emptyRecord();
+          for (const { outcome, slow, advance, random } of steps) {
+            now += advance;
+            const counted: Outcome = slow && outcome !== 'ignored' ? 'failure' : outcome;
+            const isSlow = slow && outcome !== 'ignored';
+            const before = clone(fast);
+            const moved = reducer.recordClosedOutcome(
+              fast,
+              policy,
+              now,
+              fast.generation,
+              counted,
+              isSlow,
+              random,
+              0,
+            );
+            if (before.state !== 'closed') {
+              assert.equal(moved, undefined);
+              assert.deepEqual(fast, before, 'a record that is not closed is left alone');
+              continue;
+            }
+            const failures = counted === 'failure' ? 1 : 0;
+            const result = reducer.record(general, policy, now, {
+              generation: general.generation,
+              successes: counted === 'success' ? 1 : 0,
+              failures,
+              trailingFailures: failures,
+              slow: isSlow ? 1 : 0,
+              ignored: counted === 'ignored' ? 1 : 0,
+              probes: [],
+              random,
+            });
+            assert.deepEqual(moved, result.transition);
+            assert.deepEqual(fast, general);
           }
-          const failures = counted === 'failure' ? 1 : 0;
-          const result = reducer.record(general, policy, now, {
-            generation: general.generation,
-            successes: counted === 'success' ? 1 : 0,
-            failures,
-            trailingFailures: failures,
-            slow: isSlow ? 1 : 0,
-            ignored: counted === 'ignored' ? 1 : 0,
-            probes: [],
-            random,
-          });
-          assert.deepEqual(moved, result.transition);
-          assert.deepEqual(fast, general);
-        }
-      }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -113,6 +117,7 @@ describe('a breaker on a MemoryStore', () => {
         fc.constantFrom(...trips),
         fc.array(fc.record({ outcome: fc.constantFrom('ok', 'fail', 'expected'), advance: fc.nat(3_000) }), {
           maxLength: 40,
+          size: 'max',
         }),
         async (trip, steps) => {
           const clock = new ManualClock();
