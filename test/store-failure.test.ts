@@ -8,53 +8,19 @@ import {
   isCircuitOpenError,
   isStoreError,
 } from '../src/index.js';
-import type { BreakerOptions, Logger, Store } from '../src/index.js';
+import type { BreakerOptions, Logger } from '../src/index.js';
+import { FaultyStore } from '../src/testing/faulty-store.js';
 import { ManualClock } from '../src/testing/manual-clock.js';
 
 // What a breaker does when its store fails (DESIGN.md "When the store fails"): the caller's work
 // never fails because of the store, an outage costs one timeout and not one per call, and the
 // outcomes counted meanwhile reach the store once when it is back. The store here is a
-// MemoryStore answering asynchronously, as a networked store does, that can be switched to
+// MemoryStore behind a FaultyStore: asynchronous, as a networked store is, and switched to
 // failing, hanging or answering nonsense. Real-server outages are in test/redis and test/dynamodb.
-
-type Mode = 'up' | 'error' | 'hang' | 'garbage';
-
-class SwitchableStore implements Store {
-  mode: Mode = 'up';
-  calls = 0;
-  readonly #hung: Array<(fail: boolean) => void> = [];
-  constructor(readonly inner: MemoryStore) {}
-
-  #answer<T>(value: () => T): Promise<T> {
-    this.calls += 1;
-    switch (this.mode) {
-      case 'up':
-        return Promise.resolve().then(value);
-      case 'error':
-        return Promise.reject(new Error('ECONNREFUSED'));
-      case 'garbage':
-        return Promise.resolve('OK' as unknown as T);
-      case 'hang':
-        return new Promise<T>((resolve, reject) =>
-          this.#hung.push((fail) => (fail ? reject(new Error('connection reset')) : resolve(value()))),
-        );
-    }
-  }
-  /** Lets every hung call complete, or fail (late answers must change nothing they should not). */
-  release(fail = false): void {
-    for (const answer of this.#hung.splice(0)) answer(fail);
-  }
-
-  acquire: Store['acquire'] = (key, policy) => this.#answer(() => this.inner.acquire(key, policy));
-  record: Store['record'] = (key, policy, batch) => this.#answer(() => this.inner.record(key, policy, batch));
-  inspect: Store['inspect'] = (key, policy) => this.#answer(() => this.inner.inspect(key, policy));
-  force: Store['force'] = (key, policy, o) => this.#answer(() => this.inner.force(key, policy, o));
-  list: Store['list'] = (prefix, cursor) => this.#answer(() => this.inner.list(prefix, cursor));
-}
 
 function setup(options: BreakerOptions = {}) {
   const clock = new ManualClock();
-  const store = new SwitchableStore(new MemoryStore({ clock }));
+  const store = new FaultyStore(new MemoryStore({ clock }));
   const warnings: unknown[] = [];
   const logger: Logger = {
     warn: (fields) => warnings.push(fields),
@@ -113,10 +79,10 @@ describe('when the store fails', () => {
     const { store, breaker } = setup();
     await breaker.execute(ok);
     store.mode = 'hang';
-    const before = store.calls;
+    const before = store.totalCalls;
     for (let i = 0; i < 100; i++) assert.equal(await breaker.execute(ok), 'value');
     // The first call waited for its timeout; the store is then left alone until the clock moves.
-    assert.equal(store.calls - before, 1);
+    assert.equal(store.totalCalls - before, 1);
     store.release();
   });
 
@@ -203,12 +169,12 @@ describe('when the store fails', () => {
     for (let i = 0; i < 7; i++) await breaker.execute(ok);
     for (let i = 0; i < 2; i++) await outcome(breaker.execute(fail));
     store.mode = 'up';
-    const before = store.calls;
+    const before = store.totalCalls;
     await breaker.execute(ok);
-    assert.equal(store.calls, before, 'still backing off');
+    assert.equal(store.totalCalls, before, 'still backing off');
     clock.advance(1_000);
     await breaker.execute(ok);
-    assert.ok(store.calls > before, 'the store is tried again after a second');
+    assert.ok(store.totalCalls > before, 'the store is tried again after a second');
     await breaker.execute(ok);
     await new Promise((resolve) => setImmediate(resolve));
     const { counts } = await breaker.state();
@@ -278,7 +244,7 @@ describe('when the store fails', () => {
 
   it('the factory never forgets a breaker that still holds outcomes for the store', async () => {
     const clock = new ManualClock();
-    const store = new SwitchableStore(new MemoryStore({ clock }));
+    const store = new FaultyStore(new MemoryStore({ clock }));
     const factory = new BreakerFactory({ store, clock, maxBreakers: 1, trip: consecutiveFailures(100) });
     const kept = factory.breakerFor('kept');
     await kept.execute(ok);

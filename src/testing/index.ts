@@ -1,3 +1,5 @@
 export { ManualClock } from './manual-clock.js';
 export { CORRUPTION_KINDS, describeStoreConformance, outcomes, policyOf } from './conformance.js';
 export type { ConformanceHarness, ConformanceOptions, CorruptionKind } from './conformance.js';
+export { FaultyStore, InjectedStoreFault } from './faulty-store.js';
+export type { FaultMode, FaultyStoreOptions } from './faulty-store.js';
