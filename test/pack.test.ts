@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+// Packs the real tarball, installs it into a fresh project and imports every subpath from it,
+// at run time and through the shipped types, as a user would.
+const root = resolve(import.meta.dirname, '..');
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+
+describe('the packed tarball', { timeout: 180_000 }, () => {
+  let work: string;
+  let project: string;
+
+  before(() => {
+    work = mkdtempSync(join(tmpdir(), 'circuitry-pack-'));
+    const out = execFileSync(npm, ['pack', '--json', '--pack-destination', work], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    const [packed] = JSON.parse(out) as Array<{ filename: string; files: Array<{ path: string }> }>;
+    assert.ok(packed);
+    assert.ok(!packed.files.some((f) => f.path.startsWith('src/') || f.path.startsWith('test/')));
+    project = join(work, 'app');
+    mkdirSync(project);
+    writeFileSync(
+      join(project, 'package.json'),
+      JSON.stringify({ name: 'app', private: true, type: 'module' }, null, 2),
+    );
+    execFileSync(npm, ['install', '--no-audit', '--no-fund', '--offline', join(work, packed.filename)], {
+      cwd: project,
+      stdio: 'ignore',
+    });
+    // The optional peer dependencies, as a user who uses those stores would have them.
+    mkdirSync(join(project, 'node_modules', '@types'), { recursive: true });
+    symlinkSync(
+      join(root, 'node_modules', '@types', 'node'),
+      join(project, 'node_modules', '@types', 'node'),
+    );
+    symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
+  });
+
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  it('imports every subpath at run time', () => {
+    const script = `
+      const root = await import('circuitry');
+      const testing = await import('circuitry/testing');
+      const redis = await import('circuitry/redis');
+      const factory = new root.BreakerFactory();
+      const value = await factory.breakerFor('x').execute(async () => 42);
+      console.log(JSON.stringify({
+        value,
+        root: typeof root.CircuitBreaker,
+        clock: typeof testing.ManualClock,
+        conformance: typeof testing.describeStoreConformance,
+        redis: typeof redis.RedisStore,
+      }));
+    `;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    assert.deepEqual(JSON.parse(out), {
+      value: 42,
+      root: 'function',
+      clock: 'function',
+      conformance: 'function',
+      redis: 'function',
+    });
+  });
+
+  it('loads the core without the optional drivers installed', () => {
+    rmSync(join(project, 'node_modules', 'ioredis'));
+    const out = execFileSync(
+      process.execPath,
+      ['--input-type=module', '-e', "const m = await import('circuitry'); console.log(typeof m.MemoryStore)"],
+      { cwd: project, encoding: 'utf8' },
+    );
+    assert.equal(out.trim(), 'function');
+    symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
+  });
+
+  it('type-checks every subpath through the shipped declarations', () => {
+    writeFileSync(
+      join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+          types: ['node'],
+        },
+        include: ['check.ts'],
+      }),
+    );
+    writeFileSync(
+      join(project, 'check.ts'),
+      `
+      import { BreakerFactory, isCircuitOpenError, type Snapshot } from 'circuitry';
+      import { ManualClock, describeStoreConformance } from 'circuitry/testing';
+      import { RedisStore } from 'circuitry/redis';
+      const factory = new BreakerFactory<{ tenantId: string }>({ clock: new ManualClock() });
+      const breaker = factory.breakerFor('x', { tenantId: 't' });
+      const value: Promise<number> = breaker.execute(async (signal: AbortSignal) => (signal.aborted ? 1 : 2));
+      const snap: Promise<Snapshot> = breaker.state();
+      export { value, snap, isCircuitOpenError, describeStoreConformance, RedisStore };
+      `,
+    );
+    execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], {
+      cwd: project,
+      stdio: 'pipe',
+    });
+  });
+});
