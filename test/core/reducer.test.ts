@@ -36,7 +36,13 @@ const cases: Case[] = [
       { at: 0, acquire: 'a', expect: { admitted: true } },
       { at: 0, acquire: 'b', expect: { admitted: true } },
       { at: 10, settle: 'a', outcome: 'failure', then: { state: 'closed', consecutiveFailures: 1 } },
-      { at: 20, settle: 'b', outcome: 'failure', random: 0.5, then: { state: 'open', generation: 2, openUntil: 1_270 } },
+      {
+        at: 20,
+        settle: 'b',
+        outcome: 'failure',
+        random: 0.5,
+        then: { state: 'open', generation: 2, openUntil: 1_270 },
+      },
       { at: 1_269, acquire: 'c', expect: { admitted: false, reason: 'open' } },
     ],
   },
@@ -57,7 +63,12 @@ const cases: Case[] = [
     name: 'after the open period one probe goes through; its success closes it',
     steps: [
       ...opened(),
-      { at: 1_000, acquire: 'p', expect: { admitted: true, lease: true }, then: { state: 'half-open', generation: 3 } },
+      {
+        at: 1_000,
+        acquire: 'p',
+        expect: { admitted: true, lease: true },
+        then: { state: 'half-open', generation: 3 },
+      },
       { at: 1_001, acquire: 'q', expect: { admitted: false, reason: 'half-open-full' } },
       { at: 1_100, settle: 'p', outcome: 'success', then: { state: 'closed', generation: 4, reopens: 0 } },
     ],
@@ -92,7 +103,13 @@ const cases: Case[] = [
       ...opened(),
       { at: 50, settle: 'old', outcome: 'success', stale: true, then: { state: 'open', generation: 2 } },
       { at: 1_000, acquire: 'p', expect: { admitted: true, lease: true } },
-      { at: 1_000, settle: 'old', outcome: 'failure', stale: true, then: { state: 'half-open', generation: 3 } },
+      {
+        at: 1_000,
+        settle: 'old',
+        outcome: 'failure',
+        stale: true,
+        then: { state: 'half-open', generation: 3 },
+      },
     ],
   },
   {
@@ -104,7 +121,13 @@ const cases: Case[] = [
       { at: 3, acquire: 'b', expect: { admitted: true } },
       { at: 3, acquire: 'c', expect: { admitted: true } },
       { at: 4, settle: 'b', outcome: 'failure', stale: true },
-      { at: 4, settle: 'c', outcome: 'failure', stale: true, then: { state: 'closed', consecutiveFailures: 0 } },
+      {
+        at: 4,
+        settle: 'c',
+        outcome: 'failure',
+        stale: true,
+        then: { state: 'closed', consecutiveFailures: 0 },
+      },
       { at: 5, force: null, then: { override: null, generation: 4 } },
     ],
   },
@@ -143,7 +166,8 @@ describe('the reducer, step by step', () => {
           assert.equal(result.admitted, step.expect.admitted, where);
           if (step.expect.reason !== undefined) assert.equal(result.reason, step.expect.reason, where);
           if (step.expect.lease !== undefined) assert.equal(result.lease !== null, step.expect.lease, where);
-          if (result.admitted) permits.set(step.acquire, { generation: result.generation, lease: result.lease });
+          if (result.admitted)
+            permits.set(step.acquire, { generation: result.generation, lease: result.lease });
         } else if ('settle' in step) {
           const permit = permits.get(step.settle)!;
           const counted = permit.lease === null;
