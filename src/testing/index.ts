@@ -3,3 +3,7 @@ export { CORRUPTION_KINDS, describeStoreConformance, outcomes, policyOf } from '
 export type { ConformanceHarness, ConformanceOptions, CorruptionKind } from './conformance.js';
 export { FaultyStore, InjectedStoreFault } from './faulty-store.js';
 export type { FaultMode, FaultyStoreOptions } from './faulty-store.js';
+export { IntermittentFailer, IntermittentFailure } from './intermittent-failer.js';
+export type { IntermittentFailerOptions } from './intermittent-failer.js';
+export { startFlakyServer } from './flaky-server.js';
+export type { FlakyBehaviour, FlakyServer, FlakyServerOptions, FlakyServerStats } from './flaky-server.js';
