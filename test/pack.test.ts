@@ -36,6 +36,11 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     });
     // The optional peer dependencies, as a user who uses those stores would have them.
     mkdirSync(join(project, 'node_modules', '@types'), { recursive: true });
+    mkdirSync(join(project, 'node_modules', '@aws-sdk'), { recursive: true });
+    symlinkSync(
+      join(root, 'node_modules', '@aws-sdk', 'client-dynamodb'),
+      join(project, 'node_modules', '@aws-sdk', 'client-dynamodb'),
+    );
     symlinkSync(
       join(root, 'node_modules', '@types', 'node'),
       join(project, 'node_modules', '@types', 'node'),
@@ -50,6 +55,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       const root = await import('circuitry');
       const testing = await import('circuitry/testing');
       const redis = await import('circuitry/redis');
+      const dynamodb = await import('circuitry/dynamodb');
       const factory = new root.BreakerFactory();
       const value = await factory.breakerFor('x').execute(async () => 42);
       console.log(JSON.stringify({
@@ -58,6 +64,8 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
         clock: typeof testing.ManualClock,
         conformance: typeof testing.describeStoreConformance,
         redis: typeof redis.RedisStore,
+        dynamodb: typeof dynamodb.DynamoDBStore,
+        createTable: typeof dynamodb.createBreakerTable,
       }));
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
@@ -70,6 +78,8 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       clock: 'function',
       conformance: 'function',
       redis: 'function',
+      dynamodb: 'function',
+      createTable: 'function',
     });
   });
 
@@ -106,11 +116,12 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       import { BreakerFactory, isCircuitOpenError, type Snapshot } from 'circuitry';
       import { ManualClock, describeStoreConformance } from 'circuitry/testing';
       import { RedisStore } from 'circuitry/redis';
+      import { DynamoDBStore, createBreakerTable } from 'circuitry/dynamodb';
       const factory = new BreakerFactory<{ tenantId: string }>({ clock: new ManualClock() });
       const breaker = factory.breakerFor('x', { tenantId: 't' });
       const value: Promise<number> = breaker.execute(async (signal: AbortSignal) => (signal.aborted ? 1 : 2));
       const snap: Promise<Snapshot> = breaker.state();
-      export { value, snap, isCircuitOpenError, describeStoreConformance, RedisStore };
+      export { value, snap, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable };
       `,
     );
     execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], {

@@ -265,11 +265,9 @@ export function describeStoreConformance(
           Array.from({ length: 20 }, () => record(h, key, policy, outcomes(generation, { failures: 1 }))),
         );
         assert.equal(results.filter((r) => r.transition !== null).length, 1);
-        assert.equal(
-          results.filter((r) => r.stale).length,
-          20 - 3,
-          'the rest came after the generation moved',
-        );
+        // A store may apply them one by one (those after the trip are then stale) or merge
+        // concurrent batches (a group commit); either way it opened, once.
+        assert.equal((await h.store.inspect(key, policy))?.state, 'open');
       });
     });
 

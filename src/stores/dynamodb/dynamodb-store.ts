@@ -1,0 +1,434 @@
+import { createHash, randomUUID } from 'node:crypto';
+
+import {
+  ConditionalCheckFailedException,
+  CreateTableCommand,
+  DescribeTimeToLiveCommand,
+  GetItemCommand,
+  PutItemCommand,
+  ResourceInUseException,
+  ScanCommand,
+  UpdateTimeToLiveCommand,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
+import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
+
+import type { Clock } from '../../core/clock.js';
+import { systemClock } from '../../core/clock.js';
+import * as reducer from '../../core/reducer.js';
+import type {
+  AcquireResult,
+  BreakerPolicy,
+  BreakerRecord,
+  OutcomeBatch,
+  Override,
+  Snapshot,
+  UpdateResult,
+} from '../../core/types.js';
+import { StoreError } from '../../errors.js';
+import type { Logger } from '../../options.js';
+import { invalid } from '../../options.js';
+import type { ListPage, Store } from '../../store.js';
+
+export interface DynamoDBStoreOptions {
+  /** A `DynamoDBClient` you created; the store sends commands on it and never destroys it. */
+  readonly client: DynamoDBClient;
+  /** A table made by `createBreakerTable` (partition key `pk`, a string). */
+  readonly tableName: string;
+  /**
+   * Where time comes from: DynamoDB has no server clock. Conditional writes keep every change
+   * atomic whatever the clocks say; a process whose clock is off by `s` sees open periods end `s`
+   * early or late. @defaultValue the system clock
+   */
+  readonly clock?: Clock;
+  /** Told when a corrupt or foreign item is reset. @defaultValue none (a process warning) */
+  readonly logger?: Logger;
+  /** Called with the breaker name when a corrupt or foreign item is reset. */
+  readonly onCorruptRecord?: (name: string) => void;
+  /**
+   * Attempts of a conditional write that loses races to other writers before giving up with a
+   * `StoreError`. @defaultValue 64
+   */
+  readonly maxAttempts?: number;
+}
+
+type MutableBatch = { -readonly [K in keyof OutcomeBatch]: OutcomeBatch[K] };
+
+interface Group {
+  readonly policy: BreakerPolicy;
+  readonly batch: MutableBatch;
+  result: Promise<UpdateResult>;
+}
+
+/** Adds `next`'s outcomes to `into`, as if they had happened after it. */
+function merge(into: MutableBatch, next: OutcomeBatch): void {
+  into.trailingFailures = next.successes > 0 ? next.trailingFailures : into.trailingFailures + next.failures;
+  into.successes += next.successes;
+  into.failures += next.failures;
+  into.slow += next.slow;
+  into.ignored += next.ignored;
+  into.jitterMs = Math.max(into.jitterMs ?? 0, next.jitterMs ?? 0);
+}
+
+/** Seconds past what a record must remember before DynamoDB's TTL may delete it. */
+const TTL_MARGIN_S = 3_600;
+const PAGE_SIZE = 100;
+
+interface Loaded {
+  readonly record: BreakerRecord;
+  /** Whether there is an item, and its `v` attribute as stored (undefined when missing). */
+  readonly exists: boolean;
+  readonly rawVersion: AttributeValue | undefined;
+  /** The version to write next. */
+  readonly nextVersion: number;
+  readonly corrupt: boolean;
+}
+
+/** Longest name stored as the key itself; longer ones are keyed by their SHA-256 (keys max 2 KB). */
+const MAX_PLAIN_KEY_BYTES = 1_000;
+
+/** The partition key for a breaker name: injective, and within DynamoDB's key size. */
+export function itemKey(name: string): string {
+  return Buffer.byteLength(name, 'utf8') <= MAX_PLAIN_KEY_BYTES
+    ? `n:${name}`
+    : `h:${createHash('sha256').update(name, 'utf8').digest('hex')}`;
+}
+
+/**
+ * Breaker state in a DynamoDB table, one item per breaker: `pk` (`n:` + the breaker name, or `h:` +
+ * its SHA-256 when longer than 1,000 bytes: keys are limited to 2 KB), `name`, `rec` (the record
+ * as JSON), `v` (a version every write bumps) and `ttl` (epoch seconds, for DynamoDB's
+ * time-to-live). Every operation is a strongly consistent `GetItem`, the reducer, and, only when
+ * something changed, one `PutItem` conditional on the version read; a conflict is retried with the
+ * fresh item. No lock table, no lock.
+ */
+export class DynamoDBStore implements Store {
+  readonly #client: DynamoDBClient;
+  readonly #table: string;
+  readonly #clock: Clock;
+  readonly #logger: Logger | null;
+  readonly #onCorruptRecord: ((name: string) => void) | null;
+  readonly #maxAttempts: number;
+  /** Per breaker: the batch waiting for the write in flight to finish, and that write. */
+  readonly #waiting = new Map<string, Group>();
+  readonly #writing = new Map<string, Promise<void>>();
+
+  constructor(options: DynamoDBStoreOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw invalid('DynamoDBStore options', 'an object with `client` and `tableName`', options);
+    }
+    if (typeof (options.client as { send?: unknown } | undefined)?.send !== 'function') {
+      throw invalid('client', 'a DynamoDBClient', options.client);
+    }
+    if (typeof options.tableName !== 'string' || !/^[\w.-]{3,255}$/.test(options.tableName)) {
+      throw invalid('tableName', 'a DynamoDB table name (3-255 of a-z, A-Z, 0-9, _ - .)', options.tableName);
+    }
+    const maxAttempts = options.maxAttempts ?? 64;
+    if (!Number.isInteger(maxAttempts) || maxAttempts < 1)
+      throw invalid('maxAttempts', 'an integer >= 1', maxAttempts);
+    this.#client = options.client;
+    this.#table = options.tableName;
+    this.#clock = options.clock ?? systemClock;
+    this.#logger = options.logger ?? null;
+    this.#onCorruptRecord = options.onCorruptRecord ?? null;
+    this.#maxAttempts = maxAttempts;
+  }
+
+  acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
+    return this.#change(name, policy, (record, now) =>
+      reducer.acquire(
+        record,
+        policy,
+        now,
+        record.state === 'closed' ? '' : `${record.generation}-${randomUUID()}`,
+      ),
+    );
+  }
+
+  /**
+   * Records outcomes. Batches for one breaker that arrive while a write of it is in flight are
+   * merged and written together when it is done (a group commit), so calls in this process do not
+   * race each other's conditional writes; the transition, if any, is reported to one of them.
+   */
+  record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    if (batch.probes.length > 0 || batch.trip === true) {
+      return this.#change(name, policy, (record, now) => reducer.record(record, policy, now, batch));
+    }
+    const waiting = this.#waiting.get(name);
+    if (waiting !== undefined && waiting.batch.generation === batch.generation && waiting.policy === policy) {
+      merge(waiting.batch, batch);
+      return waiting.result.then((result) =>
+        result.transition === null ? result : { ...result, transition: null },
+      );
+    }
+    const group: Group = { policy, batch: { ...batch }, result: Promise.resolve(null as never) };
+    this.#waiting.set(name, group);
+    const previous = this.#writing.get(name) ?? Promise.resolve();
+    group.result = previous.then(() => {
+      if (this.#waiting.get(name) === group) this.#waiting.delete(name);
+      return this.#change(name, policy, (record, now) => reducer.record(record, policy, now, group.batch));
+    });
+    const done: Promise<void> = group.result.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#writing.set(name, done);
+    void done.then(() => {
+      if (this.#writing.get(name) === done) this.#writing.delete(name);
+    });
+    return group.result;
+  }
+
+  force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
+    return this.#change(name, policy, (record, now) => reducer.force(record, policy, now, override));
+  }
+
+  async inspect(name: string, policy: BreakerPolicy): Promise<Snapshot | null> {
+    const loaded = await this.#load(name);
+    if (!loaded.exists) return null;
+    return reducer.snapshot(loaded.record, policy, this.#clock.now());
+  }
+
+  /** Breaker names starting with `prefix`, by `Scan`: for operators and tools, not hot paths. */
+  async list(prefix: string, cursor: string | null = null): Promise<ListPage> {
+    let start: Record<string, AttributeValue> | undefined;
+    if (cursor !== null) {
+      try {
+        start = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as Record<
+          string,
+          AttributeValue
+        >;
+      } catch {
+        throw new TypeError(`Not a cursor from this store's list(): ${cursor}`);
+      }
+    }
+    const reply = await this.#send(
+      () =>
+        this.#client.send(
+          new ScanCommand({
+            TableName: this.#table,
+            ProjectionExpression: '#name',
+            FilterExpression: 'begins_with(#name, :prefix)',
+            ExpressionAttributeNames: { '#name': 'name' },
+            ExpressionAttributeValues: { ':prefix': { S: prefix } },
+            Limit: PAGE_SIZE,
+            ...(start === undefined ? {} : { ExclusiveStartKey: start }),
+          }),
+        ),
+      'list',
+    );
+    const keys = (reply.Items ?? []).flatMap((item) => (item.name?.S === undefined ? [] : [item.name.S]));
+    const next = reply.LastEvaluatedKey;
+    return {
+      keys,
+      cursor: next === undefined ? null : Buffer.from(JSON.stringify(next), 'utf8').toString('base64url'),
+    };
+  }
+
+  /** Read, reduce, and write back only if something changed, conditional on the version read. */
+  async #change<T>(
+    name: string,
+    policy: BreakerPolicy,
+    reduce: (record: BreakerRecord, now: number) => T,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const loaded = await this.#load(name);
+      const before = !loaded.exists || loaded.corrupt ? '' : JSON.stringify(loaded.record);
+      const now = this.#clock.now();
+      const result = reduce(loaded.record, now);
+      const after = JSON.stringify(loaded.record);
+      if (after === before) return result;
+      try {
+        await this.#client.send(
+          new PutItemCommand({
+            TableName: this.#table,
+            Item: {
+              pk: { S: itemKey(name) },
+              name: { S: name },
+              v: { N: String(loaded.nextVersion) },
+              rec: { S: after },
+              ttl: { N: String(expiresAt(policy, loaded.record, now)) },
+            },
+            // Only if nobody wrote since the read (a corrupt item without a version included).
+            ...(!loaded.exists
+              ? { ConditionExpression: 'attribute_not_exists(pk)' }
+              : loaded.rawVersion === undefined
+                ? { ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(v)' }
+                : { ConditionExpression: 'v = :v', ExpressionAttributeValues: { ':v': loaded.rawVersion } }),
+          }),
+        );
+        return result;
+      } catch (error) {
+        if (
+          !(error instanceof ConditionalCheckFailedException) &&
+          (error as Error).name !== 'ConditionalCheckFailedException'
+        ) {
+          throw new StoreError(`DynamoDB write of breaker ${JSON.stringify(name.slice(0, 100))} failed`, {
+            cause: error,
+          });
+        }
+        if (attempt >= this.#maxAttempts) {
+          throw new StoreError(
+            `DynamoDB write of breaker ${JSON.stringify(name.slice(0, 100))} lost ${attempt} races in a row`,
+            { cause: error },
+          );
+        }
+        // Someone else wrote first: read their item and try again, after a short random pause
+        // that grows with the contention.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(25, 2 ** attempt)));
+      }
+    }
+  }
+
+  async #load(name: string): Promise<Loaded> {
+    const reply = await this.#send(
+      () =>
+        this.#client.send(
+          new GetItemCommand({
+            TableName: this.#table,
+            Key: { pk: { S: itemKey(name) } },
+            ConsistentRead: true,
+          }),
+        ),
+      'read',
+    );
+    const item = reply.Item;
+    if (item === undefined) {
+      return {
+        record: reducer.emptyRecord(),
+        exists: false,
+        rawVersion: undefined,
+        nextVersion: 1,
+        corrupt: false,
+      };
+    }
+    const version = Number(item.v?.N);
+    const valid = Number.isSafeInteger(version) && version >= 1;
+    let record: unknown;
+    try {
+      record = item.rec?.S === undefined ? null : JSON.parse(item.rec.S);
+    } catch {
+      record = null;
+    }
+    if (valid && reducer.isValidRecord(record)) {
+      return { record, exists: true, rawVersion: item.v, nextVersion: version + 1, corrupt: false };
+    }
+    this.#corrupt(name);
+    // Reset: the write that follows replaces the item, conditional on the `v` it had (if any).
+    return {
+      record: reducer.emptyRecord(),
+      exists: true,
+      rawVersion: item.v,
+      nextVersion: valid ? version + 1 : 1,
+      corrupt: true,
+    };
+  }
+
+  async #send<O>(send: () => Promise<O>, what: string): Promise<O> {
+    try {
+      return await send();
+    } catch (error) {
+      throw new StoreError(`DynamoDB ${what} failed`, { cause: error });
+    }
+  }
+
+  #corrupt(name: string): void {
+    if (this.#onCorruptRecord !== null) this.#onCorruptRecord(name);
+    if (this.#logger !== null) {
+      this.#logger.warn(
+        { breaker: name, table: this.#table },
+        'circuit breaker item was corrupt or foreign; reset it',
+      );
+    } else if (this.#onCorruptRecord === null) {
+      process.emitWarning(
+        `circuitry: the DynamoDB item of breaker ${JSON.stringify(name.slice(0, 200))} in ${this.#table} was corrupt or foreign and was reset`,
+        'CircuitryCorruptRecordWarning',
+      );
+    }
+  }
+}
+
+/** The TTL, in epoch seconds: after anything the record still has to remember, plus a margin. */
+function expiresAt(policy: BreakerPolicy, record: BreakerRecord, now: number): number {
+  const longestOpen = Math.max(policy.maxOpenMs * (1 + policy.jitterRatio), record.openUntil - now);
+  const keepMs = policy.windowMs + longestOpen + policy.probeLeaseMs;
+  return Math.ceil((now + keepMs) / 1_000) + TTL_MARGIN_S;
+}
+
+export interface CreateBreakerTableOptions {
+  /** @defaultValue 'PAY_PER_REQUEST' (on demand) */
+  readonly billingMode?: 'PAY_PER_REQUEST' | 'PROVISIONED';
+  /** With `PROVISIONED`: read and write capacity units. @defaultValue 5 and 5 */
+  readonly readCapacityUnits?: number;
+  readonly writeCapacityUnits?: number;
+  /** How long to wait for the table to become active. @defaultValue 120 */
+  readonly maxWaitSeconds?: number;
+}
+
+export interface CreateBreakerTableResult {
+  /** False when the table was already there. */
+  readonly created: boolean;
+  /**
+   * `enabled` when TTL on `ttl` is on (now or before); `unsupported` when the endpoint does not
+   * implement `UpdateTimeToLive` (dynalite, some local emulators): items then stay until deleted.
+   */
+  readonly timeToLive: 'enabled' | 'unsupported';
+}
+
+/**
+ * Creates the table a `DynamoDBStore` needs (partition key `pk`, string; on-demand billing by
+ * default), waits until it is active, and turns on time-to-live on `ttl`. Idempotent: an existing
+ * table, or TTL already on, is fine.
+ */
+export async function createBreakerTable(
+  client: DynamoDBClient,
+  tableName: string,
+  options: CreateBreakerTableOptions = {},
+): Promise<CreateBreakerTableResult> {
+  const billingMode = options.billingMode ?? 'PAY_PER_REQUEST';
+  let created = true;
+  try {
+    await client.send(
+      new CreateTableCommand({
+        TableName: tableName,
+        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+        BillingMode: billingMode,
+        ...(billingMode === 'PROVISIONED'
+          ? {
+              ProvisionedThroughput: {
+                ReadCapacityUnits: options.readCapacityUnits ?? 5,
+                WriteCapacityUnits: options.writeCapacityUnits ?? 5,
+              },
+            }
+          : {}),
+      }),
+    );
+  } catch (error) {
+    if (!(error instanceof ResourceInUseException) && (error as Error).name !== 'ResourceInUseException')
+      throw error;
+    created = false;
+  }
+  await waitUntilTableExists(
+    { client, maxWaitTime: options.maxWaitSeconds ?? 120 },
+    { TableName: tableName },
+  );
+  const ttl = await client.send(new DescribeTimeToLiveCommand({ TableName: tableName }));
+  const status = ttl.TimeToLiveDescription?.TimeToLiveStatus;
+  if (status === 'ENABLED' || status === 'ENABLING') return { created, timeToLive: 'enabled' };
+  try {
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
+      }),
+    );
+  } catch (error) {
+    const name = (error as Error).name;
+    if (name === 'UnknownOperationException' || name === 'UnrecognizedClientException') {
+      return { created, timeToLive: 'unsupported' };
+    }
+    throw error;
+  }
+  return { created, timeToLive: 'enabled' };
+}

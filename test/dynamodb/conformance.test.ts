@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+
+import { PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+
+import { DynamoDBStore, createBreakerTable } from '../../src/stores/dynamodb/index.js';
+import { itemKey } from '../../src/stores/dynamodb/dynamodb-store.js';
+import { describeStoreConformance, policyOf } from '../../src/testing/conformance.js';
+import type { CorruptionKind } from '../../src/testing/conformance.js';
+import { ManualClock } from '../../src/testing/manual-clock.js';
+import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
+import { Dynalite } from '../helpers/dynalite.js';
+
+const TABLE = 'circuitry-conformance';
+
+async function corrupt(client: DynamoDBClient, name: string, kind: CorruptionKind): Promise<void> {
+  const set = (expression: string, values: Record<string, { S: string } | { N: string }>) =>
+    client.send(
+      new UpdateItemCommand({
+        TableName: TABLE,
+        Key: { pk: { S: itemKey(name) } },
+        UpdateExpression: expression,
+        ExpressionAttributeValues: values,
+      }),
+    );
+  switch (kind) {
+    case 'garbage':
+      await client.send(
+        new PutItemCommand({ TableName: TABLE, Item: { pk: { S: itemKey(name) }, rec: { N: '7' } } }),
+      );
+      return;
+    case 'missing-field':
+      await set('SET rec = :r', { ':r': { S: JSON.stringify({ schema: 1, state: 'open' }) } });
+      return;
+    case 'wrong-type':
+      await set('SET rec = :r', { ':r': { S: '{"schema":1,"state":"open","generation":"seven"}' } });
+      return;
+    case 'foreign-schema':
+      await set('SET rec = :r', { ':r': { S: '{"schema":99}' } });
+      return;
+  }
+}
+
+describe('DynamoDBStore on dynalite', () => {
+  let server: Dynalite;
+  let client: DynamoDBClient;
+  before(async () => {
+    server = await Dynalite.start();
+    client = server.client();
+    await createBreakerTable(client, TABLE);
+  });
+  after(async () => {
+    client.destroy();
+    await server.stop();
+  });
+
+  describeStoreConformance('DynamoDBStore', () => {
+    const clock = new ManualClock();
+    return {
+      store: new DynamoDBStore({ client, tableName: TABLE, clock, onCorruptRecord: () => undefined }),
+      advance: (ms) => clock.advance(ms),
+      corrupt: (name, kind) => corrupt(client, name, kind),
+    };
+  });
+
+  it('createBreakerTable is idempotent, and the store works on a table it created', async () => {
+    const table = `made-${randomUUID().slice(0, 8)}`;
+    const first = await createBreakerTable(client, table);
+    const second = await createBreakerTable(client, table);
+    assert.equal(first.created, true);
+    assert.equal(second.created, false);
+    // dynalite does not implement UpdateTimeToLive; AWS does, and then this says 'enabled'.
+    assert.equal(second.timeToLive, first.timeToLive);
+    const factory = new BreakerFactory({
+      store: new DynamoDBStore({ client, tableName: table }),
+      trip: consecutiveFailures(2),
+    });
+    const breaker = factory.breakerFor('tenant-1');
+    assert.equal(await breaker.execute(() => Promise.resolve(1)), 1);
+    for (let i = 0; i < 2; i++)
+      await assert.rejects(breaker.execute(() => Promise.reject(new Error('down'))));
+    await assert.rejects(
+      breaker.execute(() => Promise.resolve(1)),
+      (e: unknown) => isCircuitOpenError(e),
+    );
+    await factory.close();
+  });
+
+  it('costs one read per inspect and unchanged acquire, and one read plus one write per change', async () => {
+    const counts: Record<string, number> = {};
+    const counting = server.client();
+    counting.middlewareStack.add(
+      (next, context) => async (args) => {
+        counts[context.commandName!] = (counts[context.commandName!] ?? 0) + 1;
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const store = new DynamoDBStore({ client: counting, tableName: TABLE });
+    const policy = policyOf({ trip: consecutiveFailures(3) });
+    const name = `cost-${randomUUID()}`;
+    const measure = async (run: () => Promise<unknown>): Promise<Record<string, number>> => {
+      for (const key of Object.keys(counts)) delete counts[key];
+      await run();
+      return { ...counts };
+    };
+    assert.deepEqual(await measure(() => store.inspect(name, policy)), { GetItemCommand: 1 });
+    assert.deepEqual(await measure(() => store.acquire(name, policy)), {
+      GetItemCommand: 1,
+      PutItemCommand: 1,
+    });
+    const { generation } = await store.acquire(name, policy);
+    assert.deepEqual(await measure(() => store.acquire(name, policy)), { GetItemCommand: 1 });
+    const batch = {
+      generation,
+      successes: 1,
+      failures: 0,
+      trailingFailures: 0,
+      slow: 0,
+      ignored: 0,
+      probes: [],
+      random: 0,
+    };
+    assert.deepEqual(await measure(() => store.record(name, policy, batch)), {
+      GetItemCommand: 1,
+      PutItemCommand: 1,
+    });
+    counting.destroy();
+  });
+});

@@ -1,0 +1,52 @@
+import type { Server } from 'node:http';
+
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import dynalite from 'dynalite';
+
+import { freePort } from './redis-server.js';
+
+/**
+ * dynalite (a DynamoDB implementation on LevelDB in memory) in this process, on a free port;
+ * `stop()` then `restart()` brings it back on the same port, empty, as an outage would.
+ */
+export class Dynalite {
+  #server: Server | null = null;
+  private constructor(readonly port: number) {}
+
+  static async start(): Promise<Dynalite> {
+    const d = new Dynalite(await freePort());
+    await d.restart();
+    return d;
+  }
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** A client for this server, with dummy credentials and no retries (tests want failures fast). */
+  client(): DynamoDBClient {
+    return new DynamoDBClient({
+      endpoint: this.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      maxAttempts: 1,
+    });
+  }
+
+  async restart(): Promise<void> {
+    const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.#server = server;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.#server;
+    this.#server = null;
+    if (server === null) return;
+    server.closeAllConnections?.();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
