@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { fork } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 
@@ -10,92 +8,12 @@ import { RedisStore } from '../../src/stores/redis/index.js';
 import { policyOf } from '../../src/testing/conformance.js';
 import { consecutiveFailures } from '../../src/index.js';
 import { RedisServer } from '../helpers/redis-server.js';
+import { Workers, sum } from '../helpers/workers.js';
 
 // Eight worker processes, fifty concurrent callers each, on one breaker in one redis-server.
 
 const WORKERS = 8;
 const CALLERS = 50;
-
-interface Tally {
-  fnCalls: number;
-  value: number;
-  boom: number;
-  rejected: number;
-  other: number;
-}
-interface Transition {
-  name: string;
-  from: string;
-  to: string;
-}
-
-class Workers {
-  readonly transitions: Transition[] = [];
-  private constructor(readonly children: ChildProcess[]) {}
-
-  static async start(url: string, prefix: string, settings: object): Promise<Workers> {
-    const children = Array.from({ length: WORKERS }, () =>
-      fork(new URL('./worker.ts', import.meta.url).pathname, [url, prefix, JSON.stringify(settings)], {
-        execArgv: ['--import', 'tsx'],
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      }),
-    );
-    const workers = new Workers(children);
-    await Promise.all(
-      children.map(
-        (child) =>
-          new Promise<void>((resolve, reject) => {
-            child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
-            child.on('message', (message: { ready?: true; transition?: Transition }) => {
-              if (message.ready) resolve();
-              if (message.transition) workers.transitions.push(message.transition);
-            });
-          }),
-      ),
-    );
-    return workers;
-  }
-
-  /** Runs the same load in every worker at once; the per-worker tallies. */
-  async run(load: {
-    name: string;
-    callsPerCaller: number;
-    failEvery: number | 'all';
-    fnDelayMs: number;
-  }): Promise<Tally[]> {
-    return Promise.all(
-      this.children.map(
-        (child) =>
-          new Promise<Tally>((resolve) => {
-            const onMessage = (message: { result?: Tally }): void => {
-              if (message.result === undefined) return;
-              child.off('message', onMessage);
-              resolve(message.result);
-            };
-            child.on('message', onMessage);
-            child.send({ cmd: 'run', callers: CALLERS, ...load });
-          }),
-      ),
-    );
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(
-      this.children.map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            child.removeAllListeners('exit');
-            child.once('exit', () => resolve());
-            child.send({ cmd: 'exit' });
-          }),
-      ),
-    );
-  }
-}
-
-function sum(tallies: Tally[], field: keyof Tally): number {
-  return tallies.reduce((total, t) => total + t[field], 0);
-}
 
 describe('RedisStore across 8 processes x 50 concurrent callers', { timeout: 120_000 }, () => {
   let server: RedisServer;
@@ -111,11 +29,16 @@ describe('RedisStore across 8 processes x 50 concurrent callers', { timeout: 120
 
   it('loses no outcome: every success and failure executed is in the store', async () => {
     const prefix = `mp-${randomUUID()}:`;
-    const workers = await Workers.start(server.url, prefix, {
-      threshold: 1_000_000,
-      openMs: 1_000,
-      halfOpenMaxCalls: 1,
-    });
+    const workers = await Workers.start(
+      WORKERS,
+      CALLERS,
+      { kind: 'redis', url: server.url, prefix },
+      {
+        threshold: 1_000_000,
+        openMs: 1_000,
+        halfOpenMaxCalls: 1,
+      },
+    );
     try {
       const tallies = await workers.run({ name: 'shared', callsPerCaller: 10, failEvery: 3, fnDelayMs: 0 });
       const store = new RedisStore({ client, prefix });
@@ -133,7 +56,12 @@ describe('RedisStore across 8 processes x 50 concurrent callers', { timeout: 120
     const prefix = `mp-${randomUUID()}:`;
     const openMs = 400;
     const settings = { threshold: 1, openMs, halfOpenMaxCalls: 2 };
-    const workers = await Workers.start(server.url, prefix, settings);
+    const workers = await Workers.start(
+      WORKERS,
+      CALLERS,
+      { kind: 'redis', url: server.url, prefix },
+      settings,
+    );
     const store = new RedisStore({ client, prefix });
     const policy = policyOf({ trip: consecutiveFailures(1), openMs, halfOpenMaxCalls: 2, jitter: 0 });
     try {

@@ -1,9 +1,18 @@
-// A worker process for the multi-process tests: one BreakerFactory on a RedisStore, driven by
-// the parent over IPC. Reports every state change its own store operations made.
+// A worker process for the multi-process tests: one BreakerFactory on a shared store (Redis or
+// DynamoDB), driven by the parent over IPC. Reports every state change its own store operations
+// made.
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Redis } from 'ioredis';
 
 import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
+import type { Store } from '../../src/index.js';
+import { DynamoDBStore } from '../../src/stores/dynamodb/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
+
+/** Where the shared state is, as the parent passes it. */
+export type StoreSpec =
+  | { readonly kind: 'redis'; readonly url: string; readonly prefix: string }
+  | { readonly kind: 'dynamodb'; readonly endpoint: string; readonly table: string };
 
 interface Run {
   readonly cmd: 'run';
@@ -15,9 +24,23 @@ interface Run {
   readonly fnDelayMs: number;
 }
 
-const [url, prefix, options] = process.argv.slice(2) as [string, string, string];
-const client = new Redis(url);
-const settings = JSON.parse(options) as {
+const [spec, options] = process.argv.slice(2).map((arg) => JSON.parse(arg) as unknown) as [StoreSpec, object];
+let store: Store;
+let disconnect: () => void;
+if (spec.kind === 'redis') {
+  const client = new Redis(spec.url);
+  store = new RedisStore({ client, prefix: spec.prefix });
+  disconnect = () => client.disconnect();
+} else {
+  const client = new DynamoDBClient({
+    endpoint: spec.endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  });
+  store = new DynamoDBStore({ client, tableName: spec.table });
+  disconnect = () => client.destroy();
+}
+const settings = options as {
   threshold: number;
   openMs: number;
   halfOpenMaxCalls: number;
@@ -25,7 +48,7 @@ const settings = JSON.parse(options) as {
   flushIntervalMs?: number;
 };
 const factory = new BreakerFactory({
-  store: new RedisStore({ client, prefix }),
+  store,
   storeTimeoutMs: 5_000,
   jitter: 0,
   trip: consecutiveFailures(settings.threshold),
@@ -39,7 +62,7 @@ const factory = new BreakerFactory({
 process.on('message', (message: Run | { cmd: 'exit' }) => {
   if (message.cmd === 'exit') {
     void factory.close().finally(() => {
-      client.disconnect();
+      disconnect();
       process.exit(0);
     });
     return;
