@@ -27,6 +27,7 @@ describe('the turn clock (the default MemoryStore clock)', () => {
     assert.equal(clock.now(), 1_001);
     assert.equal(clock.now(), 1_001);
     await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(clock.now(), 1_002);
+    // A new sample (the runtime may have read Date.now() meanwhile too).
+    assert.ok(clock.now() > 1_001);
   });
 });

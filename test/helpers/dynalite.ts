@@ -1,3 +1,4 @@
+import { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:http';
 
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -46,7 +47,10 @@ export class Dynalite {
     const server = this.#server;
     this.#server = null;
     if (server === null) return;
-    server.closeAllConnections?.();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    // The plain HTTP close, not dynalite's: its own also closes the database under requests still
+    // in flight, which then fail after the test ("Database is closed"). An outage is the server
+    // going away; the in-memory database is dropped with it.
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => HttpServer.prototype.close.call(server, () => resolve()));
   }
 }

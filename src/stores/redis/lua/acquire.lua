@@ -15,8 +15,19 @@ Errors    CIRCUITRY_BADARG <what>
 -- @include common.lua
 
 local key = KEYS[1]
-local p = read_policy(ARGV)
 local now = now_ms(ARGV)
+
+-- The hot path: a closed breaker with no override admits without reading or writing anything
+-- else (closed implies no leases and openUntil 0).
+local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen')
+if not quick.err and quick[1] == SCHEMA and quick[2] == 'closed' and quick[3] == '' then
+  local gen = count(quick[4])
+  if gen ~= nil and gen >= 1 then
+    return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0 }
+  end
+end
+
+local p = read_policy(ARGV)
 local r, existed, corrupt = load(key)
 local dirty = corrupt or not existed
 expire_leases(r, now)

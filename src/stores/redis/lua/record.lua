@@ -33,6 +33,40 @@ if (#ARGV - firstProbe + 1) % 2 ~= 0 then
 end
 
 local now = now_ms(ARGV)
+
+--[[ The hot path: counting outcomes in a closed breaker with no override, at its generation, that
+do not trip it. Reads and writes only the fields that change (closed implies no leases, openUntil,
+probe successes and reopens of 0). Anything else takes the general path below. ]]
+if #ARGV < firstProbe then
+  local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets')
+  if not q.err and q[1] == SCHEMA and q[2] == 'closed' and q[3] == '' and count(q[4]) == generation then
+    local cf = count(q[5])
+    local buckets = type(q[6]) == 'string' and parse_buckets(q[6]) or nil
+    if cf ~= nil and buckets ~= nil then
+      local r = { buckets = buckets, cf = cf }
+      if successes + failures + slow + ignored > 0 then
+        local bucket = current_bucket(r, p, now)
+        bucket.s = bucket.s + successes
+        bucket.f = bucket.f + failures
+        bucket.sl = bucket.sl + slow
+        bucket.ig = bucket.ig + ignored
+        if successes > 0 then
+          r.cf = trailing
+        else
+          r.cf = r.cf + failures
+        end
+      end
+      local c = window_counts(r, p, now)
+      if not ((failures > 0 and should_trip(p, c, r.cf)) or (trip and p.kind == 'custom')) then
+        redis.call('HSET', key, 'cf', int(r.cf), 'buckets', encode_buckets(r.buckets))
+        redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
+        return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now,
+          '', '', 0 }
+      end
+    end
+  end
+end
+
 local r, existed, corrupt = load(key)
 local dirty = corrupt or not existed
 expire_leases(r, now)
