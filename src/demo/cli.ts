@@ -8,12 +8,10 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
 import { BreakerFactory } from '../factory.js';
-import { consecutiveFailures } from '../core/policy.js';
-import type { Store } from '../store.js';
 import { renderHtml, renderText } from './report.js';
 import type { DemoReport } from './report.js';
-import { DEFAULT_SCENARIO, runQueue } from './simulation.js';
-import type { Scenario } from './simulation.js';
+import { DEFAULT_SCENARIO, breakerOptions, runQueue, tenantName } from './simulation.js';
+import type { Deployment, FailurePattern, Progress, RunResult, Scenario } from './simulation.js';
 
 const HELP = `circuitry demo: a multi-tenant job queue with one failing downstream, run twice:
 workers retrying failed jobs in place, then per-tenant circuit breakers deferring them.
@@ -26,7 +24,14 @@ Usage: npm start -- [options]        (or: npx circuitry demo [options])
   --duration S       seconds per run (default ${DEFAULT_SCENARIO.durationMs / 1000})
   --rate N           jobs per second per tenant (default ${DEFAULT_SCENARIO.jobsPerSecond})
   --outage A-B       the outage, as fractions of the run (default ${DEFAULT_SCENARIO.outage.join('-')})
-  --redis URL        share breaker state through Redis (a RedisStore) instead of memory
+  --pattern P        how the failing downstream fails during the outage (default down):
+                       down        every call fails (after ${DEFAULT_SCENARIO.failMs} ms, like a timeout)
+                       rate:R      a share R (0-1] of calls fail, drawn from the seed
+                       sssff...    a fixed cycle of successes (s) and failures (f)
+                     The breakers trip on 5 consecutive failures.
+  --seed N           seeds the failure draws and the breakers' jitter (default ${DEFAULT_SCENARIO.seed})
+  --redis URL        run the workers as separate processes whose breakers share state
+                     through a RedisStore at URL (e.g. redis://127.0.0.1:6379)
   --json             print the results as JSON instead of a table
   --html FILE        also write a self-contained HTML report with timelines
   --help             this text
@@ -59,6 +64,8 @@ export async function main(argv: string[]): Promise<void> {
         duration: { type: 'string' },
         rate: { type: 'string' },
         outage: { type: 'string' },
+        pattern: { type: 'string' },
+        seed: { type: 'string' },
         redis: { type: 'string' },
         json: { type: 'boolean' },
         html: { type: 'string' },
@@ -82,6 +89,26 @@ export async function main(argv: string[]): Promise<void> {
       fail(`--outage must be A-B with 0 <= A < B <= 1, got ${parsed.outage}`);
     outage = [Number(m[1]), Number(m[2])];
   }
+  let pattern: FailurePattern = DEFAULT_SCENARIO.pattern;
+  if (parsed.pattern !== undefined && parsed.pattern !== 'down') {
+    const rate = /^rate:(.+)$/.exec(parsed.pattern);
+    if (rate !== null) {
+      const r = Number(rate[1]);
+      if (!(r > 0 && r <= 1)) fail(`--pattern rate:R needs 0 < R <= 1, got ${parsed.pattern}`);
+      pattern = { kind: 'rate', rate: r };
+    } else if (/^[sf]*f[sf]*$/.test(parsed.pattern)) {
+      pattern = { kind: 'pattern', pattern: parsed.pattern };
+    } else {
+      fail(
+        `--pattern must be down, rate:R or a string of s and f with at least one f, got ${parsed.pattern}`,
+      );
+    }
+  }
+  let seed = DEFAULT_SCENARIO.seed;
+  if (parsed.seed !== undefined) {
+    seed = Number(parsed.seed);
+    if (!Number.isSafeInteger(seed)) fail(`--seed must be an integer, got ${JSON.stringify(parsed.seed)}`);
+  }
   const scenario: Scenario = {
     ...DEFAULT_SCENARIO,
     tenants,
@@ -90,43 +117,68 @@ export async function main(argv: string[]): Promise<void> {
     durationMs: positive('duration', parsed.duration, DEFAULT_SCENARIO.durationMs / 1000, false) * 1000,
     jobsPerSecond: positive('rate', parsed.rate, DEFAULT_SCENARIO.jobsPerSecond),
     outage,
+    pattern,
+    seed,
   };
 
-  let store: Store | undefined;
-  let close = (): Promise<void> => Promise.resolve();
-  if (parsed.redis !== undefined) {
-    const { Redis } = await import('ioredis');
-    const { RedisStore } = await import('../stores/redis/index.js');
-    const client = new Redis(parsed.redis, { maxRetriesPerRequest: 1 });
-    client.on('error', () => undefined);
-    store = new RedisStore({ client, prefix: `circuitry-demo:${process.pid}:${Date.now()}:` });
-    close = async () => void (await client.quit());
-  }
+  const deployment: Deployment =
+    parsed.redis === undefined
+      ? { kind: 'in-process' }
+      : { kind: 'processes', redisUrl: parsed.redis, prefix: `circuitry-demo:${process.pid}:${Date.now()}:` };
 
   const tty = process.stderr.isTTY && !parsed.json;
-  const progress = (label: string) => (elapsed: number, r: { wastedCalls: number; deferred: number }) => {
-    const text = `${label}: ${(elapsed / 1000).toFixed(1)} / ${(scenario.durationMs / 1000).toFixed(0)} s, calls to the failing downstream ${r.wastedCalls}, deferred ${r.deferred}`;
-    if (tty) process.stderr.write(`\r${text}   `);
-    else if (Math.round(elapsed) % 2_000 < 250) process.stderr.write(`${text}\n`);
-  };
-
-  const without = await runQueue(scenario, null, progress('without breakers'));
+  const total = scenario.durationMs / 1000;
+  let lastLine = -1;
+  const progress =
+    (label: string) =>
+    (p: Progress): void => {
+      const text = `calls to the failing downstream ${p.wastedCalls}, deferred ${p.deferred}, breakers open ${p.open}`;
+      if (tty) {
+        const width = 24;
+        const done = Math.min(width, Math.round((width * p.elapsedMs) / scenario.durationMs));
+        const bar = `[${'#'.repeat(done)}${'.'.repeat(width - done)}]`;
+        process.stderr.write(
+          `\r${label.padEnd(26)} ${bar} ${(p.elapsedMs / 1000).toFixed(1)}/${total} s  ${text}\x1b[K`,
+        );
+      } else {
+        // Plain lines, about every two seconds, for logs and pipes.
+        const line = Math.floor(p.elapsedMs / 2_000);
+        if (line !== lastLine)
+          process.stderr.write(`${label}: ${(p.elapsedMs / 1000).toFixed(1)}/${total} s, ${text}\n`);
+        lastLine = line;
+      }
+    };
+  const runs: Array<{ label: string; withBreakers: boolean }> = [
+    { label: 'without breakers', withBreakers: false },
+    { label: 'with per-tenant breakers', withBreakers: true },
+  ];
+  const results = [];
+  for (const { label, withBreakers } of runs) {
+    lastLine = -1;
+    let factory: BreakerFactory | undefined;
+    const result = await runQueue(scenario, {
+      withBreakers,
+      deployment,
+      makeBreakers: () => {
+        factory = new BreakerFactory(breakerOptions(scenario, undefined));
+        const f = factory;
+        return Array.from({ length: scenario.tenants }, (_, i) => f.breakerFor(tenantName(i)));
+      },
+      onProgress: progress(label),
+    });
+    await factory?.close();
+    if (tty) process.stderr.write('\n');
+    results.push(result);
+  }
+  const [without, withBreakers] = results as [RunResult, RunResult];
   if (tty) process.stderr.write('\n');
-  const factory = new BreakerFactory({
-    ...(store === undefined ? {} : { store }),
-    trip: consecutiveFailures(5),
-    openMs: 1_000,
-    backoff: { multiplier: 2, maxOpenMs: 2_000 },
-    probeLeaseMs: 5_000,
-  });
-  const withBreakers = await runQueue(scenario, factory, progress('with per-tenant breakers'));
-  if (tty) process.stderr.write('\n\n');
-  await factory.close();
-  await close();
 
   const report: DemoReport = {
     scenario,
-    store: store === undefined ? 'in memory' : `Redis at ${parsed.redis}`,
+    store:
+      parsed.redis === undefined
+        ? 'in memory, one process'
+        : `Redis at ${parsed.redis}, ${scenario.workers} worker processes`,
     without,
     with: withBreakers,
   };

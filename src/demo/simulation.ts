@@ -1,5 +1,23 @@
-import type { BreakerFactory } from '../factory.js';
+import { fork } from 'node:child_process';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import type { CircuitBreaker } from '../breaker.js';
+import { consecutiveFailures } from '../core/policy.js';
 import { isCircuitOpenError } from '../errors.js';
+import type { FactoryOptions } from '../factory.js';
+import type { Store } from '../store.js';
+import { IntermittentFailer } from '../testing/intermittent-failer.js';
+
+/**
+ * How a failing tenant's downstream behaves during the outage: `down` fails every call, `rate`
+ * fails a share of them (drawn from the seeded generator), `pattern` follows a fixed cycle of
+ * `s` and `f` (an {@link IntermittentFailer}).
+ */
+export type FailurePattern =
+  | { readonly kind: 'down' }
+  | { readonly kind: 'rate'; readonly rate: number }
+  | { readonly kind: 'pattern'; readonly pattern: string };
 
 /** What one run of the simulated job queue looks like. */
 export interface Scenario {
@@ -12,6 +30,10 @@ export interface Scenario {
   readonly jobsPerSecond: number;
   /** The outage, as fractions of the run: [start, end). */
   readonly outage: readonly [number, number];
+  /** How the failing downstream fails during the outage. */
+  readonly pattern: FailurePattern;
+  /** Seeds the failure draws and the breakers' jitter, so two runs fail the same way. */
+  readonly seed: number;
   /** A healthy downstream call takes this long. */
   readonly callMs: number;
   /** A failing downstream call takes this long to fail (it times out). */
@@ -28,17 +50,28 @@ export const DEFAULT_SCENARIO: Scenario = {
   durationMs: 12_000,
   jobsPerSecond: 60,
   outage: [0.2, 0.6],
+  pattern: { kind: 'down' },
+  seed: 1,
   callMs: 4,
   failMs: 40,
   retries: 3,
   retryBackoffMs: 25,
 };
 
-interface Job {
+export interface Job {
+  readonly id: number;
   readonly tenant: number;
   readonly enqueuedAt: number;
   notBefore: number;
 }
+
+/** What a worker did with a job. */
+export type JobOutcome =
+  | { readonly kind: 'done' }
+  /** The breaker rejected it: run it again after `notBefore`. */
+  | { readonly kind: 'deferred'; readonly notBefore: number }
+  /** Failed after every in-worker retry: back to the end of the queue. */
+  | { readonly kind: 'gave-up' };
 
 /** One sample of the timeline, every 250 ms. */
 export interface Sample {
@@ -63,10 +96,36 @@ export interface RunResult {
   readonly detectMs: number | null;
   /** From the outage's end to the last failing tenant's breaker closing (ms), or null. */
   readonly recoverMs: number | null;
+  /** State changes announced (one per transition, whichever process won it). */
+  readonly stateChanges: number;
   readonly timeline: readonly Sample[];
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export interface Progress {
+  readonly elapsedMs: number;
+  readonly wastedCalls: number;
+  readonly deferred: number;
+  readonly open: number;
+}
+
+/** Where the workers run: in this process, or as child processes sharing a Redis store. */
+export type Deployment =
+  | { readonly kind: 'in-process'; readonly store?: Store }
+  | { readonly kind: 'processes'; readonly redisUrl: string; readonly prefix: string };
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** mulberry32, seeded: the demo's only source of randomness, so a seed repeats a run. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0;
@@ -78,147 +137,352 @@ export function tenantName(i: number): string {
   return `tenant-${String.fromCharCode(97 + (i % 26))}${i >= 26 ? i : ''}`;
 }
 
+/** The breakers' options: the same in every process, so a shared store sees one policy. */
+export function breakerOptions(scenario: Scenario, store: Store | undefined, salt = 0): FactoryOptions {
+  const openMs = 1_000;
+  const random = seededRandom(scenario.seed * 7919 + salt);
+  return {
+    ...(store === undefined ? {} : { store }),
+    trip: consecutiveFailures(5),
+    openMs,
+    backoff: { multiplier: 2, maxOpenMs: 2_000 },
+    jitter: () => Math.round(random() * 0.1 * openMs),
+    probeLeaseMs: 5_000,
+  };
+}
+
 /**
- * Runs the job queue once, for real time, and measures it. Without breakers, a worker retries a
- * failed call in place with backoff. With breakers (one per tenant, from `factory`), a call the
- * breaker rejects is deferred by `retryAfterMs` and the worker moves on to the next job.
+ * A tenant's downstream as one worker sees it: it fails during the outage for the failing
+ * tenants (as `scenario.pattern` says), and counts the calls that reached it while it was down.
+ */
+export class Downstream {
+  wastedCalls = 0;
+  readonly #scenario: Scenario;
+  readonly #now: () => number;
+  readonly #decide: (tenant: number) => boolean;
+
+  constructor(scenario: Scenario, now: () => number, salt = 0) {
+    this.#scenario = scenario;
+    this.#now = now;
+    const pattern = scenario.pattern;
+    if (pattern.kind === 'rate') {
+      const random = seededRandom(scenario.seed + salt * 104_729);
+      this.#decide = () => random() >= pattern.rate;
+    } else if (pattern.kind === 'pattern') {
+      const failers = new Map<number, IntermittentFailer>();
+      this.#decide = (tenant) => {
+        let failer = failers.get(tenant);
+        if (failer === undefined)
+          failers.set(tenant, (failer = new IntermittentFailer({ pattern: pattern.pattern })));
+        return failer.next();
+      };
+    } else {
+      this.#decide = () => false;
+    }
+  }
+
+  /** Whether `tenant`'s downstream is in its outage now. */
+  isDown(tenant: number): boolean {
+    const s = this.#scenario;
+    const t = this.#now();
+    return tenant < s.failing && t >= s.outage[0] * s.durationMs && t < s.outage[1] * s.durationMs;
+  }
+
+  async call(tenant: number): Promise<void> {
+    if (this.isDown(tenant)) {
+      this.wastedCalls += 1;
+      if (!this.#decide(tenant)) {
+        await sleep(this.#scenario.failMs);
+        throw new Error(`${tenantName(tenant)}'s downstream is down`);
+      }
+    }
+    await sleep(this.#scenario.callMs);
+  }
+}
+
+/**
+ * One worker's handling of one job. Without a breaker, a failed call is retried in place with
+ * doubling backoff (the worker is stuck on this tenant meanwhile). With one, a call the breaker
+ * rejects is deferred by `retryAfterMs` and the worker moves on to the next job.
+ */
+export async function processJob(
+  job: Job,
+  breaker: CircuitBreaker | undefined,
+  downstream: Downstream,
+  scenario: Scenario,
+  now: () => number,
+): Promise<JobOutcome> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      if (breaker === undefined) await downstream.call(job.tenant);
+      else await breaker.execute(() => downstream.call(job.tenant));
+      return { kind: 'done' };
+    } catch (error) {
+      // The breaker's answer: come back later, and let this worker serve someone else.
+      if (isCircuitOpenError(error)) return { kind: 'deferred', notBefore: now() + error.retryAfterMs };
+      if (attempt >= scenario.retries) return { kind: 'gave-up' };
+      await sleep(scenario.retryBackoffMs * 2 ** attempt);
+    }
+  }
+}
+
+/** The parent's side of a run: the queue, the producer, the measurements. */
+class Run {
+  readonly queue: Job[] = [];
+  readonly latencies: number[] = [];
+  readonly completed: number[];
+  readonly states: string[];
+  readonly closedAt: number[] = [];
+  wastedCalls = 0;
+  deferred = 0;
+  healthyDone = 0;
+  stateChanges = 0;
+  detectMs: number | null = null;
+  #nextId = 0;
+  #start = performance.now();
+
+  constructor(readonly scenario: Scenario) {
+    this.completed = new Array<number>(scenario.tenants).fill(0);
+    this.states = new Array<string>(scenario.tenants).fill('closed');
+  }
+
+  readonly now = (): number => performance.now() - this.#start;
+
+  restartClock(): void {
+    this.#start = performance.now();
+  }
+
+  enqueue(tenant: number, at: number): void {
+    this.queue.push({ id: this.#nextId++, tenant, enqueuedAt: at, notBefore: 0 });
+  }
+
+  take(): Job | undefined {
+    const t = this.now();
+    const at = this.queue.findIndex((job) => job.notBefore <= t);
+    return at === -1 ? undefined : this.queue.splice(at, 1)[0];
+  }
+
+  settle(job: Job, outcome: JobOutcome, wastedCalls: number): void {
+    this.wastedCalls += wastedCalls;
+    if (outcome.kind === 'deferred') {
+      this.deferred += 1;
+      job.notBefore = outcome.notBefore;
+      this.queue.push(job);
+    } else if (outcome.kind === 'gave-up') {
+      // As a queue would after its retries: back to the end.
+      this.queue.push(job);
+    } else {
+      this.completed[job.tenant]! += 1;
+      if (job.tenant >= this.scenario.failing) {
+        this.healthyDone += 1;
+        this.latencies.push(this.now() - job.enqueuedAt);
+      }
+    }
+  }
+
+  stateChanged(tenant: number, to: string): void {
+    const s = this.scenario;
+    const t = this.now();
+    this.stateChanges += 1;
+    this.states[tenant] = to;
+    if (tenant < s.failing && to === 'open' && this.detectMs === null)
+      this.detectMs = t - s.outage[0] * s.durationMs;
+    if (tenant < s.failing && to === 'closed' && t >= s.outage[1] * s.durationMs)
+      this.closedAt[tenant] = t - s.outage[1] * s.durationMs;
+  }
+}
+
+interface Workers {
+  /** Resolves when every worker has stopped. */
+  stop(): Promise<void>;
+}
+
+function inProcessWorkers(
+  run: Run,
+  scenario: Scenario,
+  breakers: CircuitBreaker[],
+  isRunning: () => boolean,
+): Workers {
+  const worker = async (index: number): Promise<void> => {
+    // One per worker, so the calls counted while a job runs are this worker's own.
+    const downstream = new Downstream(scenario, run.now, index + 1);
+    while (isRunning()) {
+      const job = run.take();
+      if (job === undefined) {
+        await sleep(1);
+        continue;
+      }
+      const before = downstream.wastedCalls;
+      const outcome = await processJob(job, breakers[job.tenant], downstream, scenario, run.now);
+      run.settle(job, outcome, downstream.wastedCalls - before);
+    }
+  };
+  const all = Array.from({ length: scenario.workers }, (_, i) => worker(i));
+  return { stop: async () => void (await Promise.all(all)) };
+}
+
+/** Messages between the parent and a worker process (see worker.ts). */
+export type ToWorker =
+  | {
+      readonly t: 'config';
+      readonly scenario: Scenario;
+      readonly withBreakers: boolean;
+      readonly redisUrl: string;
+      readonly prefix: string;
+      readonly index: number;
+    }
+  | { readonly t: 'start'; readonly startWall: number }
+  | { readonly t: 'job'; readonly job: Job | null }
+  | { readonly t: 'stop' };
+
+export type FromWorker =
+  | { readonly t: 'ready' }
+  | { readonly t: 'take' }
+  | { readonly t: 'result'; readonly job: Job; readonly outcome: JobOutcome; readonly wastedCalls: number }
+  | { readonly t: 'state'; readonly tenant: number; readonly to: string }
+  | { readonly t: 'error'; readonly message: string };
+
+async function processWorkers(
+  run: Run,
+  scenario: Scenario,
+  withBreakers: boolean,
+  deployment: Extract<Deployment, { kind: 'processes' }>,
+): Promise<{ start(): void; workers: Workers }> {
+  // The worker module beside this one: worker.ts under tsx (the loader is inherited through
+  // execArgv), worker.js in the built package.
+  const here = fileURLToPath(import.meta.url);
+  const workerPath = here.slice(0, -extname(here).length).replace(/simulation$/, 'worker') + extname(here);
+  const children = Array.from({ length: scenario.workers }, () =>
+    fork(workerPath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+  );
+  let running = true;
+  const ready = children.map(
+    (child, index) =>
+      new Promise<void>((resolve, reject) => {
+        child.on('message', (message: FromWorker) => {
+          switch (message.t) {
+            case 'ready':
+              return resolve();
+            case 'take':
+              return void child.send({
+                t: 'job',
+                job: running ? (run.take() ?? null) : null,
+              } satisfies ToWorker);
+            case 'result':
+              return run.settle(message.job, message.outcome, message.wastedCalls);
+            case 'state':
+              return run.stateChanged(message.tenant, message.to);
+            case 'error':
+              return reject(new Error(`worker ${index}: ${message.message}`));
+          }
+        });
+        child.once('exit', (code) => reject(new Error(`worker ${index} exited with ${code}`)));
+        child.send({
+          t: 'config',
+          scenario,
+          withBreakers,
+          redisUrl: deployment.redisUrl,
+          prefix: deployment.prefix,
+          index,
+        } satisfies ToWorker);
+      }),
+  );
+  try {
+    await Promise.all(ready);
+  } catch (error) {
+    for (const child of children) child.kill();
+    throw error;
+  }
+  const exited = children.map((child) => new Promise<void>((resolve) => child.once('exit', () => resolve())));
+  return {
+    start() {
+      const startWall = Date.now() - run.now();
+      for (const child of children) child.send({ t: 'start', startWall } satisfies ToWorker);
+    },
+    workers: {
+      async stop() {
+        running = false;
+        for (const child of children) if (child.connected) child.send({ t: 'stop' } satisfies ToWorker);
+        await Promise.all(exited);
+      },
+    },
+  };
+}
+
+/**
+ * Runs the job queue once, for real time, and measures it: every tenant enqueues
+ * `jobsPerSecond` jobs, `workers` workers take them, and the failing tenants' downstream fails
+ * during the outage. `makeBreakers` builds one breaker per tenant (in-process runs); `null` runs
+ * without breakers.
  */
 export async function runQueue(
   scenario: Scenario,
-  factory: BreakerFactory | null,
-  onProgress?: (elapsedMs: number, result: Pick<RunResult, 'wastedCalls' | 'deferred'>) => void,
+  options: {
+    readonly withBreakers: boolean;
+    readonly deployment: Deployment;
+    readonly makeBreakers?: () => CircuitBreaker[];
+    readonly onProgress?: (progress: Progress) => void;
+  },
 ): Promise<RunResult> {
-  const start = performance.now();
-  const now = (): number => performance.now() - start;
-  const outageStart = scenario.outage[0] * scenario.durationMs;
-  const outageEnd = scenario.outage[1] * scenario.durationMs;
-  const isDown = (tenant: number): boolean => {
-    const t = now();
-    return tenant < scenario.failing && t >= outageStart && t < outageEnd;
-  };
-  const queue: Job[] = [];
-  const latencies: number[] = [];
-  const completed = new Array<number>(scenario.tenants).fill(0);
-  const timeline: Sample[] = [];
-  let wastedCalls = 0;
-  let deferred = 0;
-  let healthyDone = 0;
-  let detectMs: number | null = null;
-  const closedAt: number[] = [];
-  const states = new Array<string>(scenario.tenants).fill('closed');
-  const breakers =
-    factory === null
-      ? []
-      : Array.from({ length: scenario.tenants }, (_, i) => factory.breakerFor(tenantName(i)));
-  breakers.forEach((breaker, i) =>
-    breaker.onStateChange((event) => {
-      states[i] = event.to;
-      if (i < scenario.failing && event.to === 'open' && detectMs === null) detectMs = now() - outageStart;
-      if (i < scenario.failing && event.to === 'closed' && now() >= outageEnd)
-        closedAt[i] = now() - outageEnd;
-    }),
-  );
-
-  const call = async (tenant: number): Promise<void> => {
-    if (isDown(tenant)) {
-      wastedCalls += 1;
-      await sleep(scenario.failMs);
-      throw new Error(`${tenantName(tenant)}'s downstream is down`);
-    }
-    await sleep(scenario.callMs);
-  };
+  const run = new Run(scenario);
+  let running = true;
+  let workers: Workers;
+  if (options.deployment.kind === 'processes') {
+    const started = await processWorkers(run, scenario, options.withBreakers, options.deployment);
+    // The clock starts once every process is connected.
+    run.restartClock();
+    workers = started.workers;
+    started.start();
+  } else {
+    const breakers = options.withBreakers && options.makeBreakers !== undefined ? options.makeBreakers() : [];
+    breakers.forEach((breaker, i) => breaker.onStateChange((event) => run.stateChanged(i, event.to)));
+    workers = inProcessWorkers(run, scenario, breakers, () => running);
+  }
 
   // Every tenant enqueues jobs at the same rate, for the whole run.
-  let running = true;
   const producer = (async () => {
     const interval = 1_000 / scenario.jobsPerSecond;
     let next = 0;
     while (running) {
-      const t = now();
+      const t = run.now();
       while (next <= t) {
-        for (let tenant = 0; tenant < scenario.tenants; tenant++)
-          queue.push({ tenant, enqueuedAt: next, notBefore: 0 });
+        for (let tenant = 0; tenant < scenario.tenants; tenant++) run.enqueue(tenant, next);
         next += interval;
       }
       await sleep(Math.max(1, next - t));
     }
   })();
 
-  const take = (): Job | undefined => {
-    const t = now();
-    const at = queue.findIndex((job) => job.notBefore <= t);
-    return at === -1 ? undefined : queue.splice(at, 1)[0];
-  };
-
-  const finish = (job: Job): void => {
-    completed[job.tenant]! += 1;
-    if (job.tenant >= scenario.failing) {
-      healthyDone += 1;
-      latencies.push(now() - job.enqueuedAt);
-    }
-  };
-
-  const worker = async (): Promise<void> => {
-    while (running) {
-      const job = take();
-      if (job === undefined) {
-        await sleep(1);
-        continue;
-      }
-      const breaker = breakers[job.tenant];
-      let attempt = 0;
-      for (;;) {
-        try {
-          if (breaker === undefined) await call(job.tenant);
-          else await breaker.execute(() => call(job.tenant));
-          finish(job);
-          break;
-        } catch (error) {
-          if (isCircuitOpenError(error)) {
-            // The breaker's answer: come back later, and let this worker serve someone else.
-            deferred += 1;
-            job.notBefore = now() + error.retryAfterMs;
-            queue.push(job);
-            break;
-          }
-          if (attempt >= scenario.retries) {
-            // Give up for now: requeue at the back, as a queue would after its retries.
-            queue.push(job);
-            break;
-          }
-          await sleep(scenario.retryBackoffMs * 2 ** attempt++);
-        }
-      }
-    }
-  };
-
-  const workers = Array.from({ length: scenario.workers }, () => worker());
-  let last = [...completed];
-  while (now() < scenario.durationMs) {
+  const timeline: Sample[] = [];
+  let last = [...run.completed];
+  while (run.now() < scenario.durationMs) {
     await sleep(250);
     timeline.push({
-      t: Math.round(now()),
-      states: [...states],
-      completed: completed.map((c, i) => c - last[i]!),
+      t: Math.round(run.now()),
+      states: [...run.states],
+      completed: run.completed.map((c, i) => c - last[i]!),
     });
-    last = [...completed];
-    onProgress?.(now(), { wastedCalls, deferred });
+    last = [...run.completed];
+    options.onProgress?.({
+      elapsedMs: run.now(),
+      wastedCalls: run.wastedCalls,
+      deferred: run.deferred,
+      open: run.states.filter((s) => s !== 'closed').length,
+    });
   }
   running = false;
-  await Promise.all([producer, ...workers]);
-  const recovered = closedAt.filter((t) => t !== undefined);
+  await Promise.all([producer, workers.stop()]);
+  const recovered = run.closedAt.filter((t) => t !== undefined);
   return {
-    withBreakers: factory !== null,
-    wastedCalls,
-    healthyThroughput: healthyDone / (scenario.durationMs / 1_000),
-    healthyP50Ms: percentile(latencies, 50),
-    healthyP99Ms: percentile(latencies, 99),
-    deferred,
-    detectMs,
-    recoverMs:
-      factory === null || recovered.length < Math.min(scenario.failing, breakers.length)
-        ? null
-        : Math.max(...recovered),
+    withBreakers: options.withBreakers,
+    wastedCalls: run.wastedCalls,
+    healthyThroughput: run.healthyDone / (scenario.durationMs / 1_000),
+    healthyP50Ms: percentile(run.latencies, 50),
+    healthyP99Ms: percentile(run.latencies, 99),
+    deferred: run.deferred,
+    detectMs: options.withBreakers ? run.detectMs : null,
+    recoverMs: !options.withBreakers || recovered.length < scenario.failing ? null : Math.max(...recovered),
+    stateChanges: run.stateChanges,
     timeline,
   };
 }
