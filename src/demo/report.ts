@@ -68,76 +68,119 @@ const COLORS: Record<string, string> = {
 /** A self-contained HTML page: the comparison and, per run, a timeline of states and throughput. */
 export function renderHtml(report: DemoReport): string {
   const escape = (text: string): string => text.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
-  const chart = (run: RunResult, title: string): string => {
-    const width = 900;
-    const row = 22;
-    const tenants = report.scenario.tenants;
-    const plotTop = 30;
-    const statesHeight = tenants * row;
-    const throughputTop = plotTop + statesHeight + 30;
-    const throughputHeight = 120;
-    const left = 90;
-    const span = report.scenario.durationMs;
-    const x = (t: number): number => left + ((width - left - 10) * t) / span;
-    const parts: string[] = [];
-    const step = run.timeline.length > 1 ? run.timeline[1]!.t - run.timeline[0]!.t : 250;
-    const [outStart, outEnd] = report.scenario.outage.map((f) => f * span) as [number, number];
-    parts.push(
-      `<rect x="${x(outStart)}" y="${plotTop - 8}" width="${x(outEnd) - x(outStart)}" height="${throughputTop + throughputHeight - plotTop + 8}" fill="#d6454514"/>`,
-    );
-    parts.push(`<text x="${x(outStart) + 4}" y="${plotTop - 12}" font-size="11" fill="#a33">outage</text>`);
-    for (let i = 0; i < tenants; i++) {
-      const y = plotTop + i * row;
-      parts.push(
-        `<text x="4" y="${y + 15}" font-size="12">${escape(tenantName(i))}${i < report.scenario.failing ? ' ✗' : ''}</text>`,
-      );
-      for (const sample of run.timeline) {
-        const state = run.withBreakers ? (sample.states[i] ?? 'closed') : 'no breaker';
-        parts.push(
-          `<rect x="${x(sample.t - step)}" y="${y + 2}" width="${Math.max(1, x(sample.t) - x(sample.t - step))}" height="${row - 6}" fill="${COLORS[state] ?? '#999'}"/>`,
-        );
-      }
-    }
-    const healthy = run.timeline.map(
-      (s) => s.completed.slice(report.scenario.failing).reduce((a, b) => a + b, 0) / (step / 1000),
-    );
-    const peak = Math.max(1, ...healthy);
-    const points = run.timeline.map(
-      (s, i) =>
-        `${x(s.t).toFixed(1)},${(throughputTop + throughputHeight - (throughputHeight * healthy[i]!) / peak).toFixed(1)}`,
-    );
-    parts.push(`<text x="4" y="${throughputTop + 12}" font-size="12">healthy jobs/s</text>`);
-    parts.push(
-      `<text x="4" y="${throughputTop + 28}" font-size="11" fill="#666">peak ${Math.round(peak)}</text>`,
-    );
-    parts.push(
-      `<line x1="${left}" y1="${throughputTop + throughputHeight}" x2="${width - 10}" y2="${throughputTop + throughputHeight}" stroke="#999"/>`,
-    );
-    parts.push(`<polyline fill="none" stroke="#3060c0" stroke-width="2" points="${points.join(' ')}"/>`);
-    for (let s = 0; s <= span / 1000; s += 2) {
-      parts.push(
-        `<text x="${x(s * 1000) - 6}" y="${throughputTop + throughputHeight + 16}" font-size="11" fill="#666">${s}s</text>`,
-      );
-    }
-    const height = throughputTop + throughputHeight + 26;
-    return `<h2>${escape(title)}</h2><svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">${parts.join('')}</svg>`;
+  const { scenario } = report;
+  const span = scenario.durationMs;
+  const stepOf = (run: RunResult): number =>
+    run.timeline.length > 1 ? run.timeline[1]!.t - run.timeline[0]!.t : 250;
+  const perSecond = (run: RunResult, from: number, to: number): number[] =>
+    run.timeline.map((s) => s.completed.slice(from, to).reduce((a, b) => a + b, 0) / (stepOf(run) / 1000));
+  // One scale for both runs, so the two charts compare at a glance.
+  const niceCeil = (value: number): number => {
+    const unit = 10 ** Math.floor(Math.log10(value));
+    return [1, 2, 2.5, 5, 10].map((m) => m * unit).find((v) => v >= value)!;
   };
-  const legend = Object.entries(COLORS)
-    .map(
-      ([state, color]) =>
-        `<span style="display:inline-block;width:12px;height:12px;background:${color};margin:0 4px 0 12px"></span>${state}`,
-    )
-    .join('');
+  const peak = niceCeil(
+    Math.max(
+      1,
+      ...[report.without, report.with].flatMap((run) => [
+        ...perSecond(run, scenario.failing, scenario.tenants),
+        ...perSecond(run, 0, scenario.failing),
+      ]),
+    ),
+  );
+
+  const chart = (run: RunResult, title: string): string => {
+    const width = 560;
+    const row = 20;
+    const left = 78;
+    const right = width - 12;
+    const plotTop = 26;
+    const statesHeight = scenario.tenants * row;
+    const throughputTop = plotTop + statesHeight + 26;
+    const throughputHeight = 130;
+    const bottom = throughputTop + throughputHeight;
+    const x = (t: number): number => left + ((right - left) * Math.min(Math.max(t, 0), span)) / span;
+    const y = (value: number): number => bottom - (throughputHeight * value) / peak;
+    const parts: string[] = [];
+    const step = stepOf(run);
+    const [outStart, outEnd] = scenario.outage.map((f) => f * span) as [number, number];
+    parts.push(
+      `<rect x="${x(outStart)}" y="${plotTop - 6}" width="${x(outEnd) - x(outStart)}" height="${bottom - plotTop + 6}" fill="#d6454522"/>`,
+      `<text x="${x(outStart) + 4}" y="${plotTop - 10}" font-size="11" fill="#a33">outage</text>`,
+    );
+    for (let i = 0; i < scenario.tenants; i++) {
+      const top = plotTop + i * row;
+      const failing = i < scenario.failing;
+      parts.push(
+        `<text x="4" y="${top + 14}" font-size="12"${failing ? ' fill="#a33"' : ''}>${escape(tenantName(i))}${failing ? ' ✗' : ''}</text>`,
+      );
+      // One bar per state, from the transitions themselves: a probe's short half-open shows too.
+      const bars: Array<{ from: number; state: string }> = [
+        { from: 0, state: run.withBreakers ? 'closed' : 'no breaker' },
+      ];
+      for (const change of run.transitions)
+        if (change.tenant === i) bars.push({ from: change.t, state: change.to });
+      bars.forEach((bar, k) => {
+        const x0 = x(bar.from);
+        const x1 = x(bars[k + 1]?.from ?? span);
+        parts.push(
+          `<rect x="${x0.toFixed(1)}" y="${top + 3}" width="${Math.max(2, x1 - x0).toFixed(1)}" height="${row - 6}" fill="${COLORS[bar.state] ?? '#999'}"><title>${escape(tenantName(i))}: ${bar.state} from ${(bar.from / 1000).toFixed(2)} s</title></rect>`,
+        );
+      });
+    }
+    const line = (values: number[], color: string, widthPx: number): string =>
+      `<polyline fill="none" stroke="${color}" stroke-width="${widthPx}" stroke-linejoin="round" points="${run.timeline
+        .map((s, k) => `${x(s.t - step / 2).toFixed(1)},${y(values[k]!).toFixed(1)}`)
+        .join(' ')}"/>`;
+    for (const value of [0, peak / 2, peak]) {
+      parts.push(
+        `<line x1="${left}" y1="${y(value)}" x2="${right}" y2="${y(value)}" stroke="${value === 0 ? '#999' : '#e4e4e4'}"/>`,
+        `<text x="${left - 6}" y="${y(value) + 4}" font-size="10" fill="#666" text-anchor="end">${Math.round(value)}</text>`,
+      );
+    }
+    parts.push(
+      `<text x="4" y="${throughputTop + 12}" font-size="12">jobs/s</text>`,
+      line(perSecond(run, scenario.failing, scenario.tenants), '#3060c0', 2),
+      line(perSecond(run, 0, scenario.failing), '#d64545', 1.5),
+    );
+    const tick = span <= 10_000 ? 1_000 : span <= 30_000 ? 2_000 : 10_000;
+    for (let t = 0; t <= span; t += tick) {
+      parts.push(
+        `<text x="${x(t)}" y="${bottom + 15}" font-size="10" fill="#666" text-anchor="middle">${t / 1000}s</text>`,
+      );
+    }
+    const height = bottom + 22;
+    return `<figure><figcaption>${escape(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">${parts.join('')}</svg></figure>`;
+  };
+  const swatch = (color: string, label: string): string =>
+    `<span class="key"><span style="background:${color}"></span>${escape(label)}</span>`;
+  const legend = [
+    ...Object.entries(COLORS).map(([state, color]) => swatch(color, state)),
+    '<span class="key">✗ failing downstream</span>',
+    swatch('#3060c0', 'healthy tenants’ jobs/s'),
+    swatch('#d64545', 'failing tenants’ jobs/s'),
+  ].join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>circuitry demo</title>
-<style>body{font-family:sans-serif;margin:24px;color:#222}pre{background:#f5f5f5;padding:12px;white-space:pre-wrap}h2{font-size:16px;margin-top:28px}</style>
+<style>
+body{font-family:sans-serif;margin:24px;color:#222}
+pre{background:#f5f5f5;padding:12px;white-space:pre-wrap;font-size:13px}
+h1{font-size:22px;margin:0 0 8px}
+.charts{display:flex;flex-wrap:wrap;gap:16px}
+figure{margin:0}
+figcaption{font-weight:bold;font-size:14px;margin:8px 0 4px}
+.key{display:inline-block;margin-right:14px;font-size:13px;white-space:nowrap}
+.key span{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px}
+</style>
 </head><body>
 <h1>Per-tenant circuit breakers in a shared job queue</h1>
 <p>The same workload twice: workers retrying a failing tenant's jobs in place, then per-tenant breakers deferring them by <code>retryAfterMs</code>.</p>
 <pre>${escape(renderText(report))}</pre>
-<p>Breaker state per tenant:${legend}</p>
+<p>${legend}</p>
+<div class="charts">
 ${chart(report.without, 'Without breakers: workers retry the failing tenant’s jobs in place')}
-${chart(report.with, 'With per-tenant breakers')}
+${chart(report.with, 'With per-tenant breakers: its jobs are deferred')}
+</div>
 </body></html>
 `;
 }

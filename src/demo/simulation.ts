@@ -98,7 +98,15 @@ export interface RunResult {
   readonly recoverMs: number | null;
   /** State changes announced (one per transition, whichever process won it). */
   readonly stateChanges: number;
+  /** Each of them: when (ms into the run), which tenant, to which state. */
+  readonly transitions: readonly Transition[];
   readonly timeline: readonly Sample[];
+}
+
+export interface Transition {
+  readonly t: number;
+  readonly tenant: number;
+  readonly to: string;
 }
 
 export interface Progress {
@@ -233,6 +241,7 @@ class Run {
   readonly completed: number[];
   readonly states: string[];
   readonly closedAt: number[] = [];
+  readonly transitions: Transition[] = [];
   wastedCalls = 0;
   deferred = 0;
   healthyDone = 0;
@@ -284,6 +293,7 @@ class Run {
     const s = this.scenario;
     const t = this.now();
     this.stateChanges += 1;
+    this.transitions.push({ t: Math.round(t), tenant, to });
     this.states[tenant] = to;
     if (tenant < s.failing && to === 'open' && this.detectMs === null)
       this.detectMs = t - s.outage[0] * s.durationMs;
@@ -483,6 +493,7 @@ export async function runQueue(
     detectMs: options.withBreakers ? run.detectMs : null,
     recoverMs: !options.withBreakers || recovered.length < scenario.failing ? null : Math.max(...recovered),
     stateChanges: run.stateChanges,
+    transitions: run.transitions,
     timeline,
   };
 }
