@@ -12,7 +12,10 @@ export interface FlakyBehaviour {
    * run is reproducible). Ignored when `pattern` is given. @defaultValue 0
    */
   readonly failureRate?: number;
-  /** Seed of the `failureRate` draws. @defaultValue 1 */
+  /**
+   * Seed of the `failureRate` draws. `configure` without a seed keeps drawing from the same
+   * sequence, so a new phase does not replay the first draws. @defaultValue 1
+   */
   readonly seed?: number;
   /**
    * A deterministic pattern instead of a rate: `'sssff'`, booleans, or the options of an
@@ -66,6 +69,12 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
   return value;
 }
 
+function seedOf(behaviour: FlakyBehaviour, fallback: number): number {
+  const seed = behaviour.seed ?? fallback;
+  if (!Number.isInteger(seed)) throw invalid('seed', 'an integer', seed);
+  return seed;
+}
+
 /** mulberry32: small, fast and good enough to spread failures; seeded so runs repeat. */
 function seeded(seed: number): () => number {
   let state = seed >>> 0;
@@ -85,7 +94,7 @@ interface Resolved {
   readonly failLatencyMs: number;
 }
 
-function resolve(behaviour: FlakyBehaviour): Resolved {
+function resolve(behaviour: FlakyBehaviour, random: () => number): Resolved {
   let decide: () => boolean;
   if (behaviour.pattern !== undefined) {
     const pattern = behaviour.pattern;
@@ -98,9 +107,6 @@ function resolve(behaviour: FlakyBehaviour): Resolved {
   } else {
     const rate = nonNegative('failureRate', behaviour.failureRate, 0);
     if (rate > 1) throw invalid('failureRate', 'a number from 0 to 1', rate);
-    const seed = behaviour.seed ?? 1;
-    if (!Number.isInteger(seed)) throw invalid('seed', 'an integer', seed);
-    const random = seeded(seed);
     decide = () => random() >= rate;
   }
   const failStatus = behaviour.failStatus ?? 503;
@@ -131,7 +137,8 @@ function resolve(behaviour: FlakyBehaviour): Resolved {
  * ```
  */
 export async function startFlakyServer(options: FlakyServerOptions = {}): Promise<FlakyServer> {
-  let behaviour = resolve(options);
+  let random = seeded(seedOf(options, 1));
+  let behaviour = resolve(options, random);
   const port = options.port ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw invalid('port', 'a port number', port);
   const host = options.host ?? '127.0.0.1';
@@ -180,7 +187,9 @@ export async function startFlakyServer(options: FlakyServerOptions = {}): Promis
     port: address.port,
     stats,
     configure(next: FlakyBehaviour) {
-      behaviour = resolve(next);
+      const generator = next.seed === undefined ? random : seeded(seedOf(next, 1));
+      behaviour = resolve(next, generator);
+      random = generator;
     },
     close() {
       for (const timer of pending) clearTimeout(timer);

@@ -60,6 +60,21 @@ describe('startFlakyServer', () => {
     }
   });
 
+  it('keeps drawing from one sequence across configure() unless given a new seed', async () => {
+    const server = await startFlakyServer({ failureRate: 0.5, seed: 3 });
+    const reference = await startFlakyServer({ failureRate: 0.5, seed: 3 });
+    try {
+      const whole = await statuses(reference, 20);
+      const first = await statuses(server, 10);
+      server.configure({ failureRate: 0.5 });
+      assert.deepEqual([...first, ...(await statuses(server, 10))], whole);
+      server.configure({ failureRate: 0.5, seed: 3 });
+      assert.deepEqual(await statuses(server, 10), whole.slice(0, 10));
+    } finally {
+      await Promise.all([server.close(), reference.close()]);
+    }
+  });
+
   it('delays answers by latencyMs and failLatencyMs, and close() drops pending ones', async () => {
     const server = await startFlakyServer({ pattern: 'sf', latencyMs: 5, failLatencyMs: 60_000 });
     const ok = await fetch(`${server.url}/`);
