@@ -303,6 +303,46 @@ export function recordClosedOutcome(
 }
 
 /**
+ * Opens a closed breaker at `generation` whose window already holds outcomes that trip the policy:
+ * for a store that counted them with an atomic update of its own and now asks whether they trip,
+ * with the same rule `record` applies after counting. Stale when the generation moved on.
+ */
+export function tripIfDue(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  generation: number,
+  random: number,
+  jitterMs = 0,
+): UpdateResult {
+  expireLeases(record, now);
+  if (record.generation !== generation || record.override === 'forced-closed') {
+    return { snapshot: snapshot(record, policy, now), transition: null, stale: true };
+  }
+  const from = circuitState(record);
+  const counts = windowCounts(record, now, policy.bucketMs, policy.bucketCount);
+  if (record.state === 'closed' && shouldTrip(policy.trip, counts)) {
+    open(record, policy, now, { ...NOTHING, generation, random, jitterMs });
+  }
+  return {
+    snapshot: snapshot(record, policy, now, counts),
+    transition: transition(from, record),
+    stale: false,
+  };
+}
+
+const NOTHING: OutcomeBatch = {
+  generation: 0,
+  successes: 0,
+  failures: 0,
+  trailingFailures: 0,
+  slow: 0,
+  ignored: 0,
+  probes: [],
+  random: 0,
+};
+
+/**
  * Sets or clears an operator override. Any change starts a new generation, so results of calls
  * admitted before it cannot move the state it leaves behind.
  */

@@ -88,7 +88,7 @@ describe('DynamoDBStore on dynalite', () => {
     await factory.close();
   });
 
-  it('costs one read per inspect and unchanged acquire, and one read plus one write per change', async () => {
+  it('costs one request per inspect, unchanged acquire and counted outcome; two for a transition', async () => {
     const counts: Record<string, number> = {};
     const counting = server.client();
     counting.middlewareStack.add(
@@ -123,10 +123,26 @@ describe('DynamoDBStore on dynalite', () => {
       probes: [],
       random: 0,
     };
+    // The first outcome in a bucket sets the bucket up: the atomic update's condition fails, then
+    // a read and a conditional write. Every later one is one atomic update.
     assert.deepEqual(await measure(() => store.record(name, policy, batch)), {
+      UpdateItemCommand: 1,
       GetItemCommand: 1,
       PutItemCommand: 1,
     });
+    assert.deepEqual(await measure(() => store.record(name, policy, batch)), { UpdateItemCommand: 1 });
+    const failing = { ...batch, successes: 0, failures: 1, trailingFailures: 1 };
+    assert.deepEqual(await measure(() => store.record(name, policy, failing)), { UpdateItemCommand: 1 });
+    assert.deepEqual(await measure(() => store.record(name, policy, failing)), { UpdateItemCommand: 1 });
+    // The one that trips it: the update, then the conditional write that opens it.
+    let opened: Awaited<ReturnType<typeof store.record>> | undefined;
+    const cost = await measure(async () => {
+      opened = await store.record(name, policy, failing);
+    });
+    assert.deepEqual(cost, { UpdateItemCommand: 1, PutItemCommand: 1 });
+    assert.equal(opened?.transition?.to, 'open');
+    assert.equal(opened?.snapshot.counts.failures, 3);
+    assert.deepEqual(await measure(() => store.acquire(name, policy)), { GetItemCommand: 1 });
     counting.destroy();
   });
 });

@@ -8,6 +8,7 @@ import {
   PutItemCommand,
   ResourceInUseException,
   ScanCommand,
+  UpdateItemCommand,
   UpdateTimeToLiveCommand,
   waitUntilTableExists,
 } from '@aws-sdk/client-dynamodb';
@@ -150,10 +151,88 @@ export class DynamoDBStore implements Store {
    * merged and written together when it is done (a group commit), so calls in this process do not
    * race each other's conditional writes; the transition, if any, is reported to one of them.
    */
-  record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+  async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
     if (batch.probes.length > 0 || batch.trip === true) {
       return this.#change(name, policy, (record, now) => reducer.record(record, policy, now, batch));
     }
+    const counted = await this.#count(name, policy, batch);
+    return counted ?? this.#recordInGroup(name, policy, batch);
+  }
+
+  /**
+   * Counts a closed breaker's outcomes with one atomic `UpdateItem` (ADD to the current bucket's
+   * counters), conditional on the breaker being closed, without override, at the batch's
+   * generation, with the current bucket in its slot. Null when the condition fails: the general
+   * path then reads, reduces and writes. If the new counts trip the policy, a second, conditional
+   * write opens the breaker.
+   */
+  async #count(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult | null> {
+    const now = this.#clock.now();
+    const index = Math.floor(now / policy.bucketMs);
+    const slot = ((index % policy.bucketCount) + policy.bucketCount) % policy.bucketCount;
+    let reply;
+    try {
+      reply = await this.#client.send(
+        new UpdateItemCommand({
+          TableName: this.#table,
+          Key: { pk: { S: itemKey(name) } },
+          UpdateExpression:
+            `SET cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
+            'ADD #s :s, #f :f, #l :l, #g :g, v :one',
+          ConditionExpression: 'st = :closed AND gen = :gen AND ov = :none AND #i = :index',
+          ExpressionAttributeNames: {
+            '#ttl': 'ttl',
+            '#i': `b${slot}i`,
+            '#s': `b${slot}s`,
+            '#f': `b${slot}f`,
+            '#l': `b${slot}l`,
+            '#g': `b${slot}g`,
+          },
+          ExpressionAttributeValues: {
+            ...(batch.successes > 0 ? { ':trailing': { N: String(batch.trailingFailures) } } : {}),
+            ':ttl': { N: String(expiresAt(policy, { openUntil: 0 }, now)) },
+            ':s': { N: String(batch.successes) },
+            ':f': { N: String(batch.failures) },
+            ':l': { N: String(batch.slow) },
+            ':g': { N: String(batch.ignored) },
+            ':one': { N: '1' },
+            ':closed': { S: 'closed' },
+            ':gen': { N: String(batch.generation) },
+            ':none': { S: NO_OVERRIDE },
+            ':index': { N: String(index) },
+          },
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+    } catch (error) {
+      if (isConditionFailure(error)) return null;
+      throw new StoreError(`DynamoDB update of breaker ${JSON.stringify(name.slice(0, 100))} failed`, {
+        cause: error,
+      });
+    }
+    const parsed = reply.Attributes === undefined ? null : fromItem(reply.Attributes);
+    if (parsed === null) return null;
+    const result = reducer.tripIfDue(parsed.record, policy, now, batch.generation, 0);
+    if (batch.failures === 0 || result.transition === null) return { ...result, transition: null };
+    // The counts trip it: open it with a write conditional on the version the update returned
+    // (one more round trip); if someone wrote meanwhile, from a fresh read.
+    const fresh = fromItem(reply.Attributes!)!;
+    return this.#change(
+      name,
+      policy,
+      (record, at) =>
+        reducer.tripIfDue(record, policy, at, batch.generation, batch.random, batch.jitterMs ?? 0),
+      {
+        record: fresh.record,
+        exists: true,
+        rawVersion: reply.Attributes!.v,
+        nextVersion: fresh.version + 1,
+        corrupt: false,
+      },
+    );
+  }
+
+  #recordInGroup(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
     const waiting = this.#waiting.get(name);
     if (waiting !== undefined && waiting.batch.generation === batch.generation && waiting.policy === policy) {
       merge(waiting.batch, batch);
@@ -230,9 +309,10 @@ export class DynamoDBStore implements Store {
     name: string,
     policy: BreakerPolicy,
     reduce: (record: BreakerRecord, now: number) => T,
+    known?: Loaded,
   ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const loaded = await this.#load(name);
+      const loaded = attempt === 1 && known !== undefined ? known : await this.#load(name);
       const before = !loaded.exists || loaded.corrupt ? '' : JSON.stringify(loaded.record);
       const now = this.#clock.now();
       const result = reduce(loaded.record, now);
@@ -242,13 +322,7 @@ export class DynamoDBStore implements Store {
         await this.#client.send(
           new PutItemCommand({
             TableName: this.#table,
-            Item: {
-              pk: { S: itemKey(name) },
-              name: { S: name },
-              v: { N: String(loaded.nextVersion) },
-              rec: { S: after },
-              ttl: { N: String(expiresAt(policy, loaded.record, now)) },
-            },
+            Item: toItem(name, policy, loaded.record, loaded.nextVersion, now),
             // Only if nobody wrote since the read (a corrupt item without a version included).
             ...(!loaded.exists
               ? { ConditionExpression: 'attribute_not_exists(pk)' }
@@ -259,10 +333,7 @@ export class DynamoDBStore implements Store {
         );
         return result;
       } catch (error) {
-        if (
-          !(error instanceof ConditionalCheckFailedException) &&
-          (error as Error).name !== 'ConditionalCheckFailedException'
-        ) {
+        if (!isConditionFailure(error)) {
           throw new StoreError(`DynamoDB write of breaker ${JSON.stringify(name.slice(0, 100))} failed`, {
             cause: error,
           });
@@ -302,18 +373,19 @@ export class DynamoDBStore implements Store {
         corrupt: false,
       };
     }
-    const version = Number(item.v?.N);
-    const valid = Number.isSafeInteger(version) && version >= 1;
-    let record: unknown;
-    try {
-      record = item.rec?.S === undefined ? null : JSON.parse(item.rec.S);
-    } catch {
-      record = null;
-    }
-    if (valid && reducer.isValidRecord(record)) {
-      return { record, exists: true, rawVersion: item.v, nextVersion: version + 1, corrupt: false };
+    const parsed = fromItem(item);
+    if (parsed !== null) {
+      return {
+        record: parsed.record,
+        exists: true,
+        rawVersion: item.v,
+        nextVersion: parsed.version + 1,
+        corrupt: false,
+      };
     }
     this.#corrupt(name);
+    const version = Number(item.v?.N);
+    const valid = Number.isSafeInteger(version) && version >= 1;
     // Reset: the write that follows replaces the item, conditional on the `v` it had (if any).
     return {
       record: reducer.emptyRecord(),
@@ -348,8 +420,87 @@ export class DynamoDBStore implements Store {
   }
 }
 
+function isConditionFailure(error: unknown): boolean {
+  return (
+    error instanceof ConditionalCheckFailedException ||
+    (error as Error | null)?.name === 'ConditionalCheckFailedException'
+  );
+}
+
+/** `ov` of an item without an operator override (some emulators refuse empty strings). */
+const NO_OVERRIDE = 'none';
+
+/**
+ * The item for a record. The window's counters live in attributes of their own, one set per
+ * bucket slot (`b<slot>i` the bucket's index, then `s`, `f`, `l`, `g`: successes, failures, slow,
+ * ignored), with the run of failures in `cf`, so counting is an atomic ADD; the rest of the record
+ * is JSON in `rec`, mirrored in `st`, `gen` and `ov` for conditions.
+ */
+function toItem(name: string, policy: BreakerPolicy, record: BreakerRecord, version: number, now: number) {
+  const item: Record<string, AttributeValue> = {
+    pk: { S: itemKey(name) },
+    name: { S: name },
+    v: { N: String(version) },
+    rec: { S: JSON.stringify({ ...record, buckets: [], consecutiveFailures: 0 }) },
+    st: { S: record.state },
+    gen: { N: String(record.generation) },
+    ov: { S: record.override ?? NO_OVERRIDE },
+    cf: { N: String(record.consecutiveFailures) },
+    ttl: { N: String(expiresAt(policy, record, now)) },
+  };
+  for (const bucket of record.buckets) {
+    const slot = ((bucket.index % policy.bucketCount) + policy.bucketCount) % policy.bucketCount;
+    item[`b${slot}i`] = { N: String(bucket.index) };
+    item[`b${slot}s`] = { N: String(bucket.successes) };
+    item[`b${slot}f`] = { N: String(bucket.failures) };
+    item[`b${slot}l`] = { N: String(bucket.slow) };
+    item[`b${slot}g`] = { N: String(bucket.ignored) };
+  }
+  return item;
+}
+
+const SLOT = /^b(\d+)i$/;
+
+/** The record and version in an item, or null when the item is not one this version wrote. */
+function fromItem(item: Record<string, AttributeValue>): { record: BreakerRecord; version: number } | null {
+  const version = Number(item.v?.N);
+  if (!Number.isSafeInteger(version) || version < 1) return null;
+  let record: unknown;
+  try {
+    record = item.rec?.S === undefined ? null : JSON.parse(item.rec.S);
+  } catch {
+    return null;
+  }
+  if (!reducer.isValidRecord(record)) return null;
+  const count = (value: AttributeValue | undefined): number | null => {
+    const n = Number(value?.N);
+    return value?.N !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : null;
+  };
+  const cf = count(item.cf);
+  if (cf === null || item.st?.S !== record.state || Number(item.gen?.N) !== record.generation) return null;
+  const buckets: BreakerRecord['buckets'] = [];
+  for (const attribute of Object.keys(item)) {
+    const slot = SLOT.exec(attribute)?.[1];
+    if (slot === undefined) continue;
+    const index = Number(item[attribute]!.N);
+    const [successes, failures, slow, ignored] = ['s', 'f', 'l', 'g'].map((c) => count(item[`b${slot}${c}`]));
+    if (
+      !Number.isSafeInteger(index) ||
+      successes == null ||
+      failures == null ||
+      slow == null ||
+      ignored == null
+    ) {
+      return null;
+    }
+    buckets.push({ index, successes, failures, slow, ignored });
+  }
+  buckets.sort((a, b) => a.index - b.index);
+  return { record: { ...record, consecutiveFailures: cf, buckets }, version };
+}
+
 /** The TTL, in epoch seconds: after anything the record still has to remember, plus a margin. */
-function expiresAt(policy: BreakerPolicy, record: BreakerRecord, now: number): number {
+function expiresAt(policy: BreakerPolicy, record: Pick<BreakerRecord, 'openUntil'>, now: number): number {
   const longestOpen = Math.max(policy.maxOpenMs * (1 + policy.jitterRatio), record.openUntil - now);
   const keepMs = policy.windowMs + longestOpen + policy.probeLeaseMs;
   return Math.ceil((now + keepMs) / 1_000) + TTL_MARGIN_S;
