@@ -55,7 +55,9 @@ const breakerOptions = (store: RedisStore) => ({
 
 async function worker(): Promise<void> {
   const [, , , url, redisUrl, prefix, callersArg] = process.argv;
-  const send = (message: FromWorker): void => void (process.connected && process.send!(message));
+  const send = (message: FromWorker): void => {
+    if (process.connected) process.send!(message, undefined, {}, () => undefined);
+  };
   const client = new Redis(redisUrl!, { maxRetriesPerRequest: 1 });
   client.on('error', () => undefined);
   const factory = new BreakerFactory(breakerOptions(new RedisStore({ client, prefix: prefix! })));
@@ -141,6 +143,7 @@ async function main(): Promise<void> {
     const child = fork(self, ['--worker', server.url, values.redis, prefix, String(callers)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
+    child.on('error', () => undefined); // a 'stop' to a worker that is already exiting
     const ready = new Promise<void>((resolve, reject) => {
       child.on('message', (message: FromWorker) => {
         if (message.t === 'ready') resolve();
@@ -198,7 +201,7 @@ async function main(): Promise<void> {
     );
     previous = now;
   }
-  for (const { child } of children) if (child.connected) child.send({ t: 'stop' });
+  for (const { child } of children) if (child.connected) child.send({ t: 'stop' }, () => undefined);
   await Promise.all(children.map((c) => c.exited));
   const served = server.stats();
   await server.close();

@@ -1,4 +1,5 @@
 import { fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -362,9 +363,16 @@ async function processWorkers(
   // execArgv), worker.js in the built package.
   const here = fileURLToPath(import.meta.url);
   const workerPath = here.slice(0, -extname(here).length).replace(/simulation$/, 'worker') + extname(here);
-  const children = Array.from({ length: scenario.workers }, () =>
-    fork(workerPath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
-  );
+  const children = Array.from({ length: scenario.workers }, () => {
+    const child = fork(workerPath, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // A message to a worker that is exiting (a job answered after it was told to stop) cannot
+    // be delivered, and need not be: its 'exit' is what the parent waits for.
+    child.on('error', () => undefined);
+    return child;
+  });
+  const post = (child: ChildProcess, message: ToWorker): void => {
+    if (child.connected) child.send(message, () => undefined);
+  };
   let running = true;
   const ready = children.map(
     (child, index) =>
@@ -374,10 +382,7 @@ async function processWorkers(
             case 'ready':
               return resolve();
             case 'take':
-              return void child.send({
-                t: 'job',
-                job: running ? (run.take() ?? null) : null,
-              } satisfies ToWorker);
+              return post(child, { t: 'job', job: running ? (run.take() ?? null) : null });
             case 'result':
               return run.settle(message.job, message.outcome, message.wastedCalls);
             case 'state':
@@ -387,14 +392,14 @@ async function processWorkers(
           }
         });
         child.once('exit', (code) => reject(new Error(`worker ${index} exited with ${code}`)));
-        child.send({
+        post(child, {
           t: 'config',
           scenario,
           withBreakers,
           redisUrl: deployment.redisUrl,
           prefix: deployment.prefix,
           index,
-        } satisfies ToWorker);
+        });
       }),
   );
   try {
@@ -407,12 +412,12 @@ async function processWorkers(
   return {
     start() {
       const startWall = Date.now() - run.now();
-      for (const child of children) child.send({ t: 'start', startWall } satisfies ToWorker);
+      for (const child of children) post(child, { t: 'start', startWall });
     },
     workers: {
       async stop() {
         running = false;
-        for (const child of children) if (child.connected) child.send({ t: 'stop' } satisfies ToWorker);
+        for (const child of children) post(child, { t: 'stop' });
         await Promise.all(exited);
       },
     },

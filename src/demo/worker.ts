@@ -9,7 +9,8 @@ import { Downstream, breakerOptions, processJob, sleep, tenantName } from './sim
 import type { FromWorker, Job, ToWorker } from './simulation.js';
 
 const send = (message: FromWorker): void => {
-  if (process.connected) process.send!(message);
+  // The parent may be gone already (it stops waiting at the end of a run): nothing to report to.
+  if (process.connected) process.send!(message, undefined, {}, () => undefined);
 };
 
 let pendingJob: ((job: Job | null) => void) | null = null;

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
@@ -53,13 +56,31 @@ function assertBreakersSaveTheHealthyTenants(report: Report): void {
 
 describe('the demo (npm start)', { timeout: 120_000 }, () => {
   it('shows per-tenant breakers saving the healthy tenants, in its --json output', async () => {
-    const { stdout, stderr } = await demo('--duration', '6', '--workers', '6', '--json');
-    const report = JSON.parse(stdout) as Report;
-    assert.equal(report.store, 'in memory, one process');
-    assertBreakersSaveTheHealthyTenants(report);
-    // Not a TTY here: progress comes as plain lines, never carriage returns.
-    assert.match(stderr, /^without breakers: .* s, calls to the failing downstream \d+/m);
-    assert.doesNotMatch(stderr, /\r/);
+    const dir = mkdtempSync(join(tmpdir(), 'circuitry-demo-'));
+    const html = join(dir, 'report.html');
+    try {
+      const { stdout, stderr } = await demo('--duration', '6', '--workers', '6', '--json', '--html', html);
+      const report = JSON.parse(stdout) as Report;
+      assert.equal(report.store, 'in memory, one process');
+      assertBreakersSaveTheHealthyTenants(report);
+      // Not a TTY here: progress comes as plain lines, never carriage returns.
+      assert.match(stderr, /^without breakers: .* s, calls to the failing downstream \d+/m);
+      assert.doesNotMatch(stderr, /\r/);
+
+      // The HTML report stands alone: inline SVG timelines, nothing fetched from elsewhere.
+      const page = readFileSync(html, 'utf8');
+      assert.equal(page.match(/<svg /g)?.length, 2, 'one timeline per run');
+      assert.match(page, /tenant-a ✗/);
+      assert.match(page, /fill="#d64545"><title>tenant-a: open from/, 'the open period is drawn');
+      assert.doesNotMatch(page, /<script|<link|<img|url\(/);
+      assert.deepEqual(
+        [...new Set(page.match(/https?:\/\/[^"\s]+/g))],
+        ['http://www.w3.org/2000/svg'],
+        'no external assets',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   describe('with --redis', () => {
@@ -123,5 +144,33 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
         return true;
       });
     }
+  });
+
+  it('serves a flaky HTTP service with `circuitry flaky-server`', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'src/demo/cli.ts', 'flaky-server', '--port', '0', '--pattern', 'ssf'],
+      { cwd, stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (chunk: Buffer) => {
+        out += chunk.toString();
+        const match = /flaky server on (http:\S+)/.exec(out);
+        if (match !== null) resolve(match[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)));
+    });
+    const seen: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const response = await fetch(`${url}/x`);
+      await response.text();
+      seen.push(response.status);
+    }
+    assert.deepEqual(seen, [200, 200, 503]);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    assert.match(out, /answered 3 requests, 1 failed/);
   });
 });
