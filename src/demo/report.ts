@@ -1,4 +1,4 @@
-import type { RunResult, Scenario } from './simulation.js';
+import type { FailurePattern, RunResult, Scenario } from './simulation.js';
 import { tenantName } from './simulation.js';
 
 export interface DemoReport {
@@ -6,6 +6,12 @@ export interface DemoReport {
   readonly store: string;
   readonly without: RunResult;
   readonly with: RunResult;
+}
+
+function describePattern(pattern: FailurePattern): string {
+  if (pattern.kind === 'rate') return `failing ${Math.round(pattern.rate * 100)}% of calls`;
+  if (pattern.kind === 'pattern') return `failing in the cycle ${pattern.pattern}`;
+  return 'down';
 }
 
 const ms = (value: number | null): string => (value === null ? 'n/a' : `${Math.round(value)} ms`);
@@ -50,8 +56,9 @@ export function renderText(report: DemoReport): string {
     cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [
     `${s.tenants} tenants, ${s.workers} workers, ${s.jobsPerSecond} jobs/s per tenant, ${(s.durationMs / 1000).toFixed(0)} s per run; ` +
-      `${s.failing} tenant${s.failing === 1 ? '' : 's'} (${Array.from({ length: s.failing }, (_, i) => tenantName(i)).join(', ')}) down from ` +
-      `${((s.outage[0] * s.durationMs) / 1000).toFixed(1)} s to ${((s.outage[1] * s.durationMs) / 1000).toFixed(1)} s. Store: ${report.store}.`,
+      `${s.failing} tenant${s.failing === 1 ? '' : 's'} (${Array.from({ length: s.failing }, (_, i) => tenantName(i)).join(', ')}) ` +
+      `${describePattern(s.pattern)} from ` +
+      `${((s.outage[0] * s.durationMs) / 1000).toFixed(1)} s to ${((s.outage[1] * s.durationMs) / 1000).toFixed(1)} s (seed ${s.seed}). Store: ${report.store}.`,
     '',
     line(['', 'retry in worker', 'per-tenant breakers', '']),
     ...rows.map(line),
