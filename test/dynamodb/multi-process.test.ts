@@ -5,7 +5,7 @@ import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 
 import { consecutiveFailures, isCircuitOpenError, BreakerFactory } from '../../src/index.js';
 import { DynamoDBStore, createBreakerTable } from '../../src/stores/dynamodb/index.js';
-import { policyOf } from '../../src/testing/conformance.js';
+import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { Dynalite } from '../helpers/dynalite.js';
 import { Workers, sum } from '../helpers/workers.js';
 
@@ -56,16 +56,7 @@ describe('DynamoDBStore across 4 processes', { timeout: 120_000 }, () => {
       for (let round = 0; round < 3; round++) {
         const name = `probe-${round}`;
         const { generation } = await store.acquire(name, policy);
-        await store.record(name, policy, {
-          generation,
-          successes: 0,
-          failures: 1,
-          trailingFailures: 1,
-          slow: 0,
-          ignored: 0,
-          probes: [],
-          random: 0,
-        });
+        await store.record(name, policy, outcomes(generation, { failures: 1 }));
         await new Promise((resolve) => setTimeout(resolve, openMs + 50));
         probing.transitions.length = 0;
         const tallies = await probing.run({ name, callsPerCaller: 1, failEvery: 'all', fnDelayMs: 50 });

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 
 import { RedisStore } from '../../src/stores/redis/index.js';
-import { policyOf } from '../../src/testing/conformance.js';
+import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { consecutiveFailures } from '../../src/index.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { Workers, sum } from '../helpers/workers.js';
@@ -68,16 +68,7 @@ describe('RedisStore across 8 processes x 50 concurrent callers', { timeout: 120
       for (let round = 0; round < 5; round++) {
         const name = `round-${round}`;
         const { generation } = await store.acquire(name, policy);
-        const opened = await store.record(name, policy, {
-          generation,
-          successes: 0,
-          failures: 1,
-          trailingFailures: 1,
-          slow: 0,
-          ignored: 0,
-          probes: [],
-          random: 0,
-        });
+        const opened = await store.record(name, policy, outcomes(generation, { failures: 1 }));
         assert.equal(opened.snapshot.state, 'open');
         await new Promise((resolve) => setTimeout(resolve, openMs + 50));
         workers.transitions.length = 0;

@@ -34,6 +34,30 @@ end
 
 local now = now_ms(ARGV)
 
+-- Adds the batch's outcomes to the current bucket and the run of failures (reducer.ts record, in
+-- closed state). Returns whether there was anything to count.
+local function count_batch(r, p, at)
+  if successes + failures + slow + ignored == 0 then
+    return false
+  end
+  local bucket = current_bucket(r, p, at)
+  bucket.s = bucket.s + successes
+  bucket.f = bucket.f + failures
+  bucket.sl = bucket.sl + slow
+  bucket.ig = bucket.ig + ignored
+  if successes > 0 then
+    r.cf = trailing
+  else
+    r.cf = r.cf + failures
+  end
+  return true
+end
+
+-- Whether the counts, after this batch, open a closed breaker.
+local function trips(c, r)
+  return (failures > 0 and should_trip(p, c, r.cf)) or (trip and p.kind == 'custom')
+end
+
 --[[ The hot path: counting outcomes in a closed breaker with no override, at its generation, that
 do not trip it. Reads and writes only the fields that change (closed implies no leases, openUntil,
 probe successes and reopens of 0). Anything else takes the general path below. ]]
@@ -44,20 +68,9 @@ if #ARGV < firstProbe then
     local buckets = type(q[6]) == 'string' and parse_buckets(q[6]) or nil
     if cf ~= nil and buckets ~= nil then
       local r = { buckets = buckets, cf = cf }
-      if successes + failures + slow + ignored > 0 then
-        local bucket = current_bucket(r, p, now)
-        bucket.s = bucket.s + successes
-        bucket.f = bucket.f + failures
-        bucket.sl = bucket.sl + slow
-        bucket.ig = bucket.ig + ignored
-        if successes > 0 then
-          r.cf = trailing
-        else
-          r.cf = r.cf + failures
-        end
-      end
+      count_batch(r, p, now)
       local c = window_counts(r, p, now)
-      if not ((failures > 0 and should_trip(p, c, r.cf)) or (trip and p.kind == 'custom')) then
+      if not trips(c, r) then
         redis.call('HSET', key, 'cf', int(r.cf), 'buckets', encode_buckets(r.buckets))
         redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
         return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now,
@@ -78,21 +91,11 @@ if generation ~= r.gen or r.override == 'forced-closed' then
 else
   local from = circuit_state(r)
   if r.state == 'closed' then
-    if successes + failures + slow + ignored > 0 then
-      local bucket = current_bucket(r, p, now)
-      bucket.s = bucket.s + successes
-      bucket.f = bucket.f + failures
-      bucket.sl = bucket.sl + slow
-      bucket.ig = bucket.ig + ignored
-      if successes > 0 then
-        r.cf = trailing
-      else
-        r.cf = r.cf + failures
-      end
+    if count_batch(r, p, now) then
       dirty = true
     end
     local c = window_counts(r, p, now)
-    if (failures > 0 and should_trip(p, c, r.cf)) or (trip and p.kind == 'custom') then
+    if trips(c, r) then
       open(r, p, now, random, jitterMs)
       dirty = true
     end
