@@ -29,7 +29,8 @@ Usage: npm start -- [options]        (or: npx circuitry demo [options])
   --pattern P        how the failing downstream fails during the outage (default down):
                        down        every call fails (after ${DEFAULT_SCENARIO.failMs} ms, like a timeout)
                        rate:R      a share R (0-1] of calls fail, drawn from the seed
-                       sssff...    a fixed cycle of successes (s) and failures (f)
+                       sssff...    a fixed cycle of successes (s) and failures (f),
+                                   followed by each worker
                      The breakers trip on 5 consecutive failures.
   --seed N           seeds the failure draws and the breakers' jitter (default ${DEFAULT_SCENARIO.seed})
   --redis URL        run the workers as separate processes whose breakers share state

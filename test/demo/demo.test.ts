@@ -131,19 +131,22 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
     ]) {
       assert.ok(stdout.includes(option), `--help mentions ${option}`);
     }
-    for (const [args, message] of [
+    const refusals = [
       [['--workers', 'many'], /--workers must be/],
       [['--pattern', 'sometimes'], /--pattern must be/],
       [['--pattern', 'rate:2'], /--pattern rate:R needs/],
       [['--seed', 'x'], /--seed must be an integer/],
       [['--failing', '6'], /--failing must leave/],
-    ] as const) {
-      await assert.rejects(demo(...args), (error: { code?: number; stderr?: string }) => {
-        assert.equal(error.code, 2);
-        assert.match(error.stderr ?? '', message);
-        return true;
-      });
-    }
+    ] as const;
+    await Promise.all(
+      refusals.map(([args, message]) =>
+        assert.rejects(demo(...args), (error: { code?: number; stderr?: string }) => {
+          assert.equal(error.code, 2);
+          assert.match(error.stderr ?? '', message);
+          return true;
+        }),
+      ),
+    );
   });
 
   it('serves a flaky HTTP service with `circuitry flaky-server`', async () => {
