@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
 
 import { Redis } from 'ioredis';
@@ -172,4 +173,22 @@ export class RedisCluster {
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.stop()));
   }
+}
+
+/**
+ * Starts a `redis-server` of the suite's own before its tests and stops it after; `use` receives
+ * the server and a client of it (disconnected at the end).
+ */
+export function useRedisServer(use: (server: RedisServer, client: Redis) => void): void {
+  let server: RedisServer | undefined;
+  let client: Redis | undefined;
+  before(async () => {
+    server = await RedisServer.start();
+    client = server.client();
+    use(server, client);
+  });
+  after(async () => {
+    client?.disconnect();
+    await server?.stop();
+  });
 }

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import type { Redis } from 'ioredis';
 
 import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
 import type { Clock } from '../../src/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import { useRedisServer } from '../helpers/redis-server.js';
+import type { RedisServer } from '../helpers/redis-server.js';
 
 /** What the scripts call inside Redis: commandstats counts these too, though no client sent them. */
 const IN_SCRIPT = new Set(['hgetall', 'hmget', 'time', 'hset', 'pexpire', 'persist', 'del', 'publish']);
@@ -30,13 +31,9 @@ const ok = (): Promise<number> => Promise.resolve(1);
 describe('breakers on a RedisStore', () => {
   let server: RedisServer;
   let client: Redis;
-  before(async () => {
-    server = await RedisServer.start();
-    client = server.client();
-  });
-  after(async () => {
-    client.disconnect();
-    await server.stop();
+  useRedisServer((s, c) => {
+    server = s;
+    client = c;
   });
 
   it('cost at most 2 server commands per call, and none for a rejection known locally', async () => {

@@ -7,7 +7,7 @@ import { breakerKey } from '../../src/stores/redis/keys.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { describeStoreConformance } from '../../src/testing/conformance.js';
 import type { CorruptionKind } from '../../src/testing/conformance.js';
-import { RedisCluster, RedisServer } from '../helpers/redis-server.js';
+import { RedisCluster, useRedisServer } from '../helpers/redis-server.js';
 
 const PREFIX = 'conformance:';
 
@@ -53,15 +53,9 @@ function harness(client: Redis | Cluster) {
 }
 
 describe('RedisStore on one server', () => {
-  let server: RedisServer;
   let client: Redis;
-  before(async () => {
-    server = await RedisServer.start();
-    client = server.client();
-  });
-  after(async () => {
-    client.disconnect();
-    await server.stop();
+  useRedisServer((_server, c) => {
+    client = c;
   });
   describeStoreConformance('RedisStore', () => harness(client));
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import type { Redis } from 'ioredis';
 
@@ -7,7 +7,7 @@ import { RedisStore } from '../../src/stores/redis/index.js';
 import { breakerKey, decodeName, encodeName, validatePrefix } from '../../src/stores/redis/keys.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { consecutiveFailures } from '../../src/index.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import { useRedisServer } from '../helpers/redis-server.js';
 
 describe('Redis keys', () => {
   it('hash-tag the hex of the name after the prefix; decode back; refuse braces in the prefix', () => {
@@ -24,15 +24,9 @@ describe('Redis keys', () => {
 });
 
 describe('Redis records', () => {
-  let server: RedisServer;
   let client: Redis;
-  before(async () => {
-    server = await RedisServer.start();
-    client = server.client();
-  });
-  after(async () => {
-    client.disconnect();
-    await server.stop();
+  useRedisServer((_server, c) => {
+    client = c;
   });
 
   it('carry a GC TTL longer than the window plus the longest open period, and never end an open period early', async () => {

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import type { Redis } from 'ioredis';
 
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { consecutiveFailures } from '../../src/index.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import type { RedisServer } from '../helpers/redis-server.js';
+import { useRedisServer } from '../helpers/redis-server.js';
 import { Workers, sum } from '../helpers/workers.js';
 
 // Eight worker processes, fifty concurrent callers each, on one breaker in one redis-server.
@@ -18,13 +19,9 @@ const CALLERS = 50;
 describe('RedisStore across 8 processes x 50 concurrent callers', { timeout: 120_000 }, () => {
   let server: RedisServer;
   let client: Redis;
-  before(async () => {
-    server = await RedisServer.start();
-    client = server.client();
-  });
-  after(async () => {
-    client.disconnect();
-    await server.stop();
+  useRedisServer((s, c) => {
+    server = s;
+    client = c;
   });
 
   it('loses no outcome: every success and failure executed is in the store', async () => {
