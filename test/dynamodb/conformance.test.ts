@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import { PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -11,7 +11,8 @@ import { describeStoreConformance, policyOf } from '../../src/testing/conformanc
 import type { CorruptionKind } from '../../src/testing/conformance.js';
 import { ManualClock } from '../../src/testing/manual-clock.js';
 import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
-import { Dynalite } from '../helpers/dynalite.js';
+import { useDynalite } from '../helpers/dynalite.js';
+import type { Dynalite } from '../helpers/dynalite.js';
 
 const TABLE = 'circuitry-conformance';
 
@@ -46,14 +47,9 @@ async function corrupt(client: DynamoDBClient, name: string, kind: CorruptionKin
 describe('DynamoDBStore on dynalite', () => {
   let server: Dynalite;
   let client: DynamoDBClient;
-  before(async () => {
-    server = await Dynalite.start();
-    client = server.client();
-    await createBreakerTable(client, TABLE);
-  });
-  after(async () => {
-    client.destroy();
-    await server.stop();
+  useDynalite(TABLE, (s, c) => {
+    server = s;
+    client = c;
   });
 
   describeStoreConformance('DynamoDBStore', () => {

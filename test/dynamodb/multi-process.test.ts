@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 
 import { consecutiveFailures, isCircuitOpenError, BreakerFactory } from '../../src/index.js';
 import { DynamoDBStore, createBreakerTable } from '../../src/stores/dynamodb/index.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
-import { Dynalite } from '../helpers/dynalite.js';
+import { useDynalite } from '../helpers/dynalite.js';
+import type { Dynalite } from '../helpers/dynalite.js';
 import { Workers, sum } from '../helpers/workers.js';
 
 const WORKERS = 4;
@@ -16,14 +17,9 @@ const TABLE = 'circuitry-multi';
 describe('DynamoDBStore across 4 processes', { timeout: 120_000 }, () => {
   let server: Dynalite;
   let client: DynamoDBClient;
-  before(async () => {
-    server = await Dynalite.start();
-    client = server.client();
-    await createBreakerTable(client, TABLE);
-  });
-  after(async () => {
-    client.destroy();
-    await server.stop();
+  useDynalite(TABLE, (s, c) => {
+    server = s;
+    client = c;
   });
   const spec = () => ({ kind: 'dynamodb' as const, endpoint: server.endpoint, table: TABLE });
 

@@ -1,9 +1,12 @@
 import { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:http';
 
+import { after, before } from 'node:test';
+
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 
+import { createBreakerTable } from '../../src/stores/dynamodb/index.js';
 import { freePort } from './redis-server.js';
 
 /**
@@ -53,4 +56,23 @@ export class Dynalite {
     server.closeAllConnections();
     await new Promise<void>((resolve) => HttpServer.prototype.close.call(server, () => resolve()));
   }
+}
+
+/**
+ * Starts dynalite with a breaker table `table` before the suite's tests and stops it after; `use`
+ * receives the server and a client of it (destroyed at the end).
+ */
+export function useDynalite(table: string, use: (server: Dynalite, client: DynamoDBClient) => void): void {
+  let server: Dynalite | undefined;
+  let client: DynamoDBClient | undefined;
+  before(async () => {
+    server = await Dynalite.start();
+    client = server.client();
+    await createBreakerTable(client, table);
+    use(server, client);
+  });
+  after(async () => {
+    client?.destroy();
+    await server?.stop();
+  });
 }
