@@ -213,3 +213,35 @@ describe('the reducer, step by step', () => {
     }
   });
 });
+
+describe('reducer.tripIfDue (a store that counted with its own atomic update)', () => {
+  const failuresAt = (now: number, failures: number): BreakerRecord => {
+    const record = reducer.emptyRecord();
+    record.buckets = [
+      { index: Math.floor(now / policy.bucketMs), successes: 0, failures, slow: 0, ignored: 0 },
+    ];
+    record.consecutiveFailures = failures;
+    return record;
+  };
+
+  it('opens a closed breaker whose counts trip the policy, once', () => {
+    const record = failuresAt(1_000, 2);
+    const result = reducer.tripIfDue(record, policy, 1_000, 1, 0);
+    assert.equal(result.stale, false);
+    assert.deepEqual(result.transition, { from: 'closed', to: 'open', generation: 2 });
+    assert.equal(record.openUntil, 2_000);
+    const again = reducer.tripIfDue(record, policy, 1_000, 1, 0);
+    assert.equal(again.stale, true, 'the generation moved on');
+    assert.equal(again.transition, null);
+  });
+
+  it('leaves one whose counts do not trip it, or that an override holds, alone', () => {
+    const below = failuresAt(1_000, 1);
+    assert.equal(reducer.tripIfDue(below, policy, 1_000, 1, 0).transition, null);
+    assert.equal(below.state, 'closed');
+    const forced = failuresAt(1_000, 2);
+    forced.override = 'forced-closed';
+    assert.equal(reducer.tripIfDue(forced, policy, 1_000, 1, 0).stale, true);
+    assert.equal(forced.state, 'closed');
+  });
+});
