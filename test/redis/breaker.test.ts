@@ -156,10 +156,13 @@ describe('breakers on a RedisStore', () => {
       await new Promise((resolve) => setTimeout(resolve, 350));
       // One probe for both: the one that gets it holds it, the other is told half-open-full.
       let release!: () => void;
-      const holding = early
-        .breakerFor('dep')
-        .execute(() => new Promise<number>((resolve) => (release = () => resolve(1))));
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      let probing!: () => void;
+      const admitted = new Promise<void>((resolve) => (probing = resolve));
+      const holding = early.breakerFor('dep').execute(() => {
+        probing();
+        return new Promise<number>((resolve) => (release = () => resolve(1)));
+      });
+      await admitted; // the early process holds the one probe
       const other = await late
         .breakerFor('dep')
         .execute(ok)
