@@ -53,7 +53,7 @@ describe('DynamoDBStore across 4 processes', { timeout: 120_000 }, () => {
         const name = `probe-${round}`;
         const { generation } = await store.acquire(name, policy);
         await store.record(name, policy, outcomes(generation, { failures: 1 }));
-        await new Promise((resolve) => setTimeout(resolve, openMs + 50));
+        await new Promise((resolve) => setTimeout(resolve, openMs + 250));
         probing.transitions.length = 0;
         const tallies = await probing.run({ name, callsPerCaller: 1, failEvery: 'all', fnDelayMs: 50 });
         assert.equal(sum(tallies, 'fnCalls'), 2, `round ${round}`);

@@ -67,7 +67,7 @@ describe('RedisStore across 8 processes x 50 concurrent callers', { timeout: 120
         const { generation } = await store.acquire(name, policy);
         const opened = await store.record(name, policy, outcomes(generation, { failures: 1 }));
         assert.equal(opened.snapshot.state, 'open');
-        await new Promise((resolve) => setTimeout(resolve, openMs + 50));
+        await new Promise((resolve) => setTimeout(resolve, openMs + 250));
         workers.transitions.length = 0;
         // Every caller at once; each probe fails, so the breaker re-opens and admits no one else.
         const tallies = await workers.run({ name, callsPerCaller: 1, failEvery: 'all', fnDelayMs: 30 });
