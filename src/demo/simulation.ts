@@ -9,6 +9,7 @@ import { isCircuitOpenError } from '../errors.js';
 import type { FactoryOptions } from '../factory.js';
 import type { Store } from '../store.js';
 import { IntermittentFailer } from '../testing/intermittent-failer.js';
+import { seededRandom } from '../testing/seeded-random.js';
 
 /**
  * How a failing tenant's downstream behaves during the outage: `down` fails every call, `rate`
@@ -123,18 +124,6 @@ export type Deployment =
   | { readonly kind: 'processes'; readonly redisUrl: string; readonly prefix: string };
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** mulberry32, seeded: the demo's only source of randomness, so a seed repeats a run. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0;

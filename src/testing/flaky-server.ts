@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 
 import { IntermittentFailer } from './intermittent-failer.js';
 import type { IntermittentFailerOptions } from './intermittent-failer.js';
+import { seededRandom } from './seeded-random.js';
 
 /** How a {@link FlakyServer} fails; change it while it runs with `configure`. */
 export interface FlakyBehaviour {
@@ -75,18 +76,6 @@ function seedOf(behaviour: FlakyBehaviour, fallback: number): number {
   return seed;
 }
 
-/** mulberry32: small, fast and good enough to spread failures; seeded so runs repeat. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 interface Resolved {
   readonly decide: () => boolean;
   readonly failStatus: number;
@@ -137,7 +126,7 @@ function resolve(behaviour: FlakyBehaviour, random: () => number): Resolved {
  * ```
  */
 export async function startFlakyServer(options: FlakyServerOptions = {}): Promise<FlakyServer> {
-  let random = seeded(seedOf(options, 1));
+  let random = seededRandom(seedOf(options, 1));
   let behaviour = resolve(options, random);
   const port = options.port ?? 0;
   if (!Number.isInteger(port) || port < 0 || port > 65_535) throw invalid('port', 'a port number', port);
@@ -187,7 +176,7 @@ export async function startFlakyServer(options: FlakyServerOptions = {}): Promis
     port: address.port,
     stats,
     configure(next: FlakyBehaviour) {
-      const generator = next.seed === undefined ? random : seeded(seedOf(next, 1));
+      const generator = next.seed === undefined ? random : seededRandom(seedOf(next, 1));
       behaviour = resolve(next, generator);
       random = generator;
     },

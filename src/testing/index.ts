@@ -7,3 +7,4 @@ export { IntermittentFailer, IntermittentFailure } from './intermittent-failer.j
 export type { IntermittentFailerOptions } from './intermittent-failer.js';
 export { startFlakyServer } from './flaky-server.js';
 export type { FlakyBehaviour, FlakyServer, FlakyServerOptions, FlakyServerStats } from './flaky-server.js';
+export { seededRandom } from './seeded-random.js';
