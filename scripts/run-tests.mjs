@@ -23,11 +23,17 @@ if (files.length === 0) {
   console.error(`no test files match ${filters.join(', ')}`);
   process.exit(1);
 }
-// A failing test must not hang the run: each test, and each file, times out. (Not
-// --test-force-exit: on Node 24 it ends a file before all of its tests have run, silently.)
+// A failing test must not hang the run: each test times out, and the whole run too (a file
+// that a failed test left busy, with a timer or a connection, would otherwise keep it alive).
+// Not --test-force-exit: on Node 24 it ends a file before all of its tests have run, silently.
+const LIMIT_MS = Number(process.env.TEST_RUN_LIMIT_MS ?? 6 * 60_000);
 const result = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=120000', ...files],
-  { cwd: root, stdio: 'inherit' },
+  { cwd: root, stdio: 'inherit', timeout: LIMIT_MS, killSignal: 'SIGKILL' },
 );
+if (result.error !== undefined) {
+  console.error(`the test run did not finish within ${LIMIT_MS / 60_000} minutes: ${result.error.message}`);
+  process.exit(1);
+}
 process.exit(result.status ?? 1);
