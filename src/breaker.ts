@@ -1,26 +1,21 @@
-import * as reducer from './core/reducer.js';
-import { shouldTrip } from './core/policy.js';
 import type {
-  AcquireResult,
-  BreakerRecord,
-  BreakerState,
   CircuitState,
   Outcome,
-  OutcomeBatch,
   Override,
   RejectReason,
   Snapshot,
   Transition,
-  UpdateResult,
   WindowCounts,
 } from './core/types.js';
+import { Coordination, isPromiseLike } from './coordination.js';
+import type { Admission, StoreOperation, UnwrittenOutcomes } from './coordination.js';
 import type { CircuitOpenError } from './errors.js';
-import { CallTimeoutError, StoreError, isExpectedError, rejection } from './errors.js';
+import { CallTimeoutError, isExpectedError, rejection } from './errors.js';
 import { noListeners, own } from './listeners.js';
 import type { Disposer } from './listeners.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';
 import { resolveOptions } from './options.js';
-import type { Awaitable, StateChangeMessage, Store } from './store.js';
+import type { StateChangeMessage } from './store.js';
 import { MemoryStore, inProcess } from './stores/memory.js';
 import type { InProcessPath } from './stores/memory.js';
 
@@ -68,7 +63,7 @@ export interface RejectEvent<Context> {
 
 export interface StoreErrorEvent {
   readonly name: string;
-  readonly operation: 'acquire' | 'record' | 'inspect' | 'force';
+  readonly operation: StoreOperation;
   readonly error: unknown;
 }
 
@@ -87,124 +82,31 @@ export interface Permit {
   ignore(): Promise<void>;
 }
 
-/** One admitted call, as the breaker tracks it until its outcome is recorded. */
-interface Admission {
-  readonly generation: number;
-  readonly lease: string | null;
-  /** Admitted without the store (during a store outage): the outcome goes to the local breaker. */
-  readonly local: boolean;
-  readonly start: number;
-}
-
-interface PendingBatch {
-  generation: number;
-  successes: number;
-  failures: number;
-  trailingFailures: number;
-  slow: number;
-  ignored: number;
-}
-
-const NO_PROBES: OutcomeBatch['probes'] = Object.freeze([]);
-const NEVER_ABORTED: AbortSignal = new AbortController().signal;
-const ZERO_COUNTS: WindowCounts = Object.freeze({
-  successes: 0,
-  failures: 0,
-  slow: 0,
-  ignored: 0,
-  total: 0,
-  failureRate: 0,
-  consecutiveFailures: 0,
-});
-
-function isPromiseLike<T>(value: Awaitable<T>): value is PromiseLike<T> {
-  return typeof (value as { then?: unknown } | null)?.then === 'function';
-}
-
-/**
- * The health of one store, shared by every breaker that uses it: after a failure the store is
- * left alone for a while (growing to about a second), then one call at a time tries it again.
- * So an outage costs one timeout, not one per call.
- */
-class StoreHealth {
-  downUntil = 0;
-  failures = 0;
-  trialInFlight = false;
-  lastLogAt = -Infinity;
-  suppressed = 0;
-
-  /** Whether a call may go to the store now. */
-  usable(now: number): boolean {
-    if (this.failures === 0) return true;
-    if (now < this.downUntil || this.trialInFlight) return false;
-    this.trialInFlight = true;
-    return true;
-  }
-
-  succeeded(): boolean {
-    const recovered = this.failures > 0;
-    this.failures = 0;
-    this.downUntil = 0;
-    this.trialInFlight = false;
-    return recovered;
-  }
-
-  failed(now: number): void {
-    this.failures += 1;
-    this.trialInFlight = false;
-    this.downUntil = now + Math.min(1_000, 50 * 2 ** Math.min(this.failures - 1, 5));
-  }
-}
-
-const storeHealth = new WeakMap<Store, StoreHealth>();
-
-function healthOf(store: Store): StoreHealth {
-  let health = storeHealth.get(store);
-  if (health === undefined) {
-    health = new StoreHealth();
-    storeHealth.set(store, health);
-  }
-  return health;
-}
-
-/** Errors of store calls that timed out: the call may still complete. */
-const timeouts = new WeakSet<object>();
-
-function withTimeout<T>(promise: PromiseLike<T>, ms: number, operation: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      const error = new StoreError(`Store ${operation} did not answer within ${ms} ms`);
-      timeouts.add(error);
-      reject(error);
-    }, ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(
-          error instanceof StoreError ? error : new StoreError(`Store ${operation} failed`, { cause: error }),
-        );
-      },
-    );
-  });
-}
-
 /** Internal hooks the factory uses; not part of the public API. */
 export const internal = Symbol('circuitry.internal');
 
 export interface BreakerInternals {
   /** A state change made by another process (or another breaker object) reached us. */
   notify(message: StateChangeMessage): void;
-  /** True while the breaker holds a permit or unflushed outcomes: the registry must keep it. */
+  /** Pushes may have been missed: re-read the state before trusting the local view. */
+  resync(): void;
+  /** True while the breaker holds a permit or unwritten outcomes: the registry must keep it. */
   busy(): boolean;
+  /** For `close()`: writes what is buffered or kept, trying the store even after a failure. */
+  drain(): Promise<void>;
+  /** What is still not written, or null. */
+  unwritten(): UnwrittenOutcomes | null;
 }
+
+const NEVER_ABORTED: AbortSignal = new AbortController().signal;
 
 /**
  * A circuit breaker whose state lives in a store. Create one per protected dependency (or per
  * tenant of it), usually through `BreakerFactory.breakerFor`.
+ *
+ * This file is what a call does: `execute` and `acquire`, classifying outcomes, and the events.
+ * How the breaker coordinates with its store is in `coordination.ts`; what it does when the
+ * store does not answer is in `fallback.ts` and `store-health.ts`.
  */
 export class CircuitBreaker<Context = unknown> {
   readonly name: string;
@@ -212,7 +114,7 @@ export class CircuitBreaker<Context = unknown> {
   readonly context: Context | undefined;
 
   readonly #o: ResolvedOptions<Context>;
-  readonly #health: StoreHealth;
+  readonly #co: Coordination;
   // Shared empty lists until a listener is added (`own`): most breakers never have one.
   #stateChange = noListeners<StateChangeEvent<Context>>();
   #success = noListeners<SuccessEvent<Context>>();
@@ -220,29 +122,8 @@ export class CircuitBreaker<Context = unknown> {
   #reject = noListeners<RejectEvent<Context>>();
   #storeError = noListeners<StoreErrorEvent>();
 
-  // This process's view of the shared state.
-  #state: BreakerState = 'closed';
-  #override: Override | null = null;
-  #generation = 0;
-  #counts: WindowCounts = ZERO_COUNTS;
-  /** Local time until which the breaker is known to be open (0: not known open). */
-  #openUntil = 0;
-  /** Local time the view was last confirmed by the store. */
-  #viewAt = -Infinity;
-
-  #inFlight = 0;
-  #buffer: PendingBatch | null = null;
-  #flushTimer: ReturnType<typeof setTimeout> | null = null;
-  #flushing: Promise<void> | null = null;
-
   /** The allocation-free closed path of a `MemoryStore`, when nothing needs the general path. */
   readonly #fast: InProcessPath | null;
-
-  /** The in-process breaker used while the store is unreachable (`onStoreFailure: 'local'`). */
-  #local: BreakerRecord | null = null;
-  #localLeases = 0;
-  /** Closed-state outcomes counted while the store was unreachable, written when it is back. */
-  #unsent: PendingBatch | null = null;
 
   constructor(name: string, options: BreakerOptions<Context> = {}) {
     if (typeof name !== 'string' || name.length === 0) {
@@ -254,8 +135,21 @@ export class CircuitBreaker<Context = unknown> {
     this.name = name;
     this.baseName = init?.baseName ?? name;
     this.context = init?.context;
-    this.#health = healthOf(this.#o.store);
     const o = this.#o;
+    this.#co = new Coordination(
+      {
+        name,
+        emitTransition: (transition) => this.#emitTransition(transition),
+        rejected: (reason, retryAfterMs) => this.#rejected(reason, retryAfterMs),
+        storeError: (operation, error) => {
+          if (this.#storeError.size > 0) this.#storeError.emit({ name: this.name, operation, error });
+        },
+        jitterMs: () => this.#jitterMs(),
+        customTrips: (counts) => this.#customTrips(counts),
+        startTime: () => this.#startTime(),
+      },
+      o as ResolvedOptions<unknown>,
+    );
     this.#fast =
       o.store instanceof MemoryStore &&
       o.flushIntervalMs === 0 &&
@@ -302,39 +196,40 @@ export class CircuitBreaker<Context = unknown> {
     if (signal?.aborted === true) throw signal.reason;
     const timeoutMs = options?.timeoutMs ?? this.#o.timeoutMs;
     const fast = this.#fast;
+    const co = this.#co;
     if (
       fast !== null &&
       timeoutMs <= 0 &&
       signal === undefined &&
-      this.#openUntil === 0 &&
+      co.openUntil === 0 &&
       this.#success.size === 0 &&
       this.#failure.size === 0
     ) {
       const generation = fast.admitClosed(this.name);
       if (generation !== 0) {
         // Inlined rather than a helper: one async frame less per call.
-        this.#admittedClosed(generation);
+        co.admittedClosed(generation);
         let value: T;
         try {
           value = await fn(NEVER_ABORTED);
         } catch (error) {
-          this.#settleClosed(generation, this.#classify(error), error);
+          this.#settleClosed(fast, generation, this.#classify(error));
           if (options?.fallback !== undefined && options.fallbackOnFailure === true) {
             return options.fallback(error);
           }
           throw error;
         }
-        this.#settleClosed(generation, 'success', undefined);
+        this.#settleClosed(fast, generation, 'success');
         return value;
       }
     }
-    let admitted = this.#admit();
+    let admitted = co.admit();
     if (isPromiseLike(admitted)) admitted = await admitted;
     if (!('lease' in admitted)) {
       if (options?.fallback !== undefined) return options.fallback(admitted);
       throw admitted;
     }
-    this.#inFlight += 1;
+    co.inFlight += 1;
     let value: T;
     try {
       value =
@@ -353,21 +248,11 @@ export class CircuitBreaker<Context = unknown> {
     return value;
   }
 
-  /** A call was admitted by the in-process path (a closed `MemoryStore` breaker, nothing to time). */
-  #admittedClosed(generation: number): void {
-    if (generation > this.#generation) {
-      this.#generation = generation;
-      this.#state = 'closed';
-      this.#override = null;
-    }
-    this.#inFlight += 1;
-  }
-
   /** Records the outcome of a call admitted by the in-process path. */
-  #settleClosed(generation: number, outcome: Outcome, error: unknown): void {
+  #settleClosed(fast: InProcessPath, generation: number, outcome: Outcome): void {
     const o = this.#o;
     const failed = outcome === 'failure';
-    const moved = this.#fast!.recordClosed(
+    const moved = fast.recordClosed(
       this.name,
       o.policy,
       generation,
@@ -376,16 +261,14 @@ export class CircuitBreaker<Context = unknown> {
       failed ? Math.random() : 0,
       failed && o.jitterFn !== null ? this.#jitterMs() : 0,
     );
+    const co = this.#co;
     if (moved === undefined) {
       // The state moved on while the call ran: the general path fences or counts it.
-      void this.#settle({ generation, lease: null, local: false, start: 0 }, outcome, error);
+      co.settleMoved(generation, outcome);
       return;
     }
-    this.#inFlight -= 1;
-    if (moved === null) return;
-    this.#emitTransition(moved);
-    const snapshot = o.store.inspect(this.name, o.policy) as Snapshot | null;
-    if (snapshot !== null) this.#absorb(snapshot);
+    co.inFlight -= 1;
+    if (moved !== null) co.movedInProcess(moved);
   }
 
   /**
@@ -393,10 +276,11 @@ export class CircuitBreaker<Context = unknown> {
    * a permit, do the work, then settle the permit. Throws `CircuitOpenError` when rejected.
    */
   async acquire(): Promise<Permit> {
-    let admitted = this.#admit();
+    const co = this.#co;
+    let admitted = co.admit();
     if (isPromiseLike(admitted)) admitted = await admitted;
     if (!('lease' in admitted)) throw admitted;
-    this.#inFlight += 1;
+    co.inFlight += 1;
     const admission = admitted;
     let settled = false;
     const settle = (outcome: Outcome, error: unknown): Promise<void> => {
@@ -414,16 +298,8 @@ export class CircuitBreaker<Context = unknown> {
   }
 
   /** The breaker's state as the store has it (or, while the store is unreachable, as this process sees it). */
-  async state(): Promise<Snapshot> {
-    const o = this.#o;
-    try {
-      const snapshot = await this.#callStore('inspect', () => o.store.inspect(this.name, o.policy));
-      if (snapshot !== null) this.#absorb(snapshot);
-      return snapshot ?? reducer.snapshot(reducer.emptyRecord(), o.policy, o.clock.now());
-    } catch (error) {
-      this.#storeFailed('inspect', error);
-      return reducer.snapshot(this.#local ?? this.#seedLocal(), o.policy, o.clock.now());
-    }
+  state(): Promise<Snapshot> {
+    return this.#co.inspect();
   }
 
   /**
@@ -442,92 +318,27 @@ export class CircuitBreaker<Context = unknown> {
         `Expected an override ('forced-open', 'forced-closed', 'metrics-only' or null), got ${String(override)}`,
       );
     }
-    const o = this.#o;
-    const result = await this.#callStore('force', () => o.store.force(this.name, o.policy, override));
-    this.#openUntil = 0;
-    this.#applyUpdate(result);
-    return result.snapshot;
+    return this.#co.force(override);
   }
 
   /**
-   * Writes buffered outcomes now, and those kept during a store outage if the store answers.
-   * Call before shutting down when `flushIntervalMs` > 0 or after a store outage.
+   * Writes buffered outcomes now, and those kept while the store did not answer, if it answers.
+   * `factory.close()` does this for every breaker (and more); call it yourself for a breaker
+   * made without a factory.
    */
-  async flush(): Promise<void> {
-    if (this.#flushing !== null) await this.#flushing;
-    const pending = this.#flushBuffer();
-    if (pending !== undefined) await pending;
-    if (this.#unsent !== null) {
-      // Kept again, not lost, if the store is still being left alone.
-      const resent = this.#resendUnsent();
-      if (resent !== undefined) await resent;
-    }
+  flush(): Promise<void> {
+    return this.#co.flush();
   }
 
   get [internal](): BreakerInternals {
+    const co = this.#co;
     return {
-      notify: (message) => this.#notify(message),
-      busy: () =>
-        this.#inFlight > 0 || this.#buffer !== null || this.#flushing !== null || this.#unsent !== null,
+      notify: (message) => co.notify(message),
+      resync: () => co.resync(),
+      busy: () => co.busy(),
+      drain: () => co.drain(),
+      unwritten: () => co.unwritten(),
     };
-  }
-
-  // ---- admission ----------------------------------------------------------------------------
-
-  #admit(): Admission | CircuitOpenError | Promise<Admission | CircuitOpenError> {
-    const o = this.#o;
-    let now = 0;
-    if (this.#openUntil !== 0) {
-      now = o.clock.now();
-      if (now < this.#openUntil) return this.#rejected('open', this.#openUntil - now);
-      this.#openUntil = 0;
-    }
-    if (o.maxStalenessMs > 0 && this.#state === 'closed' && this.#override === null) {
-      if (now === 0) now = o.clock.now();
-      if (now - this.#viewAt <= o.maxStalenessMs) {
-        return { generation: this.#generation, lease: null, local: false, start: this.#startTime() };
-      }
-    }
-    if (this.#local !== null || this.#health.failures > 0) {
-      if (now === 0) now = o.clock.now();
-      if (!this.#health.usable(now)) return this.#admitWithoutStore(now);
-    }
-    let result: Awaitable<AcquireResult>;
-    try {
-      result = o.store.acquire(this.name, o.policy);
-    } catch (error) {
-      return this.#acquireFailed(error);
-    }
-    if (isPromiseLike(result)) {
-      return withTimeout(result, o.storeTimeoutMs, 'acquire').then(
-        (r) => this.#acquired(r),
-        (error: unknown) => this.#acquireFailed(error),
-      );
-    }
-    return this.#acquired(result);
-  }
-
-  #acquired(result: AcquireResult): Admission | CircuitOpenError {
-    if (typeof result !== 'object' || result === null || typeof result.admitted !== 'boolean') {
-      return this.#acquireFailed(new StoreError('Store acquire returned a malformed reply'));
-    }
-    const o = this.#o;
-    if (result.transition !== null) this.#emitTransition(result.transition);
-    if (result.generation >= this.#generation) {
-      this.#generation = result.generation;
-      this.#state = result.state;
-      this.#override = result.override;
-      if (o.maxStalenessMs > 0) this.#viewAt = o.clock.now();
-    }
-    // After the view is updated: outcomes kept from before the store was ever reached take its
-    // generation now.
-    if (this.#local !== null || this.#health.failures > 0) this.#storeRecovered();
-    if (result.admitted) {
-      return { generation: result.generation, lease: result.lease, local: false, start: this.#startTime() };
-    }
-    const reason = result.reason ?? 'open';
-    if (reason === 'open') this.#openUntil = o.clock.now() + result.retryAfterMs;
-    return this.#rejected(reason, result.retryAfterMs);
   }
 
   #rejected(reason: RejectReason, retryAfterMs: number): CircuitOpenError {
@@ -593,7 +404,6 @@ export class CircuitBreaker<Context = unknown> {
 
   /** Records one outcome. Returns a promise only when the caller should wait for the store. */
   #settle(admission: Admission, outcome: Outcome, error: unknown): Promise<void> | undefined {
-    this.#inFlight -= 1;
     const o = this.#o;
     let slow = false;
     if (admission.start !== 0) {
@@ -606,119 +416,18 @@ export class CircuitBreaker<Context = unknown> {
         this.#failure.emit({ name: this.name, context: this.context, error, durationMs, slow });
       }
     }
-    if (admission.local) {
-      this.#settleLocally(admission, outcome, slow);
-      return undefined;
-    }
-    if (admission.lease === null && o.flushIntervalMs > 0) {
-      this.#bufferOutcome(admission.generation, outcome, slow);
-      return undefined;
-    }
-    const failures = outcome === 'failure' ? 1 : 0;
-    const batch: OutcomeBatch =
-      admission.lease === null
-        ? {
-            generation: admission.generation,
-            successes: outcome === 'success' ? 1 : 0,
-            failures,
-            trailingFailures: failures,
-            slow: slow ? 1 : 0,
-            ignored: outcome === 'ignored' ? 1 : 0,
-            probes: NO_PROBES,
-            random: failures === 1 ? Math.random() : 0,
-            jitterMs: failures === 1 && o.jitterFn !== null ? this.#jitterMs() : 0,
-          }
-        : {
-            generation: admission.generation,
-            successes: 0,
-            failures: 0,
-            trailingFailures: 0,
-            slow: 0,
-            ignored: 0,
-            probes: [{ lease: admission.lease, outcome }],
-            random: Math.random(),
-            jitterMs: failures === 1 && o.jitterFn !== null ? this.#jitterMs() : 0,
-          };
-    return this.#write(batch);
+    return this.#co.record(admission, outcome, slow);
   }
 
   #jitterMs(): number {
+    if (this.#o.jitterFn === null) return 0;
     try {
-      const ms = this.#o.jitterFn!();
+      const ms = this.#o.jitterFn();
       return Number.isFinite(ms) && ms > 0 ? ms : 0;
     } catch (error) {
       this.#o.logger?.error({ breaker: this.name, err: error }, 'jitter function threw; using no jitter');
       return 0;
     }
-  }
-
-  /** Sends one batch to the store. Never rejects: a store failure never replaces the call's outcome. */
-  #write(batch: OutcomeBatch): Promise<void> | undefined {
-    const o = this.#o;
-    if (this.#health.failures > 0 && !this.#health.usable(o.clock.now())) {
-      this.#keepUnsent(batch);
-      return undefined;
-    }
-    let result: Awaitable<UpdateResult>;
-    try {
-      result = o.store.record(this.name, o.policy, batch);
-    } catch (error) {
-      this.#keepUnsent(batch);
-      this.#storeFailed('record', error);
-      return undefined;
-    }
-    if (isPromiseLike(result)) {
-      const pending = result;
-      return withTimeout(pending, o.storeTimeoutMs, 'record').then(
-        (r) => this.#recorded(r),
-        (error: unknown) => {
-          // A write that failed is kept for when the store is back. One that timed out may
-          // still land: it is kept only if the store later says it failed, never counted twice.
-          if (!timeouts.has(error as object)) {
-            this.#keepUnsent(batch);
-          } else {
-            pending.then(undefined, () => {
-              this.#keepUnsent(batch);
-              if (this.#health.failures === 0) void this.#resendUnsent();
-            });
-          }
-          return this.#storeFailed('record', error);
-        },
-      );
-    }
-    return this.#recorded(result);
-  }
-
-  #recorded(result: UpdateResult): Promise<void> | undefined {
-    if (typeof result !== 'object' || result === null || typeof result.snapshot !== 'object') {
-      this.#storeFailed('record', new StoreError('Store record returned a malformed reply'));
-      return undefined;
-    }
-    if (this.#local !== null || this.#health.failures > 0) this.#storeRecovered();
-    this.#applyUpdate(result);
-    const trip = this.#o.policy.trip;
-    const snapshot = result.snapshot;
-    if (
-      trip.kind === 'custom' &&
-      !result.stale &&
-      snapshot.state === 'closed' &&
-      snapshot.counts.failures > 0 &&
-      this.#customTrips(snapshot.counts)
-    ) {
-      return this.#write({
-        generation: snapshot.generation,
-        successes: 0,
-        failures: 0,
-        trailingFailures: 0,
-        slow: 0,
-        ignored: 0,
-        probes: NO_PROBES,
-        trip: true,
-        random: Math.random(),
-        jitterMs: this.#o.jitterFn !== null ? this.#jitterMs() : 0,
-      });
-    }
-    return undefined;
   }
 
   #customTrips(counts: WindowCounts): boolean {
@@ -729,29 +438,6 @@ export class CircuitBreaker<Context = unknown> {
     } catch (error) {
       this.#o.logger?.error({ breaker: this.name, err: error }, 'custom trip predicate threw; not tripping');
       return false;
-    }
-  }
-
-  #applyUpdate(result: UpdateResult): void {
-    if (result.transition !== null) this.#emitTransition(result.transition);
-    this.#absorb(result.snapshot);
-  }
-
-  /** Takes a snapshot from the store as this process's view. */
-  #absorb(snapshot: Snapshot): void {
-    if (snapshot.generation < this.#generation) return;
-    this.#generation = snapshot.generation;
-    this.#state = snapshot.state;
-    this.#override = snapshot.override;
-    this.#counts = snapshot.counts;
-    const knownOpen = snapshot.state === 'open' && snapshot.override === null && snapshot.retryAfterMs > 0;
-    // The local clock is read only when the view needs it: it is a visible cost on the hot path.
-    if (knownOpen || this.#o.maxStalenessMs > 0) {
-      const localNow = this.#o.clock.now();
-      this.#viewAt = localNow;
-      this.#openUntil = knownOpen ? localNow + snapshot.retryAfterMs : 0;
-    } else {
-      this.#openUntil = 0;
     }
   }
 
@@ -770,271 +456,6 @@ export class CircuitBreaker<Context = unknown> {
       });
     }
   }
-
-  #notify(message: StateChangeMessage): void {
-    if (message.generation <= this.#generation) return;
-    const localNow = this.#o.clock.now();
-    this.#generation = message.generation;
-    this.#override =
-      message.to === 'forced-open' || message.to === 'forced-closed'
-        ? message.to
-        : this.#override === 'metrics-only'
-          ? 'metrics-only'
-          : null;
-    this.#state = message.to === 'forced-open' || message.to === 'forced-closed' ? this.#state : message.to;
-    this.#openUntil =
-      message.to === 'open' && message.openUntil > message.now
-        ? localNow + (message.openUntil - message.now)
-        : 0;
-    // Only a change to closed is a view worth trusting without asking; anything else is asked.
-    this.#viewAt = message.to === 'closed' ? localNow : -Infinity;
-  }
-
-  // ---- buffering (flushIntervalMs > 0) ------------------------------------------------------
-
-  #bufferOutcome(generation: number, outcome: Outcome, slow: boolean): void {
-    let buffer = this.#buffer;
-    if (buffer !== null && buffer.generation !== generation) {
-      void this.#flushBuffer();
-      buffer = null;
-    }
-    if (buffer === null) {
-      buffer = { generation, successes: 0, failures: 0, trailingFailures: 0, slow: 0, ignored: 0 };
-      this.#buffer = buffer;
-      this.#flushTimer = setTimeout(() => void this.#flushBuffer(), this.#o.flushIntervalMs);
-      this.#flushTimer.unref?.();
-    }
-    addOutcome(buffer, outcome, slow);
-    if (outcome === 'failure' && this.#couldTrip(buffer)) void this.#flushBuffer();
-  }
-
-  /** Whether the buffered failures, with the counts last seen, could trip the policy: then write now. */
-  #couldTrip(buffer: PendingBatch): boolean {
-    const seen = this.#counts;
-    const successes = seen.successes + buffer.successes;
-    const failures = seen.failures + buffer.failures;
-    const merged: WindowCounts = {
-      successes,
-      failures,
-      slow: seen.slow + buffer.slow,
-      ignored: seen.ignored + buffer.ignored,
-      total: successes + failures,
-      failureRate: successes + failures === 0 ? 0 : failures / (successes + failures),
-      consecutiveFailures:
-        buffer.successes > 0 ? buffer.trailingFailures : seen.consecutiveFailures + buffer.failures,
-    };
-    return this.#o.policy.trip.kind === 'custom'
-      ? this.#customTrips(merged)
-      : shouldTrip(this.#o.policy.trip, merged);
-  }
-
-  #flushBuffer(): Promise<void> | undefined {
-    const buffer = this.#buffer;
-    if (buffer === null) return undefined;
-    this.#buffer = null;
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
-    this.#flushTimer = null;
-    const written = this.#write({
-      ...buffer,
-      probes: NO_PROBES,
-      random: Math.random(),
-      jitterMs: buffer.failures > 0 && this.#o.jitterFn !== null ? this.#jitterMs() : 0,
-    });
-    if (written === undefined) return undefined;
-    const flushing = written.finally(() => {
-      if (this.#flushing === flushing) this.#flushing = null;
-    });
-    this.#flushing = flushing;
-    return flushing;
-  }
-
-  // ---- store failure ------------------------------------------------------------------------
-
-  #callStore<T>(operation: StoreErrorEvent['operation'], call: () => Awaitable<T>): Awaitable<T> {
-    const result = call();
-    if (!isPromiseLike(result)) return result;
-    return withTimeout(result, this.#o.storeTimeoutMs, operation);
-  }
-
-  #storeFailed(operation: StoreErrorEvent['operation'], error: unknown): undefined {
-    const o = this.#o;
-    const now = o.clock.now();
-    this.#health.failed(now);
-    if (this.#storeError.size > 0) this.#storeError.emit({ name: this.name, operation, error });
-    const health = this.#health;
-    if (o.logger !== null) {
-      // Rate-limited: an outage is one story, not one line per call.
-      if (now - health.lastLogAt >= 5_000) {
-        o.logger.warn(
-          {
-            breaker: this.name,
-            operation,
-            err: error,
-            suppressed: health.suppressed,
-            policy: o.onStoreFailure,
-          },
-          'circuit breaker store failed; using the store-failure policy',
-        );
-        health.lastLogAt = now;
-        health.suppressed = 0;
-      } else {
-        health.suppressed += 1;
-      }
-    }
-    return undefined;
-  }
-
-  #acquireFailed(error: unknown): Admission | CircuitOpenError {
-    this.#storeFailed('acquire', error);
-    const now = this.#o.clock.now();
-    // A timed-out probe claim never admits a probe: the store may have granted it to someone else.
-    if (
-      this.#o.onStoreFailure === 'local' &&
-      this.#state !== 'closed' &&
-      this.#override !== 'forced-closed'
-    ) {
-      this.#local ??= this.#seedLocal();
-      return this.#rejected('open', Math.max(1, this.#local.openUntil - now));
-    }
-    return this.#admitWithoutStore(now);
-  }
-
-  #admitWithoutStore(now: number): Admission | CircuitOpenError {
-    const o = this.#o;
-    if (o.onStoreFailure === 'reject') {
-      return this.#rejected('store-unavailable', Math.max(1, this.#health.downUntil - now));
-    }
-    if (o.onStoreFailure === 'allow') {
-      return { generation: this.#generation, lease: null, local: true, start: this.#startTime() };
-    }
-    const local = (this.#local ??= this.#seedLocal());
-    const result = reducer.acquire(local, o.policy, now, `local-${++this.#localLeases}`);
-    if (result.transition !== null) this.#logLocalTransition(result.transition);
-    if (result.admitted) {
-      return { generation: result.generation, lease: result.lease, local: true, start: this.#startTime() };
-    }
-    return this.#rejected(result.reason ?? 'open', result.retryAfterMs);
-  }
-
-  /**
-   * The local breaker starts from the last state this process saw, never from a fresh closed
-   * breaker: an open breaker stays open until its end, and an unknown half-open is open again.
-   */
-  #seedLocal(): BreakerRecord {
-    const o = this.#o;
-    const now = o.clock.now();
-    const local = reducer.emptyRecord();
-    local.override = this.#override;
-    if (this.#state !== 'closed') {
-      local.state = 'open';
-      local.openedAt = now;
-      local.openUntil = Math.max(this.#openUntil, now + (this.#state === 'half-open' ? o.policy.openMs : 0));
-    } else {
-      local.consecutiveFailures = this.#counts.consecutiveFailures;
-    }
-    return local;
-  }
-
-  #settleLocally(admission: Admission, outcome: Outcome, slow: boolean): void {
-    const o = this.#o;
-    const now = o.clock.now();
-    if (o.onStoreFailure === 'local' && this.#local !== null) {
-      const failures = outcome === 'failure' ? 1 : 0;
-      const result = reducer.record(this.#local, o.policy, now, {
-        generation: admission.generation,
-        successes: outcome === 'success' ? 1 : 0,
-        failures,
-        trailingFailures: failures,
-        slow: slow ? 1 : 0,
-        ignored: outcome === 'ignored' ? 1 : 0,
-        probes: admission.lease === null ? NO_PROBES : [{ lease: admission.lease, outcome }],
-        random: Math.random(),
-        jitterMs: failures === 1 && o.jitterFn !== null ? this.#jitterMs() : 0,
-      });
-      if (result.transition !== null) this.#logLocalTransition(result.transition);
-    }
-    // Outcomes of calls the shared state would have counted (closed) are kept for the store.
-    if (this.#state === 'closed' && admission.lease === null) {
-      const unsent = (this.#unsent ??= {
-        generation: this.#generation,
-        successes: 0,
-        failures: 0,
-        trailingFailures: 0,
-        slow: 0,
-        ignored: 0,
-      });
-      addOutcome(unsent, outcome, slow);
-    }
-  }
-
-  #keepUnsent(batch: OutcomeBatch): void {
-    if (batch.probes.length > 0 || batch.trip === true) return; // leases die with the outage
-    const unsent = (this.#unsent ??= {
-      generation: batch.generation,
-      successes: 0,
-      failures: 0,
-      trailingFailures: 0,
-      slow: 0,
-      ignored: 0,
-    });
-    if (batch.generation < unsent.generation) return; // the store would fence it off anyway
-    if (batch.generation > unsent.generation) {
-      // The older outcomes would be fenced off by the store: the newer generation replaces them.
-      unsent.generation = batch.generation;
-      unsent.successes = unsent.failures = unsent.trailingFailures = unsent.slow = unsent.ignored = 0;
-    }
-    unsent.trailingFailures =
-      batch.successes > 0 ? batch.trailingFailures : unsent.trailingFailures + batch.failures;
-    unsent.successes += batch.successes;
-    unsent.failures += batch.failures;
-    unsent.slow += batch.slow;
-    unsent.ignored += batch.ignored;
-  }
-
-  #storeRecovered(): void {
-    const recovered = this.#health.succeeded();
-    if (recovered) this.#o.logger?.warn({ breaker: this.name }, 'circuit breaker store is reachable again');
-    this.#local = null;
-    void this.#resendUnsent();
-  }
-
-  /** Writes the outcomes kept while the store was unreachable, under the generation they had. */
-  #resendUnsent(): Promise<void> | undefined {
-    const unsent = this.#unsent;
-    // Generation 0: admitted before this process ever heard from the store. They were closed-state
-    // calls, so they count in the generation the store is in when it answers again, once known.
-    if (unsent === null || (unsent.generation === 0 && this.#generation === 0)) return undefined;
-    this.#unsent = null;
-    // Otherwise written under the generation they were admitted in: if the shared state moved on
-    // meanwhile, the store fences them off rather than counting them twice or wrongly.
-    return this.#write({
-      ...unsent,
-      generation: unsent.generation === 0 ? this.#generation : unsent.generation,
-      probes: NO_PROBES,
-      random: Math.random(),
-      jitterMs: unsent.failures > 0 && this.#o.jitterFn !== null ? this.#jitterMs() : 0,
-    });
-  }
-
-  #logLocalTransition(transition: Transition): void {
-    this.#o.logger?.warn(
-      { breaker: this.name, from: transition.from, to: transition.to },
-      'circuit breaker changed state locally while its store is unreachable',
-    );
-  }
-}
-
-function addOutcome(batch: PendingBatch, outcome: Outcome, slow: boolean): void {
-  if (outcome === 'success') {
-    batch.successes += 1;
-    batch.trailingFailures = 0;
-  } else if (outcome === 'failure') {
-    batch.failures += 1;
-    batch.trailingFailures += 1;
-  } else {
-    batch.ignored += 1;
-  }
-  if (slow) batch.slow += 1;
 }
 
 /** Lets the factory hand a breaker its pre-resolved options, base name and context. */

@@ -1,4 +1,5 @@
 import { CircuitBreaker, initKey, internal } from './breaker.js';
+import type { UnwrittenOutcomes } from './coordination.js';
 import type { CircuitState, WindowCounts } from './core/types.js';
 import { InvalidOptionError } from './errors.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';
@@ -19,6 +20,19 @@ export interface FactoryOptions<Context = unknown> extends BreakerOptions<Contex
    * past this (its state stays in the store); one holding a permit never is. @defaultValue 10_000
    */
   readonly maxBreakers?: number;
+}
+
+export interface CloseOptions {
+  /** How long `close()` may take in all. @defaultValue 5_000 */
+  readonly timeoutMs?: number;
+}
+
+/** What `close()` could not do. */
+export interface CloseReport {
+  /** True when everything buffered or kept reached the store. */
+  readonly complete: boolean;
+  /** The breakers whose outcomes the store did not confirm before the timeout, with their counts. */
+  readonly unwritten: readonly UnwrittenOutcomes[];
 }
 
 export interface BreakerHealth<Context = unknown> {
@@ -51,6 +65,7 @@ export class BreakerFactory<Context = unknown> {
   readonly #breakers = new Map<string, CircuitBreaker<Context>>();
   #unsubscribe: Promise<(() => Promise<void>) | null> | null = null;
   #closed = false;
+  readonly #subscription = new AbortController();
 
   constructor(options: FactoryOptions<Context> = {}) {
     checkKeys(options, 'factory options', FACTORY_ONLY_KEYS);
@@ -147,13 +162,60 @@ export class BreakerFactory<Context = unknown> {
     return this.#breakers.size;
   }
 
-  /** Writes buffered outcomes and stops listening to the store's pushes. The user's client stays open. */
-  async close(): Promise<void> {
+  /**
+   * Ends the factory's work, within `timeoutMs` whatever the store client's retry settings:
+   * writes every breaker's buffered outcomes and those kept while the store did not answer
+   * (trying the store even if it was failing), stops listening to the store's pushes and closes
+   * the connection the store opened for them. The user's own client stays open: close it after.
+   * Resolves with what could not be written (also logged); never rejects.
+   */
+  async close(options: CloseOptions = {}): Promise<CloseReport> {
+    const timeoutMs = options.timeoutMs ?? 5_000;
+    if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+      throw invalid('timeoutMs', 'a finite number >= 0', timeoutMs);
+    }
     this.#closed = true;
-    await Promise.all([...this.#breakers.values()].map((breaker) => breaker.flush()));
-    const unsubscribe = await this.#unsubscribe;
-    this.#unsubscribe = null;
-    if (unsubscribe) await unsubscribe();
+    // Closes what the store opened for pushes at once, even if subscribing has not finished.
+    this.#subscription.abort();
+    const breakers = [...this.#breakers.values()];
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = Promise.resolve(null);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    const work = Promise.all([
+      ...breakers.map((breaker) => breaker[internal].drain().catch(() => undefined)),
+      Promise.resolve(unsubscribe)
+        .then((stop) => stop?.())
+        .catch(() => undefined),
+    ]);
+    await Promise.race([work, deadline]);
+    clearTimeout(timer);
+    const unwritten = breakers.flatMap((breaker) => {
+      const left = breaker[internal].unwritten();
+      return left === null ? [] : [left];
+    });
+    if (unwritten.length > 0) {
+      const counts = unwritten.reduce(
+        (sum, u) => ({
+          successes: sum.successes + u.successes,
+          failures: sum.failures + u.failures,
+          ignored: sum.ignored + u.ignored,
+        }),
+        { successes: 0, failures: 0, ignored: 0 },
+      );
+      const fields = { breakers: unwritten.length, ...counts };
+      if (this.#base.logger !== null) {
+        this.#base.logger.warn(fields, 'circuit breaker factory closed with outcomes it could not write');
+      } else {
+        process.emitWarning(
+          `circuitry: closed with outcomes of ${unwritten.length} breaker(s) not written to the store (${counts.successes} successes, ${counts.failures} failures, ${counts.ignored} ignored)`,
+          'CircuitryCloseWarning',
+        );
+      }
+    }
+    return { complete: unwritten.length === 0, unwritten };
   }
 
   #evict(): void {
@@ -174,7 +236,13 @@ export class BreakerFactory<Context = unknown> {
       return;
     }
     this.#unsubscribe = store
-      .subscribe((message: StateChangeMessage) => this.#breakers.get(message.key)?.[internal].notify(message))
+      .subscribe(
+        (message: StateChangeMessage) => this.#breakers.get(message.key)?.[internal].notify(message),
+        {
+          onResync: () => this.#breakers.forEach((breaker) => breaker[internal].resync()),
+          signal: this.#subscription.signal,
+        },
+      )
       .then(
         (unsubscribe) => unsubscribe,
         (error: unknown) => {

@@ -9,7 +9,8 @@ export type {
   SuccessEvent,
 } from './breaker.js';
 export { BreakerFactory } from './factory.js';
-export type { BreakerHealth, FactoryOptions, HealthReport } from './factory.js';
+export type { BreakerHealth, CloseOptions, CloseReport, FactoryOptions, HealthReport } from './factory.js';
+export type { UnwrittenOutcomes } from './coordination.js';
 export type {
   BackoffOptions,
   BreakerOptions,
@@ -49,6 +50,13 @@ export type {
   UpdateResult,
   WindowCounts,
 } from './core/types.js';
-export type { Awaitable, ListPage, StateChangeMessage, Store } from './store.js';
+export type {
+  Awaitable,
+  ListPage,
+  StateChangeMessage,
+  Store,
+  StoreTiming,
+  SubscribeOptions,
+} from './store.js';
 export { MemoryStore } from './stores/memory.js';
 export type { MemoryStoreOptions } from './stores/memory.js';

@@ -80,8 +80,19 @@ export interface BreakerOptions<Context = unknown> {
    * they could trip the policy). 0 writes every outcome as it happens. @defaultValue 0
    */
   readonly flushIntervalMs?: number;
-  /** A store call that takes longer than this counts as a store failure. @defaultValue 100 */
+  /**
+   * A store call that takes longer than this counts as a store failure (its reply, if it comes
+   * later, still updates the breaker). @defaultValue adaptive: twice the smoothed latency plus four
+   * deviations this process observes, within the store's floor and ceiling (`RedisStore`
+   * 200–2,000 ms, `DynamoDBStore` 1,000–5,000 ms, other stores 200–2,000 ms)
+   */
   readonly storeTimeoutMs?: number;
+  /**
+   * Bound of store calls made before the store ever answered this process: they include
+   * connecting (TCP, TLS, credentials), so a cold start is not mistaken for an outage.
+   * @defaultValue the store's (`RedisStore` 5,000 ms, `DynamoDBStore` 10,000 ms, other stores 5,000 ms)
+   */
+  readonly connectTimeoutMs?: number;
   /**
    * While the store is unreachable: `'local'` keeps breaking with an in-process breaker that
    * starts from the last state seen, `'allow'` admits every call, `'reject'` rejects every call
@@ -103,7 +114,10 @@ export interface ResolvedOptions<Context = unknown> {
   readonly clock: Clock;
   readonly maxStalenessMs: number;
   readonly flushIntervalMs: number;
-  readonly storeTimeoutMs: number;
+  /** null: adaptive (see `StoreHealth`). */
+  readonly storeTimeoutMs: number | null;
+  /** null: the store's own bound. */
+  readonly connectTimeoutMs: number | null;
   readonly onStoreFailure: StoreFailurePolicy;
 }
 
@@ -125,6 +139,7 @@ const BREAKER_OPTION_KEYS: ReadonlySet<string> = new Set([
   'maxStalenessMs',
   'flushIntervalMs',
   'storeTimeoutMs',
+  'connectTimeoutMs',
   'onStoreFailure',
 ]);
 
@@ -317,11 +332,14 @@ export function resolveOptions<Context>(
     min: 0,
     max: MAX_MS,
   });
-  const storeTimeoutMs = readNumber('storeTimeoutMs', o.storeTimeoutMs, 100, {
-    integer: true,
-    min: 1,
-    max: MAX_MS,
-  });
+  const storeTimeoutMs =
+    o.storeTimeoutMs === undefined
+      ? null
+      : readNumber('storeTimeoutMs', o.storeTimeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
+  const connectTimeoutMs =
+    o.connectTimeoutMs === undefined
+      ? null
+      : readNumber('connectTimeoutMs', o.connectTimeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
   const onStoreFailure = o.onStoreFailure ?? 'local';
   if (onStoreFailure !== 'local' && onStoreFailure !== 'allow' && onStoreFailure !== 'reject') {
     throw invalid('onStoreFailure', "one of 'local', 'allow', 'reject'", onStoreFailure);
@@ -371,6 +389,7 @@ export function resolveOptions<Context>(
     maxStalenessMs,
     flushIntervalMs,
     storeTimeoutMs,
+    connectTimeoutMs,
     onStoreFailure,
   });
 }

@@ -29,6 +29,31 @@ export interface StateChangeMessage extends Transition {
   readonly openUntil: number;
   /** The store's time when the change happened. */
   readonly now: number;
+  /** The override after the change, when the store sends it (a metrics-only breaker never rejects). */
+  readonly override?: Override | null;
+}
+
+/**
+ * How long calls to a store usually take, so the breaker's default timeouts fit it. A store that
+ * declares none gets 5,000 ms for first contact and 200–2,000 ms per call.
+ */
+export interface StoreTiming {
+  /** Bound of a process's first calls, which include connecting (TCP, TLS, credentials). */
+  readonly connectTimeoutMs: number;
+  /** Floor of the adaptive per-call timeout. */
+  readonly minCallTimeoutMs: number;
+  /** Ceiling of the adaptive per-call timeout. */
+  readonly maxCallTimeoutMs: number;
+}
+
+export interface SubscribeOptions {
+  /**
+   * Called when pushes may have been missed (the subscription dropped and came back, or took a
+   * while to start): every breaker should re-read the state it relies on.
+   */
+  readonly onResync?: () => void;
+  /** Aborting it unsubscribes, like the returned function, even before `subscribe` resolved. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ListPage {
@@ -57,8 +82,16 @@ export interface Store {
   /** Keys that start with `prefix`, a page at a time, for operators and tools. */
   list(prefix: string, cursor?: string | null): Awaitable<ListPage>;
   /**
-   * Push state changes made by any process to `listener`. Resolves once subscribed; the
-   * returned function unsubscribes. Stores that cannot push leave this out and are polled.
+   * Push state changes made by any process to `listener`. Resolves once subscribed, or once the
+   * first attempt failed (the store keeps retrying with backoff and calls `onResync` when it gets
+   * through); the returned function unsubscribes and closes whatever the store opened for it, and
+   * settles promptly even when the store is unreachable. Stores that cannot push leave this out
+   * and are polled.
    */
-  subscribe?(listener: (message: StateChangeMessage) => void): Promise<() => Promise<void>>;
+  subscribe?(
+    listener: (message: StateChangeMessage) => void,
+    options?: SubscribeOptions,
+  ): Promise<() => Promise<void>>;
+  /** Latency bounds for the breaker's default timeouts. @defaultValue 5,000 ms first contact, 200–2,000 ms per call */
+  readonly timing?: StoreTiming;
 }

@@ -35,6 +35,7 @@ export {
   circuitState,
   emptyRecord,
   force,
+  initialGeneration,
   isValidRecord,
   openPeriodMs,
   record,

@@ -26,12 +26,23 @@ import { bucketIndex, currentBucket, windowCounts } from './window.js';
  * reads a clock or does I/O: `now` is passed in.
  */
 
-export function emptyRecord(): BreakerRecord {
+/**
+ * The generation a record starts at when it is created at `now` (the store's clock): the time in
+ * ms, so a record created again after the old one was lost (a restart without persistence, an
+ * eviction, a flush) starts above every generation the old one reached, and a breaker that
+ * remembers the old generations adopts the new record instead of ignoring it. (It would take more
+ * than one transition per millisecond, sustained, for an old record to outrun the clock.)
+ */
+export function initialGeneration(now: number): number {
+  return Math.max(1, Math.floor(now));
+}
+
+export function emptyRecord(generation = 1): BreakerRecord {
   return {
     schema: SCHEMA_VERSION,
     state: 'closed',
     override: null,
-    generation: 1,
+    generation,
     openedAt: 0,
     openUntil: 0,
     reopens: 0,

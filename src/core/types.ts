@@ -155,6 +155,11 @@ export interface OutcomeBatch {
   readonly random: number;
   /** Extra milliseconds of jitter (from a jitter function) for an open period this batch may start. */
   readonly jitterMs?: number;
+  /**
+   * Identifies the batch, so a store that remembers recent ids counts a batch re-sent after an
+   * in-doubt write (no reply came) once. Unique per batch; stores may ignore it.
+   */
+  readonly id?: string;
 }
 
 export interface ProbeResult {

@@ -137,7 +137,7 @@ export class MemoryStore implements Store {
 
   acquire(key: string, policy: BreakerPolicy): AcquireResult {
     const now = this.#clock.now();
-    const record = this.#load(key);
+    const record = this.#load(key, now);
     this.#records.age(now, retentionMs(policy, record, now));
     // A closed breaker hands out no lease: do not build an id for nothing on the hot path.
     const leaseId = record.state === 'closed' ? '' : `${record.generation}:${++this.#leaseCounter}`;
@@ -148,7 +148,7 @@ export class MemoryStore implements Store {
 
   record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): UpdateResult {
     const now = this.#clock.now();
-    const record = this.#load(key);
+    const record = this.#load(key, now);
     const result = reducer.record(record, policy, now, batch);
     this.#records.age(now, retentionMs(policy, record, now));
     this.#publish(key, result.transition, record, now);
@@ -157,12 +157,13 @@ export class MemoryStore implements Store {
 
   inspect(key: string, policy: BreakerPolicy): Snapshot | null {
     if (!this.#records.has(key)) return null;
-    return reducer.snapshot(this.#load(key), policy, this.#clock.now());
+    const now = this.#clock.now();
+    return reducer.snapshot(this.#load(key, now), policy, now);
   }
 
   force(key: string, policy: BreakerPolicy, override: Override | null): UpdateResult {
     const now = this.#clock.now();
-    const record = this.#load(key);
+    const record = this.#load(key, now);
     const result = reducer.force(record, policy, now, override);
     this.#records.age(now, retentionMs(policy, record, now));
     this.#publish(key, result.transition, record, now);
@@ -234,7 +235,7 @@ export class MemoryStore implements Store {
     },
   };
 
-  #load(key: string): BreakerRecord {
+  #load(key: string, now: number): BreakerRecord {
     const existing = this.#records.get(key);
     // Records the reducer wrote are valid by construction; only raw writes are checked.
     if (this.#unverified.size > 0 && this.#unverified.delete(key) && !reducer.isValidRecord(existing)) {
@@ -242,14 +243,20 @@ export class MemoryStore implements Store {
     } else if (existing !== undefined) {
       return existing;
     }
-    const fresh = reducer.emptyRecord();
+    const fresh = reducer.emptyRecord(reducer.initialGeneration(now));
     this.#records.set(key, fresh);
     return fresh;
   }
 
   #publish(key: string, transition: Transition | null, record: BreakerRecord, now: number): void {
     if (transition === null || this.#listeners.size === 0) return;
-    const message: StateChangeMessage = { ...transition, key, openUntil: record.openUntil, now };
+    const message: StateChangeMessage = {
+      ...transition,
+      key,
+      openUntil: record.openUntil,
+      now,
+      override: record.override,
+    };
     for (const listener of this.#listeners) listener(message);
   }
 }

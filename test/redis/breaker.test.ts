@@ -11,7 +11,19 @@ import { useRedisServer } from '../helpers/redis-server.js';
 import type { RedisServer } from '../helpers/redis-server.js';
 
 /** What the scripts call inside Redis: commandstats counts these too, though no client sent them. */
-const IN_SCRIPT = new Set(['hgetall', 'hmget', 'time', 'hset', 'pexpire', 'persist', 'del', 'publish']);
+// Commands scripts run on the server (zadd and zremrangebyscore: the batch ids that make re-sends idempotent).
+const IN_SCRIPT = new Set([
+  'hgetall',
+  'hmget',
+  'time',
+  'hset',
+  'pexpire',
+  'persist',
+  'del',
+  'publish',
+  'zadd',
+  'zremrangebyscore',
+]);
 
 /** Commands clients sent since the last CONFIG RESETSTAT, by name, leaving out the measuring ones. */
 async function commands(client: Redis): Promise<Record<string, number>> {

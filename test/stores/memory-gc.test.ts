@@ -72,7 +72,8 @@ describe('MemoryStore retention', () => {
       trip: { kind: 'consecutive-failures', threshold: 1 },
       openMs: 1_000,
     }).policy;
-    const opened = store.record('down', strict, { ...batch(1, 1), jitterMs: 10 * retention });
+    const { generation } = store.acquire('down', strict);
+    const opened = store.record('down', strict, { ...batch(generation, 1), jitterMs: 10 * retention });
     assert.equal(opened.snapshot.state, 'open');
     for (let i = 0; i < 18; i++) {
       clock.advance(retention / 2);

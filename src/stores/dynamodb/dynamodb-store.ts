@@ -29,7 +29,7 @@ import type {
 import { StoreError } from '../../errors.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
-import type { ListPage, Store } from '../../store.js';
+import type { ListPage, Store, StoreTiming } from '../../store.js';
 
 export interface DynamoDBStoreOptions {
   /** A `DynamoDBClient` you created; the store sends commands on it and never destroys it. */
@@ -104,6 +104,16 @@ export function itemKey(name: string): string {
  * fresh item. No lock table, no lock.
  */
 export class DynamoDBStore implements Store {
+  /**
+   * First contact 10 s (the SDK resolves credentials and opens TLS on the first request); per
+   * call 1,000–5,000 ms, adaptive (a transition is a read and a conditional write, retried on a
+   * conflict).
+   */
+  readonly timing: StoreTiming = Object.freeze({
+    connectTimeoutMs: 10_000,
+    minCallTimeoutMs: 1_000,
+    maxCallTimeoutMs: 5_000,
+  });
   readonly #client: DynamoDBClient;
   readonly #table: string;
   readonly #clock: Clock;
@@ -366,7 +376,7 @@ export class DynamoDBStore implements Store {
     const item = reply.Item;
     if (item === undefined) {
       return {
-        record: reducer.emptyRecord(),
+        record: reducer.emptyRecord(reducer.initialGeneration(this.#clock.now())),
         exists: false,
         rawVersion: undefined,
         nextVersion: 1,
@@ -388,7 +398,7 @@ export class DynamoDBStore implements Store {
     const valid = Number.isSafeInteger(version) && version >= 1;
     // Reset: the write that follows replaces the item, conditional on the `v` it had (if any).
     return {
-      record: reducer.emptyRecord(),
+      record: reducer.emptyRecord(reducer.initialGeneration(this.#clock.now())),
       exists: true,
       rawVersion: item.v,
       nextVersion: valid ? version + 1 : 1,

@@ -67,6 +67,14 @@ export function breakerKey(prefix: string, name: string): string {
   return `${prefix}{${encodeName(name)}}`;
 }
 
+/**
+ * The sorted set of batch ids a breaker's record script saw lately (for idempotent re-sends):
+ * beside the record, in its hash slot, and never mistaken for a record by `nameFromKey`.
+ */
+export function batchIdsKey(prefix: string, name: string): string {
+  return `${breakerKey(prefix, name)}:ids`;
+}
+
 /** The breaker name stored at `key`, or null when `key` is not a breaker key under `prefix`. */
 export function nameFromKey(prefix: string, key: string): string | null {
   if (!key.startsWith(prefix) || key[prefix.length] !== '{' || !key.endsWith('}')) return null;

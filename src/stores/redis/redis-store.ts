@@ -14,9 +14,10 @@ import type {
 import { StoreError } from '../../errors.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
-import type { ListPage, StateChangeMessage, Store } from '../../store.js';
+import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions } from '../../store.js';
 import {
   DEFAULT_PREFIX,
+  batchIdsKey,
   breakerKey,
   eventsChannel,
   nameFromKey,
@@ -181,6 +182,12 @@ class Reply {
  * transitions published on `<prefix>events`.
  */
 export class RedisStore implements Store {
+  /** First contact 5 s (ioredis connects in the background); per call 200–2,000 ms, adaptive. */
+  readonly timing: StoreTiming = Object.freeze({
+    connectTimeoutMs: 5_000,
+    minCallTimeoutMs: 200,
+    maxCallTimeoutMs: 2_000,
+  });
   readonly #client: Redis | Cluster;
   readonly #prefix: string;
   readonly #channel: string;
@@ -252,9 +259,11 @@ export class RedisStore implements Store {
       batch.trip === true ? 1 : 0,
       batch.random,
       batch.jitterMs ?? 0,
+      batch.id ?? '',
     ];
     for (const probe of batch.probes) args.push(probe.lease, probe.outcome);
-    return this.#update('record', await this.#run(recordScript, name, policy, args), name, policy);
+    const raw = await this.#run(recordScript, name, policy, args, batchIdsKey(this.#prefix, name));
+    return this.#update('record', raw, name, policy);
   }
 
   async inspect(name: string, policy: BreakerPolicy): Promise<Snapshot | null> {
@@ -300,23 +309,77 @@ export class RedisStore implements Store {
 
   /**
    * Hears every transition any process makes, on a connection of its own (`client.duplicate()`)
-   * that the returned function closes.
+   * that the returned function (or `options.signal`) closes. Resolves once subscribed, or once the
+   * first attempt failed or took longer than the first-contact bound: a subscription that fails is
+   * retried with backoff (up to 30 s apart) until it gets through. Pub/sub is at-most-once, so
+   * when the subscription comes back after a drop, or gets through late, `options.onResync` is
+   * called: pushes may have been missed and breakers re-read the state.
    */
-  async subscribe(listener: (message: StateChangeMessage) => void): Promise<() => Promise<void>> {
+  async subscribe(
+    listener: (message: StateChangeMessage) => void,
+    options: SubscribeOptions = {},
+  ): Promise<() => Promise<void>> {
     const subscriber = this.#client.duplicate();
+    let closed = false;
+    let subscribed = false;
+    let retryTimer: ReturnType<typeof setTimeout> | undefined;
+    let failures = 0;
+    const resync = (): void => {
+      if (!closed) options.onResync?.();
+    };
     subscriber.on('error', () => {
-      // Reconnects on its own; a missed message only means a breaker learns of a change later.
+      // Reconnects on its own; missed messages are covered by onResync.
     });
     subscriber.on('message', (channel: string, text: string) => {
       if (channel !== this.#channel) return;
       const message = this.#parseMessage(text);
       if (message !== null) listener(message);
     });
-    await subscriber.subscribe(this.#channel);
-    return async () => {
+    // After a drop ioredis subscribes again by itself; whatever was published meanwhile is lost.
+    let readyBefore = false;
+    subscriber.on('ready', () => {
+      if (readyBefore && subscribed) resync();
+      readyBefore = true;
+    });
+    const close = (): Promise<void> => {
+      if (closed) return Promise.resolve();
+      closed = true;
+      clearTimeout(retryTimer);
       subscriber.removeAllListeners('message');
-      await subscriber.quit().catch(() => subscriber.disconnect());
+      // Not QUIT: it would wait in the offline queue of an unreachable server.
+      subscriber.disconnect();
+      return Promise.resolve();
     };
+    options.signal?.addEventListener('abort', () => void close(), { once: true });
+    const attempt = (): Promise<boolean> =>
+      subscriber.subscribe(this.#channel).then(
+        () => {
+          if (closed) return true;
+          if (failures > 0) resync();
+          subscribed = true;
+          return true;
+        },
+        () => {
+          if (closed) return false;
+          failures += 1;
+          retryTimer = setTimeout(() => void attempt(), Math.min(30_000, 100 * 2 ** Math.min(failures, 9)));
+          retryTimer.unref();
+          return false;
+        },
+      );
+    let bound: ReturnType<typeof setTimeout> | undefined;
+    const first = attempt();
+    await Promise.race([
+      first,
+      new Promise<void>((resolve) => {
+        bound = setTimeout(resolve, this.timing.connectTimeoutMs);
+        bound.unref();
+      }),
+    ]);
+    clearTimeout(bound);
+    // Got through only after the bound: whatever was pushed before it was missed.
+    if (!subscribed) void first.then((ok) => ok && resync());
+    return close;
   }
 
   #parseMessage(text: string): StateChangeMessage | null {
@@ -340,6 +403,9 @@ export class RedisStore implements Store {
         generation: m.generation,
         openUntil: m.openUntil,
         now: m.now,
+        ...(typeof m.override === 'string' && OVERRIDES.has(m.override)
+          ? { override: m.override === '' ? null : (m.override as Override) }
+          : {}),
       };
     } catch {
       return null;
@@ -376,15 +442,17 @@ export class RedisStore implements Store {
     name: string,
     policy: BreakerPolicy,
     extra: readonly (string | number)[],
+    secondKey?: string,
   ): Promise<unknown[]> {
     const key = breakerKey(this.#prefix, name);
+    const keys = secondKey === undefined ? [key] : [key, secondKey];
     const args = [this.#channel, ...argsOf(policy), this.#timeOffsetMs?.() ?? 0, ...extra];
     let reply: unknown;
     try {
-      reply = await this.#client.evalsha(script.sha1, 1, key, ...args);
+      reply = await this.#client.evalsha(script.sha1, keys.length, ...keys, ...args);
     } catch (error) {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      reply = await this.#client.eval(script.source, 1, key, ...args);
+      reply = await this.#client.eval(script.source, keys.length, ...keys, ...args);
     }
     if (!Array.isArray(reply)) throw malformed(script.name, reply);
     return reply as unknown[];

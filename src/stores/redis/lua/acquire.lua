@@ -28,7 +28,7 @@ if not quick.err and quick[1] == SCHEMA and quick[2] == 'closed' and quick[3] ==
 end
 
 local p = read_policy(ARGV)
-local r, existed, corrupt = load(key)
+local r, existed, corrupt = load(key, now)
 local dirty = corrupt or not existed
 expire_leases(r, now)
 

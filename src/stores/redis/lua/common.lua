@@ -95,9 +95,11 @@ local function read_policy(argv)
   return p
 end
 
-local function empty_record()
+-- A new record's generation is the store's time in ms (reducer.ts initialGeneration): a record
+-- created again after the old one was lost starts above every generation the old one reached.
+local function empty_record(now)
   return {
-    state = 'closed', override = '', gen = 1, openedAt = 0, openUntil = 0, reopens = 0,
+    state = 'closed', override = '', gen = math.max(1, math.floor(now)), openedAt = 0, openUntil = 0, reopens = 0,
     cf = 0, ps = 0, seq = 0, leases = {}, buckets = {},
   }
 end
@@ -174,18 +176,18 @@ local function parse_record(h)
   return r
 end
 
---[[ Loads the record at `key`. Returns record, existed, corrupt.
+--[[ Loads the record at `key` (a fresh one is created at `now`). Returns record, existed, corrupt.
 A missing key gives a fresh record (existed = false). A key of another type, or a hash that is not
 a valid record, gives a fresh record marked `reset`, so save() deletes the old value first. ]]
-local function load(key)
+local function load(key, now)
   local raw = redis.pcall('HGETALL', key)
   if raw.err then
-    local fresh = empty_record()
+    local fresh = empty_record(now)
     fresh.reset = true
     return fresh, true, true
   end
   if #raw == 0 then
-    return empty_record(), false, false
+    return empty_record(now), false, false
   end
   local h = {}
   for i = 1, #raw, 2 do
@@ -193,7 +195,7 @@ local function load(key)
   end
   local r = parse_record(h)
   if r == nil then
-    r = empty_record()
+    r = empty_record(now)
     r.reset = true
     return r, true, true
   end
@@ -369,7 +371,8 @@ local function publish(p, key, t, r, now)
     return
   end
   local payload = '{"key":' .. cjson.encode(key) .. ',"from":"' .. t.from .. '","to":"' .. t.to
-    .. '","generation":' .. int(t.gen) .. ',"openUntil":' .. int(r.openUntil) .. ',"now":' .. int(now) .. '}'
+    .. '","generation":' .. int(t.gen) .. ',"openUntil":' .. int(r.openUntil) .. ',"now":' .. int(now)
+    .. ',"override":"' .. r.override .. '"}'
   redis.call('PUBLISH', p.channel, payload)
 end
 

@@ -21,7 +21,7 @@ if override ~= '' and override ~= 'forced-open' and override ~= 'forced-closed' 
 end
 
 local now = now_ms(ARGV)
-local r, existed, corrupt = load(key)
+local r, existed, corrupt = load(key, now)
 local dirty = corrupt or not existed
 expire_leases(r, now)
 

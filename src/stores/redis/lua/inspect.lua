@@ -14,7 +14,7 @@ Errors    CIRCUITRY_BADARG <what>
 local key = KEYS[1]
 local p = read_policy(ARGV)
 local now = now_ms(ARGV)
-local r, existed, corrupt = load(key)
+local r, existed, corrupt = load(key, now)
 if not existed then
   return { 'none' }
 end

@@ -2,14 +2,18 @@
 record.lua: records the outcomes of calls admitted under one generation (reducer.ts record).
 
 KEYS[1]   the breaker's hash (keys.ts breakerKey)
+KEYS[2]   the sorted set of batch ids seen lately (keys.ts batchIdsKey)
 ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
           generation, successes, failures, trailingFailures, slow, ignored,
           trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
-          jitterMs, then pairs of (lease id, outcome: success | failure | ignored) for probes
+          jitterMs, batch id ('' for none), then pairs of (lease id, outcome: success | failure |
+          ignored) for probes
 Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
             successes, failures, slow, ignored, consecutiveFailures, activeProbes,
             probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration }
-Writes    only when something changed. Publishes the transition it made.
+Writes    only when something changed, and the batch id. Publishes the transition it made. A
+          batch whose id was seen in the last DEDUP_MS changes nothing (stale = 1): it was a
+          re-send of a write whose reply was lost.
 Errors    CIRCUITRY_BADARG <what>
 ]]
 
@@ -27,12 +31,34 @@ local ignored = arg_number(ARGV[b + 6], 'ignored')
 local trip = ARGV[b + 7] == '1'
 local random = arg_number(ARGV[b + 8], 'random')
 local jitterMs = arg_number(ARGV[b + 9], 'jitterMs')
-local firstProbe = b + 10
-if (#ARGV - firstProbe + 1) % 2 ~= 0 then
+local batchId = ARGV[b + 10]
+local firstProbe = b + 11
+if type(batchId) ~= 'string' or (#ARGV - firstProbe + 1) % 2 ~= 0 then
   bad_arg('probes')
 end
 
 local now = now_ms(ARGV)
+
+--[[ Idempotence: a batch re-sent after a write whose reply was lost (the server may have applied
+it just before a crash or a dropped connection) carries the same id. Ids seen in the last DEDUP_MS
+are members of a sorted set beside the record, scored by when they may be forgotten; a batch seen
+before changes nothing and answers the current state as stale. ]]
+local DEDUP_MS = 60000
+if batchId ~= '' then
+  local ids = KEYS[2]
+  redis.call('ZREMRANGEBYSCORE', ids, '-inf', int(now))
+  if redis.call('ZADD', ids, 'NX', int(now + DEDUP_MS), batchId) == 0 then
+    local r = load(key, now)
+    expire_leases(r, now)
+    local out = { 'update', 0, 1 }
+    snapshot_reply(out, r, p, now)
+    out[#out + 1] = ''
+    out[#out + 1] = ''
+    out[#out + 1] = 0
+    return out
+  end
+  redis.call('PEXPIRE', ids, DEDUP_MS)
+end
 
 -- Adds the batch's outcomes to the current bucket and the run of failures (reducer.ts record, in
 -- closed state). Returns whether there was anything to count.
@@ -80,7 +106,7 @@ if #ARGV < firstProbe then
   end
 end
 
-local r, existed, corrupt = load(key)
+local r, existed, corrupt = load(key, now)
 local dirty = corrupt or not existed
 expire_leases(r, now)
 

@@ -1,0 +1,254 @@
+import * as reducer from './core/reducer.js';
+import type {
+  AcquireResult,
+  BreakerPolicy,
+  BreakerRecord,
+  BreakerState,
+  Outcome,
+  OutcomeBatch,
+  Override,
+  WindowCounts,
+} from './core/types.js';
+import type { StoreFailurePolicy } from './options.js';
+import type { PendingBatch } from './pending-batch.js';
+import { NO_PROBES, addOutcome, emptyBatch, isEmptyBatch, mergeInto, nextBatchId } from './pending-batch.js';
+
+/** What this process last saw of the shared state (see `Coordination`). */
+export interface View {
+  readonly state: BreakerState;
+  readonly override: Override | null;
+  /** 0 until the store has answered for this breaker once. */
+  readonly generation: number;
+  /** Local time until which the breaker is known to be open; 0 when not known open. */
+  readonly openUntil: number;
+  readonly counts: WindowCounts;
+}
+
+/** A batch the store may or may not have applied (no reply came), kept to be re-sent under its id. */
+interface InDoubt {
+  readonly batch: OutcomeBatch;
+  readonly keptAt: number;
+}
+
+/** Past this many, in-doubt batches are merged (a re-send may then count some twice). */
+const MAX_IN_DOUBT = 1_000;
+
+/**
+ * What a breaker does while its store is unreachable, and what it keeps for the store meanwhile.
+ *
+ * - `'local'`: an in-process breaker, seeded from the last state this process saw, never from a
+ *   fresh closed one: an open breaker stays open until its end, an unknown half-open is open again,
+ *   and a breaker this process has **never seen** starts half-open, so it sends at most
+ *   `halfOpenMaxCalls` trial calls at a time until one succeeds (then it admits everything) or
+ *   fails (then it is open for `openMs`). A cluster that holds the breaker open or half-open
+ *   therefore never gets unbounded traffic from a process that just started.
+ * - `'allow'` admits every call; `'reject'` rejects every call with `store-unavailable`.
+ *
+ * Outcomes of closed-state calls are kept for the store either way: merged while never sent,
+ * one by one (with their batch id) when a write got no answer and may have landed.
+ */
+export class LocalFallback {
+  #local: BreakerRecord | null = null;
+  /** The local breaker started half-open because this process had never seen the state. */
+  #trial = false;
+  #leases = 0;
+  #unsent: PendingBatch | null = null;
+  #inDoubt: InDoubt[] = [];
+
+  /** True while the in-process breaker is in use. */
+  get active(): boolean {
+    return this.#local !== null;
+  }
+
+  /** The store answered: the shared state is in charge again. */
+  stop(): void {
+    this.#local = null;
+    this.#trial = false;
+  }
+
+  /** Admits or rejects without the store; a rejection is `{ reason, retryAfterMs }`. */
+  admit(
+    mode: StoreFailurePolicy,
+    view: View,
+    policy: BreakerPolicy,
+    now: number,
+    retryStoreAt: number,
+  ): AcquireResult | { readonly admitted: true; readonly generation: number; readonly lease: null } {
+    if (mode === 'reject')
+      return rejectLocally('store-unavailable', Math.max(1, retryStoreAt - now), view, now);
+    if (mode === 'allow') return { admitted: true, generation: view.generation, lease: null };
+    if (this.#local === null) {
+      this.#local = seed(view, policy, now);
+      this.#trial = view.generation === 0;
+    }
+    return reducer.acquire(this.#local, policy, now, `local-${++this.#leases}`);
+  }
+
+  /**
+   * A probe claim that timed out: the store may have granted it to someone else, so it never
+   * admits. Returns how long to stay away, or null when the claim was not for a probe.
+   */
+  refuseTimedOutProbe(
+    mode: StoreFailurePolicy,
+    view: View,
+    policy: BreakerPolicy,
+    now: number,
+  ): number | null {
+    if (mode !== 'local' || view.state === 'closed' || view.generation === 0) return null;
+    if (view.override === 'forced-closed' || view.override === 'metrics-only') return null;
+    const local = (this.#local ??= seed(view, policy, now));
+    return Math.max(1, local.openUntil - now);
+  }
+
+  /** The local breaker's snapshot, for `state()` while the store is unreachable. */
+  snapshot(view: View, policy: BreakerPolicy, now: number) {
+    return reducer.snapshot(this.#local ?? seed(view, policy, now), policy, now);
+  }
+
+  /** The outcome of a call admitted without the store. Returns the local transition, if any. */
+  settle(
+    mode: StoreFailurePolicy,
+    view: View,
+    policy: BreakerPolicy,
+    now: number,
+    admission: { readonly generation: number; readonly lease: string | null },
+    outcome: Outcome,
+    slow: boolean,
+    jitterMs: () => number,
+  ) {
+    let transition = null;
+    if (mode === 'local' && this.#local !== null) {
+      const failures = outcome === 'failure' ? 1 : 0;
+      transition = reducer.record(this.#local, policy, now, {
+        generation: this.#local.generation,
+        successes: outcome === 'success' ? 1 : 0,
+        failures,
+        trailingFailures: failures,
+        slow: slow ? 1 : 0,
+        ignored: outcome === 'ignored' ? 1 : 0,
+        probes: admission.lease === null ? NO_PROBES : [{ lease: admission.lease, outcome }],
+        random: Math.random(),
+        jitterMs: failures === 1 ? jitterMs() : 0,
+      }).transition;
+      // A first trial that passes is not a state change worth a warning: nothing was known before.
+      if (transition !== null && this.#trial) {
+        this.#trial = false;
+        if (transition.to === 'closed') transition = null;
+      }
+    }
+    // Outcomes of calls the shared state would have counted (closed, or not known yet) are kept,
+    // under the generation this process saw (0: not known yet), not the local breaker's.
+    if (view.state === 'closed' && view.override !== 'forced-closed') {
+      const unsent = this.#unsentAt(view.generation);
+      if (unsent !== null) addOutcome(unsent, outcome, slow);
+    }
+    return transition;
+  }
+
+  /** Keeps a batch the store did not confirm. `inDoubt`: it was sent and may have landed. */
+  keep(batch: OutcomeBatch, inDoubt: boolean, now: number): void {
+    if (batch.probes.length > 0 || batch.trip === true) return; // leases die with the outage
+    if (isEmptyBatch(batch)) return;
+    if (inDoubt && batch.id !== undefined && this.#inDoubt.length < MAX_IN_DOUBT) {
+      this.#inDoubt.push({ batch, keptAt: now });
+      return;
+    }
+    const unsent = this.#unsentAt(batch.generation);
+    if (unsent !== null) mergeInto(unsent, batch);
+  }
+
+  /** The kept batch for `generation`, or null when a newer generation's outcomes are kept. */
+  #unsentAt(generation: number): PendingBatch | null {
+    const unsent = (this.#unsent ??= emptyBatch(generation));
+    if (generation < unsent.generation) return null; // the store would fence it off anyway
+    if (generation > unsent.generation) {
+      // The older outcomes would be fenced off by the store: the newer generation replaces them.
+      this.#unsent = emptyBatch(generation);
+      return this.#unsent;
+    }
+    return unsent;
+  }
+
+  get holdsOutcomes(): boolean {
+    return this.#unsent !== null || this.#inDoubt.length > 0;
+  }
+
+  /** Generation of the merged kept outcomes (0: admitted before the store ever answered), or null. */
+  get unsentGeneration(): number | null {
+    return this.#unsent?.generation ?? null;
+  }
+
+  /**
+   * Hands over what is kept, as batches to write: the in-doubt ones under their own ids (a store
+   * that remembers ids counts each once), then the merged ones as a new batch. `generation` is
+   * used for outcomes admitted before the store ever answered (generation 0).
+   */
+  take(generation: number, jitterMs: () => number): OutcomeBatch[] {
+    const batches = this.#inDoubt.map((d) => d.batch);
+    this.#inDoubt = [];
+    const unsent = this.#unsent;
+    this.#unsent = null;
+    if (unsent !== null && !isEmptyBatch(unsent)) {
+      batches.push({
+        ...unsent,
+        generation: unsent.generation === 0 ? generation : unsent.generation,
+        probes: NO_PROBES,
+        random: Math.random(),
+        jitterMs: unsent.failures > 0 ? jitterMs() : 0,
+        id: nextBatchId(),
+      });
+    }
+    return batches;
+  }
+
+  /** Counts of what is kept, for `close()`'s report. */
+  keptCounts(): { successes: number; failures: number; ignored: number; inDoubtBatches: number } | null {
+    if (!this.holdsOutcomes) return null;
+    const counts = { successes: 0, failures: 0, ignored: 0, inDoubtBatches: this.#inDoubt.length };
+    for (const b of [
+      ...this.#inDoubt.map((d) => d.batch),
+      ...(this.#unsent === null ? [] : [this.#unsent]),
+    ]) {
+      counts.successes += b.successes;
+      counts.failures += b.failures;
+      counts.ignored += b.ignored;
+    }
+    return counts;
+  }
+}
+
+function rejectLocally(
+  reason: 'store-unavailable',
+  retryAfterMs: number,
+  view: View,
+  now: number,
+): AcquireResult {
+  return {
+    admitted: false,
+    reason,
+    retryAfterMs,
+    generation: view.generation,
+    lease: null,
+    state: view.state,
+    override: view.override,
+    openUntil: 0,
+    now,
+    transition: null,
+  };
+}
+
+/** The local breaker's first state: from what this process last saw (see `LocalFallback`). */
+function seed(view: View, policy: BreakerPolicy, now: number): BreakerRecord {
+  const local = reducer.emptyRecord(Math.max(1, view.generation));
+  local.override = view.override;
+  if (view.generation === 0) {
+    local.state = 'half-open';
+  } else if (view.state !== 'closed') {
+    local.state = 'open';
+    local.openedAt = now;
+    local.openUntil = Math.max(view.openUntil, now + (view.state === 'half-open' ? policy.openMs : 0));
+  } else {
+    local.consecutiveFailures = view.counts.consecutiveFailures;
+  }
+  return local;
+}
