@@ -96,6 +96,8 @@ export class Coordination implements View, KeptOutcomesOwner {
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
   #flushing: Promise<void> | null = null;
   #resending: Promise<void> | null = null;
+  /** Batches sent and not answered yet (a timed-out one stays until its late answer). */
+  readonly #writing = new Set<OutcomeBatch>();
   /** While closing: write whatever is held even if the store is being left alone. */
   #draining = false;
 
@@ -326,23 +328,37 @@ export class Coordination implements View, KeptOutcomesOwner {
       return undefined;
     }
     if (isPromiseLike(result)) {
+      const writing = this.#writing;
+      writing.add(batch);
       return health
         .call(
           result,
           this.#timeoutMs(),
           'record',
-          (late) => this.#lateRecorded(late),
+          (late) => {
+            writing.delete(batch);
+            this.#lateRecorded(late);
+          },
           // Timed out, then failed: it may or may not have landed. Kept under its id.
-          () => this.#keep(batch, true),
+          () => {
+            writing.delete(batch);
+            this.#keep(batch, true);
+          },
         )
         .then(
-          (r) => this.#recorded(r),
+          (r) => {
+            writing.delete(batch);
+            return this.#recorded(r);
+          },
           (error: unknown) => {
             this.#storeFailed('record', error);
             // A write that failed may still have landed (the reply was lost): kept under its id,
             // so a store that remembers ids counts it once. One that timed out is kept only if
             // the store later says it failed (above); if it lands, it was counted.
-            if (!isStoreTimeout(error)) this.#keep(batch, true);
+            if (!isStoreTimeout(error)) {
+              writing.delete(batch);
+              this.#keep(batch, true);
+            }
           },
         );
     }
@@ -610,15 +626,17 @@ export class Coordination implements View, KeptOutcomesOwner {
 
   /** What is buffered or kept and not confirmed by the store, or null when nothing is. */
   unwritten(): UnwrittenOutcomes | null {
-    const kept = this.#fallback.keptCounts();
-    const buffer = this.#buffer;
-    if (kept === null && buffer === null) return null;
-    return {
-      name: this.#host.name,
-      successes: (kept?.successes ?? 0) + (buffer?.successes ?? 0),
-      failures: (kept?.failures ?? 0) + (buffer?.failures ?? 0),
-      ignored: (kept?.ignored ?? 0) + (buffer?.ignored ?? 0),
-    };
+    const parts = [this.#fallback.keptCounts(), this.#buffer, ...this.#writing];
+    const unwritten = { name: this.#host.name, successes: 0, failures: 0, ignored: 0 };
+    let any = false;
+    for (const part of parts) {
+      if (part === null) continue;
+      any = true;
+      unwritten.successes += part.successes;
+      unwritten.failures += part.failures;
+      unwritten.ignored += part.ignored;
+    }
+    return any ? unwritten : null;
   }
 
   /** True while the breaker holds a permit or unwritten outcomes: the registry must keep it. */

@@ -25,52 +25,74 @@ interface Run {
 }
 
 const [spec, options] = process.argv.slice(2).map((arg) => JSON.parse(arg) as unknown) as [StoreSpec, object];
-let store: Store;
-let disconnect: () => void;
-if (spec.kind === 'redis') {
-  const client = new Redis(spec.url);
-  store = new RedisStore({ client, prefix: spec.prefix });
-  disconnect = () => client.disconnect();
-} else {
-  const client = new DynamoDBClient({
-    endpoint: spec.endpoint,
-    region: 'us-east-1',
-    credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-  });
-  store = new DynamoDBStore({ client, tableName: spec.table });
-  disconnect = () => client.destroy();
-}
 const settings = options as {
   threshold: number;
   openMs: number;
   halfOpenMaxCalls: number;
   maxStalenessMs?: number;
   flushIntervalMs?: number;
+  /** Build the client and the factory only when the first run arrives: a cold start, no warm-up. */
+  cold?: boolean;
+  /** Leave storeTimeoutMs and connectTimeoutMs at their defaults (else a generous 5 s). */
+  defaultTimeouts?: boolean;
+  /** ioredis options for the worker's own client. */
+  redisOptions?: object;
 };
-const factory = new BreakerFactory({
-  store,
-  storeTimeoutMs: 5_000,
-  jitter: 0,
-  trip: consecutiveFailures(settings.threshold),
-  openMs: settings.openMs,
-  halfOpenMaxCalls: settings.halfOpenMaxCalls,
-  maxStalenessMs: settings.maxStalenessMs ?? 0,
-  flushIntervalMs: settings.flushIntervalMs ?? 0,
-  onStateChange: (name, _context, from, to) => process.send!({ transition: { name, from, to } }),
-});
+
+interface Setup {
+  readonly factory: BreakerFactory;
+  readonly disconnect: () => void;
+}
+
+function setUp(): Setup {
+  let store: Store;
+  let disconnect: () => void;
+  if (spec.kind === 'redis') {
+    const client = new Redis(spec.url, settings.redisOptions ?? {});
+    store = new RedisStore({ client, prefix: spec.prefix });
+    disconnect = () => client.disconnect();
+  } else {
+    const client = new DynamoDBClient({
+      endpoint: spec.endpoint,
+      region: 'us-east-1',
+      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+    });
+    store = new DynamoDBStore({ client, tableName: spec.table });
+    disconnect = () => client.destroy();
+  }
+  const factory = new BreakerFactory({
+    store,
+    ...(settings.defaultTimeouts === true ? {} : { storeTimeoutMs: 5_000 }),
+    jitter: 0,
+    trip: consecutiveFailures(settings.threshold),
+    openMs: settings.openMs,
+    halfOpenMaxCalls: settings.halfOpenMaxCalls,
+    maxStalenessMs: settings.maxStalenessMs ?? 0,
+    flushIntervalMs: settings.flushIntervalMs ?? 0,
+    onStateChange: (name, _context, from, to) => process.send!({ transition: { name, from, to } }),
+  });
+  return { factory, disconnect };
+}
+
+let setup: Setup | null = settings.cold === true ? null : setUp();
 
 process.on('message', (message: Run | { cmd: 'exit' }) => {
   if (message.cmd === 'exit') {
-    void factory.close().finally(() => {
-      disconnect();
-      process.exit(0);
+    const done = setup;
+    if (done === null) process.exit(0);
+    void done.factory.close().then((report) => {
+      process.send!({ closed: report }, () => {
+        done.disconnect();
+        process.exit(0);
+      });
     });
     return;
   }
-  void run(message).then((result) => process.send!({ result }));
+  setup ??= setUp();
+  void run(setup.factory, message).then((result) => process.send!({ result }));
 });
 
-async function run(r: Run) {
+async function run(factory: BreakerFactory, r: Run) {
   const breaker = factory.breakerFor(r.name);
   let fnCalls = 0;
   const tally = { value: 0, boom: 0, rejected: 0, other: 0 };

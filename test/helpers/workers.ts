@@ -19,6 +19,8 @@ interface Transition {
 /** Worker processes on one shared store, each running the same load when asked. */
 export class Workers {
   readonly transitions: Transition[] = [];
+  /** What each worker's `factory.close()` reported when it was stopped. */
+  readonly closeReports: { complete: boolean; unwritten: unknown[] }[] = [];
   private constructor(
     readonly children: ChildProcess[],
     readonly callers: number,
@@ -80,6 +82,9 @@ export class Workers {
         (child) =>
           new Promise<void>((resolve) => {
             child.removeAllListeners('exit');
+            child.on('message', (message: { closed?: { complete: boolean; unwritten: unknown[] } }) => {
+              if (message.closed !== undefined) this.closeReports.push(message.closed);
+            });
             child.once('exit', () => resolve());
             child.send({ cmd: 'exit' });
           }),
