@@ -21,7 +21,6 @@ const outcome = (p: Promise<string>): Promise<string> =>
       isCircuitOpenError(e) ? `rejected:${e.reason}` : e === boom ? 'boom' : `other:${String(e)}`,
   );
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 function setup(
   options: BreakerOptions = {},
