@@ -27,14 +27,15 @@ import { bucketIndex, currentBucket, windowCounts } from './window.js';
  */
 
 /**
- * The generation a record starts at when it is created at `now` (the store's clock): the time in
- * ms, so a record created again after the old one was lost (a restart without persistence, an
- * eviction, a flush) starts above every generation the old one reached, and a breaker that
- * remembers the old generations adopts the new record instead of ignoring it. (It would take more
- * than one transition per millisecond, sustained, for an old record to outrun the clock.)
+ * The generation a record starts at when it is created at `now` (the store's clock): a hundred per
+ * millisecond since the epoch, so a record created again after the old one was lost (a restart
+ * without persistence, an eviction, a flush) starts above every generation the old one reached,
+ * and a breaker that remembers the old generations adopts the new record instead of ignoring it.
+ * (The old record would have needed more than 100 transitions per millisecond of its life to
+ * outrun it; a transition takes at least an open period.) Safe integers for another 2,500 years.
  */
 export function initialGeneration(now: number): number {
-  return Math.max(1, Math.floor(now));
+  return Math.max(1, Math.floor(now) * 100);
 }
 
 export function emptyRecord(generation = 1): BreakerRecord {

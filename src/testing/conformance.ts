@@ -41,6 +41,11 @@ export interface ConformanceHarness {
 export interface ConformanceOptions {
   /** Per-test timeout. @defaultValue 20_000 */
   readonly timeoutMs?: number;
+  /**
+   * The store remembers batch ids (`OutcomeBatch.id`) and counts a re-sent batch once, as
+   * `RedisStore` does: checks it. @defaultValue false
+   */
+  readonly idempotentBatches?: boolean;
 }
 
 /** A policy from breaker options, as the breaker would build it. */
@@ -613,6 +618,46 @@ export function describeStoreConformance(
           const result = await record(h, key, policy, outcomes(admitted.generation, { failures: 1 }));
           assert.equal(result.stale, false);
           assert.equal(result.snapshot.counts.failures, 1);
+        });
+      }
+
+      test('a record made anew starts above every generation the old one reached', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const opened = await open(h, key, policy);
+        await h.advance(1);
+        await h.corrupt(key, 'garbage'); // the record is lost: reset, as after a restart or an eviction
+        const admitted = await acquire(h, key, policy);
+        assert.ok(
+          admitted.generation > opened,
+          `generation ${admitted.generation} after ${opened}: breakers would ignore the new record`,
+        );
+      });
+    });
+
+    describe('batch ids', () => {
+      test('a batch with an id is counted like one without', async (h, key) => {
+        const policy = policyOf({ trip: consecutiveFailures(100) });
+        const { generation } = await acquire(h, key, policy);
+        const result = await record(h, key, policy, { ...outcomes(generation, { successes: 2 }), id: 'x.1' });
+        assert.equal(result.stale, false);
+        assert.equal(result.snapshot.counts.successes, 2);
+      });
+
+      if (options.idempotentBatches === true) {
+        test('a batch re-sent with the same id is counted once, concurrently too', async (h, key) => {
+          const policy = policyOf({ trip: consecutiveFailures(100) });
+          const { generation } = await acquire(h, key, policy);
+          const batch = {
+            ...outcomes(generation, { successes: 1, failures: 1, trailingFailures: 1 }),
+            id: 'x.2',
+          };
+          const results = await Promise.all(Array.from({ length: 5 }, () => record(h, key, policy, batch)));
+          assert.equal(results.filter((r) => !r.stale).length, 1);
+          const snapshot = await h.store.inspect(key, policy);
+          assert.equal(snapshot?.counts.successes, 1);
+          assert.equal(snapshot?.counts.failures, 1);
+          await record(h, key, policy, { ...batch, id: 'x.3' });
+          assert.equal((await h.store.inspect(key, policy))?.counts.successes, 2);
         });
       }
     });

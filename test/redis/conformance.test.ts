@@ -57,7 +57,7 @@ describe('RedisStore on one server', () => {
   useRedisServer((_server, c) => {
     client = c;
   });
-  describeStoreConformance('RedisStore', () => harness(client));
+  describeStoreConformance('RedisStore', () => harness(client), { idempotentBatches: true });
 });
 
 describe('RedisStore on a 3-master cluster', () => {
@@ -71,5 +71,5 @@ describe('RedisStore on a 3-master cluster', () => {
     client.disconnect();
     await cluster.stop();
   });
-  describeStoreConformance('RedisStore (cluster)', () => harness(client));
+  describeStoreConformance('RedisStore (cluster)', () => harness(client), { idempotentBatches: true });
 });

@@ -95,11 +95,11 @@ local function read_policy(argv)
   return p
 end
 
--- A new record's generation is the store's time in ms (reducer.ts initialGeneration): a record
--- created again after the old one was lost starts above every generation the old one reached.
+-- A new record's generation is 100 per ms of the store's time (reducer.ts initialGeneration): a
+-- record created again after the old one was lost starts above every generation the old one reached.
 local function empty_record(now)
   return {
-    state = 'closed', override = '', gen = math.max(1, math.floor(now)), openedAt = 0, openUntil = 0, reopens = 0,
+    state = 'closed', override = '', gen = math.max(1, math.floor(now) * 100), openedAt = 0, openUntil = 0, reopens = 0,
     cf = 0, ps = 0, seq = 0, leases = {}, buckets = {},
   }
 end
