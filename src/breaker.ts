@@ -10,11 +10,11 @@ import type {
 import { Coordination, isPromiseLike } from './coordination.js';
 import type { Admission, StoreOperation, UnwrittenOutcomes } from './coordination.js';
 import type { CircuitOpenError } from './errors.js';
-import { CallTimeoutError, isExpectedError, rejection } from './errors.js';
+import { CallTimeoutError, InvalidOptionError, isExpectedError, rejection } from './errors.js';
 import { noListeners, own } from './listeners.js';
 import type { Disposer } from './listeners.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';
-import { resolveOptions } from './options.js';
+import { describeValue, invalid, resolveOptions } from './options.js';
 import type { StateChangeMessage } from './store.js';
 import { MemoryStore, inProcess } from './stores/memory.js';
 import type { InProcessPath } from './stores/memory.js';
@@ -99,6 +99,43 @@ export interface BreakerInternals {
 }
 
 const NEVER_ABORTED: AbortSignal = new AbortController().signal;
+/** `Admission.start` of a call whose duration nothing needs: a value no clock returns. */
+export const NOT_TIMED = -Infinity;
+const MAX_TIMER_MS = 2_147_483_647;
+
+/** Checks `execute`'s per-call options; a bad one is the caller's bug and counts nothing. */
+function checkExecuteOptions(options: ExecuteOptions<unknown>): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError(
+      'execute options',
+      `Expected execute options to be an object, got ${describeValue(options)}`,
+    );
+  }
+  const { timeoutMs, fallback, signal, fallbackOnFailure } = options as Record<string, unknown>;
+  if (
+    timeoutMs !== undefined &&
+    (typeof timeoutMs !== 'number' ||
+      !Number.isInteger(timeoutMs) ||
+      timeoutMs < 0 ||
+      timeoutMs > MAX_TIMER_MS)
+  ) {
+    throw invalid('timeoutMs', `an integer from 0 (no timeout) to ${MAX_TIMER_MS}`, timeoutMs);
+  }
+  if (fallback !== undefined && typeof fallback !== 'function')
+    throw invalid('fallback', 'a function', fallback);
+  if (fallbackOnFailure !== undefined && typeof fallbackOnFailure !== 'boolean') {
+    throw invalid('fallbackOnFailure', 'a boolean', fallbackOnFailure);
+  }
+  if (
+    signal !== undefined &&
+    (typeof signal !== 'object' ||
+      signal === null ||
+      typeof (signal as AbortSignal).aborted !== 'boolean' ||
+      typeof (signal as AbortSignal).addEventListener !== 'function')
+  ) {
+    throw invalid('signal', 'an AbortSignal', signal);
+  }
+}
 
 /**
  * A circuit breaker whose state lives in a store. Create one per protected dependency (or per
@@ -124,6 +161,9 @@ export class CircuitBreaker<Context = unknown> {
 
   /** The allocation-free closed path of a `MemoryStore`, when nothing needs the general path. */
   readonly #fast: InProcessPath | null;
+  /** User functions that threw and were reported with a process warning (once each). */
+  #warned: Set<string> | null = null;
+  #ownListeners = 0;
 
   constructor(name: string, options: BreakerOptions<Context> = {}) {
     if (typeof name !== 'string' || name.length === 0) {
@@ -164,27 +204,43 @@ export class CircuitBreaker<Context = unknown> {
     }
   }
 
-  /** Fires once per state change, in the process whose store operation made it. */
+  /**
+   * Fires once per state change, in the process whose store operation made it. A factory never
+   * drops a breaker from its LRU while it has listeners added here; to observe many tenants, give
+   * the factory an `onStateChange` option instead.
+   */
   onStateChange(listener: (event: StateChangeEvent<Context>) => void): Disposer {
-    return (this.#stateChange = own(this.#stateChange)).add(listener);
+    return this.#listen((this.#stateChange = own(this.#stateChange)).add(listener));
   }
 
   onSuccess(listener: (event: SuccessEvent<Context>) => void): Disposer {
-    return (this.#success = own(this.#success)).add(listener);
+    return this.#listen((this.#success = own(this.#success)).add(listener));
   }
 
   /** Fires for every outcome that counts as a failure, including slow successes. */
   onFailure(listener: (event: FailureEvent<Context>) => void): Disposer {
-    return (this.#failure = own(this.#failure)).add(listener);
+    return this.#listen((this.#failure = own(this.#failure)).add(listener));
   }
 
   onReject(listener: (event: RejectEvent<Context>) => void): Disposer {
-    return (this.#reject = own(this.#reject)).add(listener);
+    return this.#listen((this.#reject = own(this.#reject)).add(listener));
   }
 
   /** Fires when the store fails or times out (the breaker keeps working; see `onStoreFailure`). */
   onStoreError(listener: (event: StoreErrorEvent) => void): Disposer {
-    return (this.#storeError = own(this.#storeError)).add(listener);
+    return this.#listen((this.#storeError = own(this.#storeError)).add(listener));
+  }
+
+  /** Counts listeners added through the `on*` methods, so the factory keeps this breaker. */
+  #listen(dispose: Disposer): Disposer {
+    this.#ownListeners += 1;
+    let disposed = false;
+    return () => {
+      if (disposed) return;
+      disposed = true;
+      this.#ownListeners -= 1;
+      dispose();
+    };
   }
 
   /**
@@ -192,6 +248,9 @@ export class CircuitBreaker<Context = unknown> {
    * untouched, or rejects with `CircuitOpenError` without calling `fn`.
    */
   async execute<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T> {
+    // A programming error, not the dependency's: rejected before anything is counted.
+    if (typeof fn !== 'function') throw invalid('fn', 'a function', fn);
+    if (options !== undefined) checkExecuteOptions(options);
     const signal = options?.signal;
     if (signal?.aborted === true) throw signal.reason;
     const timeoutMs = options?.timeoutMs ?? this.#o.timeoutMs;
@@ -335,7 +394,8 @@ export class CircuitBreaker<Context = unknown> {
     return {
       notify: (message) => co.notify(message),
       resync: () => co.resync(),
-      busy: () => co.busy(),
+      // A breaker someone listens to is kept: dropping it would drop their listeners silently.
+      busy: () => co.busy() || this.#ownListeners > 0,
       drain: () => co.drain(),
       unwritten: () => co.unwritten(),
     };
@@ -349,10 +409,11 @@ export class CircuitBreaker<Context = unknown> {
     return error;
   }
 
+  /** The clock at the call's start, or `NOT_TIMED` when nothing needs the call's duration. */
   #startTime(): number {
     return this.#o.slowCallMs > 0 || this.#success.size > 0 || this.#failure.size > 0
       ? this.#o.clock.now()
-      : 0;
+      : NOT_TIMED;
   }
 
   // ---- running the call ---------------------------------------------------------------------
@@ -392,10 +453,7 @@ export class CircuitBreaker<Context = unknown> {
       const verdict = isFailure(error);
       return verdict === 'ignore' ? 'ignored' : verdict ? 'failure' : 'success';
     } catch (classifierError) {
-      this.#o.logger?.error(
-        { breaker: this.name, err: classifierError },
-        'isFailure threw; counting a failure',
-      );
+      this.#reportUserError('isFailure', classifierError, 'isFailure threw; counting a failure');
       return 'failure';
     }
   }
@@ -406,7 +464,8 @@ export class CircuitBreaker<Context = unknown> {
   #settle(admission: Admission, outcome: Outcome, error: unknown): Promise<void> | undefined {
     const o = this.#o;
     let slow = false;
-    if (admission.start !== 0) {
+    // A clock may read 0 (a ManualClock, an uptime clock): only NOT_TIMED means "not timed".
+    if (admission.start !== NOT_TIMED) {
       const durationMs = o.clock.now() - admission.start;
       slow = o.slowCallMs > 0 && outcome !== 'ignored' && durationMs >= o.slowCallMs;
       if (slow) outcome = 'failure';
@@ -425,7 +484,7 @@ export class CircuitBreaker<Context = unknown> {
       const ms = this.#o.jitterFn();
       return Number.isFinite(ms) && ms > 0 ? ms : 0;
     } catch (error) {
-      this.#o.logger?.error({ breaker: this.name, err: error }, 'jitter function threw; using no jitter');
+      this.#reportUserError('jitter', error, 'jitter function threw; using no jitter');
       return 0;
     }
   }
@@ -436,9 +495,27 @@ export class CircuitBreaker<Context = unknown> {
     try {
       return trip.predicate(counts);
     } catch (error) {
-      this.#o.logger?.error({ breaker: this.name, err: error }, 'custom trip predicate threw; not tripping');
+      this.#reportUserError('trip predicate', error, 'custom trip predicate threw; not tripping');
       return false;
     }
+  }
+
+  /**
+   * A function the user gave threw: told to the logger every time, or, without one, as a process
+   * warning once per breaker and function (as a throwing listener is), never silently.
+   */
+  #reportUserError(what: string, error: unknown, message: string): void {
+    const logger = this.#o.logger;
+    if (logger !== null) {
+      logger.error({ breaker: this.name, err: error }, message);
+      return;
+    }
+    if (this.#warned?.has(what) === true) return;
+    (this.#warned ??= new Set()).add(what);
+    process.emitWarning(
+      `circuitry: breaker ${JSON.stringify(this.name.slice(0, 200))}: ${message}: ${String(error)}`,
+      'CircuitryUserFunctionWarning',
+    );
   }
 
   #emitTransition(transition: Transition): void {

@@ -44,7 +44,7 @@ export interface CoordinationHost {
   jitterMs(): number;
   /** The custom trip predicate over `counts` (false for data policies). */
   customTrips(counts: WindowCounts): boolean;
-  /** When the call starts, for durations (0 when nothing needs it). */
+  /** When the call starts, for durations (`NOT_TIMED` when nothing needs it). */
   startTime(): number;
 }
 
@@ -100,6 +100,9 @@ export class Coordination implements View, KeptOutcomesOwner {
   readonly #writing = new Set<OutcomeBatch>();
   /** While closing: write whatever is held even if the store is being left alone. */
   #draining = false;
+  // Smoothed duration of the probes this process ran (ms; 0: none yet), for half-open-full hints.
+  #probeMs = 0;
+  #probeStartedAt = 0;
 
   constructor(host: CoordinationHost, options: ResolvedOptions<unknown>) {
     this.#host = host;
@@ -157,6 +160,7 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.#absorbAcquire(result);
     this.#storeAnswered();
     if (result.admitted) {
+      if (result.lease !== null) this.#probeStartedAt = performance.now();
       return {
         generation: result.generation,
         lease: result.lease,
@@ -164,7 +168,20 @@ export class Coordination implements View, KeptOutcomesOwner {
         start: this.#host.startTime(),
       };
     }
-    return this.#host.rejected(result.reason ?? 'open', result.retryAfterMs);
+    return this.#reject(result.reason ?? 'open', result.retryAfterMs);
+  }
+
+  /**
+   * Rejects. A `half-open-full` rejection's `retryAfterMs` is a hint a queue can use: twice the
+   * probe duration this process observed (1 s before it saw one), never later than the store's
+   * answer (when the oldest probe lease expires, `probeLeaseMs` after it was granted).
+   */
+  #reject(reason: RejectReason, retryAfterMs: number): CircuitOpenError {
+    if (reason === 'half-open-full') {
+      const hint = this.#probeMs === 0 ? 1_000 : Math.max(1, Math.ceil(2 * this.#probeMs));
+      retryAfterMs = Math.min(retryAfterMs, hint);
+    }
+    return this.#host.rejected(reason, retryAfterMs);
   }
 
   #absorbAcquire(result: AcquireResult): void {
@@ -241,7 +258,7 @@ export class Coordination implements View, KeptOutcomesOwner {
         start: this.#host.startTime(),
       };
     }
-    return this.#host.rejected(result.reason ?? 'open', result.retryAfterMs);
+    return this.#reject(result.reason ?? 'open', result.retryAfterMs);
   }
 
   // ---- the in-process path of a MemoryStore ---------------------------------------------------
@@ -262,6 +279,10 @@ export class Coordination implements View, KeptOutcomesOwner {
   record(admission: Admission, outcome: Outcome, slow: boolean): Promise<void> | undefined {
     this.inFlight -= 1;
     const o = this.#o;
+    if (admission.lease !== null && !admission.local && this.#probeStartedAt !== 0) {
+      const ms = performance.now() - this.#probeStartedAt;
+      this.#probeMs = this.#probeMs === 0 ? ms : this.#probeMs + (ms - this.#probeMs) / 4;
+    }
     if (admission.local) {
       const transition = this.#fallback.settle(
         o.onStoreFailure,
@@ -500,7 +521,7 @@ export class Coordination implements View, KeptOutcomesOwner {
 
   /** Settles an outcome of the in-process path whose precondition no longer held. */
   settleMoved(generation: number, outcome: Outcome): void {
-    void this.record({ generation, lease: null, local: false, start: 0 }, outcome, false);
+    void this.record({ generation, lease: null, local: false, start: -Infinity }, outcome, false);
   }
 
   /** A transition made by the in-process path: report it and take the new state. */
@@ -656,7 +677,7 @@ export class Coordination implements View, KeptOutcomesOwner {
       return snapshot ?? reducer.snapshot(reducer.emptyRecord(), o.policy, o.clock.now());
     } catch (error) {
       this.#storeFailed('inspect', error);
-      return this.#fallback.snapshot(this, o.policy, o.clock.now());
+      return this.#fallback.snapshot(o.onStoreFailure, this, o.policy, o.clock.now(), this.#health.downUntil);
     }
   }
 

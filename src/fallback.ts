@@ -7,6 +7,7 @@ import type {
   Outcome,
   OutcomeBatch,
   Override,
+  Snapshot,
   WindowCounts,
 } from './core/types.js';
 import type { StoreFailurePolicy } from './options.js';
@@ -100,9 +101,21 @@ export class LocalFallback {
     return Math.max(1, local.openUntil - now);
   }
 
-  /** The local breaker's snapshot, for `state()` while the store is unreachable. */
-  snapshot(view: View, policy: BreakerPolicy, now: number) {
-    return reducer.snapshot(this.#local ?? seed(view, policy, now), policy, now);
+  /**
+   * The local breaker's snapshot, for `state()` while the store is unreachable. With `'reject'`
+   * every call is rejected until the store is tried again, and the snapshot says so: open.
+   */
+  snapshot(
+    mode: StoreFailurePolicy,
+    view: View,
+    policy: BreakerPolicy,
+    now: number,
+    retryStoreAt: number,
+  ): Snapshot {
+    const snapshot = reducer.snapshot(this.#local ?? seed(view, policy, now), policy, now);
+    if (mode !== 'reject' || snapshot.circuitState === 'forced-closed') return snapshot;
+    const openUntil = Math.max(retryStoreAt, now + 1);
+    return { ...snapshot, state: 'open', circuitState: 'open', openUntil, retryAfterMs: openUntil - now };
   }
 
   /** The outcome of a call admitted without the store. Returns the local transition, if any. */
