@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { failuresInWindow } from '../../src/core/policy.js';
+import * as reducer from '../../src/core/reducer.js';
+import type { BreakerPolicy, Bucket, OutcomeBatch, TripPolicy } from '../../src/core/types.js';
+import { currentBucket, windowCounts } from '../../src/core/window.js';
+import { resolveOptions } from '../../src/options.js';
+
+// Trip policies and the window they count in (issue 11: a clock that stepped back, exact failure
+// rates, a failure rate tripped by a success).
+
+const T0 = 1_700_000_000_000;
+
+function policyOf(trip: TripPolicy): BreakerPolicy {
+  return resolveOptions({ trip, openMs: 1_000, jitter: 0 }).policy;
+}
+
+function batch(successes: number, failures: number, generation = 1): OutcomeBatch {
+  return {
+    generation,
+    successes,
+    failures,
+    trailingFailures: failures,
+    slow: 0,
+    ignored: 0,
+    probes: [],
+    random: 0,
+  };
+}
+
+describe('windowCounts when the clock stepped back', () => {
+  const bucketMs = 1_000;
+  const bucketCount = 10;
+
+  it('counts outcomes that went into a bucket newer than now', () => {
+    const record: { buckets: Bucket[]; consecutiveFailures: number } = {
+      buckets: [],
+      consecutiveFailures: 0,
+    };
+    currentBucket(record.buckets, T0, bucketMs, bucketCount).successes += 1;
+    const behind = T0 - 2_000;
+    for (let i = 0; i < 10; i++) currentBucket(record.buckets, behind, bucketMs, bucketCount).failures += 1;
+    const c = windowCounts(record, behind, bucketMs, bucketCount);
+    assert.equal(c.failures, 10);
+    assert.equal(c.successes, 1);
+    assert.equal(c.total, 11);
+  });
+
+  it('keeps a window of bucketCount buckets ending at the newest bucket', () => {
+    const newest = T0 / bucketMs;
+    const bucket = (index: number, failures: number) => ({
+      index,
+      successes: 0,
+      failures,
+      slow: 0,
+      ignored: 0,
+    });
+    const record = {
+      buckets: [bucket(newest - 10, 100), bucket(newest - 9, 1), bucket(newest, 2)],
+      consecutiveFailures: 0,
+    };
+    // 5 s behind the newest bucket: the window is [newest - 9, newest], not [.. - 14, .. - 5].
+    assert.equal(windowCounts(record, T0 - 5_000, bucketMs, bucketCount).failures, 3);
+    // At the newest bucket's time, the same.
+    assert.equal(windowCounts(record, T0, bucketMs, bucketCount).failures, 3);
+    // Later, the window ends at now.
+    assert.equal(windowCounts(record, T0 + 9_000, bucketMs, bucketCount).failures, 2);
+    assert.equal(windowCounts(record, T0 + 10_000, bucketMs, bucketCount).failures, 0);
+    assert.equal(windowCounts({ buckets: [], consecutiveFailures: 4 }, T0, bucketMs, bucketCount).total, 0);
+  });
+
+  it('trips failuresInWindow(3) on 10 failures counted 2 s behind (reducer.record)', () => {
+    const policy = policyOf(failuresInWindow(3, 10_000));
+    const record = reducer.emptyRecord();
+    reducer.record(record, policy, T0, batch(1, 0));
+    let opened = false;
+    for (let i = 0; i < 10 && !opened; i++) {
+      opened = reducer.record(record, policy, T0 - 2_000, batch(0, 1)).transition !== null;
+    }
+    assert.equal(record.state, 'open');
+    assert.equal(record.generation, 2);
+  });
+
+  it('trips failuresInWindow(3) on failures counted 2 s behind (recordClosedOutcome)', () => {
+    const policy = policyOf(failuresInWindow(3, 10_000));
+    const record = reducer.emptyRecord();
+    reducer.recordClosedOutcome(record, policy, T0, 1, 'success', false, 0, 0);
+    assert.equal(reducer.recordClosedOutcome(record, policy, T0 - 2_000, 1, 'failure', false, 0, 0), null);
+    assert.equal(reducer.recordClosedOutcome(record, policy, T0 - 2_000, 1, 'failure', false, 0, 0), null);
+    assert.deepEqual(reducer.recordClosedOutcome(record, policy, T0 - 2_000, 1, 'failure', false, 0, 0), {
+      from: 'closed',
+      to: 'open',
+      generation: 2,
+    });
+  });
+});
