@@ -44,7 +44,10 @@ export function shouldTrip(trip: TripPolicy, counts: WindowCounts): boolean {
     case 'failures-in-window':
       return counts.failures >= trip.threshold;
     case 'failure-rate':
-      return counts.total >= trip.minimumCalls && counts.failures >= trip.ratio * counts.total;
+      // A quotient, not `failures >= ratio * total`: 0.55 * 100 is 55.00000000000001 in floating
+      // point, so 55 failures in 100 calls would not reach 0.55. The quotient of two integers is
+      // the double nearest the exact rate, which equals the ratio's double when the rates are equal.
+      return counts.total >= trip.minimumCalls && counts.failures / counts.total >= trip.ratio;
     case 'custom':
       return false;
   }

@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { failuresInWindow } from '../../src/core/policy.js';
+import {
+  consecutiveFailures,
+  custom,
+  failureRate,
+  failuresInWindow,
+  shouldTrip,
+} from '../../src/core/policy.js';
 import * as reducer from '../../src/core/reducer.js';
-import type { BreakerPolicy, Bucket, OutcomeBatch, TripPolicy } from '../../src/core/types.js';
+import type { BreakerPolicy, Bucket, OutcomeBatch, TripPolicy, WindowCounts } from '../../src/core/types.js';
 import { currentBucket, windowCounts } from '../../src/core/window.js';
 import { resolveOptions } from '../../src/options.js';
 
@@ -26,6 +32,19 @@ function batch(successes: number, failures: number, generation = 1): OutcomeBatc
     ignored: 0,
     probes: [],
     random: 0,
+  };
+}
+
+function counts(successes: number, failures: number, consecutive = 0): WindowCounts {
+  const total = successes + failures;
+  return {
+    successes,
+    failures,
+    slow: 0,
+    ignored: 0,
+    total,
+    failureRate: total === 0 ? 0 : failures / total,
+    consecutiveFailures: consecutive,
   };
 }
 
@@ -93,5 +112,63 @@ describe('windowCounts when the clock stepped back', () => {
       to: 'open',
       generation: 2,
     });
+  });
+});
+
+describe('failureRate compares failures / calls with the ratio exactly', () => {
+  const cases: Array<[ratio: number, failures: number, total: number, trips: boolean]> = [
+    [0.55, 55, 100, true],
+    [0.55, 54, 100, false],
+    [0.28, 7, 25, true],
+    [0.28, 6, 25, false],
+    [0.1, 1, 10, true],
+    [0.3, 3, 10, true],
+    [0.7, 7, 10, true],
+    [1, 10, 10, true],
+    [1, 9, 10, false],
+    [0.5, 5, 10, true],
+    [0.5, 4, 9, false],
+  ];
+  for (const [ratio, failures, total, trips] of cases) {
+    it(`${failures}/${total} at ${ratio} ${trips ? 'trips' : 'does not trip'}`, () => {
+      const trip = failureRate(ratio, { minimumCalls: total, windowMs: 60_000 });
+      assert.equal(shouldTrip(trip, counts(total - failures, failures)), trips);
+    });
+  }
+
+  it('every k/n equal to a two-decimal ratio trips, for n up to 200', () => {
+    for (let n = 1; n <= 200; n++) {
+      for (let k = 1; k <= n; k++) {
+        if ((k * 100) % n !== 0) continue;
+        const ratio = (k * 100) / n / 100;
+        const trip = failureRate(ratio, { minimumCalls: n, windowMs: 60_000 });
+        assert.equal(shouldTrip(trip, counts(n - k, k)), true, `${k}/${n} at ${ratio}`);
+        if (k > 1)
+          assert.equal(shouldTrip(trip, counts(n - k + 1, k - 1)), false, `${k - 1}/${n} at ${ratio}`);
+      }
+    }
+  });
+
+  it('waits for minimumCalls', () => {
+    const trip = failureRate(0.5, { minimumCalls: 10, windowMs: 60_000 });
+    assert.equal(shouldTrip(trip, counts(0, 9)), false);
+    assert.equal(shouldTrip(trip, counts(1, 9)), true);
+    assert.equal(shouldTrip(trip, counts(0, 0)), false);
+  });
+});
+
+describe('the other policies', () => {
+  it('consecutiveFailures looks at the run, failuresInWindow at the window, custom never trips here', () => {
+    assert.equal(shouldTrip(consecutiveFailures(3), counts(5, 5, 2)), false);
+    assert.equal(shouldTrip(consecutiveFailures(3), counts(0, 0, 3)), true);
+    assert.equal(shouldTrip(failuresInWindow(3, 1_000), counts(0, 2, 9)), false);
+    assert.equal(shouldTrip(failuresInWindow(3, 1_000), counts(0, 3, 0)), true);
+    assert.equal(
+      shouldTrip(
+        custom(() => true),
+        counts(0, 100, 100),
+      ),
+      false,
+    );
   });
 });

@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Redis } from 'ioredis';
 
-import { failuresInWindow } from '../../src/core/policy.js';
+import { failureRate, failuresInWindow } from '../../src/core/policy.js';
 import type { BreakerPolicy, OutcomeBatch, TripPolicy } from '../../src/core/types.js';
 import { MemoryStore } from '../../src/index.js';
 import { resolveOptions } from '../../src/options.js';
@@ -74,6 +74,29 @@ function describeTripSemantics(name: string, harness: () => Harness): void {
       assert.equal(later.snapshot.counts.failures, 1, '10 s after the newest bucket, it left the window');
       assert.equal(later.snapshot.counts.successes, 0);
       assert.equal(later.snapshot.state, 'closed');
+    });
+
+    it('trips a failure rate when failures / calls equals the ratio exactly (55/100 at 0.55)', async () => {
+      const { store } = harness();
+      const policy = policyOf(failureRate(0.55, { minimumCalls: 100, windowMs: 60_000 }));
+      const key = `rate-55-${randomUUID()}`;
+      await store.record(key, policy, batch({ successes: 45 }));
+      const result = await store.record(key, policy, batch({ failures: 55 }));
+      assert.equal(result.snapshot.state, 'open');
+
+      const below = `rate-54-${randomUUID()}`;
+      await store.record(below, policy, batch({ successes: 46 }));
+      const closed = await store.record(below, policy, batch({ failures: 54 }));
+      assert.equal(closed.snapshot.state, 'closed', '54/100 is below 0.55');
+    });
+
+    it('trips a failure rate when failures / calls equals the ratio exactly (7/25 at 0.28)', async () => {
+      const { store } = harness();
+      const policy = policyOf(failureRate(0.28, { minimumCalls: 25, windowMs: 60_000 }));
+      const key = `rate-28-${randomUUID()}`;
+      await store.record(key, policy, batch({ successes: 18 }));
+      const result = await store.record(key, policy, batch({ failures: 7 }));
+      assert.equal(result.snapshot.state, 'open');
     });
   });
 }

@@ -354,7 +354,8 @@ local function should_trip(p, c, cf)
   elseif p.kind == 'failures-in-window' then
     return c.f >= p.threshold
   elseif p.kind == 'failure-rate' then
-    return c.total >= p.minimumCalls and c.f >= p.ratio * c.total
+    -- A quotient, as policy.ts: ratio * total is not exact (0.55 * 100 > 55).
+    return c.total >= p.minimumCalls and c.total > 0 and c.f / c.total >= p.ratio
   end
   return false
 end
