@@ -36,6 +36,15 @@ export function policyWindowMs(trip: TripPolicy): number {
   return trip.kind === 'consecutive-failures' ? DEFAULT_WINDOW_MS : trip.windowMs;
 }
 
+/**
+ * Whether a batch with these outcomes can trip a closed breaker, so the policy is worth
+ * evaluating after counting it: any failure can, and under a failure rate so can a success (it
+ * may be the call that reaches `minimumCalls`). The other policies skip the window sum on a success.
+ */
+export function outcomesCanTrip(trip: TripPolicy, successes: number, failures: number): boolean {
+  return failures > 0 || (successes > 0 && trip.kind === 'failure-rate');
+}
+
 /** Whether the data policy trips on these counts. A custom policy never trips here. */
 export function shouldTrip(trip: TripPolicy, counts: WindowCounts): boolean {
   switch (trip.kind) {

@@ -6,6 +6,7 @@ import {
   custom,
   failureRate,
   failuresInWindow,
+  outcomesCanTrip,
   shouldTrip,
 } from '../../src/core/policy.js';
 import * as reducer from '../../src/core/reducer.js';
@@ -170,5 +171,74 @@ describe('the other policies', () => {
       ),
       false,
     );
+  });
+
+  it('outcomesCanTrip: failures always, successes only under a failure rate', () => {
+    const rate = failureRate(0.5, { minimumCalls: 1, windowMs: 1_000 });
+    assert.equal(outcomesCanTrip(rate, 1, 0), true);
+    assert.equal(outcomesCanTrip(rate, 0, 1), true);
+    assert.equal(outcomesCanTrip(rate, 0, 0), false);
+    for (const trip of [consecutiveFailures(1), failuresInWindow(1, 1_000), custom(() => true)]) {
+      assert.equal(outcomesCanTrip(trip, 1, 0), false, trip.kind);
+      assert.equal(outcomesCanTrip(trip, 0, 1), true, trip.kind);
+      assert.equal(outcomesCanTrip(trip, 0, 0), false, trip.kind);
+    }
+  });
+});
+
+describe('a failure rate trips on a success too', () => {
+  const policy = policyOf(failureRate(0.5, { minimumCalls: 10, windowMs: 60_000 }));
+
+  it('reducer.record: 9 failures then 1 success open it', () => {
+    const record = reducer.emptyRecord();
+    assert.equal(reducer.record(record, policy, T0, batch(0, 9)).transition, null);
+    const result = reducer.record(record, policy, T0 + 1, { ...batch(1, 0), random: 0.5 });
+    assert.deepEqual(result.transition, { from: 'closed', to: 'open', generation: 2 });
+    assert.equal(result.snapshot.counts.total, 10);
+    assert.equal(record.openUntil, T0 + 1 + 1_000);
+  });
+
+  it('reducer.recordClosedOutcome: 9 failures then 1 success open it, with the given jitter', () => {
+    const record = reducer.emptyRecord();
+    for (let i = 0; i < 9; i++) {
+      assert.equal(reducer.recordClosedOutcome(record, policy, T0, 1, 'failure', false, 0, 0), null);
+    }
+    assert.deepEqual(reducer.recordClosedOutcome(record, policy, T0 + 1, 1, 'success', false, 0, 7), {
+      from: 'closed',
+      to: 'open',
+      generation: 2,
+    });
+    assert.equal(record.openUntil, T0 + 1 + 1_000 + 7);
+    assert.equal(record.consecutiveFailures, 0);
+  });
+
+  it('reducer.recordClosedOutcome: a success below the ratio, or an ignored call, does not', () => {
+    const record = reducer.emptyRecord();
+    for (let i = 0; i < 4; i++) reducer.recordClosedOutcome(record, policy, T0, 1, 'failure', false, 0, 0);
+    for (let i = 0; i < 6; i++) {
+      assert.equal(reducer.recordClosedOutcome(record, policy, T0, 1, 'success', false, 0, 0), null);
+    }
+    for (let i = 0; i < 20; i++) {
+      assert.equal(reducer.recordClosedOutcome(record, policy, T0, 1, 'ignored', false, 0, 0), null);
+    }
+    assert.equal(record.state, 'closed');
+  });
+
+  it('reducer.tripIfDue opens on counts a success completed (a store that counted atomically)', () => {
+    const counted = reducer.emptyRecord();
+    counted.buckets = [{ index: T0 / policy.bucketMs, successes: 1, failures: 9, slow: 0, ignored: 0 }];
+    const result = reducer.tripIfDue(counted, policy, T0, 1, 0);
+    assert.deepEqual(result.transition, { from: 'closed', to: 'open', generation: 2 });
+  });
+
+  it('other policies do not sum the window on a success', () => {
+    const inWindow = policyOf(failuresInWindow(2, 10_000));
+    const record = reducer.emptyRecord();
+    // Two failures counted under another policy: failuresInWindow(2) would trip on them, but a
+    // success is not evaluated under it (only a failure could have raised the count).
+    record.buckets = [{ index: T0 / inWindow.bucketMs, successes: 0, failures: 2, slow: 0, ignored: 0 }];
+    assert.equal(reducer.recordClosedOutcome(record, inWindow, T0, 1, 'success', false, 0, 0), null);
+    assert.equal(reducer.record(record, inWindow, T0, batch(1, 0)).transition, null);
+    assert.equal(record.state, 'closed');
   });
 });
