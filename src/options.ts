@@ -52,7 +52,10 @@ export interface BreakerOptions<Context = unknown> {
   readonly halfOpenMaxCalls?: number;
   /** Probe successes needed to close a half-open breaker. @defaultValue 1 */
   readonly successThreshold?: number;
-  /** How long a probe may run before its slot is given to another caller. @defaultValue `max(30_000, timeoutMs + 1_000)` */
+  /**
+   * How long a probe may run before its slot is given to another caller; with `timeoutMs` given,
+   * at least `timeoutMs + 1_000`. @defaultValue `max(30_000, timeoutMs + 1_000)`
+   */
   readonly probeLeaseMs?: number;
   /** A successful call slower than this counts as a failure. @defaultValue off */
   readonly slowCallMs?: number;
@@ -310,6 +313,18 @@ export function resolveOptions<Context>(
     Math.max(30_000, timeoutMs + PROBE_MARGIN_MS),
     { integer: true, min: 1, max: MAX_MS },
   );
+  // A lease that ends before its probe can finish gives the slot to a second probe mid-call.
+  if (
+    o.probeLeaseMs !== undefined &&
+    o.timeoutMs !== undefined &&
+    probeLeaseMs < timeoutMs + PROBE_MARGIN_MS
+  ) {
+    throw invalid(
+      `${at}probeLeaseMs`,
+      `at least \`${at}timeoutMs\` + ${PROBE_MARGIN_MS} (${timeoutMs + PROBE_MARGIN_MS}), so a probe's lease outlives its call`,
+      probeLeaseMs,
+    );
+  }
   const slowCallMs = readNumber(`${at}slowCallMs`, o.slowCallMs, 0, { integer: true, min: 1, max: MAX_MS });
   const maxStalenessMs = readNumber(`${at}maxStalenessMs`, o.maxStalenessMs, 0, {
     integer: true,

@@ -189,3 +189,28 @@ describe('a bad option under byBaseName names where it is', () => {
     assert.equal(optionError(() => resolveOptions({ openMs: -1 }, 'breaker options')).option, 'openMs');
   });
 });
+
+describe('probeLeaseMs must outlive a call of timeoutMs', () => {
+  it('rejects a probeLeaseMs shorter than timeoutMs + 1000 when both are given, naming both', () => {
+    for (const probeLeaseMs of [3_000, 5_000, 5_999]) {
+      const error = optionError(() => resolveOptions({ timeoutMs: 5_000, probeLeaseMs }));
+      assert.equal(error.option, 'probeLeaseMs');
+      assert.equal(
+        error.message,
+        `Expected \`probeLeaseMs\` to be at least \`timeoutMs\` + 1000 (6000), so a probe's lease outlives its call, got \`${probeLeaseMs}\` (number)`,
+      );
+    }
+    assert.equal(
+      optionError(() => new BreakerFactory({ byBaseName: { a: { timeoutMs: 5_000, probeLeaseMs: 100 } } }))
+        .option,
+      'byBaseName["a"].probeLeaseMs',
+    );
+  });
+
+  it('accepts one that does, and either option alone', () => {
+    assert.equal(resolveOptions({ timeoutMs: 5_000, probeLeaseMs: 6_000 }).policy.probeLeaseMs, 6_000);
+    assert.equal(resolveOptions({ timeoutMs: 5_000 }).policy.probeLeaseMs, 30_000);
+    assert.equal(resolveOptions({ timeoutMs: 60_000 }).policy.probeLeaseMs, 61_000);
+    assert.equal(resolveOptions({ probeLeaseMs: 100 }).policy.probeLeaseMs, 100);
+  });
+});
