@@ -310,15 +310,16 @@ export class CircuitBreaker<Context = unknown> {
   /** Records the outcome of a call admitted by the in-process path. */
   #settleClosed(fast: InProcessPath, generation: number, outcome: Outcome): void {
     const o = this.#o;
-    const failed = outcome === 'failure';
+    // What an open this outcome may start needs (a success can trip a failure rate).
+    const canTrip = outcome === 'failure' || (outcome === 'success' && o.policy.trip.kind === 'failure-rate');
     const moved = fast.recordClosed(
       this.name,
       o.policy,
       generation,
       outcome,
       false,
-      failed ? Math.random() : 0,
-      failed && o.jitterFn !== null ? this.#jitterMs() : 0,
+      canTrip ? Math.random() : 0,
+      canTrip && o.jitterFn !== null ? this.#jitterMs() : 0,
     );
     const co = this.#co;
     if (moved === undefined) {

@@ -1,5 +1,5 @@
 import * as reducer from './core/reducer.js';
-import { shouldTrip } from './core/policy.js';
+import { outcomesCanTrip, shouldTrip } from './core/policy.js';
 import type {
   AcquireResult,
   BreakerState,
@@ -303,6 +303,7 @@ export class Coordination implements View, KeptOutcomesOwner {
       return undefined;
     }
     const failures = outcome === 'failure' ? 1 : 0;
+    const canTrip = outcomesCanTrip(o.policy.trip, outcome === 'success' ? 1 : 0, failures);
     const batch: OutcomeBatch =
       admission.lease === null
         ? {
@@ -313,8 +314,9 @@ export class Coordination implements View, KeptOutcomesOwner {
             slow: slow ? 1 : 0,
             ignored: outcome === 'ignored' ? 1 : 0,
             probes: NO_PROBES,
-            random: failures === 1 ? Math.random() : 0,
-            jitterMs: failures === 1 ? this.#host.jitterMs() : 0,
+            // What an open this outcome may start needs (a success can trip a failure rate).
+            random: canTrip ? Math.random() : 0,
+            jitterMs: canTrip ? this.#host.jitterMs() : 0,
             id: nextBatchId(),
           }
         : {
@@ -467,7 +469,7 @@ export class Coordination implements View, KeptOutcomesOwner {
       this.#health.keep(this); // still unknown: try again when the store answers
       return;
     }
-    const batches = this.#fallback.take(this.generation, () => this.#host.jitterMs());
+    const batches = this.#fallback.take(this.generation, this.#o.policy, () => this.#host.jitterMs());
     // Written under the generation they were admitted in: if the shared state moved on meanwhile,
     // the store fences them off rather than counting them twice or wrongly.
     await Promise.all(batches.map((batch) => this.#write(batch) ?? Promise.resolve()));
@@ -580,7 +582,14 @@ export class Coordination implements View, KeptOutcomesOwner {
       this.#flushTimer.unref?.();
     }
     addOutcome(buffer, outcome, slow);
-    if (outcome === 'failure' && this.#couldTrip(buffer)) void this.#flushBuffer();
+    // Written at once when this outcome could trip the policy (a success can, under a failure rate).
+    const trip = this.#o.policy.trip;
+    if (
+      outcomesCanTrip(trip, outcome === 'success' ? 1 : 0, outcome === 'failure' ? 1 : 0) &&
+      this.#couldTrip(buffer)
+    ) {
+      void this.#flushBuffer();
+    }
   }
 
   /** Whether the buffered failures, with the counts last seen, could trip the policy: then write now. */
@@ -613,7 +622,9 @@ export class Coordination implements View, KeptOutcomesOwner {
       ...buffer,
       probes: NO_PROBES,
       random: Math.random(),
-      jitterMs: buffer.failures > 0 ? this.#host.jitterMs() : 0,
+      jitterMs: outcomesCanTrip(this.#o.policy.trip, buffer.successes, buffer.failures)
+        ? this.#host.jitterMs()
+        : 0,
       id: nextBatchId(),
     });
     if (written === undefined) return undefined;

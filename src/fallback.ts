@@ -1,3 +1,4 @@
+import { outcomesCanTrip } from './core/policy.js';
 import * as reducer from './core/reducer.js';
 import type {
   AcquireResult,
@@ -141,7 +142,7 @@ export class LocalFallback {
         ignored: outcome === 'ignored' ? 1 : 0,
         probes: admission.lease === null ? NO_PROBES : [{ lease: admission.lease, outcome }],
         random: Math.random(),
-        jitterMs: failures === 1 ? jitterMs() : 0,
+        jitterMs: outcomesCanTrip(policy.trip, outcome === 'success' ? 1 : 0, failures) ? jitterMs() : 0,
       }).transition;
       // A first trial that passes is not a state change worth a warning: nothing was known before.
       if (transition !== null && this.#trial) {
@@ -196,7 +197,7 @@ export class LocalFallback {
    * that remembers ids counts each once), then the merged ones as a new batch. `generation` is
    * used for outcomes admitted before the store ever answered (generation 0).
    */
-  take(generation: number, jitterMs: () => number): OutcomeBatch[] {
+  take(generation: number, policy: BreakerPolicy, jitterMs: () => number): OutcomeBatch[] {
     const batches = this.#inDoubt.map((d) => d.batch);
     this.#inDoubt = [];
     const unsent = this.#unsent;
@@ -207,7 +208,7 @@ export class LocalFallback {
         generation: unsent.generation === 0 ? generation : unsent.generation,
         probes: NO_PROBES,
         random: Math.random(),
-        jitterMs: unsent.failures > 0 ? jitterMs() : 0,
+        jitterMs: outcomesCanTrip(policy.trip, unsent.successes, unsent.failures) ? jitterMs() : 0,
         id: nextBatchId(),
       });
     }

@@ -1,5 +1,6 @@
 import type { Clock } from './core/clock.js';
 import { systemClock } from './core/clock.js';
+import { describeValue } from './core/describe.js';
 import { consecutiveFailures, policyWindowMs } from './core/policy.js';
 import type { BreakerPolicy, CircuitState, TripPolicy } from './core/types.js';
 import { windowShape } from './core/window.js';
@@ -51,7 +52,10 @@ export interface BreakerOptions<Context = unknown> {
   readonly halfOpenMaxCalls?: number;
   /** Probe successes needed to close a half-open breaker. @defaultValue 1 */
   readonly successThreshold?: number;
-  /** How long a probe may run before its slot is given to another caller. @defaultValue `max(30_000, timeoutMs + 1_000)` */
+  /**
+   * How long a probe may run before its slot is given to another caller; with `timeoutMs` given,
+   * at least `timeoutMs + 1_000`. @defaultValue `max(30_000, timeoutMs + 1_000)`
+   */
   readonly probeLeaseMs?: number;
   /** A successful call slower than this counts as a failure. @defaultValue off */
   readonly slowCallMs?: number;
@@ -143,17 +147,7 @@ const BREAKER_OPTION_KEYS: ReadonlySet<string> = new Set([
   'onStoreFailure',
 ]);
 
-export function describeValue(value: unknown): string {
-  if (typeof value === 'function') return '[function] (function)';
-  let shown: string;
-  try {
-    shown = typeof value === 'string' ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
-  } catch {
-    shown = String(value);
-  }
-  if (shown.length > 60) shown = `${shown.slice(0, 57)}...`;
-  return `\`${shown}\` (${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value})`;
-}
+export { describeValue };
 
 export function invalid(option: string, expected: string, value: unknown): InvalidOptionError {
   return new InvalidOptionError(
@@ -166,31 +160,34 @@ interface NumberRule {
   readonly integer?: boolean;
   /** Smallest allowed value (inclusive). */
   readonly min: number;
+  /** `min` itself is not allowed (a ratio: > 0). */
+  readonly exclusiveMin?: boolean;
   readonly max?: number;
 }
 
-function readNumber(option: string, value: unknown, fallback: number, rule: NumberRule): number {
-  if (value === undefined) return fallback;
+/** `value`, checked against `rule`; `fallback` when undefined, or an error when it is null (required). */
+function readNumber(option: string, value: unknown, fallback: number | null, rule: NumberRule): number {
+  if (value === undefined && fallback !== null) return fallback;
   const ok =
     typeof value === 'number' &&
     Number.isFinite(value) &&
     (!rule.integer || Number.isInteger(value)) &&
-    value >= rule.min &&
+    (rule.exclusiveMin ? value > rule.min : value >= rule.min) &&
     (rule.max === undefined || value <= rule.max);
   if (ok) return value;
-  const kind = rule.integer ? 'an integer' : 'a finite number';
-  const range =
-    rule.max !== undefined
-      ? ` from ${rule.min} to ${rule.max}`
-      : rule.min === 0
-        ? ' >= 0'
-        : rule.min === 1 && rule.integer
-          ? ' >= 1'
-          : ` >= ${rule.min}`;
-  throw invalid(option, `${kind}${range}`, value);
+  let expected: string;
+  if (rule.exclusiveMin) {
+    expected = `a number > ${rule.min}${rule.max === undefined ? '' : ` and <= ${rule.max}`}`;
+  } else {
+    const range = rule.max === undefined ? ` >= ${rule.min}` : ` from ${rule.min} to ${rule.max}`;
+    expected = `${rule.integer ? 'an integer' : 'a finite number'}${range}`;
+  }
+  throw invalid(option, expected, value);
 }
 
 const MAX_MS = 2_147_483_647; // setTimeout's limit, and far beyond any sane period
+/** How much longer than `timeoutMs` a probe lease lasts: time to write the probe's outcome. */
+const PROBE_MARGIN_MS = 1_000;
 
 function validateTrip(trip: unknown, option = 'trip'): TripPolicy {
   if (typeof trip !== 'object' || trip === null || typeof (trip as { kind?: unknown }).kind !== 'string') {
@@ -203,16 +200,16 @@ function validateTrip(trip: unknown, option = 'trip'): TripPolicy {
   const t = trip as Record<string, unknown>;
   switch (t.kind) {
     case 'consecutive-failures':
-      readNumber(`${option}.threshold`, t.threshold ?? NaN, 0, { integer: true, min: 1 });
+      readNumber(`${option}.threshold`, t.threshold, null, { integer: true, min: 1 });
       return { kind: 'consecutive-failures', threshold: t.threshold as number };
     case 'failures-in-window':
-      readNumber(`${option}.threshold`, t.threshold ?? NaN, 0, { integer: true, min: 1 });
-      readNumber(`${option}.windowMs`, t.windowMs ?? NaN, 0, { integer: true, min: 1, max: MAX_MS });
+      readNumber(`${option}.threshold`, t.threshold, null, { integer: true, min: 1 });
+      readNumber(`${option}.windowMs`, t.windowMs, null, { integer: true, min: 1, max: MAX_MS });
       return { kind: 'failures-in-window', threshold: t.threshold as number, windowMs: t.windowMs as number };
     case 'failure-rate':
-      readNumber(`${option}.ratio`, t.ratio ?? NaN, 0, { min: Number.MIN_VALUE, max: 1 });
-      readNumber(`${option}.minimumCalls`, t.minimumCalls ?? NaN, 0, { integer: true, min: 1 });
-      readNumber(`${option}.windowMs`, t.windowMs ?? NaN, 0, { integer: true, min: 1, max: MAX_MS });
+      readNumber(`${option}.ratio`, t.ratio, null, { min: 0, exclusiveMin: true, max: 1 });
+      readNumber(`${option}.minimumCalls`, t.minimumCalls, null, { integer: true, min: 1 });
+      readNumber(`${option}.windowMs`, t.windowMs, null, { integer: true, min: 1, max: MAX_MS });
       return {
         kind: 'failure-rate',
         ratio: t.ratio as number,
@@ -221,7 +218,7 @@ function validateTrip(trip: unknown, option = 'trip'): TripPolicy {
       };
     case 'custom':
       if (typeof t.predicate !== 'function') throw invalid(`${option}.predicate`, 'a function', t.predicate);
-      readNumber(`${option}.windowMs`, t.windowMs ?? NaN, 0, { integer: true, min: 1, max: MAX_MS });
+      readNumber(`${option}.windowMs`, t.windowMs, null, { integer: true, min: 1, max: MAX_MS });
       return {
         kind: 'custom',
         windowMs: t.windowMs as number,
@@ -255,6 +252,14 @@ export function checkKeys(options: unknown, where: string, extra: ReadonlySet<st
 }
 
 /**
+ * How errors name an option of the options at `where`: plainly at the top level, with the path
+ * otherwise (`byBaseName["a"].openMs`), so the message says which of several objects is wrong.
+ */
+function optionPrefix(where: string): string {
+  return where === 'breaker options' || where === 'factory options' ? '' : `${where}.`;
+}
+
+/**
  * Validates `options` once and fills in the defaults. Throws `InvalidOptionError` naming the
  * option, what was expected and what was given.
  */
@@ -264,20 +269,21 @@ export function resolveOptions<Context>(
   extraKeys: ReadonlySet<string> = new Set(),
 ): ResolvedOptions<Context> {
   checkKeys(options, where, extraKeys);
+  const at = optionPrefix(where);
   const o = options as Record<string, unknown>;
   const clock = o.clock ?? systemClock;
   if (typeof (clock as { now?: unknown }).now !== 'function') {
-    throw invalid('clock', 'an object with a `now()` method', clock);
+    throw invalid(`${at}clock`, 'an object with a `now()` method', clock);
   }
   const store = o.store ?? new MemoryStore(o.clock === undefined ? {} : { clock: clock as Clock });
   for (const method of ['acquire', 'record', 'inspect', 'force', 'list'] as const) {
     if (typeof (store as Record<string, unknown>)[method] !== 'function') {
-      throw invalid('store', `a Store (an object with an \`${method}()\` method)`, store);
+      throw invalid(`${at}store`, `a Store (an object with an \`${method}()\` method)`, store);
     }
   }
 
-  const trip = o.trip === undefined ? consecutiveFailures(5) : validateTrip(o.trip);
-  const openMs = readNumber('openMs', o.openMs, 30_000, { integer: true, min: 1, max: MAX_MS });
+  const trip = o.trip === undefined ? consecutiveFailures(5) : validateTrip(o.trip, `${at}trip`);
+  const openMs = readNumber(`${at}openMs`, o.openMs, 30_000, { integer: true, min: 1, max: MAX_MS });
   let backoffMultiplier = 2;
   let maxOpenMs = Math.max(openMs, 300_000);
   if (o.backoff === false) {
@@ -285,16 +291,16 @@ export function resolveOptions<Context>(
     maxOpenMs = openMs;
   } else if (o.backoff !== undefined) {
     if (typeof o.backoff !== 'object' || o.backoff === null) {
-      throw invalid('backoff', '`false` or `{ multiplier?, maxOpenMs? }`', o.backoff);
+      throw invalid(`${at}backoff`, '`false` or `{ multiplier?, maxOpenMs? }`', o.backoff);
     }
     const b = o.backoff as Record<string, unknown>;
     for (const key of Object.keys(b)) {
       if (key !== 'multiplier' && key !== 'maxOpenMs') {
-        throw new InvalidOptionError(`backoff.${key}`, `Unknown option \`backoff.${key}\``);
+        throw new InvalidOptionError(`${at}backoff.${key}`, `Unknown option \`${at}backoff.${key}\``);
       }
     }
-    backoffMultiplier = readNumber('backoff.multiplier', b.multiplier, 2, { min: 1, max: 1_000 });
-    maxOpenMs = readNumber('backoff.maxOpenMs', b.maxOpenMs, maxOpenMs, {
+    backoffMultiplier = readNumber(`${at}backoff.multiplier`, b.multiplier, 2, { min: 1, max: 1_000 });
+    maxOpenMs = readNumber(`${at}backoff.maxOpenMs`, b.maxOpenMs, maxOpenMs, {
       integer: true,
       min: openMs,
       max: MAX_MS,
@@ -303,31 +309,44 @@ export function resolveOptions<Context>(
 
   // A ratio is applied by the store when it opens; a function's extra ms is rolled by the breaker.
   const jitterFn = typeof o.jitter === 'function' ? (o.jitter as () => number) : null;
-  const jitterRatio = jitterFn !== null ? 0 : readNumber('jitter', o.jitter, 0.1, { min: 0, max: 1 });
+  const jitterRatio = jitterFn !== null ? 0 : readNumber(`${at}jitter`, o.jitter, 0.1, { min: 0, max: 1 });
 
-  const halfOpenMaxCalls = readNumber('halfOpenMaxCalls', o.halfOpenMaxCalls, 1, {
+  const halfOpenMaxCalls = readNumber(`${at}halfOpenMaxCalls`, o.halfOpenMaxCalls, 1, {
     integer: true,
     min: 1,
     max: 10_000,
   });
-  const successThreshold = readNumber('successThreshold', o.successThreshold, 1, {
+  const successThreshold = readNumber(`${at}successThreshold`, o.successThreshold, 1, {
     integer: true,
     min: 1,
     max: 10_000,
   });
-  const timeoutMs = readNumber('timeoutMs', o.timeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
-  const probeLeaseMs = readNumber('probeLeaseMs', o.probeLeaseMs, Math.max(30_000, timeoutMs + 1_000), {
-    integer: true,
-    min: 1,
-    max: MAX_MS,
-  });
-  const slowCallMs = readNumber('slowCallMs', o.slowCallMs, 0, { integer: true, min: 1, max: MAX_MS });
-  const maxStalenessMs = readNumber('maxStalenessMs', o.maxStalenessMs, 0, {
+  const timeoutMs = readNumber(`${at}timeoutMs`, o.timeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
+  const probeLeaseMs = readNumber(
+    `${at}probeLeaseMs`,
+    o.probeLeaseMs,
+    Math.max(30_000, timeoutMs + PROBE_MARGIN_MS),
+    { integer: true, min: 1, max: MAX_MS },
+  );
+  // A lease that ends before its probe can finish gives the slot to a second probe mid-call.
+  if (
+    o.probeLeaseMs !== undefined &&
+    o.timeoutMs !== undefined &&
+    probeLeaseMs < timeoutMs + PROBE_MARGIN_MS
+  ) {
+    throw invalid(
+      `${at}probeLeaseMs`,
+      `at least \`${at}timeoutMs\` + ${PROBE_MARGIN_MS} (${timeoutMs + PROBE_MARGIN_MS}), so a probe's lease outlives its call`,
+      probeLeaseMs,
+    );
+  }
+  const slowCallMs = readNumber(`${at}slowCallMs`, o.slowCallMs, 0, { integer: true, min: 1, max: MAX_MS });
+  const maxStalenessMs = readNumber(`${at}maxStalenessMs`, o.maxStalenessMs, 0, {
     integer: true,
     min: 0,
     max: MAX_MS,
   });
-  const flushIntervalMs = readNumber('flushIntervalMs', o.flushIntervalMs, 0, {
+  const flushIntervalMs = readNumber(`${at}flushIntervalMs`, o.flushIntervalMs, 0, {
     integer: true,
     min: 0,
     max: MAX_MS,
@@ -335,14 +354,14 @@ export function resolveOptions<Context>(
   const storeTimeoutMs =
     o.storeTimeoutMs === undefined
       ? null
-      : readNumber('storeTimeoutMs', o.storeTimeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
+      : readNumber(`${at}storeTimeoutMs`, o.storeTimeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
   const connectTimeoutMs =
     o.connectTimeoutMs === undefined
       ? null
-      : readNumber('connectTimeoutMs', o.connectTimeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
+      : readNumber(`${at}connectTimeoutMs`, o.connectTimeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
   const onStoreFailure = o.onStoreFailure ?? 'local';
   if (onStoreFailure !== 'local' && onStoreFailure !== 'allow' && onStoreFailure !== 'reject') {
-    throw invalid('onStoreFailure', "one of 'local', 'allow', 'reject'", onStoreFailure);
+    throw invalid(`${at}onStoreFailure`, "one of 'local', 'allow', 'reject'", onStoreFailure);
   }
   let logger: Logger | null = null;
   if (o.logger !== undefined) {
@@ -353,7 +372,7 @@ export function resolveOptions<Context>(
       typeof l.warn !== 'function' ||
       typeof l.error !== 'function'
     ) {
-      throw invalid('logger', 'a pino-compatible logger (with `warn` and `error` methods)', o.logger);
+      throw invalid(`${at}logger`, 'a pino-compatible logger (with `warn` and `error` methods)', o.logger);
     }
     logger = l as unknown as Logger;
   }
@@ -379,9 +398,9 @@ export function resolveOptions<Context>(
     jitterFn,
     slowCallMs,
     timeoutMs,
-    isFailure: readFunction<FailureClassifier>('isFailure', o.isFailure),
+    isFailure: readFunction<FailureClassifier>(`${at}isFailure`, o.isFailure),
     onStateChange: readFunction<NonNullable<BreakerOptions<Context>['onStateChange']>>(
-      'onStateChange',
+      `${at}onStateChange`,
       o.onStateChange,
     ),
     logger,

@@ -26,6 +26,7 @@ export {
   custom,
   failureRate,
   failuresInWindow,
+  outcomesCanTrip,
   policyWindowMs,
   shouldTrip,
 } from './policy.js';

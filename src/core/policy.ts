@@ -1,10 +1,30 @@
+import { InvalidOptionError } from '../errors.js';
+import { describeValue } from './describe.js';
 import type { TripPolicy, WindowCounts } from './types.js';
 
 /** The default counting window for policies that have none (consecutive failures), for metrics. */
 export const DEFAULT_WINDOW_MS = 60_000;
 
+/*
+ * The helpers check the types of their arguments, so a call missing one fails where it is made,
+ * naming the helper, rather than with a TypeError or later; the values (ranges) are checked when
+ * the options are resolved, where a policy written as plain data is checked too.
+ */
+
+function wrong(helper: string, what: string, expected: string, value: unknown): InvalidOptionError {
+  return new InvalidOptionError(
+    helper,
+    `Expected \`${helper}\` ${what} to be ${expected}, got ${describeValue(value)}`,
+  );
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
+
 /** Trip after `threshold` failures in a row (a success resets the run). */
 export function consecutiveFailures(threshold: number): TripPolicy {
+  if (typeof threshold !== 'number') throw wrong('consecutiveFailures', 'threshold', 'a number', threshold);
   return { kind: 'consecutive-failures', threshold };
 }
 
@@ -13,11 +33,21 @@ export function consecutiveFailures(threshold: number): TripPolicy {
  * buckets). With a long window this is also the Go seed's periodic clearing.
  */
 export function failuresInWindow(threshold: number, windowMs: number): TripPolicy {
+  if (typeof threshold !== 'number') throw wrong('failuresInWindow', 'threshold', 'a number', threshold);
+  if (typeof windowMs !== 'number') throw wrong('failuresInWindow', 'windowMs', 'a number', windowMs);
   return { kind: 'failures-in-window', threshold, windowMs };
 }
 
 /** Trip when failures / calls reaches `ratio` over `windowMs`, once at least `minimumCalls` were counted. */
 export function failureRate(ratio: number, options: { minimumCalls: number; windowMs: number }): TripPolicy {
+  if (typeof ratio !== 'number') throw wrong('failureRate', 'ratio', 'a number', ratio);
+  if (
+    !isObject(options) ||
+    typeof options.minimumCalls !== 'number' ||
+    typeof options.windowMs !== 'number'
+  ) {
+    throw wrong('failureRate', 'options', '`{ minimumCalls, windowMs }` (numbers)', options);
+  }
   return { kind: 'failure-rate', ratio, minimumCalls: options.minimumCalls, windowMs: options.windowMs };
 }
 
@@ -29,11 +59,24 @@ export function custom(
   predicate: (counts: WindowCounts) => boolean,
   options: { windowMs?: number } = {},
 ): TripPolicy {
+  if (typeof predicate !== 'function') throw wrong('custom', 'predicate', 'a function', predicate);
+  if (!isObject(options) || (options.windowMs !== undefined && typeof options.windowMs !== 'number')) {
+    throw wrong('custom', 'options', '`{ windowMs? }`', options);
+  }
   return { kind: 'custom', windowMs: options.windowMs ?? DEFAULT_WINDOW_MS, predicate };
 }
 
 export function policyWindowMs(trip: TripPolicy): number {
   return trip.kind === 'consecutive-failures' ? DEFAULT_WINDOW_MS : trip.windowMs;
+}
+
+/**
+ * Whether a batch with these outcomes can trip a closed breaker, so the policy is worth
+ * evaluating after counting it: any failure can, and under a failure rate so can a success (it
+ * may be the call that reaches `minimumCalls`). The other policies skip the window sum on a success.
+ */
+export function outcomesCanTrip(trip: TripPolicy, successes: number, failures: number): boolean {
+  return failures > 0 || (successes > 0 && trip.kind === 'failure-rate');
 }
 
 /** Whether the data policy trips on these counts. A custom policy never trips here. */
@@ -44,7 +87,10 @@ export function shouldTrip(trip: TripPolicy, counts: WindowCounts): boolean {
     case 'failures-in-window':
       return counts.failures >= trip.threshold;
     case 'failure-rate':
-      return counts.total >= trip.minimumCalls && counts.failures >= trip.ratio * counts.total;
+      // A quotient, not `failures >= ratio * total`: 0.55 * 100 is 55.00000000000001 in floating
+      // point, so 55 failures in 100 calls would not reach 0.55. The quotient of two integers is
+      // the double nearest the exact rate, which equals the ratio's double when the rates are equal.
+      return counts.total >= trip.minimumCalls && counts.failures / counts.total >= trip.ratio;
     case 'custom':
       return false;
   }

@@ -13,7 +13,7 @@ import type {
   UpdateResult,
   WindowCounts,
 } from './types.js';
-import { shouldTrip } from './policy.js';
+import { outcomesCanTrip, shouldTrip } from './policy.js';
 import { bucketIndex, currentBucket, windowCounts } from './window.js';
 
 /**
@@ -236,7 +236,7 @@ export function record(
     // Opening changes neither the buckets nor the consecutive failures: the snapshot reuses these.
     counts = windowCounts(record, now, policy.bucketMs, policy.bucketCount);
     if (
-      (batch.failures > 0 && shouldTrip(policy.trip, counts)) ||
+      (outcomesCanTrip(policy.trip, batch.successes, batch.failures) && shouldTrip(policy.trip, counts)) ||
       (batch.trip === true && policy.trip.kind === 'custom')
     ) {
       open(record, policy, now, batch);
@@ -281,36 +281,26 @@ export function recordClosedOutcome(
     return undefined;
   }
   const bucket = bucketAt(record, now, policy);
+  const trip = policy.trip;
   if (slow) bucket.slow += 1;
   if (outcome === 'success') {
     bucket.successes += 1;
     record.consecutiveFailures = 0;
-    return null;
-  }
-  if (outcome === 'ignored') {
+    // Only a failure rate can trip on a success (outcomesCanTrip).
+    if (trip.kind !== 'failure-rate') return null;
+  } else if (outcome === 'ignored') {
     bucket.ignored += 1;
     return null;
+  } else {
+    bucket.failures += 1;
+    record.consecutiveFailures += 1;
   }
-  bucket.failures += 1;
-  record.consecutiveFailures += 1;
-  const trip = policy.trip;
   const trips =
     trip.kind === 'consecutive-failures'
       ? record.consecutiveFailures >= trip.threshold
       : shouldTrip(trip, windowCounts(record, now, policy.bucketMs, policy.bucketCount));
   if (!trips) return null;
-  const single: OutcomeBatch = {
-    generation,
-    successes: 0,
-    failures: 1,
-    trailingFailures: 1,
-    slow: slow ? 1 : 0,
-    ignored: 0,
-    probes: [],
-    random,
-    jitterMs,
-  };
-  open(record, policy, now, single);
+  open(record, policy, now, { ...NOTHING, generation, random, jitterMs });
   return { from: 'closed', to: 'open', generation: record.generation };
 }
 

@@ -48,21 +48,26 @@ export function currentBucket(buckets: Bucket[], now: number, bucketMs: number, 
   return reused;
 }
 
-/** Sums the buckets still inside the window ending at `now`. */
+/**
+ * Sums the buckets still inside the window ending at `now`, or at the newest bucket if that is
+ * later: outcomes counted while the clock is behind went into the newest bucket (`currentBucket`),
+ * and must be seen, or a store whose clock stepped back would never trip.
+ */
 export function windowCounts(
   record: Pick<BreakerRecord, 'buckets' | 'consecutiveFailures'>,
   now: number,
   bucketMs: number,
   bucketCount: number,
 ): WindowCounts {
-  const newest = bucketIndex(now, bucketMs);
-  const oldest = newest - bucketCount + 1;
+  const buckets = record.buckets;
+  const latest = buckets.length === 0 ? -Infinity : buckets[buckets.length - 1]!.index;
+  const oldest = Math.max(bucketIndex(now, bucketMs), latest) - bucketCount + 1;
   let successes = 0;
   let failures = 0;
   let slow = 0;
   let ignored = 0;
-  for (const bucket of record.buckets) {
-    if (bucket.index >= oldest && bucket.index <= newest) {
+  for (const bucket of buckets) {
+    if (bucket.index >= oldest) {
       successes += bucket.successes;
       failures += bucket.failures;
       slow += bucket.slow;

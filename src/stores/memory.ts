@@ -42,16 +42,23 @@ function retentionMs(policy: BreakerPolicy, record: BreakerRecord, now: number):
  * the young one becomes old, and touching an old entry moves it back to the young one. An entry is
  * dropped after between one and two periods without use; the period is the longest retention any
  * write asked for. So a store with 100,000 tenants that went quiet gives their memory back.
+ * A pinned entry lives apart from both generations and is never dropped (see `pin`).
  */
 class AgingMap<V> {
   #young = new Map<string, V>();
   #old = new Map<string, V>();
+  readonly #pinned = new Map<string, V>();
   #periodMs = 0;
   #rotateAt = 0;
 
   get(key: string): V | undefined {
     const value = this.#young.get(key);
-    if (value !== undefined || this.#old.size === 0) return value;
+    if (value !== undefined) return value;
+    if (this.#pinned.size > 0) {
+      const pinned = this.#pinned.get(key);
+      if (pinned !== undefined) return pinned;
+    }
+    if (this.#old.size === 0) return undefined;
     const aged = this.#old.get(key);
     if (aged !== undefined) {
       this.#old.delete(key);
@@ -61,24 +68,44 @@ class AgingMap<V> {
   }
 
   has(key: string): boolean {
-    return this.#young.has(key) || this.#old.has(key);
+    return this.#young.has(key) || this.#pinned.has(key) || this.#old.has(key);
   }
 
   set(key: string, value: V): void {
     this.#young.set(key, value);
+    if (this.#pinned.size > 0) this.#pinned.delete(key);
     if (this.#old.size > 0) this.#old.delete(key);
   }
 
+  /**
+   * Pins the entry at `key` (it is never dropped) or unpins it (it ages from now on, like one
+   * just used). Does nothing when there is no entry.
+   */
+  pin(key: string, pinned: boolean): void {
+    if (pinned) {
+      const value = this.get(key);
+      if (value === undefined) return;
+      this.#young.delete(key);
+      this.#pinned.set(key, value);
+    } else {
+      const value = this.#pinned.get(key);
+      if (value === undefined) return;
+      this.#pinned.delete(key);
+      this.#young.set(key, value);
+    }
+  }
+
   keys(): string[] {
-    return [...this.#young.keys(), ...this.#old.keys()];
+    return [...this.#young.keys(), ...this.#pinned.keys(), ...this.#old.keys()];
   }
 
   get size(): number {
-    return this.#young.size + this.#old.size;
+    return this.#young.size + this.#pinned.size + this.#old.size;
   }
 
   clear(): void {
     this.#young.clear();
+    this.#pinned.clear();
     this.#old.clear();
   }
 
@@ -166,6 +193,9 @@ export class MemoryStore implements Store {
     const record = this.#load(key, now);
     const result = reducer.force(record, policy, now, override);
     this.#records.age(now, retentionMs(policy, record, now));
+    // An override is an operator's decision: no amount of idleness may forget it (RedisStore
+    // PERSISTs such a record for the same reason).
+    this.#records.pin(key, record.override !== null);
     this.#publish(key, result.transition, record, now);
     return result;
   }
@@ -238,7 +268,11 @@ export class MemoryStore implements Store {
   #load(key: string, now: number): BreakerRecord {
     const existing = this.#records.get(key);
     // Records the reducer wrote are valid by construction; only raw writes are checked.
-    if (this.#unverified.size > 0 && this.#unverified.delete(key) && !reducer.isValidRecord(existing)) {
+    if (this.#unverified.size > 0 && this.#unverified.delete(key)) {
+      if (reducer.isValidRecord(existing)) {
+        this.#records.pin(key, existing.override !== null);
+        return existing;
+      }
       this.#onCorruptRecord?.(key, existing);
     } else if (existing !== undefined) {
       return existing;

@@ -94,4 +94,29 @@ describe('MemoryStore retention', () => {
     assert.equal(store.inspect('read-only', policy)?.counts.successes, 0, 'its window has passed');
     assert.equal(store.size, 2);
   });
+
+  it('never forgets a breaker with an operator override, and forgets it again once cleared', () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    for (const override of ['forced-open', 'forced-closed', 'metrics-only'] as const) {
+      store.force(override, policy, override);
+    }
+    for (let i = 0; i < 10; i++) {
+      clock.advance(retention);
+      store.record('other', policy, batch(1, 0));
+    }
+    assert.equal(store.inspect('forced-open', policy)?.circuitState, 'forced-open');
+    assert.equal(store.inspect('forced-closed', policy)?.circuitState, 'forced-closed');
+    assert.equal(store.inspect('metrics-only', policy)?.override, 'metrics-only');
+    assert.equal(store.size, 4);
+    assert.deepEqual(store.list('').keys, ['forced-closed', 'forced-open', 'metrics-only', 'other']);
+
+    store.force('forced-open', policy, null);
+    for (let i = 0; i < 3; i++) {
+      clock.advance(retention);
+      store.record('other', policy, batch(1, 0));
+    }
+    assert.equal(store.inspect('forced-open', policy), null, 'an ordinary idle breaker again');
+    assert.equal(store.size, 3);
+  });
 });

@@ -16,6 +16,7 @@ import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 
 import type { Clock } from '../../core/clock.js';
 import { systemClock } from '../../core/clock.js';
+import { outcomesCanTrip } from '../../core/policy.js';
 import * as reducer from '../../core/reducer.js';
 import type {
   AcquireResult,
@@ -223,7 +224,9 @@ export class DynamoDBStore implements Store {
     const parsed = reply.Attributes === undefined ? null : fromItem(reply.Attributes);
     if (parsed === null) return null;
     const result = reducer.tripIfDue(parsed.record, policy, now, batch.generation, 0);
-    if (batch.failures === 0 || result.transition === null) return { ...result, transition: null };
+    if (!outcomesCanTrip(policy.trip, batch.successes, batch.failures) || result.transition === null) {
+      return { ...result, transition: null };
+    }
     // The counts trip it: open it with a write conditional on the version the update returned
     // (one more round trip); if someone wrote meanwhile, from a fresh read.
     const fresh = fromItem(reply.Attributes!)!;

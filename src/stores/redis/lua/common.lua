@@ -327,13 +327,18 @@ local function current_bucket(r, p, now)
   return b
 end
 
--- Sums the buckets still inside the window ending at `now` (window.ts windowCounts).
+-- Sums the buckets still inside the window ending at `now`, or at the newest bucket if later
+-- (window.ts windowCounts): outcomes counted while the clock is behind must be seen.
 local function window_counts(r, p, now)
   local newest = math.floor(now / p.bucketMs)
+  local latest = r.buckets[#r.buckets]
+  if latest ~= nil and latest.index > newest then
+    newest = latest.index
+  end
   local oldest = newest - p.bucketCount + 1
   local c = { s = 0, f = 0, sl = 0, ig = 0 }
   for _, b in ipairs(r.buckets) do
-    if b.index >= oldest and b.index <= newest then
+    if b.index >= oldest then
       c.s = c.s + b.s
       c.f = c.f + b.f
       c.sl = c.sl + b.sl
@@ -351,7 +356,8 @@ local function should_trip(p, c, cf)
   elseif p.kind == 'failures-in-window' then
     return c.f >= p.threshold
   elseif p.kind == 'failure-rate' then
-    return c.total >= p.minimumCalls and c.f >= p.ratio * c.total
+    -- A quotient, as policy.ts: ratio * total is not exact (0.55 * 100 > 55).
+    return c.total >= p.minimumCalls and c.total > 0 and c.f / c.total >= p.ratio
   end
   return false
 end

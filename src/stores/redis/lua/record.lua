@@ -81,7 +81,9 @@ end
 
 -- Whether the counts, after this batch, open a closed breaker.
 local function trips(c, r)
-  return (failures > 0 and should_trip(p, c, r.cf)) or (trip and p.kind == 'custom')
+  -- Any failure can trip; a success only under a failure rate (it can complete minimumCalls).
+  return ((failures > 0 or (successes > 0 and p.kind == 'failure-rate')) and should_trip(p, c, r.cf))
+    or (trip and p.kind == 'custom')
 end
 
 --[[ The hot path: counting outcomes in a closed breaker with no override, at its generation, that

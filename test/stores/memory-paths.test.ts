@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import { consecutiveFailures, failureRate } from '../../src/core/policy.js';
+import { emptyRecord } from '../../src/core/reducer.js';
+import type { OutcomeBatch, Transition } from '../../src/core/types.js';
+import { resolveOptions } from '../../src/options.js';
+import type { StateChangeMessage } from '../../src/store.js';
+import { MemoryStore, inProcess } from '../../src/stores/memory.js';
+import { ManualClock } from '../../src/testing/manual-clock.js';
+
+// MemoryStore's own paths: the in-process closed path the breaker uses, listing, lease ids and
+// raw records (found by mutation testing: `npm run mutation`).
+
+const policy = resolveOptions({ trip: consecutiveFailures(2), openMs: 1_000, jitter: 0 }).policy;
+
+function outcome(fields: Partial<OutcomeBatch>): OutcomeBatch {
+  return {
+    generation: 1,
+    successes: 0,
+    failures: 0,
+    trailingFailures: 0,
+    slow: 0,
+    ignored: 0,
+    probes: [],
+    random: 0,
+    ...fields,
+  };
+}
+
+describe('MemoryStore in-process path', () => {
+  it('admits a closed breaker without override by its generation, anything else with 0', () => {
+    const store = new MemoryStore({ clock: new ManualClock() });
+    const path = store[inProcess];
+    assert.equal(path.admitClosed('unknown'), 0, 'no record yet: the general path makes one');
+    store.record('a', policy, outcome({ successes: 1 }));
+    assert.equal(path.admitClosed('a'), 1);
+    store.force('a', policy, 'metrics-only');
+    assert.equal(path.admitClosed('a'), 0);
+    store.force('a', policy, null);
+    assert.equal(path.admitClosed('a'), 3);
+    store.record('a', policy, outcome({ generation: 3, failures: 2, trailingFailures: 2 }));
+    assert.equal(path.admitClosed('a'), 0, 'open');
+  });
+
+  it('records an outcome, publishes the transition it makes, and says undefined when it cannot', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    const heard: StateChangeMessage[] = [];
+    await store.subscribe((message) => heard.push(message));
+    const path = store[inProcess];
+    assert.equal(path.recordClosed('none', policy, 1, 'failure', false, 0, 0), undefined);
+    store.record('a', policy, outcome({ successes: 1 }));
+    assert.equal(path.recordClosed('a', policy, 1, 'failure', false, 0, 0), null);
+    assert.equal(heard.length, 0);
+    const moved: Transition | null | undefined = path.recordClosed('a', policy, 1, 'failure', false, 0, 0);
+    assert.deepEqual(moved, { from: 'closed', to: 'open', generation: 2 });
+    assert.deepEqual(heard, [
+      {
+        from: 'closed',
+        to: 'open',
+        generation: 2,
+        key: 'a',
+        openUntil: clock.now() + 1_000,
+        now: clock.now(),
+      },
+    ]);
+    assert.equal(path.recordClosed('a', policy, 1, 'failure', false, 0, 0), undefined, 'not closed any more');
+    assert.equal(store.inspect('a', policy)?.state, 'open');
+  });
+
+  it('a failure rate trips on a success there too', () => {
+    const rate = resolveOptions({ trip: failureRate(0.5, { minimumCalls: 4, windowMs: 10_000 }) }).policy;
+    const store = new MemoryStore({ clock: new ManualClock() });
+    store.record('r', rate, outcome({ failures: 3, trailingFailures: 3 }));
+    assert.deepEqual(store[inProcess].recordClosed('r', rate, 1, 'success', false, 0, 0), {
+      from: 'closed',
+      to: 'open',
+      generation: 2,
+    });
+  });
+
+  it('keeps a breaker it counts for, like the general path', () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    store.record('kept', policy, outcome({ successes: 1 }));
+    for (let i = 0; i < 10; i++) {
+      clock.advance(60_000);
+      store[inProcess].recordClosed('kept', policy, 1, 'success', false, 0, 0);
+      store.record('other', policy, outcome({ successes: 1 }));
+    }
+    assert.notEqual(store.inspect('kept', policy), null);
+  });
+
+  it('is not used while a raw record waits to be checked', () => {
+    const store = new MemoryStore({ clock: new ManualClock(), onCorruptRecord: () => undefined });
+    store.record('a', policy, outcome({ successes: 1 }));
+    store.writeRawForTesting('b', 'garbage');
+    assert.equal(store[inProcess].admitClosed('a'), 0);
+    assert.equal(store[inProcess].recordClosed('a', policy, 1, 'success', false, 0, 0), undefined);
+  });
+});
+
+describe('MemoryStore details', () => {
+  it('lists keys by prefix, in pages of 100', () => {
+    const store = new MemoryStore({ clock: new ManualClock() });
+    for (let i = 0; i < 150; i++)
+      store.record(`t:${String(i).padStart(3, '0')}`, policy, outcome({ successes: 1 }));
+    store.record('other', policy, outcome({ successes: 1 }));
+    const first = store.list('t:');
+    assert.equal(first.keys.length, 100);
+    assert.equal(first.keys[0], 't:000');
+    assert.equal(first.cursor, '100');
+    const second = store.list('t:', first.cursor);
+    assert.equal(second.keys.length, 50);
+    assert.equal(second.keys[0], 't:100');
+    assert.equal(second.cursor, null);
+    const exact = new MemoryStore({ clock: new ManualClock() });
+    for (let i = 0; i < 100; i++) exact.record(`k${i}`, policy, outcome({ successes: 1 }));
+    assert.equal(exact.list('').cursor, null, 'no empty last page');
+  });
+
+  it('hands out lease ids unique per breaker, and none in closed state', () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    const strict = resolveOptions({
+      trip: consecutiveFailures(1),
+      openMs: 1_000,
+      halfOpenMaxCalls: 3,
+    }).policy;
+    assert.equal(store.acquire('a', strict).lease, null);
+    store.record('a', strict, outcome({ failures: 1, trailingFailures: 1 }));
+    clock.advance(2_000);
+    const leases = [
+      store.acquire('a', strict).lease,
+      store.acquire('a', strict).lease,
+      store.acquire('a', strict).lease,
+    ];
+    assert.equal(new Set(leases).size, 3);
+    for (const lease of leases) assert.match(lease ?? '', /^\d+:\d+$/);
+  });
+
+  it('never forgets a valid raw record with an override, and resets an invalid one', () => {
+    const clock = new ManualClock();
+    const corrupt: string[] = [];
+    const store = new MemoryStore({ clock, onCorruptRecord: (key) => corrupt.push(key) });
+    store.writeRawForTesting('forced', { ...emptyRecord(), override: 'forced-open' });
+    store.writeRawForTesting('plain', { ...emptyRecord() });
+    store.writeRawForTesting('bad', { ...emptyRecord(), generation: 'x' });
+    assert.equal(store.inspect('forced', policy)?.circuitState, 'forced-open');
+    assert.equal(store.inspect('plain', policy)?.state, 'closed');
+    assert.equal(store.inspect('bad', policy)?.generation, 1);
+    assert.deepEqual(corrupt, ['bad']);
+    for (let i = 0; i < 10; i++) {
+      clock.advance(200_000);
+      store.record('other', policy, outcome({ successes: 1 }));
+    }
+    assert.equal(store.inspect('forced', policy)?.circuitState, 'forced-open');
+    assert.equal(store.inspect('plain', policy), null);
+  });
+
+  it('clear drops everything, pinned records too', () => {
+    const store = new MemoryStore({ clock: new ManualClock() });
+    store.force('a', policy, 'forced-open');
+    store.record('b', policy, outcome({ successes: 1 }));
+    store.clear();
+    assert.equal(store.size, 0);
+    assert.equal(store.inspect('a', policy), null);
+  });
+});
