@@ -42,8 +42,8 @@ export interface WithBreakerOptions<
   readonly defer?: DeferRule;
   /**
    * How often one job may be deferred; met by an open breaker once more, it is not deferred but
-   * fails that attempt with `TooManyDeferralsError`. Counted as `attemptsStarted - attemptsMade - 1`
-   * (starts that consumed no attempt), so nothing is written to the job.
+   * fails that attempt with `TooManyDeferralsError`. Counted by `deferralsOf(job)` from BullMQ's own
+   * counters (starts that consumed no attempt), so nothing is written to the job.
    * @defaultValue Infinity
    */
   readonly maxDeferrals?: number;

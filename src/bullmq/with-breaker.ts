@@ -7,10 +7,12 @@ import { resolveWithBreakerOptions, type WithBreakerOptions } from './options.js
 import { anySignal, closingSignal, workerOf, type WorkerHandle } from './signals.js';
 
 /**
- * Starts without consuming an attempt, before this one: deferrals (and put-backs on shutdown or
- * after a stall). BullMQ counts every start in `attemptsStarted` and only failed attempts in
- * `attemptsMade`; a deferral (`moveToDelayed` from the processor) increments neither until the
- * job starts again. Nothing is written to the job, so its data and progress stay the user's.
+ * How often a job being processed was deferred before this run: the starts that consumed no
+ * attempt (deferrals, and put-backs on shutdown or after a stall). BullMQ counts every start in
+ * `attemptsStarted` and every finished attempt, completed or failed, in `attemptsMade`; a
+ * deferral (`moveToDelayed` from the processor) ends a start without finishing an attempt.
+ * Nothing is written to the job, so its data and progress stay yours. For a finished job the
+ * deferrals are `attemptsStarted - attemptsMade`.
  */
 export function deferralsOf(job: Pick<Job, 'attemptsStarted' | 'attemptsMade'>): number {
   return Math.max(0, (job.attemptsStarted ?? 0) - (job.attemptsMade ?? 0) - 1);
