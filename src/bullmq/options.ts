@@ -48,6 +48,14 @@ export interface WithBreakerOptions<
    */
   readonly maxDeferrals?: number;
   /**
+   * The longest deferral, in ms, of a job rejected because the half-open probes are taken
+   * (`'half-open-full'`). That rejection's `retryAfterMs` is when the probe's lease expires
+   * (`probeLeaseMs`, 30 s by default), but the probe usually answers long before: then the job
+   * either runs (closed) or is deferred again for the new open period.
+   * @defaultValue 1000
+   */
+  readonly halfOpenDelayMs?: number;
+  /**
    * The shortest deferral, in ms, so a rejection whose `retryAfterMs` is about 0 does not spin.
    * @defaultValue 100
    */
@@ -93,6 +101,7 @@ export interface ResolvedWithBreakerOptions<DataType, ResultType, NameType exten
   readonly defer: (error: CircuitOpenError) => boolean;
   readonly maxDeferrals: number;
   readonly minDelayMs: number;
+  readonly halfOpenDelayMs: number;
   readonly jitter: (delayMs: number) => number;
   readonly onDeferred: WithBreakerOptions<DataType, ResultType, NameType>['onDeferred'];
   readonly rateLimitQueue: boolean;
@@ -105,6 +114,7 @@ const KEYS: ReadonlySet<string> = new Set([
   'defer',
   'maxDeferrals',
   'minDelayMs',
+  'halfOpenDelayMs',
   'jitter',
   'onDeferred',
   'rateLimitQueue',
@@ -129,6 +139,14 @@ function isBreaker(value: unknown): value is GuardingBreaker {
 function readBoolean(option: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
   if (typeof value !== 'boolean') throw invalid(option, 'a boolean', value);
+  return value;
+}
+
+function readMs(option: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > MAX_MS) {
+    throw invalid(option, `a finite number from 0 to ${MAX_MS}`, value);
+  }
   return value;
 }
 
@@ -195,15 +213,8 @@ export function resolveWithBreakerOptions<DataType, ResultType, NameType extends
   ) {
     throw invalid('maxDeferrals', 'an integer >= 0 or Infinity', maxDeferrals);
   }
-  const minDelayMs = o.minDelayMs ?? 100;
-  if (
-    typeof minDelayMs !== 'number' ||
-    !Number.isFinite(minDelayMs) ||
-    minDelayMs < 0 ||
-    minDelayMs > MAX_MS
-  ) {
-    throw invalid('minDelayMs', `a finite number from 0 to ${MAX_MS}`, minDelayMs);
-  }
+  const minDelayMs = readMs('minDelayMs', o.minDelayMs, 100);
+  const halfOpenDelayMs = readMs('halfOpenDelayMs', o.halfOpenDelayMs, 1_000);
   if (o.onDeferred !== undefined && typeof o.onDeferred !== 'function') {
     throw invalid('onDeferred', 'a function `(job, error, delayMs) => void`', o.onDeferred);
   }
@@ -213,6 +224,7 @@ export function resolveWithBreakerOptions<DataType, ResultType, NameType extends
     defer: resolveDefer(o.defer),
     maxDeferrals,
     minDelayMs,
+    halfOpenDelayMs,
     jitter: resolveJitter(o.jitter),
     onDeferred: options.onDeferred,
     rateLimitQueue: readBoolean('rateLimitQueue', o.rateLimitQueue, false),

@@ -43,7 +43,11 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
   const o = resolveWithBreakerOptions(options);
 
   function delayFor(error: CircuitOpenError): number {
-    const base = Math.max(error.retryAfterMs, o.minDelayMs);
+    const retryAfterMs =
+      error.reason === 'half-open-full'
+        ? Math.min(error.retryAfterMs, o.halfOpenDelayMs)
+        : error.retryAfterMs;
+    const base = Math.max(retryAfterMs, o.minDelayMs);
     return Math.ceil(base + o.jitter(base));
   }
 

@@ -16,6 +16,7 @@ import type { WithBreakerOptions } from '../../src/bullmq/index.js';
 import {
   BreakerFactory,
   CircuitOpenError,
+  consecutiveFailures,
   InvalidOptionError,
   isCallTimeoutError,
   isCircuitOpenError,
@@ -111,6 +112,7 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       ['maxDeferrals', { ...ok, maxDeferrals: -1 }],
       ['maxDeferrals', { ...ok, maxDeferrals: 1.5 }],
       ['minDelayMs', { ...ok, minDelayMs: Number.NaN }],
+      ['halfOpenDelayMs', { ...ok, halfOpenDelayMs: -5 }],
       ['jitter', { ...ok, jitter: -0.1 }],
       ['onDeferred', { ...ok, onDeferred: true }],
       ['rateLimitQueue', { ...ok, rateLimitQueue: 'yes' }],
@@ -177,6 +179,52 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       assert.equal(seenDeferrals, deferred.length, 'deferralsOf(job) in the processor');
       assert.ok(deferred.every((d) => d.attemptsMade === 0));
       assert.equal(runs, 1);
+      assert.deepEqual(h.failed, []);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it("defers a job rejected as 'half-open-full' by at most halfOpenDelayMs, not the probe lease", async () => {
+    const h = new Harness(server);
+    try {
+      const breaker = factory({ trip: consecutiveFailures(1), openMs: 50, halfOpenMaxCalls: 1 }).breakerFor(
+        'sync',
+        {
+          tenantId: 'acme',
+        },
+      );
+      await assert.rejects(breaker.execute(() => Promise.reject(new Error('down'))));
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      let releaseProbe = (): void => {};
+      let probes = 0;
+      const deferred: Array<{ reason: string; retryAfterMs: number; delayMs: number }> = [];
+      h.worker(
+        withBreaker<Data>({
+          breaker,
+          // The first job is the probe and holds its lease until released (or the worker closes).
+          process: (_job, signal) =>
+            new Promise((resolve, reject) => {
+              if (probes++ > 0) return resolve('ran');
+              releaseProbe = () => resolve('probed');
+              signal.addEventListener('abort', () => reject(signal.reason as Error));
+            }),
+          jitter: 0,
+          onDeferred: (_job, error, delayMs) =>
+            deferred.push({ reason: error.reason, retryAfterMs: error.retryAfterMs, delayMs }),
+        }),
+        { concurrency: 2 },
+      );
+      await h.queue.add('sync', { tenantId: 'acme' });
+      await h.queue.add('sync', { tenantId: 'acme' });
+      const first = await until(() => deferred[0], 'the second job to be deferred', 3_000).finally(() =>
+        console.log(deferred, h.failed, h.completed.length),
+      );
+      assert.equal(first.reason, 'half-open-full');
+      assert.ok(first.retryAfterMs > 20_000, `the lease expires in ${first.retryAfterMs} ms`);
+      assert.equal(first.delayMs, 1_000);
+      releaseProbe();
+      await until(() => h.completed[1], 'both jobs to complete');
       assert.deepEqual(h.failed, []);
     } finally {
       await h.close();
