@@ -81,7 +81,8 @@ export interface WithBreakerOptions<
    * fetching for the delay with `worker.rateLimit(delayMs)` and put the job back in the wait list
    * (`Worker.RateLimitError`); no attempt is consumed. Every worker of the queue pauses only if
    * the workers have a `limiter` option (BullMQ checks the rate limit only then); without one,
-   * each worker pauses when it meets the open breaker itself.
+   * each worker pauses when it meets the open breaker itself. Called outside a Worker, the
+   * processor defers the job instead.
    * @defaultValue false
    */
   readonly rateLimitQueue?: boolean;
