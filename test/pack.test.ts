@@ -46,6 +46,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       join(project, 'node_modules', '@types', 'node'),
     );
     symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
+    symlinkSync(join(root, 'node_modules', 'bullmq'), join(project, 'node_modules', 'bullmq'));
   });
 
   after(() => rmSync(work, { recursive: true, force: true }));
@@ -56,6 +57,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       const testing = await import('circuitry/testing');
       const redis = await import('circuitry/redis');
       const dynamodb = await import('circuitry/dynamodb');
+      const bullmq = await import('circuitry/bullmq');
       const factory = new root.BreakerFactory();
       const value = await factory.breakerFor('x').execute(async () => 42);
       console.log(JSON.stringify({
@@ -66,6 +68,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
         redis: typeof redis.RedisStore,
         dynamodb: typeof dynamodb.DynamoDBStore,
         createTable: typeof dynamodb.createBreakerTable,
+        withBreaker: typeof bullmq.withBreaker,
       }));
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
@@ -80,11 +83,13 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       redis: 'function',
       dynamodb: 'function',
       createTable: 'function',
+      withBreaker: 'function',
     });
   });
 
   it('loads the core without the optional drivers installed', () => {
     rmSync(join(project, 'node_modules', 'ioredis'));
+    rmSync(join(project, 'node_modules', 'bullmq'));
     const out = execFileSync(
       process.execPath,
       ['--input-type=module', '-e', "const m = await import('circuitry'); console.log(typeof m.MemoryStore)"],
@@ -92,6 +97,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     );
     assert.equal(out.trim(), 'function');
     symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
+    symlinkSync(join(root, 'node_modules', 'bullmq'), join(project, 'node_modules', 'bullmq'));
   });
 
   it('type-checks every subpath through the shipped declarations', () => {
@@ -117,11 +123,17 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       import { ManualClock, describeStoreConformance } from 'circuitry/testing';
       import { RedisStore } from 'circuitry/redis';
       import { DynamoDBStore, createBreakerTable } from 'circuitry/dynamodb';
+      import { withBreaker, isTooManyDeferralsError } from 'circuitry/bullmq';
+      import { Worker } from 'bullmq';
       const factory = new BreakerFactory<{ tenantId: string }>({ clock: new ManualClock() });
       const breaker = factory.breakerFor('x', { tenantId: 't' });
       const value: Promise<number> = breaker.execute(async (signal: AbortSignal) => (signal.aborted ? 1 : 2));
       const snap: Promise<Snapshot> = breaker.state();
-      export { value, snap, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable };
+      const worker = new Worker<{ tenantId: string }, number>('q', withBreaker<{ tenantId: string }, number>({
+        breaker: (job) => factory.breakerFor('x', { tenantId: job.data.tenantId }),
+        process: async (job, signal) => (signal.aborted ? 0 : job.data.tenantId.length),
+      }), { connection: {}, autorun: false });
+      export { value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable };
       `,
     );
     execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], {

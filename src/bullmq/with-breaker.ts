@@ -1,0 +1,125 @@
+import { DelayedError, Worker } from 'bullmq';
+import type { Job, Processor } from 'bullmq';
+
+import { isCircuitOpenError, type CircuitOpenError } from '../errors.js';
+import { TooManyDeferralsError } from './errors.js';
+import { resolveWithBreakerOptions, type WithBreakerOptions } from './options.js';
+import { anySignal, closingSignal, workerOf, type WorkerHandle } from './signals.js';
+
+/**
+ * How often a job being processed was deferred before this run: the starts that consumed no
+ * attempt (deferrals, and put-backs on shutdown or after a stall). BullMQ counts every start in
+ * `attemptsStarted` and every finished attempt, completed or failed, in `attemptsMade`; a
+ * deferral (`moveToDelayed` from the processor) ends a start without finishing an attempt.
+ * Nothing is written to the job, so its data and progress stay yours. For a finished job the
+ * deferrals are `attemptsStarted - attemptsMade`.
+ */
+export function deferralsOf(job: Pick<Job, 'attemptsStarted' | 'attemptsMade'>): number {
+  return Math.max(0, (job.attemptsStarted ?? 0) - (job.attemptsMade ?? 0) - 1);
+}
+
+/**
+ * A BullMQ processor that runs `process` through the job's circuit breaker. When the breaker
+ * rejects (`CircuitOpenError`), the job is deferred instead of failed: it goes back to the delayed
+ * set for `retryAfterMs` plus jitter (`job.moveToDelayed` with the worker's token, then
+ * `DelayedError`), so it consumes no attempt and keeps no worker busy. With `rateLimitQueue`, the
+ * queue is rate-limited for that long instead and the job goes back to the wait list. The work's
+ * own errors go to BullMQ untouched.
+ *
+ * ```ts
+ * const worker = new Worker('sync', withBreaker({
+ *   breaker: (job) => factory.breakerFor('sync', { tenantId: job.data.tenantId }),
+ *   process: async (job, signal) => syncInvoices(job.data, signal),
+ * }), { connection });
+ * ```
+ *
+ * Pass the processor to a `Worker` as it is: it reads the worker from BullMQ's call (to abort on
+ * close, rate-limit, and report hook errors), and declares BullMQ's third parameter so BullMQ
+ * hands it a cancellation signal. Not for sandboxed (file) processors.
+ */
+export function withBreaker<DataType = unknown, ResultType = unknown, NameType extends string = string>(
+  options: WithBreakerOptions<DataType, ResultType, NameType>,
+): Processor<DataType, ResultType, NameType> {
+  const o = resolveWithBreakerOptions(options);
+
+  function delayFor(error: CircuitOpenError): number {
+    const retryAfterMs =
+      error.reason === 'half-open-full'
+        ? Math.min(error.retryAfterMs, o.halfOpenDelayMs)
+        : error.retryAfterMs;
+    const base = Math.max(retryAfterMs, o.minDelayMs);
+    return Math.ceil(base + o.jitter(base));
+  }
+
+  function notify(
+    worker: WorkerHandle | undefined,
+    job: Job<DataType, ResultType, NameType>,
+    error: CircuitOpenError,
+    delayMs: number,
+  ): void {
+    if (o.onDeferred === undefined) return;
+    try {
+      o.onDeferred(job, error, delayMs);
+    } catch (hookError) {
+      // The job is already deferred: a throw now would make BullMQ fail a job it no longer holds.
+      worker?.emit('error', hookError instanceof Error ? hookError : new Error(String(hookError)));
+    }
+  }
+
+  async function defer(
+    worker: WorkerHandle | undefined,
+    job: Job<DataType, ResultType, NameType>,
+    token: string | undefined,
+    error: CircuitOpenError,
+  ): Promise<never> {
+    const deferrals = deferralsOf(job);
+    if (deferrals >= o.maxDeferrals)
+      throw new TooManyDeferralsError(job.id, deferrals, o.maxDeferrals, error);
+    const delayMs = delayFor(error);
+    if (o.rateLimitQueue && worker !== undefined) {
+      await worker.rateLimit(delayMs);
+      notify(worker, job, error, delayMs);
+      throw Worker.RateLimitError();
+    }
+    await job.moveToDelayed(Date.now() + delayMs, token);
+    notify(worker, job, error, delayMs);
+    throw new DelayedError(
+      `Deferred by circuit breaker "${error.breakerName}" (${error.reason}) for ${delayMs} ms`,
+    );
+  }
+
+  // A non-arrow function, so BullMQ's call gives the worker as `this`; three declared parameters,
+  // because BullMQ creates the job's AbortSignal only for a processor whose `length` is >= 3.
+  return async function processWithBreaker(
+    this: unknown,
+    job: Job<DataType, ResultType, NameType>,
+    token?: string,
+    signal?: AbortSignal,
+  ): Promise<ResultType> {
+    const worker = workerOf(this);
+    const closing = o.abortOnClose && worker !== undefined ? closingSignal(worker) : undefined;
+    const linked = anySignal([signal, closing]);
+    let ran = false;
+    try {
+      return await o.breakerOf(job).execute(
+        (callSignal) => {
+          ran = true;
+          return o.process(job, callSignal, token);
+        },
+        linked.signal === undefined ? undefined : { signal: linked.signal },
+      );
+    } catch (error) {
+      // Only the breaker's own rejection defers: a CircuitOpenError thrown by the work (a breaker
+      // inside it) is the work's error.
+      if (!ran && isCircuitOpenError(error) && o.defer(error)) return await defer(worker, job, token, error);
+      if (closing?.aborted === true) {
+        // Interrupted by shutdown: back to the queue, now, without consuming an attempt.
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError('Put back: the worker closed while the job ran');
+      }
+      throw error;
+    } finally {
+      linked.dispose();
+    }
+  };
+}
