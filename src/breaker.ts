@@ -92,8 +92,8 @@ export interface BreakerInternals {
   resync(): void;
   /** True while the breaker holds a permit or unwritten outcomes: the registry must keep it. */
   busy(): boolean;
-  /** For `close()`: writes what is buffered or kept, trying the store even after a failure. */
-  drain(): Promise<void>;
+  /** For `close()`: writes what is buffered or kept, trying the store even after a failure, until `deadline` (performance.now()). */
+  drain(deadline: number): Promise<void>;
   /** What is still not written, or null. */
   unwritten(): UnwrittenOutcomes | null;
 }
@@ -397,7 +397,7 @@ export class CircuitBreaker<Context = unknown> {
       resync: () => co.resync(),
       // A breaker someone listens to is kept: dropping it would drop their listeners silently.
       busy: () => co.busy() || this.#ownListeners > 0,
-      drain: () => co.drain(),
+      drain: (deadline) => co.drain(deadline),
       unwritten: () => co.unwritten(),
     };
   }

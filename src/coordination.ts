@@ -96,8 +96,8 @@ export class Coordination implements View, KeptOutcomesOwner {
   #flushTimer: ReturnType<typeof setTimeout> | null = null;
   #flushing: Promise<void> | null = null;
   #resending: Promise<void> | null = null;
-  /** Batches sent and not answered yet (a timed-out one stays until its late answer). */
-  readonly #writing = new Set<OutcomeBatch>();
+  /** Batches sent and not answered yet (a timed-out one stays until its late answer), with that answer. */
+  readonly #writing = new Map<OutcomeBatch, Promise<unknown>>();
   /** While closing: write whatever is held even if the store is being left alone. */
   #draining = false;
   // Smoothed duration of the probes this process ran (ms; 0: none yet), for half-open-full hints.
@@ -352,7 +352,10 @@ export class Coordination implements View, KeptOutcomesOwner {
     }
     if (isPromiseLike(result)) {
       const writing = this.#writing;
-      writing.add(batch);
+      writing.set(
+        batch,
+        Promise.resolve(result).catch(() => undefined),
+      );
       return health
         .call(
           result,
@@ -647,10 +650,17 @@ export class Coordination implements View, KeptOutcomesOwner {
    * For `close()`: like `flush`, but tries the store even while it is being left alone after a
    * failure (one attempt per batch, each bounded by the store timeout).
    */
-  async drain(): Promise<void> {
+  async drain(deadline: number): Promise<void> {
     this.#draining = true;
     try {
       await this.flush();
+      // Writes that timed out may still be answered: wait for them, then write what their
+      // failures gave back, until nothing is in flight or `deadline` (performance.now()) passes.
+      while (this.#writing.size > 0 && performance.now() < deadline) {
+        await Promise.all(this.#writing.values());
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await this.flush();
+      }
     } finally {
       this.#draining = false;
     }
@@ -658,7 +668,7 @@ export class Coordination implements View, KeptOutcomesOwner {
 
   /** What is buffered or kept and not confirmed by the store, or null when nothing is. */
   unwritten(): UnwrittenOutcomes | null {
-    const parts = [this.#fallback.keptCounts(), this.#buffer, ...this.#writing];
+    const parts = [this.#fallback.keptCounts(), this.#buffer, ...this.#writing.keys()];
     const unwritten = { name: this.#host.name, successes: 0, failures: 0, ignored: 0 };
     let any = false;
     for (const part of parts) {

@@ -185,7 +185,9 @@ export class BreakerFactory<Context = unknown> {
       timer = setTimeout(resolve, timeoutMs);
     });
     const work = Promise.all([
-      ...breakers.map((breaker) => breaker[internal].drain().catch(() => undefined)),
+      ...breakers.map((breaker) =>
+        breaker[internal].drain(performance.now() + timeoutMs).catch(() => undefined),
+      ),
       Promise.resolve(unsubscribe)
         .then((stop) => stop?.())
         .catch(() => undefined),

@@ -165,7 +165,8 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       assert.ok(first.delayMs >= 400 && first.delayMs <= 440, `delay ${first.delayMs}`);
       const job = (await h.queue.getJob(added.id!))!;
       assert.equal(await job.getState(), 'delayed');
-      assert.equal(job.delay, first.delayMs);
+      // BullMQ derives `delay` from the timestamp and its own clock read a moment later.
+      assert.ok(Math.abs(job.delay - first.delayMs) <= 50, `delay ${job.delay} vs ${first.delayMs}`);
       assert.equal(job.attemptsMade, 0);
       assert.equal(runs, 0);
 
@@ -185,7 +186,7 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     }
   });
 
-  it("defers a job rejected as 'half-open-full' by at most halfOpenDelayMs, not the probe lease", async () => {
+  it("defers a job rejected as 'half-open-full' by a probe's time, not the probe lease", async () => {
     const h = new Harness(server);
     try {
       const breaker = factory({ trip: consecutiveFailures(1), openMs: 50, halfOpenMaxCalls: 1 }).breakerFor(
@@ -217,12 +218,11 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       );
       await h.queue.add('sync', { tenantId: 'acme' });
       await h.queue.add('sync', { tenantId: 'acme' });
-      const first = await until(() => deferred[0], 'the second job to be deferred', 3_000).finally(() =>
-        console.log(deferred, h.failed, h.completed.length),
-      );
+      const first = await until(() => deferred[0], 'the second job to be deferred', 3_000);
       assert.equal(first.reason, 'half-open-full');
-      assert.ok(first.retryAfterMs > 20_000, `the lease expires in ${first.retryAfterMs} ms`);
-      assert.equal(first.delayMs, 1_000);
+      // The breaker's own hint (no probe seen yet: 1 s), not the 30 s until the probe lease expires.
+      assert.ok(first.retryAfterMs <= 1_000, `retryAfterMs ${first.retryAfterMs}`);
+      assert.ok(first.delayMs <= 1_000, `delayMs ${first.delayMs}`);
       releaseProbe();
       await until(() => h.completed[1], 'both jobs to complete');
       assert.deepEqual(h.failed, []);

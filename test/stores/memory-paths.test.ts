@@ -10,7 +10,8 @@ import { MemoryStore, inProcess } from '../../src/stores/memory.js';
 import { ManualClock } from '../../src/testing/manual-clock.js';
 
 // MemoryStore's own paths: the in-process closed path the breaker uses, listing, lease ids and
-// raw records (found by mutation testing: `npm run mutation`).
+// raw records (found by mutation testing: `npm run mutation`). Clocks start at 0, where a new
+// record's generation (100 per ms of store time) is 1.
 
 const policy = resolveOptions({ trip: consecutiveFailures(2), openMs: 1_000, jitter: 0 }).policy;
 
@@ -30,7 +31,7 @@ function outcome(fields: Partial<OutcomeBatch>): OutcomeBatch {
 
 describe('MemoryStore in-process path', () => {
   it('admits a closed breaker without override by its generation, anything else with 0', () => {
-    const store = new MemoryStore({ clock: new ManualClock() });
+    const store = new MemoryStore({ clock: new ManualClock(0) });
     const path = store[inProcess];
     assert.equal(path.admitClosed('unknown'), 0, 'no record yet: the general path makes one');
     store.record('a', policy, outcome({ successes: 1 }));
@@ -44,7 +45,7 @@ describe('MemoryStore in-process path', () => {
   });
 
   it('records an outcome, publishes the transition it makes, and says undefined when it cannot', async () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const store = new MemoryStore({ clock });
     const heard: StateChangeMessage[] = [];
     await store.subscribe((message) => heard.push(message));
@@ -63,6 +64,7 @@ describe('MemoryStore in-process path', () => {
         key: 'a',
         openUntil: clock.now() + 1_000,
         now: clock.now(),
+        override: null,
       },
     ]);
     assert.equal(path.recordClosed('a', policy, 1, 'failure', false, 0, 0), undefined, 'not closed any more');
@@ -71,7 +73,7 @@ describe('MemoryStore in-process path', () => {
 
   it('a failure rate trips on a success there too', () => {
     const rate = resolveOptions({ trip: failureRate(0.5, { minimumCalls: 4, windowMs: 10_000 }) }).policy;
-    const store = new MemoryStore({ clock: new ManualClock() });
+    const store = new MemoryStore({ clock: new ManualClock(0) });
     store.record('r', rate, outcome({ failures: 3, trailingFailures: 3 }));
     assert.deepEqual(store[inProcess].recordClosed('r', rate, 1, 'success', false, 0, 0), {
       from: 'closed',
@@ -81,7 +83,7 @@ describe('MemoryStore in-process path', () => {
   });
 
   it('keeps a breaker it counts for, like the general path', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const store = new MemoryStore({ clock });
     store.record('kept', policy, outcome({ successes: 1 }));
     for (let i = 0; i < 10; i++) {
@@ -93,7 +95,7 @@ describe('MemoryStore in-process path', () => {
   });
 
   it('is not used while a raw record waits to be checked', () => {
-    const store = new MemoryStore({ clock: new ManualClock(), onCorruptRecord: () => undefined });
+    const store = new MemoryStore({ clock: new ManualClock(0), onCorruptRecord: () => undefined });
     store.record('a', policy, outcome({ successes: 1 }));
     store.writeRawForTesting('b', 'garbage');
     assert.equal(store[inProcess].admitClosed('a'), 0);
@@ -103,7 +105,7 @@ describe('MemoryStore in-process path', () => {
 
 describe('MemoryStore details', () => {
   it('lists keys by prefix, in pages of 100', () => {
-    const store = new MemoryStore({ clock: new ManualClock() });
+    const store = new MemoryStore({ clock: new ManualClock(0) });
     for (let i = 0; i < 150; i++)
       store.record(`t:${String(i).padStart(3, '0')}`, policy, outcome({ successes: 1 }));
     store.record('other', policy, outcome({ successes: 1 }));
@@ -115,13 +117,13 @@ describe('MemoryStore details', () => {
     assert.equal(second.keys.length, 50);
     assert.equal(second.keys[0], 't:100');
     assert.equal(second.cursor, null);
-    const exact = new MemoryStore({ clock: new ManualClock() });
+    const exact = new MemoryStore({ clock: new ManualClock(0) });
     for (let i = 0; i < 100; i++) exact.record(`k${i}`, policy, outcome({ successes: 1 }));
     assert.equal(exact.list('').cursor, null, 'no empty last page');
   });
 
   it('hands out lease ids unique per breaker, and none in closed state', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const store = new MemoryStore({ clock });
     const strict = resolveOptions({
       trip: consecutiveFailures(1),
@@ -141,7 +143,7 @@ describe('MemoryStore details', () => {
   });
 
   it('never forgets a valid raw record with an override, and resets an invalid one', () => {
-    const clock = new ManualClock();
+    const clock = new ManualClock(0);
     const corrupt: string[] = [];
     const store = new MemoryStore({ clock, onCorruptRecord: (key) => corrupt.push(key) });
     store.writeRawForTesting('forced', { ...emptyRecord(), override: 'forced-open' });
@@ -160,7 +162,7 @@ describe('MemoryStore details', () => {
   });
 
   it('clear drops everything, pinned records too', () => {
-    const store = new MemoryStore({ clock: new ManualClock() });
+    const store = new MemoryStore({ clock: new ManualClock(0) });
     store.force('a', policy, 'forced-open');
     store.record('b', policy, outcome({ successes: 1 }));
     store.clear();

@@ -29,6 +29,17 @@ function policyOf(trip: TripPolicy): BreakerPolicy {
   return resolveOptions({ trip, openMs: 1_000, jitter: 0 }).policy;
 }
 
+/** Records `outcomes` at the breaker's current generation (a new record's comes from the store's clock). */
+async function recordAt(
+  store: Store,
+  key: string,
+  policy: BreakerPolicy,
+  outcomes: { successes?: number; failures?: number },
+) {
+  const { generation } = await store.acquire(key, policy);
+  return store.record(key, policy, batch(outcomes, generation));
+}
+
 function batch(outcomes: { successes?: number; failures?: number }, generation = 1): OutcomeBatch {
   const successes = outcomes.successes ?? 0;
   const failures = outcomes.failures ?? 0;
@@ -51,26 +62,30 @@ function describeTripSemantics(name: string, harness: () => Harness): void {
       const { store, step } = harness();
       const key = `behind-${randomUUID()}`;
       const policy = policyOf(failuresInWindow(3, 10_000));
-      await store.record(key, policy, batch({ successes: 1 }));
+      await recordAt(store, key, policy, { successes: 1 });
       step(-2_000);
-      const first = await store.record(key, policy, batch({ failures: 1 }));
+      const first = await recordAt(store, key, policy, { failures: 1 });
       assert.equal(first.snapshot.counts.failures, 1, 'a failure counted 2 s behind is in the window');
       assert.equal(first.snapshot.counts.successes, 1);
-      await store.record(key, policy, batch({ failures: 1 }));
-      const third = await store.record(key, policy, batch({ failures: 1 }));
+      await recordAt(store, key, policy, { failures: 1 });
+      const third = await recordAt(store, key, policy, { failures: 1 });
       assert.equal(third.snapshot.state, 'open');
-      assert.deepEqual(third.transition, { from: 'closed', to: 'open', generation: 2 });
+      assert.deepEqual(third.transition, {
+        from: 'closed',
+        to: 'open',
+        generation: first.snapshot.generation + 1,
+      });
     });
 
     it('still forgets what fell out of the window once the clock catches up', async () => {
       const { store, step } = harness();
       const key = `behind-later-${randomUUID()}`;
       const policy = policyOf(failuresInWindow(3, 10_000));
-      await store.record(key, policy, batch({ successes: 1 }));
+      await recordAt(store, key, policy, { successes: 1 });
       step(-2_000);
-      await store.record(key, policy, batch({ failures: 2 }));
+      await recordAt(store, key, policy, { failures: 2 });
       step(12_000);
-      const later = await store.record(key, policy, batch({ failures: 1 }));
+      const later = await recordAt(store, key, policy, { failures: 1 });
       assert.equal(later.snapshot.counts.failures, 1, '10 s after the newest bucket, it left the window');
       assert.equal(later.snapshot.counts.successes, 0);
       assert.equal(later.snapshot.state, 'closed');
@@ -80,13 +95,13 @@ function describeTripSemantics(name: string, harness: () => Harness): void {
       const { store } = harness();
       const policy = policyOf(failureRate(0.55, { minimumCalls: 100, windowMs: 60_000 }));
       const key = `rate-55-${randomUUID()}`;
-      await store.record(key, policy, batch({ successes: 45 }));
-      const result = await store.record(key, policy, batch({ failures: 55 }));
+      await recordAt(store, key, policy, { successes: 45 });
+      const result = await recordAt(store, key, policy, { failures: 55 });
       assert.equal(result.snapshot.state, 'open');
 
       const below = `rate-54-${randomUUID()}`;
-      await store.record(below, policy, batch({ successes: 46 }));
-      const closed = await store.record(below, policy, batch({ failures: 54 }));
+      await recordAt(store, below, policy, { successes: 46 });
+      const closed = await recordAt(store, below, policy, { failures: 54 });
       assert.equal(closed.snapshot.state, 'closed', '54/100 is below 0.55');
     });
 
@@ -94,8 +109,8 @@ function describeTripSemantics(name: string, harness: () => Harness): void {
       const { store } = harness();
       const policy = policyOf(failureRate(0.28, { minimumCalls: 25, windowMs: 60_000 }));
       const key = `rate-28-${randomUUID()}`;
-      await store.record(key, policy, batch({ successes: 18 }));
-      const result = await store.record(key, policy, batch({ failures: 7 }));
+      await recordAt(store, key, policy, { successes: 18 });
+      const result = await recordAt(store, key, policy, { failures: 7 });
       assert.equal(result.snapshot.state, 'open');
     });
 
@@ -103,20 +118,24 @@ function describeTripSemantics(name: string, harness: () => Harness): void {
       const { store } = harness();
       const policy = policyOf(failureRate(0.5, { minimumCalls: 10, windowMs: 60_000 }));
       const key = `rate-success-${randomUUID()}`;
-      const nine = await store.record(key, policy, batch({ failures: 9 }));
+      const nine = await recordAt(store, key, policy, { failures: 9 });
       assert.equal(nine.snapshot.state, 'closed', 'only 9 calls');
-      const tenth = await store.record(key, policy, batch({ successes: 1 }));
+      const tenth = await recordAt(store, key, policy, { successes: 1 });
       assert.equal(tenth.snapshot.counts.total, 10);
       assert.equal(tenth.snapshot.state, 'open', '9 failures in 10 calls is a rate of 0.9');
-      assert.deepEqual(tenth.transition, { from: 'closed', to: 'open', generation: 2 });
+      assert.deepEqual(tenth.transition, {
+        from: 'closed',
+        to: 'open',
+        generation: nine.snapshot.generation + 1,
+      });
     });
 
     it('does not trip a failure rate on a success while the rate is below the ratio', async () => {
       const { store } = harness();
       const policy = policyOf(failureRate(0.5, { minimumCalls: 10, windowMs: 60_000 }));
       const key = `rate-healthy-${randomUUID()}`;
-      await store.record(key, policy, batch({ failures: 4, successes: 5 }));
-      const tenth = await store.record(key, policy, batch({ successes: 1 }));
+      await recordAt(store, key, policy, { failures: 4, successes: 5 });
+      const tenth = await recordAt(store, key, policy, { successes: 1 });
       assert.equal(tenth.snapshot.counts.total, 10);
       assert.equal(tenth.snapshot.state, 'closed', '4 failures in 10 calls');
     });
