@@ -6,7 +6,7 @@ import type { BreakerPolicy, CircuitState, TripPolicy } from './core/types.js';
 import { windowShape } from './core/window.js';
 import { InvalidOptionError } from './errors.js';
 import type { Store } from './store.js';
-import { MemoryStore } from './stores/memory.js';
+import { MemoryStore, ownClock } from './stores/memory.js';
 
 /** A pino-compatible logger: `logger.warn({ ...fields }, 'message')`. Only `warn` and `error` are required. */
 export interface Logger {
@@ -276,6 +276,15 @@ export function resolveOptions<Context>(
     throw invalid(`${at}clock`, 'an object with a `now()` method', clock);
   }
   const store = o.store ?? new MemoryStore(o.clock === undefined ? {} : { clock: clock as Clock });
+  // A MemoryStore keeps its own time: given a clock here but none there, it would silently run
+  // on the system clock while the breaker runs on this one (a test's ManualClock would half-open
+  // nothing).
+  if (o.clock !== undefined && store instanceof MemoryStore && !store[ownClock]) {
+    throw new InvalidOptionError(
+      `${at}clock`,
+      `\`${at}clock\` is set but \`store\` is a MemoryStore made without one, which reads the system clock: give it the same clock (\`new MemoryStore({ clock })\`), or leave \`store\` out`,
+    );
+  }
   for (const method of ['acquire', 'record', 'inspect', 'force', 'list'] as const) {
     if (typeof (store as Record<string, unknown>)[method] !== 'function') {
       throw invalid(`${at}store`, `a Store (an object with an \`${method}()\` method)`, store);

@@ -130,6 +130,9 @@ class AgingMap<V> {
  */
 export const inProcess = Symbol('circuitry.inProcess');
 
+/** Marks a `MemoryStore` made with a clock of its own (see `resolveOptions`). Not public API. */
+export const ownClock = Symbol('circuitry.ownClock');
+
 export interface InProcessPath {
   /** The generation of a closed breaker with no override (the call is admitted), else 0. */
   admitClosed(key: string): number;
@@ -159,8 +162,12 @@ export class MemoryStore implements Store {
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#clock = options.clock ?? createTurnClock();
+    this[ownClock] = options.clock !== undefined;
     this.#onCorruptRecord = options.onCorruptRecord;
   }
+
+  /** Whether this store was given a clock (else it reads the system's). Not public API. */
+  readonly [ownClock]: boolean;
 
   acquire(key: string, policy: BreakerPolicy): AcquireResult {
     const now = this.#clock.now();
