@@ -16,6 +16,7 @@ import {
 } from '../src/index.js';
 import type { BreakerOptions, Store } from '../src/index.js';
 import { ManualClock } from '../src/testing/manual-clock.js';
+import { captureWarnings } from './helpers/warnings.js';
 
 const ok = (): Promise<string> => Promise.resolve('value');
 const boom = new Error('boom');
@@ -251,11 +252,12 @@ describe('state, overrides and events', () => {
     b.onStateChange(() => {
       throw new Error('listener bug');
     });
-    const warned = new Promise((resolve) => process.once('warning', resolve));
-    await assert.rejects(b.execute(fail), (e) => e === boom);
-    await assert.rejects(b.execute(ok), (e: unknown) => isCircuitOpenError(e));
+    const warnings = await captureWarnings(async () => {
+      await assert.rejects(b.execute(fail), (e) => e === boom);
+      await assert.rejects(b.execute(ok), (e: unknown) => isCircuitOpenError(e));
+    });
     assert.deepEqual(calls, [['billing', { tenant: 't1' }, 'closed', 'open']]);
-    assert.match(String(await warned), /listener bug/);
+    assert.match(warnings.join('\n'), /listener bug/);
   });
 
   it('state() reports counts, generation, openUntil and retryAfterMs', async () => {

@@ -190,7 +190,12 @@ describe('coordination with the store', () => {
   });
 
   it('close() settles within its bound on a hung store and says what it could not write', async () => {
-    const { store, factory } = setup({ storeTimeoutMs: 10_000, flushIntervalMs: 60_000 });
+    const logged: string[] = [];
+    const { store, factory } = setup({
+      storeTimeoutMs: 10_000,
+      flushIntervalMs: 60_000,
+      logger: { warn: (_f, m) => void logged.push(m ?? ''), error: () => undefined },
+    });
     const breaker = factory.breakerFor('dep');
     await breaker.execute(ok);
     await breaker.execute(fail).catch(() => undefined);
@@ -201,6 +206,10 @@ describe('coordination with the store', () => {
     assert.ok(took < 2_000, `took ${took} ms`);
     assert.equal(report.complete, false);
     assert.deepEqual(report.unwritten, [{ name: 'dep', successes: 1, failures: 1, ignored: 0 }]);
+    assert.ok(
+      logged.some((m) => m.includes('could not write')),
+      'and the logger is told',
+    );
     store.release();
   });
 

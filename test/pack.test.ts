@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -50,6 +50,14 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
   });
 
   after(() => rmSync(work, { recursive: true, force: true }));
+
+  it('ships source maps that carry their sources (the tarball has no src/)', () => {
+    const map = JSON.parse(
+      readFileSync(join(project, 'node_modules', 'circuitry', 'dist', 'breaker.js.map'), 'utf8'),
+    ) as { sources: string[]; sourcesContent?: (string | null)[] };
+    assert.equal(map.sourcesContent?.length, map.sources.length);
+    assert.ok(map.sourcesContent?.every((text) => typeof text === 'string' && text.length > 0));
+  });
 
   it('imports every subpath at run time', () => {
     const script = `

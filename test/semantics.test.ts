@@ -12,6 +12,7 @@ import {
 import type { BreakerOptions } from '../src/index.js';
 import { FaultyStore } from '../src/testing/faulty-store.js';
 import { ManualClock } from '../src/testing/manual-clock.js';
+import { captureWarnings } from './helpers/warnings.js';
 
 // Issue 11's breaker-side items, each as it was reproduced: overrides across processes and during
 // an outage, clocks that read 0, programming errors, per-call options, hints, what users see.
@@ -122,7 +123,7 @@ describe('programming errors count nothing', () => {
         breaker.execute(() => {
           ran = true;
           return ok();
-        }, options as never),
+        }, options),
         (e: unknown) => (e as { code?: string }).code === 'INVALID_OPTION' && names.test(String(e)),
       );
       assert.equal(ran, false);
@@ -171,25 +172,19 @@ describe('what users see', () => {
   });
 
   it('a throwing isFailure or trip predicate warns once per breaker without a logger', async () => {
-    const warnings: string[] = [];
-    const onWarning = (w: Error): void => void warnings.push(w.message);
-    process.on('warning', onWarning);
-    try {
-      const breaker = new CircuitBreaker('dep', {
-        trip: custom(() => {
-          throw new Error('predicate bug');
-        }),
-        isFailure: () => {
-          throw new Error('classifier bug');
-        },
-      });
+    const breaker = new CircuitBreaker('dep', {
+      trip: custom(() => {
+        throw new Error('predicate bug');
+      }),
+      isFailure: () => {
+        throw new Error('classifier bug');
+      },
+    });
+    const warnings = await captureWarnings(async () => {
       for (let i = 0; i < 5; i++) await settle(breaker.execute(fail));
-      await new Promise((resolve) => setImmediate(resolve));
-      assert.equal(warnings.filter((w) => w.includes('isFailure threw')).length, 1, warnings.join('\n'));
-      assert.equal(warnings.filter((w) => w.includes('predicate threw')).length, 1, warnings.join('\n'));
-    } finally {
-      process.off('warning', onWarning);
-    }
+    });
+    assert.equal(warnings.filter((w) => w.includes('isFailure threw')).length, 1, warnings.join('\n'));
+    assert.equal(warnings.filter((w) => w.includes('predicate threw')).length, 1, warnings.join('\n'));
   });
 
   it('listeners added to a breaker survive the LRU: a breaker with listeners is kept', async () => {
