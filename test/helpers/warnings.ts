@@ -5,9 +5,9 @@
 export async function captureWarnings(body: () => Promise<void>): Promise<string[]> {
   const warnings: string[] = [];
   const original = process.emitWarning.bind(process);
-  process.emitWarning = ((warning: string | Error) => {
+  process.emitWarning = (warning: string | Error) => {
     warnings.push(typeof warning === 'string' ? warning : warning.message);
-  });
+  };
   try {
     await body();
   } finally {
