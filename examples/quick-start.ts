@@ -18,10 +18,11 @@ const factory = new BreakerFactory<TenantContext>({
   onStateChange: (name, _context, from, to) => console.log(`  [${name}] ${from} -> ${to}`),
 });
 
-// A downstream that is down for tenant "acme" and fine for the others.
+// A downstream that is down for tenant "acme" (until it recovers) and fine for the others.
+let acmeDown = true;
 async function callDownstream(tenantId: string, job: number): Promise<string> {
   await new Promise((resolve) => setTimeout(resolve, 5));
-  if (tenantId === 'acme') throw new Error(`downstream of ${tenantId} is down`);
+  if (tenantId === 'acme' && acmeDown) throw new Error(`downstream of ${tenantId} is down`);
   return `job ${job} done for ${tenantId}`;
 }
 
@@ -29,25 +30,36 @@ const deferred: Array<{ tenantId: string; job: number; retryAfterMs: number }> =
 let completed = 0;
 let failed = 0;
 
-for (let job = 0; job < 12; job++) {
-  for (const tenantId of ['acme', 'globex', 'initech']) {
-    const breaker = factory.breakerFor('sync-invoices', { tenantId });
-    try {
-      await breaker.execute(() => callDownstream(tenantId, job));
-      completed += 1;
-    } catch (error) {
-      if (isCircuitOpenError(error)) {
-        // Defer the job instead of retrying it here: the queue runs it again later.
-        deferred.push({ tenantId, job, retryAfterMs: error.retryAfterMs });
-      } else {
-        failed += 1;
+async function runJobs(from: number, to: number): Promise<void> {
+  for (let job = from; job < to; job++) {
+    for (const tenantId of ['acme', 'globex', 'initech']) {
+      const breaker = factory.breakerFor('sync-invoices', { tenantId });
+      try {
+        await breaker.execute(() => callDownstream(tenantId, job));
+        completed += 1;
+      } catch (error) {
+        if (isCircuitOpenError(error)) {
+          // Defer the job instead of retrying it here: the queue runs it again later.
+          deferred.push({ tenantId, job, retryAfterMs: error.retryAfterMs });
+        } else {
+          failed += 1;
+        }
       }
     }
   }
 }
 
+console.log('acme is down: its breaker opens after 3 failures, and its jobs are deferred');
+await runJobs(0, 12);
 console.log(`completed ${completed}, failed ${failed}, deferred ${deferred.length}`);
 console.log('first deferral:', deferred[0]);
+
+console.log('acme recovers; after the open period one probe goes through, and it closes again');
+acmeDown = false;
+await new Promise((resolve) => setTimeout(resolve, 250)); // openMs 200 plus up to 10% jitter
+await runJobs(12, 16);
+console.log(`completed ${completed}, failed ${failed}, deferred ${deferred.length}`);
+
 const health = await factory.health();
 for (const breaker of health.breakers) console.log(`  ${breaker.name}: ${breaker.state}`);
 await factory.close();

@@ -1,7 +1,7 @@
 /**
  * `npm run load`: N worker processes call a flaky HTTP service (`startFlakyServer` from
  * circuitry/testing) through one breaker whose state they share in Redis, while the service goes
- * through phases: healthy, down, flaky, healthy. Prints, every second, the requests sent, the
+ * through phases: up with 1% errors, down, flaky (30% errors), up with 1% errors. Prints, every second, the requests sent, the
  * rejections (calls the breaker refused without sending), the failures and the breaker's state;
  * then the totals per worker and every state change with the process that won it. The Node
  * counterpart of the Python seed's locust setup.
@@ -126,10 +126,11 @@ async function main(): Promise<void> {
 
   // The service's phases, as fractions of the run.
   const phases: Array<{ at: number; name: string; behaviour: FlakyBehaviour }> = [
-    { at: 0, name: 'healthy', behaviour: { failureRate: 0.01, latencyMs: 2 } },
+    // Named for what the service does: "mostly up" still fails 1 call in 100, as real ones do.
+    { at: 0, name: 'up, 1% err', behaviour: { failureRate: 0.01, latencyMs: 2 } },
     { at: 0.25, name: 'down', behaviour: { failureRate: 1, failLatencyMs: 20 } },
-    { at: 0.55, name: 'flaky 30%', behaviour: { failureRate: 0.3, latencyMs: 2, failLatencyMs: 20 } },
-    { at: 0.75, name: 'healthy', behaviour: { failureRate: 0.01, latencyMs: 2 } },
+    { at: 0.55, name: 'flaky, 30% err', behaviour: { failureRate: 0.3, latencyMs: 2, failLatencyMs: 20 } },
+    { at: 0.75, name: 'up, 1% err', behaviour: { failureRate: 0.01, latencyMs: 2 } },
   ];
   const server = await startFlakyServer(phases[0]!.behaviour);
   const prefix = `circuitry-load:${randomUUID()}:`;
@@ -197,7 +198,7 @@ async function main(): Promise<void> {
     const now = sum(latest.values());
     const rate = (key: keyof Counts): string => String(now[key] - previous[key]).padStart(12);
     console.log(
-      `${String(second).padStart(4)}  ${phases[phase]!.name.padEnd(10)} ${rate('requests')}  ${rate('rejections')}${rate('failures')}  ${state}`,
+      `${String(second).padStart(4)}  ${phases[phase]!.name.padEnd(15)} ${rate('requests')}  ${rate('rejections')}${rate('failures')}  ${state}`,
     );
     previous = now;
   }
