@@ -12,6 +12,8 @@ import Opossum from 'opossum';
 
 import { BreakerFactory, consecutiveFailures, failureRate } from '../src/index.js';
 import { RedisStore } from '../src/stores/redis/index.js';
+import { registerMetrics as registerPrometheus } from '../src/prometheus/index.js';
+import { Registry } from 'prom-client';
 
 const quick = process.argv.includes('--quick');
 const ROUNDS = quick ? 3 : 9;
@@ -70,19 +72,29 @@ async function closedPath(): Promise<void> {
     async () => {
       for (let i = 0; i < ops; i++) await call();
     };
+  // The same breaker with Prometheus metrics on (calls, durations, by base name).
+  const measuredFactory = new BreakerFactory();
+  registerPrometheus(measuredFactory, { registry: new Registry() });
+  const measured = measuredFactory.breakerFor('bench');
   const ns = await interleaved(ops, {
     bare: loop(noop),
     circuitry: loop(() => circuitry.execute(noop)),
+    'circuitry + metrics': loop(() => measured.execute(noop)),
     cockatiel: loop(() => cockatiel.execute(noop)),
     opossum: loop(() => opossum.fire()),
   });
-  for (const library of ['bare', 'circuitry', 'cockatiel', 'opossum']) {
+  for (const library of ['bare', 'circuitry', 'circuitry + metrics', 'cockatiel', 'opossum']) {
     results.push({
       case: 'closed path, per execute of an async no-op',
       library,
       value: ns[library]!,
       unit: 'ns/op',
-      note: library === 'bare' ? 'await fn()' : `${(ns[library]! / ns.bare!).toFixed(2)}x bare`,
+      note:
+        library === 'bare'
+          ? 'await fn()'
+          : library === 'circuitry + metrics'
+            ? `${(ns[library]! / ns.circuitry!).toFixed(2)}x without metrics`
+            : `${(ns[library]! / ns.bare!).toFixed(2)}x bare`,
     });
   }
 }

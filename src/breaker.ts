@@ -1,4 +1,5 @@
 import type {
+  BreakerState,
   CircuitState,
   Outcome,
   Override,
@@ -14,6 +15,7 @@ import { CallTimeoutError, InvalidOptionError, isExpectedError, rejection } from
 import { noListeners, own } from './listeners.js';
 import type { Disposer } from './listeners.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';
+import type { BaseStats } from './metrics.js';
 import { describeValue, invalid, resolveOptions } from './options.js';
 import type { StateChangeMessage } from './store.js';
 import { MemoryStore, inProcess } from './stores/memory.js';
@@ -96,6 +98,10 @@ export interface BreakerInternals {
   drain(deadline: number): Promise<void>;
   /** What is still not written, or null. */
   unwritten(): UnwrittenOutcomes | null;
+  /** Starts (or with null stops) keeping metrics for this breaker's base name. */
+  instrument(stats: BaseStats | null): void;
+  /** This process's view of the state, without asking the store. */
+  view(): { readonly state: BreakerState; readonly override: Override | null; readonly retryAfterMs: number };
 }
 
 const NEVER_ABORTED: AbortSignal = new AbortController().signal;
@@ -163,6 +169,8 @@ export class CircuitBreaker<Context = unknown> {
   readonly #fast: InProcessPath | null;
   /** User functions that threw and were reported with a process warning (once each). */
   #warned: Set<string> | null = null;
+  /** This base name's metrics, once the factory's metrics were asked for (`circuitry/prometheus`). */
+  #stats: BaseStats | null = null;
   #ownListeners = 0;
 
   constructor(name: string, options: BreakerOptions<Context> = {}) {
@@ -187,6 +195,7 @@ export class CircuitBreaker<Context = unknown> {
         jitterMs: () => this.#jitterMs(),
         customTrips: (counts) => this.#customTrips(counts),
         startTime: () => this.#startTime(),
+        learnt: (from, to) => this.#stats?.transition(from, to),
       },
       o as ResolvedOptions<unknown>,
     );
@@ -268,17 +277,22 @@ export class CircuitBreaker<Context = unknown> {
       if (generation !== 0) {
         // Inlined rather than a helper: one async frame less per call.
         co.admittedClosed(generation);
+        const stats = this.#stats;
+        const started = stats === null ? 0 : stats.now();
         let value: T;
         try {
           value = await fn(NEVER_ABORTED);
         } catch (error) {
-          this.#settleClosed(fast, generation, this.#classify(error));
+          const outcome = this.#classify(error);
+          this.#settleClosed(fast, generation, outcome);
+          if (stats !== null && started !== 0) stats.ran(outcome, stats.now() - started);
           if (options?.fallback !== undefined && options.fallbackOnFailure === true) {
             return options.fallback(error);
           }
           throw error;
         }
         this.#settleClosed(fast, generation, 'success');
+        if (stats !== null && started !== 0) stats.ran('success', stats.now() - started);
         return value;
       }
     }
@@ -289,6 +303,7 @@ export class CircuitBreaker<Context = unknown> {
       throw admitted;
     }
     co.inFlight += 1;
+    const ranSince = this.#stats === null ? 0 : this.#stats.now();
     let value: T;
     try {
       value =
@@ -296,13 +311,13 @@ export class CircuitBreaker<Context = unknown> {
           ? await this.#runGuarded(fn, signal, timeoutMs)
           : await fn(NEVER_ABORTED);
     } catch (error) {
-      const settled = this.#settle(admitted, this.#classify(error, signal), error);
+      const settled = this.#settle(admitted, this.#classify(error, signal), error, ranSince);
       if (settled !== undefined) await settled;
       const fallback = options?.fallback;
       if (fallback !== undefined && options?.fallbackOnFailure === true) return fallback(error);
       throw error;
     }
-    const settled = this.#settle(admitted, 'success', undefined);
+    const settled = this.#settle(admitted, 'success', undefined, ranSince);
     if (settled !== undefined) await settled;
     return value;
   }
@@ -312,6 +327,8 @@ export class CircuitBreaker<Context = unknown> {
     const o = this.#o;
     // What an open this outcome may start needs (a success can trip a failure rate).
     const canTrip = outcome === 'failure' || (outcome === 'success' && o.policy.trip.kind === 'failure-rate');
+    const co = this.#co;
+    co.selfCall = true;
     const moved = fast.recordClosed(
       this.name,
       o.policy,
@@ -321,7 +338,7 @@ export class CircuitBreaker<Context = unknown> {
       canTrip ? Math.random() : 0,
       canTrip && o.jitterFn !== null ? this.#jitterMs() : 0,
     );
-    const co = this.#co;
+    co.selfCall = false;
     if (moved === undefined) {
       // The state moved on while the call ran: the general path fences or counts it.
       co.settleMoved(generation, outcome);
@@ -342,11 +359,12 @@ export class CircuitBreaker<Context = unknown> {
     if (!('lease' in admitted)) throw admitted;
     co.inFlight += 1;
     const admission = admitted;
+    const ranSince = this.#stats === null ? 0 : this.#stats.now();
     let settled = false;
     const settle = (outcome: Outcome, error: unknown): Promise<void> => {
       if (settled) return Promise.resolve();
       settled = true;
-      return Promise.resolve(this.#settle(admission, outcome, error));
+      return Promise.resolve(this.#settle(admission, outcome, error, ranSince));
     };
     return {
       generation: admission.generation,
@@ -398,11 +416,20 @@ export class CircuitBreaker<Context = unknown> {
       // A breaker someone listens to is kept: dropping it would drop their listeners silently.
       busy: () => co.busy() || this.#ownListeners > 0,
       drain: (deadline) => co.drain(deadline),
+      instrument: (stats) => {
+        this.#stats = stats;
+      },
+      view: () => ({
+        state: co.state,
+        override: co.override,
+        retryAfterMs: co.openUntil === 0 ? 0 : Math.max(0, co.openUntil - this.#o.clock.now()),
+      }),
       unwritten: () => co.unwritten(),
     };
   }
 
   #rejected(reason: RejectReason, retryAfterMs: number): CircuitOpenError {
+    this.#stats?.reject(reason);
     const error = rejection(this.name, reason, retryAfterMs);
     if (this.#reject.size > 0) {
       this.#reject.emit({ name: this.name, context: this.context, reason, retryAfterMs: error.retryAfterMs });
@@ -462,7 +489,12 @@ export class CircuitBreaker<Context = unknown> {
   // ---- recording outcomes -------------------------------------------------------------------
 
   /** Records one outcome. Returns a promise only when the caller should wait for the store. */
-  #settle(admission: Admission, outcome: Outcome, error: unknown): Promise<void> | undefined {
+  #settle(
+    admission: Admission,
+    outcome: Outcome,
+    error: unknown,
+    ranSince: number,
+  ): Promise<void> | undefined {
     const o = this.#o;
     let slow = false;
     // A clock may read 0 (a ManualClock, an uptime clock): only NOT_TIMED means "not timed".
@@ -476,6 +508,8 @@ export class CircuitBreaker<Context = unknown> {
         this.#failure.emit({ name: this.name, context: this.context, error, durationMs, slow });
       }
     }
+    const stats = this.#stats;
+    if (stats !== null && ranSince !== 0) stats.ran(outcome, stats.now() - ranSince);
     return this.#co.record(admission, outcome, slow);
   }
 
@@ -520,6 +554,7 @@ export class CircuitBreaker<Context = unknown> {
   }
 
   #emitTransition(transition: Transition): void {
+    this.#stats?.transition(transition.from, transition.to);
     this.#o.logger?.info?.(
       { breaker: this.name, from: transition.from, to: transition.to, generation: transition.generation },
       'circuit breaker state changed',

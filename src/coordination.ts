@@ -3,6 +3,7 @@ import { outcomesCanTrip, shouldTrip } from './core/policy.js';
 import type {
   AcquireResult,
   BreakerState,
+  CircuitState,
   Outcome,
   OutcomeBatch,
   Override,
@@ -46,6 +47,8 @@ export interface CoordinationHost {
   customTrips(counts: WindowCounts): boolean;
   /** When the call starts, for durations (`NOT_TIMED` when nothing needs it). */
   startTime(): number;
+  /** A transition another process made reached this one (for metrics). */
+  learnt(from: CircuitState, to: CircuitState): void;
 }
 
 /** What a breaker could not write before `close()` gave up. */
@@ -87,6 +90,8 @@ export class Coordination implements View, KeptOutcomesOwner {
   /** Local time the view was last confirmed by the store. */
   viewAt = -Infinity;
   inFlight = 0;
+  /** True during a store call of this breaker's own (see `#own`). */
+  selfCall = false;
 
   readonly #host: CoordinationHost;
   readonly #o: ResolvedOptions<unknown>;
@@ -137,7 +142,7 @@ export class Coordination implements View, KeptOutcomesOwner {
     }
     let result: Awaitable<AcquireResult>;
     try {
-      result = o.store.acquire(this.#host.name, o.policy);
+      result = this.#own(() => o.store.acquire(this.#host.name, o.policy));
     } catch (error) {
       return this.#acquireFailed(error);
     }
@@ -220,7 +225,7 @@ export class Coordination implements View, KeptOutcomesOwner {
         id: nextBatchId(),
       };
       try {
-        const written = o.store.record(this.#host.name, o.policy, release);
+        const written = this.#own(() => o.store.record(this.#host.name, o.policy, release));
         if (isPromiseLike(written)) {
           this.#health
             .call(written, this.#timeoutMs(), 'record', (late) => this.#applyUpdate(late))
@@ -344,7 +349,7 @@ export class Coordination implements View, KeptOutcomesOwner {
     }
     let result: Awaitable<UpdateResult>;
     try {
-      result = o.store.record(this.#host.name, o.policy, batch);
+      result = this.#own(() => o.store.record(this.#host.name, o.policy, batch));
     } catch (error) {
       this.#storeFailed('record', error);
       this.#keep(batch, false);
@@ -542,6 +547,7 @@ export class Coordination implements View, KeptOutcomesOwner {
   /** A state change made by another process (or another breaker object) reached us. */
   notify(message: StateChangeMessage): void {
     if (message.generation <= this.generation) return;
+    if (!this.selfCall) this.#host.learnt(message.from, message.to);
     const localNow = this.#o.clock.now();
     this.generation = message.generation;
     const to = message.to;
@@ -711,8 +717,21 @@ export class Coordination implements View, KeptOutcomesOwner {
     return result.snapshot;
   }
 
+  /**
+   * Runs a store call of this breaker's own. An in-process store pushes the transition it makes
+   * before the call returns: `notify` must not count that as one learnt from another process.
+   */
+  #own<T>(call: () => T): T {
+    this.selfCall = true;
+    try {
+      return call();
+    } finally {
+      this.selfCall = false;
+    }
+  }
+
   #callStore<T>(operation: StoreOperation, call: () => Awaitable<T>): Awaitable<T> {
-    const result = call();
+    const result = this.#own(call);
     if (!isPromiseLike(result)) return result;
     return this.#health.call(result, this.#timeoutMs(), operation);
   }

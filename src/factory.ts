@@ -1,5 +1,8 @@
 import { CircuitBreaker, initKey, internal } from './breaker.js';
 import type { UnwrittenOutcomes } from './coordination.js';
+import { FactoryStats } from './metrics.js';
+import type { StoreOperationStats } from './metrics.js';
+import { StoreHealth } from './store-health.js';
 import type { CircuitState, WindowCounts } from './core/types.js';
 import { InvalidOptionError } from './errors.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';
@@ -21,6 +24,19 @@ export interface FactoryOptions<Context = unknown> extends BreakerOptions<Contex
    */
   readonly maxBreakers?: number;
 }
+
+/** What the metrics exporters read from a factory (see `[instrument]`). Not public API. */
+export interface FactoryInstruments<Context> {
+  readonly stats: FactoryStats;
+  breakers(): IterableIterator<CircuitBreaker<Context>>;
+  storeOperations(): ReadonlyMap<string, StoreOperationStats>;
+  readonly storeHealth: StoreHealth;
+}
+
+/** The factory's hook for the metrics exporters. Not public API. */
+export const instrument = Symbol('circuitry.instrument');
+/** The factory's breakers, for the health handler. Not public API. */
+export const eachBreaker = Symbol('circuitry.eachBreaker');
 
 export interface CloseOptions {
   /** How long `close()` may take in all. @defaultValue 5_000 */
@@ -66,6 +82,7 @@ export class BreakerFactory<Context = unknown> {
   #unsubscribe: Promise<(() => Promise<void>) | null> | null = null;
   #closed = false;
   readonly #subscription = new AbortController();
+  #stats: FactoryStats | null = null;
 
   constructor(options: FactoryOptions<Context> = {}) {
     checkKeys(options, 'factory options', FACTORY_ONLY_KEYS);
@@ -131,6 +148,7 @@ export class BreakerFactory<Context = unknown> {
       [initKey]: { baseName, context },
     } as BreakerOptions<Context>);
     breakers.set(name, breaker);
+    if (this.#stats !== null) breaker[internal].instrument(this.#stats.forBase(baseName));
     if (breakers.size > this.#maxBreakers) this.#evict();
     if (this.#unsubscribe === null) this.#subscribe();
     return breaker;
@@ -155,6 +173,31 @@ export class BreakerFactory<Context = unknown> {
       }),
     );
     return { healthy: reports.every((r) => r.state === 'closed'), breakers: reports };
+  }
+
+  /**
+   * The factory's metrics, kept from the first call of this on (nothing is kept or paid before):
+   * for `circuitry/prometheus` and `circuitry/opentelemetry`. Not public API.
+   */
+  [instrument](): FactoryInstruments<Context> {
+    if (this.#stats === null) {
+      const stats = (this.#stats = new FactoryStats());
+      for (const breaker of this.#breakers.values()) {
+        breaker[internal].instrument(stats.forBase(breaker.baseName));
+      }
+    }
+    const stats = this.#stats;
+    return {
+      stats,
+      breakers: () => this.#breakers.values(),
+      storeOperations: () => StoreHealth.of(this.#base.store).operations,
+      storeHealth: StoreHealth.of(this.#base.store),
+    };
+  }
+
+  /** The breaker objects the factory holds now, without asking the store. Not public API. */
+  [eachBreaker](): IterableIterator<CircuitBreaker<Context>> {
+    return this.#breakers.values();
   }
 
   /** How many breaker objects the factory holds. */

@@ -9,6 +9,8 @@ export type {
   SuccessEvent,
 } from './breaker.js';
 export { BreakerFactory } from './factory.js';
+export { healthHandler, healthOf } from './health-handler.js';
+export type { BreakerStatus, HealthBody, HealthHandlerOptions } from './health-handler.js';
 export type { BreakerHealth, CloseOptions, CloseReport, FactoryOptions, HealthReport } from './factory.js';
 export type { UnwrittenOutcomes } from './coordination.js';
 export type {

@@ -1,4 +1,6 @@
 import { StoreError } from './errors.js';
+import type { StoreOperationStats } from './metrics.js';
+import { observeStoreCall, storeOperationStats } from './metrics.js';
 import type { Logger } from './options.js';
 import type { Store, StoreTiming } from './store.js';
 
@@ -171,15 +173,20 @@ export class StoreHealth {
     const started = performance.now();
     return new Promise<T>((resolve, reject) => {
       let timedOut = false;
+      const stats = this.#operationStats(operation);
       const timer = setTimeout(() => {
         timedOut = true;
+        stats.errors += 1;
         const error = new StoreError(`Store ${operation} did not answer within ${timeoutMs} ms`);
         timeouts.add(error);
         reject(error);
       }, timeoutMs);
       promise.then(
         (value) => {
-          this.sample(performance.now() - started);
+          const ms = performance.now() - started;
+          this.sample(ms);
+          observeStoreCall(stats, ms);
+          if (this.onCall.length > 0) for (const hook of this.onCall) hook(operation, ms / 1_000);
           if (!timedOut) {
             clearTimeout(timer);
             resolve(value);
@@ -190,6 +197,7 @@ export class StoreHealth {
         (error: unknown) => {
           if (!timedOut) {
             clearTimeout(timer);
+            stats.errors += 1;
             reject(
               error instanceof StoreError
                 ? error
@@ -201,6 +209,17 @@ export class StoreHealth {
         },
       );
     });
+  }
+
+  /** Calls to the store by operation (in time, late or failed), for metrics. */
+  readonly operations = new Map<string, StoreOperationStats>();
+  /** Exporters that record each answered call (`circuitry/opentelemetry`): operation, seconds. */
+  readonly onCall: Array<(operation: string, seconds: number) => void> = [];
+
+  #operationStats(operation: string): StoreOperationStats {
+    let stats = this.operations.get(operation);
+    if (stats === undefined) this.operations.set(operation, (stats = storeOperationStats()));
+    return stats;
   }
 
   /** Logs a store failure, rate-limited. */

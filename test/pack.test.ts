@@ -47,6 +47,12 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     );
     symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
     symlinkSync(join(root, 'node_modules', 'bullmq'), join(project, 'node_modules', 'bullmq'));
+    symlinkSync(join(root, 'node_modules', 'prom-client'), join(project, 'node_modules', 'prom-client'));
+    mkdirSync(join(project, 'node_modules', '@opentelemetry'), { recursive: true });
+    symlinkSync(
+      join(root, 'node_modules', '@opentelemetry', 'api'),
+      join(project, 'node_modules', '@opentelemetry', 'api'),
+    );
   });
 
   after(() => rmSync(work, { recursive: true, force: true }));
@@ -66,6 +72,8 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       const redis = await import('circuitry/redis');
       const dynamodb = await import('circuitry/dynamodb');
       const bullmq = await import('circuitry/bullmq');
+      const prometheus = await import('circuitry/prometheus');
+      const opentelemetry = await import('circuitry/opentelemetry');
       const factory = new root.BreakerFactory();
       const value = await factory.breakerFor('x').execute(async () => 42);
       console.log(JSON.stringify({
@@ -77,6 +85,9 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
         dynamodb: typeof dynamodb.DynamoDBStore,
         createTable: typeof dynamodb.createBreakerTable,
         withBreaker: typeof bullmq.withBreaker,
+        prometheus: typeof prometheus.registerMetrics,
+        opentelemetry: typeof opentelemetry.registerMetrics,
+        healthHandler: typeof root.healthHandler,
       }));
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
@@ -92,6 +103,9 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       dynamodb: 'function',
       createTable: 'function',
       withBreaker: 'function',
+      prometheus: 'function',
+      opentelemetry: 'function',
+      healthHandler: 'function',
     });
   });
 
@@ -133,6 +147,9 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       import { DynamoDBStore, createBreakerTable } from 'circuitry/dynamodb';
       import { withBreaker, isTooManyDeferralsError } from 'circuitry/bullmq';
       import { Worker } from 'bullmq';
+      import { registerMetrics } from 'circuitry/prometheus';
+      import { registerMetrics as registerOtel } from 'circuitry/opentelemetry';
+      import { Registry } from 'prom-client';
       const factory = new BreakerFactory<{ tenantId: string }>({ clock: new ManualClock() });
       const breaker = factory.breakerFor('x', { tenantId: 't' });
       const value: Promise<number> = breaker.execute(async (signal: AbortSignal) => (signal.aborted ? 1 : 2));
@@ -141,7 +158,9 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
         breaker: (job) => factory.breakerFor('x', { tenantId: job.data.tenantId }),
         process: async (job, signal) => (signal.aborted ? 0 : job.data.tenantId.length),
       }), { connection: {}, autorun: false });
-      export { value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable };
+      const registered = registerMetrics(factory, { registry: new Registry(), perBreaker: { max: 5 } });
+      const otel = registerOtel(factory);
+      export { registered, otel, value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable };
       `,
     );
     execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], {

@@ -34,6 +34,20 @@ const FREE: Record<string, string> = {
   }`,
 };
 
+/** `circuitry/<subpath>` to its source, from package.json's exports (`dist/x.d.ts` is `src/x.ts`). */
+function sourcePaths(): Record<string, string[]> {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    exports: Record<string, string | { types?: string }>;
+  };
+  const paths: Record<string, string[]> = {};
+  for (const [subpath, target] of Object.entries(pkg.exports)) {
+    if (typeof target === 'string' || target.types === undefined) continue;
+    const name = subpath === '.' ? 'circuitry' : `circuitry/${subpath.slice(2)}`;
+    paths[name] = [target.types.replace(/^\.\/dist\//, 'src/').replace(/\.d\.ts$/, '.ts')];
+  }
+  return paths;
+}
+
 function snippets(): string[] {
   const readme = readFileSync(join(root, 'README.md'), 'utf8');
   return [...readme.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
@@ -71,13 +85,7 @@ describe('the README', { timeout: 120_000 }, () => {
           noEmit: true,
           rootDir: root,
           baseUrl: root,
-          paths: {
-            circuitry: ['src/index.ts'],
-            'circuitry/testing': ['src/testing/index.ts'],
-            'circuitry/redis': ['src/stores/redis/index.ts'],
-            'circuitry/dynamodb': ['src/stores/dynamodb/index.ts'],
-            'circuitry/bullmq': ['src/bullmq/index.ts'],
-          },
+          paths: sourcePaths(),
         },
         files,
       }),
