@@ -27,7 +27,7 @@ export function usePostgresSchema(use: (s: PostgresSchema) => void, config: Pool
   let pool: pg.Pool;
   let schema: string;
   before(async () => {
-    pool = new pg.Pool({ ...POSTGRES, max: 20, ...config });
+    pool = new pg.Pool({ ...POSTGRES, max: 10, ...config });
     schema = `circuitry_test_${randomUUID().replace(/-/g, '').slice(0, 16)}`;
     await pool.query(`CREATE SCHEMA ${schema}`);
     const table = `${schema}.breakers`;
