@@ -86,9 +86,13 @@ export async function listen(options: ListenOptions): Promise<() => Promise<void
     return true;
   };
 
+  // Closing settles a first attempt still connecting (pg's connect() may wait for its own timeout).
+  let wake = (): void => undefined;
+  const woken = new Promise<void>((resolve) => (wake = resolve));
   const close = (): Promise<void> => {
     if (closed) return Promise.resolve();
     closed = true;
+    wake();
     clearTimeout(timer);
     if (current !== null) destroy(current);
     current = null;
@@ -105,6 +109,7 @@ export async function listen(options: ListenOptions): Promise<() => Promise<void
   });
   await Promise.race([
     first,
+    woken,
     new Promise<void>((resolve) => {
       bound = setTimeout(resolve, options.connectTimeoutMs);
       bound.unref();
@@ -112,6 +117,6 @@ export async function listen(options: ListenOptions): Promise<() => Promise<void
   ]);
   clearTimeout(bound);
   // Got through only after the bound: whatever was sent before it was missed.
-  if (!settled) void first.then((ok) => ok && resync());
+  if (!settled && !closed) void first.then((ok) => ok && resync());
   return close;
 }
