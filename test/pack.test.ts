@@ -47,6 +47,8 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     );
     symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
     symlinkSync(join(root, 'node_modules', 'bullmq'), join(project, 'node_modules', 'bullmq'));
+    symlinkSync(join(root, 'node_modules', 'pg'), join(project, 'node_modules', 'pg'));
+    symlinkSync(join(root, 'node_modules', '@types', 'pg'), join(project, 'node_modules', '@types', 'pg'));
   });
 
   after(() => rmSync(work, { recursive: true, force: true }));
@@ -58,6 +60,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       const redis = await import('circuitry/redis');
       const dynamodb = await import('circuitry/dynamodb');
       const bullmq = await import('circuitry/bullmq');
+      const postgres = await import('circuitry/postgres');
       const factory = new root.BreakerFactory();
       const value = await factory.breakerFor('x').execute(async () => 42);
       console.log(JSON.stringify({
@@ -69,6 +72,8 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
         dynamodb: typeof dynamodb.DynamoDBStore,
         createTable: typeof dynamodb.createBreakerTable,
         withBreaker: typeof bullmq.withBreaker,
+        postgres: typeof postgres.PostgresStore,
+        createSchema: typeof postgres.createBreakerSchema,
       }));
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
@@ -84,12 +89,15 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       dynamodb: 'function',
       createTable: 'function',
       withBreaker: 'function',
+      postgres: 'function',
+      createSchema: 'function',
     });
   });
 
   it('loads the core without the optional drivers installed', () => {
     rmSync(join(project, 'node_modules', 'ioredis'));
     rmSync(join(project, 'node_modules', 'bullmq'));
+    rmSync(join(project, 'node_modules', 'pg'));
     const out = execFileSync(
       process.execPath,
       ['--input-type=module', '-e', "const m = await import('circuitry'); console.log(typeof m.MemoryStore)"],
@@ -98,6 +106,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     assert.equal(out.trim(), 'function');
     symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
     symlinkSync(join(root, 'node_modules', 'bullmq'), join(project, 'node_modules', 'bullmq'));
+    symlinkSync(join(root, 'node_modules', 'pg'), join(project, 'node_modules', 'pg'));
   });
 
   it('type-checks every subpath through the shipped declarations', () => {
@@ -125,6 +134,11 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       import { DynamoDBStore, createBreakerTable } from 'circuitry/dynamodb';
       import { withBreaker, isTooManyDeferralsError } from 'circuitry/bullmq';
       import { Worker } from 'bullmq';
+      import { PostgresStore, createBreakerSchema } from 'circuitry/postgres';
+      import pg from 'pg';
+      const pool = new pg.Pool();
+      const pgStore = new PostgresStore({ pool, table: 'app.breakers' });
+      const created: Promise<{ schema: string; table: string }> = createBreakerSchema(pool, { table: 'app.breakers' });
       const factory = new BreakerFactory<{ tenantId: string }>({ clock: new ManualClock() });
       const breaker = factory.breakerFor('x', { tenantId: 't' });
       const value: Promise<number> = breaker.execute(async (signal: AbortSignal) => (signal.aborted ? 1 : 2));
@@ -133,7 +147,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
         breaker: (job) => factory.breakerFor('x', { tenantId: job.data.tenantId }),
         process: async (job, signal) => (signal.aborted ? 0 : job.data.tenantId.length),
       }), { connection: {}, autorun: false });
-      export { value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable };
+      export { value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable, pgStore, created };
       `,
     );
     execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], {

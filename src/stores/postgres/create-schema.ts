@@ -29,6 +29,7 @@ export async function createBreakerSchema(
 ): Promise<CreateBreakerSchemaResult> {
   const name = parseTableName(options.table ?? DEFAULT_TABLE);
   const client = await pool.connect();
+  let broken: Error | undefined;
   try {
     await client.query('BEGIN');
     await client.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
@@ -43,9 +44,12 @@ export async function createBreakerSchema(
     await client.query('COMMIT');
     return { schema, table: name.table };
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    // A connection that cannot roll back is not given back to the pool.
+    await client.query('ROLLBACK').catch((rollback: unknown) => {
+      broken = rollback instanceof Error ? rollback : new Error(String(rollback));
+    });
     throw error;
   } finally {
-    client.release();
+    client.release(broken);
   }
 }
