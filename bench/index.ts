@@ -9,8 +9,10 @@ import { arch, cpus, platform } from 'node:os';
 import { ConsecutiveBreaker, SamplingBreaker, circuitBreaker, handleAll } from 'cockatiel';
 import { Redis } from 'ioredis';
 import Opossum from 'opossum';
+import pg from 'pg';
 
 import { BreakerFactory, consecutiveFailures, failureRate } from '../src/index.js';
+import { PostgresStore, createBreakerSchema } from '../src/stores/postgres/index.js';
 import { RedisStore } from '../src/stores/redis/index.js';
 import { registerMetrics as registerPrometheus } from '../src/prometheus/index.js';
 import { Registry } from 'prom-client';
@@ -301,6 +303,68 @@ async function redis(): Promise<void> {
   client.disconnect();
 }
 
+// ---- PostgresStore, per-call coordination ------------------------------------------------------
+async function postgres(): Promise<void> {
+  const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: 2_000 });
+  pool.on('error', () => undefined);
+  const schema = `circuitry_bench_${process.pid}`;
+  try {
+    await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+  } catch {
+    console.warn(`no Postgres at ${url}: skipping the PostgresStore case`);
+    await pool.end();
+    return;
+  }
+  try {
+    const table = `${schema}.breakers`;
+    await createBreakerSchema(pool, { table });
+    const ops = Math.round(2_000 * scale);
+    // Counts the statements the store sends (each is one round trip).
+    let statements = 0;
+    const counted = Object.create(pool) as pg.Pool;
+    counted.query = ((...args: Parameters<pg.Pool['query']>) => {
+      statements += 1;
+      return (pool.query as (...a: unknown[]) => unknown)(...args);
+    }) as pg.Pool['query'];
+    const factory = new BreakerFactory({
+      store: new PostgresStore({ pool: counted, table }),
+      maxStalenessMs: 0,
+      flushIntervalMs: 0,
+    });
+    const breaker = factory.breakerFor('bench');
+    await breaker.execute(noop);
+    const ns = await interleaved(ops, {
+      'SELECT 1 round trip (floor)': async () => {
+        for (let i = 0; i < ops; i++) await pool.query('SELECT 1');
+      },
+      'circuitry + PostgresStore': async () => {
+        for (let i = 0; i < ops; i++) await breaker.execute(noop);
+      },
+    });
+    statements = 0;
+    for (let i = 0; i < ops; i++) await breaker.execute(noop);
+    const perCall = statements / ops;
+    const floor = ns['SELECT 1 round trip (floor)']!;
+    for (const [library, value] of Object.entries(ns)) {
+      results.push({
+        case: 'PostgresStore, per-call coordination',
+        library,
+        value,
+        unit: 'ns/op',
+        note:
+          library === 'SELECT 1 round trip (floor)'
+            ? '1 statement'
+            : `${(value / floor).toFixed(2)}x the SELECT 1 floor, ${perCall.toFixed(2)} statements/call`,
+      });
+    }
+    await factory.close();
+  } finally {
+    await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => undefined);
+    await pool.end();
+  }
+}
+
 await closedPath();
 await openPath();
 await inFlight();
@@ -308,6 +372,7 @@ await failureAfterSuccesses();
 for (const breaker of opossums) breaker.shutdown();
 await perTenant();
 await redis();
+await postgres();
 
 const machine = {
   date: new Date().toISOString(),

@@ -53,6 +53,8 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       join(root, 'node_modules', '@opentelemetry', 'api'),
       join(project, 'node_modules', '@opentelemetry', 'api'),
     );
+    symlinkSync(join(root, 'node_modules', 'pg'), join(project, 'node_modules', 'pg'));
+    symlinkSync(join(root, 'node_modules', '@types', 'pg'), join(project, 'node_modules', '@types', 'pg'));
   });
 
   after(() => rmSync(work, { recursive: true, force: true }));
@@ -74,6 +76,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       const bullmq = await import('circuitry/bullmq');
       const prometheus = await import('circuitry/prometheus');
       const opentelemetry = await import('circuitry/opentelemetry');
+      const postgres = await import('circuitry/postgres');
       const factory = new root.BreakerFactory();
       const value = await factory.breakerFor('x').execute(async () => 42);
       console.log(JSON.stringify({
@@ -88,6 +91,8 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
         prometheus: typeof prometheus.registerMetrics,
         opentelemetry: typeof opentelemetry.registerMetrics,
         healthHandler: typeof root.healthHandler,
+        postgres: typeof postgres.PostgresStore,
+        createSchema: typeof postgres.createBreakerSchema,
       }));
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
@@ -106,12 +111,15 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       prometheus: 'function',
       opentelemetry: 'function',
       healthHandler: 'function',
+      postgres: 'function',
+      createSchema: 'function',
     });
   });
 
   it('loads the core without the optional drivers installed', () => {
     rmSync(join(project, 'node_modules', 'ioredis'));
     rmSync(join(project, 'node_modules', 'bullmq'));
+    rmSync(join(project, 'node_modules', 'pg'));
     const out = execFileSync(
       process.execPath,
       ['--input-type=module', '-e', "const m = await import('circuitry'); console.log(typeof m.MemoryStore)"],
@@ -120,6 +128,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     assert.equal(out.trim(), 'function');
     symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
     symlinkSync(join(root, 'node_modules', 'bullmq'), join(project, 'node_modules', 'bullmq'));
+    symlinkSync(join(root, 'node_modules', 'pg'), join(project, 'node_modules', 'pg'));
   });
 
   it('type-checks every subpath through the shipped declarations', () => {
@@ -150,6 +159,11 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       import { registerMetrics } from 'circuitry/prometheus';
       import { registerMetrics as registerOtel } from 'circuitry/opentelemetry';
       import { Registry } from 'prom-client';
+      import { PostgresStore, createBreakerSchema } from 'circuitry/postgres';
+      import pg from 'pg';
+      const pool = new pg.Pool();
+      const pgStore = new PostgresStore({ pool, table: 'app.breakers' });
+      const created: Promise<{ schema: string; table: string }> = createBreakerSchema(pool, { table: 'app.breakers' });
       const factory = new BreakerFactory<{ tenantId: string }>({ clock: new ManualClock() });
       const breaker = factory.breakerFor('x', { tenantId: 't' });
       const value: Promise<number> = breaker.execute(async (signal: AbortSignal) => (signal.aborted ? 1 : 2));
@@ -160,7 +174,7 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       }), { connection: {}, autorun: false });
       const registered = registerMetrics(factory, { registry: new Registry(), perBreaker: { max: 5 } });
       const otel = registerOtel(factory);
-      export { registered, otel, value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable };
+      export { registered, otel, value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable, pgStore, created };
       `,
     );
     execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], {

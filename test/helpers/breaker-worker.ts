@@ -1,18 +1,21 @@
-// A worker process for the multi-process tests: one BreakerFactory on a shared store (Redis or
-// DynamoDB), driven by the parent over IPC. Reports every state change its own store operations
+// A worker process for the multi-process tests: one BreakerFactory on a shared store (Redis,
+// DynamoDB or Postgres), driven by the parent over IPC. Reports every state change its own store operations
 // made.
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 
 import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
 import type { Store } from '../../src/index.js';
 import { DynamoDBStore } from '../../src/stores/dynamodb/index.js';
+import { PostgresStore } from '../../src/stores/postgres/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 
 /** Where the shared state is, as the parent passes it. */
 export type StoreSpec =
   | { readonly kind: 'redis'; readonly url: string; readonly prefix: string }
-  | { readonly kind: 'dynamodb'; readonly endpoint: string; readonly table: string };
+  | { readonly kind: 'dynamodb'; readonly endpoint: string; readonly table: string }
+  | { readonly kind: 'postgres'; readonly connection: pg.PoolConfig; readonly table: string };
 
 interface Run {
   readonly cmd: 'run';
@@ -51,6 +54,12 @@ function setUp(): Setup {
     const client = new Redis(spec.url, settings.redisOptions ?? {});
     store = new RedisStore({ client, prefix: spec.prefix });
     disconnect = () => client.disconnect();
+  } else if (spec.kind === 'postgres') {
+    const pool = new pg.Pool({ max: 4, ...spec.connection });
+    // A pooled connection that drops is replaced by the next query; its error must not crash us.
+    pool.on('error', () => undefined);
+    store = new PostgresStore({ pool, table: spec.table });
+    disconnect = () => void pool.end();
   } else {
     const client = new DynamoDBClient({
       endpoint: spec.endpoint,

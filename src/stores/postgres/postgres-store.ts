@@ -1,0 +1,468 @@
+import type { Pool } from 'pg';
+
+import { circuitState } from '../../core/reducer.js';
+import type {
+  AcquireResult,
+  BreakerPolicy,
+  BreakerState,
+  OutcomeBatch,
+  Override,
+  Snapshot,
+  Transition,
+  UpdateResult,
+} from '../../core/types.js';
+import { StoreError } from '../../errors.js';
+import type { Logger } from '../../options.js';
+import { invalid } from '../../options.js';
+import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions } from '../../store.js';
+import type { SchemaObjects, TableName } from './names.js';
+import { DEFAULT_TABLE, likePrefix, objectsOf, parseTableName } from './names.js';
+import { listen } from './listener.js';
+
+export interface PostgresStoreOptions {
+  /**
+   * A `pg.Pool` you created. The store runs one statement per operation on it and never closes
+   * it; `subscribe` opens a dedicated connection from the pool's connection options.
+   */
+  readonly pool: Pool;
+  /**
+   * The table (`name`, resolved through `search_path`, or `schema.name`) that
+   * `createBreakerSchema` created. @defaultValue 'circuitry_breakers'
+   */
+  readonly table?: string;
+  /** Told when a corrupt or foreign row is reset. @defaultValue none (a process warning) */
+  readonly logger?: Logger;
+  /** Called with the breaker name when a corrupt or foreign row is reset. */
+  readonly onCorruptRecord?: (name: string) => void;
+  /**
+   * One write in this many also deletes up to 100 expired rows (and 500 expired batch ids), in
+   * the same statement. @defaultValue 256
+   */
+  readonly gcEvery?: number;
+  /**
+   * For tests only: milliseconds added to the Postgres server's clock, read on every call, so a
+   * test can move the store's time forward. @defaultValue none
+   */
+  readonly timeOffsetMs?: () => number;
+}
+
+const PAGE_SIZE = 100;
+
+/** The policy as the functions' `kind_` and `p_` (schema.ts), built once per policy. */
+const policyArgs = new WeakMap<BreakerPolicy, readonly [string, readonly number[]]>();
+
+function argsOf(policy: BreakerPolicy): readonly [string, readonly number[]] {
+  let args = policyArgs.get(policy);
+  if (args === undefined) {
+    const trip = policy.trip;
+    args = [
+      trip.kind,
+      [
+        'threshold' in trip ? trip.threshold : 0,
+        trip.kind === 'failure-rate' ? trip.ratio : 0,
+        trip.kind === 'failure-rate' ? trip.minimumCalls : 0,
+        policy.windowMs,
+        policy.bucketMs,
+        policy.bucketCount,
+        policy.openMs,
+        policy.backoffMultiplier,
+        policy.maxOpenMs,
+        policy.jitterRatio,
+        policy.halfOpenMaxCalls,
+        policy.successThreshold,
+        policy.probeLeaseMs,
+      ],
+    ];
+    policyArgs.set(policy, args);
+  }
+  return args;
+}
+
+/** A row of the functions' REPLY_COLUMNS, as node-postgres returns it (bigint as text). */
+interface ReplyRow {
+  o_corrupt: boolean | null;
+  o_stale: boolean | null;
+  o_now: string | null;
+  o_admitted: boolean | null;
+  o_reason: string | null;
+  o_retry_after: string | null;
+  o_lease: string | null;
+  o_state: string | null;
+  o_override: string | null;
+  o_generation: string | null;
+  o_open_until: string | null;
+  o_successes: string | null;
+  o_failures: string | null;
+  o_slow: string | null;
+  o_ignored: string | null;
+  o_consecutive: string | null;
+  o_active_probes: number | null;
+  o_probe_successes: number | null;
+  o_reopens: number | null;
+  o_from: string | null;
+  o_to: string | null;
+  o_transition_generation: string | null;
+}
+
+const STATES = new Set<string>(['closed', 'open', 'half-open']);
+const OVERRIDES = new Set<string>(['forced-open', 'forced-closed', 'metrics-only']);
+const CIRCUIT_STATES = new Set<string>(['closed', 'open', 'half-open', 'forced-open', 'forced-closed']);
+
+/** Reads a reply row field by field, failing on the first one of the wrong shape. */
+class Reply {
+  constructor(
+    readonly operation: string,
+    readonly row: ReplyRow,
+  ) {}
+
+  fail(): StoreError {
+    const shown = JSON.stringify(this.row).slice(0, 300);
+    return new StoreError(`Postgres ${this.operation} returned a row of the wrong shape: ${shown}`);
+  }
+
+  number(value: string | number | null): number {
+    const n = typeof value === 'number' ? value : value === null ? NaN : Number(value);
+    if (!Number.isSafeInteger(n)) throw this.fail();
+    return n;
+  }
+
+  state(): BreakerState {
+    if (this.row.o_state === null || !STATES.has(this.row.o_state)) throw this.fail();
+    return this.row.o_state as BreakerState;
+  }
+
+  override(): Override | null {
+    const value = this.row.o_override;
+    if (value === null) return null;
+    if (!OVERRIDES.has(value)) throw this.fail();
+    return value as Override;
+  }
+
+  transition(): Transition | null {
+    const { o_from: from, o_to: to } = this.row;
+    if (from === null) return null;
+    if (!CIRCUIT_STATES.has(from) || to === null || !CIRCUIT_STATES.has(to)) throw this.fail();
+    return {
+      from: from as Transition['from'],
+      to: to as Transition['to'],
+      generation: this.number(this.row.o_transition_generation),
+    };
+  }
+
+  snapshot(policy: BreakerPolicy): Snapshot {
+    const r = this.row;
+    const state = this.state();
+    const override = this.override();
+    const generation = this.number(r.o_generation);
+    const openUntil = this.number(r.o_open_until);
+    const now = this.number(r.o_now);
+    const successes = this.number(r.o_successes);
+    const failures = this.number(r.o_failures);
+    const shown = circuitState({ state, override });
+    const total = successes + failures;
+    return {
+      state,
+      override,
+      circuitState: shown,
+      generation,
+      openUntil,
+      retryAfterMs:
+        shown === 'forced-open' ? policy.openMs : shown === 'open' ? Math.max(0, openUntil - now) : 0,
+      counts: {
+        successes,
+        failures,
+        slow: this.number(r.o_slow),
+        ignored: this.number(r.o_ignored),
+        total,
+        failureRate: total === 0 ? 0 : failures / total,
+        consecutiveFailures: this.number(r.o_consecutive),
+      },
+      activeProbes: this.number(r.o_active_probes),
+      probeSuccesses: this.number(r.o_probe_successes),
+      reopens: this.number(r.o_reopens),
+      now,
+    };
+  }
+}
+
+/**
+ * Breaker state in a Postgres table, one row per breaker, shared by every process that uses the
+ * same database and table. Each operation is one round trip: one PL/pgSQL function (created by
+ * `createBreakerSchema`) that locks the row, runs the reducer's transition on the server's clock
+ * and returns the result, so workers with skewed clocks agree. Short transactions and row locks,
+ * never SERIALIZABLE. Transitions are sent with `pg_notify` and heard by `subscribe`.
+ */
+export class PostgresStore implements Store {
+  /** First contact 5 s (a pool connects on first use); per call 200–3,000 ms, adaptive. */
+  readonly timing: StoreTiming = Object.freeze({
+    connectTimeoutMs: 5_000,
+    minCallTimeoutMs: 200,
+    maxCallTimeoutMs: 3_000,
+  });
+  readonly #pool: Pool;
+  readonly #name: TableName;
+  readonly #objects: SchemaObjects;
+  readonly #sql: {
+    readonly acquire: string;
+    readonly record: string;
+    readonly inspect: string;
+    readonly force: string;
+    readonly list: string;
+    readonly nameOfKey: string;
+  };
+  readonly #logger: Logger | null;
+  readonly #onCorruptRecord: ((name: string) => void) | null;
+  readonly #timeOffsetMs: (() => number) | null;
+  readonly #gcEvery: number;
+  #writes = 0;
+
+  constructor(options: PostgresStoreOptions) {
+    if (typeof options !== 'object' || options === null) {
+      throw invalid('PostgresStore options', 'an object with a `pool`', options);
+    }
+    const pool = options.pool as unknown;
+    if (
+      typeof pool !== 'object' ||
+      pool === null ||
+      typeof (pool as Pool).query !== 'function' ||
+      typeof (pool as Pool).connect !== 'function'
+    ) {
+      throw invalid('pool', 'a pg.Pool', pool);
+    }
+    const gcEvery = options.gcEvery ?? 256;
+    if (!Number.isSafeInteger(gcEvery) || gcEvery < 1)
+      throw invalid('gcEvery', 'a positive integer', gcEvery);
+    this.#pool = options.pool;
+    this.#name = parseTableName(options.table ?? DEFAULT_TABLE);
+    this.#objects = objectsOf(this.#name);
+    const o = this.#objects;
+    const leading = '$1, $2, $3, $4';
+    this.#sql = {
+      acquire: `SELECT * FROM ${o.acquire}(${leading}, $5)`,
+      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+      inspect: `SELECT * FROM ${o.inspect}(${leading})`,
+      force: `SELECT * FROM ${o.force}(${leading}, $5, $6)`,
+      list:
+        `SELECT key, name FROM ${o.table} WHERE key LIKE $1 ESCAPE '\\' AND ($2::text IS NULL OR key > $2) ` +
+        `AND (expires_at IS NULL OR expires_at > floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint + $3) ` +
+        `ORDER BY key LIMIT ${PAGE_SIZE}`,
+      nameOfKey: `SELECT name FROM ${o.table} WHERE key = $1`,
+    };
+    this.#gcEvery = gcEvery;
+    this.#logger = options.logger ?? null;
+    this.#onCorruptRecord = options.onCorruptRecord ?? null;
+    this.#timeOffsetMs = options.timeOffsetMs ?? null;
+  }
+
+  async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
+    const reply = await this.#run('acquire', this.#sql.acquire, name, policy, [this.#gc()]);
+    const r = reply.row;
+    const admitted = r.o_admitted === true;
+    const reason = r.o_reason;
+    if (!admitted && reason !== 'open' && reason !== 'half-open-full' && reason !== 'forced-open') {
+      throw reply.fail();
+    }
+    return {
+      admitted,
+      reason: admitted ? null : (reason as AcquireResult['reason']),
+      retryAfterMs: reply.number(r.o_retry_after),
+      generation: reply.number(r.o_generation),
+      lease: r.o_lease,
+      state: reply.state(),
+      override: reply.override(),
+      openUntil: reply.number(r.o_open_until),
+      now: reply.number(r.o_now),
+      transition: reply.transition(),
+    };
+  }
+
+  async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    const reply = await this.#run('record', this.#sql.record, name, policy, [
+      this.#gc(),
+      batch.generation,
+      batch.successes,
+      batch.failures,
+      batch.trailingFailures,
+      batch.slow,
+      batch.ignored,
+      batch.trip === true,
+      batch.random,
+      batch.jitterMs ?? 0,
+      batch.id ?? null,
+      batch.probes.map((p) => p.lease),
+      batch.probes.map((p) => p.outcome),
+    ]);
+    return this.#update(reply, policy);
+  }
+
+  async inspect(name: string, policy: BreakerPolicy): Promise<Snapshot | null> {
+    const reply = await this.#run('inspect', this.#sql.inspect, name, policy, [], true);
+    return reply === null ? null : reply.snapshot(policy);
+  }
+
+  async force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
+    const reply = await this.#run('force', this.#sql.force, name, policy, [this.#gc(), override]);
+    return this.#update(reply, policy);
+  }
+
+  /**
+   * Breaker names starting with `prefix`, a page at a time, in key order (keyset pagination on
+   * the primary key: each page is one index range scan). Expired rows not yet deleted are skipped.
+   */
+  async list(prefix: string, cursor: string | null = null): Promise<ListPage> {
+    const { rows } = await this.#pool.query<{ key: string; name: string }>(this.#sql.list, [
+      likePrefix(prefix),
+      cursor,
+      this.#timeOffsetMs?.() ?? 0,
+    ]);
+    const keys = rows.filter((row) => row.name.startsWith(prefix)).map((row) => row.name);
+    return { keys, cursor: rows.length < PAGE_SIZE ? null : rows[rows.length - 1]!.key };
+  }
+
+  /**
+   * Hears every transition any process makes: `LISTEN` on a dedicated connection (not one from
+   * the pool: a pooled connection goes back to the pool, and its LISTEN with it), made from the
+   * pool's connection options. Resolves once listening, or once the first attempt failed or took
+   * longer than the first-contact bound; a connection that fails or drops is made again with
+   * backoff (up to 30 s apart), and `options.onResync` is called when it is back (NOTIFY is not
+   * kept for a listener that was away). The returned function (or `options.signal`) closes the
+   * connection at once, even when the server is unreachable.
+   */
+  async subscribe(
+    listener: (message: StateChangeMessage) => void,
+    options: SubscribeOptions = {},
+  ): Promise<() => Promise<void>> {
+    return listen({
+      pool: this.#pool,
+      channelSql: `SELECT ${this.#objects.channelFunction}() AS channel`,
+      connectTimeoutMs: this.timing.connectTimeoutMs,
+      onPayload: (payload) => this.#deliver(payload, listener),
+      ...(options.onResync === undefined ? {} : { onResync: options.onResync }),
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    });
+  }
+
+  #deliver(payload: string, listener: (message: StateChangeMessage) => void): void {
+    let m: Record<string, unknown>;
+    try {
+      m = JSON.parse(payload) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (
+      typeof m.key !== 'string' ||
+      typeof m.from !== 'string' ||
+      !CIRCUIT_STATES.has(m.from) ||
+      typeof m.to !== 'string' ||
+      !CIRCUIT_STATES.has(m.to) ||
+      typeof m.generation !== 'number' ||
+      typeof m.openUntil !== 'number' ||
+      typeof m.now !== 'number'
+    ) {
+      return;
+    }
+    const message = (key: string): StateChangeMessage => ({
+      key,
+      from: m.from as Transition['from'],
+      to: m.to as Transition['to'],
+      generation: m.generation as number,
+      openUntil: m.openUntil as number,
+      now: m.now as number,
+      ...(typeof m.override === 'string' && (m.override === '' || OVERRIDES.has(m.override))
+        ? { override: m.override === '' ? null : (m.override as Override) }
+        : {}),
+    });
+    if (m.hashed !== true) {
+      listener(message(m.key));
+      return;
+    }
+    // A name too long for a key (and for a NOTIFY payload) is looked up by its key.
+    this.#pool.query<{ name: string }>(this.#sql.nameOfKey, [m.key]).then(
+      ({ rows }) => {
+        if (rows[0] !== undefined) listener(message(rows[0].name));
+      },
+      () => undefined, // as a push lost: breakers re-read on their own schedule
+    );
+  }
+
+  /** Every `gcEvery`th write asks the function for a bounded pass over expired rows. */
+  #gc(): boolean {
+    this.#writes += 1;
+    if (this.#writes < this.#gcEvery) return false;
+    this.#writes = 0;
+    return true;
+  }
+
+  #update(reply: Reply, policy: BreakerPolicy): UpdateResult {
+    return {
+      snapshot: reply.snapshot(policy),
+      transition: reply.transition(),
+      stale: reply.row.o_stale === true,
+    };
+  }
+
+  async #run(
+    operation: string,
+    sql: string,
+    name: string,
+    policy: BreakerPolicy,
+    extra: readonly unknown[],
+    none: true,
+  ): Promise<Reply | null>;
+  async #run(
+    operation: string,
+    sql: string,
+    name: string,
+    policy: BreakerPolicy,
+    extra: readonly unknown[],
+  ): Promise<Reply>;
+  async #run(
+    operation: string,
+    sql: string,
+    name: string,
+    policy: BreakerPolicy,
+    extra: readonly unknown[],
+    none = false,
+  ): Promise<Reply | null> {
+    if (typeof name !== 'string' || !isWellFormed(name)) {
+      // Postgres text is UTF-8: a lone surrogate would become U+FFFD and two names would collide.
+      throw new StoreError(`PostgresStore cannot store a breaker name that is not well-formed UTF-16`);
+    }
+    const [kind, p] = argsOf(policy);
+    const { rows } = await this.#pool.query<ReplyRow>(sql, [
+      name,
+      kind,
+      p,
+      this.#timeOffsetMs?.() ?? 0,
+      ...extra,
+    ]);
+    const row = rows[0];
+    if (row === undefined) {
+      if (none) return null;
+      throw new StoreError(`Postgres ${operation} returned no row`);
+    }
+    const reply = new Reply(operation, row);
+    if (row.o_corrupt === true) this.#corrupt(name);
+    return reply;
+  }
+
+  #corrupt(name: string): void {
+    if (this.#onCorruptRecord !== null) this.#onCorruptRecord(name);
+    const table = this.#objects.table;
+    if (this.#logger !== null) {
+      this.#logger.warn({ breaker: name, table }, 'circuit breaker record was corrupt or foreign; reset it');
+    } else if (this.#onCorruptRecord === null) {
+      process.emitWarning(
+        `circuitry: the Postgres row of breaker ${JSON.stringify(name.slice(0, 200))} in ${table} was corrupt or foreign and was reset`,
+        'CircuitryCorruptRecordWarning',
+      );
+    }
+  }
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+function isWellFormed(name: string): boolean {
+  if (!SURROGATE.test(name)) return true;
+  return Buffer.from(name, 'utf8').toString('utf8') === name;
+}

@@ -1,0 +1,464 @@
+import { SCHEMA_VERSION } from '../../core/types.js';
+import type { SchemaObjects } from './names.js';
+import { MAX_PLAIN_KEY_CHARS, channelOf, objectsOf, quoteIdent, quoteLiteral } from './names.js';
+
+/*
+ * The SQL a PostgresStore needs: one table (a row per breaker), a side table of batch ids, and a
+ * PL/pgSQL function per store operation. The functions are a port of src/core/reducer.ts,
+ * window.ts and policy.ts (the spec), as the Redis Lua is; the conformance suite runs the same
+ * scenarios against both. Generated here, from one source, for `createBreakerSchema` and for
+ * docs/postgres.md (a test checks the doc is up to date; `npm run build:docs` rewrites it).
+ *
+ * Every function takes the same leading arguments:
+ *   name_    the breaker name
+ *   kind_    trip kind: consecutive-failures | failures-in-window | failure-rate | custom
+ *   p_       the policy, float8[]: [1] threshold, [2] ratio, [3] minimumCalls, [4] windowMs,
+ *            [5] bucketMs, [6] bucketCount, [7] openMs, [8] backoffMultiplier, [9] maxOpenMs,
+ *            [10] jitterRatio, [11] halfOpenMaxCalls, [12] successThreshold, [13] probeLeaseMs
+ *   offset_  milliseconds added to the server's clock (0; tests move the store's time with it)
+ * and returns one row (inspect: none when nothing is stored) of REPLY_COLUMNS.
+ *
+ * Row columns: `key` (the name, or for a name longer than 600 characters its first 600, `#` and
+ * its SHA-256: a btree entry is limited to ~2.7 KB), `name`, `version` (record schema), `state`,
+ * `override` (NULL for none), `generation`, `opened_at`, `open_until`, `reopens`,
+ * `consecutive_failures`, `probe_successes`, `lease_seq` (so lease ids are unique per breaker),
+ * `lease_ids` and `lease_expires` (parallel arrays), `buckets` (flat: index, successes, failures,
+ * slow, ignored per bucket, oldest first) and `expires_at` (GC: ms of store time; NULL with an
+ * override). Columns are nullable and unchecked on purpose: a row another writer spoiled is reset
+ * by the functions (and reported), never an error.
+ */
+
+/** Added to every GC expiry, as the Redis store's GC_MARGIN_MS. */
+const GC_MARGIN_MS = 60_000;
+/**
+ * An expiry is rewritten only when it falls short, and then this far ahead: `expires_at` is
+ * indexed, and an update that leaves every indexed column alone can be HOT (no index writes, the
+ * new version on the same page). So a busy breaker rewrites its expiry once every five minutes.
+ */
+const EXPIRY_SLACK_MS = 300_000;
+/** How long a batch id is remembered (as the Redis store's DEDUP_MS). */
+export const BATCH_ID_MS = 60_000;
+/** Rows deleted by one GC pass, per table. */
+const GC_BATCH = 100;
+
+/** The columns every function returns, in order. */
+export const REPLY_COLUMNS = `o_corrupt boolean, o_stale boolean, o_now bigint, o_admitted boolean,
+  o_reason text, o_retry_after bigint, o_lease text, o_state text, o_override text,
+  o_generation bigint, o_open_until bigint, o_successes bigint, o_failures bigint, o_slow bigint,
+  o_ignored bigint, o_consecutive bigint, o_active_probes integer, o_probe_successes integer,
+  o_reopens integer, o_from text, o_to text, o_transition_generation bigint`;
+
+const LEADING = 'name_ text, kind_ text, p_ float8[], offset_ bigint';
+
+/** Everything `schemaSql` needs: the schema is explicit, so function bodies never depend on `search_path`. */
+export interface QualifiedTable {
+  readonly schema: string;
+  readonly table: string;
+}
+
+// ---- fragments shared by the functions (the Lua's common.lua) --------------------------------
+
+const NOW = `floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint + offset_`;
+
+const KEY = `CASE WHEN length(name_) <= ${MAX_PLAIN_KEY_CHARS} THEN name_
+    ELSE left(name_, ${MAX_PLAIN_KEY_CHARS}) || '#' || encode(sha256(convert_to(name_, 'UTF8')), 'hex') END`;
+
+/** Whether the row `a` (an alias with a dot, or '' for bare columns) is a record this version can use. */
+function valid(a: string): string {
+  return `coalesce(${a}version = ${SCHEMA_VERSION}
+      AND ${a}state IN ('closed', 'open', 'half-open')
+      AND (${a}override IS NULL OR ${a}override IN ('forced-open', 'forced-closed', 'metrics-only'))
+      AND ${a}generation >= 1 AND ${a}opened_at >= 0 AND ${a}open_until >= 0 AND ${a}reopens >= 0
+      AND ${a}consecutive_failures >= 0 AND ${a}probe_successes >= 0 AND ${a}lease_seq >= 0
+      AND CASE WHEN coalesce(array_ndims(${a}lease_ids), 1) = 1 AND coalesce(array_ndims(${a}lease_expires), 1) = 1
+          AND coalesce(array_ndims(${a}buckets), 1) = 1
+        THEN cardinality(${a}lease_ids) = cardinality(${a}lease_expires) AND cardinality(${a}buckets) % 5 = 0
+          AND array_position(${a}lease_ids, NULL) IS NULL AND array_position(${a}lease_expires, NULL) IS NULL
+          AND array_position(${a}buckets, NULL) IS NULL
+        ELSE false END, false)`;
+}
+
+/** Makes `r` a fresh closed record created at `now_` (reducer.ts emptyRecord, initialGeneration). */
+const FRESH = `r.version := ${SCHEMA_VERSION}; r.state := 'closed'; r.override := NULL;
+    r.generation := greatest(1, now_ * 100); r.opened_at := 0; r.open_until := 0; r.reopens := 0;
+    r.consecutive_failures := 0; r.probe_successes := 0; r.lease_seq := 0;
+    r.lease_ids := '{}'; r.lease_expires := '{}'; r.buckets := '{}';`;
+
+/** The GC horizon of `r` (Lua gc_ttl_ms): never before anything the record still remembers. */
+const NEED = `now_ + ceil(greatest(
+      p_[4] + greatest(p_[7], p_[9]) * (1 + greatest(0, p_[10])) + p_[13],
+      (r.open_until - now_) + p_[4] + p_[13]) + ${GC_MARGIN_MS})::bigint`;
+
+const CIRCUIT = `CASE WHEN r.override IN ('forced-open', 'forced-closed') THEN r.override ELSE r.state END`;
+
+/** Locks the row, inserting a fresh one if there is none (a concurrent insert wins, and is locked). */
+function lockOrInsert(o: SchemaObjects): string {
+  return `LOOP
+    SELECT * INTO r FROM ${o.table} WHERE key = k FOR UPDATE;
+    EXIT WHEN FOUND;
+    INSERT INTO ${o.table} AS b (key, name, version, state, override, generation, opened_at, open_until,
+        reopens, consecutive_failures, probe_successes, lease_seq, lease_ids, lease_expires, buckets, expires_at)
+      VALUES (k, name_, ${SCHEMA_VERSION}, 'closed', NULL, greatest(1, now_ * 100), 0, 0, 0, 0, 0, 0, '{}', '{}', '{}',
+        ${NEED.replace('(r.open_until - now_)', '(0 - now_)')} + ${EXPIRY_SLACK_MS})
+      ON CONFLICT (key) DO NOTHING;
+  END LOOP;`;
+}
+
+/** After loading: a spoiled row is reset (and reported), an expired one starts over. */
+const RESET = `IF NOT ${valid('r.')} THEN
+    corrupt := true; ${FRESH} dirty := true;
+  ELSIF r.expires_at IS NOT NULL AND r.expires_at <= now_ THEN
+    ${FRESH} dirty := true;
+  END IF;`;
+
+/** Drops leases whose holder did not report in time (not a change worth a write on its own). */
+const EXPIRE_LEASES = `IF cardinality(r.lease_ids) > 0 THEN
+    ids := '{}'; exps := '{}';
+    FOR i IN 1 .. cardinality(r.lease_ids) LOOP
+      IF r.lease_expires[i] > now_ THEN ids := ids || r.lease_ids[i]; exps := exps || r.lease_expires[i]; END IF;
+    END LOOP;
+    r.lease_ids := ids; r.lease_expires := exps;
+  END IF;`;
+
+/** reducer.ts open: backoff on consecutive re-opens, capped, then jitter (Math.round). */
+const OPEN = `IF r.state = 'half-open' THEN r.reopens := r.reopens + 1; ELSE r.reopens := 0; END IF;
+      r.state := 'open'; r.generation := r.generation + 1; r.opened_at := now_;
+      base := least(p_[9], p_[7] * power(p_[8], r.reopens));
+      r.open_until := now_ + floor(base + base * p_[10] * random_ + jitter_ + 0.5)::bigint;
+      r.lease_ids := '{}'; r.lease_expires := '{}'; r.probe_successes := 0;`;
+
+const CLOSE = `r.state := 'closed'; r.generation := r.generation + 1; r.open_until := 0; r.reopens := 0;
+      r.consecutive_failures := 0; r.probe_successes := 0; r.lease_ids := '{}'; r.lease_expires := '{}';
+      r.buckets := '{}';`;
+
+/** Writes the whole record; the expiry only when it falls short (see EXPIRY_SLACK_MS). */
+function write(o: SchemaObjects): string {
+  return `need := ${NEED};
+    UPDATE ${o.table} AS b SET name = name_, version = r.version, state = r.state, override = r.override,
+        generation = r.generation, opened_at = r.opened_at, open_until = r.open_until, reopens = r.reopens,
+        consecutive_failures = r.consecutive_failures, probe_successes = r.probe_successes,
+        lease_seq = r.lease_seq, lease_ids = r.lease_ids, lease_expires = r.lease_expires, buckets = r.buckets,
+        expires_at = CASE WHEN r.override IS NOT NULL THEN NULL
+          WHEN b.expires_at >= need THEN b.expires_at ELSE need + ${EXPIRY_SLACK_MS} END
+      WHERE key = k;`;
+}
+
+/**
+ * What a write ends with: counting outcomes (no transition) commits without waiting for the WAL
+ * flush, so a server crash can lose the last moments of counts but never a transition; the
+ * transition is told to listeners (delivered at commit); and now and then, when the store asks,
+ * a bounded pass deletes expired rows. SKIP LOCKED: a row in use is never waited for.
+ */
+function finish(o: SchemaObjects, channel: string): string {
+  return `IF moved THEN
+    PERFORM pg_notify(${quoteLiteral(channel)}, json_build_object('key', k, 'hashed', k <> name_,
+      'from', from_, 'to', ${CIRCUIT}, 'generation', r.generation, 'openUntil', r.open_until,
+      'now', now_, 'override', coalesce(r.override, ''))::text);
+    o_from := from_; o_to := ${CIRCUIT}; o_transition_generation := r.generation;
+  ELSE
+    PERFORM set_config('synchronous_commit', 'off', true);
+  END IF;
+  IF gc_ THEN
+    DELETE FROM ${o.table} WHERE key IN (SELECT g.key FROM ${o.table} AS g WHERE g.expires_at < now_
+      ORDER BY g.expires_at LIMIT ${GC_BATCH} FOR UPDATE SKIP LOCKED);
+    DELETE FROM ${o.batches} WHERE (key, id) IN (SELECT g.key, g.id FROM ${o.batches} AS g
+      WHERE g.expires_at < now_ ORDER BY g.expires_at LIMIT ${GC_BATCH * 5} FOR UPDATE SKIP LOCKED);
+  END IF;`;
+}
+
+/** Fills the snapshot columns from `r` at `now_` (reducer.ts snapshot; leases already expired). */
+function snapshot(o: SchemaObjects): string {
+  return `c := ${o.window}(r.buckets, now_, p_[5]::bigint, p_[6]::bigint);
+  o_state := r.state; o_override := r.override; o_generation := r.generation; o_open_until := r.open_until;
+  o_successes := c[1]; o_failures := c[2]; o_slow := c[3]; o_ignored := c[4];
+  o_consecutive := r.consecutive_failures; o_active_probes := cardinality(r.lease_ids);
+  o_probe_successes := r.probe_successes; o_reopens := r.reopens; o_now := now_;`;
+}
+
+function declarations(o: SchemaObjects): string {
+  return `k text := ${KEY};
+  now_ bigint := ${NOW};
+  r ${o.table}%ROWTYPE;
+  corrupt boolean := false;
+  dirty boolean := false;
+  moved boolean := false;
+  from_ text;
+  c bigint[];
+  ids text[];
+  exps bigint[];
+  need bigint;`;
+}
+
+const DEFAULTS = `o_corrupt := false; o_stale := false; o_admitted := false; o_retry_after := 0;`;
+
+// ---- the SQL ----------------------------------------------------------------------------------
+
+/** The whole schema for one table, idempotent (`IF NOT EXISTS`, `CREATE OR REPLACE`). */
+export function schemaSql(name: QualifiedTable): string {
+  const o = objectsOf(name);
+  const channel = channelOf(name.schema, name.table);
+  const index = (suffix: string): string => quoteIdent(`${name.table}${suffix}`);
+  return `-- circuitry PostgresStore schema (record schema ${SCHEMA_VERSION}) for ${o.table}.
+-- Generated by src/stores/postgres/schema.ts; createBreakerSchema() runs it under an advisory lock.
+
+-- One row per breaker. fillfactor 70 leaves room on each page, so the frequent updates of a hot
+-- breaker are HOT (heap-only: no index writes, pruned without a vacuum).
+CREATE TABLE IF NOT EXISTS ${o.table} (
+  key text COLLATE "C" PRIMARY KEY,
+  name text NOT NULL,
+  version smallint,
+  state text,
+  override text,
+  generation bigint,
+  opened_at bigint,
+  open_until bigint,
+  reopens integer,
+  consecutive_failures bigint,
+  probe_successes integer,
+  lease_seq bigint,
+  lease_ids text[],
+  lease_expires bigint[],
+  buckets bigint[],
+  expires_at bigint
+) WITH (fillfactor = 70);
+CREATE INDEX IF NOT EXISTS ${index('_expires_at')} ON ${o.table} (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Batch ids seen in the last ${BATCH_ID_MS / 1000} s, so a batch re-sent after a lost reply is counted once.
+CREATE TABLE IF NOT EXISTS ${o.batches} (
+  key text COLLATE "C" NOT NULL,
+  id text NOT NULL,
+  expires_at bigint NOT NULL,
+  PRIMARY KEY (key, id)
+);
+CREATE INDEX IF NOT EXISTS ${index('_batches_expires_at')} ON ${o.batches} (expires_at);
+
+-- The NOTIFY channel transitions are sent on.
+CREATE OR REPLACE FUNCTION ${o.channelFunction}() RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT ${quoteLiteral(channel)}::text $$;
+
+-- Sums the buckets inside the window ending at now_, or at the newest bucket if later (window.ts
+-- windowCounts): [successes, failures, slow, ignored].
+CREATE OR REPLACE FUNCTION ${o.window}(buckets bigint[], now_ bigint, bucket_ms bigint, bucket_count bigint)
+RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+  n integer := coalesce(cardinality(buckets), 0) / 5;
+  newest bigint := now_ / bucket_ms;
+  c bigint[] := ARRAY[0, 0, 0, 0]::bigint[];
+BEGIN
+  IF n > 0 AND buckets[(n - 1) * 5 + 1] > newest THEN newest := buckets[(n - 1) * 5 + 1]; END IF;
+  FOR i IN 0 .. n - 1 LOOP
+    IF buckets[i * 5 + 1] >= newest - bucket_count + 1 THEN
+      c[1] := c[1] + buckets[i * 5 + 2]; c[2] := c[2] + buckets[i * 5 + 3];
+      c[3] := c[3] + buckets[i * 5 + 4]; c[4] := c[4] + buckets[i * 5 + 5];
+    END IF;
+  END LOOP;
+  RETURN c;
+END $$;
+
+-- Adds outcomes to the bucket counting at now_ (window.ts currentBucket): the newest bucket if
+-- the clock is behind it, else a new one, dropping those out of the window (at most bucket_count).
+CREATE OR REPLACE FUNCTION ${o.add}(buckets bigint[], now_ bigint, bucket_ms bigint, bucket_count bigint,
+  s bigint, f bigint, sl bigint, ig bigint)
+RETURNS bigint[] LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+  n integer := coalesce(cardinality(buckets), 0) / 5;
+  idx bigint := now_ / bucket_ms;
+  j integer;
+  drop_ integer := 0;
+BEGIN
+  IF n > 0 AND buckets[(n - 1) * 5 + 1] >= idx THEN
+    j := (n - 1) * 5;
+    buckets[j + 2] := buckets[j + 2] + s; buckets[j + 3] := buckets[j + 3] + f;
+    buckets[j + 4] := buckets[j + 4] + sl; buckets[j + 5] := buckets[j + 5] + ig;
+    RETURN buckets;
+  END IF;
+  WHILE drop_ < n AND (buckets[drop_ * 5 + 1] < idx - bucket_count + 1 OR n - drop_ >= bucket_count) LOOP
+    drop_ := drop_ + 1;
+  END LOOP;
+  RETURN coalesce(buckets[drop_ * 5 + 1 : n * 5], '{}') || ARRAY[idx, s, f, sl, ig];
+END $$;
+
+-- acquire (reducer.ts acquire): admits, moves an open breaker whose period ended to half-open
+-- (reported once), hands out probe leases up to halfOpenMaxCalls. A first pass reads without a
+-- lock and answers whatever needs no write (closed, open, half-open full); only a call that
+-- changes the row locks it and decides again.
+CREATE OR REPLACE FUNCTION ${o.acquire}(${LEADING}, gc_ boolean)
+RETURNS TABLE (${REPLY_COLUMNS})
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  ${declarations(o)}
+  soonest bigint;
+BEGIN
+  FOR pass IN 1 .. 2 LOOP
+    ${DEFAULTS}
+    corrupt := false; dirty := false; o_lease := NULL; o_reason := NULL;
+    IF pass = 1 THEN
+      SELECT * INTO r FROM ${o.table} WHERE key = k;
+      CONTINUE WHEN NOT FOUND OR NOT ${valid('r.')} OR r.expires_at <= now_;
+    ELSE
+      ${lockOrInsert(o)}
+      ${RESET}
+    END IF;
+    ${EXPIRE_LEASES}
+    from_ := ${CIRCUIT};
+    IF r.override = 'forced-open' THEN
+      o_reason := 'forced-open'; o_retry_after := p_[7]::bigint;
+    ELSIF r.override = 'forced-closed' OR r.state = 'closed' THEN
+      o_admitted := true;
+    ELSIF r.state = 'open' AND now_ < r.open_until THEN
+      IF r.override = 'metrics-only' THEN o_admitted := true;
+      ELSE o_reason := 'open'; o_retry_after := r.open_until - now_; END IF;
+    ELSE
+      IF r.state = 'open' THEN
+        r.state := 'half-open'; r.generation := r.generation + 1; r.open_until := 0;
+        r.probe_successes := 0; r.lease_ids := '{}'; r.lease_expires := '{}';
+        dirty := true;
+      END IF;
+      IF cardinality(r.lease_ids) < p_[11] THEN
+        r.lease_seq := r.lease_seq + 1;
+        o_lease := now_::text || '-' || r.lease_seq::text;
+        r.lease_ids := r.lease_ids || o_lease; r.lease_expires := r.lease_expires || (now_ + p_[13]::bigint);
+        o_admitted := true; dirty := true;
+      ELSIF r.override = 'metrics-only' THEN
+        o_admitted := true;
+      ELSE
+        SELECT min(e) INTO soonest FROM unnest(r.lease_expires) AS e;
+        o_reason := 'half-open-full';
+        -- halfOpenMaxCalls < 1 leaves no lease to wait for (the reducer's Infinity): say "soon".
+        o_retry_after := CASE WHEN soonest IS NULL THEN p_[13]::bigint ELSE greatest(1, soonest - now_) END;
+      END IF;
+    END IF;
+    CONTINUE WHEN dirty AND pass = 1;
+    IF dirty THEN ${write(o)} END IF;
+    moved := from_ IS DISTINCT FROM ${CIRCUIT};
+    ${finish(o, channel)}
+    o_corrupt := corrupt; o_now := now_; o_state := r.state; o_override := r.override;
+    o_generation := r.generation; o_open_until := r.open_until;
+    RETURN NEXT;
+    RETURN;
+  END LOOP;
+END $$;
+
+-- record (reducer.ts record): outcomes of calls admitted under generation_. A batch from another
+-- generation, or under forced-closed, changes nothing (stale); so does a batch whose id was seen
+-- in the last ${BATCH_ID_MS / 1000} s (a re-send of a write whose reply was lost).
+CREATE OR REPLACE FUNCTION ${o.record}(${LEADING}, gc_ boolean,
+  generation_ bigint, successes_ bigint, failures_ bigint, trailing_ bigint, slow_ bigint, ignored_ bigint,
+  trip_ boolean, random_ float8, jitter_ float8, batch_ text, probe_leases_ text[], probe_outcomes_ text[])
+RETURNS TABLE (${REPLY_COLUMNS})
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  ${declarations(o)}
+  base float8;
+  failed boolean := false;
+  at integer;
+BEGIN
+  ${DEFAULTS}
+  ${lockOrInsert(o)}
+  ${RESET}
+  ${EXPIRE_LEASES}
+  from_ := ${CIRCUIT};
+  IF batch_ IS NOT NULL AND batch_ <> '' THEN
+    INSERT INTO ${o.batches} AS b (key, id, expires_at) VALUES (k, batch_, now_ + ${BATCH_ID_MS})
+      ON CONFLICT (key, id) DO UPDATE SET expires_at = excluded.expires_at WHERE b.expires_at <= now_;
+    o_stale := NOT FOUND;
+  END IF;
+  IF o_stale OR generation_ <> r.generation OR r.override = 'forced-closed' THEN
+    o_stale := true;
+  ELSIF r.state = 'closed' THEN
+    IF successes_ + failures_ + slow_ + ignored_ > 0 THEN
+      r.buckets := ${o.add}(r.buckets, now_, p_[5]::bigint, p_[6]::bigint, successes_, failures_, slow_, ignored_);
+      r.consecutive_failures := CASE WHEN successes_ > 0 THEN trailing_ ELSE r.consecutive_failures + failures_ END;
+      dirty := true;
+    END IF;
+    c := ${o.window}(r.buckets, now_, p_[5]::bigint, p_[6]::bigint);
+    -- policy.ts outcomesCanTrip and shouldTrip; a rate is a quotient, compared as the reducer does.
+    IF ((failures_ > 0 OR (successes_ > 0 AND kind_ = 'failure-rate')) AND CASE kind_
+          WHEN 'consecutive-failures' THEN r.consecutive_failures >= p_[1]
+          WHEN 'failures-in-window' THEN c[2] >= p_[1]
+          WHEN 'failure-rate' THEN CASE WHEN c[1] + c[2] > 0 AND c[1] + c[2] >= p_[3]
+            THEN c[2]::float8 / (c[1] + c[2])::float8 >= p_[2] ELSE false END
+          ELSE false END)
+        OR (trip_ AND kind_ = 'custom') THEN
+      ${OPEN}
+      dirty := true;
+    END IF;
+  ELSIF r.state = 'half-open' AND cardinality(probe_leases_) > 0 THEN
+    FOR i IN 1 .. cardinality(probe_leases_) LOOP
+      at := array_position(r.lease_ids, probe_leases_[i]);
+      -- An expired or unknown lease's slot was already given back.
+      CONTINUE WHEN at IS NULL;
+      r.lease_ids := r.lease_ids[1 : at - 1] || r.lease_ids[at + 1 :];
+      r.lease_expires := r.lease_expires[1 : at - 1] || r.lease_expires[at + 1 :];
+      dirty := true;
+      IF probe_outcomes_[i] = 'success' THEN r.probe_successes := r.probe_successes + 1;
+      ELSIF probe_outcomes_[i] = 'failure' THEN failed := true; END IF;
+    END LOOP;
+    IF failed THEN
+      ${OPEN}
+    ELSIF r.probe_successes >= p_[12] THEN
+      ${CLOSE}
+    END IF;
+  END IF;
+  IF dirty THEN ${write(o)} END IF;
+  moved := from_ IS DISTINCT FROM ${CIRCUIT};
+  ${finish(o, channel)}
+  o_corrupt := corrupt;
+  ${snapshot(o)}
+  RETURN NEXT;
+END $$;
+
+-- inspect (reducer.ts snapshot): no row when nothing is stored (or it expired). Changes nothing,
+-- except that a spoiled row is reset, so it is not reported again and again.
+CREATE OR REPLACE FUNCTION ${o.inspect}(${LEADING})
+RETURNS TABLE (${REPLY_COLUMNS})
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  ${declarations(o)}
+BEGIN
+  ${DEFAULTS}
+  SELECT * INTO r FROM ${o.table} WHERE key = k;
+  IF NOT FOUND THEN RETURN; END IF;
+  IF NOT ${valid('r.')} THEN
+    corrupt := true;
+    ${FRESH}
+    ${write(o).replace('WHERE key = k;', `WHERE key = k AND NOT ${valid('')};`)}
+  ELSIF r.expires_at <= now_ THEN
+    RETURN;
+  END IF;
+  ${EXPIRE_LEASES}
+  o_corrupt := corrupt;
+  ${snapshot(o)}
+  RETURN NEXT;
+END $$;
+
+-- force (reducer.ts force): sets or clears an operator override; any change starts a generation.
+-- A row with an override never expires.
+CREATE OR REPLACE FUNCTION ${o.force}(${LEADING}, gc_ boolean, override_ text)
+RETURNS TABLE (${REPLY_COLUMNS})
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  ${declarations(o)}
+BEGIN
+  ${DEFAULTS}
+  IF override_ IS NOT NULL AND override_ NOT IN ('forced-open', 'forced-closed', 'metrics-only') THEN
+    RAISE EXCEPTION 'circuitry: not an override: %', override_ USING ERRCODE = '22023';
+  END IF;
+  ${lockOrInsert(o)}
+  ${RESET}
+  ${EXPIRE_LEASES}
+  from_ := ${CIRCUIT};
+  IF r.override IS DISTINCT FROM override_ THEN
+    r.override := override_; r.generation := r.generation + 1;
+    r.lease_ids := '{}'; r.lease_expires := '{}'; r.probe_successes := 0;
+    dirty := true;
+  END IF;
+  IF dirty THEN ${write(o)} END IF;
+  moved := from_ IS DISTINCT FROM ${CIRCUIT};
+  ${finish(o, channel)}
+  o_corrupt := corrupt;
+  ${snapshot(o)}
+  RETURN NEXT;
+END $$;
+`;
+}

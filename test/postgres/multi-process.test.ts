@@ -1,0 +1,95 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import type pg from 'pg';
+
+import { consecutiveFailures } from '../../src/index.js';
+import { PostgresStore } from '../../src/stores/postgres/index.js';
+import { outcomes, policyOf } from '../../src/testing/conformance.js';
+import { POSTGRES, usePostgresSchema } from '../helpers/postgres.js';
+import { Workers, sum } from '../helpers/workers.js';
+
+// Eight worker processes, fifty concurrent callers each, on one breaker row in the machine's
+// Postgres: warm (clients made before the load), then cold (made when the load arrives, default
+// timeouts: the first calls include connecting and must not be mistaken for an outage).
+
+const WORKERS = 8;
+const CALLERS = 50;
+
+describe('PostgresStore across 8 processes x 50 concurrent callers', { timeout: 120_000 }, () => {
+  let pool: pg.Pool;
+  let table: string;
+  usePostgresSchema((s) => {
+    pool = s.pool;
+    table = s.table;
+  });
+
+  for (const cold of [false, true]) {
+    const how = cold ? 'cold start, default timeouts' : 'warm';
+    const extra = cold ? { cold: true, defaultTimeouts: true } : {};
+
+    it(`${how}: loses no outcome, every success and failure executed is in the store`, async () => {
+      const name = `shared-${cold}`;
+      const workers = await Workers.start(
+        WORKERS,
+        CALLERS,
+        { kind: 'postgres', connection: POSTGRES, table },
+        { threshold: 1_000_000, openMs: 1_000, halfOpenMaxCalls: 1, ...extra },
+      );
+      let tallies;
+      try {
+        tallies = await workers.run({ name, callsPerCaller: 10, failEvery: 3, fnDelayMs: 0 });
+      } finally {
+        await workers.stop();
+      }
+      const store = new PostgresStore({ pool, table });
+      const snapshot = await store.inspect(name, policyOf({ trip: consecutiveFailures(1_000_000) }));
+      assert.equal(sum(tallies, 'other'), 0);
+      assert.equal(sum(tallies, 'value') + sum(tallies, 'boom'), WORKERS * CALLERS * 10);
+      assert.equal(snapshot?.counts.successes, sum(tallies, 'value'));
+      assert.equal(snapshot?.counts.failures, sum(tallies, 'boom'));
+      assert.deepEqual(
+        workers.closeReports.map((r) => r.complete),
+        Array.from({ length: WORKERS }, () => true),
+      );
+    });
+
+    it(`${how}: in half-open, exactly halfOpenMaxCalls calls reach fn cluster-wide, one report per transition`, async () => {
+      const openMs = 300;
+      const store = new PostgresStore({ pool, table });
+      const policy = policyOf({ trip: consecutiveFailures(1), openMs, halfOpenMaxCalls: 2, jitter: 0 });
+      const rounds = cold ? 1 : 3;
+      const open = async (name: string): Promise<void> => {
+        const { generation } = await store.acquire(name, policy);
+        const opened = await store.record(name, policy, outcomes(generation, { failures: 1 }));
+        assert.equal(opened.snapshot.state, 'open');
+        await new Promise((resolve) => setTimeout(resolve, openMs + 100));
+      };
+      // Cold: the breaker is already half-open-due when the processes start.
+      if (cold) await open(`round-${cold}-0`);
+      const workers = await Workers.start(
+        WORKERS,
+        CALLERS,
+        { kind: 'postgres', connection: POSTGRES, table },
+        { threshold: 1, openMs: cold ? 60_000 : openMs, halfOpenMaxCalls: 2, ...extra },
+      );
+      try {
+        for (let round = 0; round < rounds; round++) {
+          const name = `round-${cold}-${round}`;
+          if (!cold) await open(name);
+          workers.transitions.length = 0;
+          // Every caller at once; each probe fails, so the breaker re-opens and admits no one else.
+          const tallies = await workers.run({ name, callsPerCaller: 1, failEvery: 'all', fnDelayMs: 30 });
+          assert.equal(sum(tallies, 'fnCalls'), 2, `round ${round}`);
+          assert.equal(sum(tallies, 'boom'), 2);
+          assert.equal(sum(tallies, 'rejected'), WORKERS * CALLERS - 2);
+          assert.equal(sum(tallies, 'other'), 0);
+          const seen = workers.transitions.map((t) => `${t.from}>${t.to}`).sort();
+          assert.deepEqual(seen, ['half-open>open', 'open>half-open'], `round ${round}`);
+        }
+      } finally {
+        await workers.stop();
+      }
+    });
+  }
+});

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, it } from 'node:test';
+
+import pg from 'pg';
+
+import { consecutiveFailures } from '../../src/index.js';
+import { PostgresStore, createBreakerSchema, schemaSql } from '../../src/stores/postgres/index.js';
+import { outcomes, policyOf } from '../../src/testing/conformance.js';
+import type { StateChangeMessage } from '../../src/store.js';
+import { POSTGRES, usePostgresSchema } from '../helpers/postgres.js';
+
+const policy = policyOf({ trip: consecutiveFailures(3) });
+
+describe('PostgresStore', { timeout: 30_000 }, () => {
+  let pool: pg.Pool;
+  let schema: string;
+  let table: string;
+  usePostgresSchema((s) => {
+    ({ pool, schema, table } = s);
+  });
+
+  it('rejects table names that are not plain identifiers, naming the option', () => {
+    for (const bad of ['', 'a.b.c', 'x;drop table y', '"quoted"', '1abc', 'a'.repeat(41), 42]) {
+      assert.throws(
+        () => new PostgresStore({ pool, table: bad as string }),
+        (error: Error & { code?: string }) =>
+          error.code === 'INVALID_OPTION' && /`table`/.test(error.message),
+        String(bad),
+      );
+    }
+    assert.throws(() => new PostgresStore({ pool: {} as pg.Pool }), /`pool`/);
+  });
+
+  it('createBreakerSchema is idempotent when several processes run it at once', async () => {
+    const pools = Array.from({ length: 4 }, () => new pg.Pool({ ...POSTGRES, max: 1 }));
+    try {
+      await Promise.all(pools.map((p) => createBreakerSchema(p, { table: `${schema}.racing` })));
+      await Promise.all(pools.map((p) => createBreakerSchema(p, { table: `${schema}.racing` })));
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+    const store = new PostgresStore({ pool, table: `${schema}.racing` });
+    assert.equal((await store.acquire('a', policy)).admitted, true);
+  });
+
+  it('an unqualified table resolves through search_path, for calls and for LISTEN', async () => {
+    const scoped = new pg.Pool({ ...POSTGRES, max: 2, options: `-c search_path=${schema}` });
+    try {
+      const created = await createBreakerSchema(scoped, { table: 'plain' });
+      assert.deepEqual(created, { schema, table: 'plain' });
+      const store = new PostgresStore({ pool: scoped, table: 'plain' });
+      const heard: StateChangeMessage[] = [];
+      const unsubscribe = await store.subscribe((m) => void heard.push(m));
+      try {
+        const { generation } = await store.acquire('t', policy);
+        await store.record('t', policy, outcomes(generation, { failures: 3 }));
+        while (heard.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        assert.equal(heard[0]!.key, 't');
+      } finally {
+        await unsubscribe();
+      }
+      const { rows } = await pool.query(`SELECT name FROM ${schema}.plain`);
+      assert.deepEqual(rows, [{ name: 't' }]);
+    } finally {
+      await scoped.end();
+    }
+  });
+
+  it('a name too long for a key is stored under its hash, listed and pushed by its name', async () => {
+    const store = new PostgresStore({ pool, table });
+    const long = `long:${'ü'.repeat(9_000)}`;
+    const heard: StateChangeMessage[] = [];
+    const unsubscribe = await store.subscribe((m) => void heard.push(m));
+    try {
+      const { generation } = await store.acquire(long, policy);
+      await store.record(long, policy, outcomes(generation, { failures: 3 }));
+      while (heard.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.equal(heard[0]!.key, long);
+      assert.deepEqual((await store.list('long:')).keys, [long]);
+      assert.deepEqual((await store.list(long.slice(0, 700))).keys, [long]);
+      assert.deepEqual((await store.list(`${long.slice(0, 700)}x`)).keys, []);
+    } finally {
+      await unsubscribe();
+    }
+  });
+
+  it('expired rows and batch ids are deleted by an occasional bounded pass, not read meanwhile', async () => {
+    let offset = 0;
+    const store = new PostgresStore({ pool, table, gcEvery: 1, timeOffsetMs: () => offset });
+    const { generation } = await store.acquire('gc:old', policy);
+    await store.record('gc:old', policy, { ...outcomes(generation, { successes: 1 }), id: 'b1' });
+    const forced = 'gc:forced';
+    await store.force(forced, policy, 'forced-open');
+    offset += 24 * 3_600_000;
+    assert.equal(await store.inspect('gc:old', policy), null, 'an expired row reads as nothing');
+    assert.deepEqual((await store.list('gc:')).keys, [forced]);
+    await store.acquire('gc:new', policy);
+    const { rows } = await pool.query<{ name: string }>(
+      `SELECT name FROM ${table} WHERE name LIKE 'gc:%' ORDER BY name`,
+    );
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      [forced, 'gc:new'],
+      'a row with an override never expires',
+    );
+    const batches = await pool.query(`SELECT * FROM ${table}_batches WHERE id = 'b1'`);
+    assert.equal(batches.rowCount, 0);
+  });
+
+  it('docs/postgres.md prints the schema this version creates (npm run build:docs)', () => {
+    const doc = readFileSync(new URL('../../docs/postgres.md', import.meta.url), 'utf8');
+    const block = /<!-- schema:start -->\n```sql\n([\s\S]*?)```\n<!-- schema:end -->/.exec(doc);
+    assert.ok(block, 'the schema block');
+    assert.equal(block[1], schemaSql({ schema: 'public', table: 'circuitry_breakers' }));
+  });
+});
