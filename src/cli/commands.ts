@@ -342,7 +342,8 @@ const watch: Command = {
           pollMs,
           onTransition: (message) =>
             out(values.json ? JSON.stringify(message) : formatTransition(message, new Date())),
-          onResync: () => err('note: the connection dropped and came back; transitions may have been missed'),
+          onResync: () =>
+            err('note: the subscription dropped or started late; transitions may have been missed meanwhile'),
           onPollError: (error) => err(`note: reading the store failed: ${(error as Error).message}`),
         });
         err(

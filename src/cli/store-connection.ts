@@ -158,8 +158,11 @@ async function openRedis(
     connectTimeout: CONNECT_TIMEOUT_MS,
     commandTimeout: callTimeoutMs,
     maxRetriesPerRequest: 1,
-    // A command while disconnected fails at once instead of waiting in a queue.
-    enableOfflineQueue: false,
+    // A one-shot command while disconnected fails at once instead of waiting in a queue. Watching
+    // keeps the queue, so the subscription (on a duplicate of this client, connected on first use)
+    // waits for its connection instead of failing and being retried later: a transition right
+    // after "watching" must not be missed. Every call stays bounded by commandTimeout.
+    enableOfflineQueue: options.reconnect === true,
     retryStrategy: options.reconnect === true ? (times) => Math.min(250 * times, 2_000) : () => null,
   });
   // Failures surface through the bounded calls; an unhandled 'error' event would crash the process.
