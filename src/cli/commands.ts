@@ -37,6 +37,16 @@ export interface Command {
 const out = (text: string): void => void process.stdout.write(`${text}\n`);
 const err = (text: string): void => void process.stderr.write(`${text}\n`);
 
+/** An error's message, with its causes' (a store error wraps the driver's). */
+function describeError(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error; e !== undefined && e !== null && parts.length < 4; e = (e as Error).cause) {
+    const message = e instanceof Error ? e.message || e.name : String(e);
+    if (!parts.includes(message)) parts.push(message);
+  }
+  return parts.join(': ');
+}
+
 /** Opens the store, runs `work`, closes the store; a failed store call is exit 1. */
 export async function withStore<T>(
   flags: StoreFlags,
@@ -48,7 +58,7 @@ export async function withStore<T>(
     return await work(connection);
   } catch (error) {
     if (error instanceof CliError) throw error;
-    throw new CliError(1, `${connection.description}: ${(error as Error).message ?? String(error)}`);
+    throw new CliError(1, `${connection.description}: ${describeError(error)}`);
   } finally {
     await connection.close();
   }
