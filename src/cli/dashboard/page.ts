@@ -25,21 +25,23 @@ header .store { color: #cbd5e1; }
 #summary { color: #e5e7eb; }
 #token-form { margin-left: auto; display: flex; gap: 6px; align-items: center; }
 #token-form input { width: 16em; }
-main { display: grid; grid-template-columns: minmax(0, 1fr) 320px; gap: 20px; padding: 20px; }
+main { display: grid; grid-template-columns: minmax(0, 1fr) 280px; gap: 20px; padding: 20px; }
 section.group { background: #fff; border: 1px solid var(--line); border-radius: 8px; margin-bottom: 16px; }
 section.group h2 { font-size: 14px; margin: 0; padding: 8px 12px; border-bottom: 1px solid var(--line);
   display: flex; gap: 12px; }
 section.group h2 .meta { color: var(--muted); font-weight: normal; }
 table { border-collapse: collapse; width: 100%; }
-th, td { text-align: left; padding: 5px 10px; border-bottom: 1px solid var(--line); white-space: nowrap; }
+th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
-td.name { white-space: normal; word-break: break-all; font-family: ui-monospace, monospace; }
+td.name { font-family: ui-monospace, monospace; max-width: 40ch; overflow: hidden; text-overflow: ellipsis; }
+td.gen { color: var(--muted); font-size: 12px; }
+.scroll { overflow-x: auto; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; }
 .badge.closed { background: var(--closed); } .badge.open { background: var(--open); }
 .badge.half-open { background: var(--half); } .badge.forced-open { background: var(--open); }
 .badge.forced-closed { background: var(--forced); }
-.override { color: var(--forced); font-size: 12px; }
+.override { color: var(--muted); font-size: 12px; margin-left: 4px; }
 td.actions button { font-size: 11px; margin-right: 2px; padding: 1px 5px; }
 aside { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 0 12px;
   align-self: start; max-height: calc(100vh - 120px); overflow: auto; }
@@ -78,7 +80,7 @@ function el(tag, attrs, children) {
   return node;
 }
 function baseName(name) { var i = name.indexOf('/'); return i === -1 ? name : name.slice(0, i); }
-function shown(row) { return row.circuitState; }
+function shown(row) { return row.override === 'metrics-only' ? row.state + ' (metrics-only)' : row.circuitState; }
 function rank(row) {
   if (row.circuitState === 'open' || row.circuitState === 'forced-open') return 0;
   if (row.state === 'half-open') return 1;
@@ -110,8 +112,7 @@ function act(name, action) {
     .then(function (res) {
       return res.json().then(function (body) {
         if (res.ok) {
-          setMessage(action + ' ' + name + ': ' + (body.before ? shown(body.before) + (body.before.override ? ' (' + body.before.override + ')' : '') : 'no record') +
-            ' -> ' + shown(body.after) + (body.after.override ? ' (' + body.after.override + ')' : ''), false);
+          setMessage(action + ' ' + name + ': ' + (body.before ? shown(body.before) : 'no record') + ' -> ' + shown(body.after), false);
         } else {
           setMessage('refused: ' + (body.error || res.status), true);
         }
@@ -126,17 +127,19 @@ function rowNode(row) {
     b.addEventListener('click', function () { act(row.name, a[0]); });
     return b;
   });
-  var badge = el('span', { className: 'badge ' + row.circuitState, text: row.state === row.circuitState ? row.state : row.circuitState });
+  var badge = el('span', { className: 'badge ' + row.circuitState, text: row.circuitState });
+  // Under forced-open or forced-closed, the computed state still moves; metrics-only is shown beside it.
+  var note = row.override === 'metrics-only' ? 'metrics-only' : row.override ? 'computed ' + row.state : '';
   var retry = el('td', { className: 'num retry', text: retryText(row) });
   retry.dataset.name = row.name;
   var tr = el('tr', { 'data-state': row.state, 'data-circuit-state': row.circuitState }, [
-    el('td', { className: 'name', text: row.name }),
-    el('td', null, [badge, row.override ? el('span', { className: 'override', text: ' ' + row.override }) : null]),
+    el('td', { className: 'name', text: row.name, title: row.name }),
+    el('td', null, [badge, note ? el('span', { className: 'override', text: note }) : null]),
     el('td', { className: 'num', text: row.counts.failures + '/' + row.counts.total }),
     el('td', { className: 'num', text: rate(row.counts.failureRate) }),
     el('td', { className: 'num', text: String(row.counts.consecutiveFailures) }),
     retry,
-    el('td', { className: 'num', text: String(row.generation) }),
+    el('td', { className: 'num gen', text: String(row.generation) }),
     el('td', { className: 'actions' }, buttons),
   ]);
   tr.dataset.name = row.name;
@@ -158,17 +161,17 @@ function render() {
     list.sort(function (a, b) { return byUrgency(a[1][0], b[1][0]) || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0); });
     var open = 0, half = 0;
     rows.forEach(function (r) { if (rank(r) === 0) open++; else if (rank(r) === 1) half++; });
-    $('summary').textContent = rows.size + ' breakers, ' + open + ' open, ' + half + ' half-open';
+    $('summary').textContent = rows.size + (rows.size === 1 ? ' breaker, ' : ' breakers, ') + open + ' open, ' + half + ' half-open';
     var container = $('groups');
     container.replaceChildren();
     if (list.length === 0) container.appendChild(el('p', { className: 'empty', text: 'No breakers in the store yet: a breaker gets a record when it first fails or is forced.' }));
     list.forEach(function (entry) {
       var groupRows = entry[1];
       var gOpen = groupRows.filter(function (r) { return rank(r) === 0; }).length;
-      var head = el('tr', null, ['breaker', 'state', 'failed/calls', 'rate', 'consecutive', 'retry after', 'generation', 'actions'].map(function (h) { return el('th', { text: h }); }));
+      var head = el('tr', null, ['breaker', 'state', 'failed/calls', 'rate', 'in a row', 'retry after', 'generation', 'actions'].map(function (h) { return el('th', { text: h }); }));
       var section = el('section', { className: 'group' }, [
-        el('h2', null, [el('span', { text: entry[0] }), el('span', { className: 'meta', text: groupRows.length + ' breakers' + (gOpen ? ', ' + gOpen + ' open' : '') })]),
-        el('table', null, [el('thead', null, [head]), el('tbody', null, groupRows.map(rowNode))]),
+        el('h2', null, [el('span', { text: entry[0] }), el('span', { className: 'meta', text: groupRows.length + (groupRows.length === 1 ? ' breaker' : ' breakers') + (gOpen ? ', ' + gOpen + ' open' : '') })]),
+        el('div', { className: 'scroll' }, [el('table', null, [el('thead', null, [head]), el('tbody', null, groupRows.map(rowNode))])]),
       ]);
       section.dataset.base = entry[0];
       container.appendChild(section);
