@@ -41,7 +41,7 @@ const err = (text: string): void => void process.stderr.write(`${text}\n`);
 function describeError(error: unknown): string {
   const parts: string[] = [];
   for (let e = error; e !== undefined && e !== null && parts.length < 4; e = (e as Error).cause) {
-    const message = e instanceof Error ? e.message || e.name : String(e);
+    const message = e instanceof Error ? e.message || e.name : JSON.stringify(e);
     if (!parts.includes(message)) parts.push(message);
   }
   return parts.join(': ');

@@ -7,7 +7,8 @@ import { DEFAULT_POLICY } from '../../src/cli/fleet.js';
 import type { BreakerRow } from '../../src/cli/fleet.js';
 import { DynamoDBStore } from '../../src/stores/dynamodb/index.js';
 import { count, runCli, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
-import { Dynalite, useDynalite } from '../helpers/dynalite.js';
+import type { Dynalite } from '../helpers/dynalite.js';
+import { useDynalite } from '../helpers/dynalite.js';
 import { freePort } from '../helpers/redis-server.js';
 
 const TABLE = 'cli-breakers';

@@ -107,7 +107,9 @@ describe(
       await row(page, 'charge-card/tenant-a').waitFor();
       // Grouped by base name, the group with an open breaker first.
       assert.deepEqual(
-        await page.locator('section.group').evaluateAll((s) => s.map((e) => (e as HTMLElement).dataset.base)),
+        await page
+          .locator('section.group')
+          .evaluateAll((s) => s.map((e) => (e as unknown as { dataset: { base?: string } }).dataset.base)),
         ['send-email', 'charge-card'],
       );
       assert.equal(await row(page, 'charge-card/tenant-a').getAttribute('data-circuit-state'), 'closed');
@@ -118,7 +120,7 @@ describe(
         ['--import', 'tsx', 'test/helpers/trip-breaker.ts', server.url, prefix, 'charge-card/tenant-a'],
         { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] },
       );
-      await waitForOutput(tripper.stdout!, /tripped/);
+      await waitForOutput(tripper.stdout, /tripped/);
       const tripped = Date.now();
       await page
         .locator('tr[data-circuit-state="open"]', {
@@ -170,7 +172,7 @@ describe(
       await store.force(EVIL, DEFAULT_POLICY, 'forced-open');
       await row(page, EVIL).waitFor();
       assert.equal(await row(page, EVIL).locator('td.name').innerText(), EVIL);
-      assert.equal(await page.evaluate(() => (window as unknown as { __xss?: number }).__xss), undefined);
+      assert.equal(await page.evaluate(() => (globalThis as unknown as { __xss?: number }).__xss), undefined);
       assert.equal(await page.locator('img').count(), 0);
       assert.deepEqual(errors, []);
       await page.close();
