@@ -19,6 +19,7 @@ workers retrying failed jobs in place, then per-tenant circuit breakers deferrin
 
 Usage: npm start -- [options]        (or: npx circuitry demo [options])
        npx circuitry flaky-server --help   (a flaky HTTP service for your own tests)
+       npx circuitry --help                (operate a fleet: list, status, overrides, watch, dashboard)
 
   --tenants N        tenants (default ${DEFAULT_SCENARIO.tenants})
   --failing N        tenants whose downstream fails (default ${DEFAULT_SCENARIO.failing})

@@ -1,0 +1,378 @@
+/**
+ * The operator commands of `npx circuitry`: list, status, the overrides (open, close, disable,
+ * metrics-only, clear), reset and watch. Each reads its flags, opens the store with every call
+ * bounded, and ends with exit code 0, 1 (not found, store unreachable) or 2 (bad usage).
+ */
+import type { Override } from '../core/types.js';
+import type { BreakerRow } from './fleet.js';
+import {
+  DEFAULT_POLICY,
+  STATE_FILTERS,
+  byUrgency,
+  glob,
+  matchesState,
+  readBreaker,
+  scanFleet,
+  toRow,
+} from './fleet.js';
+import {
+  formatLine,
+  formatStatus,
+  formatSummary,
+  formatTable,
+  formatTransition,
+  printable,
+} from './format.js';
+import type { StoreConnection, StoreFlags } from './store-connection.js';
+import { STORE_HELP, STORE_OPTIONS, bounded, checkStoreFlags, openStore } from './store-connection.js';
+import { watchTransitions } from './transitions.js';
+import { CliError, parse } from './usage.js';
+
+export interface Command {
+  readonly summary: string;
+  readonly help: string;
+  run(args: string[]): Promise<void>;
+}
+
+const out = (text: string): void => void process.stdout.write(`${text}\n`);
+const err = (text: string): void => void process.stderr.write(`${text}\n`);
+
+/** An error's message, with its causes' (a store error wraps the driver's). */
+function describeError(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error; e !== undefined && e !== null && parts.length < 4; e = (e as Error).cause) {
+    const message = e instanceof Error ? e.message || e.name : JSON.stringify(e);
+    if (!parts.includes(message)) parts.push(message);
+  }
+  return parts.join(': ');
+}
+
+/** Opens the store, runs `work`, closes the store; a failed store call is exit 1. */
+export async function withStore<T>(
+  flags: StoreFlags,
+  work: (connection: StoreConnection) => Promise<T>,
+  options: { reconnect?: boolean } = {},
+): Promise<T> {
+  const connection = await openStore(flags, options);
+  try {
+    return await work(connection);
+  } catch (error) {
+    if (error instanceof CliError) throw error;
+    throw new CliError(1, `${connection.description}: ${describeError(error)}`);
+  } finally {
+    await connection.close();
+  }
+}
+
+function oneName(positionals: string[], command: string): string {
+  if (positionals.length !== 1 || positionals[0] === '') {
+    throw new CliError(
+      2,
+      `${command} takes one breaker name, got ${positionals.length === 0 ? 'none' : positionals.map((p) => JSON.stringify(p)).join(' ')}`,
+    );
+  }
+  return positionals[0]!;
+}
+
+const LIST_HELP = `circuitry list: every breaker in the store, with its state, override, counts, failure
+rate, retry-after and generation. Open breakers first, then half-open, then by name.
+
+Usage: npx circuitry list [--state S] [--match GLOB] [--json] <store>
+
+  --state S          only breakers in state S: closed, open, half-open, or with override
+                     forced-open, forced-closed or metrics-only
+  --match GLOB       only names matching GLOB (* any characters, ? one), e.g. 'charge-card/*'
+  --concurrency N    breakers read at once (default 64)
+  --json             a JSON array of { name, state, override, circuitState, counts,
+                     retryAfterMs, openUntil, generation, activeProbes, reopens, readAt }
+  --help             this text
+
+${STORE_HELP}`;
+
+const list: Command = {
+  summary: 'every breaker with its state, override, counts and retry-after',
+  help: LIST_HELP,
+  async run(args) {
+    const { values } = parse(args, {
+      ...STORE_OPTIONS,
+      state: { type: 'string' },
+      match: { type: 'string' },
+      concurrency: { type: 'string' },
+      json: { type: 'boolean' },
+    });
+    const state = values.state;
+    if (state !== undefined && !(STATE_FILTERS as readonly string[]).includes(state)) {
+      throw new CliError(2, `--state must be one of ${STATE_FILTERS.join(', ')}, got ${state}`);
+    }
+    const concurrency = values.concurrency === undefined ? 64 : Number(values.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1_000) {
+      throw new CliError(2, `--concurrency must be an integer from 1 to 1000, got ${values.concurrency}`);
+    }
+    const flags = checkStoreFlags(values);
+    const rows = await withStore(flags, ({ store, callTimeoutMs }) =>
+      scanFleet(store, { match: glob(values.match), concurrency, timeoutMs: callTimeoutMs }),
+    );
+    const shown = (state === undefined ? rows : rows.filter((r) => matchesState(r, state))).sort(byUrgency);
+    if (values.json) out(JSON.stringify(shown));
+    else out(shown.length === 0 ? formatSummary(shown) : `${formatTable(shown)}\n\n${formatSummary(shown)}`);
+  },
+};
+
+const STATUS_HELP = `circuitry status: one breaker's state, override, counts, retry-after and generation.
+
+Usage: npx circuitry status NAME [--json] <store>
+
+  --json             a JSON object { name, state, override, circuitState, counts,
+                     retryAfterMs, openUntil, generation, activeProbes, reopens, readAt }
+  --help             this text
+
+A breaker the store holds nothing for (one that never failed) is "not found": exit code 1.
+
+${STORE_HELP}`;
+
+const status: Command = {
+  summary: "one breaker's state, override, counts and retry-after",
+  help: STATUS_HELP,
+  async run(args) {
+    const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
+    const name = oneName(positionals, 'status');
+    const flags = checkStoreFlags(values);
+    const row = await withStore(flags, ({ store, callTimeoutMs }) => readBreaker(store, name, callTimeoutMs));
+    if (row === null) throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+    out(values.json ? JSON.stringify(row) : formatStatus(row));
+  },
+};
+
+interface ActionSpec {
+  readonly override: Override | null;
+  readonly summary: string;
+  readonly what: string;
+}
+
+const ACTIONS: Record<string, ActionSpec> = {
+  open: {
+    override: 'forced-open',
+    summary: 'force a breaker open (override forced-open): every call is rejected',
+    what: 'Sets the override forced-open: every call is rejected, until `clear`.',
+  },
+  close: {
+    override: 'forced-closed',
+    summary: 'force a breaker closed (override forced-closed), the same as disable',
+    what: 'Sets the override forced-closed (the same as `disable`): every call is admitted and\nnothing is counted, until `clear`.',
+  },
+  disable: {
+    override: 'forced-closed',
+    summary: 'disable a breaker (override forced-closed): admits every call, counts nothing',
+    what: 'Sets the override forced-closed: every call is admitted and nothing is counted, until\n`clear`.',
+  },
+  'metrics-only': {
+    override: 'metrics-only',
+    summary: 'count and transition but never reject (override metrics-only)',
+    what: 'Sets the override metrics-only: the breaker counts, transitions and emits events but\nnever rejects a call, until `clear`. The safe way to roll a breaker out.',
+  },
+  clear: {
+    override: null,
+    summary: 'drop the override: the computed state rules again',
+    what: 'Drops the override: the computed state (closed, open, half-open) rules again.',
+  },
+};
+
+export interface ActionResult {
+  readonly name: string;
+  readonly action: string;
+  readonly before: BreakerRow | null;
+  readonly after: BreakerRow;
+}
+
+/** Sets or clears an override, reading the breaker first so both states can be shown. */
+export async function applyOverride(
+  connection: StoreConnection,
+  name: string,
+  action: string,
+  override: Override | null,
+): Promise<ActionResult> {
+  const { store, callTimeoutMs } = connection;
+  const before = await readBreaker(store, name, callTimeoutMs);
+  if (before === null && override === null) {
+    throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+  }
+  const result = await bounded(
+    store.force(name, DEFAULT_POLICY, override),
+    callTimeoutMs,
+    `force ${JSON.stringify(name)}`,
+  );
+  return { name, action, before, after: toRow(name, result.snapshot) };
+}
+
+/**
+ * What `reset` can do through the Store interface, which has no operation that forgets counts:
+ * change the override and set it back. That starts two new generations (results of calls admitted
+ * before are ignored) and drops half-open probe leases and probe successes; the window counts,
+ * the consecutive failures and the computed state stay. For a moment between the two writes the
+ * intermediate override applies (forced-closed, or metrics-only when the breaker was forced-closed).
+ */
+export async function resetBreaker(connection: StoreConnection, name: string): Promise<ActionResult> {
+  const { store, callTimeoutMs } = connection;
+  const before = await readBreaker(store, name, callTimeoutMs);
+  if (before === null) throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+  const through: Override = before.override === 'forced-closed' ? 'metrics-only' : 'forced-closed';
+  await bounded(store.force(name, DEFAULT_POLICY, through), callTimeoutMs, `force ${JSON.stringify(name)}`);
+  const result = await bounded(
+    store.force(name, DEFAULT_POLICY, before.override),
+    callTimeoutMs,
+    `force ${JSON.stringify(name)}`,
+  );
+  return { name, action: 'reset', before, after: toRow(name, result.snapshot) };
+}
+
+/** Whether a reset left counts or an open state behind (the store cannot forget them). */
+export function resetKept(result: ActionResult): boolean {
+  const { after } = result;
+  return (
+    after.counts.total + after.counts.slow + after.counts.ignored > 0 ||
+    after.counts.consecutiveFailures > 0 ||
+    after.state !== 'closed'
+  );
+}
+
+function printAction(result: ActionResult, json: boolean | undefined): void {
+  if (json) {
+    out(JSON.stringify(result));
+    return;
+  }
+  out(`${printable(result.name)}: ${result.action}`);
+  out(`  before  ${formatLine(result.before)}`);
+  out(`  after   ${formatLine(result.after)}`);
+}
+
+function actionCommand(action: string, spec: ActionSpec): Command {
+  const help = `circuitry ${action}: ${spec.summary}.
+
+Usage: npx circuitry ${action} NAME [--json] <store>
+
+${spec.what}
+Prints the state before and after. ${spec.override === null ? 'A breaker the store holds nothing for is "not found" (exit code 1).' : 'A breaker the store holds nothing for (one that never failed) gets a record.'}
+
+  --json             a JSON object { name, action, before, after }, before null when the
+                     store held nothing; before and after as in \`status --json\`
+  --help             this text
+
+${STORE_HELP}`;
+  return {
+    summary: spec.summary,
+    help,
+    async run(args) {
+      const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
+      const name = oneName(positionals, action);
+      const flags = checkStoreFlags(values);
+      const result = await withStore(flags, (connection) =>
+        applyOverride(connection, name, action, spec.override),
+      );
+      printAction(result, values.json);
+    },
+  };
+}
+
+const RESET_HELP = `circuitry reset: start a breaker afresh, as far as the store allows.
+
+Usage: npx circuitry reset NAME [--json] <store>
+
+Changes the override and sets it back, which starts a new generation: results of calls admitted
+before the reset no longer count, and half-open probe leases are dropped. The store interface has
+no operation that forgets the window counts or closes an open breaker, so those stay (a note on
+stderr says so); to let calls through now, use \`close\` and later \`clear\`.
+Prints the state before and after. Exit code 1 when the store holds nothing for NAME.
+
+  --json             a JSON object { name, action, before, after, kept }, kept true when
+                     counts or an open state remain
+  --help             this text
+
+${STORE_HELP}`;
+
+const reset: Command = {
+  summary: 'new generation, probe leases dropped (counts stay: see --help)',
+  help: RESET_HELP,
+  async run(args) {
+    const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
+    const name = oneName(positionals, 'reset');
+    const flags = checkStoreFlags(values);
+    const result = await withStore(flags, (connection) => resetBreaker(connection, name));
+    const kept = resetKept(result);
+    if (values.json) out(JSON.stringify({ ...result, kept }));
+    else printAction(result, false);
+    if (kept) {
+      err(
+        'note: the store kept the window counts and the computed state: the Store interface has no operation that forgets them (use close, then clear, to let calls through)',
+      );
+    }
+  },
+};
+
+const WATCH_HELP = `circuitry watch: transitions as they happen, one line each, until Ctrl-C.
+
+Usage: npx circuitry watch [--match GLOB] [--json] <store>
+
+  --match GLOB       only names matching GLOB (* any characters, ? one)
+  --json             one JSON object a line: { key, from, to, generation, openUntil, now, override? }
+  --interval MS      how often a store that cannot push (DynamoDB) is read (default 1000)
+  --help             this text
+
+Redis pushes every transition (pub/sub; a drop is reported, since pushes may have been missed
+meanwhile). DynamoDB is read every --interval: a breaker that opened and closed in between
+shows no line.
+
+${STORE_HELP}`;
+
+const watch: Command = {
+  summary: 'transitions as they happen, until Ctrl-C',
+  help: WATCH_HELP,
+  async run(args) {
+    const { values } = parse(args, {
+      ...STORE_OPTIONS,
+      match: { type: 'string' },
+      json: { type: 'boolean' },
+      interval: { type: 'string' },
+    });
+    const pollMs = values.interval === undefined ? 1_000 : Number(values.interval);
+    if (!Number.isInteger(pollMs) || pollMs < 100) {
+      throw new CliError(2, `--interval must be an integer of at least 100 ms, got ${values.interval}`);
+    }
+    const flags = checkStoreFlags(values);
+    await withStore(
+      flags,
+      async ({ store, callTimeoutMs, description }) => {
+        // Fails (exit 1) now if the store cannot be read, rather than watching nothing.
+        await bounded(store.list('', null), callTimeoutMs, 'list');
+        const stopped = new Promise<void>((resolve) => {
+          process.once('SIGINT', resolve).once('SIGTERM', resolve);
+        });
+        const watching = await watchTransitions(store, {
+          match: glob(values.match),
+          timeoutMs: callTimeoutMs,
+          pollMs,
+          onTransition: (message) =>
+            out(values.json ? JSON.stringify(message) : formatTransition(message, new Date())),
+          onResync: () =>
+            err('note: the subscription dropped or started late; transitions may have been missed meanwhile'),
+          onPollError: (error) => err(`note: reading the store failed: ${(error as Error).message}`),
+        });
+        err(
+          `watching ${description} (${watching.pushed ? 'pushed' : `read every ${pollMs} ms`}); Ctrl-C stops`,
+        );
+        await stopped;
+        await watching.stop();
+      },
+      { reconnect: true },
+    );
+  },
+};
+
+export const COMMANDS: Record<string, Command> = {
+  list,
+  status,
+  ...Object.fromEntries(
+    Object.entries(ACTIONS).map(([action, spec]) => [action, actionCommand(action, spec)]),
+  ),
+  reset,
+  watch,
+};

@@ -1,0 +1,97 @@
+/** Text output of the operator commands: tables and one-line summaries, no colours. */
+import type { StateChangeMessage } from '../store.js';
+import type { BreakerRow } from './fleet.js';
+
+export function formatDuration(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)} ms`;
+  if (ms < 120_000) return `${(ms / 1_000).toFixed(1)} s`;
+  return `${(ms / 60_000).toFixed(1)} min`;
+}
+
+export function formatRate(rate: number): string {
+  return `${(rate * 100).toFixed(rate === 0 || rate === 1 ? 0 : 1)}%`;
+}
+
+/** Retry-after as a cell: `-` when the breaker admits, `due` when an open period has ended. */
+export function formatRetryAfter(row: BreakerRow): string {
+  if (row.circuitState === 'forced-open') return 'until cleared';
+  if (row.state !== 'open') return '-';
+  if (row.override === 'metrics-only' || row.override === 'forced-closed') return '-';
+  return row.retryAfterMs > 0 ? formatDuration(row.retryAfterMs) : 'due (probe on next call)';
+}
+
+/** A name as a terminal shows it: control characters escaped, so a name cannot move the cursor. */
+export function printable(name: string): string {
+  // eslint-disable-next-line no-control-regex
+  return /[\u0000-\u001f\u007f-\u009f]/.test(name) ? JSON.stringify(name) : name;
+}
+
+const HEADER = ['NAME', 'STATE', 'OVERRIDE', 'FAILED/CALLS', 'RATE', 'CONSEC', 'RETRY-AFTER', 'GENERATION'];
+
+function cells(row: BreakerRow): string[] {
+  return [
+    printable(row.name),
+    row.state,
+    row.override ?? '-',
+    `${row.counts.failures}/${row.counts.total}`,
+    formatRate(row.counts.failureRate),
+    String(row.counts.consecutiveFailures),
+    formatRetryAfter(row),
+    String(row.generation),
+  ];
+}
+
+export function formatTable(rows: readonly BreakerRow[]): string {
+  const table = [HEADER, ...rows.map(cells)];
+  const widths = HEADER.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  return table
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+export function formatSummary(rows: readonly BreakerRow[]): string {
+  let open = 0;
+  let halfOpen = 0;
+  let overridden = 0;
+  for (const r of rows) {
+    if (r.state === 'open') open += 1;
+    if (r.state === 'half-open') halfOpen += 1;
+    if (r.override !== null) overridden += 1;
+  }
+  return `${rows.length} breaker${rows.length === 1 ? '' : 's'}: ${open} open, ${halfOpen} half-open, ${overridden} with an override`;
+}
+
+/** `status NAME`: one field a line. */
+export function formatStatus(row: BreakerRow): string {
+  const c = row.counts;
+  return [
+    `name           ${printable(row.name)}`,
+    `state          ${row.state}${row.circuitState !== row.state ? ` (callers see ${row.circuitState})` : ''}`,
+    `override       ${row.override ?? 'none'}`,
+    `counts         ${c.failures} failed of ${c.total} (${formatRate(c.failureRate)}), ${c.slow} slow, ${c.ignored} ignored, ${c.consecutiveFailures} consecutive failures`,
+    `retry after    ${formatRetryAfter(row)}`,
+    `probes         ${row.activeProbes} in flight; ${row.reopens} re-opens without a close`,
+    `generation     ${row.generation}`,
+  ].join('\n');
+}
+
+/** One line of a row, for `before`/`after` of an override action. */
+export function formatLine(row: BreakerRow | null): string {
+  if (row === null) return '(no record: a breaker that never failed)';
+  return `${row.state}, override ${row.override ?? 'none'}, ${row.counts.failures}/${row.counts.total} failed (${formatRate(row.counts.failureRate)}), retry after ${formatRetryAfter(row)}, generation ${row.generation}`;
+}
+
+/** `watch`: one line per transition. */
+export function formatTransition(message: StateChangeMessage, at: Date): string {
+  const open = message.to === 'open' && message.openUntil > message.now;
+  const override =
+    message.override === undefined
+      ? ''
+      : `, override ${message.override === null ? 'none' : message.override}`;
+  return `${at.toISOString()}  ${printable(message.key)}  ${message.from} -> ${message.to}${open ? `, retry after ${formatDuration(message.openUntil - message.now)}` : ''}${override}, generation ${message.generation}`;
+}

@@ -1,0 +1,227 @@
+/**
+ * Opens the store an operator command works on, from `--redis URL [--prefix P]` or
+ * `--dynamodb TABLE [--endpoint URL] [--region R]` (or the environment), with every call bounded:
+ * a command against a store that cannot be reached ends with exit code 1 within seconds, never
+ * hangs. The drivers are loaded only here, so the core keeps no runtime dependency.
+ */
+import type { Store } from '../store.js';
+import { CliError } from './usage.js';
+
+/** Store flags for `parseArgs`, shared by every command that talks to a store. */
+export const STORE_OPTIONS = {
+  redis: { type: 'string' },
+  prefix: { type: 'string' },
+  dynamodb: { type: 'string' },
+  endpoint: { type: 'string' },
+  region: { type: 'string' },
+  timeout: { type: 'string' },
+} as const;
+
+export const STORE_HELP = `Store (one of them; a flag wins over the environment):
+  --redis URL        a Redis server, e.g. redis://127.0.0.1:6379   (env CIRCUITRY_REDIS_URL)
+  --prefix P         the RedisStore key prefix (default circuitry:) (env CIRCUITRY_PREFIX)
+  --dynamodb TABLE   a table made by createBreakerTable              (env CIRCUITRY_DYNAMODB_TABLE)
+  --endpoint URL     DynamoDB endpoint, e.g. http://127.0.0.1:8000   (env CIRCUITRY_DYNAMODB_ENDPOINT)
+  --region R         AWS region (env AWS_REGION); credentials come from the usual AWS chain
+  --timeout MS       bound of each store call (default 5000); connecting is bounded by 3000
+
+Counts, failure rates and the retry-after of a forced-open breaker are computed with the default
+breaker policy (resolveOptions({}).policy: a 60 s window in 10 buckets, openMs 30000), since the
+store holds no policy. Breakers whose options differ show their state and override exactly; their
+counts are summed over 10 buckets of 6 s.
+
+Exit codes: 0 done, 1 not found or the store cannot be reached, 2 bad usage.
+`;
+
+export interface StoreFlags {
+  readonly redis?: string | undefined;
+  readonly prefix?: string | undefined;
+  readonly dynamodb?: string | undefined;
+  readonly endpoint?: string | undefined;
+  readonly region?: string | undefined;
+  readonly timeout?: string | undefined;
+}
+
+export interface StoreConnection {
+  readonly store: Store;
+  /** Where the store is, for messages (a Redis password is masked). */
+  readonly description: string;
+  /** Bound of each store call. */
+  readonly callTimeoutMs: number;
+  /** Closes what was opened for the store; never waits on an unreachable server. */
+  close(): Promise<void>;
+}
+
+const CONNECT_TIMEOUT_MS = 3_000;
+
+/** The store's timeout error: a call that took longer than its bound. */
+export class StoreTimeoutError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what}: no answer within ${ms} ms`);
+    this.name = 'StoreTimeoutError';
+  }
+}
+
+/** `work`, or a `StoreTimeoutError` once `ms` have passed. */
+export async function bounded<T>(work: PromiseLike<T> | T, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      Promise.resolve(work),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new StoreTimeoutError(what, ms)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function maskUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
+}
+
+export function readTimeout(flags: StoreFlags): number {
+  if (flags.timeout === undefined) return 5_000;
+  const ms = Number(flags.timeout);
+  if (!Number.isInteger(ms) || ms < 1) {
+    throw new CliError(2, `--timeout must be a positive integer of milliseconds, got ${flags.timeout}`);
+  }
+  return ms;
+}
+
+/**
+ * Checks the store flags (exit 2 when they are missing or contradictory) without connecting, so
+ * usage errors come before any network wait.
+ */
+export function checkStoreFlags(flags: StoreFlags, env: NodeJS.ProcessEnv = process.env): StoreFlags {
+  const redis = flags.redis ?? (flags.dynamodb === undefined ? env.CIRCUITRY_REDIS_URL : undefined);
+  const dynamodb = flags.dynamodb ?? (flags.redis === undefined ? env.CIRCUITRY_DYNAMODB_TABLE : undefined);
+  if (redis !== undefined && redis !== '' && dynamodb !== undefined && dynamodb !== '') {
+    throw new CliError(2, 'give one store: --redis or --dynamodb, not both');
+  }
+  if ((redis === undefined || redis === '') && (dynamodb === undefined || dynamodb === '')) {
+    throw new CliError(
+      2,
+      'no store: give --redis URL or --dynamodb TABLE (or set CIRCUITRY_REDIS_URL or CIRCUITRY_DYNAMODB_TABLE)',
+    );
+  }
+  readTimeout(flags);
+  if (redis !== undefined && redis !== '') {
+    if (!/^rediss?:\/\//.test(redis)) throw new CliError(2, `--redis must be a redis:// URL, got ${redis}`);
+    return { redis, prefix: flags.prefix ?? env.CIRCUITRY_PREFIX, timeout: flags.timeout };
+  }
+  return {
+    dynamodb,
+    endpoint: flags.endpoint ?? env.CIRCUITRY_DYNAMODB_ENDPOINT,
+    region: flags.region ?? env.AWS_REGION,
+    timeout: flags.timeout,
+  };
+}
+
+export interface OpenOptions {
+  /**
+   * Keep reconnecting after a drop (watch, dashboard) instead of failing every later call at once
+   * (one-shot commands).
+   */
+  readonly reconnect?: boolean;
+}
+
+/** Connects to the store the (checked) flags name; exit 1 when it cannot be reached in time. */
+export async function openStore(flags: StoreFlags, options: OpenOptions = {}): Promise<StoreConnection> {
+  const callTimeoutMs = readTimeout(flags);
+  if (flags.redis !== undefined) return openRedis(flags.redis, flags.prefix, callTimeoutMs, options);
+  return openDynamoDB(flags, callTimeoutMs);
+}
+
+async function openRedis(
+  url: string,
+  prefix: string | undefined,
+  callTimeoutMs: number,
+  options: OpenOptions,
+): Promise<StoreConnection> {
+  const [{ Redis }, { RedisStore }] = await Promise.all([
+    import('ioredis'),
+    import('../stores/redis/index.js'),
+  ]).catch((error: unknown) => {
+    throw new CliError(1, `--redis needs the ioredis package (npm install ioredis): ${String(error)}`);
+  });
+  const description = `Redis at ${maskUrl(url)}`;
+  const client = new Redis(url, {
+    lazyConnect: true,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    commandTimeout: callTimeoutMs,
+    maxRetriesPerRequest: 1,
+    // A one-shot command while disconnected fails at once instead of waiting in a queue. Watching
+    // keeps the queue, so the subscription (on a duplicate of this client, connected on first use)
+    // waits for its connection instead of failing and being retried later: a transition right
+    // after "watching" must not be missed. Every call stays bounded by commandTimeout.
+    enableOfflineQueue: options.reconnect === true,
+    retryStrategy: options.reconnect === true ? (times) => Math.min(250 * times, 2_000) : () => null,
+  });
+  // Failures surface through the bounded calls; an unhandled 'error' event would crash the process.
+  client.on('error', () => {});
+  try {
+    await bounded(client.connect(), CONNECT_TIMEOUT_MS + 500, `connecting to ${description}`);
+  } catch (error) {
+    client.disconnect();
+    throw new CliError(1, `cannot reach ${description}: ${(error as Error).message}`);
+  }
+  let store: Store;
+  try {
+    store = new RedisStore({ client, ...(prefix === undefined ? {} : { prefix }) });
+  } catch (error) {
+    client.disconnect();
+    throw new CliError(2, (error as Error).message);
+  }
+  return {
+    store,
+    description: prefix === undefined ? description : `${description}, prefix ${prefix}`,
+    callTimeoutMs,
+    close: () => {
+      client.disconnect();
+      return Promise.resolve();
+    },
+  };
+}
+
+async function openDynamoDB(flags: StoreFlags, callTimeoutMs: number): Promise<StoreConnection> {
+  const [{ DynamoDBClient }, { DynamoDBStore }] = await Promise.all([
+    import('@aws-sdk/client-dynamodb'),
+    import('../stores/dynamodb/index.js'),
+  ]).catch((error: unknown) => {
+    throw new CliError(
+      1,
+      `--dynamodb needs the @aws-sdk/client-dynamodb package (npm install @aws-sdk/client-dynamodb): ${String(error)}`,
+    );
+  });
+  const table = flags.dynamodb!;
+  const client = new DynamoDBClient({
+    ...(flags.region === undefined ? {} : { region: flags.region }),
+    ...(flags.endpoint === undefined ? {} : { endpoint: flags.endpoint }),
+    maxAttempts: 2,
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, requestTimeout: callTimeoutMs },
+  });
+  let store: Store;
+  try {
+    store = new DynamoDBStore({ client, tableName: table });
+  } catch (error) {
+    client.destroy();
+    throw new CliError(2, (error as Error).message);
+  }
+  return {
+    store,
+    description: `DynamoDB table ${table}${flags.endpoint === undefined ? '' : ` at ${flags.endpoint}`}`,
+    callTimeoutMs,
+    close: () => {
+      client.destroy();
+      return Promise.resolve();
+    },
+  };
+}
