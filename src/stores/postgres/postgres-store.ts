@@ -18,6 +18,7 @@ import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions
 import type { SchemaObjects, TableName } from './names.js';
 import { DEFAULT_TABLE, likePrefix, objectsOf, parseTableName } from './names.js';
 import { listen } from './listener.js';
+import { policyFields } from '../policy-fields.js';
 
 export interface PostgresStoreOptions {
   /**
@@ -48,35 +49,8 @@ export interface PostgresStoreOptions {
 
 const PAGE_SIZE = 100;
 
-/** The policy as the functions' `kind_` and `p_` (schema.ts), built once per policy. */
-const policyArgs = new WeakMap<BreakerPolicy, readonly [string, readonly number[]]>();
-
-function argsOf(policy: BreakerPolicy): readonly [string, readonly number[]] {
-  let args = policyArgs.get(policy);
-  if (args === undefined) {
-    const trip = policy.trip;
-    args = [
-      trip.kind,
-      [
-        'threshold' in trip ? trip.threshold : 0,
-        trip.kind === 'failure-rate' ? trip.ratio : 0,
-        trip.kind === 'failure-rate' ? trip.minimumCalls : 0,
-        policy.windowMs,
-        policy.bucketMs,
-        policy.bucketCount,
-        policy.openMs,
-        policy.backoffMultiplier,
-        policy.maxOpenMs,
-        policy.jitterRatio,
-        policy.halfOpenMaxCalls,
-        policy.successThreshold,
-        policy.probeLeaseMs,
-      ],
-    ];
-    policyArgs.set(policy, args);
-  }
-  return args;
-}
+/** The policy as the functions' `kind_` and `p_` (schema.ts). */
+const argsOf = policyFields;
 
 /** A row of the functions' REPLY_COLUMNS, as node-postgres returns it (bigint as text). */
 interface ReplyRow {

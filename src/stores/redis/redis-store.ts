@@ -25,6 +25,7 @@ import {
   validatePrefix,
 } from './keys.js';
 import type { LuaScript } from './scripts.generated.js';
+import { policyFields } from '../policy-fields.js';
 import { acquireScript, forceScript, inspectScript, recordScript } from './scripts.generated.js';
 
 export interface RedisStoreOptions {
@@ -54,23 +55,8 @@ const policyArgs = new WeakMap<BreakerPolicy, readonly (string | number)[]>();
 function argsOf(policy: BreakerPolicy): readonly (string | number)[] {
   let args = policyArgs.get(policy);
   if (args === undefined) {
-    const trip = policy.trip;
-    args = [
-      trip.kind,
-      'threshold' in trip ? trip.threshold : 0,
-      trip.kind === 'failure-rate' ? trip.ratio : 0,
-      trip.kind === 'failure-rate' ? trip.minimumCalls : 0,
-      policy.windowMs,
-      policy.bucketMs,
-      policy.bucketCount,
-      policy.openMs,
-      policy.backoffMultiplier,
-      policy.maxOpenMs,
-      policy.jitterRatio,
-      policy.halfOpenMaxCalls,
-      policy.successThreshold,
-      policy.probeLeaseMs,
-    ];
+    const [kind, numbers] = policyFields(policy);
+    args = [kind, ...numbers];
     policyArgs.set(policy, args);
   }
   return args;
