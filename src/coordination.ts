@@ -23,6 +23,7 @@ import { NO_PROBES, addOutcome, emptyBatch, nextBatchId } from './pending-batch.
 import type { KeptOutcomesOwner } from './store-health.js';
 import { StoreHealth, isStoreTimeout } from './store-health.js';
 import type { Awaitable, StateChangeMessage } from './store.js';
+import { MemoryStore } from './stores/memory.js';
 
 export type StoreOperation = 'acquire' | 'record' | 'inspect' | 'force';
 
@@ -92,6 +93,12 @@ export class Coordination implements View, KeptOutcomesOwner {
   inFlight = 0;
   /** True during a store call of this breaker's own (see `#own`). */
   selfCall = false;
+  /**
+   * The store said its run of consecutive failures is empty (at an admission or in its last
+   * answer) and no failure of this process has been sent since: a success has nothing to reset.
+   */
+  #runEmpty = false;
+  readonly #inMemory: boolean;
 
   readonly #host: CoordinationHost;
   readonly #o: ResolvedOptions<unknown>;
@@ -113,6 +120,7 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.#host = host;
     this.#o = options;
     this.#health = StoreHealth.of(options.store);
+    this.#inMemory = options.store instanceof MemoryStore;
   }
 
   #timeoutMs(): number {
@@ -192,6 +200,7 @@ export class Coordination implements View, KeptOutcomesOwner {
   #absorbAcquire(result: AcquireResult): void {
     if (result.generation < this.generation) return;
     const o = this.#o;
+    if (result.consecutiveFailures !== undefined) this.#runEmpty = result.consecutiveFailures === 0;
     this.generation = result.generation;
     this.state = result.state;
     this.override = result.override;
@@ -307,6 +316,7 @@ export class Coordination implements View, KeptOutcomesOwner {
       this.#bufferOutcome(admission.generation, outcome, slow);
       return undefined;
     }
+    if (admission.lease === null && outcome !== 'failure' && !this.#successesCount()) return undefined;
     const failures = outcome === 'failure' ? 1 : 0;
     const canTrip = outcomesCanTrip(o.policy.trip, outcome === 'success' ? 1 : 0, failures);
     const batch: OutcomeBatch =
@@ -339,9 +349,25 @@ export class Coordination implements View, KeptOutcomesOwner {
     return this.#write(batch);
   }
 
+  /**
+   * Whether an outcome that is not a failure is worth a write. Under a count policy
+   * (`consecutiveFailures`, `failuresInWindow`) a success matters only when there is a run of
+   * failures for it to reset: the store did not say the run is empty, or a failure of this process
+   * was sent since. A failure rate counts every call; a custom predicate may read any count. So a
+   * tenant that only succeeds costs a shared store no write under a count policy. A `MemoryStore`
+   * counts everything: a write there costs nothing, and its counts stay complete.
+   */
+  #successesCount(): boolean {
+    if (this.#inMemory) return true;
+    const kind = this.#o.policy.trip.kind;
+    if (kind !== 'consecutive-failures' && kind !== 'failures-in-window') return true;
+    return !this.#runEmpty;
+  }
+
   /** Sends one batch to the store. Never rejects: a store failure never replaces the call's outcome. */
   #write(batch: OutcomeBatch): Promise<void> | undefined {
     const o = this.#o;
+    if (batch.failures > 0) this.#runEmpty = false;
     const health = this.#health;
     if (!this.#draining && health.failures > 0 && !health.usable(o.clock.now())) {
       this.#keep(batch, false);
@@ -518,6 +544,7 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.state = snapshot.state;
     this.override = snapshot.override;
     this.counts = snapshot.counts;
+    this.#runEmpty = snapshot.counts.consecutiveFailures === 0;
     const knownOpen = snapshot.state === 'open' && snapshot.override === null && snapshot.retryAfterMs > 0;
     // The local clock is read only when the view needs it: it is a visible cost on the hot path.
     if (knownOpen || this.#o.maxStalenessMs > 0) {
@@ -627,6 +654,8 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.#buffer = null;
     if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
+    // Successes (and ignored calls) with nothing to reset change nothing the policy reads.
+    if (buffer.failures === 0 && !this.#successesCount()) return undefined;
     const written = this.#write({
       ...buffer,
       probes: NO_PROBES,

@@ -168,7 +168,9 @@ describe('1,000 concurrent calls on one breaker', () => {
     ['buffered outcomes (flushIntervalMs)', { flushIntervalMs: 50, store: async(new MemoryStore()) }],
   ] as const) {
     it(`leave exact counts: ${label}`, async () => {
-      const b = new CircuitBreaker('busy', { trip: consecutiveFailures(100_000), ...options });
+      // A failure rate counts every outcome (count policies skip successes with nothing to reset).
+      const trip = failureRate(0.99, { minimumCalls: 100_000, windowMs: 60_000 });
+      const b = new CircuitBreaker('busy', { trip, ...options });
       const results = await Promise.allSettled(
         Array.from({ length: 1_000 }, (_, i) =>
           b.execute(async () => {
@@ -187,6 +189,41 @@ describe('1,000 concurrent calls on one breaker', () => {
       assert.equal(counts.failures, failed);
       assert.equal(counts.ignored, expected);
       assert.equal(counts.successes + counts.failures + counts.ignored, 1_000);
+    });
+  }
+
+  for (const [label, options] of [
+    ['per call', {}],
+    ['buffered (flushIntervalMs)', { flushIntervalMs: 50 }],
+  ] as const) {
+    it(`under a count policy on a shared store, write every failure and no success that has nothing to reset: ${label}`, async () => {
+      const memory = new MemoryStore();
+      let writes = 0;
+      const store: Store = {
+        ...async(memory),
+        record: async (key, policy, batch) => {
+          writes += 1;
+          return memory.record(key, policy, batch);
+        },
+      };
+      const b = new CircuitBreaker('busy', { trip: consecutiveFailures(100_000), store, ...options });
+      await Promise.all(Array.from({ length: 500 }, () => b.execute(ok)));
+      await b.flush();
+      assert.equal(writes, 0, 'a tenant that only succeeds costs no write');
+      const results = await Promise.allSettled(
+        Array.from({ length: 1_000 }, (_, i) =>
+          b.execute(async () => {
+            await new Promise((resolve) => setImmediate(resolve));
+            if (i % 3 === 0) throw boom;
+            return i;
+          }),
+        ),
+      );
+      await b.flush();
+      const failed = results.filter((r) => r.status === 'rejected').length;
+      const { counts } = await b.state();
+      assert.equal(counts.failures, failed, 'every failure is counted');
+      assert.ok(writes > 0);
     });
   }
 });

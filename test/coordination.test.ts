@@ -22,6 +22,16 @@ const outcome = (p: Promise<string>): Promise<string> =>
   );
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Waits until `done()` holds, polling; gives up (returning false) after `ms` of real time. */
+async function eventually(done: () => boolean, ms = 2_000): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  while (!done()) {
+    if (performance.now() > deadline) return false;
+    await sleep(2);
+  }
+  return true;
+}
+
 function setup(
   options: BreakerOptions = {},
   latencyMs: FaultyStore['mode'] extends never ? never : number = 0,
@@ -158,7 +168,7 @@ describe('coordination with the store', () => {
     store.mode = 'up';
     clock.advance(1_000);
     await b.execute(ok); // tenant B's call finds the store back
-    await sleep(5);
+    await eventually(() => memory.inspect('tenant-a', POLICY)?.counts.consecutiveFailures === 2);
     assert.equal(memory.inspect('tenant-a', POLICY)?.counts.consecutiveFailures, 2, 'A wrote what it kept');
     assert.equal(await outcome(a.execute(fail)), 'boom');
     assert.equal(memory.inspect('tenant-a', POLICY)?.state, 'open', 'and its third failure trips it');
@@ -214,15 +224,15 @@ describe('coordination with the store', () => {
   });
 
   it('close() writes what was kept during an outage, even while the store is being left alone', async () => {
-    const { memory, store, factory } = setup({ storeTimeoutMs: 20 });
+    const { memory, store, factory } = setup({ storeTimeoutMs: 20, trip: consecutiveFailures(100) });
     const breaker = factory.breakerFor('dep');
     await breaker.execute(ok);
     store.mode = 'error';
-    for (let i = 0; i < 4; i++) await breaker.execute(ok);
+    for (let i = 0; i < 4; i++) await breaker.execute(fail).catch(() => undefined);
     store.mode = 'up'; // back, but the breaker has not called since
     const report = await factory.close();
     assert.deepEqual(report, { complete: true, unwritten: [] });
-    assert.equal(memory.inspect('dep', POLICY)?.counts.successes, 5);
+    assert.equal(memory.inspect('dep', POLICY)?.counts.failures, 4);
   });
 
   it('a record lost under a running breaker is adopted, not ignored: generations never go back', async () => {

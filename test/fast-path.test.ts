@@ -144,7 +144,17 @@ describe('a breaker on a MemoryStore', () => {
           }
           assert.deepEqual(changes[0], changes[1]);
           const [sa, sb] = [await a.state(), await b.state()];
-          assert.deepEqual(sa, sb);
+          if (trip.kind === 'failure-rate') {
+            assert.deepEqual(sa, sb);
+          } else {
+            // Under a count policy a shared store is sent no success (or ignored call) that has
+            // nothing to reset: its failures and run agree, its successes are not all there.
+            const failuresOnly = (s: typeof sa) => ({
+              ...s,
+              counts: { failures: s.counts.failures, consecutiveFailures: s.counts.consecutiveFailures },
+            });
+            assert.deepEqual(failuresOnly(sa), failuresOnly(sb));
+          }
         },
       ),
       { numRuns: 150 },

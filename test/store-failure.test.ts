@@ -5,6 +5,7 @@ import {
   BreakerFactory,
   MemoryStore,
   consecutiveFailures,
+  failureRate,
   isCircuitOpenError,
   isStoreError,
 } from '../src/index.js';
@@ -51,6 +52,9 @@ const outcome = (p: Promise<string>): Promise<string> =>
     (e: unknown) =>
       isCircuitOpenError(e) ? `rejected:${e.reason}` : e === boom ? 'boom' : `other:${String(e)}`,
   );
+
+/** Never trips, and counts every outcome (a count policy writes no success with nothing to reset). */
+const COUNT_ALL = failureRate(1, { minimumCalls: 1_000_000, windowMs: 60_000 });
 
 describe('when the store fails', () => {
   const unhandled: unknown[] = [];
@@ -163,7 +167,7 @@ describe('when the store fails', () => {
   });
 
   it('uses the store again within about a second, and writes the outcomes counted meanwhile once', async () => {
-    const { clock, store, breaker } = setup({ trip: consecutiveFailures(100) });
+    const { clock, store, breaker } = setup({ trip: COUNT_ALL });
     await breaker.execute(ok);
     store.mode = 'error';
     for (let i = 0; i < 7; i++) await breaker.execute(ok);
@@ -184,7 +188,7 @@ describe('when the store fails', () => {
   });
 
   it('an outcome whose write fails is kept and written once when the store is back', async () => {
-    const { clock, store, breaker } = setup({ trip: consecutiveFailures(100) });
+    const { clock, store, breaker } = setup({ trip: COUNT_ALL });
     await breaker.execute(ok);
     // Admitted by the store; the store goes down while the calls run.
     const running = Array.from({ length: 4 }, (_, i) =>
@@ -209,7 +213,7 @@ describe('when the store fails', () => {
 
   for (const late of ['lands', 'fails'] as const) {
     it(`a write that timed out and later ${late} is counted exactly once`, async () => {
-      const { clock, store, breaker } = setup({ trip: consecutiveFailures(100) });
+      const { clock, store, breaker } = setup({ trip: COUNT_ALL });
       await breaker.execute(ok);
       const running = outcome(
         breaker.execute(async () => {
@@ -231,7 +235,7 @@ describe('when the store fails', () => {
   }
 
   it('flush() writes the outcomes an outage kept, once the store answers', async () => {
-    const { clock, store, breaker } = setup({ trip: consecutiveFailures(100) });
+    const { clock, store, breaker } = setup({ trip: COUNT_ALL });
     await breaker.execute(ok);
     store.mode = 'error';
     for (let i = 0; i < 4; i++) await breaker.execute(ok);
@@ -245,7 +249,7 @@ describe('when the store fails', () => {
   it('the factory never forgets a breaker that still holds outcomes for the store', async () => {
     const clock = new ManualClock();
     const store = new FaultyStore(new MemoryStore({ clock }));
-    const factory = new BreakerFactory({ store, clock, maxBreakers: 1, trip: consecutiveFailures(100) });
+    const factory = new BreakerFactory({ store, clock, maxBreakers: 1, trip: COUNT_ALL });
     const kept = factory.breakerFor('kept');
     await kept.execute(ok);
     store.mode = 'error';
@@ -255,7 +259,7 @@ describe('when the store fails', () => {
   });
 
   it('counts what a breaker did before it ever reached the store, once the store answers', async () => {
-    const { clock, store, breaker } = setup({ trip: consecutiveFailures(100) });
+    const { clock, store, breaker } = setup({ trip: COUNT_ALL });
     store.mode = 'error';
     for (let i = 0; i < 5; i++) await breaker.execute(ok);
     await outcome(breaker.execute(fail));

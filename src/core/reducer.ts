@@ -181,6 +181,7 @@ function admit(
     openUntil: record.openUntil,
     now,
     transition: moved,
+    consecutiveFailures: record.consecutiveFailures,
   };
 }
 
@@ -202,6 +203,7 @@ function reject(
     openUntil: record.openUntil,
     now,
     transition: moved,
+    consecutiveFailures: record.consecutiveFailures,
   };
 }
 

@@ -182,6 +182,12 @@ export interface AcquireResult {
   readonly openUntil: number;
   readonly now: number;
   readonly transition: Transition | null;
+  /**
+   * The run of failures the store holds, when it tells (RedisStore does). A caller whose call
+   * succeeds with no run to reset under a count policy need not write at all; a store that leaves
+   * this out gets every outcome written.
+   */
+  readonly consecutiveFailures?: number;
 }
 
 /** What `record` and `force` answer. */

@@ -8,7 +8,7 @@ import { DynamoDBStore } from '../../src/stores/dynamodb/index.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { useDynalite } from '../helpers/dynalite.js';
 import type { Dynalite } from '../helpers/dynalite.js';
-import { Workers, sum } from '../helpers/workers.js';
+import { COUNT_ALL_POLICY, Workers, sum } from '../helpers/workers.js';
 
 // Six processes that start together, each building its DynamoDB client when the load arrives
 // (the first request resolves credentials and connects), with the default timeouts.
@@ -51,7 +51,11 @@ describe('DynamoDBStore from a cold start: 6 fresh processes, default options', 
       await workers.stop();
     }
 
-    const counting = await Workers.start(WORKERS, CALLERS, spec, { ...settings, threshold: 1_000_000 });
+    const counting = await Workers.start(WORKERS, CALLERS, spec, {
+      ...settings,
+      threshold: 1_000_000,
+      trip: 'count-all',
+    });
     let tallies;
     try {
       tallies = await counting.run({ name: 'counted', callsPerCaller: 5, failEvery: 4, fnDelayMs: 0 });
@@ -59,7 +63,7 @@ describe('DynamoDBStore from a cold start: 6 fresh processes, default options', 
       await counting.stop();
     }
     assert.equal(sum(tallies, 'value') + sum(tallies, 'boom'), WORKERS * CALLERS * 5);
-    const snapshot = await store.inspect('counted', policyOf({ trip: consecutiveFailures(1_000_000) }));
+    const snapshot = await store.inspect('counted', COUNT_ALL_POLICY);
     const reports = JSON.stringify(counting.closeReports);
     assert.equal(snapshot?.counts.successes, sum(tallies, 'value'), reports);
     assert.equal(snapshot?.counts.failures, sum(tallies, 'boom'), reports);

@@ -8,7 +8,7 @@ import { DynamoDBStore, createBreakerTable } from '../../src/stores/dynamodb/ind
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { useDynalite } from '../helpers/dynalite.js';
 import type { Dynalite } from '../helpers/dynalite.js';
-import { Workers, sum } from '../helpers/workers.js';
+import { COUNT_ALL_POLICY, Workers, sum } from '../helpers/workers.js';
 
 const WORKERS = 4;
 const CALLERS = 10;
@@ -27,13 +27,14 @@ describe('DynamoDBStore across 4 processes', { timeout: 120_000 }, () => {
     const openMs = 500;
     const workers = await Workers.start(WORKERS, CALLERS, spec(), {
       threshold: 1_000_000,
+      trip: 'count-all',
       openMs,
       halfOpenMaxCalls: 2,
     });
     try {
       const tallies = await workers.run({ name: 'counted', callsPerCaller: 10, failEvery: 4, fnDelayMs: 0 });
       const store = new DynamoDBStore({ client, tableName: TABLE });
-      const snapshot = await store.inspect('counted', policyOf({ trip: consecutiveFailures(1_000_000) }));
+      const snapshot = await store.inspect('counted', COUNT_ALL_POLICY);
       assert.equal(sum(tallies, 'value') + sum(tallies, 'boom'), WORKERS * CALLERS * 10);
       assert.equal(snapshot?.counts.successes, sum(tallies, 'value'));
       assert.equal(snapshot?.counts.failures, sum(tallies, 'boom'));

@@ -5,7 +5,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 
-import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
+import { BreakerFactory, consecutiveFailures, failureRate, isCircuitOpenError } from '../../src/index.js';
 import type { Store } from '../../src/index.js';
 import { DynamoDBStore } from '../../src/stores/dynamodb/index.js';
 import { PostgresStore } from '../../src/stores/postgres/index.js';
@@ -30,6 +30,12 @@ interface Run {
 const [spec, options] = process.argv.slice(2).map((arg) => JSON.parse(arg) as unknown) as [StoreSpec, object];
 const settings = options as {
   threshold: number;
+  /**
+   * 'count-all': a failure rate that needs `threshold` calls before it can trip, so every outcome
+   * is written (a count policy skips successes with no run of failures to reset). Default: the
+   * threshold as consecutive failures.
+   */
+  trip?: 'count-all';
   openMs: number;
   halfOpenMaxCalls: number;
   maxStalenessMs?: number;
@@ -73,7 +79,10 @@ function setUp(): Setup {
     store,
     ...(settings.defaultTimeouts === true ? {} : { storeTimeoutMs: 5_000 }),
     jitter: 0,
-    trip: consecutiveFailures(settings.threshold),
+    trip:
+      settings.trip === 'count-all'
+        ? failureRate(1, { minimumCalls: settings.threshold, windowMs: 600_000 })
+        : consecutiveFailures(settings.threshold),
     openMs: settings.openMs,
     halfOpenMaxCalls: settings.halfOpenMaxCalls,
     maxStalenessMs: settings.maxStalenessMs ?? 0,

@@ -3,6 +3,8 @@ import type { ChildProcess } from 'node:child_process';
 
 import { BreakerFactory } from '../../src/index.js';
 import type { Store } from '../../src/index.js';
+import { DEFAULT_POLICY } from '../../src/cli/fleet.js';
+import { outcomes } from '../../src/testing/conformance.js';
 
 export const root = new URL('../..', import.meta.url).pathname;
 
@@ -90,13 +92,11 @@ export async function trip(store: Store, name: string, failures = 5): Promise<vo
 
 /** Records successes and failures in a closed breaker (no trip). */
 export async function count(store: Store, name: string, successes: number, failures: number): Promise<void> {
-  const factory = new BreakerFactory({ store, maxStalenessMs: 0, flushIntervalMs: 0, storeTimeoutMs: 5_000 });
-  try {
-    const breaker = factory.breakerFor(name);
-    for (let i = 0; i < failures; i++)
-      await breaker.execute(() => Promise.reject(new Error('down'))).catch(() => {});
-    for (let i = 0; i < successes; i++) await breaker.execute(() => Promise.resolve(1));
-  } finally {
-    await factory.close();
-  }
+  // Written straight to the store: a breaker under a count policy writes no success with nothing to reset.
+  const { generation } = await store.acquire(name, DEFAULT_POLICY);
+  await store.record(
+    name,
+    DEFAULT_POLICY,
+    outcomes(generation, { successes, failures, trailingFailures: 0 }),
+  );
 }

@@ -2,6 +2,13 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 
 import type { StoreSpec } from './breaker-worker.js';
+import { failureRate } from '../../src/index.js';
+import { policyOf } from '../../src/testing/conformance.js';
+
+/** The policy of workers started with `trip: 'count-all'` and a threshold of 1,000,000, to inspect their counts. */
+export const COUNT_ALL_POLICY = policyOf({
+  trip: failureRate(1, { minimumCalls: 1_000_000, windowMs: 600_000 }),
+});
 
 export interface Tally {
   fnCalls: number;

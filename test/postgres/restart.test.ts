@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 
 import pg from 'pg';
 
-import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
+import { BreakerFactory, failureRate, isCircuitOpenError } from '../../src/index.js';
 import { PostgresStore, createBreakerSchema } from '../../src/stores/postgres/index.js';
 import { policyOf } from '../../src/testing/conformance.js';
 import { PostgresServer } from '../helpers/postgres-server.js';
@@ -36,13 +36,15 @@ describe('a Postgres server restart mid-run', { timeout: 60_000 }, () => {
 
   it('no call fails, counting resumes in the store, and the subscription resyncs', async () => {
     const store = new PostgresStore({ pool, table: 'breakers' });
-    const policy = policyOf({ trip: consecutiveFailures(1_000_000) });
+    // A failure rate that cannot trip: every outcome is written (count policies skip idle successes).
+    const trip = failureRate(1, { minimumCalls: 1_000_000, windowMs: 600_000 });
+    const policy = policyOf({ trip });
     let resyncs = 0;
     const unsubscribe = await store.subscribe(() => undefined, { onResync: () => void (resyncs += 1) });
     const factory = new BreakerFactory({
       store,
       storeTimeoutMs: 200,
-      trip: consecutiveFailures(1_000_000),
+      trip,
     });
     const breaker = factory.breakerFor('dep');
     let report: Awaited<ReturnType<BreakerFactory['close']>> | undefined;
@@ -61,7 +63,7 @@ describe('a Postgres server restart mid-run', { timeout: 60_000 }, () => {
           });
           if (value !== 'value' || fails) wrong += 1;
         } catch (error) {
-          // Not a rejection either: a million failures in a row would be needed to open it.
+          // Not a rejection either: a million calls would be needed before it could open.
           if (error !== boom || isCircuitOpenError(error)) wrong += 1;
         }
         calls += 1;

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 
 import type { Redis } from 'ioredis';
 
-import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
+import { BreakerFactory, consecutiveFailures, failureRate, isCircuitOpenError } from '../../src/index.js';
 import type { Clock } from '../../src/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { useRedisServer } from '../helpers/redis-server.js';
@@ -31,7 +31,8 @@ async function commands(client: Redis): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (const match of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
     const name = match[1]!;
-    if (name === 'info' || name.startsWith('config') || IN_SCRIPT.has(name)) continue;
+    // subscribe: a factory subscribes in the background, once, whenever its connection is ready.
+    if (name === 'info' || name === 'subscribe' || name.startsWith('config') || IN_SCRIPT.has(name)) continue;
     counts[name] = Number(match[2]);
   }
   return counts;
@@ -48,18 +49,37 @@ describe('breakers on a RedisStore', () => {
     client = c;
   });
 
-  it('cost at most 2 server commands per call, and none for a rejection known locally', async () => {
+  it('cost one server command per healthy call under a count policy, two under a failure rate, and none for a rejection known locally', async () => {
     const factory = new BreakerFactory({
       store: new RedisStore({ client, prefix: `rt-${randomUUID()}:` }),
       trip: consecutiveFailures(3),
       openMs: 60_000,
     });
+    const rate = new BreakerFactory({
+      store: new RedisStore({ client, prefix: `rt-${randomUUID()}:` }),
+      trip: failureRate(0.5, { minimumCalls: 1_000_000, windowMs: 60_000 }),
+    });
     try {
       const breaker = factory.breakerFor('dep');
-      await breaker.execute(ok); // the first call creates the record
+      await breaker.execute(ok); // the first call loads the function library
+      await rate.breakerFor('dep').execute(ok); // and subscribes
       await client.config('RESETSTAT');
       for (let i = 0; i < 100; i++) await breaker.execute(ok);
-      assert.deepEqual(await commands(client), { evalsha: 200 }, 'acquire and record: one script each');
+      assert.deepEqual(
+        await commands(client),
+        { fcall: 100 },
+        'acquire only: a success with no run to reset writes nothing',
+      );
+
+      // A failure starts a run; the success after it resets the run (one write), the next ones do not.
+      await breaker.execute(fail).catch(() => undefined);
+      await client.config('RESETSTAT');
+      for (let i = 0; i < 10; i++) await breaker.execute(ok);
+      assert.deepEqual(await commands(client), { fcall: 11 }, 'ten acquires and one reset');
+
+      await client.config('RESETSTAT');
+      for (let i = 0; i < 100; i++) await rate.breakerFor('dep').execute(ok);
+      assert.deepEqual(await commands(client), { fcall: 200 }, 'a failure rate counts every call');
 
       for (let i = 0; i < 3; i++) await breaker.execute(fail).catch(() => undefined);
       await client.config('RESETSTAT');
@@ -72,6 +92,7 @@ describe('breakers on a RedisStore', () => {
       assert.deepEqual(await commands(client), {});
     } finally {
       await factory.close();
+      await rate.close();
     }
   });
 

@@ -71,12 +71,17 @@ describe('Redis records', () => {
     );
   });
 
-  it('a reply of the wrong shape is a StoreError, not a crash', async () => {
-    const fake = { evalsha: async () => ['acquire', 'not-a-number'], eval: async () => null } as never;
-    const store = new RedisStore({ client: fake });
-    await assert.rejects(
-      store.acquire('x', policyOf()),
-      (e: Error & { code?: string }) => e.code === 'STORE_ERROR',
-    );
+  it('a reply of the wrong shape is a StoreError, not a crash (functions and scripts)', async () => {
+    const wrong = async () => ['acquire', 'not-a-number'];
+    for (const fake of [
+      { fcall: wrong, evalsha: async () => null, eval: async () => null },
+      { evalsha: wrong, eval: async () => null }, // a client without fcall uses EVALSHA
+    ]) {
+      const store = new RedisStore({ client: fake as never });
+      await assert.rejects(
+        store.acquire('x', policyOf()),
+        (e: Error & { code?: string }) => e.code === 'STORE_ERROR',
+      );
+    }
   });
 });

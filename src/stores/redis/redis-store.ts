@@ -26,7 +26,7 @@ import {
 } from './keys.js';
 import type { LuaScript } from './scripts.generated.js';
 import { policyFields } from '../policy-fields.js';
-import { acquireScript, forceScript, inspectScript, recordScript } from './scripts.generated.js';
+import { acquireScript, forceScript, inspectScript, library, recordScript } from './scripts.generated.js';
 
 export interface RedisStoreOptions {
   /**
@@ -49,17 +49,27 @@ export interface RedisStoreOptions {
 
 const PAGE_SIZE = 100;
 
-/** The policy as ARGV[2..15] of every script (common.lua read_policy), built once per policy. */
-const policyArgs = new WeakMap<BreakerPolicy, readonly (string | number)[]>();
+/**
+ * The policy as ARGV[2] of every operation (common.lua read_policy): one string, built once per
+ * policy object, which the server parses once per library load rather than once per call.
+ */
+const policyTexts = new WeakMap<BreakerPolicy, string>();
 
-function argsOf(policy: BreakerPolicy): readonly (string | number)[] {
-  let args = policyArgs.get(policy);
-  if (args === undefined) {
+function policyText(policy: BreakerPolicy): string {
+  let text = policyTexts.get(policy);
+  if (text === undefined) {
     const [kind, numbers] = policyFields(policy);
-    args = [kind, ...numbers];
-    policyArgs.set(policy, args);
+    text = [kind, ...numbers.map(String)].join(':');
+    policyTexts.set(policy, text);
   }
-  return args;
+  return text;
+}
+
+/** How a store runs its Lua: FCALL of the loaded library, or EVALSHA where functions are not available. */
+type LuaMode = 'function' | 'script';
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 function malformed(operation: string, reply: unknown): StoreError {
@@ -180,6 +190,8 @@ export class RedisStore implements Store {
   readonly #logger: Logger | null;
   readonly #onCorruptRecord: ((name: string) => void) | null;
   readonly #timeOffsetMs: (() => number) | null;
+  #mode: LuaMode = 'function';
+  #loading: Promise<void> | null = null;
 
   constructor(options: RedisStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -200,6 +212,7 @@ export class RedisStore implements Store {
     this.#logger = options.logger ?? null;
     this.#onCorruptRecord = options.onCorruptRecord ?? null;
     this.#timeOffsetMs = options.timeOffsetMs ?? null;
+    if (typeof (client as Redis).fcall !== 'function') this.#mode = 'script';
   }
 
   async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
@@ -217,6 +230,7 @@ export class RedisStore implements Store {
     const override = reply.override();
     const openUntil = reply.number();
     const transition = reply.transition();
+    const consecutiveFailures = reply.number();
     if (!admitted && reason !== 'open' && reason !== 'half-open-full' && reason !== 'forced-open') {
       throw malformed('acquire', raw);
     }
@@ -231,6 +245,7 @@ export class RedisStore implements Store {
       openUntil,
       now,
       transition,
+      consecutiveFailures,
     };
   }
 
@@ -422,7 +437,12 @@ export class RedisStore implements Store {
     }
   }
 
-  /** EVALSHA, falling back to EVAL (which also loads the script) when the server lacks it. */
+  /**
+   * Runs one operation: FCALL of the library's function, loading the library when the server does
+   * not have it (a new server, a restart without persistence, a new cluster node). A server without
+   * functions (before Redis 7) or an ACL that refuses them switches this store to EVALSHA for good,
+   * falling back to EVAL (which also loads the script) when the server lacks the script.
+   */
   async #run(
     script: LuaScript,
     name: string,
@@ -432,16 +452,67 @@ export class RedisStore implements Store {
   ): Promise<unknown[]> {
     const key = breakerKey(this.#prefix, name);
     const keys = secondKey === undefined ? [key] : [key, secondKey];
-    const args = [this.#channel, ...argsOf(policy), this.#timeOffsetMs?.() ?? 0, ...extra];
+    const args = [this.#channel, policyText(policy), this.#timeOffsetMs?.() ?? 0, ...extra];
     let reply: unknown;
-    try {
-      reply = await this.#client.evalsha(script.sha1, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      reply = await this.#client.eval(script.source, keys.length, ...keys, ...args);
+    if (this.#mode === 'function') {
+      const fn = library.functions[script.name]!;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          reply = await this.#client.fcall(fn, keys.length, ...keys, ...args);
+          break;
+        } catch (error) {
+          const text = errorText(error);
+          if (attempt < 2 && text.includes('Function not found')) {
+            await this.#loadLibrary();
+            if (this.#mode === 'function') continue;
+          } else if (!/unknown command|NOPERM/i.test(text)) {
+            throw error;
+          }
+          this.#mode = 'script';
+          break;
+        }
+      }
+    }
+    if (this.#mode === 'script') {
+      try {
+        reply = await this.#client.evalsha(script.sha1, keys.length, ...keys, ...args);
+      } catch (error) {
+        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+        reply = await this.#client.eval(script.source, keys.length, ...keys, ...args);
+      }
     }
     if (!Array.isArray(reply)) throw malformed(script.name, reply);
     return reply as unknown[];
+  }
+
+  /** FUNCTION LOAD on the server, or on every master of a cluster; one load at a time. */
+  #loadLibrary(): Promise<void> {
+    if (this.#loading !== null) return this.#loading;
+    const client = this.#client;
+    const nodes: (Redis | Cluster)[] = 'nodes' in client ? client.nodes('master') : [client];
+    if (nodes.length === 0) nodes.push(client);
+    const loading = Promise.all(
+      nodes.map((node) =>
+        node.call('FUNCTION', 'LOAD', library.source).then(
+          () => undefined,
+          (error: unknown) => {
+            const text = errorText(error);
+            if (text.includes('already exists')) return;
+            if (/unknown command|unknown subcommand|NOPERM/i.test(text)) {
+              this.#mode = 'script';
+              return;
+            }
+            throw error;
+          },
+        ),
+      ),
+    )
+      .then(() => undefined)
+      .finally(() => {
+        this.#loading = null;
+      });
+    this.#loading = loading;
+    return loading;
   }
 }
 

@@ -4,7 +4,8 @@ acquire.lua: asks for a permit (reducer.ts acquire).
 KEYS[1]   the breaker's hash (keys.ts breakerKey)
 ARGV      the policy (common.lua read_policy); nothing else
 Returns   { 'acquire', corrupt, now, admitted, reason, retryAfterMs, generation, lease, state,
-            override, openUntil, transitionFrom, transitionTo, transitionGeneration }
+            override, openUntil, transitionFrom, transitionTo, transitionGeneration,
+            consecutiveFailures }
           corrupt and admitted are 0/1; reason, lease, override and the transition's from/to are
           '' when absent (transitionGeneration is then 0).
 Writes    only when something changed (a new record, open -> half-open, a lease granted); a
@@ -19,15 +20,17 @@ local now = now_ms(ARGV)
 
 -- The hot path: a closed breaker with no override admits without reading or writing anything
 -- else (closed implies no leases and openUntil 0).
-local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen')
+-- The run of failures is answered so that a caller whose call succeeds knows whether there is a
+-- run for its success to reset (if not, it need not write at all).
+local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf')
 if not quick.err and quick[1] == SCHEMA and quick[2] == 'closed' and quick[3] == '' then
-  local gen = count(quick[4])
-  if gen ~= nil and gen >= 1 then
-    return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0 }
+  local gen, cf = count(quick[4]), count(quick[5])
+  if gen ~= nil and gen >= 1 and cf ~= nil then
+    return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0, cf }
   end
 end
 
-local p = read_policy(ARGV)
+local p, channel = read_policy(ARGV)
 local r, existed, corrupt = load(key, now)
 local dirty = corrupt or not existed
 expire_leases(r, now)
@@ -76,8 +79,8 @@ end
 if dirty then
   save(key, p, r, now)
 end
-publish(p, key, moved, r, now)
+publish(channel, key, moved, r, now)
 
 local from, to, tgen = transition_reply(moved)
 return { 'acquire', corrupt and 1 or 0, now, admitted, reason, retryAfterMs, r.gen, lease, r.state, r.override,
-  r.openUntil, from, to, tgen }
+  r.openUntil, from, to, tgen, r.cf }

@@ -7,15 +7,17 @@ the conformance suite runs the same scenarios against both.
 
 Every script receives the same leading ARGV (see read_policy):
   ARGV[1]   channel to PUBLISH transitions on (`<prefix>events`)
-  ARGV[2]   trip kind: consecutive-failures | failures-in-window | failure-rate | custom
-  ARGV[3]   threshold (0 when the kind has none)
-  ARGV[4]   ratio (failure-rate; 0 otherwise)
-  ARGV[5]   minimumCalls (failure-rate; 0 otherwise)
-  ARGV[6]   windowMs     ARGV[7]  bucketMs       ARGV[8]  bucketCount
-  ARGV[9]   openMs       ARGV[10] backoffMultiplier ARGV[11] maxOpenMs  ARGV[12] jitterRatio
-  ARGV[13]  halfOpenMaxCalls  ARGV[14] successThreshold  ARGV[15] probeLeaseMs
-  ARGV[16]  milliseconds added to the server's TIME (0; tests move the store's clock with it)
+  ARGV[2]   the policy, one string of 14 fields joined by ':' (policy-fields.ts policyFields):
+            trip kind (consecutive-failures | failures-in-window | failure-rate | custom),
+            threshold, ratio, minimumCalls, windowMs, bucketMs, bucketCount, openMs,
+            backoffMultiplier, maxOpenMs, jitterRatio, halfOpenMaxCalls, successThreshold,
+            probeLeaseMs
+  ARGV[3]   milliseconds added to the server's TIME (0; tests move the store's clock with it)
 Script-specific ARGV start at ARGV[POLICY_ARGS + 1].
+
+The code runs in one of two forms (scripts/build-lua.ts): as a Redis 7 FUNCTION library, loaded
+once, whose top-level locals (the parsed-policy cache below) live as long as the library; or, on
+servers without functions, as one EVALSHA script per operation, where they live for one call.
 
 The record is one hash. Fields (all strings):
   v          schema version ('1')
@@ -31,15 +33,10 @@ A stored record that is not valid is never an error: it is reset, and the reply'
 ]]
 
 local SCHEMA = '1'
-local POLICY_ARGS = 16
+local POLICY_ARGS = 3
 -- Added to every GC TTL, so a record outlives anything it still has to remember.
 local GC_MARGIN_MS = 60000
 local MAX_SAFE = 9007199254740991
-
--- Redis before 5 replicates scripts verbatim, which a script reading TIME cannot allow.
-if redis.replicate_commands then
-  redis.replicate_commands()
-end
 
 local function bad_arg(what)
   error({ err = 'CIRCUITRY_BADARG ' .. what })
@@ -60,39 +57,62 @@ end
 
 local function now_ms(argv)
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + arg_number(argv[16], 'time offset')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + arg_number(argv[3], 'time offset')
 end
 
-local function read_policy(argv)
-  local kind = argv[2]
-  if kind ~= 'consecutive-failures' and kind ~= 'failures-in-window' and kind ~= 'failure-rate'
-    and kind ~= 'custom' then
-    bad_arg('trip kind')
+local KINDS = {
+  ['consecutive-failures'] = true, ['failures-in-window'] = true, ['failure-rate'] = true, custom = true,
+}
+local POLICY_FIELDS = {
+  'threshold', 'ratio', 'minimumCalls', 'windowMs', 'bucketMs', 'bucketCount', 'openMs',
+  'backoffMultiplier', 'maxOpenMs', 'jitterRatio', 'halfOpenMaxCalls', 'successThreshold', 'probeLeaseMs',
+}
+
+local function parse_policy(text)
+  if type(text) ~= 'string' then
+    bad_arg('policy')
   end
-  local p = {
-    channel = argv[1],
-    kind = kind,
-    threshold = arg_number(argv[3], 'threshold'),
-    ratio = arg_number(argv[4], 'ratio'),
-    minimumCalls = arg_number(argv[5], 'minimumCalls'),
-    windowMs = arg_number(argv[6], 'windowMs'),
-    bucketMs = arg_number(argv[7], 'bucketMs'),
-    bucketCount = arg_number(argv[8], 'bucketCount'),
-    openMs = arg_number(argv[9], 'openMs'),
-    backoffMultiplier = arg_number(argv[10], 'backoffMultiplier'),
-    maxOpenMs = arg_number(argv[11], 'maxOpenMs'),
-    jitterRatio = arg_number(argv[12], 'jitterRatio'),
-    halfOpenMaxCalls = arg_number(argv[13], 'halfOpenMaxCalls'),
-    successThreshold = arg_number(argv[14], 'successThreshold'),
-    probeLeaseMs = arg_number(argv[15], 'probeLeaseMs'),
-  }
-  if type(p.channel) ~= 'string' then
-    bad_arg('channel')
+  local parts = {}
+  for part in string.gmatch(text, '[^:]+') do
+    parts[#parts + 1] = part
+  end
+  if #parts ~= #POLICY_FIELDS + 1 or not KINDS[parts[1]] then
+    bad_arg('policy')
+  end
+  local p = { kind = parts[1] }
+  for i, name in ipairs(POLICY_FIELDS) do
+    p[name] = arg_number(parts[i + 1], name)
   end
   if p.bucketMs < 1 or p.bucketCount < 1 then
     bad_arg('bucket shape')
   end
   return p
+end
+
+-- Parsed policies by their text. A process sends a handful of distinct policies; the cache is
+-- dropped whole when it grows past POLICY_CACHE_MAX, so a caller minting policies cannot grow it.
+local POLICY_CACHE_MAX = 256
+local policy_cache = {}
+local policy_cache_size = 0
+
+-- The policy of ARGV, with the channel. The returned table is shared between calls: never modified.
+local function read_policy(argv)
+  local channel = argv[1]
+  if type(channel) ~= 'string' then
+    bad_arg('channel')
+  end
+  local text = argv[2]
+  local p = policy_cache[text]
+  if p == nil then
+    p = parse_policy(text)
+    if policy_cache_size >= POLICY_CACHE_MAX then
+      policy_cache = {}
+      policy_cache_size = 0
+    end
+    policy_cache[text] = p
+    policy_cache_size = policy_cache_size + 1
+  end
+  return p, channel
 end
 
 -- A new record's generation is 100 per ms of the store's time (reducer.ts initialGeneration): a
@@ -372,14 +392,14 @@ local function transition(from, r)
 end
 
 -- Tells every subscriber. The payload names the Redis key; the JS side maps it back to the name.
-local function publish(p, key, t, r, now)
+local function publish(channel, key, t, r, now)
   if t == nil then
     return
   end
   local payload = '{"key":' .. cjson.encode(key) .. ',"from":"' .. t.from .. '","to":"' .. t.to
     .. '","generation":' .. int(t.gen) .. ',"openUntil":' .. int(r.openUntil) .. ',"now":' .. int(now)
     .. ',"override":"' .. r.override .. '"}'
-  redis.call('PUBLISH', p.channel, payload)
+  redis.call('PUBLISH', channel, payload)
 end
 
 -- The transition's fields for a reply: from, to, generation ('', '', 0 when none).

@@ -14,7 +14,7 @@ Errors    CIRCUITRY_BADARG override
 -- @include common.lua
 
 local key = KEYS[1]
-local p = read_policy(ARGV)
+local p, channel = read_policy(ARGV)
 local override = ARGV[POLICY_ARGS + 1]
 if override ~= '' and override ~= 'forced-open' and override ~= 'forced-closed' and override ~= 'metrics-only' then
   bad_arg('override')
@@ -38,7 +38,7 @@ local moved = transition(from, r)
 if dirty then
   save(key, p, r, now)
 end
-publish(p, key, moved, r, now)
+publish(channel, key, moved, r, now)
 
 local out = { 'update', corrupt and 1 or 0, 0 }
 snapshot_reply(out, r, p, now)

@@ -20,7 +20,7 @@ Errors    CIRCUITRY_BADARG <what>
 -- @include common.lua
 
 local key = KEYS[1]
-local p = read_policy(ARGV)
+local p, channel = read_policy(ARGV)
 local b = POLICY_ARGS
 local generation = arg_number(ARGV[b + 1], 'generation')
 local successes = arg_number(ARGV[b + 2], 'successes')
@@ -157,7 +157,7 @@ end
 if dirty then
   save(key, p, r, now)
 end
-publish(p, key, moved, r, now)
+publish(channel, key, moved, r, now)
 
 local out = { 'update', corrupt and 1 or 0, stale }
 snapshot_reply(out, r, p, now)

@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { describe, it } from 'node:test';
+
+import type { Redis } from 'ioredis';
+
+import { RedisStore } from '../../src/stores/redis/index.js';
+import { library } from '../../src/stores/redis/scripts.generated.js';
+import { outcomes, policyOf } from '../../src/testing/conformance.js';
+import { useRedisServer } from '../helpers/redis-server.js';
+import type { RedisServer } from '../helpers/redis-server.js';
+
+/** Calls of `command` since the last CONFIG RESETSTAT. */
+async function calls(client: Redis, command: string): Promise<number> {
+  const info = await client.info('commandstats');
+  return Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+}
+
+describe('RedisStore runs its Lua as a FUNCTION library', () => {
+  let server: RedisServer;
+  let client: Redis;
+  useRedisServer((s, c) => {
+    server = s;
+    client = c;
+  });
+
+  it('loads the library on first use and again after the server lost it, by FCALL only', async () => {
+    const store = new RedisStore({ client, prefix: `fn-${randomUUID()}:` });
+    const policy = policyOf();
+    await client.call('FUNCTION', 'FLUSH');
+    const { generation } = await store.acquire('dep', policy);
+    const libraries = (await client.call('FUNCTION', 'LIST', 'LIBRARYNAME', library.name)) as unknown[];
+    assert.equal(libraries.length, 1, 'the library is loaded under its versioned name');
+
+    await client.call('FUNCTION', 'FLUSH'); // as a restart without persistence would
+    await client.config('RESETSTAT');
+    const result = await store.record('dep', policy, outcomes(generation, { failures: 1 }));
+    assert.equal(result.snapshot.counts.failures, 1);
+    for (let i = 0; i < 10; i++) await store.acquire('dep', policy);
+    assert.equal(await calls(client, 'fcall'), 12, 'one failed FCALL, then one per operation');
+    assert.equal(await calls(client, 'evalsha'), 0);
+    assert.equal(await calls(client, 'eval'), 0);
+  });
+
+  it('falls back to EVALSHA, for good, where FCALL is refused (an ACL here; Redis before 7 alike)', async () => {
+    const user = `noscripts-${randomUUID().slice(0, 8)}`;
+    await client.call('ACL', 'SETUSER', user, 'on', 'nopass', '~*', '&*', '+@all', '-fcall', '-function');
+    const restricted = server.client({ username: user, password: 'x' });
+    try {
+      const store = new RedisStore({ client: restricted, prefix: `fn-${randomUUID()}:` });
+      const policy = policyOf();
+      const { generation } = await store.acquire('dep', policy);
+      await client.config('RESETSTAT');
+      const result = await store.record('dep', policy, outcomes(generation, { failures: 2 }));
+      assert.equal(result.snapshot.counts.failures, 2);
+      await store.acquire('dep', policy);
+      assert.equal(await calls(client, 'fcall'), 0, 'FCALL is not tried again');
+      assert.equal(await calls(client, 'evalsha'), 2);
+    } finally {
+      restricted.disconnect();
+      await client.call('ACL', 'DELUSER', user);
+    }
+  });
+
+  it('parses a policy once per library load, and still rejects a malformed one', async () => {
+    await assert.rejects(
+      client.fcall(library.functions.acquire!, 1, 'fn-bad:{00}', 'ch', 'no-such-kind:1', 0),
+      /CIRCUITRY_BADARG policy/,
+    );
+    await assert.rejects(
+      client.fcall(
+        library.functions.inspect!,
+        1,
+        'fn-bad:{00}',
+        'ch',
+        'failure-rate:0:0.5:10:60000:0:10:1000:2:60000:0:1:1:1000',
+        0,
+      ),
+      /CIRCUITRY_BADARG bucket shape/,
+    );
+  });
+});
