@@ -79,6 +79,24 @@ export interface Store {
   inspect(key: string, policy: BreakerPolicy): Awaitable<Snapshot | null>;
   /** Set (or, with null, clear) an operator override. */
   force(key: string, policy: BreakerPolicy, override: Override | null): Awaitable<UpdateResult>;
+  /**
+   * Start the breaker afresh, for an operator (`npx circuitry reset`): state closed; window
+   * counts, consecutive failures, backoff, half-open probe leases and probe successes forgotten;
+   * a new generation, strictly greater than the old one, so outcomes of calls admitted before the
+   * reset are stale. The operator override is kept (clearing it is `force(key, policy, null)`).
+   * When the state callers see changes (open or half-open to closed) the result carries the
+   * transition and the store pushes it to subscribers like any other; a closed breaker only
+   * forgets its counts, which is no transition.
+   *
+   * A key the store holds nothing for has nothing to forget: nothing is written (`inspect` stays
+   * null) and the result is the snapshot of a fresh closed breaker at the store's time (the
+   * record `acquire` or `force` would start from), with no transition and `stale` false.
+   *
+   * Optional so that stores written before it keep compiling; every store circuitry ships has it.
+   * The operator tools fall back to changing the override and setting it back (a new generation,
+   * counts kept) for a store without it.
+   */
+  reset?(key: string, policy: BreakerPolicy): Awaitable<UpdateResult>;
   /** Keys that start with `prefix`, a page at a time, for operators and tools. */
   list(prefix: string, cursor?: string | null): Awaitable<ListPage>;
   /**

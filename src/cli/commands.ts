@@ -205,16 +205,28 @@ export async function applyOverride(
 }
 
 /**
- * What `reset` can do through the Store interface, which has no operation that forgets counts:
- * change the override and set it back. That starts two new generations (results of calls admitted
- * before are ignored) and drops half-open probe leases and probe successes; the window counts,
- * the consecutive failures and the computed state stay. For a moment between the two writes the
- * intermediate override applies (forced-closed, or metrics-only when the breaker was forced-closed).
+ * Starts a breaker afresh with `Store.reset`: closed, window counts, consecutive failures, backoff,
+ * probe leases and probe successes forgotten, a new generation (results of calls admitted before
+ * are ignored), the override kept; an open-to-closed change is pushed to every process.
+ *
+ * A store without `reset` (one written before it existed) gets what its other operations can do:
+ * change the override and set it back. That starts two new generations and drops probe leases and
+ * probe successes, but the counts and the computed state stay, and for a moment between the two
+ * writes the intermediate override applies (forced-closed, or metrics-only when the breaker was
+ * forced-closed). `resetKept` then tells what stayed.
  */
 export async function resetBreaker(connection: StoreConnection, name: string): Promise<ActionResult> {
   const { store, callTimeoutMs } = connection;
   const before = await readBreaker(store, name, callTimeoutMs);
   if (before === null) throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+  if (store.reset !== undefined) {
+    const result = await bounded(
+      store.reset(name, DEFAULT_POLICY),
+      callTimeoutMs,
+      `reset ${JSON.stringify(name)}`,
+    );
+    return { name, action: 'reset', before, after: toRow(name, result.snapshot) };
+  }
   const through: Override = before.override === 'forced-closed' ? 'metrics-only' : 'forced-closed';
   await bounded(store.force(name, DEFAULT_POLICY, through), callTimeoutMs, `force ${JSON.stringify(name)}`);
   const result = await bounded(
@@ -225,7 +237,7 @@ export async function resetBreaker(connection: StoreConnection, name: string): P
   return { name, action: 'reset', before, after: toRow(name, result.snapshot) };
 }
 
-/** Whether a reset left counts or an open state behind (the store cannot forget them). */
+/** Whether a reset left counts or an open state behind (only a store without `reset` does). */
 export function resetKept(result: ActionResult): boolean {
   const { after } = result;
   return (
@@ -273,24 +285,30 @@ ${STORE_HELP}`;
   };
 }
 
-const RESET_HELP = `circuitry reset: start a breaker afresh, as far as the store allows.
+const RESET_HELP = `circuitry reset: start a breaker afresh: closed, its counts forgotten.
 
 Usage: npx circuitry reset NAME [--json] <store>
 
-Changes the override and sets it back, which starts a new generation: results of calls admitted
-before the reset no longer count, and half-open probe leases are dropped. The store interface has
-no operation that forgets the window counts or closes an open breaker, so those stay (a note on
-stderr says so); to let calls through now, use \`close\` and later \`clear\`.
-Prints the state before and after. Exit code 1 when the store holds nothing for NAME.
+Closes the breaker (an open or half-open one admits calls again at once) and forgets its window
+counts, consecutive failures, backoff, half-open probe leases and probe successes, in one atomic
+store operation. It starts a new generation: results of calls admitted before the reset no
+longer count. The override stays (forced-open stays forced-open; \`clear\` drops it). Processes
+that share the store hear of an open breaker closing as of any other transition.
+Prints the state before and after. Exit code 1 when the store holds nothing for NAME (a breaker
+that never failed has nothing to forget).
 
-  --json             a JSON object { name, action, before, after, kept }, kept true when
-                     counts or an open state remain
+A store without the reset operation (a third-party Store written before it) gets the closest
+its other operations allow: the override is changed and set back, which starts a new generation
+but keeps the counts and the computed state; a note on stderr says so.
+
+  --json             a JSON object { name, action, before, after, kept }; before and after as
+                     in \`status --json\`, kept true when counts or an open state remain
   --help             this text
 
 ${STORE_HELP}`;
 
 const reset: Command = {
-  summary: 'new generation, probe leases dropped (counts stay: see --help)',
+  summary: 'start a breaker afresh: closed, counts forgotten, new generation (override kept)',
   help: RESET_HELP,
   async run(args) {
     const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
@@ -302,7 +320,7 @@ const reset: Command = {
     else printAction(result, false);
     if (kept) {
       err(
-        'note: the store kept the window counts and the computed state: the Store interface has no operation that forgets them (use close, then clear, to let calls through)',
+        'note: the window counts or the computed state remain: this store has no reset operation, so only the generation moved on (use close, then clear, to let calls through)',
       );
     }
   },

@@ -40,5 +40,6 @@ export {
   isValidRecord,
   openPeriodMs,
   record,
+  reset,
   snapshot,
 } from './reducer.js';

@@ -368,6 +368,21 @@ export function force(
 }
 
 /**
+ * Starts the breaker afresh, for an operator: closed, with no window counts, no consecutive
+ * failures, no probe leases or probe successes and no backoff, at a new generation (so outcomes of
+ * calls admitted before it are stale). The operator override stays: clearing it is
+ * `force(record, policy, now, null)`. Reports the transition when the state callers see changed
+ * (open or half-open to closed); a closed breaker only forgets its counts. A store that holds
+ * nothing for the breaker has nothing to reset and must not create a record for it (see
+ * `Store.reset`).
+ */
+export function reset(record: BreakerRecord, policy: BreakerPolicy, now: number): UpdateResult {
+  const from = circuitState(record);
+  close(record);
+  return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
+}
+
+/**
  * The snapshot of a record at `now`. Does not change the record. `counts`, when given, must be
  * the record's window counts at `now` (a caller that just computed them saves the work).
  */

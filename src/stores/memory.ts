@@ -207,6 +207,20 @@ export class MemoryStore implements Store {
     return result;
   }
 
+  reset(key: string, policy: BreakerPolicy): UpdateResult {
+    const now = this.#clock.now();
+    if (!this.#records.has(key)) {
+      // Nothing to forget, and no record made for it: a tenant that never failed stays free.
+      const fresh = reducer.emptyRecord(reducer.initialGeneration(now));
+      return { snapshot: reducer.snapshot(fresh, policy, now), transition: null, stale: false };
+    }
+    const record = this.#load(key, now);
+    const result = reducer.reset(record, policy, now);
+    this.#records.age(now, retentionMs(policy, record, now));
+    this.#publish(key, result.transition, record, now);
+    return result;
+  }
+
   list(prefix: string, cursor: string | null = null): ListPage {
     const keys = this.#records
       .keys()

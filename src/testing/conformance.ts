@@ -46,6 +46,12 @@ export interface ConformanceOptions {
    * `RedisStore` does: checks it. @defaultValue false
    */
   readonly idempotentBatches?: boolean;
+  /**
+   * The store implements the optional `reset`: checks it. A store that leaves it out must say so
+   * with `false` (the suite then checks that it is absent, so the operator tools use their
+   * fallback); otherwise the reset tests fail. @defaultValue true
+   */
+  readonly reset?: boolean;
 }
 
 /** A policy from breaker options, as the breaker would build it. */
@@ -110,6 +116,16 @@ export function describeStoreConformance(
     policy: BreakerPolicy,
     batch: OutcomeBatch,
   ): Promise<UpdateResult> => h.store.record(key, policy, batch);
+
+  /** `store.reset`, which the store must have unless it said otherwise (`options.reset`). */
+  const reset = async (h: ConformanceHarness, key: string, policy: BreakerPolicy): Promise<UpdateResult> => {
+    const method = h.store.reset?.bind(h.store);
+    assert.ok(
+      method !== undefined,
+      'the store has no reset(); pass { reset: false } to describeStoreConformance if it leaves it out on purpose',
+    );
+    return method(key, policy);
+  };
 
   /** Opens a fresh breaker by failing it: returns the generation it opened at. */
   const open = async (h: ConformanceHarness, key: string, policy: BreakerPolicy): Promise<number> => {
@@ -547,6 +563,219 @@ export function describeStoreConformance(
         const late = await record(h, key, policy, outcomes(before.generation, { failures: 3 }));
         assert.equal(late.stale, true);
         assert.equal(late.snapshot.state, 'closed');
+      });
+    });
+
+    describe('reset', () => {
+      if (options.reset === false) {
+        test('the store says it has no reset, and has none', async (h) => {
+          assert.equal(
+            typeof h.store.reset,
+            'undefined',
+            'a store with reset() should let the suite check it',
+          );
+        });
+        return;
+      }
+
+      test('forgets window counts and consecutive failures; a closed breaker stays closed', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const { generation } = await acquire(h, key, policy);
+        await record(
+          h,
+          key,
+          policy,
+          outcomes(generation, { successes: 4, failures: 2, trailingFailures: 2, slow: 1, ignored: 3 }),
+        );
+        const result = await reset(h, key, policy);
+        assert.equal(result.stale, false);
+        assert.equal(result.transition, null, 'closed to closed is no transition');
+        assert.equal(result.snapshot.state, 'closed');
+        assert.deepEqual(
+          { ...result.snapshot.counts },
+          {
+            successes: 0,
+            failures: 0,
+            slow: 0,
+            ignored: 0,
+            total: 0,
+            failureRate: 0,
+            consecutiveFailures: 0,
+          },
+        );
+        const snapshot = await h.store.inspect(key, policy);
+        assert.equal(snapshot?.counts.total, 0);
+        assert.equal(snapshot?.counts.consecutiveFailures, 0);
+        assert.equal(snapshot?.generation, result.snapshot.generation);
+        // The two failures before the reset are forgotten: it takes three new ones to trip.
+        const after = await acquire(h, key, policy);
+        let counted = await record(h, key, policy, outcomes(after.generation, { failures: 2 }));
+        assert.equal(counted.snapshot.state, 'closed');
+        counted = await record(h, key, policy, outcomes(after.generation, { failures: 1 }));
+        assert.equal(counted.snapshot.state, 'open');
+      });
+
+      test('closes an open breaker and reports open -> closed', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const opened = await open(h, key, policy);
+        const result = await reset(h, key, policy);
+        assert.ok(result.snapshot.generation > opened);
+        assert.deepEqual(result.transition, {
+          from: 'open',
+          to: 'closed',
+          generation: result.snapshot.generation,
+        });
+        assert.equal(result.snapshot.state, 'closed');
+        assert.equal(result.snapshot.circuitState, 'closed');
+        assert.equal(result.snapshot.openUntil, 0);
+        assert.equal(result.snapshot.retryAfterMs, 0);
+        assert.equal(result.snapshot.counts.failures, 0);
+        const admitted = await acquire(h, key, policy);
+        assert.equal(admitted.admitted, true, 'admits at once, before the open period would have ended');
+        assert.equal(admitted.state, 'closed');
+        assert.equal(admitted.lease, null);
+        assert.equal(admitted.transition, null);
+      });
+
+      test('drops probe leases, probe successes and the backoff of a half-open breaker', async (h, key) => {
+        const policy = policyOf({
+          trip: tripped,
+          halfOpenMaxCalls: 2,
+          successThreshold: 2,
+          backoff: { multiplier: 2, maxOpenMs: 8_000 },
+        });
+        // A failed probe re-opens with backoff (2 s), then the next probes start.
+        const failed = await halfOpen(h, key, policy);
+        const reopened = await record(
+          h,
+          key,
+          policy,
+          outcomes(failed.generation, { probes: [{ lease: failed.lease!, outcome: 'failure' }] }),
+        );
+        assert.equal(reopened.snapshot.reopens, 1);
+        await h.advance(reopened.snapshot.openUntil - reopened.snapshot.now);
+        const first = await acquire(h, key, policy);
+        const second = await acquire(h, key, policy);
+        assert.notEqual(second.lease, null);
+        const half = await record(
+          h,
+          key,
+          policy,
+          outcomes(first.generation, { probes: [{ lease: first.lease!, outcome: 'success' }] }),
+        );
+        assert.equal(half.snapshot.probeSuccesses, 1);
+        assert.equal(half.snapshot.activeProbes, 1);
+        const result = await reset(h, key, policy);
+        assert.equal(result.transition?.from, 'half-open');
+        assert.equal(result.transition?.to, 'closed');
+        assert.equal(result.snapshot.activeProbes, 0);
+        assert.equal(result.snapshot.probeSuccesses, 0);
+        assert.equal(result.snapshot.reopens, 0);
+        const late = await record(
+          h,
+          key,
+          policy,
+          outcomes(second.generation, { probes: [{ lease: second.lease!, outcome: 'failure' }] }),
+        );
+        assert.equal(late.stale, true, 'a probe admitted before the reset cannot re-open it');
+        assert.equal(late.snapshot.state, 'closed');
+        // The next open is a first one again: openMs, not the backed-off period.
+        const g = (await acquire(h, key, policy)).generation;
+        const next = await record(h, key, policy, outcomes(g, { failures: 3 }));
+        assert.equal(next.snapshot.openUntil - next.snapshot.now, policy.openMs);
+      });
+
+      test('starts a new generation: outcomes of calls admitted before it are ignored', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const before = await acquire(h, key, policy);
+        await record(h, key, policy, outcomes(before.generation, { failures: 1 }));
+        const result = await reset(h, key, policy);
+        assert.ok(
+          result.snapshot.generation > before.generation,
+          `generation ${result.snapshot.generation} after ${before.generation}`,
+        );
+        const late = await record(h, key, policy, outcomes(before.generation, { failures: 5 }));
+        assert.equal(late.stale, true);
+        assert.equal(late.transition, null);
+        assert.equal(late.snapshot.state, 'closed');
+        assert.equal(late.snapshot.counts.failures, 0);
+        assert.equal(late.snapshot.generation, result.snapshot.generation);
+        const again = await reset(h, key, policy);
+        assert.ok(again.snapshot.generation > result.snapshot.generation, 'every reset moves it on');
+      });
+
+      test('keeps the operator override; clearing it is force(null)', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        await open(h, key, policy);
+        await h.store.force(key, policy, 'forced-open');
+        const forced = await reset(h, key, policy);
+        assert.equal(forced.snapshot.override, 'forced-open');
+        assert.equal(forced.snapshot.circuitState, 'forced-open');
+        assert.equal(forced.snapshot.state, 'closed', 'the computed state under the override is reset');
+        assert.equal(forced.transition, null, 'callers still see forced-open');
+        assert.equal((await acquire(h, key, policy)).reason, 'forced-open');
+        const cleared = await h.store.force(key, policy, null);
+        assert.equal(cleared.snapshot.circuitState, 'closed');
+
+        const other = `${key}metrics`;
+        await h.store.force(other, policy, 'metrics-only');
+        const admitted = await acquire(h, other, policy);
+        await record(h, other, policy, outcomes(admitted.generation, { failures: 3 }));
+        const watched = await reset(h, other, policy);
+        assert.equal(watched.snapshot.override, 'metrics-only');
+        assert.equal(watched.transition?.from, 'open');
+        assert.equal(watched.transition?.to, 'closed');
+        assert.equal((await h.store.inspect(other, policy))?.override, 'metrics-only');
+      });
+
+      test('a key the store holds nothing for: a fresh closed snapshot, and no record made', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const missing = `${key}never`;
+        const result = await reset(h, missing, policy);
+        assert.equal(result.stale, false);
+        assert.equal(result.transition, null);
+        assert.equal(result.snapshot.state, 'closed');
+        assert.equal(result.snapshot.override, null);
+        assert.equal(result.snapshot.counts.total, 0);
+        assert.ok(result.snapshot.generation >= 1);
+        assert.equal(await h.store.inspect(missing, policy), null, 'reset must not create a record');
+        let cursor: string | null = null;
+        do {
+          const page = await h.store.list(key, cursor);
+          assert.deepEqual(page.keys, [], 'reset must not create a record');
+          cursor = page.cursor;
+        } while (cursor !== null);
+      });
+
+      test('subscribers hear the transition a reset makes, and nothing for one that makes none', async (h, key) => {
+        const subscribe = h.store.subscribe?.bind(h.store);
+        if (subscribe === undefined) return; // a store that cannot push is polled instead
+        const policy = policyOf({ trip: tripped });
+        const heard: StateChangeMessage[] = [];
+        const unsubscribe = await subscribe((message) => {
+          if (message.key === key) heard.push(message);
+        });
+        try {
+          const { generation } = await acquire(h, key, policy);
+          await record(h, key, policy, outcomes(generation, { failures: 1 }));
+          await reset(h, key, policy); // closed to closed: nothing to push
+          await open(h, key, policy);
+          const result = await reset(h, key, policy);
+          const deadline = Date.now() + 5_000;
+          while (heard.length < 2 && Date.now() < deadline) {
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+          assert.deepEqual(
+            heard.map((m) => `${m.from}->${m.to}`),
+            ['closed->open', 'open->closed'],
+          );
+          const pushed = heard[1]!;
+          assert.equal(pushed.generation, result.snapshot.generation);
+          assert.equal(pushed.openUntil, 0);
+          assert.equal(pushed.override ?? null, null);
+        } finally {
+          await unsubscribe();
+        }
       });
     });
 

@@ -17,7 +17,7 @@ import type { ListPage, Store } from '../store.js';
  */
 export type FaultMode = 'up' | 'error' | 'hang' | 'garbage';
 
-type Method = 'acquire' | 'record' | 'inspect' | 'force' | 'list';
+type Method = 'acquire' | 'record' | 'inspect' | 'force' | 'reset' | 'list';
 
 export interface FaultyStoreOptions {
   /** Delay before each answer: milliseconds, or a function of the method. @defaultValue 0 (next tick) */
@@ -46,7 +46,7 @@ export class FaultyStore implements Store {
   /** How calls are answered from now on. */
   mode: FaultMode = 'up';
   /** Calls started, per method. */
-  readonly calls: Record<Method, number> = { acquire: 0, record: 0, inspect: 0, force: 0, list: 0 };
+  readonly calls: Record<Method, number> = { acquire: 0, record: 0, inspect: 0, force: 0, reset: 0, list: 0 };
   readonly #inner: Store;
   readonly #latency: (method: Method) => number;
   readonly #errorRate: number;
@@ -54,8 +54,13 @@ export class FaultyStore implements Store {
   readonly #hung: Array<(fail: boolean) => void> = [];
   #failNext = 0;
 
+  /** The wrapped store's `reset`, misbehaving like the rest; absent when the wrapped store has none. */
+  readonly reset?: (key: string, policy: BreakerPolicy) => Promise<UpdateResult>;
+
   constructor(inner: Store, options: FaultyStoreOptions = {}) {
     this.#inner = inner;
+    const reset = inner.reset?.bind(inner);
+    if (reset !== undefined) this.reset = (key, policy) => this.#call('reset', () => reset(key, policy));
     const latency = options.latencyMs ?? 0;
     this.#latency = typeof latency === 'function' ? latency : () => latency;
     this.#errorRate = options.errorRate ?? 0;

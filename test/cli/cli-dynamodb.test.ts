@@ -69,9 +69,26 @@ describe('npx circuitry against DynamoDB (dynalite)', { timeout: 60_000 }, () =>
     const reset = await runCli(['reset', 'charge-card/tenant-b', '--json'], env);
     assert.equal(reset.code, 0, reset.stderr);
     const result = JSON.parse(reset.stdout) as { before: BreakerRow; after: BreakerRow; kept: boolean };
+    assert.equal(result.before.counts.total, 2);
     assert.ok(result.after.generation > result.before.generation);
     assert.equal(result.after.override, null);
-    assert.equal(result.kept, true, 'counts stay: the Store interface cannot forget them');
+    assert.equal(result.after.state, 'closed');
+    assert.equal(result.after.counts.total, 0);
+    assert.equal(result.after.counts.consecutiveFailures, 0);
+    assert.equal(result.kept, false);
+    assert.equal((await store.inspect('charge-card/tenant-b', DEFAULT_POLICY))?.counts.total, 0);
+    // An open breaker: closed at once, its failures forgotten.
+    const opened = await runCli(['reset', 'charge-card/tenant-a', '--json'], env);
+    assert.equal(opened.code, 0, opened.stderr);
+    const closed = JSON.parse(opened.stdout) as { before: BreakerRow; after: BreakerRow; kept: boolean };
+    assert.equal(closed.before.state, 'open');
+    assert.equal(closed.after.state, 'closed');
+    assert.equal(closed.after.counts.failures, 0);
+    assert.equal(closed.after.retryAfterMs, 0);
+    const stored = await store.inspect('charge-card/tenant-a', DEFAULT_POLICY);
+    assert.equal(stored?.state, 'closed');
+    assert.equal(stored?.counts.total, 0);
+    assert.equal((await runCli(['reset', 'nobody'], env)).code, 1);
   });
 
   it('watch reads the table every --interval and prints what changed', async () => {

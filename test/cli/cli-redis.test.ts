@@ -207,20 +207,52 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
     assert.match(missing.stderr, /no breaker named/);
   });
 
-  it('reset: a new generation with the override kept; says that counts stay (the store cannot forget them)', async () => {
+  it('reset: counts forgotten and closed, at a new generation, with the override kept', async () => {
     const name = 'reset/tenant-r';
     await count(store, name, 2, 2);
     await store.force(name, DEFAULT_POLICY, 'metrics-only');
     const run = await runCli(['reset', name, '--json', ...flags]);
     assert.equal(run.code, 0, run.stderr);
     const result = JSON.parse(run.stdout) as { before: BreakerRow; after: BreakerRow; kept: boolean };
+    assertRowShape(result.after);
+    assert.equal(result.before.counts.failures, 2);
     assert.ok(result.after.generation > result.before.generation);
     assert.equal(result.after.override, 'metrics-only');
-    // Documents the gap: force (the only write operators have) leaves the counts alone.
-    assert.equal(result.after.counts.failures, 2);
-    assert.equal(result.kept, true);
-    assert.match(run.stderr, /Store interface has no operation that forgets them/);
+    assert.equal(result.after.state, 'closed');
+    assert.equal(result.after.counts.total, 0);
+    assert.equal(result.after.counts.failures, 0);
+    assert.equal(result.after.counts.consecutiveFailures, 0);
+    assert.equal(result.kept, false);
+    assert.equal(run.stderr, '', 'no note: the store forgot everything');
+    const stored = await store.inspect(name, DEFAULT_POLICY);
+    assert.equal(stored?.counts.total, 0);
+    assert.equal(stored?.generation, result.after.generation);
     assert.equal((await runCli(['reset', 'reset/nobody', ...flags])).code, 1);
+    assert.equal(await store.inspect('reset/nobody', DEFAULT_POLICY), null, 'no record made');
+  });
+
+  it('reset of an open breaker closes it at once, and watchers hear open -> closed', async () => {
+    const name = 'reset/tenant-open';
+    await trip(store, name);
+    assert.equal((await store.inspect(name, DEFAULT_POLICY))?.state, 'open');
+    const watch = spawnCli(['watch', '--match', 'reset/*', ...flags]);
+    const exited = new Promise<number | null>((resolve) => watch.on('close', resolve));
+    try {
+      await waitForOutput(watch.stderr!, /watching Redis at .* \(pushed\)/);
+      const heard = waitForOutput(watch.stdout!, /reset\/tenant-open {2}open -> closed/);
+      const run = await runCli(['reset', name, ...flags]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, /^reset\/tenant-open: reset\n {2}before {2}open, .*\n {2}after {3}closed, /m);
+      await heard;
+    } finally {
+      watch.kill('SIGINT');
+    }
+    assert.equal(await exited, 0);
+    const stored = await store.inspect(name, DEFAULT_POLICY);
+    assert.equal(stored?.state, 'closed');
+    assert.equal(stored?.counts.failures, 0);
+    assert.equal(stored?.retryAfterMs, 0);
+    assert.equal((await store.acquire(name, DEFAULT_POLICY)).admitted, true);
   });
 
   it('watch: one line per transition as it happens; SIGINT ends it with exit 0', async () => {

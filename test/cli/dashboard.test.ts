@@ -168,6 +168,18 @@ describe(
 
       await page.screenshot({ path: SCREENSHOT ?? join(work, 'dashboard.png'), fullPage: true });
 
+      // Reset: an open breaker closes at once, its failures forgotten.
+      await row(page, 'send-email/tenant-b').locator('button[data-action="reset"]').click();
+      await page
+        .locator('tr[data-circuit-state="closed"]', {
+          has: page.locator('td.name', { hasText: 'send-email/tenant-b' }),
+        })
+        .waitFor({ timeout: 10_000 });
+      assert.match(await page.locator('#message').innerText(), /reset send-email\/tenant-b: open -> closed$/);
+      const reset = await store.inspect('send-email/tenant-b', DEFAULT_POLICY);
+      assert.equal(reset?.state, 'closed');
+      assert.equal(reset?.counts.failures, 0);
+
       // A name is text, never markup, however it arrives (here: pushed after the page loaded).
       await store.force(EVIL, DEFAULT_POLICY, 'forced-open');
       await row(page, EVIL).waitFor();

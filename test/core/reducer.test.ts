@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import * as reducer from '../../src/core/reducer.js';
-import type { BreakerRecord, Outcome, Override } from '../../src/core/types.js';
+import type { BreakerRecord, Outcome, OutcomeBatch, Override } from '../../src/core/types.js';
 import { resolveOptions } from '../../src/options.js';
 import { consecutiveFailures } from '../../src/index.js';
+import { ManualClock } from '../../src/testing/manual-clock.js';
 
 // The reducer, step by step with a manual clock (plain numbers), as tables: each case is a list
 // of steps and what the record must look like after each.
@@ -243,5 +244,180 @@ describe('reducer.tripIfDue (a store that counted with its own atomic update)', 
     forced.override = 'forced-closed';
     assert.equal(reducer.tripIfDue(forced, policy, 1_000, 1, 0).stale, true);
     assert.equal(forced.state, 'closed');
+  });
+});
+
+describe('reducer.reset (an operator starts a breaker afresh)', () => {
+  const probing = resolveOptions({
+    trip: consecutiveFailures(2),
+    openMs: 1_000,
+    backoff: { multiplier: 2, maxOpenMs: 8_000 },
+    jitter: 0,
+    halfOpenMaxCalls: 2,
+    successThreshold: 2,
+    probeLeaseMs: 500,
+  }).policy;
+
+  const batch = (generation: number, counts: Partial<OutcomeBatch> = {}): OutcomeBatch => ({
+    generation,
+    successes: 0,
+    failures: 0,
+    trailingFailures: counts.failures ?? 0,
+    slow: 0,
+    ignored: 0,
+    probes: [],
+    random: 0,
+    ...counts,
+  });
+
+  /** A record opened by two failures at the clock's time. */
+  const opened = (clock: ManualClock): BreakerRecord => {
+    const record = reducer.emptyRecord();
+    const { generation } = reducer.acquire(record, probing, clock.now(), 'a');
+    reducer.record(record, probing, clock.now(), batch(generation, { failures: 2 }));
+    assert.equal(record.state, 'open');
+    return record;
+  };
+
+  it('forgets window counts and consecutive failures of a closed breaker, without a transition', () => {
+    const clock = new ManualClock(10_000);
+    const record = reducer.emptyRecord();
+    const { generation } = reducer.acquire(record, probing, clock.now(), 'a');
+    reducer.record(
+      record,
+      probing,
+      clock.now(),
+      batch(generation, { successes: 3, failures: 1, trailingFailures: 1, slow: 2, ignored: 4 }),
+    );
+    clock.advance(100);
+    const result = reducer.reset(record, probing, clock.now());
+    assert.equal(result.stale, false);
+    assert.equal(result.transition, null, 'closed stays closed: nothing for callers to learn');
+    assert.equal(result.snapshot.generation, generation + 1);
+    assert.equal(result.snapshot.state, 'closed');
+    assert.equal(result.snapshot.now, clock.now());
+    assert.deepEqual(result.snapshot.counts, {
+      successes: 0,
+      failures: 0,
+      slow: 0,
+      ignored: 0,
+      total: 0,
+      failureRate: 0,
+      consecutiveFailures: 0,
+    });
+    assert.deepEqual(record.buckets, []);
+    assert.equal(record.consecutiveFailures, 0);
+  });
+
+  it('outcomes of calls admitted before the reset are stale; it takes a fresh run to trip', () => {
+    const clock = new ManualClock(10_000);
+    const record = reducer.emptyRecord();
+    const before = reducer.acquire(record, probing, clock.now(), 'a');
+    reducer.record(record, probing, clock.now(), batch(before.generation, { failures: 1 }));
+    reducer.reset(record, probing, clock.now());
+    clock.advance(10);
+    const late = reducer.record(record, probing, clock.now(), batch(before.generation, { failures: 1 }));
+    assert.equal(late.stale, true);
+    assert.equal(record.state, 'closed');
+    assert.equal(record.consecutiveFailures, 0);
+    const after = reducer.acquire(record, probing, clock.now(), 'b');
+    assert.ok(after.generation > before.generation);
+    assert.equal(
+      reducer.record(record, probing, clock.now(), batch(after.generation, { failures: 1 })).snapshot.state,
+      'closed',
+      'the failure before the reset no longer counts toward the run',
+    );
+    const second = reducer.record(record, probing, clock.now(), batch(after.generation, { failures: 1 }));
+    assert.equal(second.snapshot.state, 'open');
+  });
+
+  it('closes an open breaker, reports open -> closed, and forgets the backoff', () => {
+    const clock = new ManualClock(10_000);
+    const record = opened(clock);
+    // A failed probe: re-opened with backoff (reopens 1, a 2 s period).
+    clock.advance(1_000);
+    const probe = reducer.acquire(record, probing, clock.now(), 'p');
+    reducer.record(
+      record,
+      probing,
+      clock.now(),
+      batch(probe.generation, { probes: [{ lease: 'p', outcome: 'failure' }] }),
+    );
+    assert.equal(record.reopens, 1);
+    const generation = record.generation;
+    clock.advance(300);
+    const result = reducer.reset(record, probing, clock.now());
+    assert.deepEqual(result.transition, { from: 'open', to: 'closed', generation: generation + 1 });
+    assert.equal(result.snapshot.state, 'closed');
+    assert.equal(result.snapshot.openUntil, 0);
+    assert.equal(result.snapshot.retryAfterMs, 0);
+    assert.equal(result.snapshot.reopens, 0);
+    const admitted = reducer.acquire(record, probing, clock.now(), 'c');
+    assert.equal(admitted.admitted, true);
+    assert.equal(admitted.lease, null);
+    // The next open is a first open again: openMs, not the backed-off period.
+    reducer.record(record, probing, clock.now(), batch(admitted.generation, { failures: 2 }));
+    assert.equal(record.openUntil - clock.now(), 1_000);
+  });
+
+  it('drops the probe leases and probe successes of a half-open breaker; late probe results are stale', () => {
+    const clock = new ManualClock(10_000);
+    const record = opened(clock);
+    clock.advance(1_000);
+    const first = reducer.acquire(record, probing, clock.now(), 'p1');
+    const second = reducer.acquire(record, probing, clock.now(), 'p2');
+    reducer.record(
+      record,
+      probing,
+      clock.now(),
+      batch(first.generation, { probes: [{ lease: 'p1', outcome: 'success' }] }),
+    );
+    assert.equal(record.probeSuccesses, 1);
+    assert.equal(record.leases.length, 1);
+    const result = reducer.reset(record, probing, clock.now());
+    assert.equal(result.transition?.from, 'half-open');
+    assert.equal(result.transition?.to, 'closed');
+    assert.equal(result.snapshot.activeProbes, 0);
+    assert.equal(result.snapshot.probeSuccesses, 0);
+    assert.deepEqual(record.leases, []);
+    const late = reducer.record(
+      record,
+      probing,
+      clock.now(),
+      batch(second.generation, { probes: [{ lease: 'p2', outcome: 'failure' }] }),
+    );
+    assert.equal(late.stale, true);
+    assert.equal(record.state, 'closed');
+  });
+
+  it('keeps the override; reports a transition only when the state callers see changes', () => {
+    const clock = new ManualClock(10_000);
+    const forced = opened(clock);
+    reducer.force(forced, probing, clock.now(), 'forced-open');
+    const generation = forced.generation;
+    const hidden = reducer.reset(forced, probing, clock.now());
+    assert.equal(hidden.snapshot.override, 'forced-open');
+    assert.equal(hidden.snapshot.state, 'closed', 'the computed state under the override is reset');
+    assert.equal(hidden.snapshot.circuitState, 'forced-open');
+    assert.equal(hidden.transition, null, 'callers still see forced-open');
+    assert.equal(hidden.snapshot.generation, generation + 1);
+    assert.equal(reducer.acquire(forced, probing, clock.now(), 'x').reason, 'forced-open');
+
+    const watched = opened(clock);
+    reducer.force(watched, probing, clock.now(), 'metrics-only');
+    const shown = reducer.reset(watched, probing, clock.now());
+    assert.equal(shown.snapshot.override, 'metrics-only');
+    assert.deepEqual(shown.transition, { from: 'open', to: 'closed', generation: watched.generation });
+  });
+
+  it('every reset moves the generation on, even of a fresh record', () => {
+    const clock = new ManualClock(10_000);
+    const record = reducer.emptyRecord(reducer.initialGeneration(clock.now()));
+    const seen = [record.generation];
+    for (let i = 0; i < 3; i++) seen.push(reducer.reset(record, probing, clock.now()).snapshot.generation);
+    assert.deepEqual(
+      seen.map((g) => g - seen[0]!),
+      [0, 1, 2, 3],
+    );
   });
 });

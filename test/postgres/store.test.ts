@@ -108,6 +108,24 @@ describe('PostgresStore', { timeout: 30_000 }, () => {
     assert.equal(batches.rowCount, 0);
   });
 
+  it('reset on a schema made before it existed says how to add it; createBreakerSchema again does', async () => {
+    const older = `${schema}.older`;
+    await createBreakerSchema(pool, { table: older });
+    await pool.query(`DROP FUNCTION ${schema}.older_reset`);
+    const store = new PostgresStore({ pool, table: older });
+    const { generation } = await store.acquire('t', policy);
+    await store.record('t', policy, outcomes(generation, { failures: 3 }));
+    await assert.rejects(
+      store.reset('t', policy),
+      (error: Error & { code?: string }) =>
+        error.code === 'STORE_ERROR' && /run createBreakerSchema\(\) again/.test(error.message),
+    );
+    await createBreakerSchema(pool, { table: older });
+    const reset = await store.reset('t', policy);
+    assert.equal(reset.snapshot.state, 'closed');
+    assert.equal(reset.transition?.from, 'open');
+  });
+
   it('docs/postgres.md prints the schema this version creates (npm run build:docs)', () => {
     const doc = readFileSync(new URL('../../docs/postgres.md', import.meta.url), 'utf8');
     const block = /<!-- schema:start -->\n```sql\n([\s\S]*?)```\n<!-- schema:end -->/.exec(doc);

@@ -13,8 +13,27 @@ describe('FaultyStore', () => {
     assert.ok(pending instanceof Promise);
     assert.equal((await pending).admitted, true);
     assert.equal(await store.inspect('never', policy), null);
-    assert.deepEqual(store.calls, { acquire: 1, record: 0, inspect: 1, force: 0, list: 0 });
+    assert.deepEqual(store.calls, { acquire: 1, record: 0, inspect: 1, force: 0, reset: 0, list: 0 });
     assert.equal(store.totalCalls, 2);
+  });
+
+  it('passes reset through, with its faults, only when the wrapped store has one', async () => {
+    const store = new FaultyStore(new MemoryStore());
+    const { generation } = await store.acquire('k', policy);
+    const reset = await store.reset!('k', policy);
+    assert.ok(reset.snapshot.generation > generation);
+    assert.equal(store.calls.reset, 1);
+    store.mode = 'error';
+    await assert.rejects(store.reset!('k', policy), InjectedStoreFault);
+    const inner = new MemoryStore();
+    const without = new FaultyStore({
+      acquire: (key, p) => inner.acquire(key, p),
+      record: (key, p, batch) => inner.record(key, p, batch),
+      inspect: (key, p) => inner.inspect(key, p),
+      force: (key, p, override) => inner.force(key, p, override),
+      list: (prefix, cursor) => inner.list(prefix, cursor),
+    });
+    assert.equal(without.reset, undefined, 'the operator tools then take their fallback');
   });
 
   it('fails, fails the next n, answers garbage, and hangs until released', async () => {

@@ -120,7 +120,7 @@ function act(name, action) {
     })
     .catch(function (e) { setMessage('failed: ' + e.message, true); });
 }
-var ACTIONS = [['open', 'force open'], ['close', 'force closed'], ['metrics-only', 'metrics only'], ['clear', 'clear override'], ['reset', 'reset']];
+var ACTIONS = [['open', 'force open'], ['close', 'force closed'], ['metrics-only', 'metrics only'], ['clear', 'clear override'], ['reset', 'start afresh: closed, counts forgotten, override kept']];
 function rowNode(row) {
   var buttons = ACTIONS.map(function (a) {
     var b = el('button', { type: 'button', 'data-action': a[0], title: a[1], text: a[0] });

@@ -236,11 +236,13 @@ export class DynamoDBStore implements Store {
       (record, at) =>
         reducer.tripIfDue(record, policy, at, batch.generation, batch.random, batch.jitterMs ?? 0),
       {
-        record: fresh.record,
-        exists: true,
-        rawVersion: reply.Attributes!.v,
-        nextVersion: fresh.version + 1,
-        corrupt: false,
+        known: {
+          record: fresh.record,
+          exists: true,
+          rawVersion: reply.Attributes!.v,
+          nextVersion: fresh.version + 1,
+          corrupt: false,
+        },
       },
     );
   }
@@ -273,6 +275,23 @@ export class DynamoDBStore implements Store {
 
   force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
     return this.#change(name, policy, (record, now) => reducer.force(record, policy, now, override));
+  }
+
+  /**
+   * Starts the breaker afresh, keeping its override (`Store.reset`): read, reduce and one
+   * `PutItem` conditional on the version read, as `force`. A breaker without an item is answered
+   * without a write.
+   */
+  reset(name: string, policy: BreakerPolicy): Promise<UpdateResult> {
+    return this.#change(
+      name,
+      policy,
+      (record, now, exists) =>
+        exists
+          ? reducer.reset(record, policy, now)
+          : { snapshot: reducer.snapshot(record, policy, now), transition: null, stale: false },
+      { create: false },
+    );
   }
 
   async inspect(name: string, policy: BreakerPolicy): Promise<Snapshot | null> {
@@ -317,18 +336,23 @@ export class DynamoDBStore implements Store {
     };
   }
 
-  /** Read, reduce, and write back only if something changed, conditional on the version read. */
+  /**
+   * Read, reduce, and write back only if something changed, conditional on the version read.
+   * `known`: the item as a write just returned it, used for the first attempt instead of a read.
+   * `create: false`: a breaker without an item gets none (the reduction is answered, not written).
+   */
   async #change<T>(
     name: string,
     policy: BreakerPolicy,
-    reduce: (record: BreakerRecord, now: number) => T,
-    known?: Loaded,
+    reduce: (record: BreakerRecord, now: number, exists: boolean) => T,
+    { known, create = true }: { known?: Loaded; create?: boolean } = {},
   ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const loaded = attempt === 1 && known !== undefined ? known : await this.#load(name);
       const before = !loaded.exists || loaded.corrupt ? '' : JSON.stringify(loaded.record);
       const now = this.#clock.now();
-      const result = reduce(loaded.record, now);
+      const result = reduce(loaded.record, now, loaded.exists);
+      if (!loaded.exists && !create) return result;
       const after = JSON.stringify(loaded.record);
       if (after === before) return result;
       try {

@@ -67,6 +67,7 @@ export interface SchemaObjects {
   readonly record: string;
   readonly inspect: string;
   readonly force: string;
+  readonly reset: string;
   readonly window: string;
   readonly add: string;
   readonly channelFunction: string;
@@ -80,6 +81,7 @@ export function objectsOf(name: TableName): SchemaObjects {
     record: qualified(name, '_record'),
     inspect: qualified(name, '_inspect'),
     force: qualified(name, '_force'),
+    reset: qualified(name, '_reset'),
     window: qualified(name, '_window'),
     add: qualified(name, '_add'),
     channelFunction: qualified(name, '_channel'),

@@ -48,6 +48,8 @@ export interface PostgresStoreOptions {
 }
 
 const PAGE_SIZE = 100;
+/** SQLSTATE of a call to a function that does not exist. */
+const UNDEFINED_FUNCTION = '42883';
 
 /** The policy as the functions' `kind_` and `p_` (schema.ts). */
 const argsOf = policyFields;
@@ -181,6 +183,7 @@ export class PostgresStore implements Store {
     readonly record: string;
     readonly inspect: string;
     readonly force: string;
+    readonly reset: string;
     readonly list: string;
     readonly nameOfKey: string;
   };
@@ -216,6 +219,7 @@ export class PostgresStore implements Store {
       record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
       inspect: `SELECT * FROM ${o.inspect}(${leading})`,
       force: `SELECT * FROM ${o.force}(${leading}, $5, $6)`,
+      reset: `SELECT * FROM ${o.reset}(${leading}, $5)`,
       list:
         `SELECT key, name FROM ${o.table} WHERE key LIKE $1 ESCAPE '\\' AND ($2::text IS NULL OR key > $2) ` +
         `AND (expires_at IS NULL OR expires_at > floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint + $3) ` +
@@ -276,6 +280,25 @@ export class PostgresStore implements Store {
 
   async force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
     const reply = await this.#run('force', this.#sql.force, name, policy, [this.#gc(), override]);
+    return this.#update(reply, policy);
+  }
+
+  /**
+   * Starts the breaker afresh, keeping its override (`Store.reset`); never creates a row. Needs
+   * the `<table>_reset` function: a schema created by an older version gets it from running
+   * `createBreakerSchema` again (idempotent).
+   */
+  async reset(name: string, policy: BreakerPolicy): Promise<UpdateResult> {
+    let reply: Reply;
+    try {
+      reply = await this.#run('reset', this.#sql.reset, name, policy, [this.#gc()]);
+    } catch (error) {
+      if ((error as { code?: unknown } | null)?.code !== UNDEFINED_FUNCTION) throw error;
+      throw new StoreError(
+        `Postgres has no ${this.#objects.reset} function (a schema made by an older circuitry): run createBreakerSchema() again, or the SQL in docs/postgres.md, to add it`,
+        { cause: error },
+      );
+    }
     return this.#update(reply, policy);
   }
 

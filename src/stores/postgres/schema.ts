@@ -145,18 +145,23 @@ function write(o: SchemaObjects): string {
 
 /**
  * What a write ends with: counting outcomes (no transition) commits without waiting for the WAL
- * flush, so a server crash can lose the last moments of counts but never a transition; the
+ * flush, so a server crash can lose the last moments of counts but never a transition (`durable`:
+ * never, for an operator's write that must not come undone); the
  * transition is told to listeners (delivered at commit); and now and then, when the store asks,
  * a bounded pass deletes expired rows. SKIP LOCKED: a row in use is never waited for.
  */
-function finish(o: SchemaObjects, channel: string): string {
+function finish(o: SchemaObjects, channel: string, durable = false): string {
   return `IF moved THEN
     PERFORM pg_notify(${quoteLiteral(channel)}, json_build_object('key', k, 'hashed', k <> name_,
       'from', from_, 'to', ${CIRCUIT}, 'generation', r.generation, 'openUntil', r.open_until,
       'now', now_, 'override', coalesce(r.override, ''))::text);
-    o_from := from_; o_to := ${CIRCUIT}; o_transition_generation := r.generation;
+    o_from := from_; o_to := ${CIRCUIT}; o_transition_generation := r.generation;${
+      durable
+        ? ''
+        : `
   ELSE
-    PERFORM set_config('synchronous_commit', 'off', true);
+    PERFORM set_config('synchronous_commit', 'off', true);`
+    }
   END IF;
   IF gc_ THEN
     DELETE FROM ${o.table} WHERE key IN (SELECT g.key FROM ${o.table} AS g WHERE g.expires_at < now_
@@ -456,6 +461,42 @@ BEGIN
   IF dirty THEN ${write(o)} END IF;
   moved := from_ IS DISTINCT FROM ${CIRCUIT};
   ${finish(o, channel)}
+  o_corrupt := corrupt;
+  ${snapshot(o)}
+  RETURN NEXT;
+END $$;
+
+-- reset (reducer.ts reset): starts a breaker afresh for an operator (closed; counts, consecutive
+-- failures, backoff, probe leases and probe successes forgotten; a new generation), keeping its
+-- override. A breaker with no row (or an expired one) gets none: the reply is a fresh record's
+-- snapshot. Committed durably even when no transition is made: an operator's reset must not
+-- come undone in a crash.
+CREATE OR REPLACE FUNCTION ${o.reset}(${LEADING}, gc_ boolean)
+RETURNS TABLE (${REPLY_COLUMNS})
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  ${declarations(o)}
+  held boolean;
+BEGIN
+  ${DEFAULTS}
+  SELECT * INTO r FROM ${o.table} WHERE key = k FOR UPDATE;
+  held := FOUND;
+  IF held AND NOT ${valid('r.')} THEN
+    corrupt := true; ${FRESH}
+  ELSIF held AND r.expires_at <= now_ THEN
+    held := false;
+  END IF;
+  IF NOT held THEN
+    ${FRESH}
+    ${snapshot(o)}
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  from_ := ${CIRCUIT};
+  ${CLOSE}
+  ${write(o)}
+  moved := from_ IS DISTINCT FROM ${CIRCUIT};
+  ${finish(o, channel, true)}
   o_corrupt := corrupt;
   ${snapshot(o)}
   RETURN NEXT;

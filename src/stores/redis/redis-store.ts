@@ -26,7 +26,7 @@ import {
 } from './keys.js';
 import type { LuaScript } from './scripts.generated.js';
 import { policyFields } from '../policy-fields.js';
-import { acquireScript, forceScript, inspectScript, library, recordScript } from './scripts.generated.js';
+import { acquireScript, forceScript, inspectScript, library, recordScript, resetScript } from './scripts.generated.js';
 
 export interface RedisStoreOptions {
   /**
@@ -279,6 +279,11 @@ export class RedisStore implements Store {
 
   async force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
     return this.#update('force', await this.#run(forceScript, name, policy, [override ?? '']), name, policy);
+  }
+
+  /** Starts the breaker afresh, keeping its override (`Store.reset`); never creates a record. */
+  async reset(name: string, policy: BreakerPolicy): Promise<UpdateResult> {
+    return this.#update('reset', await this.#run(resetScript, name, policy, []), name, policy);
   }
 
   /**

@@ -1,0 +1,38 @@
+--[[
+reset.lua: starts a breaker afresh for an operator, keeping its override (reducer.ts reset).
+
+KEYS[1]   the breaker's hash (keys.ts breakerKey)
+ARGV      the policy (common.lua read_policy); nothing else
+Returns   { 'update', corrupt, 0, <snapshot as in record.lua>, transitionFrom, transitionTo,
+            transitionGeneration }. When nothing is stored at KEYS[1], the snapshot of a fresh
+          record at the server's time, with no transition.
+Writes    only when a record exists: closed, no counts, consecutive failures, backoff, probe leases
+          or probe successes, the generation moved on by one, the GC TTL refreshed (none with an
+          override). Never creates a record. Publishes the transition it made (open or half-open
+          to closed).
+Errors    CIRCUITRY_BADARG <what>
+]]
+
+-- @include common.lua
+
+local key = KEYS[1]
+local p, channel = read_policy(ARGV)
+local now = now_ms(ARGV)
+local r, existed, corrupt = load(key, now)
+
+local moved = nil
+if existed then
+  local from = circuit_state(r)
+  close(r)
+  moved = transition(from, r)
+  save(key, p, r, now)
+  publish(channel, key, moved, r, now)
+end
+
+local out = { 'update', corrupt and 1 or 0, 0 }
+snapshot_reply(out, r, p, now)
+local tfrom, tto, tgen = transition_reply(moved)
+out[#out + 1] = tfrom
+out[#out + 1] = tto
+out[#out + 1] = tgen
+return out
