@@ -1,4 +1,5 @@
 import * as reducer from './core/reducer.js';
+import { NO_RECORD } from './core/reducer.js';
 import { outcomesCanTrip, shouldTrip } from './core/policy.js';
 import type {
   AcquireResult,
@@ -85,6 +86,8 @@ export class Coordination implements View, KeptOutcomesOwner {
   state: BreakerState = 'closed';
   override: Override | null = null;
   generation = 0;
+  /** Whether the store has answered for this breaker (a generation of 0 then means: no record). */
+  known = false;
   counts: WindowCounts = ZERO_COUNTS;
   /** Local time until which the breaker is known to be open (0: not known open). */
   openUntil = 0;
@@ -137,7 +140,7 @@ export class Coordination implements View, KeptOutcomesOwner {
       if (now < this.openUntil) return this.#host.rejected('open', this.openUntil - now);
       this.openUntil = 0;
     }
-    if (o.maxStalenessMs > 0 && this.state === 'closed' && this.override === null && this.generation !== 0) {
+    if (o.maxStalenessMs > 0 && this.state === 'closed' && this.override === null && this.known) {
       if (now === 0) now = o.clock.now();
       if (now - this.viewAt <= o.maxStalenessMs) {
         return { generation: this.generation, lease: null, local: false, start: this.#host.startTime() };
@@ -198,8 +201,11 @@ export class Coordination implements View, KeptOutcomesOwner {
   }
 
   #absorbAcquire(result: AcquireResult): void {
-    if (result.generation < this.generation) return;
+    // Generation 0 is the store saying it holds no record (it expired, or was never needed): the
+    // generation this process knew is gone, and outcomes go under 0 until a record exists again.
+    if (result.generation < this.generation && result.generation !== NO_RECORD) return;
     const o = this.#o;
+    this.known = true;
     if (result.consecutiveFailures !== undefined) this.#runEmpty = result.consecutiveFailures === 0;
     this.generation = result.generation;
     this.state = result.state;
@@ -279,6 +285,7 @@ export class Coordination implements View, KeptOutcomesOwner {
 
   /** A call was admitted by the in-process path (a closed `MemoryStore` breaker, nothing to time). */
   admittedClosed(generation: number): void {
+    this.known = true;
     if (generation > this.generation) {
       this.generation = generation;
       this.state = 'closed';
@@ -498,8 +505,8 @@ export class Coordination implements View, KeptOutcomesOwner {
     const unsentGeneration = this.#fallback.unsentGeneration;
     // Admitted before this process ever heard from the store: closed-state calls, so they count
     // in the generation the store is in now, once known.
-    if (unsentGeneration === 0 && this.generation === 0) await this.#learnGeneration();
-    if (this.#fallback.unsentGeneration === 0 && this.generation === 0) {
+    if (unsentGeneration === 0 && !this.known) await this.#learnGeneration();
+    if (this.#fallback.unsentGeneration === 0 && !this.known) {
       this.#health.keep(this); // still unknown: try again when the store answers
       return;
     }
@@ -509,7 +516,7 @@ export class Coordination implements View, KeptOutcomesOwner {
     await Promise.all(batches.map((batch) => this.#write(batch) ?? Promise.resolve()));
   }
 
-  /** Reads the breaker's generation (creating its record if it has none) without taking a probe. */
+  /** Reads the breaker's generation (0 when the store holds no record) without taking a probe. */
   async #learnGeneration(): Promise<void> {
     const o = this.#o;
     try {
@@ -540,6 +547,7 @@ export class Coordination implements View, KeptOutcomesOwner {
   /** Takes a snapshot from the store as this process's view. */
   #absorb(snapshot: Snapshot): void {
     if (snapshot.generation < this.generation) return;
+    this.known = true;
     this.generation = snapshot.generation;
     this.state = snapshot.state;
     this.override = snapshot.override;
@@ -576,6 +584,7 @@ export class Coordination implements View, KeptOutcomesOwner {
     if (message.generation <= this.generation) return;
     if (!this.selfCall) this.#host.learnt(message.from, message.to);
     const localNow = this.#o.clock.now();
+    this.known = true;
     this.generation = message.generation;
     const to = message.to;
     if (message.override !== undefined) {

@@ -19,7 +19,9 @@ import { NO_PROBES, addOutcome, emptyBatch, isEmptyBatch, mergeInto, nextBatchId
 export interface View {
   readonly state: BreakerState;
   readonly override: Override | null;
-  /** 0 until the store has answered for this breaker once. */
+  /** Whether the store has answered for this breaker once (its generation may still be 0: no record). */
+  readonly known: boolean;
+  /** 0 until the store has answered, and while it holds no record for this breaker. */
   readonly generation: number;
   /** Local time until which the breaker is known to be open; 0 when not known open. */
   readonly openUntil: number;
@@ -81,7 +83,7 @@ export class LocalFallback {
     if (mode === 'allow') return { admitted: true, generation: view.generation, lease: null };
     if (this.#local === null) {
       this.#local = seed(view, policy, now);
-      this.#trial = view.generation === 0;
+      this.#trial = !view.known;
     }
     return reducer.acquire(this.#local, policy, now, `local-${++this.#leases}`);
   }
@@ -96,7 +98,7 @@ export class LocalFallback {
     policy: BreakerPolicy,
     now: number,
   ): number | null {
-    if (mode !== 'local' || view.state === 'closed' || view.generation === 0) return null;
+    if (mode !== 'local' || view.state === 'closed' || !view.known) return null;
     if (view.override === 'forced-closed' || view.override === 'metrics-only') return null;
     const local = (this.#local ??= seed(view, policy, now));
     return Math.max(1, local.openUntil - now);
@@ -255,7 +257,7 @@ function rejectLocally(
 function seed(view: View, policy: BreakerPolicy, now: number): BreakerRecord {
   const local = reducer.emptyRecord(Math.max(1, view.generation));
   local.override = view.override;
-  if (view.generation === 0) {
+  if (!view.known) {
     local.state = 'half-open';
   } else if (view.state !== 'closed') {
     local.state = 'open';

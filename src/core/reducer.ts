@@ -33,9 +33,40 @@ import { bucketIndex, currentBucket, windowCounts } from './window.js';
  * and a breaker that remembers the old generations adopts the new record instead of ignoring it.
  * (The old record would have needed more than 100 transitions per millisecond of its life to
  * outrun it; a transition takes at least an open period.) Safe integers for another 2,500 years.
+ *
+ * It is always a multiple of 100, and `nextGeneration` never lands on one: a record whose
+ * generation is a multiple of 100 has not changed state since it was created (`isFresh`).
  */
 export function initialGeneration(now: number): number {
-  return Math.max(1, Math.floor(now) * 100);
+  return Math.max(1, Math.floor(now)) * 100;
+}
+
+/** The generation after `generation`: one more, skipping multiples of 100 (see `initialGeneration`). */
+export function nextGeneration(generation: number): number {
+  return generation % 100 === 99 ? generation + 2 : generation + 1;
+}
+
+/**
+ * The generation a store answers for a breaker it holds nothing for (closed, no counts), when it
+ * admits without creating a record, as `RedisStore` and `DynamoDBStore` do: a tenant that never
+ * failed costs them no record at all.
+ */
+export const NO_RECORD = 0;
+
+/**
+ * Whether outcomes of calls admitted under `generation` count in `record`: the same generation, or
+ * `NO_RECORD` while the record is closed, without an override, and has not changed state since it
+ * was created (those calls were admitted while there was no record; the first outcome that needed
+ * one created it).
+ */
+export function admittedUnder(record: BreakerRecord, generation: number): boolean {
+  return (
+    generation === record.generation ||
+    (generation === NO_RECORD &&
+      record.state === 'closed' &&
+      record.override === null &&
+      record.generation % 100 === 0)
+  );
 }
 
 export function emptyRecord(generation = 1): BreakerRecord {
@@ -95,7 +126,7 @@ export function openPeriodMs(policy: BreakerPolicy, reopens: number, random: num
 function open(record: BreakerRecord, policy: BreakerPolicy, now: number, batch: OutcomeBatch): void {
   record.reopens = record.state === 'half-open' ? record.reopens + 1 : 0;
   record.state = 'open';
-  record.generation += 1;
+  record.generation = nextGeneration(record.generation);
   record.openedAt = now;
   record.openUntil = now + openPeriodMs(policy, record.reopens, batch.random, batch.jitterMs);
   record.leases.length = 0;
@@ -104,7 +135,7 @@ function open(record: BreakerRecord, policy: BreakerPolicy, now: number, batch: 
 
 function close(record: BreakerRecord): void {
   record.state = 'closed';
-  record.generation += 1;
+  record.generation = nextGeneration(record.generation);
   record.openUntil = 0;
   record.reopens = 0;
   record.consecutiveFailures = 0;
@@ -115,7 +146,7 @@ function close(record: BreakerRecord): void {
 
 function toHalfOpen(record: BreakerRecord): void {
   record.state = 'half-open';
-  record.generation += 1;
+  record.generation = nextGeneration(record.generation);
   record.openUntil = 0;
   record.probeSuccesses = 0;
   record.leases.length = 0;
@@ -220,7 +251,7 @@ export function record(
   batch: OutcomeBatch,
 ): UpdateResult {
   expireLeases(record, now);
-  if (batch.generation !== record.generation || record.override === 'forced-closed') {
+  if (!admittedUnder(record, batch.generation) || record.override === 'forced-closed') {
     return { snapshot: snapshot(record, policy, now), transition: null, stale: true };
   }
   const from = circuitState(record);
@@ -320,7 +351,7 @@ export function tripIfDue(
   jitterMs = 0,
 ): UpdateResult {
   expireLeases(record, now);
-  if (record.generation !== generation || record.override === 'forced-closed') {
+  if (!admittedUnder(record, generation) || record.override === 'forced-closed') {
     return { snapshot: snapshot(record, policy, now), transition: null, stale: true };
   }
   const from = circuitState(record);
@@ -360,7 +391,7 @@ export function force(
   const from = circuitState(record);
   if (record.override !== override) {
     record.override = override;
-    record.generation += 1;
+    record.generation = nextGeneration(record.generation);
     record.leases.length = 0;
     record.probeSuccesses = 0;
   }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 
 import { consecutiveFailures, custom, failureRate, failuresInWindow } from '../core/policy.js';
+import { NO_RECORD } from '../core/reducer.js';
 import type { AcquireResult, BreakerPolicy, OutcomeBatch, ProbeResult, UpdateResult } from '../core/types.js';
 import type { BreakerOptions } from '../options.js';
 import { resolveOptions } from '../options.js';
@@ -108,8 +109,22 @@ export function describeStoreConformance(
     });
   };
 
-  const acquire = async (h: ConformanceHarness, key: string, policy: BreakerPolicy): Promise<AcquireResult> =>
-    h.store.acquire(key, policy);
+  /**
+   * `store.acquire`, except that a closed admission under `NO_RECORD` (generation 0: the store
+   * holds nothing and made no record) is followed by an empty batch under 0, which makes the record,
+   * and answers its generation: most scenarios are about a breaker that has a record.
+   */
+  const acquire = async (
+    h: ConformanceHarness,
+    key: string,
+    policy: BreakerPolicy,
+  ): Promise<AcquireResult> => {
+    const result = await h.store.acquire(key, policy);
+    if (!result.admitted || result.generation !== NO_RECORD) return result;
+    const made = await h.store.record(key, policy, outcomes(NO_RECORD));
+    assert.equal(made.stale, false, 'an outcome under generation 0 makes the record');
+    return { ...result, generation: made.snapshot.generation };
+  };
   const record = async (
     h: ConformanceHarness,
     key: string,
@@ -158,15 +173,62 @@ export function describeStoreConformance(
         assert.equal(await h.store.inspect(`${key}never`, policy), null);
       });
 
-      test('a new breaker is closed and admits, at generation 1 or more', async (h, key) => {
+      test('a new breaker is closed and admits, at generation 1 or more, or at 0 without a record', async (h, key) => {
         const policy = policyOf({ trip: tripped });
-        const first = await acquire(h, key, policy);
+        const first = await h.store.acquire(key, policy);
         assert.equal(first.admitted, true);
         assert.equal(first.reason, null);
         assert.equal(first.state, 'closed');
         assert.equal(first.lease, null, 'a closed breaker hands out no probe lease');
         assert.equal(first.transition, null);
-        assert.ok(first.generation >= 1);
+        const stored = await h.store.inspect(key, policy);
+        if (first.generation === NO_RECORD) {
+          assert.equal(stored, null, 'admitted under generation 0: no record was made');
+        } else {
+          assert.ok(first.generation >= 1);
+          assert.equal(stored?.generation, first.generation);
+        }
+      });
+    });
+
+    describe('a breaker without a record (generation 0)', () => {
+      test('the first outcome that needs a record makes it; others admitted under 0 count in it until it changes state', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const first = await h.store.acquire(key, policy);
+        if (first.generation !== NO_RECORD) {
+          // A store that makes a record at the first acquire: outcomes go under its generation.
+          assert.notEqual(await h.store.inspect(key, policy), null);
+          return;
+        }
+        const made = await record(h, key, policy, outcomes(NO_RECORD, { failures: 1 }));
+        assert.equal(made.stale, false);
+        assert.equal(made.snapshot.counts.failures, 1);
+        assert.ok(made.snapshot.generation >= 1);
+        const generation = made.snapshot.generation;
+        // Another process, admitted while there was no record, still counts.
+        const second = await record(h, key, policy, outcomes(NO_RECORD, { failures: 1 }));
+        assert.equal(second.stale, false);
+        assert.equal(second.snapshot.counts.consecutiveFailures, 2);
+        assert.equal(second.snapshot.generation, generation);
+        // The admission answers the record's generation now.
+        assert.equal((await h.store.acquire(key, policy)).generation, generation);
+        const opened = await record(h, key, policy, outcomes(generation, { failures: 1 }));
+        assert.equal(opened.snapshot.state, 'open');
+        // Calls admitted before the record existed belong to the closed period that ended.
+        const late = await record(h, key, policy, outcomes(NO_RECORD, { failures: 1 }));
+        assert.equal(late.stale, true);
+        assert.equal(late.snapshot.counts.failures, 3);
+      });
+
+      test('an override ends what generation 0 admitted, even after it is cleared', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        if ((await h.store.acquire(key, policy)).generation !== NO_RECORD) return;
+        await record(h, key, policy, outcomes(NO_RECORD, { failures: 1 }));
+        await h.store.force(key, policy, 'metrics-only');
+        await h.store.force(key, policy, null);
+        const late = await record(h, key, policy, outcomes(NO_RECORD, { failures: 1 }));
+        assert.equal(late.stale, true);
+        assert.equal(late.snapshot.counts.failures, 1);
       });
     });
 

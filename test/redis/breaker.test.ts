@@ -96,6 +96,49 @@ describe('breakers on a RedisStore', () => {
     }
   });
 
+  for (const [mode, options] of [
+    ['per-call', {}],
+    ['local-first', { maxStalenessMs: 1_000, flushIntervalMs: 200 }],
+  ] as const) {
+    it(`a tenant that only succeeds has no key and costs no write (${mode}); a failing one gets its record`, async () => {
+      const prefix = `healthy-${randomUUID()}:`;
+      const factory = new BreakerFactory<{ tenant: string }>({
+        store: new RedisStore({ client, prefix }),
+        trip: consecutiveFailures(3),
+        name: (base, ctx) => `${base}/${ctx?.tenant ?? '-'}`,
+        ...options,
+      });
+      try {
+        await factory.breakerFor('sync', { tenant: 'warm-up' }).execute(ok);
+        await client.config('RESETSTAT');
+        for (let round = 0; round < 3; round++) {
+          await Promise.all(
+            Array.from({ length: 200 }, (_, i) =>
+              factory.breakerFor('sync', { tenant: `t${i}` }).execute(ok),
+            ),
+          );
+        }
+        for (let i = 0; i < 200; i++) await factory.breakerFor('sync', { tenant: `t${i}` }).flush();
+        assert.deepEqual(await client.keys(`${prefix}*`), [], 'no key for 200 healthy tenants');
+        const info = await client.info('commandstats');
+        for (const write of ['hset', 'pexpire', 'zadd', 'del']) {
+          assert.doesNotMatch(info, new RegExp(`^cmdstat_${write}:`, 'm'), `no ${write}`);
+        }
+        await factory
+          .breakerFor('sync', { tenant: 't7' })
+          .execute(fail)
+          .catch(() => undefined);
+        await factory.breakerFor('sync', { tenant: 't7' }).flush();
+        const keys = await client.keys(`${prefix}*`);
+        assert.equal(keys.filter((k) => !k.endsWith(':ids')).length, 1, keys.join());
+        const snapshot = await factory.breakerFor('sync', { tenant: 't7' }).state();
+        assert.equal(snapshot.counts.failures, 1);
+      } finally {
+        await factory.close();
+      }
+    });
+  }
+
   it('tell each other about an open over pub/sub: the other process rejects without asking', async () => {
     const prefix = `push-${randomUUID()}:`;
     const options = { trip: consecutiveFailures(2), openMs: 60_000 };

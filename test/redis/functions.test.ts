@@ -64,7 +64,7 @@ describe('RedisStore runs its Lua as a FUNCTION library', () => {
 
   it('parses a policy once per library load, and still rejects a malformed one', async () => {
     await assert.rejects(
-      client.fcall(library.functions.acquire!, 1, 'fn-bad:{00}', 'ch', 'no-such-kind:1', 0),
+      client.fcall(library.functions.inspect!, 1, 'fn-bad:{00}', 'ch', 'no-such-kind:1', 0),
       /CIRCUITRY_BADARG policy/,
     );
     await assert.rejects(

@@ -11,13 +11,14 @@ import { ManualClock } from '../../src/testing/manual-clock.js';
 
 // MemoryStore's own paths: the in-process closed path the breaker uses, listing, lease ids and
 // raw records (found by mutation testing: `npm run mutation`). Clocks start at 0, where a new
-// record's generation (100 per ms of store time) is 1.
+// record's generation (100 per ms of store time, at least 100) is G.
+const G = 100;
 
 const policy = resolveOptions({ trip: consecutiveFailures(2), openMs: 1_000, jitter: 0 }).policy;
 
 function outcome(fields: Partial<OutcomeBatch>): OutcomeBatch {
   return {
-    generation: 1,
+    generation: G,
     successes: 0,
     failures: 0,
     trailingFailures: 0,
@@ -35,12 +36,12 @@ describe('MemoryStore in-process path', () => {
     const path = store[inProcess];
     assert.equal(path.admitClosed('unknown'), 0, 'no record yet: the general path makes one');
     store.record('a', policy, outcome({ successes: 1 }));
-    assert.equal(path.admitClosed('a'), 1);
+    assert.equal(path.admitClosed('a'), G);
     store.force('a', policy, 'metrics-only');
     assert.equal(path.admitClosed('a'), 0);
     store.force('a', policy, null);
-    assert.equal(path.admitClosed('a'), 3);
-    store.record('a', policy, outcome({ generation: 3, failures: 2, trailingFailures: 2 }));
+    assert.equal(path.admitClosed('a'), G + 2);
+    store.record('a', policy, outcome({ generation: G + 2, failures: 2, trailingFailures: 2 }));
     assert.equal(path.admitClosed('a'), 0, 'open');
   });
 
@@ -50,24 +51,24 @@ describe('MemoryStore in-process path', () => {
     const heard: StateChangeMessage[] = [];
     await store.subscribe((message) => heard.push(message));
     const path = store[inProcess];
-    assert.equal(path.recordClosed('none', policy, 1, 'failure', false, 0, 0), undefined);
+    assert.equal(path.recordClosed('none', policy, G, 'failure', false, 0, 0), undefined);
     store.record('a', policy, outcome({ successes: 1 }));
-    assert.equal(path.recordClosed('a', policy, 1, 'failure', false, 0, 0), null);
+    assert.equal(path.recordClosed('a', policy, G, 'failure', false, 0, 0), null);
     assert.equal(heard.length, 0);
-    const moved: Transition | null | undefined = path.recordClosed('a', policy, 1, 'failure', false, 0, 0);
-    assert.deepEqual(moved, { from: 'closed', to: 'open', generation: 2 });
+    const moved: Transition | null | undefined = path.recordClosed('a', policy, G, 'failure', false, 0, 0);
+    assert.deepEqual(moved, { from: 'closed', to: 'open', generation: G + 1 });
     assert.deepEqual(heard, [
       {
         from: 'closed',
         to: 'open',
-        generation: 2,
+        generation: G + 1,
         key: 'a',
         openUntil: clock.now() + 1_000,
         now: clock.now(),
         override: null,
       },
     ]);
-    assert.equal(path.recordClosed('a', policy, 1, 'failure', false, 0, 0), undefined, 'not closed any more');
+    assert.equal(path.recordClosed('a', policy, G, 'failure', false, 0, 0), undefined, 'not closed any more');
     assert.equal(store.inspect('a', policy)?.state, 'open');
   });
 
@@ -75,10 +76,10 @@ describe('MemoryStore in-process path', () => {
     const rate = resolveOptions({ trip: failureRate(0.5, { minimumCalls: 4, windowMs: 10_000 }) }).policy;
     const store = new MemoryStore({ clock: new ManualClock(0) });
     store.record('r', rate, outcome({ failures: 3, trailingFailures: 3 }));
-    assert.deepEqual(store[inProcess].recordClosed('r', rate, 1, 'success', false, 0, 0), {
+    assert.deepEqual(store[inProcess].recordClosed('r', rate, G, 'success', false, 0, 0), {
       from: 'closed',
       to: 'open',
-      generation: 2,
+      generation: G + 1,
     });
   });
 
@@ -88,7 +89,7 @@ describe('MemoryStore in-process path', () => {
     store.record('kept', policy, outcome({ successes: 1 }));
     for (let i = 0; i < 10; i++) {
       clock.advance(60_000);
-      store[inProcess].recordClosed('kept', policy, 1, 'success', false, 0, 0);
+      store[inProcess].recordClosed('kept', policy, G, 'success', false, 0, 0);
       store.record('other', policy, outcome({ successes: 1 }));
     }
     assert.notEqual(store.inspect('kept', policy), null);
@@ -99,7 +100,7 @@ describe('MemoryStore in-process path', () => {
     store.record('a', policy, outcome({ successes: 1 }));
     store.writeRawForTesting('b', 'garbage');
     assert.equal(store[inProcess].admitClosed('a'), 0);
-    assert.equal(store[inProcess].recordClosed('a', policy, 1, 'success', false, 0, 0), undefined);
+    assert.equal(store[inProcess].recordClosed('a', policy, G, 'success', false, 0, 0), undefined);
   });
 });
 
@@ -151,7 +152,7 @@ describe('MemoryStore details', () => {
     store.writeRawForTesting('bad', { ...emptyRecord(), generation: 'x' });
     assert.equal(store.inspect('forced', policy)?.circuitState, 'forced-open');
     assert.equal(store.inspect('plain', policy)?.state, 'closed');
-    assert.equal(store.inspect('bad', policy)?.generation, 1);
+    assert.equal(store.inspect('bad', policy)?.generation, G);
     assert.deepEqual(corrupt, ['bad']);
     for (let i = 0; i < 10; i++) {
       clock.advance(200_000);

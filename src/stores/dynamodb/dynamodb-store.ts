@@ -146,14 +146,24 @@ export class DynamoDBStore implements Store {
     this.#maxAttempts = maxAttempts;
   }
 
+  /**
+   * Admits or rejects. A breaker without an item is closed and admitted under generation 0
+   * (`NO_RECORD`) without a write: a tenant that never failed costs no item.
+   */
   acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
-    return this.#change(name, policy, (record, now) =>
-      reducer.acquire(
-        record,
-        policy,
-        now,
-        record.state === 'closed' ? '' : `${record.generation}-${randomUUID()}`,
-      ),
+    return this.#change(
+      name,
+      policy,
+      (record, now, exists) => {
+        const result = reducer.acquire(
+          record,
+          policy,
+          now,
+          record.state === 'closed' ? '' : `${record.generation}-${randomUUID()}`,
+        );
+        return exists ? result : { ...result, generation: reducer.NO_RECORD };
+      },
+      { create: false },
     );
   }
 

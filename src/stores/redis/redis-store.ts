@@ -26,7 +26,14 @@ import {
 } from './keys.js';
 import type { LuaScript } from './scripts.generated.js';
 import { policyFields } from '../policy-fields.js';
-import { acquireScript, forceScript, inspectScript, library, recordScript, resetScript } from './scripts.generated.js';
+import {
+  acquireScript,
+  forceScript,
+  inspectScript,
+  library,
+  recordScript,
+  resetScript,
+} from './scripts.generated.js';
 
 export interface RedisStoreOptions {
   /**

@@ -8,8 +8,9 @@ Returns   { 'acquire', corrupt, now, admitted, reason, retryAfterMs, generation,
             consecutiveFailures }
           corrupt and admitted are 0/1; reason, lease, override and the transition's from/to are
           '' when absent (transitionGeneration is then 0).
-Writes    only when something changed (a new record, open -> half-open, a lease granted); a
-          rejection or a closed admission writes nothing. Publishes the transition it made.
+Writes    only when something changed (open -> half-open, a lease granted); a rejection or a
+          closed admission writes nothing, and a breaker with no record gets none: it is admitted
+          under generation 0 (reducer.ts NO_RECORD). Publishes the transition it made.
 Errors    CIRCUITRY_BADARG <what>
 ]]
 
@@ -23,10 +24,17 @@ local now = now_ms(ARGV)
 -- The run of failures is answered so that a caller whose call succeeds knows whether there is a
 -- run for its success to reset (if not, it need not write at all).
 local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf')
-if not quick.err and quick[1] == SCHEMA and quick[2] == 'closed' and quick[3] == '' then
-  local gen, cf = count(quick[4]), count(quick[5])
-  if gen ~= nil and gen >= 1 and cf ~= nil then
-    return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0, cf }
+if not quick.err then
+  if quick[1] == SCHEMA and quick[2] == 'closed' and quick[3] == '' then
+    local gen, cf = count(quick[4]), count(quick[5])
+    if gen ~= nil and gen >= 1 and cf ~= nil then
+      return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0, cf }
+    end
+  elseif not quick[1] and not quick[2] and not quick[3] and not quick[4] and not quick[5] then
+    -- No record: closed, and admitted under generation 0 without creating one. The first outcome
+    -- that needs a record (a failure, or any outcome under a failure rate) creates it, so a tenant
+    -- that only succeeds costs no key.
+    return { 'acquire', 0, now, 1, '', 0, 0, '', 'closed', '', 0, '', '', 0, 0 }
   end
 end
 

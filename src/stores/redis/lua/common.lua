@@ -117,11 +117,28 @@ end
 
 -- A new record's generation is 100 per ms of the store's time (reducer.ts initialGeneration): a
 -- record created again after the old one was lost starts above every generation the old one reached.
+-- It is a multiple of 100, and next_gen never lands on one: such a record has not changed state.
 local function empty_record(now)
   return {
-    state = 'closed', override = '', gen = math.max(1, math.floor(now) * 100), openedAt = 0, openUntil = 0, reopens = 0,
-    cf = 0, ps = 0, seq = 0, leases = {}, buckets = {},
+    state = 'closed', override = '', gen = math.max(1, math.floor(now)) * 100, openedAt = 0, openUntil = 0,
+    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, buckets = {},
   }
+end
+
+-- reducer.ts nextGeneration: one more, skipping multiples of 100.
+local function next_gen(gen)
+  if gen % 100 == 99 then
+    return gen + 2
+  end
+  return gen + 1
+end
+
+-- reducer.ts admittedUnder: outcomes of calls admitted under `generation` count in `r`. Generation 0
+-- (reducer.ts NO_RECORD) is what acquire answers while there is no record; such calls count while
+-- the record is closed, without an override, and has not changed state since it was created.
+local function admitted_under(r, generation)
+  return generation == r.gen
+    or (generation == 0 and r.state == 'closed' and r.override == '' and r.gen % 100 == 0)
 end
 
 -- A non-negative safe integer from a stored string, or nil.
@@ -303,7 +320,7 @@ local function open(r, p, now, random, jitterMs)
     r.reopens = 0
   end
   r.state = 'open'
-  r.gen = r.gen + 1
+  r.gen = next_gen(r.gen)
   r.openedAt = now
   r.openUntil = now + open_period_ms(p, r.reopens, random, jitterMs)
   r.leases = {}
@@ -312,7 +329,7 @@ end
 
 local function close(r)
   r.state = 'closed'
-  r.gen = r.gen + 1
+  r.gen = next_gen(r.gen)
   r.openUntil = 0
   r.reopens = 0
   r.cf = 0
@@ -323,7 +340,7 @@ end
 
 local function to_half_open(r)
   r.state = 'half-open'
-  r.gen = r.gen + 1
+  r.gen = next_gen(r.gen)
   r.openUntil = 0
   r.ps = 0
   r.leases = {}

@@ -28,7 +28,7 @@ expire_leases(r, now)
 local from = circuit_state(r)
 if r.override ~= override then
   r.override = override
-  r.gen = r.gen + 1
+  r.gen = next_gen(r.gen)
   r.leases = {}
   r.ps = 0
   dirty = true

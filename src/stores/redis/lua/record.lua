@@ -114,7 +114,7 @@ expire_leases(r, now)
 
 local stale = 0
 local moved = nil
-if generation ~= r.gen or r.override == 'forced-closed' then
+if not admitted_under(r, generation) or r.override == 'forced-closed' then
   stale = 1
 else
   local from = circuit_state(r)
