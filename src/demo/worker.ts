@@ -5,8 +5,8 @@
  */
 import { BreakerFactory } from '../factory.js';
 import type { CircuitBreaker } from '../breaker.js';
-import { Downstream, breakerOptions, processJob, sleep, tenantName } from './simulation.js';
-import type { FromWorker, Job, ToWorker } from './simulation.js';
+import { Downstream, breakerOptions, processJob, sleep, tenantBreaker } from './simulation.js';
+import type { FromWorker, Job, TenantContext, ToWorker } from './simulation.js';
 
 const send = (message: FromWorker): void => {
   // The parent may be gone already (it stops waiting at the end of a run): nothing to report to.
@@ -53,10 +53,10 @@ async function main(): Promise<void> {
   await client.connect();
   const store = new RedisStore({ client, prefix: config.prefix });
   const factory = new BreakerFactory(breakerOptions(scenario, store, config.index + 1));
-  const breakers: CircuitBreaker[] = [];
+  const breakers: Array<CircuitBreaker<TenantContext>> = [];
   if (config.withBreakers) {
     for (let tenant = 0; tenant < scenario.tenants; tenant++) {
-      const breaker = factory.breakerFor(tenantName(tenant));
+      const breaker = tenantBreaker(factory, tenant);
       // Only the process that won a transition is told, so each change is reported once.
       breaker.onStateChange((event) => send({ t: 'state', tenant, to: event.to }));
       breakers.push(breaker);

@@ -6,20 +6,53 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { RedisServer } from '../helpers/redis-server.js';
+import { RedisServer, freePort } from '../helpers/redis-server.js';
 
 const run = promisify(execFile);
 const cwd = new URL('../..', import.meta.url).pathname;
 const demo = (...args: string[]) =>
   run(process.execPath, ['--import', 'tsx', 'src/demo/cli.ts', ...args], { cwd, maxBuffer: 1 << 24 });
 
+interface Ended {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs the demo to its end. One that has not exited after `limitMs` is killed and fails the test:
+ * the errors below must come before any run (a bound on hanging, not a speed test).
+ */
+function demoEnds(args: readonly string[], limitMs = 30_000): Promise<Ended> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/demo/cli.ts', ...args], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the demo did not exit within ${limitMs} ms: ${stderr}`));
+    }, limitMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 interface Run {
   withBreakers: boolean;
   wastedCalls: number;
   healthyThroughput: number;
+  healthyThroughputDuringOutage: number;
   healthyP50Ms: number;
   healthyP99Ms: number;
-  deferred: number;
+  jobsDeferred: number;
+  deferrals: number;
   detectMs: number | null;
   recoverMs: number | null;
   stateChanges: number;
@@ -47,7 +80,16 @@ function assertBreakersSaveTheHealthyTenants(report: Report): void {
     `p99 ${withBreakers.healthyP99Ms} ms vs ${without.healthyP99Ms} ms`,
   );
   assert.ok(withBreakers.healthyThroughput >= without.healthyThroughput * 0.9);
-  assert.ok(withBreakers.deferred > 0);
+  // The whole-run average hides the stall; during the outage the breakers keep the healthy
+  // tenants going while retries in the worker hold them up.
+  assert.ok(
+    withBreakers.healthyThroughputDuringOutage > without.healthyThroughputDuringOutage,
+    `${withBreakers.healthyThroughputDuringOutage} vs ${without.healthyThroughputDuringOutage} jobs/s during the outage`,
+  );
+  assert.ok(withBreakers.jobsDeferred > 0);
+  // A job comes back after retryAfterMs and may meet the open breaker again.
+  assert.ok(withBreakers.deferrals >= withBreakers.jobsDeferred);
+  assert.equal(without.deferrals, 0);
   assert.notEqual(withBreakers.detectMs, null, 'the outage was detected');
   assert.notEqual(withBreakers.recoverMs, null, 'and the breaker closed again after it');
   assert.ok(withBreakers.stateChanges >= 3, 'closed -> open -> half-open -> closed, at least');
@@ -69,9 +111,18 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
 
       // The HTML report stands alone: inline SVG timelines, nothing fetched from elsewhere.
       const page = readFileSync(html, 'utf8');
-      assert.equal(page.match(/<svg /g)?.length, 2, 'one timeline per run');
+      assert.equal(page.match(/<figure><figcaption>/g)?.length, 2, 'one timeline per run');
       assert.match(page, /tenant-a ✗/);
-      assert.match(page, /fill="#d64545"><title>tenant-a: open from/, 'the open period is drawn');
+      assert.match(page, /fill="#d55e00"><title>tenant-a: open from/, 'the open period is drawn');
+      // Scaled to the page's width, with a titled time axis and the healthy tenants' throughput
+      // during the outage in the headline.
+      assert.match(page, /<svg xmlns="http:\/\/www.w3.org\/2000\/svg" viewBox="0 0 \d+ \d+"/);
+      assert.doesNotMatch(page, /<svg[^>]* width="\d+"/, 'no fixed pixel width');
+      assert.match(page, />seconds since start</);
+      assert.match(page, /healthy tenants completed <strong>\d+ jobs\/s<\/strong> with retries/);
+      assert.match(page, /jobs per second during the outage/);
+      // Open and the failing tenants' line no longer share a color, nor does the outage band.
+      assert.doesNotMatch(page, /#d64545/);
       assert.doesNotMatch(page, /<script|<link|<img|url\(/);
       assert.deepEqual(
         [...new Set(page.match(/https?:\/\/[^"\s]+/g))],
@@ -126,8 +177,10 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       '--pattern P',
       '--seed N',
       '--redis URL',
-      '--json',
+      '--json [FILE]',
       '--html FILE',
+      'npm start --silent -- --json',
+      'npm run flaky-server',
     ]) {
       assert.ok(stdout.includes(option), `--help mentions ${option}`);
     }
@@ -147,6 +200,65 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
         }),
       ),
     );
+  });
+
+  it('ends with one line and exit code 1, before running, when --redis cannot be reached', async () => {
+    const port = await freePort(); // nothing listens there
+    const { code, stdout, stderr } = await demoEnds(['--redis', `redis://127.0.0.1:${port}`]);
+    assert.equal(code, 1);
+    assert.equal(stdout, '');
+    assert.match(
+      stderr,
+      new RegExp(`^circuitry demo: cannot reach Redis at redis://127\\.0\\.0\\.1:${port}/?: .+\n$`),
+    );
+    assert.doesNotMatch(stderr, /without breakers|at .+\.ts:\d+/, 'no run, no stack trace');
+  });
+
+  it('refuses an --html or --json FILE it could not write, before running (exit code 2)', async () => {
+    for (const flag of ['--html', '--json']) {
+      const { code, stdout, stderr } = await demoEnds([flag, '/no/such/dir/r.html']);
+      assert.equal(code, 2);
+      assert.equal(stdout, '');
+      assert.match(
+        stderr,
+        new RegExp(
+          `^circuitry demo: ${flag} /no/such/dir/r.html: the directory /no/such/dir does not exist .*\n$`,
+        ),
+      );
+      assert.doesNotMatch(stderr, /without breakers/, 'the simulation did not run');
+    }
+  });
+
+  it('writes --json FILE and prints the table; `npm start --silent -- --json` prints JSON alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'circuitry-demo-'));
+    const file = join(dir, 'results.json');
+    try {
+      const { stdout, stderr } = await demo('--duration', '1', '--json', file);
+      assert.match(stdout, /retry in worker +per-tenant breakers/);
+      assert.match(stderr, new RegExp(`wrote ${file}`));
+      const report = JSON.parse(readFileSync(file, 'utf8')) as Report;
+      assert.equal(report.store, 'in memory, one process');
+      assert.equal(typeof report.with.healthyThroughputDuringOutage, 'number');
+
+      // What the README and --help say to pipe into jq: npm's banner stays off stdout.
+      const npm = await run('npm', ['start', '--silent', '--', '--duration', '1', '--json'], {
+        cwd,
+        maxBuffer: 1 << 24,
+      });
+      const piped = JSON.parse(npm.stdout) as Report;
+      assert.equal(piped.scenario.workers, 4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs the flaky server from a clone with `npm run flaky-server`', async () => {
+    const pkg = JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    assert.equal(pkg.scripts['flaky-server'], 'tsx src/demo/cli.ts flaky-server');
+    const { stdout } = await demo('flaky-server', '--help');
+    assert.match(stdout, /npm run flaky-server -- \[options\]/);
   });
 
   it('serves a flaky HTTP service with `circuitry flaky-server`', async () => {
