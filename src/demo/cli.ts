@@ -8,6 +8,8 @@ import { writeFileSync } from 'node:fs';
 
 import { BreakerFactory } from '../factory.js';
 import { flakyServer } from './flaky-server-command.js';
+import { factoryMetrics, startMetricsServer } from './metrics-server.js';
+import type { MetricsServer, MetricsSource } from './metrics-server.js';
 import { DemoError, HELP, parseDemoArgs } from './options.js';
 import type { DemoOptions } from './options.js';
 import { checkRedis, maskPassword } from './redis-connection.js';
@@ -43,14 +45,38 @@ function progressPrinter(options: DemoOptions): (label: string) => (p: Progress)
 }
 
 async function demo(options: DemoOptions): Promise<void> {
-  const { scenario } = options;
   const prefix = `circuitry-demo:${process.pid}:${Date.now()}:`;
   let deployment: Deployment = { kind: 'in-process' };
   if (options.redisUrl !== undefined) {
     // Reachable before anything starts, or one line and exit 1.
     await checkRedis(options.redisUrl);
-    deployment = { kind: 'processes', redisUrl: options.redisUrl, prefix };
+    deployment = {
+      kind: 'processes',
+      redisUrl: options.redisUrl,
+      prefix,
+      metrics: options.metricsPort !== undefined,
+    };
   }
+  const metrics =
+    options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort);
+  try {
+    if (metrics !== undefined) {
+      process.stderr.write(
+        `Prometheus metrics at ${metrics.url} (${deployment.kind === 'processes' ? 'summed over the worker processes' : 'this process'}; from the run with breakers)\n`,
+      );
+    }
+    await runBoth(options, deployment, metrics);
+  } finally {
+    await metrics?.close();
+  }
+}
+
+async function runBoth(
+  options: DemoOptions,
+  deployment: Deployment,
+  metrics: MetricsServer | undefined,
+): Promise<void> {
+  const { scenario } = options;
 
   const tty = process.stderr.isTTY && options.json !== '-';
   const progress = progressPrinter(options);
@@ -60,16 +86,26 @@ async function demo(options: DemoOptions): Promise<void> {
   ];
   const results: RunResult[] = [];
   for (const { label, withBreakers } of runs) {
-    let factory: BreakerFactory<TenantContext> | undefined;
+    // In this process, one factory for the run with breakers (the other has none).
+    const factory =
+      withBreakers && deployment.kind === 'in-process'
+        ? new BreakerFactory<TenantContext>(breakerOptions(scenario, undefined))
+        : undefined;
+    if (factory !== undefined && metrics !== undefined) {
+      const read = await factoryMetrics(factory);
+      metrics.serve(async () => [await read()]);
+    }
     const result = await runQueue(scenario, {
       withBreakers,
       deployment,
-      makeBreakers: () => {
-        const f = new BreakerFactory<TenantContext>(breakerOptions(scenario, undefined));
-        factory = f;
-        return Array.from({ length: scenario.tenants }, (_, i) => tenantBreaker(f, i));
-      },
+      makeBreakers: () =>
+        factory === undefined
+          ? []
+          : Array.from({ length: scenario.tenants }, (_, i) => tenantBreaker(factory, i)),
       onProgress: progress(label),
+      ...(metrics !== undefined && withBreakers
+        ? { onMetrics: (source: MetricsSource) => metrics.serve(source) }
+        : {}),
     });
     await factory?.close();
     if (tty) process.stderr.write('\n');

@@ -49,6 +49,12 @@ Also:  npm run flaky-server -- --help      (a flaky HTTP service for your own te
   --json [FILE]      the results as JSON: on stdout instead of the table, or written to FILE
                      (the table is printed then)
   --html FILE        also write a self-contained HTML report with timelines
+  --metrics PORT     while the demo runs, serve its breakers' Prometheus metrics (circuitry/
+                     prometheus registerMetrics) at http://127.0.0.1:PORT/metrics; 0 picks a
+                     free port, the URL is printed at start. The run without breakers has no
+                     breakers, so none until the second run starts; then those of the run
+                     with breakers. With --redis, the sum over the worker processes (each has
+                     its own breakers and counts). Needs prom-client.
   --help             this text
 
 Exit codes: 0 done, 1 the store cannot be reached or the run failed, 2 bad usage.
@@ -61,6 +67,8 @@ export interface DemoOptions {
   /** Where the JSON results go: `'-'` for stdout; none when undefined. */
   readonly json: string | undefined;
   readonly html: string | undefined;
+  /** Serve Prometheus metrics on this port (0: any free one). */
+  readonly metricsPort: number | undefined;
 }
 
 const usage = (message: string): never => {
@@ -73,6 +81,13 @@ function positive(name: string, value: string | undefined, fallback: number, int
   if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
     usage(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
   }
+  return n;
+}
+
+function port(name: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65_535)
+    usage(`--${name} must be a port from 0 to 65535, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -131,6 +146,7 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
         redis: { type: 'string' },
         json: { type: 'string' },
         html: { type: 'string' },
+        metrics: { type: 'string' },
         help: { type: 'boolean' },
       },
     }).values;
@@ -171,6 +187,7 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
   if (parsed.redis !== undefined && !/^rediss?:\/\/./.test(parsed.redis)) {
     usage(`--redis must be a redis:// or rediss:// URL, got ${JSON.stringify(parsed.redis)}`);
   }
+  const metricsPort = parsed.metrics === undefined ? undefined : port('metrics', parsed.metrics);
   if (parsed.json !== undefined && parsed.json !== '-') checkWritable('--json', parsed.json);
   if (parsed.html !== undefined) checkWritable('--html', parsed.html);
   return {
@@ -188,5 +205,6 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
     redisUrl: parsed.redis,
     json: parsed.json,
     html: parsed.html,
+    metricsPort,
   };
 }

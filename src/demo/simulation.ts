@@ -11,6 +11,7 @@ import type { Store } from '../store.js';
 import { IntermittentFailer } from '../testing/intermittent-failer.js';
 import { seededRandom } from '../testing/seeded-random.js';
 import { Measurements } from './measurements.js';
+import type { MetricsJson, MetricsSource } from './metrics-server.js';
 
 /**
  * How a failing tenant's downstream behaves during the outage: `down` fails every call, `rate`
@@ -127,7 +128,13 @@ export interface Progress {
 /** Where the workers run: in this process, or as child processes sharing a Redis store. */
 export type Deployment =
   | { readonly kind: 'in-process'; readonly store?: Store }
-  | { readonly kind: 'processes'; readonly redisUrl: string; readonly prefix: string };
+  | {
+      readonly kind: 'processes';
+      readonly redisUrl: string;
+      readonly prefix: string;
+      /** The workers keep Prometheus metrics of their breakers, for `--metrics`. */
+      readonly metrics?: boolean;
+    };
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -317,9 +324,11 @@ export type ToWorker =
       readonly redisUrl: string;
       readonly prefix: string;
       readonly index: number;
+      readonly metrics: boolean;
     }
   | { readonly t: 'start'; readonly startWall: number }
   | { readonly t: 'job'; readonly job: Job | null }
+  | { readonly t: 'metrics'; readonly id: number }
   | { readonly t: 'stop' };
 
 export type FromWorker =
@@ -327,6 +336,7 @@ export type FromWorker =
   | { readonly t: 'take' }
   | { readonly t: 'result'; readonly job: Job; readonly outcome: JobOutcome; readonly wastedCalls: number }
   | { readonly t: 'state'; readonly tenant: number; readonly to: string }
+  | { readonly t: 'metrics'; readonly id: number; readonly metrics: MetricsJson }
   | { readonly t: 'error'; readonly message: string };
 
 async function processWorkers(
@@ -334,7 +344,7 @@ async function processWorkers(
   scenario: Scenario,
   withBreakers: boolean,
   deployment: Extract<Deployment, { kind: 'processes' }>,
-): Promise<{ start(): void; workers: Workers }> {
+): Promise<{ start(): void; workers: Workers; metrics: MetricsSource }> {
   // The worker module beside this one: worker.ts under tsx (the loader is inherited through
   // execArgv), worker.js in the built package.
   const here = fileURLToPath(import.meta.url);
@@ -350,6 +360,24 @@ async function processWorkers(
     if (child.connected) child.send(message, () => undefined);
   };
   let running = true;
+  // Metrics asked of each worker, by request id; a worker that does not answer within a second
+  // (it is exiting) counts as none.
+  const askedMetrics = new Map<number, (metrics: MetricsJson) => void>();
+  let nextRequest = 0;
+  const metricsOf = (child: ChildProcess): Promise<MetricsJson> =>
+    new Promise((resolve) => {
+      const id = nextRequest++;
+      const timer = setTimeout(() => {
+        askedMetrics.delete(id);
+        resolve([]);
+      }, 1_000);
+      askedMetrics.set(id, (metrics) => {
+        clearTimeout(timer);
+        askedMetrics.delete(id);
+        resolve(metrics);
+      });
+      post(child, { t: 'metrics', id });
+    });
   const ready = children.map(
     (child, index) =>
       new Promise<void>((resolve, reject) => {
@@ -363,6 +391,8 @@ async function processWorkers(
               return run.settle(message.job, message.outcome, message.wastedCalls);
             case 'state':
               return run.stateChanged(message.tenant, message.to);
+            case 'metrics':
+              return askedMetrics.get(message.id)?.(message.metrics);
             case 'error':
               return reject(new Error(`worker ${index}: ${message.message}`));
           }
@@ -375,6 +405,7 @@ async function processWorkers(
           redisUrl: deployment.redisUrl,
           prefix: deployment.prefix,
           index,
+          metrics: deployment.metrics === true,
         });
       }),
   );
@@ -386,6 +417,7 @@ async function processWorkers(
   }
   const exited = children.map((child) => new Promise<void>((resolve) => child.once('exit', () => resolve())));
   return {
+    metrics: () => Promise.all(children.filter((child) => child.connected).map(metricsOf)),
     start() {
       const startWall = Date.now() - run.now();
       for (const child of children) post(child, { t: 'start', startWall });
@@ -413,6 +445,11 @@ export async function runQueue(
     readonly deployment: Deployment;
     readonly makeBreakers?: () => Array<CircuitBreaker<TenantContext>>;
     readonly onProgress?: (progress: Progress) => void;
+    /**
+     * Worker processes with `deployment.metrics`: where to read their metrics during the run,
+     * then (the processes gone) a snapshot of them at its end.
+     */
+    readonly onMetrics?: (source: MetricsSource) => void;
   },
 ): Promise<RunResult> {
   const run = new Run(scenario);
@@ -422,7 +459,18 @@ export async function runQueue(
     const started = await processWorkers(run, scenario, options.withBreakers, options.deployment);
     // The clock starts once every process is connected.
     run.restartClock();
-    workers = started.workers;
+    const onMetrics = options.onMetrics;
+    workers =
+      onMetrics === undefined
+        ? started.workers
+        : {
+            async stop() {
+              const last = await started.metrics();
+              onMetrics(() => Promise.resolve(last));
+              await started.workers.stop();
+            },
+          };
+    onMetrics?.(started.metrics);
     started.start();
   } else {
     const breakers = options.withBreakers && options.makeBreakers !== undefined ? options.makeBreakers() : [];

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,30 +20,80 @@ interface Ended {
   readonly stderr: string;
 }
 
-/**
- * Runs the demo to its end. One that has not exited after `limitMs` is killed and fails the test:
- * the errors below must come before any run (a bound on hanging, not a speed test).
- */
-function demoEnds(args: readonly string[], limitMs = 30_000): Promise<Ended> {
+interface Started {
+  readonly child: ChildProcess;
+  /** Resolves with the first match of `pattern` in stderr (progress, URLs), rejects if the demo ends first. */
+  waitFor(pattern: RegExp): Promise<RegExpExecArray>;
+  /** Resolves when the demo has exited; one still running after `limitMs` is killed and fails the test. */
+  readonly ended: Promise<Ended>;
+}
+
+function startDemo(args: readonly string[], limitMs = 60_000): Started {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/demo/cli.ts', ...args], {
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
   let stderr = '';
+  const watchers = new Set<() => void>();
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    for (const watch of watchers) watch();
+  });
+  const ended = new Promise<Ended>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`the demo did not exit within ${limitMs} ms: ${stderr}`));
     }, limitMs);
     child.once('close', (code) => {
       clearTimeout(timer);
+      for (const watch of watchers) watch();
       resolve({ code, stdout, stderr });
     });
   });
+  const waitFor = (pattern: RegExp): Promise<RegExpExecArray> =>
+    new Promise((resolve, reject) => {
+      const watch = (): void => {
+        const match = pattern.exec(stderr);
+        if (match !== null) {
+          watchers.delete(watch);
+          resolve(match);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          watchers.delete(watch);
+          reject(new Error(`the demo ended before printing ${String(pattern)}: ${stderr}`));
+        }
+      };
+      watchers.add(watch);
+      watch();
+    });
+  return { child, waitFor, ended };
 }
+
+/**
+ * Runs the demo to its end. One that has not exited after `limitMs` is killed and fails the test:
+ * the errors below must come before any run (a bound on hanging, not a speed test).
+ */
+const demoEnds = (args: readonly string[]): Promise<Ended> => startDemo(args, 30_000).ended;
+
+/**
+ * Scrapes `url` until `pattern` shows, while the demo runs (series appear with the first call of
+ * the run with breakers); the last body if the demo ended first.
+ */
+async function scrapeDuringRun(demo: Started, url: string, pattern: RegExp): Promise<string> {
+  let body = '';
+  while (demo.child.exitCode === null) {
+    const response = await fetch(url);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/plain/);
+    body = await response.text();
+    if (pattern.test(body)) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return body;
+}
+
+const CALLS = /^circuitry_calls_total\{base="downstream",outcome="success",reason=""\} [1-9]\d*$/m;
 
 interface Run {
   withBreakers: boolean;
@@ -144,7 +195,26 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
     });
 
     it('runs the workers as separate processes sharing a RedisStore, with the same result', async () => {
-      const { stdout } = await demo('--duration', '6', '--workers', '6', '--redis', redis.url, '--json');
+      const run = startDemo([
+        '--duration',
+        '6',
+        '--workers',
+        '6',
+        '--redis',
+        redis.url,
+        '--json',
+        '--metrics',
+        '0',
+      ]);
+      // --metrics: the worker processes' breakers, summed, during the run with breakers.
+      const [, url] = await run.waitFor(
+        /Prometheus metrics at (http:\S+) \(summed over the worker processes/,
+      );
+      await run.waitFor(/^with per-tenant breakers: /m);
+      const body = await scrapeDuringRun(run, url!, CALLS);
+      assert.match(body, CALLS);
+      const { code, stdout } = await run.ended;
+      assert.equal(code, 0);
       const report = JSON.parse(stdout) as Report;
       assert.equal(report.store, `Redis at ${redis.url}, 6 worker processes`);
       assertBreakersSaveTheHealthyTenants(report);
@@ -157,6 +227,24 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
         client.disconnect();
       }
     });
+  });
+
+  it("serves its breakers' Prometheus metrics with --metrics while it runs", async () => {
+    const run = startDemo(['--duration', '2', '--metrics', '0']);
+    const [, url] = await run.waitFor(
+      /^Prometheus metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics) \(this process/m,
+    );
+    // The run without breakers has none to show.
+    await run.waitFor(/^without breakers: /m);
+    assert.doesNotMatch(await (await fetch(url!)).text(), /circuitry_calls_total\{/);
+    await run.waitFor(/^with per-tenant breakers: /m);
+    const body = await scrapeDuringRun(run, url!, CALLS);
+    // Labelled by the one base name, never by tenant.
+    assert.match(body, CALLS);
+    assert.match(body, /^circuitry_breakers\{base="downstream",state="closed"\} \d+$/m);
+    assert.doesNotMatch(body, /tenant-/);
+    assert.equal((await run.ended).code, 0);
+    await assert.rejects(fetch(url!), 'the server closed with the demo');
   });
 
   it('takes a failure pattern and a seed', async () => {
@@ -179,6 +267,7 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       '--redis URL',
       '--json [FILE]',
       '--html FILE',
+      '--metrics PORT',
       'npm start --silent -- --json',
       'npm run flaky-server',
     ]) {
@@ -190,6 +279,7 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       [['--pattern', 'rate:2'], /--pattern rate:R needs/],
       [['--seed', 'x'], /--seed must be an integer/],
       [['--failing', '6'], /--failing must leave/],
+      [['--metrics', 'x'], /--metrics must be a port/],
     ] as const;
     await Promise.all(
       refusals.map(([args, message]) =>
