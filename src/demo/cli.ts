@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 
 import { BreakerFactory } from '../factory.js';
+import { startDemoDashboard } from './dashboard.js';
 import { flakyServer } from './flaky-server-command.js';
 import { factoryMetrics, startMetricsServer } from './metrics-server.js';
 import type { MetricsServer, MetricsSource } from './metrics-server.js';
@@ -57,17 +58,35 @@ async function demo(options: DemoOptions): Promise<void> {
       metrics: options.metricsPort !== undefined,
     };
   }
-  const metrics =
-    options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort);
+  const opened: Array<() => Promise<void>> = [];
   try {
+    const metrics =
+      options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort);
     if (metrics !== undefined) {
+      opened.push(() => metrics.close());
       process.stderr.write(
         `Prometheus metrics at ${metrics.url} (${deployment.kind === 'processes' ? 'summed over the worker processes' : 'this process'}; from the run with breakers)\n`,
       );
     }
+    const dashboard =
+      options.dashboardPort === undefined || deployment.kind !== 'processes'
+        ? undefined
+        : await startDemoDashboard(deployment.redisUrl, prefix, options.dashboardPort);
+    if (dashboard !== undefined) {
+      opened.push(() => dashboard.close());
+      process.stderr.write(
+        `circuitry dashboard for ${dashboard.description}\n` +
+          `  open it now: ${dashboard.urlWithActions}\n` +
+          `  (read-only: ${dashboard.url}; the tenants' breakers appear in the run with breakers)\n`,
+      );
+    }
     await runBoth(options, deployment, metrics);
+    if (dashboard !== undefined) {
+      process.stderr.write(`\nThe dashboard stays open at ${dashboard.urlWithActions}; Ctrl-C stops it.\n`);
+      await new Promise<void>((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
+    }
   } finally {
-    await metrics?.close();
+    for (const close of opened.reverse()) await close();
   }
 }
 

@@ -53,12 +53,18 @@ Also:  npm run flaky-server -- --help      (a flaky HTTP service for your own te
                      prometheus registerMetrics) at http://127.0.0.1:PORT/metrics; 0 picks a
                      free port, the URL is printed at start. The run without breakers has no
                      breakers, so none until the second run starts; then those of the run
-                     with breakers. With --redis, the sum over the worker processes (each has
+                     with breakers (with --dashboard, until Ctrl-C). With --redis, the sum over the worker processes (each has
                      its own breakers and counts). Needs prom-client.
+  --dashboard        with --redis: start the operator dashboard (npx circuitry dashboard)
+                     on the demo's Redis and key prefix, print its URL before the run and
+                     keep it open after the run until Ctrl-C, to watch tenants open and close
+  --dashboard-port N the dashboard's port (default 7070; 0 picks a free one)
   --help             this text
 
 Exit codes: 0 done, 1 the store cannot be reached or the run failed, 2 bad usage.
 `;
+
+const DEFAULT_DASHBOARD_PORT = 7070;
 
 export interface DemoOptions {
   readonly scenario: Scenario;
@@ -69,6 +75,8 @@ export interface DemoOptions {
   readonly html: string | undefined;
   /** Serve Prometheus metrics on this port (0: any free one). */
   readonly metricsPort: number | undefined;
+  /** Start the dashboard on this port (0: any free one); none when undefined. */
+  readonly dashboardPort: number | undefined;
 }
 
 const usage = (message: string): never => {
@@ -147,6 +155,8 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
         json: { type: 'string' },
         html: { type: 'string' },
         metrics: { type: 'string' },
+        dashboard: { type: 'boolean' },
+        'dashboard-port': { type: 'string' },
         help: { type: 'boolean' },
       },
     }).values;
@@ -188,6 +198,17 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
     usage(`--redis must be a redis:// or rediss:// URL, got ${JSON.stringify(parsed.redis)}`);
   }
   const metricsPort = parsed.metrics === undefined ? undefined : port('metrics', parsed.metrics);
+  if (parsed['dashboard-port'] !== undefined && parsed.dashboard !== true)
+    usage('--dashboard-port needs --dashboard');
+  if (parsed.dashboard === true && parsed.redis === undefined) {
+    usage(
+      '--dashboard needs --redis URL: the dashboard reads the breakers the worker processes share in Redis',
+    );
+  }
+  const dashboardPort =
+    parsed.dashboard === true
+      ? port('dashboard-port', parsed['dashboard-port'] ?? String(DEFAULT_DASHBOARD_PORT))
+      : undefined;
   if (parsed.json !== undefined && parsed.json !== '-') checkWritable('--json', parsed.json);
   if (parsed.html !== undefined) checkWritable('--html', parsed.html);
   return {
@@ -206,5 +227,6 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
     json: parsed.json,
     html: parsed.html,
     metricsPort,
+    dashboardPort,
   };
 }

@@ -5,10 +5,10 @@
  */
 import { BreakerFactory } from '../factory.js';
 import type { CircuitBreaker } from '../breaker.js';
-import { Downstream, breakerOptions, processJob, sleep, tenantBreaker } from './simulation.js';
-import type { FromWorker, Job, TenantContext, ToWorker } from './simulation.js';
 import { factoryMetrics } from './metrics-server.js';
 import type { MetricsJson } from './metrics-server.js';
+import { Downstream, breakerOptions, processJob, sleep, tenantBreaker } from './simulation.js';
+import type { FromWorker, Job, TenantContext, ToWorker } from './simulation.js';
 
 const send = (message: FromWorker): void => {
   // The parent may be gone already (it stops waiting at the end of a run): nothing to report to.

@@ -227,6 +227,57 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
         client.disconnect();
       }
     });
+
+    it('shows the run live on the dashboard with --dashboard, and keeps it open until Ctrl-C', async () => {
+      const run = startDemo([
+        '--duration',
+        '2',
+        '--redis',
+        redis.url,
+        '--dashboard',
+        '--dashboard-port',
+        '0',
+        '--json',
+      ]);
+      const [, prefix] = await run.waitFor(/^circuitry dashboard for Redis at \S+, prefix (\S+)$/m);
+      const [, url, token] = await run.waitFor(
+        /^ {2}open it now: (http:\/\/127\.0\.0\.1:\d+\/)#token=(\S+)$/m,
+      );
+      assert.match(prefix!, /^circuitry-demo:/);
+      assert.ok(token!.length >= 8);
+      const page = await fetch(url!);
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /<html/);
+
+      // The event stream, from before the run with breakers: its transitions arrive as they happen.
+      const events = await fetch(`${url}events`);
+      assert.equal(events.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+      const reader = events.body!.getReader();
+      const decoder = new TextDecoder();
+      let stream = '';
+      const opened = /^event: transition\ndata: .*"downstream\/tenant-a".*"to":"open"/m;
+      while (!opened.test(stream)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        stream += decoder.decode(value, { stream: true });
+      }
+      await reader.cancel();
+      assert.match(stream, /^event: snapshot$/m);
+      assert.match(stream, opened, 'tenant-a opening, pushed live');
+
+      // After the run: the results, and the dashboard still there until Ctrl-C.
+      await run.waitFor(/The dashboard stays open at http:\S+; Ctrl-C stops it\./);
+      const rows = (await (await fetch(`${url}api/breakers`)).json()) as Array<{ name: string }>;
+      assert.deepEqual(
+        rows.map((row) => row.name).sort(),
+        ['a', 'b', 'c', 'd', 'e', 'f'].map((t) => `downstream/tenant-${t}`),
+      );
+      run.child.kill('SIGINT');
+      const { code, stdout } = await run.ended;
+      assert.equal(code, 0);
+      assert.equal((JSON.parse(stdout) as Report).store, `Redis at ${redis.url}, 4 worker processes`);
+      await assert.rejects(fetch(url!), 'the dashboard closed');
+    });
   });
 
   it("serves its breakers' Prometheus metrics with --metrics while it runs", async () => {
@@ -268,6 +319,8 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       '--json [FILE]',
       '--html FILE',
       '--metrics PORT',
+      '--dashboard ',
+      '--dashboard-port N',
       'npm start --silent -- --json',
       'npm run flaky-server',
     ]) {
@@ -280,6 +333,8 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       [['--seed', 'x'], /--seed must be an integer/],
       [['--failing', '6'], /--failing must leave/],
       [['--metrics', 'x'], /--metrics must be a port/],
+      [['--dashboard'], /--dashboard needs --redis URL/],
+      [['--redis', 'redis://127.0.0.1:1', '--dashboard-port', '7070'], /--dashboard-port needs --dashboard/],
     ] as const;
     await Promise.all(
       refusals.map(([args, message]) =>
