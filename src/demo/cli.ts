@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 /**
  * The demo: `npm start` in a clone, `npx circuitry demo` where the package is installed.
- * A simulated multi-tenant job queue runs twice, without and with per-tenant breakers, and the
- * comparison is printed (or written as JSON or HTML).
+ * A multi-tenant job queue runs twice, without and with per-tenant breakers, and the comparison
+ * is printed (or written as JSON or HTML). The queue is simulated in this process, or in worker
+ * processes sharing a RedisStore (`--redis`), or is a real BullMQ queue (`--bullmq`).
  */
 import { writeFileSync } from 'node:fs';
 
 import { BreakerFactory } from '../factory.js';
+import type * as BullmqDemo from './bullmq.js';
+import type { BullmqDeployment } from './bullmq.js';
 import { startDemoDashboard } from './dashboard.js';
 import { flakyServer } from './flaky-server-command.js';
 import { factoryMetrics, startMetricsServer } from './metrics-server.js';
@@ -19,6 +22,11 @@ import type { DemoReport } from './report.js';
 import { breakerOptions, runQueue, tenantBreaker } from './simulation.js';
 import type { Deployment, Progress, RunResult, TenantContext } from './simulation.js';
 
+/** Where the runs happen: a `Deployment` of the simulated queue, or a BullMQ queue. */
+type Mode =
+  | { readonly kind: 'simulated'; readonly deployment: Deployment }
+  | { readonly kind: 'bullmq'; readonly deployment: BullmqDeployment };
+
 /** Progress on stderr: a bar redrawn in place on a terminal, a plain line every 2 s otherwise. */
 function progressPrinter(options: DemoOptions): (label: string) => (p: Progress) => void {
   const { scenario } = options;
@@ -27,51 +35,85 @@ function progressPrinter(options: DemoOptions): (label: string) => (p: Progress)
   return (label) => {
     let lastLine = -1;
     return (p) => {
-      const text = `calls to the failing downstream ${p.wastedCalls}, deferred ${p.deferred}, breakers open ${p.open}`;
+      const left = p.left === undefined ? '' : `, draining: ${p.left} jobs left`;
+      const text = `calls to the failing downstream ${p.wastedCalls}, deferred ${p.deferred}, breakers open ${p.open}${left}`;
+      const elapsed = Math.min(p.elapsedMs, scenario.durationMs) / 1000;
       if (tty) {
         const width = 24;
         const done = Math.min(width, Math.round((width * p.elapsedMs) / scenario.durationMs));
         const bar = `[${'#'.repeat(done)}${'.'.repeat(width - done)}]`;
-        process.stderr.write(
-          `\r${label.padEnd(26)} ${bar} ${(p.elapsedMs / 1000).toFixed(1)}/${total} s  ${text}\x1b[K`,
-        );
+        process.stderr.write(`\r${label.padEnd(26)} ${bar} ${elapsed.toFixed(1)}/${total} s  ${text}\x1b[K`);
       } else {
         const line = Math.floor(p.elapsedMs / 2_000);
-        if (line !== lastLine)
-          process.stderr.write(`${label}: ${(p.elapsedMs / 1000).toFixed(1)}/${total} s, ${text}\n`);
+        if (line !== lastLine) process.stderr.write(`${label}: ${elapsed.toFixed(1)}/${total} s, ${text}\n`);
         lastLine = line;
       }
     };
   };
 }
 
-async function demo(options: DemoOptions): Promise<void> {
-  const prefix = `circuitry-demo:${process.pid}:${Date.now()}:`;
-  let deployment: Deployment = { kind: 'in-process' };
-  if (options.redisUrl !== undefined) {
-    // Reachable before anything starts, or one line and exit 1.
-    await checkRedis(options.redisUrl);
-    deployment = {
-      kind: 'processes',
-      redisUrl: options.redisUrl,
-      prefix,
-      metrics: options.metricsPort !== undefined,
-    };
+function storeDescription(options: DemoOptions, mode: Mode): string {
+  const workers = `${options.scenario.workers} worker processes`;
+  if (mode.kind === 'bullmq') {
+    return `BullMQ queue in Redis at ${maskPassword(mode.deployment.redisUrl)}, ${workers}; breakers in a RedisStore`;
   }
+  return mode.deployment.kind === 'in-process'
+    ? 'in memory, one process'
+    : `Redis at ${maskPassword(mode.deployment.redisUrl)}, ${workers}`;
+}
+
+async function demo(options: DemoOptions): Promise<void> {
+  const metricsWanted = options.metricsPort !== undefined;
+  let mode: Mode = { kind: 'simulated', deployment: { kind: 'in-process' } };
+  // What the demo opened, closed in reverse order however it ends.
   const opened: Array<() => Promise<void>> = [];
+  // Ctrl-C (or SIGTERM) during a BullMQ run stops it and removes its keys before exiting.
+  const interrupt = new AbortController();
+  const onSignal = (): void => interrupt.abort();
   try {
+    if (options.redisUrl !== undefined) {
+      // Reachable before anything starts, or one line and exit 1.
+      await checkRedis(options.redisUrl);
+      if (options.bullmq) {
+        const { bullmqPrefixes, removeKeys } = await loadBullmq();
+        const deployment = { redisUrl: options.redisUrl, ...bullmqPrefixes(), metrics: metricsWanted };
+        mode = { kind: 'bullmq', deployment };
+        process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+        opened.push(async () => {
+          process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+          const removed = await removeKeys(deployment.redisUrl, `${deployment.bullPrefix}:`);
+          process.stderr.write(
+            `removed the demo's ${removed} keys (${deployment.bullPrefix}:*) from Redis\n`,
+          );
+        });
+      } else {
+        const prefix = `circuitry-demo:${process.pid}:${Date.now()}:`;
+        mode = {
+          kind: 'simulated',
+          deployment: { kind: 'processes', redisUrl: options.redisUrl, prefix, metrics: metricsWanted },
+        };
+      }
+    }
     const metrics =
       options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort);
     if (metrics !== undefined) {
       opened.push(() => metrics.close());
-      process.stderr.write(
-        `Prometheus metrics at ${metrics.url} (${deployment.kind === 'processes' ? 'summed over the worker processes' : 'this process'}; from the run with breakers)\n`,
-      );
+      const whose =
+        mode.kind === 'bullmq' || mode.deployment.kind === 'processes'
+          ? 'summed over the worker processes'
+          : 'this process';
+      process.stderr.write(`Prometheus metrics at ${metrics.url} (${whose}; from the run with breakers)\n`);
     }
+    const storePrefix =
+      mode.kind === 'bullmq'
+        ? mode.deployment.storePrefix
+        : mode.deployment.kind === 'processes'
+          ? mode.deployment.prefix
+          : undefined;
     const dashboard =
-      options.dashboardPort === undefined || deployment.kind !== 'processes'
+      options.dashboardPort === undefined || options.redisUrl === undefined || storePrefix === undefined
         ? undefined
-        : await startDemoDashboard(deployment.redisUrl, prefix, options.dashboardPort);
+        : await startDemoDashboard(options.redisUrl, storePrefix, options.dashboardPort);
     if (dashboard !== undefined) {
       opened.push(() => dashboard.close());
       process.stderr.write(
@@ -80,7 +122,7 @@ async function demo(options: DemoOptions): Promise<void> {
           `  (read-only: ${dashboard.url}; the tenants' breakers appear in the run with breakers)\n`,
       );
     }
-    await runBoth(options, deployment, metrics);
+    await runBoth(options, mode, metrics, interrupt.signal);
     if (dashboard !== undefined) {
       process.stderr.write(`\nThe dashboard stays open at ${dashboard.urlWithActions}; Ctrl-C stops it.\n`);
       await new Promise<void>((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
@@ -90,13 +132,24 @@ async function demo(options: DemoOptions): Promise<void> {
   }
 }
 
+async function loadBullmq(): Promise<typeof BullmqDemo> {
+  try {
+    return await import('./bullmq.js');
+  } catch (error) {
+    throw new DemoError(
+      1,
+      `--bullmq needs the bullmq and ioredis packages (npm install bullmq ioredis): ${String(error)}`,
+    );
+  }
+}
+
 async function runBoth(
   options: DemoOptions,
-  deployment: Deployment,
+  mode: Mode,
   metrics: MetricsServer | undefined,
+  signal: AbortSignal,
 ): Promise<void> {
   const { scenario } = options;
-
   const tty = process.stderr.isTTY && options.json !== '-';
   const progress = progressPrinter(options);
   const runs: Array<{ label: string; withBreakers: boolean }> = [
@@ -105,28 +158,44 @@ async function runBoth(
   ];
   const results: RunResult[] = [];
   for (const { label, withBreakers } of runs) {
-    // In this process, one factory for the run with breakers (the other has none).
-    const factory =
-      withBreakers && deployment.kind === 'in-process'
-        ? new BreakerFactory<TenantContext>(breakerOptions(scenario, undefined))
-        : undefined;
-    if (factory !== undefined && metrics !== undefined) {
-      const read = await factoryMetrics(factory);
-      metrics.serve(async () => [await read()]);
-    }
-    const result = await runQueue(scenario, {
-      withBreakers,
-      deployment,
-      makeBreakers: () =>
-        factory === undefined
-          ? []
-          : Array.from({ length: scenario.tenants }, (_, i) => tenantBreaker(factory, i)),
-      onProgress: progress(label),
-      ...(metrics !== undefined && withBreakers
+    const onMetrics =
+      metrics !== undefined && withBreakers
         ? { onMetrics: (source: MetricsSource) => metrics.serve(source) }
-        : {}),
-    });
-    await factory?.close();
+        : {};
+    let result: RunResult;
+    if (mode.kind === 'bullmq') {
+      const { runBullmq, interrupted } = await loadBullmq();
+      if (signal.aborted) throw interrupted();
+      result = await runBullmq(scenario, {
+        withBreakers,
+        deployment: mode.deployment,
+        queue: withBreakers ? 'with-breakers' : 'without-breakers',
+        onProgress: progress(label),
+        signal,
+        ...onMetrics,
+      });
+    } else {
+      // In this process, one factory for the run with breakers (the other has none).
+      const factory =
+        withBreakers && mode.deployment.kind === 'in-process'
+          ? new BreakerFactory<TenantContext>(breakerOptions(scenario, undefined))
+          : undefined;
+      if (factory !== undefined && metrics !== undefined) {
+        const read = await factoryMetrics(factory);
+        metrics.serve(async () => [await read()]);
+      }
+      result = await runQueue(scenario, {
+        withBreakers,
+        deployment: mode.deployment,
+        makeBreakers: () =>
+          factory === undefined
+            ? []
+            : Array.from({ length: scenario.tenants }, (_, i) => tenantBreaker(factory, i)),
+        onProgress: progress(label),
+        ...onMetrics,
+      });
+      await factory?.close();
+    }
     if (tty) process.stderr.write('\n');
     results.push(result);
   }
@@ -135,12 +204,10 @@ async function runBoth(
 
   const report: DemoReport = {
     scenario,
-    store:
-      options.redisUrl === undefined
-        ? 'in memory, one process'
-        : `Redis at ${maskPassword(options.redisUrl)}, ${scenario.workers} worker processes`,
+    store: storeDescription(options, mode),
     without,
     with: withBreakers,
+    ...(mode.kind === 'bullmq' ? { bullmq: true } : {}),
   };
   if (options.json === '-') {
     process.stdout.write(renderJson(report));
@@ -168,7 +235,8 @@ export async function main(argv: string[]): Promise<void> {
     }
     await demo(options);
   } catch (error) {
-    // One line, whatever failed: a usage error (2), an unreachable store or a failed run (1).
+    // One line, whatever failed: a usage error (2), an unreachable store or a failed run (1),
+    // an interrupted one (130, as a shell reports Ctrl-C).
     const code = error instanceof DemoError ? error.exitCode : 1;
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(

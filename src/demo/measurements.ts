@@ -83,11 +83,11 @@ export class Measurements {
       this.closedAt[tenant] = t - s.outage[1] * s.durationMs;
   }
 
-  /** Samples the timeline every 250 ms until the run's duration has passed. */
-  async sample(onProgress?: (progress: Progress) => void): Promise<Sample[]> {
+  /** Samples the timeline every 250 ms until the run's duration has passed (or `signal` aborts). */
+  async sample(onProgress?: (progress: Progress) => void, signal?: AbortSignal): Promise<Sample[]> {
     const timeline: Sample[] = [];
     let last = [...this.completed];
-    while (this.now() < this.scenario.durationMs) {
+    while (this.now() < this.scenario.durationMs && signal?.aborted !== true) {
       await sleep(250);
       timeline.push({
         t: Math.round(this.now()),

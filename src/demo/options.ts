@@ -9,10 +9,13 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_SCENARIO } from './simulation.js';
 import type { FailurePattern, Scenario } from './simulation.js';
 
-/** Ends the demo with a one-line message on stderr: exit 1 when a store cannot be reached, 2 for bad usage. */
+/**
+ * Ends the demo with a one-line message on stderr: exit 1 when a store cannot be reached or a run
+ * failed, 2 for bad usage, 130 when Ctrl-C stopped a run.
+ */
 export class DemoError extends Error {
   constructor(
-    readonly exitCode: 1 | 2,
+    readonly exitCode: 1 | 2 | 130,
     message: string,
   ) {
     super(message);
@@ -53,18 +56,30 @@ Also:  npm run flaky-server -- --help      (a flaky HTTP service for your own te
                      prometheus registerMetrics) at http://127.0.0.1:PORT/metrics; 0 picks a
                      free port, the URL is printed at start. The run without breakers has no
                      breakers, so none until the second run starts; then those of the run
-                     with breakers (with --dashboard, until Ctrl-C). With --redis, the sum over the worker processes (each has
-                     its own breakers and counts). Needs prom-client.
-  --dashboard        with --redis: start the operator dashboard (npx circuitry dashboard)
-                     on the demo's Redis and key prefix, print its URL before the run and
-                     keep it open after the run until Ctrl-C, to watch tenants open and close
+                     with breakers (with --dashboard, until Ctrl-C). With --redis or --bullmq,
+                     the sum over the worker processes (each has its own breakers and
+                     counts). Needs prom-client.
+  --bullmq           the same comparison on a real BullMQ queue in the Redis at --redis
+                     (default redis://127.0.0.1:6379), its workers as --workers processes
+                     (concurrency 1): without breakers BullMQ retries a failed job (attempts,
+                     backoff doubling from 25 ms to 1 s); with them, withBreaker from
+                     circuitry/bullmq defers a job whose tenant's breaker is open. After each
+                     run the queue is drained so every job completes. The keys live under a
+                     prefix of their own (circuitry-demo-bullmq:<pid>:<time>:) and are removed
+                     at the end, also on Ctrl-C (exit code 130). Needs bullmq and ioredis.
+  --dashboard        with --redis or --bullmq: start the operator dashboard (as npx circuitry
+                     dashboard does) on the demo's Redis and key prefix, print its URL before
+                     the run and keep it open after the run until Ctrl-C, to watch tenants
+                     open and close
   --dashboard-port N the dashboard's port (default 7070; 0 picks a free one)
   --help             this text
 
-Exit codes: 0 done, 1 the store cannot be reached or the run failed, 2 bad usage.
+Exit codes: 0 done, 1 the store cannot be reached or the run failed, 2 bad usage,
+130 stopped by Ctrl-C (--bullmq).
 `;
 
 const DEFAULT_DASHBOARD_PORT = 7070;
+const DEFAULT_BULLMQ_REDIS = 'redis://127.0.0.1:6379';
 
 export interface DemoOptions {
   readonly scenario: Scenario;
@@ -75,6 +90,8 @@ export interface DemoOptions {
   readonly html: string | undefined;
   /** Serve Prometheus metrics on this port (0: any free one). */
   readonly metricsPort: number | undefined;
+  /** A real BullMQ queue in the Redis at `redisUrl`, instead of the simulated one. */
+  readonly bullmq: boolean;
   /** Start the dashboard on this port (0: any free one); none when undefined. */
   readonly dashboardPort: number | undefined;
 }
@@ -155,6 +172,7 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
         json: { type: 'string' },
         html: { type: 'string' },
         metrics: { type: 'string' },
+        bullmq: { type: 'boolean' },
         dashboard: { type: 'boolean' },
         'dashboard-port': { type: 'string' },
         help: { type: 'boolean' },
@@ -200,9 +218,10 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
   const metricsPort = parsed.metrics === undefined ? undefined : port('metrics', parsed.metrics);
   if (parsed['dashboard-port'] !== undefined && parsed.dashboard !== true)
     usage('--dashboard-port needs --dashboard');
-  if (parsed.dashboard === true && parsed.redis === undefined) {
+  const redisUrl = parsed.redis ?? (parsed.bullmq === true ? DEFAULT_BULLMQ_REDIS : undefined);
+  if (parsed.dashboard === true && redisUrl === undefined) {
     usage(
-      '--dashboard needs --redis URL: the dashboard reads the breakers the worker processes share in Redis',
+      '--dashboard needs --redis URL (or --bullmq): the dashboard reads the breakers the worker processes share in Redis',
     );
   }
   const dashboardPort =
@@ -223,7 +242,8 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
       pattern,
       seed,
     },
-    redisUrl: parsed.redis,
+    redisUrl,
+    bullmq: parsed.bullmq === true,
     json: parsed.json,
     html: parsed.html,
     metricsPort,

@@ -6,7 +6,13 @@ export interface DemoReport {
   readonly store: string;
   readonly without: RunResult;
   readonly with: RunResult;
+  /** The jobs ran on a real BullMQ queue (`--bullmq`): BullMQ retried them, not the worker. */
+  readonly bullmq?: boolean;
 }
+
+/** What the run without breakers did with a failed job, as a column header. */
+const withoutLabel = (report: DemoReport): string =>
+  report.bullmq === true ? 'BullMQ retries' : 'retry in worker';
 
 function describePattern(pattern: FailurePattern): string {
   if (pattern.kind === 'rate') return `failing ${Math.round(pattern.rate * 100)}% of calls`;
@@ -56,9 +62,16 @@ export function renderText(report: DemoReport): string {
     ['outage detected after', '-', ms(b.detectMs), ''],
     ['recovered (closed) after the outage ended', '-', ms(b.recoverMs), ''],
   ];
-  const widths = [0, 1, 2, 3].map((i) =>
-    Math.max(...rows.map((r) => r[i]!.length), ['', 'retry in worker', 'per-tenant breakers', ''][i]!.length),
-  );
+  if (a.jobs !== undefined && b.jobs !== undefined) {
+    rows.push([
+      'jobs completed / enqueued (queue drained after the run)',
+      `${a.jobs.completed} / ${a.jobs.added}`,
+      `${b.jobs.completed} / ${b.jobs.added}`,
+      '',
+    ]);
+  }
+  const header = ['', withoutLabel(report), 'per-tenant breakers', ''];
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length), header[i]!.length));
   const line = (cells: readonly string[]): string =>
     cells
       .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
@@ -70,7 +83,7 @@ export function renderText(report: DemoReport): string {
       `${describePattern(s.pattern)} from ` +
       `${((s.outage[0] * s.durationMs) / 1000).toFixed(1)} s to ${((s.outage[1] * s.durationMs) / 1000).toFixed(1)} s (seed ${s.seed}). Store: ${report.store}.`,
     '',
-    line(['', 'retry in worker', 'per-tenant breakers', '']),
+    line(header),
     ...rows.map(line),
   ].join('\n');
 }
@@ -94,7 +107,8 @@ const OUTAGE_FILL = '#0000001a';
 export function renderJson(report: DemoReport): string {
   const { timeline: _a, ...without } = report.without;
   const { timeline: _b, ...withBreakers } = report.with;
-  return `${JSON.stringify({ scenario: report.scenario, store: report.store, without, with: withBreakers }, null, 2)}\n`;
+  const queue = report.bullmq === true ? 'bullmq' : 'simulated';
+  return `${JSON.stringify({ scenario: report.scenario, store: report.store, queue, without, with: withBreakers }, null, 2)}\n`;
 }
 
 const splitOnce = (text: string, separator: string): [string, string] => {
@@ -210,7 +224,7 @@ export function renderHtml(report: DemoReport): string {
   const failingNames = Array.from({ length: scenario.failing }, (_, i) => tenantName(i)).join(', ');
   const headline =
     `While ${escape(failingNames)}’s downstream was down, the healthy tenants completed ` +
-    `<strong>${a.healthyThroughputDuringOutage.toFixed(0)} jobs/s</strong> with retries in the worker and ` +
+    `<strong>${a.healthyThroughputDuringOutage.toFixed(0)} jobs/s</strong> with ${report.bullmq === true ? 'BullMQ’s retries' : 'retries in the worker'} and ` +
     `<strong>${b.healthyThroughputDuringOutage.toFixed(0)} jobs/s</strong> with per-tenant breakers ` +
     `(they enqueue ${(scenario.jobsPerSecond * (scenario.tenants - scenario.failing)).toFixed(0)} jobs/s).`;
   return `<!doctype html>
@@ -230,13 +244,17 @@ figcaption{font-weight:bold;font-size:14px;margin:8px 0 4px}
 </style>
 </head><body>
 <h1>Per-tenant circuit breakers in a shared job queue</h1>
-<p>The same workload twice: workers retrying a failing tenant's jobs in place, then per-tenant breakers deferring them by <code>retryAfterMs</code>.</p>
+<p>${
+    report.bullmq === true
+      ? 'The same workload twice on a BullMQ queue: BullMQ retrying a failing tenant’s jobs (attempts, backoff), then <code>withBreaker</code> deferring them by the breaker’s <code>retryAfterMs</code>.'
+      : 'The same workload twice: workers retrying a failing tenant’s jobs in place, then per-tenant breakers deferring them by <code>retryAfterMs</code>.'
+  }</p>
 <p class="headline">${headline}</p>
 <p>${escape(summary)}</p>
 <pre>${escape(table)}</pre>
 <p>${legend}</p>
 <div class="charts">
-${chart(report.without, 'Without breakers: workers retry the failing tenant’s jobs in place')}
+${chart(report.without, report.bullmq === true ? 'Without breakers: BullMQ retries the failing tenant’s jobs' : 'Without breakers: workers retry the failing tenant’s jobs in place')}
 ${chart(report.with, 'With per-tenant breakers: its jobs are deferred')}
 </div>
 </body></html>

@@ -109,6 +109,8 @@ export interface RunResult {
   /** Each of them: when (ms into the run), which tenant, to which state. */
   readonly transitions: readonly Transition[];
   readonly timeline: readonly Sample[];
+  /** BullMQ runs: jobs enqueued, and completed by the end of the drain after the run. */
+  readonly jobs?: { readonly added: number; readonly completed: number };
 }
 
 export interface Transition {
@@ -122,6 +124,8 @@ export interface Progress {
   readonly wastedCalls: number;
   /** Deferrals so far. */
   readonly deferred: number;
+  /** Jobs still to complete after the run (BullMQ drains its queue). */
+  readonly left?: number;
   readonly open: number;
 }
 

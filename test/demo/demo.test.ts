@@ -319,6 +319,7 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       '--json [FILE]',
       '--html FILE',
       '--metrics PORT',
+      '--bullmq',
       '--dashboard ',
       '--dashboard-port N',
       'npm start --silent -- --json',
