@@ -16,8 +16,9 @@ import { Redis } from 'ioredis';
 import { MAX_ATTEMPTS } from './bullmq-protocol.js';
 import type { BullmqFromWorker, BullmqJobData, BullmqToWorker } from './bullmq-protocol.js';
 import { Measurements } from './measurements.js';
+import { MetricsRequests } from './metrics-server.js';
 import type { MetricsJson, MetricsSource } from './metrics-server.js';
-import { DemoError } from './options.js';
+import { DemoError } from './demo-error.js';
 import { sleep } from './simulation.js';
 import type { Progress, RunResult, Scenario } from './simulation.js';
 
@@ -85,22 +86,9 @@ async function startWorkers(
   const post = (child: ChildProcess, message: BullmqToWorker): void => {
     if (child.connected) child.send(message, () => undefined);
   };
-  const askedMetrics = new Map<number, (metrics: MetricsJson) => void>();
-  let nextRequest = 0;
+  const metricsRequests = new MetricsRequests();
   const metricsOf = (child: ChildProcess): Promise<MetricsJson> =>
-    new Promise((resolve) => {
-      const id = nextRequest++;
-      const timer = setTimeout(() => {
-        askedMetrics.delete(id);
-        resolve([]);
-      }, 1_000);
-      askedMetrics.set(id, (metrics) => {
-        clearTimeout(timer);
-        askedMetrics.delete(id);
-        resolve(metrics);
-      });
-      post(child, { t: 'metrics', id });
-    });
+    metricsRequests.ask((id) => post(child, { t: 'metrics', id }));
   const exited = children.map((child) => new Promise<void>((resolve) => child.once('exit', () => resolve())));
   const ready = children.map(
     (child, index) =>
@@ -118,7 +106,7 @@ async function startWorkers(
             case 'state':
               return run.stateChanged(message.tenant, message.to);
             case 'metrics':
-              return askedMetrics.get(message.id)?.(message.metrics);
+              return metricsRequests.answer(message.id, message.metrics);
             case 'error':
               return reject(new Error(`worker ${index}: ${message.message}`));
           }

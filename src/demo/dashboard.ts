@@ -8,7 +8,7 @@ import { FleetView } from '../cli/dashboard/fleet-view.js';
 import { startDashboardServer } from '../cli/dashboard/server.js';
 import { openStore } from '../cli/store-connection.js';
 import { CliError } from '../cli/usage.js';
-import { DemoError } from './options.js';
+import { DemoError } from './demo-error.js';
 
 export interface DemoDashboard {
   /** The page, read-only. */

@@ -63,11 +63,12 @@ export class Measurements {
   done(tenant: number, enqueuedAt: number): void {
     const t = this.now();
     this.completed[tenant]! += 1;
-    if (tenant >= this.scenario.failing) {
+    // Only jobs completed within the run count for the healthy tenants: a drain afterwards
+    // (BullMQ) would lift their throughput and skew their latencies.
+    if (tenant >= this.scenario.failing && t <= this.scenario.durationMs) {
       this.healthyDone += 1;
       if (this.inOutage(t)) this.healthyDoneDuringOutage += 1;
-      // Only jobs completed within the run: a drain afterwards would skew the latencies.
-      if (t <= this.scenario.durationMs) this.latencies.push(t - enqueuedAt);
+      this.latencies.push(t - enqueuedAt);
     }
   }
 

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type * as PromClientModule from 'prom-client';
 
 import type { BreakerFactory } from '../factory.js';
-import { DemoError } from './options.js';
+import { DemoError } from './demo-error.js';
 
 /** One registry's metrics, as `registry.getMetricsAsJSON()` gives them (plain data, IPC-safe). */
 export type MetricsJson = readonly object[];
@@ -39,6 +39,36 @@ export async function factoryMetrics<Context>(
   const registry = new Registry();
   registerMetrics(factory, { registry });
   return () => registry.getMetricsAsJSON();
+}
+
+/**
+ * The parent's requests for worker processes' metrics over IPC, by request id. A worker that does
+ * not answer within a second (it is exiting) counts as having none.
+ */
+export class MetricsRequests {
+  readonly #asked = new Map<number, (metrics: MetricsJson) => void>();
+  #next = 0;
+
+  /** Sends a request with `send(id)`; resolves with the answer to it. */
+  ask(send: (id: number) => void): Promise<MetricsJson> {
+    return new Promise((resolve) => {
+      const id = this.#next++;
+      const timer = setTimeout(() => {
+        this.#asked.delete(id);
+        resolve([]);
+      }, 1_000);
+      this.#asked.set(id, (metrics) => {
+        clearTimeout(timer);
+        this.#asked.delete(id);
+        resolve(metrics);
+      });
+      send(id);
+    });
+  }
+
+  answer(id: number, metrics: MetricsJson): void {
+    this.#asked.get(id)?.(metrics);
+  }
 }
 
 export interface MetricsServer {

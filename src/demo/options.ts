@@ -6,22 +6,9 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 
+import { DemoError } from './demo-error.js';
 import { DEFAULT_SCENARIO } from './simulation.js';
 import type { FailurePattern, Scenario } from './simulation.js';
-
-/**
- * Ends the demo with a one-line message on stderr: exit 1 when a store cannot be reached or a run
- * failed, 2 for bad usage, 130 when Ctrl-C stopped a run.
- */
-export class DemoError extends Error {
-  constructor(
-    readonly exitCode: 1 | 2 | 130,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'DemoError';
-  }
-}
 
 export const HELP = `circuitry demo: a multi-tenant job queue with one failing downstream, run twice:
 workers retrying failed jobs in place, then per-tenant circuit breakers deferring them.

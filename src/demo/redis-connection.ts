@@ -3,7 +3,7 @@
  * `--redis` ends the demo within seconds with one line (exit 1), not with a worker's
  * "Connection is closed." after the processes started.
  */
-import { DemoError } from './options.js';
+import { DemoError } from './demo-error.js';
 
 const CONNECT_TIMEOUT_MS = 3_000;
 

@@ -11,6 +11,7 @@ import type { Store } from '../store.js';
 import { IntermittentFailer } from '../testing/intermittent-failer.js';
 import { seededRandom } from '../testing/seeded-random.js';
 import { Measurements } from './measurements.js';
+import { MetricsRequests } from './metrics-server.js';
 import type { MetricsJson, MetricsSource } from './metrics-server.js';
 
 /**
@@ -364,24 +365,9 @@ async function processWorkers(
     if (child.connected) child.send(message, () => undefined);
   };
   let running = true;
-  // Metrics asked of each worker, by request id; a worker that does not answer within a second
-  // (it is exiting) counts as none.
-  const askedMetrics = new Map<number, (metrics: MetricsJson) => void>();
-  let nextRequest = 0;
+  const metricsRequests = new MetricsRequests();
   const metricsOf = (child: ChildProcess): Promise<MetricsJson> =>
-    new Promise((resolve) => {
-      const id = nextRequest++;
-      const timer = setTimeout(() => {
-        askedMetrics.delete(id);
-        resolve([]);
-      }, 1_000);
-      askedMetrics.set(id, (metrics) => {
-        clearTimeout(timer);
-        askedMetrics.delete(id);
-        resolve(metrics);
-      });
-      post(child, { t: 'metrics', id });
-    });
+    metricsRequests.ask((id) => post(child, { t: 'metrics', id }));
   const ready = children.map(
     (child, index) =>
       new Promise<void>((resolve, reject) => {
@@ -396,7 +382,7 @@ async function processWorkers(
             case 'state':
               return run.stateChanged(message.tenant, message.to);
             case 'metrics':
-              return askedMetrics.get(message.id)?.(message.metrics);
+              return metricsRequests.answer(message.id, message.metrics);
             case 'error':
               return reject(new Error(`worker ${index}: ${message.message}`));
           }
