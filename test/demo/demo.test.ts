@@ -256,8 +256,11 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       const decoder = new TextDecoder();
       let stream = '';
       const opened = /^event: transition\ndata: .*"downstream\/tenant-a".*"to":"open"/m;
+      // Read until it shows, or until the run is over (then the assertion below says what was missed).
+      const runOver = run.waitFor(/The dashboard stays open at http:\S+; Ctrl-C stops it\./);
+      const over = runOver.then(() => ({ done: true, value: undefined }) as const);
       while (!opened.test(stream)) {
-        const { value, done } = await reader.read();
+        const { value, done } = await Promise.race([reader.read(), over]);
         if (done) break;
         stream += decoder.decode(value, { stream: true });
       }
@@ -266,7 +269,7 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       assert.match(stream, opened, 'tenant-a opening, pushed live');
 
       // After the run: the results, and the dashboard still there until Ctrl-C.
-      await run.waitFor(/The dashboard stays open at http:\S+; Ctrl-C stops it\./);
+      await runOver;
       const rows = (await (await fetch(`${url}api/breakers`)).json()) as Array<{ name: string }>;
       assert.deepEqual(
         rows.map((row) => row.name).sort(),
