@@ -1,247 +1,202 @@
 #!/usr/bin/env node
 /**
  * The demo: `npm start` in a clone, `npx circuitry demo` where the package is installed.
- * A simulated multi-tenant job queue runs twice, without and with per-tenant breakers, and the
- * comparison is printed (or written as JSON or HTML).
+ * A multi-tenant job queue runs twice, without and with per-tenant breakers, and the comparison
+ * is printed (or written as JSON or HTML). The queue is simulated in this process, or in worker
+ * processes sharing a RedisStore (`--redis`), or is a real BullMQ queue (`--bullmq`).
  */
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 
 import { BreakerFactory } from '../factory.js';
-import { startFlakyServer } from '../testing/flaky-server.js';
-import { renderHtml, renderText } from './report.js';
+import type * as BullmqDemo from './bullmq.js';
+import type { BullmqDeployment } from './bullmq.js';
+import { startDemoDashboard } from './dashboard.js';
+import { DemoError } from './demo-error.js';
+import { flakyServer } from './flaky-server-command.js';
+import { factoryMetrics, startMetricsServer } from './metrics-server.js';
+import type { MetricsServer, MetricsSource } from './metrics-server.js';
+import { HELP, parseDemoArgs } from './options.js';
+import type { DemoOptions } from './options.js';
+import { checkRedis, maskPassword } from './redis-connection.js';
+import { renderHtml, renderJson, renderText } from './report.js';
 import type { DemoReport } from './report.js';
-import { DEFAULT_SCENARIO, breakerOptions, runQueue, tenantName } from './simulation.js';
-import type { Deployment, FailurePattern, Progress, RunResult, Scenario } from './simulation.js';
+import { breakerOptions, runQueue, tenantBreaker } from './simulation.js';
+import type { Deployment, Progress, RunResult, TenantContext } from './simulation.js';
 
-const HELP = `circuitry demo: a multi-tenant job queue with one failing downstream, run twice:
-workers retrying failed jobs in place, then per-tenant circuit breakers deferring them.
+/** Where the runs happen: a `Deployment` of the simulated queue, or a BullMQ queue. */
+type Mode =
+  | { readonly kind: 'simulated'; readonly deployment: Deployment }
+  | { readonly kind: 'bullmq'; readonly deployment: BullmqDeployment };
 
-Usage: npm start -- [options]        (or: npx circuitry demo [options])
-       npx circuitry flaky-server --help   (a flaky HTTP service for your own tests)
-       npx circuitry --help                (operate a fleet: list, status, overrides, watch, dashboard)
-
-  --tenants N        tenants (default ${DEFAULT_SCENARIO.tenants})
-  --failing N        tenants whose downstream fails (default ${DEFAULT_SCENARIO.failing})
-  --workers N        workers shared by every tenant (default ${DEFAULT_SCENARIO.workers})
-  --duration S       seconds per run (default ${DEFAULT_SCENARIO.durationMs / 1000})
-  --rate N           jobs per second per tenant (default ${DEFAULT_SCENARIO.jobsPerSecond})
-  --outage A-B       the outage, as fractions of the run (default ${DEFAULT_SCENARIO.outage.join('-')})
-  --pattern P        how the failing downstream fails during the outage (default down):
-                       down        every call fails (after ${DEFAULT_SCENARIO.failMs} ms, like a timeout)
-                       rate:R      a share R (0-1] of calls fail, drawn from the seed
-                       sssff...    a fixed cycle of successes (s) and failures (f),
-                                   followed by each worker
-                     The breakers trip on 5 consecutive failures.
-  --seed N           seeds the failure draws and the breakers' jitter (default ${DEFAULT_SCENARIO.seed})
-  --redis URL        run the workers as separate processes whose breakers share state
-                     through a RedisStore at URL (e.g. redis://127.0.0.1:6379)
-  --json             print the results as JSON instead of a table
-  --html FILE        also write a self-contained HTML report with timelines
-  --help             this text
-`;
-
-function fail(message: string): never {
-  process.stderr.write(`${message}\n\n${HELP}`);
-  process.exit(2);
-}
-
-function positive(name: string, value: string | undefined, fallback: number, integer = true): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
-    fail(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`);
-  }
-  return n;
-}
-
-const FLAKY_HELP = `circuitry flaky-server: an HTTP service that fails on purpose, for integration and
-load tests (startFlakyServer from circuitry/testing). Every path answers 200, or the failure
-status; GET /__stats answers the counts.
-
-Usage: npx circuitry flaky-server [options]
-
-  --port N           port to listen on (default 8080; 0 picks a free one)
-  --host H           address to bind (default 127.0.0.1)
-  --rate R           share of requests that fail, 0-1 (default 0.5)
-  --seed N           seed of the rate's draws (default 1)
-  --pattern P        a fixed cycle instead of a rate: s succeeds, f fails (e.g. sssff)
-  --status N         status of a failed request (default 503)
-  --latency MS       delay before a success (default 0)
-  --fail-latency MS  delay before a failure (default: --latency)
-`;
-
-async function flakyServer(args: string[]): Promise<void> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        port: { type: 'string', default: '8080' },
-        host: { type: 'string', default: '127.0.0.1' },
-        rate: { type: 'string', default: '0.5' },
-        seed: { type: 'string' },
-        pattern: { type: 'string' },
-        status: { type: 'string' },
-        latency: { type: 'string' },
-        'fail-latency': { type: 'string' },
-        help: { type: 'boolean' },
-      },
-    }).values;
-  } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n\n${FLAKY_HELP}`);
-    process.exit(2);
-  }
-  if (parsed.help) {
-    process.stdout.write(FLAKY_HELP);
-    return;
-  }
-  const number = (value: string | undefined): number | undefined =>
-    value === undefined ? undefined : Number(value);
-  let server;
-  try {
-    server = await startFlakyServer({
-      port: Number(parsed.port),
-      host: parsed.host,
-      ...(parsed.pattern === undefined ? { failureRate: Number(parsed.rate) } : { pattern: parsed.pattern }),
-      ...(parsed.seed === undefined ? {} : { seed: Number(parsed.seed) }),
-      ...(parsed.status === undefined ? {} : { failStatus: Number(parsed.status) }),
-      ...(parsed.latency === undefined ? {} : { latencyMs: number(parsed.latency) }),
-      ...(parsed['fail-latency'] === undefined ? {} : { failLatencyMs: number(parsed['fail-latency']) }),
-    });
-  } catch (error) {
-    process.stderr.write(`${(error as Error).message}\n\n${FLAKY_HELP}`);
-    process.exit(2);
-  }
-  const running = server;
-  process.stdout.write(
-    `flaky server on ${running.url} (${parsed.pattern === undefined ? `failing ${Number(parsed.rate) * 100}% of requests` : `pattern ${parsed.pattern}`}); Ctrl-C stops it\n`,
-  );
-  await new Promise<void>((resolve) =>
-    process.once('SIGINT', () => resolve()).once('SIGTERM', () => resolve()),
-  );
-  await running.close();
-  const stats = running.stats();
-  process.stdout.write(`\nanswered ${stats.requests} requests, ${stats.failures} failed\n`);
-}
-
-export async function main(argv: string[]): Promise<void> {
-  if (argv[0] === 'flaky-server') return flakyServer(argv.slice(1));
-  const args = argv[0] === 'demo' ? argv.slice(1) : argv;
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: {
-        tenants: { type: 'string' },
-        failing: { type: 'string' },
-        workers: { type: 'string' },
-        duration: { type: 'string' },
-        rate: { type: 'string' },
-        outage: { type: 'string' },
-        pattern: { type: 'string' },
-        seed: { type: 'string' },
-        redis: { type: 'string' },
-        json: { type: 'boolean' },
-        html: { type: 'string' },
-        help: { type: 'boolean' },
-      },
-    }).values;
-  } catch (error) {
-    fail((error as Error).message);
-  }
-  if (parsed.help) {
-    process.stdout.write(HELP);
-    return;
-  }
-  const tenants = positive('tenants', parsed.tenants, DEFAULT_SCENARIO.tenants);
-  const failing = parsed.failing === '0' ? 0 : positive('failing', parsed.failing, DEFAULT_SCENARIO.failing);
-  if (failing >= tenants) fail('--failing must leave at least one healthy tenant');
-  let outage = DEFAULT_SCENARIO.outage;
-  if (parsed.outage !== undefined) {
-    const m = /^(0?\.\d+|0)-(0?\.\d+|1)$/.exec(parsed.outage);
-    if (m === null || Number(m[1]) >= Number(m[2]))
-      fail(`--outage must be A-B with 0 <= A < B <= 1, got ${parsed.outage}`);
-    outage = [Number(m[1]), Number(m[2])];
-  }
-  let pattern: FailurePattern = DEFAULT_SCENARIO.pattern;
-  if (parsed.pattern !== undefined && parsed.pattern !== 'down') {
-    const rate = /^rate:(.+)$/.exec(parsed.pattern);
-    if (rate !== null) {
-      const r = Number(rate[1]);
-      if (!(r > 0 && r <= 1)) fail(`--pattern rate:R needs 0 < R <= 1, got ${parsed.pattern}`);
-      pattern = { kind: 'rate', rate: r };
-    } else if (/^[sf]*f[sf]*$/.test(parsed.pattern)) {
-      pattern = { kind: 'pattern', pattern: parsed.pattern };
-    } else {
-      fail(
-        `--pattern must be down, rate:R or a string of s and f with at least one f, got ${parsed.pattern}`,
-      );
-    }
-  }
-  let seed = DEFAULT_SCENARIO.seed;
-  if (parsed.seed !== undefined) {
-    seed = Number(parsed.seed);
-    if (!Number.isSafeInteger(seed)) fail(`--seed must be an integer, got ${JSON.stringify(parsed.seed)}`);
-  }
-  const scenario: Scenario = {
-    ...DEFAULT_SCENARIO,
-    tenants,
-    failing,
-    workers: positive('workers', parsed.workers, DEFAULT_SCENARIO.workers),
-    durationMs: positive('duration', parsed.duration, DEFAULT_SCENARIO.durationMs / 1000, false) * 1000,
-    jobsPerSecond: positive('rate', parsed.rate, DEFAULT_SCENARIO.jobsPerSecond),
-    outage,
-    pattern,
-    seed,
-  };
-
-  const deployment: Deployment =
-    parsed.redis === undefined
-      ? { kind: 'in-process' }
-      : { kind: 'processes', redisUrl: parsed.redis, prefix: `circuitry-demo:${process.pid}:${Date.now()}:` };
-
-  const tty = process.stderr.isTTY && !parsed.json;
+/** Progress on stderr: a bar redrawn in place on a terminal, a plain line every 2 s otherwise. */
+function progressPrinter(options: DemoOptions): (label: string) => (p: Progress) => void {
+  const { scenario } = options;
+  const tty = process.stderr.isTTY && options.json !== '-';
   const total = scenario.durationMs / 1000;
-  let lastLine = -1;
-  const progress =
-    (label: string) =>
-    (p: Progress): void => {
-      const text = `calls to the failing downstream ${p.wastedCalls}, deferred ${p.deferred}, breakers open ${p.open}`;
+  return (label) => {
+    let lastLine = -1;
+    return (p) => {
+      const left = p.left === undefined ? '' : `, draining: ${p.left} jobs left`;
+      const text = `calls to the failing downstream ${p.wastedCalls}, deferred ${p.deferred}, breakers open ${p.open}${left}`;
+      const elapsed = Math.min(p.elapsedMs, scenario.durationMs) / 1000;
       if (tty) {
         const width = 24;
         const done = Math.min(width, Math.round((width * p.elapsedMs) / scenario.durationMs));
         const bar = `[${'#'.repeat(done)}${'.'.repeat(width - done)}]`;
-        process.stderr.write(
-          `\r${label.padEnd(26)} ${bar} ${(p.elapsedMs / 1000).toFixed(1)}/${total} s  ${text}\x1b[K`,
-        );
+        process.stderr.write(`\r${label.padEnd(26)} ${bar} ${elapsed.toFixed(1)}/${total} s  ${text}\x1b[K`);
       } else {
-        // Plain lines, about every two seconds, for logs and pipes.
         const line = Math.floor(p.elapsedMs / 2_000);
-        if (line !== lastLine)
-          process.stderr.write(`${label}: ${(p.elapsedMs / 1000).toFixed(1)}/${total} s, ${text}\n`);
+        if (line !== lastLine) process.stderr.write(`${label}: ${elapsed.toFixed(1)}/${total} s, ${text}\n`);
         lastLine = line;
       }
     };
+  };
+}
+
+function storeDescription(options: DemoOptions, mode: Mode): string {
+  const workers = `${options.scenario.workers} worker processes`;
+  if (mode.kind === 'bullmq') {
+    return `BullMQ queue in Redis at ${maskPassword(mode.deployment.redisUrl)}, ${workers}; breakers in a RedisStore`;
+  }
+  return mode.deployment.kind === 'in-process'
+    ? 'in memory, one process'
+    : `Redis at ${maskPassword(mode.deployment.redisUrl)}, ${workers}`;
+}
+
+async function demo(options: DemoOptions): Promise<void> {
+  const metricsWanted = options.metricsPort !== undefined;
+  let mode: Mode = { kind: 'simulated', deployment: { kind: 'in-process' } };
+  // What the demo opened, closed in reverse order however it ends.
+  const opened: Array<() => Promise<void>> = [];
+  // Ctrl-C (or SIGTERM) during a BullMQ run stops it and removes its keys before exiting.
+  const interrupt = new AbortController();
+  const onSignal = (): void => interrupt.abort();
+  try {
+    if (options.redisUrl !== undefined) {
+      // Reachable before anything starts, or one line and exit 1.
+      await checkRedis(options.redisUrl);
+      if (options.bullmq) {
+        const { bullmqPrefixes, removeKeys } = await loadBullmq();
+        const deployment = { redisUrl: options.redisUrl, ...bullmqPrefixes(), metrics: metricsWanted };
+        mode = { kind: 'bullmq', deployment };
+        process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+        opened.push(async () => {
+          process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+          const removed = await removeKeys(deployment.redisUrl, `${deployment.bullPrefix}:`);
+          process.stderr.write(
+            `removed the demo's ${removed} keys (${deployment.bullPrefix}:*) from Redis\n`,
+          );
+        });
+      } else {
+        const prefix = `circuitry-demo:${process.pid}:${Date.now()}:`;
+        mode = {
+          kind: 'simulated',
+          deployment: { kind: 'processes', redisUrl: options.redisUrl, prefix, metrics: metricsWanted },
+        };
+      }
+    }
+    const metrics =
+      options.metricsPort === undefined ? undefined : await startMetricsServer(options.metricsPort);
+    if (metrics !== undefined) {
+      opened.push(() => metrics.close());
+      const whose =
+        mode.kind === 'bullmq' || mode.deployment.kind === 'processes'
+          ? 'summed over the worker processes'
+          : 'this process';
+      process.stderr.write(`Prometheus metrics at ${metrics.url} (${whose}; from the run with breakers)\n`);
+    }
+    const storePrefix =
+      mode.kind === 'bullmq'
+        ? mode.deployment.storePrefix
+        : mode.deployment.kind === 'processes'
+          ? mode.deployment.prefix
+          : undefined;
+    const dashboard =
+      options.dashboardPort === undefined || options.redisUrl === undefined || storePrefix === undefined
+        ? undefined
+        : await startDemoDashboard(options.redisUrl, storePrefix, options.dashboardPort);
+    if (dashboard !== undefined) {
+      opened.push(() => dashboard.close());
+      process.stderr.write(
+        `circuitry dashboard for ${dashboard.description}\n` +
+          `  open it now: ${dashboard.urlWithActions}\n` +
+          `  (read-only: ${dashboard.url}; the tenants' breakers appear in the run with breakers)\n`,
+      );
+    }
+    await runBoth(options, mode, metrics, interrupt.signal);
+    if (dashboard !== undefined) {
+      process.stderr.write(`\nThe dashboard stays open at ${dashboard.urlWithActions}; Ctrl-C stops it.\n`);
+      await new Promise<void>((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
+    }
+  } finally {
+    for (const close of opened.reverse()) await close();
+  }
+}
+
+async function loadBullmq(): Promise<typeof BullmqDemo> {
+  try {
+    return await import('./bullmq.js');
+  } catch (error) {
+    throw new DemoError(
+      1,
+      `--bullmq needs the bullmq and ioredis packages (npm install bullmq ioredis): ${String(error)}`,
+    );
+  }
+}
+
+async function runBoth(
+  options: DemoOptions,
+  mode: Mode,
+  metrics: MetricsServer | undefined,
+  signal: AbortSignal,
+): Promise<void> {
+  const { scenario } = options;
+  const tty = process.stderr.isTTY && options.json !== '-';
+  const progress = progressPrinter(options);
   const runs: Array<{ label: string; withBreakers: boolean }> = [
     { label: 'without breakers', withBreakers: false },
     { label: 'with per-tenant breakers', withBreakers: true },
   ];
-  const results = [];
+  const results: RunResult[] = [];
   for (const { label, withBreakers } of runs) {
-    lastLine = -1;
-    let factory: BreakerFactory | undefined;
-    const result = await runQueue(scenario, {
-      withBreakers,
-      deployment,
-      makeBreakers: () => {
-        factory = new BreakerFactory(breakerOptions(scenario, undefined));
-        const f = factory;
-        return Array.from({ length: scenario.tenants }, (_, i) => f.breakerFor(tenantName(i)));
-      },
-      onProgress: progress(label),
-    });
-    await factory?.close();
+    const onMetrics =
+      metrics !== undefined && withBreakers
+        ? { onMetrics: (source: MetricsSource) => metrics.serve(source) }
+        : {};
+    let result: RunResult;
+    if (mode.kind === 'bullmq') {
+      const { runBullmq, interrupted } = await loadBullmq();
+      if (signal.aborted) throw interrupted();
+      result = await runBullmq(scenario, {
+        withBreakers,
+        deployment: mode.deployment,
+        queue: withBreakers ? 'with-breakers' : 'without-breakers',
+        onProgress: progress(label),
+        signal,
+        ...onMetrics,
+      });
+    } else {
+      // In this process, one factory for the run with breakers (the other has none).
+      const factory =
+        withBreakers && mode.deployment.kind === 'in-process'
+          ? new BreakerFactory<TenantContext>(breakerOptions(scenario, undefined))
+          : undefined;
+      if (factory !== undefined && metrics !== undefined) {
+        const read = await factoryMetrics(factory);
+        metrics.serve(async () => [await read()]);
+      }
+      result = await runQueue(scenario, {
+        withBreakers,
+        deployment: mode.deployment,
+        makeBreakers: () =>
+          factory === undefined
+            ? []
+            : Array.from({ length: scenario.tenants }, (_, i) => tenantBreaker(factory, i)),
+        onProgress: progress(label),
+        ...onMetrics,
+      });
+      await factory?.close();
+    }
     if (tty) process.stderr.write('\n');
     results.push(result);
   }
@@ -250,25 +205,45 @@ export async function main(argv: string[]): Promise<void> {
 
   const report: DemoReport = {
     scenario,
-    store:
-      parsed.redis === undefined
-        ? 'in memory, one process'
-        : `Redis at ${parsed.redis}, ${scenario.workers} worker processes`,
+    store: storeDescription(options, mode),
     without,
     with: withBreakers,
+    ...(mode.kind === 'bullmq' ? { bullmq: true } : {}),
   };
-  if (parsed.json) {
-    const { timeline: _a, ...a } = without;
-    const { timeline: _b, ...b } = withBreakers;
-    process.stdout.write(
-      `${JSON.stringify({ scenario, store: report.store, without: a, with: b }, null, 2)}\n`,
-    );
+  if (options.json === '-') {
+    process.stdout.write(renderJson(report));
   } else {
     process.stdout.write(`${renderText(report)}\n`);
   }
-  if (parsed.html !== undefined) {
-    writeFileSync(parsed.html, renderHtml(report));
-    process.stderr.write(`wrote ${parsed.html}\n`);
+  if (options.json !== undefined && options.json !== '-') {
+    writeFileSync(options.json, renderJson(report));
+    process.stderr.write(`wrote ${options.json}\n`);
+  }
+  if (options.html !== undefined) {
+    writeFileSync(options.html, renderHtml(report));
+    process.stderr.write(`wrote ${options.html}\n`);
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  if (argv[0] === 'flaky-server') return flakyServer(argv.slice(1));
+  const args = argv[0] === 'demo' ? argv.slice(1) : argv;
+  try {
+    const options = parseDemoArgs(args);
+    if (options === 'help') {
+      process.stdout.write(HELP);
+      return;
+    }
+    await demo(options);
+  } catch (error) {
+    // One line, whatever failed: a usage error (2), an unreachable store or a failed run (1),
+    // an interrupted one (130, as a shell reports Ctrl-C).
+    const code = error instanceof DemoError ? error.exitCode : 1;
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(
+      `circuitry demo: ${message.replace(/\s*\n\s*/g, ' ')}${code === 2 ? ' (--help lists the options)' : ''}\n`,
+    );
+    process.exit(code);
   }
 }
 

@@ -6,7 +6,13 @@ export interface DemoReport {
   readonly store: string;
   readonly without: RunResult;
   readonly with: RunResult;
+  /** The jobs ran on a real BullMQ queue (`--bullmq`): BullMQ retried them, not the worker. */
+  readonly bullmq?: boolean;
 }
+
+/** What the run without breakers did with a failed job, as a column header. */
+const withoutLabel = (report: DemoReport): string =>
+  report.bullmq === true ? 'BullMQ retries' : 'retry in worker';
 
 function describePattern(pattern: FailurePattern): string {
   if (pattern.kind === 'rate') return `failing ${Math.round(pattern.rate * 100)}% of calls`;
@@ -28,10 +34,16 @@ export function renderText(report: DemoReport): string {
       `${(100 * (1 - b.wastedCalls / Math.max(1, a.wastedCalls))).toFixed(0)}% fewer`,
     ],
     [
-      'healthy tenants: jobs per second',
+      'healthy tenants: jobs per second, whole run',
       a.healthyThroughput.toFixed(0),
       b.healthyThroughput.toFixed(0),
       ratio(b.healthyThroughput, a.healthyThroughput),
+    ],
+    [
+      'healthy tenants: jobs per second during the outage',
+      a.healthyThroughputDuringOutage.toFixed(0),
+      b.healthyThroughputDuringOutage.toFixed(0),
+      ratio(b.healthyThroughputDuringOutage, a.healthyThroughputDuringOutage),
     ],
     [
       'healthy tenants: p50 job latency',
@@ -45,31 +57,63 @@ export function renderText(report: DemoReport): string {
       ms(b.healthyP99Ms),
       ratio(b.healthyP99Ms, a.healthyP99Ms),
     ],
-    ['jobs deferred by retryAfterMs', '-', String(b.deferred), ''],
+    ['jobs deferred by retryAfterMs (each job once)', '-', String(b.jobsDeferred), ''],
+    ['deferrals (a job can be deferred again)', '-', String(b.deferrals), ''],
     ['outage detected after', '-', ms(b.detectMs), ''],
     ['recovered (closed) after the outage ended', '-', ms(b.recoverMs), ''],
   ];
-  const widths = [0, 1, 2, 3].map((i) =>
-    Math.max(...rows.map((r) => r[i]!.length), ['', 'retry in worker', 'per-tenant breakers', ''][i]!.length),
-  );
+  if (a.jobs !== undefined && b.jobs !== undefined) {
+    rows.push([
+      'jobs completed / enqueued (queue drained after the run)',
+      `${a.jobs.completed} / ${a.jobs.added}`,
+      `${b.jobs.completed} / ${b.jobs.added}`,
+      '',
+    ]);
+  }
+  const header = ['', withoutLabel(report), 'per-tenant breakers', ''];
+  const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i]!.length), header[i]!.length));
   const line = (cells: readonly string[]): string =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [
     `${s.tenants} tenants, ${s.workers} workers, ${s.jobsPerSecond} jobs/s per tenant, ${(s.durationMs / 1000).toFixed(0)} s per run; ` +
       `${s.failing} tenant${s.failing === 1 ? '' : 's'} (${Array.from({ length: s.failing }, (_, i) => tenantName(i)).join(', ')}) ` +
       `${describePattern(s.pattern)} from ` +
       `${((s.outage[0] * s.durationMs) / 1000).toFixed(1)} s to ${((s.outage[1] * s.durationMs) / 1000).toFixed(1)} s (seed ${s.seed}). Store: ${report.store}.`,
     '',
-    line(['', 'retry in worker', 'per-tenant breakers', '']),
+    line(header),
     ...rows.map(line),
   ].join('\n');
 }
 
+/**
+ * Okabe-Ito colors, told apart with any common color-vision deficiency: states are green, vermillion
+ * and yellow; the throughput lines blue (solid) and reddish purple (dashed), so no line shares
+ * a color with a state; the outage is a neutral grey band.
+ */
 const COLORS: Record<string, string> = {
-  closed: '#2e9e5b',
-  open: '#d64545',
-  'half-open': '#e0a030',
-  'no breaker': '#c8c8c8',
+  closed: '#009e73',
+  open: '#d55e00',
+  'half-open': '#f0e442',
+  'no breaker': '#d9d9d9',
+};
+const HEALTHY_LINE = '#0072b2';
+const FAILING_LINE = '#cc79a7';
+const OUTAGE_FILL = '#0000001a';
+
+/** The JSON results: the report without the sampled timelines (the transitions stay). */
+export function renderJson(report: DemoReport): string {
+  const { timeline: _a, ...without } = report.without;
+  const { timeline: _b, ...withBreakers } = report.with;
+  const queue = report.bullmq === true ? 'bullmq' : 'simulated';
+  return `${JSON.stringify({ scenario: report.scenario, store: report.store, queue, without, with: withBreakers }, null, 2)}\n`;
+}
+
+const splitOnce = (text: string, separator: string): [string, string] => {
+  const at = text.indexOf(separator);
+  return at === -1 ? ['', text] : [text.slice(0, at), text.slice(at + separator.length)];
 };
 
 /** A self-contained HTML page: the comparison and, per run, a timeline of states and throughput. */
@@ -96,15 +140,16 @@ export function renderHtml(report: DemoReport): string {
     ),
   );
 
+  // Drawn in a 720-unit-wide viewBox and scaled to the column's width by the browser.
   const chart = (run: RunResult, title: string): string => {
-    const width = 560;
-    const row = 20;
-    const left = 78;
-    const right = width - 12;
+    const width = 720;
+    const row = 22;
+    const left = 96;
+    const right = width - 14;
     const plotTop = 26;
     const statesHeight = scenario.tenants * row;
     const throughputTop = plotTop + statesHeight + 26;
-    const throughputHeight = 130;
+    const throughputHeight = 150;
     const bottom = throughputTop + throughputHeight;
     const x = (t: number): number => left + ((right - left) * Math.min(Math.max(t, 0), span)) / span;
     const y = (value: number): number => bottom - (throughputHeight * value) / peak;
@@ -112,14 +157,14 @@ export function renderHtml(report: DemoReport): string {
     const step = stepOf(run);
     const [outStart, outEnd] = scenario.outage.map((f) => f * span) as [number, number];
     parts.push(
-      `<rect x="${x(outStart)}" y="${plotTop - 6}" width="${x(outEnd) - x(outStart)}" height="${bottom - plotTop + 6}" fill="#d6454522"/>`,
-      `<text x="${x(outStart) + 4}" y="${plotTop - 10}" font-size="11" fill="#a33">outage</text>`,
+      `<rect x="${x(outStart)}" y="${plotTop - 6}" width="${x(outEnd) - x(outStart)}" height="${bottom - plotTop + 6}" fill="${OUTAGE_FILL}"/>`,
+      `<text x="${x(outStart) + 4}" y="${plotTop - 10}" font-size="14" fill="#444">outage</text>`,
     );
     for (let i = 0; i < scenario.tenants; i++) {
       const top = plotTop + i * row;
       const failing = i < scenario.failing;
       parts.push(
-        `<text x="4" y="${top + 14}" font-size="12"${failing ? ' fill="#a33"' : ''}>${escape(tenantName(i))}${failing ? ' ✗' : ''}</text>`,
+        `<text x="4" y="${top + 15}" font-size="14"${failing ? ' font-weight="bold"' : ''}>${escape(tenantName(i))}${failing ? ' ✗' : ''}</text>`,
       );
       // One bar per state, from the transitions themselves: a probe's short half-open shows too.
       const bars: Array<{ from: number; state: string }> = [
@@ -135,57 +180,81 @@ export function renderHtml(report: DemoReport): string {
         );
       });
     }
-    const line = (values: number[], color: string, widthPx: number): string =>
-      `<polyline fill="none" stroke="${color}" stroke-width="${widthPx}" stroke-linejoin="round" points="${run.timeline
+    const line = (values: number[], color: string, dash: string): string =>
+      `<polyline fill="none" stroke="${color}" stroke-width="2"${dash === '' ? '' : ` stroke-dasharray="${dash}"`} stroke-linejoin="round" points="${run.timeline
         .map((s, k) => `${x(s.t - step / 2).toFixed(1)},${y(values[k]!).toFixed(1)}`)
         .join(' ')}"/>`;
     for (const value of [0, peak / 2, peak]) {
       parts.push(
         `<line x1="${left}" y1="${y(value)}" x2="${right}" y2="${y(value)}" stroke="${value === 0 ? '#999' : '#e4e4e4'}"/>`,
-        `<text x="${left - 6}" y="${y(value) + 4}" font-size="10" fill="#666" text-anchor="end">${Math.round(value)}</text>`,
+        `<text x="${left - 6}" y="${y(value) + 4}" font-size="13" fill="#555" text-anchor="end">${Math.round(value)}</text>`,
       );
     }
     parts.push(
-      `<text x="4" y="${throughputTop + 12}" font-size="12">jobs/s</text>`,
-      line(perSecond(run, scenario.failing, scenario.tenants), '#3060c0', 2),
-      line(perSecond(run, 0, scenario.failing), '#d64545', 1.5),
+      `<text x="4" y="${throughputTop + 14}" font-size="14">jobs/s</text>`,
+      line(perSecond(run, scenario.failing, scenario.tenants), HEALTHY_LINE, ''),
+      line(perSecond(run, 0, scenario.failing), FAILING_LINE, '6 4'),
     );
     const tick = span <= 10_000 ? 1_000 : span <= 30_000 ? 2_000 : 10_000;
     for (let t = 0; t <= span; t += tick) {
       parts.push(
-        `<text x="${x(t)}" y="${bottom + 15}" font-size="10" fill="#666" text-anchor="middle">${t / 1000}s</text>`,
+        `<line x1="${x(t)}" y1="${bottom}" x2="${x(t)}" y2="${bottom + 4}" stroke="#999"/>`,
+        `<text x="${x(t)}" y="${bottom + 19}" font-size="13" fill="#555" text-anchor="middle">${t / 1000}</text>`,
       );
     }
-    const height = bottom + 22;
-    return `<figure><figcaption>${escape(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">${parts.join('')}</svg></figure>`;
+    parts.push(
+      `<text x="${(left + right) / 2}" y="${bottom + 40}" font-size="14" fill="#333" text-anchor="middle">seconds since start</text>`,
+    );
+    const height = bottom + 48;
+    return `<figure><figcaption>${escape(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" role="img" font-family="sans-serif"><title>${escape(title)}</title>${parts.join('')}</svg></figure>`;
   };
   const swatch = (color: string, label: string): string =>
     `<span class="key"><span style="background:${color}"></span>${escape(label)}</span>`;
+  const lineKey = (color: string, dash: boolean, label: string): string =>
+    `<span class="key"><svg class="line" viewBox="0 0 24 12"><line x1="0" y1="6" x2="24" y2="6" stroke="${color}" stroke-width="2.5"${dash ? ' stroke-dasharray="6 4"' : ''}/></svg>${escape(label)}</span>`;
   const legend = [
     ...Object.entries(COLORS).map(([state, color]) => swatch(color, state)),
+    swatch(OUTAGE_FILL, 'outage'),
     '<span class="key">✗ failing downstream</span>',
-    swatch('#3060c0', 'healthy tenants’ jobs/s'),
-    swatch('#d64545', 'failing tenants’ jobs/s'),
+    lineKey(HEALTHY_LINE, false, 'healthy tenants’ jobs/s'),
+    lineKey(FAILING_LINE, true, 'failing tenants’ jobs/s'),
   ].join('');
+  const [summary, table] = splitOnce(renderText(report), '\n\n');
+  const { without: a, with: b } = report;
+  const failingNames = Array.from({ length: scenario.failing }, (_, i) => tenantName(i)).join(', ');
+  const headline =
+    `While ${escape(failingNames)}’s downstream was down, the healthy tenants completed ` +
+    `<strong>${a.healthyThroughputDuringOutage.toFixed(0)} jobs/s</strong> with ${report.bullmq === true ? 'BullMQ’s retries' : 'retries in the worker'} and ` +
+    `<strong>${b.healthyThroughputDuringOutage.toFixed(0)} jobs/s</strong> with per-tenant breakers ` +
+    `(they enqueue ${(scenario.jobsPerSecond * (scenario.tenants - scenario.failing)).toFixed(0)} jobs/s).`;
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>circuitry demo</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>circuitry demo</title>
 <style>
 body{font-family:sans-serif;margin:24px;color:#222}
-pre{background:#f5f5f5;padding:12px;white-space:pre-wrap;font-size:13px}
+pre{background:#f5f5f5;padding:12px;overflow-x:auto;font-size:13px}
 h1{font-size:22px;margin:0 0 8px}
-.charts{display:flex;flex-wrap:wrap;gap:16px}
-figure{margin:0}
+.headline{font-size:16px}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(100%,520px),1fr));gap:24px}
+figure{margin:0;min-width:0}
+figure svg{display:block;width:100%;height:auto}
 figcaption{font-weight:bold;font-size:14px;margin:8px 0 4px}
 .key{display:inline-block;margin-right:14px;font-size:13px;white-space:nowrap}
-.key span{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px}
+.key span{display:inline-block;width:12px;height:12px;margin-right:5px;vertical-align:-1px;outline:1px solid #0002}
+.key svg.line{display:inline-block;width:24px;height:12px;margin-right:5px;vertical-align:-1px}
 </style>
 </head><body>
 <h1>Per-tenant circuit breakers in a shared job queue</h1>
-<p>The same workload twice: workers retrying a failing tenant's jobs in place, then per-tenant breakers deferring them by <code>retryAfterMs</code>.</p>
-<pre>${escape(renderText(report))}</pre>
+<p>${
+    report.bullmq === true
+      ? 'The same workload twice on a BullMQ queue: BullMQ retrying a failing tenant’s jobs (attempts, backoff), then <code>withBreaker</code> deferring them by the breaker’s <code>retryAfterMs</code>.'
+      : 'The same workload twice: workers retrying a failing tenant’s jobs in place, then per-tenant breakers deferring them by <code>retryAfterMs</code>.'
+  }</p>
+<p class="headline">${headline}</p>
+<p>${escape(summary)}</p>
+<pre>${escape(table)}</pre>
 <p>${legend}</p>
 <div class="charts">
-${chart(report.without, 'Without breakers: workers retry the failing tenant’s jobs in place')}
+${chart(report.without, report.bullmq === true ? 'Without breakers: BullMQ retries the failing tenant’s jobs' : 'Without breakers: workers retry the failing tenant’s jobs in place')}
 ${chart(report.with, 'With per-tenant breakers: its jobs are deferred')}
 </div>
 </body></html>

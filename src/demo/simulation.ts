@@ -6,10 +6,13 @@ import { fileURLToPath } from 'node:url';
 import type { CircuitBreaker } from '../breaker.js';
 import { consecutiveFailures } from '../core/policy.js';
 import { isCircuitOpenError } from '../errors.js';
-import type { FactoryOptions } from '../factory.js';
+import type { BreakerFactory, FactoryOptions } from '../factory.js';
 import type { Store } from '../store.js';
 import { IntermittentFailer } from '../testing/intermittent-failer.js';
 import { seededRandom } from '../testing/seeded-random.js';
+import { Measurements } from './measurements.js';
+import { MetricsRequests } from './metrics-server.js';
+import type { MetricsJson, MetricsSource } from './metrics-server.js';
 
 /**
  * How a failing tenant's downstream behaves during the outage: `down` fails every call, `rate`
@@ -88,12 +91,16 @@ export interface RunResult {
   readonly withBreakers: boolean;
   /** Calls that reached a failing downstream while it was down. */
   readonly wastedCalls: number;
-  /** Jobs of healthy tenants completed per second. */
+  /** Jobs of healthy tenants completed per second, over the whole run. */
   readonly healthyThroughput: number;
+  /** Jobs of healthy tenants completed per second while the failing downstream was down. */
+  readonly healthyThroughputDuringOutage: number;
   readonly healthyP50Ms: number;
   readonly healthyP99Ms: number;
-  /** Jobs deferred by a breaker's retryAfterMs instead of run. */
-  readonly deferred: number;
+  /** Distinct jobs a breaker deferred by its retryAfterMs at least once. */
+  readonly jobsDeferred: number;
+  /** Deferrals: a job deferred three times counts three. */
+  readonly deferrals: number;
   /** From the outage's start to the first failing tenant's breaker opening (ms), or null. */
   readonly detectMs: number | null;
   /** From the outage's end to the last failing tenant's breaker closing (ms), or null. */
@@ -103,6 +110,8 @@ export interface RunResult {
   /** Each of them: when (ms into the run), which tenant, to which state. */
   readonly transitions: readonly Transition[];
   readonly timeline: readonly Sample[];
+  /** BullMQ runs: jobs enqueued, and completed by the end of the drain after the run. */
+  readonly jobs?: { readonly added: number; readonly completed: number };
 }
 
 export interface Transition {
@@ -114,33 +123,61 @@ export interface Transition {
 export interface Progress {
   readonly elapsedMs: number;
   readonly wastedCalls: number;
+  /** Deferrals so far. */
   readonly deferred: number;
+  /** Jobs still to complete after the run (BullMQ drains its queue). */
+  readonly left?: number;
   readonly open: number;
 }
 
 /** Where the workers run: in this process, or as child processes sharing a Redis store. */
 export type Deployment =
   | { readonly kind: 'in-process'; readonly store?: Store }
-  | { readonly kind: 'processes'; readonly redisUrl: string; readonly prefix: string };
+  | {
+      readonly kind: 'processes';
+      readonly redisUrl: string;
+      readonly prefix: string;
+      /** The workers keep Prometheus metrics of their breakers, for `--metrics`. */
+      readonly metrics?: boolean;
+    };
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-function percentile(values: number[], p: number): number {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 export function tenantName(i: number): string {
   return `tenant-${String.fromCharCode(97 + (i % 26))}${i >= 26 ? i : ''}`;
 }
 
+/** The breakers' context: which tenant a call is for. */
+export interface TenantContext {
+  readonly tenant: string;
+}
+
+/**
+ * The base name of the demo's breakers: one base for the downstream, one breaker per tenant
+ * (`downstream/tenant-a`), as the README recommends, so metrics are labelled by one base and
+ * the dashboard shows the tenants in one group.
+ */
+export const BASE_NAME = 'downstream';
+
+/** Tenant `i`'s breaker. */
+export function tenantBreaker(
+  factory: BreakerFactory<TenantContext>,
+  i: number,
+): CircuitBreaker<TenantContext> {
+  return factory.breakerFor(BASE_NAME, { tenant: tenantName(i) });
+}
+
 /** The breakers' options: the same in every process, so a shared store sees one policy. */
-export function breakerOptions(scenario: Scenario, store: Store | undefined, salt = 0): FactoryOptions {
+export function breakerOptions(
+  scenario: Scenario,
+  store: Store | undefined,
+  salt = 0,
+): FactoryOptions<TenantContext> {
   const openMs = 1_000;
   const random = seededRandom(scenario.seed * 7919 + salt);
   return {
     ...(store === undefined ? {} : { store }),
+    name: (base, context) => (context === undefined ? base : `${base}/${context.tenant}`),
     trip: consecutiveFailures(5),
     openMs,
     backoff: { multiplier: 2, maxOpenMs: 2_000 },
@@ -205,7 +242,7 @@ export class Downstream {
  */
 export async function processJob(
   job: Job,
-  breaker: CircuitBreaker | undefined,
+  breaker: CircuitBreaker<TenantContext> | undefined,
   downstream: Downstream,
   scenario: Scenario,
   now: () => number,
@@ -224,32 +261,10 @@ export async function processJob(
   }
 }
 
-/** The parent's side of a run: the queue, the producer, the measurements. */
-class Run {
+/** The parent's side of a simulated run: the queue, and the measurements. */
+class Run extends Measurements {
   readonly queue: Job[] = [];
-  readonly latencies: number[] = [];
-  readonly completed: number[];
-  readonly states: string[];
-  readonly closedAt: number[] = [];
-  readonly transitions: Transition[] = [];
-  wastedCalls = 0;
-  deferred = 0;
-  healthyDone = 0;
-  stateChanges = 0;
-  detectMs: number | null = null;
   #nextId = 0;
-  #start = performance.now();
-
-  constructor(readonly scenario: Scenario) {
-    this.completed = new Array<number>(scenario.tenants).fill(0);
-    this.states = new Array<string>(scenario.tenants).fill('closed');
-  }
-
-  readonly now = (): number => performance.now() - this.#start;
-
-  restartClock(): void {
-    this.#start = performance.now();
-  }
 
   enqueue(tenant: number, at: number): void {
     this.queue.push({ id: this.#nextId++, tenant, enqueuedAt: at, notBefore: 0 });
@@ -262,33 +277,17 @@ class Run {
   }
 
   settle(job: Job, outcome: JobOutcome, wastedCalls: number): void {
-    this.wastedCalls += wastedCalls;
+    this.wasted(wastedCalls);
     if (outcome.kind === 'deferred') {
-      this.deferred += 1;
+      this.deferred(job.id);
       job.notBefore = outcome.notBefore;
       this.queue.push(job);
     } else if (outcome.kind === 'gave-up') {
       // As a queue would after its retries: back to the end.
       this.queue.push(job);
     } else {
-      this.completed[job.tenant]! += 1;
-      if (job.tenant >= this.scenario.failing) {
-        this.healthyDone += 1;
-        this.latencies.push(this.now() - job.enqueuedAt);
-      }
+      this.done(job.tenant, job.enqueuedAt);
     }
-  }
-
-  stateChanged(tenant: number, to: string): void {
-    const s = this.scenario;
-    const t = this.now();
-    this.stateChanges += 1;
-    this.transitions.push({ t: Math.round(t), tenant, to });
-    this.states[tenant] = to;
-    if (tenant < s.failing && to === 'open' && this.detectMs === null)
-      this.detectMs = t - s.outage[0] * s.durationMs;
-    if (tenant < s.failing && to === 'closed' && t >= s.outage[1] * s.durationMs)
-      this.closedAt[tenant] = t - s.outage[1] * s.durationMs;
   }
 }
 
@@ -300,7 +299,7 @@ interface Workers {
 function inProcessWorkers(
   run: Run,
   scenario: Scenario,
-  breakers: CircuitBreaker[],
+  breakers: ReadonlyArray<CircuitBreaker<TenantContext>>,
   isRunning: () => boolean,
 ): Workers {
   const worker = async (index: number): Promise<void> => {
@@ -330,9 +329,11 @@ export type ToWorker =
       readonly redisUrl: string;
       readonly prefix: string;
       readonly index: number;
+      readonly metrics: boolean;
     }
   | { readonly t: 'start'; readonly startWall: number }
   | { readonly t: 'job'; readonly job: Job | null }
+  | { readonly t: 'metrics'; readonly id: number }
   | { readonly t: 'stop' };
 
 export type FromWorker =
@@ -340,6 +341,7 @@ export type FromWorker =
   | { readonly t: 'take' }
   | { readonly t: 'result'; readonly job: Job; readonly outcome: JobOutcome; readonly wastedCalls: number }
   | { readonly t: 'state'; readonly tenant: number; readonly to: string }
+  | { readonly t: 'metrics'; readonly id: number; readonly metrics: MetricsJson }
   | { readonly t: 'error'; readonly message: string };
 
 async function processWorkers(
@@ -347,7 +349,7 @@ async function processWorkers(
   scenario: Scenario,
   withBreakers: boolean,
   deployment: Extract<Deployment, { kind: 'processes' }>,
-): Promise<{ start(): void; workers: Workers }> {
+): Promise<{ start(): void; workers: Workers; metrics: MetricsSource }> {
   // The worker module beside this one: worker.ts under tsx (the loader is inherited through
   // execArgv), worker.js in the built package.
   const here = fileURLToPath(import.meta.url);
@@ -363,6 +365,9 @@ async function processWorkers(
     if (child.connected) child.send(message, () => undefined);
   };
   let running = true;
+  const metricsRequests = new MetricsRequests();
+  const metricsOf = (child: ChildProcess): Promise<MetricsJson> =>
+    metricsRequests.ask((id) => post(child, { t: 'metrics', id }));
   const ready = children.map(
     (child, index) =>
       new Promise<void>((resolve, reject) => {
@@ -376,6 +381,8 @@ async function processWorkers(
               return run.settle(message.job, message.outcome, message.wastedCalls);
             case 'state':
               return run.stateChanged(message.tenant, message.to);
+            case 'metrics':
+              return metricsRequests.answer(message.id, message.metrics);
             case 'error':
               return reject(new Error(`worker ${index}: ${message.message}`));
           }
@@ -388,6 +395,7 @@ async function processWorkers(
           redisUrl: deployment.redisUrl,
           prefix: deployment.prefix,
           index,
+          metrics: deployment.metrics === true,
         });
       }),
   );
@@ -399,6 +407,7 @@ async function processWorkers(
   }
   const exited = children.map((child) => new Promise<void>((resolve) => child.once('exit', () => resolve())));
   return {
+    metrics: () => Promise.all(children.filter((child) => child.connected).map(metricsOf)),
     start() {
       const startWall = Date.now() - run.now();
       for (const child of children) post(child, { t: 'start', startWall });
@@ -424,8 +433,13 @@ export async function runQueue(
   options: {
     readonly withBreakers: boolean;
     readonly deployment: Deployment;
-    readonly makeBreakers?: () => CircuitBreaker[];
+    readonly makeBreakers?: () => Array<CircuitBreaker<TenantContext>>;
     readonly onProgress?: (progress: Progress) => void;
+    /**
+     * Worker processes with `deployment.metrics`: where to read their metrics during the run,
+     * then (the processes gone) a snapshot of them at its end.
+     */
+    readonly onMetrics?: (source: MetricsSource) => void;
   },
 ): Promise<RunResult> {
   const run = new Run(scenario);
@@ -435,7 +449,18 @@ export async function runQueue(
     const started = await processWorkers(run, scenario, options.withBreakers, options.deployment);
     // The clock starts once every process is connected.
     run.restartClock();
-    workers = started.workers;
+    const onMetrics = options.onMetrics;
+    workers =
+      onMetrics === undefined
+        ? started.workers
+        : {
+            async stop() {
+              const last = await started.metrics();
+              onMetrics(() => Promise.resolve(last));
+              await started.workers.stop();
+            },
+          };
+    onMetrics?.(started.metrics);
     started.start();
   } else {
     const breakers = options.withBreakers && options.makeBreakers !== undefined ? options.makeBreakers() : [];
@@ -457,37 +482,8 @@ export async function runQueue(
     }
   })();
 
-  const timeline: Sample[] = [];
-  let last = [...run.completed];
-  while (run.now() < scenario.durationMs) {
-    await sleep(250);
-    timeline.push({
-      t: Math.round(run.now()),
-      states: [...run.states],
-      completed: run.completed.map((c, i) => c - last[i]!),
-    });
-    last = [...run.completed];
-    options.onProgress?.({
-      elapsedMs: run.now(),
-      wastedCalls: run.wastedCalls,
-      deferred: run.deferred,
-      open: run.states.filter((s) => s !== 'closed').length,
-    });
-  }
+  const timeline = await run.sample(options.onProgress);
   running = false;
   await Promise.all([producer, workers.stop()]);
-  const recovered = run.closedAt.filter((t) => t !== undefined);
-  return {
-    withBreakers: options.withBreakers,
-    wastedCalls: run.wastedCalls,
-    healthyThroughput: run.healthyDone / (scenario.durationMs / 1_000),
-    healthyP50Ms: percentile(run.latencies, 50),
-    healthyP99Ms: percentile(run.latencies, 99),
-    deferred: run.deferred,
-    detectMs: options.withBreakers ? run.detectMs : null,
-    recoverMs: !options.withBreakers || recovered.length < scenario.failing ? null : Math.max(...recovered),
-    stateChanges: run.stateChanges,
-    transitions: run.transitions,
-    timeline,
-  };
+  return run.result(options.withBreakers, timeline);
 }

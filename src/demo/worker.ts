@@ -5,8 +5,10 @@
  */
 import { BreakerFactory } from '../factory.js';
 import type { CircuitBreaker } from '../breaker.js';
-import { Downstream, breakerOptions, processJob, sleep, tenantName } from './simulation.js';
-import type { FromWorker, Job, ToWorker } from './simulation.js';
+import { factoryMetrics } from './metrics-server.js';
+import type { MetricsJson } from './metrics-server.js';
+import { Downstream, breakerOptions, processJob, sleep, tenantBreaker } from './simulation.js';
+import type { FromWorker, Job, TenantContext, ToWorker } from './simulation.js';
 
 const send = (message: FromWorker): void => {
   // The parent may be gone already (it stops waiting at the end of a run): nothing to report to.
@@ -14,6 +16,7 @@ const send = (message: FromWorker): void => {
 };
 
 let pendingJob: ((job: Job | null) => void) | null = null;
+let readMetrics: (() => Promise<MetricsJson>) | null = null;
 let stopping = false;
 let onStart: ((startWall: number) => void) | null = null;
 const started = new Promise<number>((resolve) => (onStart = resolve));
@@ -26,6 +29,12 @@ const configured = new Promise<Extract<ToWorker, { t: 'config' }>>((resolve) => 
       const waiting = pendingJob;
       pendingJob = null;
       waiting?.(message.job);
+    } else if (message.t === 'metrics') {
+      const id = message.id;
+      (readMetrics?.() ?? Promise.resolve([])).then(
+        (metrics) => send({ t: 'metrics', id, metrics }),
+        () => send({ t: 'metrics', id, metrics: [] }),
+      );
     } else if (message.t === 'stop') {
       stopping = true;
       pendingJob?.(null);
@@ -53,10 +62,11 @@ async function main(): Promise<void> {
   await client.connect();
   const store = new RedisStore({ client, prefix: config.prefix });
   const factory = new BreakerFactory(breakerOptions(scenario, store, config.index + 1));
-  const breakers: CircuitBreaker[] = [];
+  if (config.metrics) readMetrics = await factoryMetrics(factory);
+  const breakers: Array<CircuitBreaker<TenantContext>> = [];
   if (config.withBreakers) {
     for (let tenant = 0; tenant < scenario.tenants; tenant++) {
-      const breaker = factory.breakerFor(tenantName(tenant));
+      const breaker = tenantBreaker(factory, tenant);
       // Only the process that won a transition is told, so each change is reported once.
       breaker.onStateChange((event) => send({ t: 'state', tenant, to: event.to }));
       breakers.push(breaker);

@@ -1,25 +1,109 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { RedisServer } from '../helpers/redis-server.js';
+import { RedisServer, freePort } from '../helpers/redis-server.js';
 
 const run = promisify(execFile);
 const cwd = new URL('../..', import.meta.url).pathname;
 const demo = (...args: string[]) =>
   run(process.execPath, ['--import', 'tsx', 'src/demo/cli.ts', ...args], { cwd, maxBuffer: 1 << 24 });
 
+interface Ended {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+interface Started {
+  readonly child: ChildProcess;
+  /** Resolves with the first match of `pattern` in stderr (progress, URLs), rejects if the demo ends first. */
+  waitFor(pattern: RegExp): Promise<RegExpExecArray>;
+  /** Resolves when the demo has exited; one still running after `limitMs` is killed and fails the test. */
+  readonly ended: Promise<Ended>;
+}
+
+function startDemo(args: readonly string[], limitMs = 60_000): Started {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/demo/cli.ts', ...args], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const watchers = new Set<() => void>();
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    for (const watch of watchers) watch();
+  });
+  const ended = new Promise<Ended>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the demo did not exit within ${limitMs} ms: ${stderr}`));
+    }, limitMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      for (const watch of watchers) watch();
+      resolve({ code, stdout, stderr });
+    });
+  });
+  const waitFor = (pattern: RegExp): Promise<RegExpExecArray> =>
+    new Promise((resolve, reject) => {
+      const watch = (): void => {
+        const match = pattern.exec(stderr);
+        if (match !== null) {
+          watchers.delete(watch);
+          resolve(match);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          watchers.delete(watch);
+          reject(new Error(`the demo ended before printing ${String(pattern)}: ${stderr}`));
+        }
+      };
+      watchers.add(watch);
+      watch();
+    });
+  return { child, waitFor, ended };
+}
+
+/**
+ * Runs the demo to its end. One that has not exited after `limitMs` is killed and fails the test:
+ * the errors below must come before any run (a bound on hanging, not a speed test).
+ */
+const demoEnds = (args: readonly string[]): Promise<Ended> => startDemo(args, 30_000).ended;
+
+/**
+ * Scrapes `url` until `pattern` shows, while the demo runs (series appear with the first call of
+ * the run with breakers); the last body if the demo ended first.
+ */
+async function scrapeDuringRun(demo: Started, url: string, pattern: RegExp): Promise<string> {
+  let body = '';
+  while (demo.child.exitCode === null) {
+    const response = await fetch(url);
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/plain/);
+    body = await response.text();
+    if (pattern.test(body)) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return body;
+}
+
+const CALLS = /^circuitry_calls_total\{base="downstream",outcome="success",reason=""\} [1-9]\d*$/m;
+
 interface Run {
   withBreakers: boolean;
   wastedCalls: number;
   healthyThroughput: number;
+  healthyThroughputDuringOutage: number;
   healthyP50Ms: number;
   healthyP99Ms: number;
-  deferred: number;
+  jobsDeferred: number;
+  deferrals: number;
   detectMs: number | null;
   recoverMs: number | null;
   stateChanges: number;
@@ -47,7 +131,16 @@ function assertBreakersSaveTheHealthyTenants(report: Report): void {
     `p99 ${withBreakers.healthyP99Ms} ms vs ${without.healthyP99Ms} ms`,
   );
   assert.ok(withBreakers.healthyThroughput >= without.healthyThroughput * 0.9);
-  assert.ok(withBreakers.deferred > 0);
+  // The whole-run average hides the stall; during the outage the breakers keep the healthy
+  // tenants going while retries in the worker hold them up.
+  assert.ok(
+    withBreakers.healthyThroughputDuringOutage > without.healthyThroughputDuringOutage,
+    `${withBreakers.healthyThroughputDuringOutage} vs ${without.healthyThroughputDuringOutage} jobs/s during the outage`,
+  );
+  assert.ok(withBreakers.jobsDeferred > 0);
+  // A job comes back after retryAfterMs and may meet the open breaker again.
+  assert.ok(withBreakers.deferrals >= withBreakers.jobsDeferred);
+  assert.equal(without.deferrals, 0);
   assert.notEqual(withBreakers.detectMs, null, 'the outage was detected');
   assert.notEqual(withBreakers.recoverMs, null, 'and the breaker closed again after it');
   assert.ok(withBreakers.stateChanges >= 3, 'closed -> open -> half-open -> closed, at least');
@@ -69,9 +162,18 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
 
       // The HTML report stands alone: inline SVG timelines, nothing fetched from elsewhere.
       const page = readFileSync(html, 'utf8');
-      assert.equal(page.match(/<svg /g)?.length, 2, 'one timeline per run');
+      assert.equal(page.match(/<figure><figcaption>/g)?.length, 2, 'one timeline per run');
       assert.match(page, /tenant-a ✗/);
-      assert.match(page, /fill="#d64545"><title>tenant-a: open from/, 'the open period is drawn');
+      assert.match(page, /fill="#d55e00"><title>tenant-a: open from/, 'the open period is drawn');
+      // Scaled to the page's width, with a titled time axis and the healthy tenants' throughput
+      // during the outage in the headline.
+      assert.match(page, /<svg xmlns="http:\/\/www.w3.org\/2000\/svg" viewBox="0 0 \d+ \d+"/);
+      assert.doesNotMatch(page, /<svg[^>]* width="\d+"/, 'no fixed pixel width');
+      assert.match(page, />seconds since start</);
+      assert.match(page, /healthy tenants completed <strong>\d+ jobs\/s<\/strong> with retries/);
+      assert.match(page, /jobs per second during the outage/);
+      // Open and the failing tenants' line no longer share a color, nor does the outage band.
+      assert.doesNotMatch(page, /#d64545/);
       assert.doesNotMatch(page, /<script|<link|<img|url\(/);
       assert.deepEqual(
         [...new Set(page.match(/https?:\/\/[^"\s]+/g))],
@@ -93,7 +195,26 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
     });
 
     it('runs the workers as separate processes sharing a RedisStore, with the same result', async () => {
-      const { stdout } = await demo('--duration', '6', '--workers', '6', '--redis', redis.url, '--json');
+      const run = startDemo([
+        '--duration',
+        '6',
+        '--workers',
+        '6',
+        '--redis',
+        redis.url,
+        '--json',
+        '--metrics',
+        '0',
+      ]);
+      // --metrics: the worker processes' breakers, summed, during the run with breakers.
+      const [, url] = await run.waitFor(
+        /Prometheus metrics at (http:\S+) \(summed over the worker processes/,
+      );
+      await run.waitFor(/^with per-tenant breakers: /m);
+      const body = await scrapeDuringRun(run, url!, CALLS);
+      assert.match(body, CALLS);
+      const { code, stdout } = await run.ended;
+      assert.equal(code, 0);
       const report = JSON.parse(stdout) as Report;
       assert.equal(report.store, `Redis at ${redis.url}, 6 worker processes`);
       assertBreakersSaveTheHealthyTenants(report);
@@ -106,6 +227,78 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
         client.disconnect();
       }
     });
+
+    it('shows the run live on the dashboard with --dashboard, and keeps it open until Ctrl-C', async () => {
+      const run = startDemo([
+        '--duration',
+        '2',
+        '--redis',
+        redis.url,
+        '--dashboard',
+        '--dashboard-port',
+        '0',
+        '--json',
+      ]);
+      const [, prefix] = await run.waitFor(/^circuitry dashboard for Redis at \S+, prefix (\S+)$/m);
+      const [, url, token] = await run.waitFor(
+        /^ {2}open it now: (http:\/\/127\.0\.0\.1:\d+\/)#token=(\S+)$/m,
+      );
+      assert.match(prefix!, /^circuitry-demo:/);
+      assert.ok(token!.length >= 8);
+      const page = await fetch(url!);
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /<html/);
+
+      // The event stream, from before the run with breakers: its transitions arrive as they happen.
+      const events = await fetch(`${url}events`);
+      assert.equal(events.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+      const reader = events.body!.getReader();
+      const decoder = new TextDecoder();
+      let stream = '';
+      const opened = /^event: transition\ndata: .*"downstream\/tenant-a".*"to":"open"/m;
+      // Read until it shows, or until the run is over (then the assertion below says what was missed).
+      const runOver = run.waitFor(/The dashboard stays open at http:\S+; Ctrl-C stops it\./);
+      const over = runOver.then(() => ({ done: true, value: undefined }) as const);
+      while (!opened.test(stream)) {
+        const { value, done } = await Promise.race([reader.read(), over]);
+        if (done) break;
+        stream += decoder.decode(value, { stream: true });
+      }
+      await reader.cancel();
+      assert.match(stream, /^event: snapshot$/m);
+      assert.match(stream, opened, 'tenant-a opening, pushed live');
+
+      // After the run: the results, and the dashboard still there until Ctrl-C.
+      await runOver;
+      const rows = (await (await fetch(`${url}api/breakers`)).json()) as Array<{ name: string }>;
+      assert.deepEqual(
+        rows.map((row) => row.name).sort(),
+        ['a', 'b', 'c', 'd', 'e', 'f'].map((t) => `downstream/tenant-${t}`),
+      );
+      run.child.kill('SIGINT');
+      const { code, stdout } = await run.ended;
+      assert.equal(code, 0);
+      assert.equal((JSON.parse(stdout) as Report).store, `Redis at ${redis.url}, 4 worker processes`);
+      await assert.rejects(fetch(url!), 'the dashboard closed');
+    });
+  });
+
+  it("serves its breakers' Prometheus metrics with --metrics while it runs", async () => {
+    const run = startDemo(['--duration', '2', '--metrics', '0']);
+    const [, url] = await run.waitFor(
+      /^Prometheus metrics at (http:\/\/127\.0\.0\.1:\d+\/metrics) \(this process/m,
+    );
+    // The run without breakers has none to show.
+    await run.waitFor(/^without breakers: /m);
+    assert.doesNotMatch(await (await fetch(url!)).text(), /circuitry_calls_total\{/);
+    await run.waitFor(/^with per-tenant breakers: /m);
+    const body = await scrapeDuringRun(run, url!, CALLS);
+    // Labelled by the one base name, never by tenant.
+    assert.match(body, CALLS);
+    assert.match(body, /^circuitry_breakers\{base="downstream",state="closed"\} \d+$/m);
+    assert.doesNotMatch(body, /tenant-/);
+    assert.equal((await run.ended).code, 0);
+    await assert.rejects(fetch(url!), 'the server closed with the demo');
   });
 
   it('takes a failure pattern and a seed', async () => {
@@ -126,8 +319,14 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       '--pattern P',
       '--seed N',
       '--redis URL',
-      '--json',
+      '--json [FILE]',
       '--html FILE',
+      '--metrics PORT',
+      '--bullmq',
+      '--dashboard ',
+      '--dashboard-port N',
+      'npm start --silent -- --json',
+      'npm run flaky-server',
     ]) {
       assert.ok(stdout.includes(option), `--help mentions ${option}`);
     }
@@ -137,6 +336,9 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       [['--pattern', 'rate:2'], /--pattern rate:R needs/],
       [['--seed', 'x'], /--seed must be an integer/],
       [['--failing', '6'], /--failing must leave/],
+      [['--metrics', 'x'], /--metrics must be a port/],
+      [['--dashboard'], /--dashboard needs --redis URL/],
+      [['--redis', 'redis://127.0.0.1:1', '--dashboard-port', '7070'], /--dashboard-port needs --dashboard/],
     ] as const;
     await Promise.all(
       refusals.map(([args, message]) =>
@@ -147,6 +349,65 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
         }),
       ),
     );
+  });
+
+  it('ends with one line and exit code 1, before running, when --redis cannot be reached', async () => {
+    const port = await freePort(); // nothing listens there
+    const { code, stdout, stderr } = await demoEnds(['--redis', `redis://127.0.0.1:${port}`]);
+    assert.equal(code, 1);
+    assert.equal(stdout, '');
+    assert.match(
+      stderr,
+      new RegExp(`^circuitry demo: cannot reach Redis at redis://127\\.0\\.0\\.1:${port}/?: .+\n$`),
+    );
+    assert.doesNotMatch(stderr, /without breakers|at .+\.ts:\d+/, 'no run, no stack trace');
+  });
+
+  it('refuses an --html or --json FILE it could not write, before running (exit code 2)', async () => {
+    for (const flag of ['--html', '--json']) {
+      const { code, stdout, stderr } = await demoEnds([flag, '/no/such/dir/r.html']);
+      assert.equal(code, 2);
+      assert.equal(stdout, '');
+      assert.match(
+        stderr,
+        new RegExp(
+          `^circuitry demo: ${flag} /no/such/dir/r.html: the directory /no/such/dir does not exist .*\n$`,
+        ),
+      );
+      assert.doesNotMatch(stderr, /without breakers/, 'the simulation did not run');
+    }
+  });
+
+  it('writes --json FILE and prints the table; `npm start --silent -- --json` prints JSON alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'circuitry-demo-'));
+    const file = join(dir, 'results.json');
+    try {
+      const { stdout, stderr } = await demo('--duration', '1', '--json', file);
+      assert.match(stdout, /retry in worker +per-tenant breakers/);
+      assert.match(stderr, new RegExp(`wrote ${file}`));
+      const report = JSON.parse(readFileSync(file, 'utf8')) as Report;
+      assert.equal(report.store, 'in memory, one process');
+      assert.equal(typeof report.with.healthyThroughputDuringOutage, 'number');
+
+      // What the README and --help say to pipe into jq: npm's banner stays off stdout.
+      const npm = await run('npm', ['start', '--silent', '--', '--duration', '1', '--json'], {
+        cwd,
+        maxBuffer: 1 << 24,
+      });
+      const piped = JSON.parse(npm.stdout) as Report;
+      assert.equal(piped.scenario.workers, 4);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runs the flaky server from a clone with `npm run flaky-server`', async () => {
+    const pkg = JSON.parse(readFileSync(join(cwd, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
+    assert.equal(pkg.scripts['flaky-server'], 'tsx src/demo/cli.ts flaky-server');
+    const { stdout } = await demo('flaky-server', '--help');
+    assert.match(stdout, /npm run flaky-server -- \[options\]/);
   });
 
   it('serves a flaky HTTP service with `circuitry flaky-server`', async () => {
