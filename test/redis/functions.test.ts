@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 
 import type { Redis } from 'ioredis';
 
+import { consecutiveFailures } from '../../src/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { library } from '../../src/stores/redis/scripts.generated.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
@@ -78,5 +79,38 @@ describe('RedisStore runs its Lua as a FUNCTION library', () => {
       ),
       /CIRCUITRY_BADARG bucket shape/,
     );
+  });
+});
+
+describe('the Redis record', () => {
+  let client: Redis;
+  useRedisServer((_s, c) => {
+    client = c;
+  });
+
+  it('leaves out fields at their default, and removes them when they go back to it', async () => {
+    const prefix = `rec-${randomUUID()}:`;
+    const store = new RedisStore({ client, prefix });
+    const policy = policyOf({ trip: consecutiveFailures(1), openMs: 1_000, jitter: 0 });
+    const fields = async (): Promise<string[]> => {
+      const [key] = (await client.keys(`${prefix}*`)).filter((k) => !k.endsWith(':ids'));
+      return Object.keys(await client.hgetall(key!)).sort();
+    };
+    const failed = await store.record('dep', policyOf(), outcomes(0, { failures: 1 }));
+    assert.deepEqual(await fields(), ['buckets', 'cf', 'gen', 'state', 'v']);
+    const opened = await store.record('dep', policy, outcomes(failed.snapshot.generation, { failures: 1 }));
+    assert.equal(opened.snapshot.state, 'open');
+    assert.ok((await fields()).includes('openUntil'));
+    await store.force('dep', policy, 'forced-closed');
+    assert.ok((await fields()).includes('override'));
+    await store.force('dep', policy, null);
+    assert.ok(!(await fields()).includes('override'), 'a cleared override is removed, not stored empty');
+    const reset = await store.reset('dep', policy);
+    assert.equal(reset.snapshot.state, 'closed');
+    const after = await fields();
+    for (const gone of ['openUntil', 'cf', 'buckets', 'override', 'leases', 'ps']) {
+      assert.ok(!after.includes(gone), `${gone} is removed: ${after.join()}`);
+    }
+    assert.equal((await store.inspect('dep', policy))?.counts.failures, 0);
   });
 });

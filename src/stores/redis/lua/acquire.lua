@@ -25,8 +25,8 @@ local now = now_ms(ARGV)
 -- run for its success to reset (if not, it need not write at all).
 local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf')
 if not quick.err then
-  if quick[1] == SCHEMA and quick[2] == 'closed' and quick[3] == '' then
-    local gen, cf = count(quick[4]), count(quick[5])
+  if quick[1] == SCHEMA and quick[2] == 'closed' and (not quick[3] or quick[3] == '') then
+    local gen, cf = count(quick[4]), count_or_zero(quick[5])
     if gen ~= nil and gen >= 1 and cf ~= nil then
       return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0, cf }
     end

@@ -19,14 +19,16 @@ The code runs in one of two forms (scripts/build-lua.ts): as a Redis 7 FUNCTION 
 once, whose top-level locals (the parsed-policy cache below) live as long as the library; or, on
 servers without functions, as one EVALSHA script per operation, where they live for one call.
 
-The record is one hash. Fields (all strings):
+The record is one hash. Fields (all strings); a field at its default is left out (a closed
+breaker with a failure is v, state, gen, cf and buckets), so a record costs little memory:
   v          schema version ('1')
   state      closed | open | half-open
-  override   '' | forced-open | forced-closed | metrics-only
-  gen, openedAt, openUntil, reopens, cf (consecutive failures), ps (probe successes),
-  seq        lease counter, so lease ids are unique per breaker
-  leases     '<id>=<expiresAt>,...'
-  buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' oldest first
+  gen        generation
+  override   forced-open | forced-closed | metrics-only (default: none)
+  openedAt, openUntil, reopens, cf (consecutive failures), ps (probe successes) (default 0)
+  seq        lease counter, so lease ids are unique per breaker (default 0)
+  leases     '<id>=<expiresAt>,...' (default: none)
+  buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' oldest first (default: none)
 
 Errors raised (as Redis error replies): CIRCUITRY_BADARG <what> when an argument is malformed.
 A stored record that is not valid is never an error: it is reset, and the reply's corrupt flag is 1.
@@ -141,7 +143,8 @@ local function admitted_under(r, generation)
     or (generation == 0 and r.state == 'closed' and r.override == '' and r.gen % 100 == 0)
 end
 
--- A non-negative safe integer from a stored string, or nil.
+-- A non-negative safe integer from a stored string, or nil. (A field left out is `false`: see
+-- count_or_zero.)
 local function count(s)
   if type(s) ~= 'string' or #s > 16 or not string.find(s, '^%d+$') then
     return nil
@@ -188,12 +191,21 @@ local function parse_buckets(s)
   return buckets
 end
 
--- The record in hash fields `h`, or nil when any field is missing, malformed or of another schema.
+-- A field that may be left out at its default of 0.
+local function count_or_zero(s)
+  if s == nil or s == false then
+    return 0
+  end
+  return count(s)
+end
+
+-- The record in hash fields `h`, or nil when a field is malformed, of another schema, or a
+-- field that is never left out (v, state, gen) is missing.
 local function parse_record(h)
   if h.v ~= SCHEMA then
     return nil
   end
-  local state, override = h.state, h.override
+  local state, override = h.state, h.override or ''
   if state ~= 'closed' and state ~= 'open' and state ~= 'half-open' then
     return nil
   end
@@ -202,14 +214,17 @@ local function parse_record(h)
     return nil
   end
   local r = {
-    state = state, override = override, gen = count(h.gen), openedAt = count(h.openedAt),
-    openUntil = count(h.openUntil), reopens = count(h.reopens), cf = count(h.cf), ps = count(h.ps),
-    seq = count(h.seq), leases = parse_leases(h.leases), buckets = parse_buckets(h.buckets),
+    state = state, override = override, gen = count(h.gen), openedAt = count_or_zero(h.openedAt),
+    openUntil = count_or_zero(h.openUntil), reopens = count_or_zero(h.reopens), cf = count_or_zero(h.cf),
+    ps = count_or_zero(h.ps), seq = count_or_zero(h.seq), leases = parse_leases(h.leases or ''),
+    buckets = parse_buckets(h.buckets or ''),
   }
   if r.gen == nil or r.gen < 1 or r.openedAt == nil or r.openUntil == nil or r.reopens == nil
     or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.buckets == nil then
     return nil
   end
+  -- The fields the hash holds, so save() removes only those that went back to their default.
+  r.stored = h
   return r
 end
 
@@ -269,18 +284,38 @@ local function encode_buckets(buckets)
   return table.concat(parts, ',')
 end
 
---[[ Writes the whole record and refreshes its GC TTL. A record with an operator override has no
-TTL: an override is an operator's decision, bounded by operator actions rather than by traffic, and
-forgetting it would silently re-enable a breaker someone forced open. ]]
+--[[ Writes the whole record and refreshes its GC TTL. Fields at their default are left out (and
+removed if the hash held them). A record with an operator override has no TTL: an override is an
+operator's decision, bounded by operator actions rather than by traffic, and forgetting it would
+silently re-enable a breaker someone forced open. ]]
 local function save(key, p, r, now)
   if r.reset then
     redis.call('DEL', key)
   end
-  redis.call('HSET', key,
-    'v', SCHEMA, 'state', r.state, 'override', r.override, 'gen', int(r.gen),
-    'openedAt', int(r.openedAt), 'openUntil', int(r.openUntil), 'reopens', int(r.reopens),
-    'cf', int(r.cf), 'ps', int(r.ps), 'seq', int(r.seq),
-    'leases', encode_leases(r.leases), 'buckets', encode_buckets(r.buckets))
+  local set = { 'v', SCHEMA, 'state', r.state, 'gen', int(r.gen) }
+  local unset = {}
+  local stored = (not r.reset and r.stored) or {}
+  local function field(name, value, default)
+    if value ~= default then
+      set[#set + 1] = name
+      set[#set + 1] = value
+    elseif stored[name] then
+      unset[#unset + 1] = name
+    end
+  end
+  field('override', r.override, '')
+  field('openedAt', int(r.openedAt), '0')
+  field('openUntil', int(r.openUntil), '0')
+  field('reopens', int(r.reopens), '0')
+  field('cf', int(r.cf), '0')
+  field('ps', int(r.ps), '0')
+  field('seq', int(r.seq), '0')
+  field('leases', encode_leases(r.leases), '')
+  field('buckets', encode_buckets(r.buckets), '')
+  redis.call('HSET', key, unpack(set))
+  if #unset > 0 then
+    redis.call('HDEL', key, unpack(unset))
+  end
   if r.override ~= '' then
     redis.call('PERSIST', key)
   else

@@ -91,15 +91,19 @@ do not trip it. Reads and writes only the fields that change (closed implies no 
 probe successes and reopens of 0). Anything else takes the general path below. ]]
 if #ARGV < firstProbe then
   local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets')
-  if not q.err and q[1] == SCHEMA and q[2] == 'closed' and q[3] == '' and count(q[4]) == generation then
-    local cf = count(q[5])
-    local buckets = type(q[6]) == 'string' and parse_buckets(q[6]) or nil
+  if not q.err and q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
+    local cf = count_or_zero(q[5])
+    local buckets = parse_buckets(q[6] or '')
     if cf ~= nil and buckets ~= nil then
       local r = { buckets = buckets, cf = cf }
       count_batch(r, p, now)
       local c = window_counts(r, p, now)
       if not trips(c, r) then
-        redis.call('HSET', key, 'cf', int(r.cf), 'buckets', encode_buckets(r.buckets))
+        if r.cf ~= cf then
+          redis.call('HSET', key, 'cf', int(r.cf), 'buckets', encode_buckets(r.buckets))
+        else
+          redis.call('HSET', key, 'buckets', encode_buckets(r.buckets))
+        end
         redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
         return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now,
           '', '', 0 }
