@@ -161,3 +161,56 @@ describe('a breaker on a MemoryStore', () => {
     );
   });
 });
+
+describe('the in-process path without options', () => {
+  it('fences a call admitted before the breaker opened and closed again, while new calls run', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    const b = new BreakerFactory({
+      store,
+      clock,
+      trip: consecutiveFailures(2),
+      openMs: 1_000,
+      jitter: 0,
+    }).breakerFor('t');
+    assert.equal(await b.execute(() => Promise.resolve('first')), 'first'); // makes the record
+    let failSlow: (error: Error) => void = () => undefined;
+    const slow = b.execute(
+      () =>
+        new Promise<string>((_resolve, reject) => {
+          failSlow = reject;
+        }),
+    );
+    const boom = new Error('down');
+    for (let i = 0; i < 2; i++) await assert.rejects(b.execute(() => Promise.reject(boom)));
+    assert.equal((await b.state()).state, 'open');
+    clock.advance(1_001);
+    assert.equal(await b.execute(() => 'probe'), 'probe');
+    const closed = await b.state();
+    assert.equal(closed.state, 'closed');
+    // A call admitted under the new generation while the old one is still in flight.
+    assert.equal(await b.execute(() => Promise.resolve('new')), 'new');
+    failSlow(boom);
+    await assert.rejects(slow, (e) => e === boom);
+    const after = await b.state();
+    assert.equal(after.generation, closed.generation);
+    assert.equal(after.counts.failures, 0, 'the old call counts in no later generation');
+    assert.equal(after.counts.consecutiveFailures, 0);
+    assert.equal(after.counts.successes, 1);
+  });
+
+  it('settles a function that throws synchronously or returns a plain value', async () => {
+    const clock = new ManualClock();
+    const b = new BreakerFactory({ store: new MemoryStore({ clock }), clock }).breakerFor('t');
+    const boom = new Error('sync');
+    await assert.rejects(
+      b.execute(() => {
+        throw boom;
+      }),
+      (e) => e === boom,
+    );
+    assert.equal(await b.execute(() => 42), 42);
+    const { counts } = await b.state();
+    assert.deepEqual([counts.failures, counts.successes], [1, 1]);
+  });
+});
