@@ -291,12 +291,64 @@ export class CircuitBreaker<Context = unknown> {
         ) as Promise<T>;
       }
     }
+    // The local-first closed path (maxStalenessMs): admitted by the view, outcomes buffered or
+    // skipped, with the same shared handlers, when nothing needs a call's own start time.
+    if (
+      options === undefined &&
+      fast === null &&
+      typeof fn === 'function' &&
+      this.#o.maxStalenessMs > 0 &&
+      this.#o.timeoutMs <= 0 &&
+      this.#o.slowCallMs === 0 &&
+      this.#stats === null &&
+      this.#success.size === 0 &&
+      this.#failure.size === 0
+    ) {
+      const co = this.#co;
+      const generation = co.admitFromView();
+      if (generation >= 0 && (this.#fastInFlight === 0 || generation === this.#fastGeneration)) {
+        co.inFlight += 1;
+        this.#fastGeneration = generation;
+        this.#fastInFlight += 1;
+        const handlers = (this.#viewHandlers ??= this.#makeViewHandlers(co));
+        let result: T | PromiseLike<T>;
+        try {
+          result = fn(NEVER_ABORTED);
+        } catch (error) {
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+          return Promise.reject(error).then(undefined, handlers[1]) as Promise<T>;
+        }
+        return (result instanceof Promise ? result : Promise.resolve(result)).then(
+          handlers[0],
+          handlers[1],
+        ) as Promise<T>;
+      }
+    }
     return this.#execute(fn, options);
   }
 
   #fastGeneration = 0;
   #fastInFlight = 0;
   #fastHandlers: readonly [(value: unknown) => unknown, (error: unknown) => never] | null = null;
+  #viewHandlers: readonly [(value: unknown) => unknown, (error: unknown) => unknown] | null = null;
+
+  #makeViewHandlers(co: Coordination): readonly [(value: unknown) => unknown, (error: unknown) => unknown] {
+    return [
+      (value) => {
+        this.#fastInFlight -= 1;
+        const settled = co.recordViewed(this.#fastGeneration, 'success');
+        return settled === undefined ? value : settled.then(() => value);
+      },
+      (error) => {
+        this.#fastInFlight -= 1;
+        const settled = co.recordViewed(this.#fastGeneration, this.#classify(error));
+        if (settled === undefined) throw error;
+        return settled.then(() => {
+          throw error;
+        });
+      },
+    ];
+  }
 
   #makeFastHandlers(fast: InProcessPath): readonly [(value: unknown) => unknown, (error: unknown) => never] {
     return [

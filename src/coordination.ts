@@ -168,6 +168,32 @@ export class Coordination implements View, KeptOutcomesOwner {
     return this.#acquired(result);
   }
 
+  /**
+   * The local-first admission alone: the generation of a closed breaker without override whose
+   * view is fresh enough to admit without asking the store, or -1 (then `admit`). Reads the clock.
+   */
+  admitFromView(): number {
+    const o = this.#o;
+    if (this.openUntil !== 0 || o.maxStalenessMs <= 0 || this.state !== 'closed' || this.override !== null) {
+      return -1;
+    }
+    if (!this.known || o.clock.now() - this.viewAt > o.maxStalenessMs) return -1;
+    return this.generation;
+  }
+
+  /**
+   * Records one closed-state outcome of a call `admitFromView` admitted (no lease, not local, not
+   * slow). Returns a promise only when the caller should wait for the store.
+   */
+  recordViewed(generation: number, outcome: Outcome): Promise<void> | undefined {
+    if (this.#o.flushIntervalMs > 0) {
+      this.inFlight -= 1;
+      this.#bufferOutcome(generation, outcome, false);
+      return undefined;
+    }
+    return this.record({ generation, lease: null, local: false, start: 0 }, outcome, false);
+  }
+
   #acquired(result: AcquireResult): Admission | CircuitOpenError {
     if (!isAcquireResult(result)) {
       return this.#acquireFailed(new StoreError('Store acquire returned a malformed reply'));

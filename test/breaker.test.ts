@@ -469,3 +469,56 @@ describe('the factory', () => {
     assert.equal(byName.up?.counts.successes, 1);
   });
 });
+
+describe('the local-first path (maxStalenessMs)', () => {
+  const never = failureRate(0.99, { minimumCalls: 100_000, windowMs: 60_000 });
+
+  for (const flushIntervalMs of [0, 50]) {
+    it(`leaves exact counts for 1,000 concurrent calls admitted by the view (flushIntervalMs ${flushIntervalMs})`, async () => {
+      const memory = new MemoryStore();
+      const b = new CircuitBreaker('busy', {
+        store: async(memory),
+        trip: never,
+        maxStalenessMs: 60_000,
+        flushIntervalMs,
+      });
+      await b.execute(ok); // learns the view
+      const results = await Promise.allSettled(
+        Array.from({ length: 1_000 }, (_, i) =>
+          b.execute(async () => {
+            await new Promise((resolve) => setImmediate(resolve));
+            if (i % 3 === 0) throw boom;
+            return i;
+          }),
+        ),
+      );
+      await b.flush();
+      const failed = results.filter((r) => r.status === 'rejected').length;
+      assert.ok(results.every((r) => r.status === 'fulfilled' || r.reason === boom));
+      const { counts } = await b.state();
+      assert.deepEqual([counts.successes, counts.failures], [1 + 1_000 - failed, failed]);
+    });
+  }
+
+  it('fences a call admitted by the view before the generation moved on, while later calls run', async () => {
+    const memory = new MemoryStore();
+    const b = new CircuitBreaker('fenced', { store: async(memory), trip: never, maxStalenessMs: 60_000 });
+    await b.execute(ok);
+    let failSlow: (error: Error) => void = () => undefined;
+    const slow = b.execute(
+      () =>
+        new Promise<string>((_resolve, reject) => {
+          failSlow = reject;
+        }),
+    );
+    await b.force('forced-closed');
+    await b.force(null); // two new generations; the view has the last one
+    assert.equal(await b.execute(ok), 'value');
+    failSlow(boom);
+    await assert.rejects(slow, (e) => e === boom);
+    await b.flush();
+    const { counts } = await b.state();
+    assert.equal(counts.failures, 0, 'the old call counts in no later generation');
+    assert.equal(counts.successes, 2);
+  });
+});
