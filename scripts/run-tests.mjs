@@ -1,12 +1,17 @@
 // Runs every test/**/*.test.ts with node's test runner under tsx. Node 20's `--test` does not
 // expand globs, so the files are listed here. Extra arguments narrow the run to files whose path
-// contains one of them: `npm run test:unit -- redis breaker`.
+// contains one of them (`npm run test:unit -- redis breaker`); an argument starting with `!`
+// leaves out the files whose path contains the rest (`npm run test:unit -- '!demo'`).
 import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
 const root = join(import.meta.dirname, '..');
-const filters = process.argv.slice(2);
+const filters = process.argv.slice(2).filter((f) => !f.startsWith('!'));
+const excluded = process.argv
+  .slice(2)
+  .filter((f) => f.startsWith('!'))
+  .map((f) => f.slice(1));
 
 function walk(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -18,9 +23,10 @@ function walk(dir) {
 
 const files = walk(join(root, 'test'))
   .filter((file) => filters.length === 0 || filters.some((f) => file.includes(f)))
+  .filter((file) => !excluded.some((f) => file.includes(f)))
   .sort();
 if (files.length === 0) {
-  console.error(`no test files match ${filters.join(', ')}`);
+  console.error(`no test files match ${process.argv.slice(2).join(', ')}`);
   process.exit(1);
 }
 // A failing test must not hang the run: each test times out, and the whole run too (a file
