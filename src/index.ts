@@ -34,6 +34,7 @@ export {
   isStoreError,
 } from './errors.js';
 export { consecutiveFailures, custom, failureRate, failuresInWindow } from './core/policy.js';
+export { NO_RECORD } from './core/reducer.js';
 export type { Clock } from './core/clock.js';
 export type {
   AcquireResult,
