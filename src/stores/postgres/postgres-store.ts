@@ -1,6 +1,6 @@
+import { snapshotFrom } from '../snapshot-fields.js';
 import type { Pool } from 'pg';
 
-import { circuitState } from '../../core/reducer.js';
 import type {
   AcquireResult,
   BreakerPolicy,
@@ -127,37 +127,24 @@ class Reply {
 
   snapshot(policy: BreakerPolicy): Snapshot {
     const r = this.row;
-    const state = this.state();
-    const override = this.override();
-    const generation = this.number(r.o_generation);
-    const openUntil = this.number(r.o_open_until);
-    const now = this.number(r.o_now);
-    const successes = this.number(r.o_successes);
-    const failures = this.number(r.o_failures);
-    const shown = circuitState({ state, override });
-    const total = successes + failures;
-    return {
-      state,
-      override,
-      circuitState: shown,
-      generation,
-      openUntil,
-      retryAfterMs:
-        shown === 'forced-open' ? policy.openMs : shown === 'open' ? Math.max(0, openUntil - now) : 0,
-      counts: {
-        successes,
-        failures,
+    return snapshotFrom(
+      {
+        state: this.state(),
+        override: this.override(),
+        generation: this.number(r.o_generation),
+        openUntil: this.number(r.o_open_until),
+        successes: this.number(r.o_successes),
+        failures: this.number(r.o_failures),
         slow: this.number(r.o_slow),
         ignored: this.number(r.o_ignored),
-        total,
-        failureRate: total === 0 ? 0 : failures / total,
         consecutiveFailures: this.number(r.o_consecutive),
+        activeProbes: this.number(r.o_active_probes),
+        probeSuccesses: this.number(r.o_probe_successes),
+        reopens: this.number(r.o_reopens),
+        now: this.number(r.o_now),
       },
-      activeProbes: this.number(r.o_active_probes),
-      probeSuccesses: this.number(r.o_probe_successes),
-      reopens: this.number(r.o_reopens),
-      now,
-    };
+      policy,
+    );
   }
 }
 

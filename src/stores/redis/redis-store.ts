@@ -1,6 +1,6 @@
+import { snapshotFrom } from '../snapshot-fields.js';
 import type { Cluster, Redis } from 'ioredis';
 
-import { circuitState } from '../../core/reducer.js';
 import type {
   AcquireResult,
   BreakerPolicy,
@@ -137,43 +137,25 @@ class Reply {
 
   /** state, override, generation, openUntil, counts..., now (common.lua snapshot_reply). */
   snapshot(policy: BreakerPolicy): Snapshot {
-    const state = this.state();
-    const override = this.override();
-    const generation = this.number();
-    const openUntil = this.number();
-    const successes = this.number();
-    const failures = this.number();
-    const slow = this.number();
-    const ignored = this.number();
-    const consecutiveFailures = this.number();
-    const activeProbes = this.number();
-    const probeSuccesses = this.number();
-    const reopens = this.number();
-    const now = this.number();
-    const shown = circuitState({ state, override });
-    const total = successes + failures;
-    return {
-      state,
-      override,
-      circuitState: shown,
-      generation,
-      openUntil,
-      retryAfterMs:
-        shown === 'forced-open' ? policy.openMs : shown === 'open' ? Math.max(0, openUntil - now) : 0,
-      counts: {
-        successes,
-        failures,
-        slow,
-        ignored,
-        total,
-        failureRate: total === 0 ? 0 : failures / total,
-        consecutiveFailures,
+    // In reply order: the fields are read one after the other.
+    return snapshotFrom(
+      {
+        state: this.state(),
+        override: this.override(),
+        generation: this.number(),
+        openUntil: this.number(),
+        successes: this.number(),
+        failures: this.number(),
+        slow: this.number(),
+        ignored: this.number(),
+        consecutiveFailures: this.number(),
+        activeProbes: this.number(),
+        probeSuccesses: this.number(),
+        reopens: this.number(),
+        now: this.number(),
       },
-      activeProbes,
-      probeSuccesses,
-      reopens,
-      now,
-    };
+      policy,
+    );
   }
 }
 

@@ -1,0 +1,50 @@
+import { circuitState } from '../core/reducer.js';
+import type { BreakerPolicy, BreakerState, Override, Snapshot } from '../core/types.js';
+
+/** What a server-side store (Redis, Postgres) answers for a snapshot: the stored values alone. */
+export interface SnapshotFields {
+  readonly state: BreakerState;
+  readonly override: Override | null;
+  readonly generation: number;
+  readonly openUntil: number;
+  readonly successes: number;
+  readonly failures: number;
+  readonly slow: number;
+  readonly ignored: number;
+  readonly consecutiveFailures: number;
+  readonly activeProbes: number;
+  readonly probeSuccesses: number;
+  readonly reopens: number;
+  readonly now: number;
+}
+
+/**
+ * The `Snapshot` of those values, with what is derived from them here (the circuit state, the
+ * retry-after, the total and the failure rate: floats do not survive a Redis integer reply).
+ */
+export function snapshotFrom(f: SnapshotFields, policy: BreakerPolicy): Snapshot {
+  const shown = circuitState(f);
+  const total = f.successes + f.failures;
+  return {
+    state: f.state,
+    override: f.override,
+    circuitState: shown,
+    generation: f.generation,
+    openUntil: f.openUntil,
+    retryAfterMs:
+      shown === 'forced-open' ? policy.openMs : shown === 'open' ? Math.max(0, f.openUntil - f.now) : 0,
+    counts: {
+      successes: f.successes,
+      failures: f.failures,
+      slow: f.slow,
+      ignored: f.ignored,
+      total,
+      failureRate: total === 0 ? 0 : f.failures / total,
+      consecutiveFailures: f.consecutiveFailures,
+    },
+    activeProbes: f.activeProbes,
+    probeSuccesses: f.probeSuccesses,
+    reopens: f.reopens,
+    now: f.now,
+  };
+}
