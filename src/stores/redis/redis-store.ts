@@ -1,4 +1,3 @@
-import { snapshotFrom } from '../snapshot-fields.js';
 import type { Cluster, Redis } from 'ioredis';
 
 import type {
@@ -12,6 +11,7 @@ import type {
   UpdateResult,
 } from '../../core/types.js';
 import { StoreError } from '../../errors.js';
+import { snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
 import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions } from '../../store.js';
