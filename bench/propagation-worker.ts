@@ -40,6 +40,8 @@ let current: {
 let readySent = false;
 let breakerAt: number | null = null;
 let rawAt: number | null = null;
+/** The server's time of the open, from the message (whole ms, rounded down). */
+let serverAt: number | null = null;
 let reported = false;
 let calls = 0;
 let inFlight = 0;
@@ -52,19 +54,20 @@ function report(): void {
     setTimeout(() => {
       if (reported || current !== trial) return;
       reported = true;
-      send({ type: 'saw', name: trial.name, breakerAt, rawAt });
+      send({ type: 'saw', name: trial.name, breakerAt, rawAt, serverAt });
     }, 2_000).unref();
     return;
   }
   reported = true;
-  send({ type: 'saw', name: current.name, breakerAt, rawAt });
+  send({ type: 'saw', name: current.name, breakerAt, rawAt, serverAt });
 }
 
 subscriber.on('message', (_channel: string, text: string) => {
   if (current === null || rawAt !== null) return;
-  const message = JSON.parse(text) as { key?: string; to?: string };
+  const message = JSON.parse(text) as { key?: string; to?: string; now?: number };
   if (message.key === current.key && message.to === 'open') {
     rawAt = wallMs();
+    serverAt = message.now ?? null;
     report();
   }
 });
@@ -106,7 +109,7 @@ process.on('message', (message: FromParent) => {
     };
     readySent = message.idle;
     if (message.idle) send({ type: 'ready', name: message.name });
-    breakerAt = rawAt = null;
+    breakerAt = rawAt = serverAt = null;
     reported = false;
   } else if (message.type === 'stop') {
     clearInterval(timer);

@@ -279,6 +279,17 @@ async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
     hash.push(Number(await client.memory('USAGE', key, 'SAMPLES', 0)));
     ids.push(Number(await client.memory('USAGE', `${key}:ids`, 'SAMPLES', 0)));
   }
+  // What one breaker's keys hold, to say where the bytes go.
+  const key = breakerKey(prefix, sample[0]!);
+  const fields = await client.hgetall(key);
+  const atZero = Object.entries(fields)
+    .filter(([, v]) => v === '' || v === '0')
+    .map(([k]) => k);
+  const payload = Object.entries(fields).reduce((n, [k, v]) => n + k.length + v.length, 0);
+  const ttl = await client.pttl(`${key}:ids`);
+  const anatomy =
+    `hash: ${Object.keys(fields).length} fields, ${payload} B of names and values, ${atZero.length} at '' or 0 (${atZero.join(', ')}), ` +
+    `key ${key.length} B, ${String(await client.object('ENCODING', key))}; batch ids: ${await client.zcard(`${key}:ids`)} member, kept ${Math.round(ttl / 1_000)} s more`;
   const keys = (await keysUnder(client, prefix)).length;
   const perBreaker = hash.map((h, i) => h + ids[i]!);
   const delta = (after - before) / breakers;
@@ -301,6 +312,7 @@ async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
     target: '≤ 200 B',
     measured: `MEMORY USAGE ${median(perBreaker)} B (hash ${median(hash)} + batch ids ${median(ids)}), used_memory ${delta.toFixed(0)} B/breaker, ${(keys / breakers).toFixed(2)} keys/breaker`,
     verdict: worst <= 200 ? 'met' : 'missed',
+    note: anatomy,
   });
   await deleteUnder(client, prefix);
 }
