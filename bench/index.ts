@@ -15,12 +15,16 @@ import { PostgresStore, createBreakerSchema } from '../src/stores/postgres/index
 import { registerMetrics as registerPrometheus } from '../src/prometheus/index.js';
 import { Registry } from 'prom-client';
 
+import { compiledLibrary } from './compiled.js';
 import { dynamoDBCase } from './dynamodb-case.js';
 import { failing, interleaved, noop, quick, ratio, results, scale, swallow, targets } from './harness.js';
 import type { Result, Run } from './harness.js';
 import { propagationCase } from './propagation.js';
 import { redisCases } from './redis-cases.js';
 import { tenantMemoryCase } from './tenant-memory.js';
+
+/** The library as tsc builds it (bench/compiled.ts); plain `circuitry` rows run src through tsx. */
+const COMPILED = 'circuitry (compiled)';
 
 // opossum keeps timers for its rolling stats: shut every one down before the idle measurement.
 const opossums: Opossum[] = [];
@@ -33,6 +37,7 @@ function track(breaker: Opossum): Opossum {
 async function closedPath(): Promise<void> {
   const ops = Math.round(200_000 * scale);
   const circuitry = new BreakerFactory().breakerFor('bench');
+  const built = new (await compiledLibrary()).BreakerFactory().breakerFor('bench');
   const cockatiel = circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) });
   const opossum = track(new Opossum(noop, { timeout: false, resetTimeout: 30_000 }));
   const loop =
@@ -47,17 +52,19 @@ async function closedPath(): Promise<void> {
   const ns = await interleaved(ops, {
     bare: loop(noop),
     circuitry: loop(() => circuitry.execute(noop)),
+    [COMPILED]: loop(() => built.execute(noop)),
     'circuitry + metrics': loop(() => measured.execute(noop)),
     cockatiel: loop(() => cockatiel.execute(noop)),
     opossum: loop(() => opossum.fire()),
   });
+  // The verdict is the compiled library's, which is what users run; src through tsx is shown beside it.
   targets.push({
     case: 'closed execute, MemoryStore vs cockatiel',
     target: '≤ 0.8x',
-    measured: `${ratio(ns.circuitry!, ns.cockatiel!)} (${ns.circuitry!.toFixed(0)} ns vs ${ns.cockatiel!.toFixed(0)} ns)`,
-    verdict: ns.circuitry! / ns.cockatiel! <= 0.8 ? 'met' : 'missed',
+    measured: `${ratio(ns[COMPILED]!, ns.cockatiel!)} compiled (${ns[COMPILED]!.toFixed(0)} ns vs ${ns.cockatiel!.toFixed(0)} ns); src through tsx ${ratio(ns.circuitry!, ns.cockatiel!)}`,
+    verdict: ns[COMPILED]! / ns.cockatiel! <= 0.8 ? 'met' : 'missed',
   });
-  for (const library of ['bare', 'circuitry', 'circuitry + metrics', 'cockatiel', 'opossum']) {
+  for (const library of ['bare', 'circuitry', COMPILED, 'circuitry + metrics', 'cockatiel', 'opossum']) {
     results.push({
       case: 'closed path, per execute of an async no-op',
       library,
@@ -106,6 +113,7 @@ async function openPath(): Promise<void> {
 async function inFlight(): Promise<void> {
   const ops = Math.round(200_000 * scale);
   const circuitry = new BreakerFactory().breakerFor('bench');
+  const built = new (await compiledLibrary()).BreakerFactory().breakerFor('bench');
   const cockatiel = circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) });
   const opossum = track(new Opossum(noop, { timeout: false, resetTimeout: 30_000 }));
   const tick = (): Promise<number> => new Promise((resolve) => setImmediate(() => resolve(1)));
@@ -122,6 +130,7 @@ async function inFlight(): Promise<void> {
   const ns = await interleaved(ops, {
     bare: concurrent(tick),
     circuitry: concurrent(() => circuitry.execute(tick)),
+    [COMPILED]: concurrent(() => built.execute(tick)),
     cockatiel: concurrent(() => cockatiel.execute(tick)),
     opossum: concurrent(() => opossum.fire()),
   });
@@ -129,8 +138,8 @@ async function inFlight(): Promise<void> {
   targets.push({
     case: '1,000 calls in flight, throughput vs cockatiel',
     target: '≥ 1.3x',
-    measured: `${ratio(ns.cockatiel!, ns.circuitry!)} (${Math.round(1e9 / ns.circuitry!).toLocaleString('en-US')} vs ${Math.round(1e9 / ns.cockatiel!).toLocaleString('en-US')} calls/s)`,
-    verdict: ns.cockatiel! / ns.circuitry! >= 1.3 ? 'met' : 'missed',
+    measured: `${ratio(ns.cockatiel!, ns[COMPILED]!)} compiled (${Math.round(1e9 / ns[COMPILED]!).toLocaleString('en-US')} vs ${Math.round(1e9 / ns.cockatiel!).toLocaleString('en-US')} calls/s); src through tsx ${ratio(ns.cockatiel!, ns.circuitry!)}`,
+    verdict: ns.cockatiel! / ns[COMPILED]! >= 1.3 ? 'met' : 'missed',
   });
   for (const [library, value] of Object.entries(ns)) {
     results.push({

@@ -3,13 +3,9 @@
  * `--expose-gc` (bench/tenant-memory-worker.ts), so its heap neither disturbs nor is disturbed by
  * the other cases.
  */
-import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
+import { compiledIndex, run } from './compiled.js';
 import { quick, results, targets } from './harness.js';
 
 interface Point {
@@ -25,23 +21,9 @@ const TARGET = 'process memory, 1,000,000 tenants touched once';
 export async function tenantMemoryCase(): Promise<void> {
   const tenants = quick ? 100_000 : 1_000_000;
   const worker = fileURLToPath(new URL('./tenant-memory-worker.ts', import.meta.url));
-  const run = (args: string[]): Promise<string> =>
-    new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, args, { maxBuffer: 1 << 20, timeout: 600_000 }, (error, out) => {
-        if (error !== null) reject(new Error(`${args.join(' ')} failed`, { cause: error }));
-        else resolve(out);
-      });
-    });
-  // The library as tsc builds it, in a directory of its own (dist/ is left alone).
-  const built = mkdtempSync(join(tmpdir(), 'circuitry-bench-'));
   let points: Point[];
   let later: Point;
   try {
-    const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-    const project = fileURLToPath(new URL('../tsconfig.build.json', import.meta.url));
-    await run([tsc, '-p', project, '--outDir', built]);
-    // ES modules to Node itself: without this tsx would load them, converting them with keepNames.
-    writeFileSync(join(built, 'package.json'), '{ "type": "module" }\n');
     const stdout = await run([
       '--expose-gc',
       '--max-old-space-size=4096',
@@ -49,14 +31,12 @@ export async function tenantMemoryCase(): Promise<void> {
       'tsx',
       worker,
       String(tenants),
-      pathToFileURL(join(built, 'index.js')).href,
+      await compiledIndex(),
     ]);
     ({ points, later } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { points: Point[]; later: Point });
   } catch (error) {
     targets.push({ case: TARGET, target: 'report', measured: '', verdict: 'skipped', note: String(error) });
     return;
-  } finally {
-    rmSync(built, { recursive: true, force: true });
   }
   const c =
     'heap after gc, tenants touched once (compiled library; default options: MemoryStore, maxBreakers 10,000)';
