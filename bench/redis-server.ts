@@ -37,7 +37,11 @@ export type CommandCounts = Record<string, number>;
 export async function commandStats(client: Redis): Promise<CommandCounts> {
   const info = await client.info('commandstats');
   const counts: CommandCounts = {};
-  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) counts[m[1]!] = Number(m[2]);
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) {
+    counts[m[1]!] = Number(m[2]);
+    // Microseconds the server spent in the command (a script's own commands included).
+    counts[`${m[1]!}.usec`] = Number(m[3]);
+  }
   return counts;
 }
 
