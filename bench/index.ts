@@ -1,7 +1,9 @@
 /**
- * `npm run bench`: circuitry side by side with opossum and cockatiel, in one process, libraries
- * interleaved round by round so machine drift cancels; medians. Prints a markdown table and
- * writes bench/results/latest.json. `--quick` for a smoke run. See bench/README.md.
+ * `npm run bench`: circuitry side by side with opossum and cockatiel, libraries interleaved round
+ * by round so machine drift cancels; medians; then circuitry's stores (Redis, Postgres, DynamoDB on
+ * dynalite) and the cases that need other processes (open propagation, a million tenants). Prints
+ * a results table and the targets of issue 13 with a verdict each, and writes
+ * bench/results/latest.json. `--quick` for a smoke run. See bench/README.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
