@@ -1,0 +1,386 @@
+/**
+ * The RedisStore cases: what per-call coordination costs beside a bare round trip, what a tenant
+ * that only succeeds costs the server (writes, keys), how much server memory a breaker with state
+ * takes, and the local-first closed path beside a MemoryStore.
+ */
+import type { Redis } from 'ioredis';
+
+import { BreakerFactory, failureRate } from '../src/index.js';
+import type { FactoryOptions } from '../src/index.js';
+import { breakerKey } from '../src/stores/redis/keys.js';
+import {
+  failing,
+  interleaved,
+  median,
+  noop,
+  quick,
+  ratio,
+  results,
+  scale,
+  swallow,
+  targets,
+  yieldToLoop,
+} from './harness.js';
+import {
+  CountingRedisStore,
+  SCRIPT_COMMANDS,
+  WRITE_COMMANDS,
+  commandDelta,
+  commandStats,
+  connectRedis,
+  deleteUnder,
+  keysUnder,
+  listed,
+  otherClients,
+  pool,
+  sum,
+} from './redis-server.js';
+
+const LOCAL_FIRST = { maxStalenessMs: 1_000, flushIntervalMs: 200 } as const;
+
+function skipped(cases: readonly string[], why: string): void {
+  for (const c of cases) targets.push({ case: c, target: '', measured: '', verdict: 'skipped', note: why });
+}
+
+export const REDIS_TARGETS = [
+  'RedisStore per call vs GET (consecutiveFailures)',
+  'RedisStore per call, failureRate',
+  'success-only tenant, local-first, 3 s: Redis writes',
+  'keys for 2,000 success-only tenants',
+  'Redis memory per breaker with state',
+  'local-first closed path vs MemoryStore',
+  'commands per call, local-first',
+] as const;
+
+export async function redisCases(): Promise<void> {
+  const client = await connectRedis('the RedisStore cases');
+  if (client === null) {
+    skipped(REDIS_TARGETS, `no Redis at ${process.env.REDIS_URL ?? 'redis://127.0.0.1:6379'}`);
+    return;
+  }
+  const prefix = `bench-${process.pid}:`;
+  try {
+    await perCall(client, `${prefix}per-call:`);
+    await successOnlyWrites(client, `${prefix}steady:`);
+    await successOnlyKeys(client, `${prefix}keys:`);
+    await memoryPerBreaker(client, `${prefix}memory:`);
+    await localFirstVsMemory(client, `${prefix}local:`);
+  } finally {
+    await deleteUnder(client, prefix);
+    client.disconnect();
+  }
+}
+
+/**
+ * Top-level commands per call over `run` (FCALLs, or GETs for the floor), and the server's time in
+ * them per call (a script's own commands included), from commandstats.
+ */
+async function perCallOnServer(
+  client: Redis,
+  calls: number,
+  commands: readonly string[],
+  run: () => Promise<void>,
+): Promise<{ commands: string; serverUs: string }> {
+  const before = await commandStats(client);
+  await run();
+  const { delta, disturbed } = commandDelta(before, await commandStats(client));
+  if (disturbed) return { commands: 'n/a (stats reset meanwhile)', serverUs: 'n/a' };
+  const usec = sum(
+    delta,
+    commands.map((name) => `${name}.usec`),
+  );
+  return { commands: (sum(delta, commands) / calls).toFixed(2), serverUs: (usec / calls).toFixed(1) };
+}
+
+// ---- per-call coordination, beside a GET round trip --------------------------------------------
+async function perCall(client: Redis, prefix: string): Promise<void> {
+  const ops = Math.round(5_000 * scale);
+  const store = new CountingRedisStore({ client, prefix });
+  const counting = new BreakerFactory({ store }).breakerFor('bench');
+  // A policy that counts every call: each success is a write (never trips: all calls succeed).
+  const rate = new BreakerFactory({
+    store,
+    trip: failureRate(0.5, { minimumCalls: 20, windowMs: 60_000 }),
+  }).breakerFor('bench-rate');
+  await counting.execute(noop);
+  await rate.execute(noop);
+  const loop =
+    (call: () => Promise<unknown>): (() => Promise<void>) =>
+    async () => {
+      for (let i = 0; i < ops; i++) await call();
+    };
+  const ns = await interleaved(ops, {
+    'GET round trip (floor)': loop(() => client.get(`${prefix}floor`)),
+    'circuitry + RedisStore': loop(() => counting.execute(noop)),
+    'circuitry + RedisStore, failureRate': loop(() => rate.execute(noop)),
+  });
+  const onServerGet = await perCallOnServer(
+    client,
+    ops,
+    ['get'],
+    loop(() => client.get(`${prefix}floor`)),
+  );
+  const onServerDefault = await perCallOnServer(
+    client,
+    ops,
+    SCRIPT_COMMANDS,
+    loop(() => counting.execute(noop)),
+  );
+  const onServerRate = await perCallOnServer(
+    client,
+    ops,
+    SCRIPT_COMMANDS,
+    loop(() => rate.execute(noop)),
+  );
+  const perCallDefault = `${onServerDefault.commands} scripts/call, ${onServerDefault.serverUs} µs/call on the server`;
+  const perCallRate = `${onServerRate.commands} scripts/call, ${onServerRate.serverUs} µs/call on the server`;
+  const floor = ns['GET round trip (floor)']!;
+  const byDefault = ns['circuitry + RedisStore']!;
+  const byRate = ns['circuitry + RedisStore, failureRate']!;
+  const c = 'RedisStore, per-call coordination';
+  results.push(
+    {
+      case: c,
+      library: 'GET round trip (floor)',
+      value: floor,
+      unit: 'ns/op',
+      note: `1 command, ${onServerGet.serverUs} µs/call on the server`,
+    },
+    {
+      case: c,
+      library: 'circuitry + RedisStore',
+      value: byDefault,
+      unit: 'ns/op',
+      note: `consecutiveFailures(5): ${ratio(byDefault, floor)} the GET floor, ${perCallDefault}`,
+    },
+    {
+      case: c,
+      library: 'circuitry + RedisStore, failureRate',
+      value: byRate,
+      unit: 'ns/op',
+      note: `${ratio(byRate, floor)} the GET floor, ${perCallRate}`,
+    },
+  );
+  targets.push(
+    {
+      case: REDIS_TARGETS[0],
+      target: '≤ 2.2x',
+      measured: `${ratio(byDefault, floor)} (${(byDefault / 1_000).toFixed(0)} µs vs ${(floor / 1_000).toFixed(0)} µs; ${perCallDefault}; GET ${onServerGet.serverUs} µs on the server)`,
+      verdict: byDefault / floor <= 2.2 ? 'met' : 'missed',
+    },
+    {
+      case: REDIS_TARGETS[1],
+      target: 'report',
+      measured: `${ratio(byRate, floor)} (${(byRate / 1_000).toFixed(0)} µs; ${perCallRate})`,
+      verdict: 'report',
+      note: 'a failure rate counts every success, so every call is an acquire and a record: two round trips, ≥ 2x by construction',
+    },
+  );
+}
+
+// ---- a tenant that only succeeds: writes -------------------------------------------------------
+/** Calls `breaker` continuously for `ms` (bursts of 1,000 calls, the event loop let in between). */
+async function callFor(ms: number, call: () => Promise<unknown>): Promise<number> {
+  let calls = 0;
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    for (let i = 0; i < 1_000; i++) await call();
+    calls += 1_000;
+    await yieldToLoop();
+  }
+  return calls;
+}
+
+async function successOnlyWrites(client: Redis, prefix: string): Promise<void> {
+  const measure = async (
+    label: string,
+    options: FactoryOptions,
+    ms: number,
+  ): Promise<{ writes: number; scripts: number; calls: number; note: string }> => {
+    const store = new CountingRedisStore({ client, prefix });
+    const factory = new BreakerFactory({ ...options, store });
+    const breaker = factory.breakerFor(label);
+    await breaker.execute(noop); // first contact: the acquire that fills the local view
+    const others = await otherClients(client);
+    store.resetOps();
+    const before = await commandStats(client);
+    const calls = await callFor(ms, () => breaker.execute(noop));
+    // Past one flush interval, so buffered outcomes had their chance to be written.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const { delta, disturbed } = commandDelta(before, await commandStats(client));
+    await factory.close();
+    const writes = sum(delta, WRITE_COMMANDS);
+    const scripts = sum(delta, SCRIPT_COMMANDS);
+    const note =
+      `${calls.toLocaleString('en-US')} calls; server ran: scripts ${scripts} (${listed(delta, SCRIPT_COMMANDS)}), ` +
+      `writes ${listed(delta, WRITE_COMMANDS)}, reads ${listed(delta, ['hmget', 'hgetall', 'hget', 'time'])}; ` +
+      `store ops: ${store.ops.acquire} acquire, ${store.ops.record} record` +
+      (disturbed ? '; STATS RESET MEANWHILE: void' : '') +
+      (others > 0 ? `; ${others} other client(s) connected (their commands would count too)` : '');
+    results.push({
+      case: 'success-only tenant: Redis writes',
+      library: label,
+      value: writes,
+      unit: 'commands',
+      note,
+    });
+    return { writes: disturbed ? NaN : writes + store.ops.record, scripts, calls, note };
+  };
+  await measure('per call (default options), 1 s', {}, 1_000);
+  const local = await measure(
+    'local-first (maxStalenessMs 1000, flushIntervalMs 200), 3 s',
+    LOCAL_FIRST,
+    3_000,
+  );
+  targets.push(
+    {
+      case: REDIS_TARGETS[2],
+      target: '0 writes',
+      measured: `${local.writes} (write commands in commandstats + record FCALLs)`,
+      verdict: local.writes === 0 ? 'met' : 'missed',
+    },
+    {
+      case: REDIS_TARGETS[6],
+      target: 'report',
+      measured: `${(local.scripts / local.calls).toExponential(1)} scripts/call (${local.scripts} FCALLs over ${local.calls.toLocaleString('en-US')} calls)`,
+      verdict: 'report',
+      note: 'an acquire each time the 1 s local view goes stale; nothing else',
+    },
+  );
+}
+
+// ---- 2,000 tenants that only succeeded: keys ---------------------------------------------------
+async function successOnlyKeys(client: Redis, prefix: string): Promise<void> {
+  const tenants = 2_000;
+  const counts: string[] = [];
+  let total = 0;
+  for (const [label, options] of [
+    ['per call', {}],
+    ['local-first', LOCAL_FIRST],
+  ] as const) {
+    const under = `${prefix}${label.replace(/\W/g, '')}:`;
+    const factory = new BreakerFactory({
+      ...options,
+      store: new CountingRedisStore({ client, prefix: under }),
+    });
+    await pool(tenants, 50, async (i) => {
+      const breaker = factory.breakerFor(`tenant-${i}`);
+      for (let call = 0; call < 3; call++) await breaker.execute(noop);
+    });
+    await factory.close(); // writes whatever was buffered
+    const keys = (await keysUnder(client, under)).length;
+    total += keys;
+    counts.push(`${label} ${keys}`);
+    results.push({
+      case: 'keys for 2,000 tenants that only succeeded (3 calls each)',
+      library: label,
+      value: keys,
+      unit: 'keys',
+    });
+  }
+  targets.push({
+    case: REDIS_TARGETS[3],
+    target: '0',
+    measured: counts.join(', '),
+    verdict: total === 0 ? 'met' : 'missed',
+  });
+}
+
+// ---- server memory per breaker with state ------------------------------------------------------
+async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
+  const breakers = quick ? 2_000 : 10_000;
+  const usedMemory = async (): Promise<number> => {
+    const info = await client.info('memory');
+    return Number(/^used_memory:(\d+)/m.exec(info)![1]);
+  };
+  const factory = new BreakerFactory({ store: new CountingRedisStore({ client, prefix }) });
+  const before = await usedMemory();
+  await pool(breakers, 50, (i) => factory.breakerFor(`tenant-${i}`).execute(failing).catch(swallow));
+  const after = await usedMemory();
+  await factory.close();
+  const sample = Array.from({ length: 101 }, (_, i) => `tenant-${Math.floor((i * breakers) / 101)}`);
+  const hash: number[] = [];
+  const ids: number[] = [];
+  for (const name of sample) {
+    const key = breakerKey(prefix, name);
+    hash.push(Number(await client.memory('USAGE', key, 'SAMPLES', 0)));
+    ids.push(Number(await client.memory('USAGE', `${key}:ids`, 'SAMPLES', 0)));
+  }
+  // What one breaker's keys hold, to say where the bytes go.
+  const key = breakerKey(prefix, sample[0]!);
+  const fields = await client.hgetall(key);
+  const atZero = Object.entries(fields)
+    .filter(([, v]) => v === '' || v === '0')
+    .map(([k]) => k);
+  const payload = Object.entries(fields).reduce((n, [k, v]) => n + k.length + v.length, 0);
+  const ttl = await client.pttl(`${key}:ids`);
+  const anatomy =
+    `hash: ${Object.keys(fields).length} fields, ${payload} B of names and values, ${atZero.length} at '' or 0 (${atZero.join(', ')}), ` +
+    `key ${key.length} B, ${String(await client.object('ENCODING', key))}; batch ids: ${await client.zcard(`${key}:ids`)} member, kept ${Math.round(ttl / 1_000)} s more`;
+  const keys = (await keysUnder(client, prefix)).length;
+  const perBreaker = hash.map((h, i) => h + ids[i]!);
+  const delta = (after - before) / breakers;
+  const c = `Redis memory per breaker with state (${breakers.toLocaleString('en-US')} breakers, one failure each)`;
+  results.push(
+    { case: c, library: 'MEMORY USAGE, hash (median)', value: median(hash), unit: 'bytes' },
+    { case: c, library: 'MEMORY USAGE, batch ids (median)', value: median(ids), unit: 'bytes' },
+    { case: c, library: 'MEMORY USAGE, both keys (median)', value: median(perBreaker), unit: 'bytes' },
+    {
+      case: c,
+      library: 'used_memory delta / breakers',
+      value: delta,
+      unit: 'bytes',
+      note: `${keys} keys for ${breakers} breakers; includes the keyspace and expiry entries`,
+    },
+  );
+  const worst = Math.max(median(perBreaker), delta);
+  targets.push({
+    case: REDIS_TARGETS[4],
+    target: '≤ 200 B',
+    measured: `MEMORY USAGE ${median(perBreaker)} B (hash ${median(hash)} + batch ids ${median(ids)}), used_memory ${delta.toFixed(0)} B/breaker, ${(keys / breakers).toFixed(2)} keys/breaker`,
+    verdict: worst <= 200 ? 'met' : 'missed',
+    note: anatomy,
+  });
+  await deleteUnder(client, prefix);
+}
+
+// ---- local-first closed path vs MemoryStore ----------------------------------------------------
+async function localFirstVsMemory(client: Redis, prefix: string): Promise<void> {
+  const ops = Math.round(200_000 * scale);
+  const memory = new BreakerFactory().breakerFor('bench');
+  const localFactory = new BreakerFactory({
+    ...LOCAL_FIRST,
+    store: new CountingRedisStore({ client, prefix }),
+  });
+  const local = localFactory.breakerFor('bench');
+  await local.execute(noop);
+  const loop =
+    (call: () => Promise<unknown>): (() => Promise<void>) =>
+    async () => {
+      for (let i = 0; i < ops; i++) await call();
+    };
+  const ns = await interleaved(ops, {
+    'circuitry + MemoryStore': loop(() => memory.execute(noop)),
+    'circuitry + RedisStore, local-first': loop(() => local.execute(noop)),
+  });
+  await localFactory.close();
+  const m = ns['circuitry + MemoryStore']!;
+  const l = ns['circuitry + RedisStore, local-first']!;
+  const c = 'local-first closed path, per execute of an async no-op';
+  results.push(
+    { case: c, library: 'circuitry + MemoryStore', value: m, unit: 'ns/op' },
+    {
+      case: c,
+      library: 'circuitry + RedisStore, local-first',
+      value: l,
+      unit: 'ns/op',
+      note: `${ratio(l, m)} MemoryStore; maxStalenessMs 1000, flushIntervalMs 200`,
+    },
+  );
+  targets.push({
+    case: REDIS_TARGETS[5],
+    target: '≤ 1.2x',
+    measured: `${ratio(l, m)} (${l.toFixed(0)} ns vs ${m.toFixed(0)} ns)`,
+    verdict: l / m <= 1.2 ? 'met' : 'missed',
+  });
+}
