@@ -9,7 +9,7 @@ import type {
   WindowCounts,
 } from './core/types.js';
 import { Coordination, isPromiseLike } from './coordination.js';
-import type { Admission, StoreOperation, UnwrittenOutcomes } from './coordination.js';
+import type { Admission, CoordinationHost, StoreOperation, UnwrittenOutcomes } from './coordination.js';
 import type { CircuitOpenError } from './errors.js';
 import { CallTimeoutError, InvalidOptionError, isExpectedError, rejection } from './errors.js';
 import { noListeners, own } from './listeners.js';
@@ -173,6 +173,39 @@ export class CircuitBreaker<Context = unknown> {
   #stats: BaseStats | null = null;
   #ownListeners = 0;
 
+  /**
+   * The breaker as its `Coordination` sees it: one object per breaker holding only the breaker,
+   * its methods on a shared prototype (closures here would cost every idle per-tenant breaker).
+   */
+  static readonly #Host = class implements CoordinationHost {
+    constructor(readonly breaker: CircuitBreaker<unknown>) {}
+    get name(): string {
+      return this.breaker.name;
+    }
+    emitTransition(transition: Transition): void {
+      this.breaker.#emitTransition(transition);
+    }
+    rejected(reason: RejectReason, retryAfterMs: number): CircuitOpenError {
+      return this.breaker.#rejected(reason, retryAfterMs);
+    }
+    storeError(operation: StoreOperation, error: unknown): void {
+      const b = this.breaker;
+      if (b.#storeError.size > 0) b.#storeError.emit({ name: b.name, operation, error });
+    }
+    jitterMs(): number {
+      return this.breaker.#jitterMs();
+    }
+    customTrips(counts: WindowCounts): boolean {
+      return this.breaker.#customTrips(counts);
+    }
+    startTime(): number {
+      return this.breaker.#startTime();
+    }
+    learnt(from: CircuitState, to: CircuitState): void {
+      this.breaker.#stats?.transition(from, to);
+    }
+  };
+
   constructor(name: string, options: BreakerOptions<Context> = {}) {
     if (typeof name !== 'string' || name.length === 0) {
       throw new TypeError(`Expected the breaker name to be a non-empty string, got ${String(name)}`);
@@ -185,18 +218,7 @@ export class CircuitBreaker<Context = unknown> {
     this.context = init?.context;
     const o = this.#o;
     this.#co = new Coordination(
-      {
-        name,
-        emitTransition: (transition) => this.#emitTransition(transition),
-        rejected: (reason, retryAfterMs) => this.#rejected(reason, retryAfterMs),
-        storeError: (operation, error) => {
-          if (this.#storeError.size > 0) this.#storeError.emit({ name: this.name, operation, error });
-        },
-        jitterMs: () => this.#jitterMs(),
-        customTrips: (counts) => this.#customTrips(counts),
-        startTime: () => this.#startTime(),
-        learnt: (from, to) => this.#stats?.transition(from, to),
-      },
+      new CircuitBreaker.#Host(this as CircuitBreaker<unknown>),
       o as ResolvedOptions<unknown>,
     );
     this.#fast =
@@ -272,11 +294,16 @@ export class CircuitBreaker<Context = unknown> {
       this.#failure.size === 0
     ) {
       const generation = fast.admitClosed(this.name);
-      if (generation !== 0 && (this.#fastInFlight === 0 || generation === this.#fastGeneration)) {
+      const handlers =
+        this.#fastHandlers ?? (this.#fastHandlers = this.#warmUp(() => this.#makeFastHandlers(fast)));
+      if (
+        handlers !== null &&
+        generation !== 0 &&
+        (this.#fastInFlight === 0 || generation === this.#fastGeneration)
+      ) {
         this.#co.admittedClosed(generation);
         this.#fastGeneration = generation;
         this.#fastInFlight += 1;
-        const handlers = (this.#fastHandlers ??= this.#makeFastHandlers(fast));
         let result: T | PromiseLike<T>;
         try {
           result = fn(NEVER_ABORTED);
@@ -306,11 +333,16 @@ export class CircuitBreaker<Context = unknown> {
     ) {
       const co = this.#co;
       const generation = co.admitFromView();
-      if (generation >= 0 && (this.#fastInFlight === 0 || generation === this.#fastGeneration)) {
+      const handlers =
+        this.#viewHandlers ?? (this.#viewHandlers = this.#warmUp(() => this.#makeViewHandlers(co)));
+      if (
+        handlers !== null &&
+        generation >= 0 &&
+        (this.#fastInFlight === 0 || generation === this.#fastGeneration)
+      ) {
         co.inFlight += 1;
         this.#fastGeneration = generation;
         this.#fastInFlight += 1;
-        const handlers = (this.#viewHandlers ??= this.#makeViewHandlers(co));
         let result: T | PromiseLike<T>;
         try {
           result = fn(NEVER_ABORTED);
@@ -329,6 +361,20 @@ export class CircuitBreaker<Context = unknown> {
 
   #fastGeneration = 0;
   #fastInFlight = 0;
+  /** Whether a call took the path that makes the shared handlers (see `#warmUp`). */
+  #warm = false;
+
+  /**
+   * The shared handlers, made on a breaker's second call: the first takes the general path, so a
+   * breaker used once (a tenant seen once) keeps none. Null on that first call.
+   */
+  #warmUp<H>(make: () => H): H | null {
+    if (!this.#warm) {
+      this.#warm = true;
+      return null;
+    }
+    return make();
+  }
   #fastHandlers: readonly [(value: unknown) => unknown, (error: unknown) => never] | null = null;
   #viewHandlers: readonly [(value: unknown) => unknown, (error: unknown) => unknown] | null = null;
 
