@@ -20,7 +20,10 @@ export interface FactoryOptions<Context = unknown> extends BreakerOptions<Contex
   readonly byBaseName?: Readonly<Record<string, BreakerOptions<Context>>>;
   /**
    * How many breaker objects the factory keeps. The least recently used idle one is dropped
-   * past this (its state stays in the store); one holding a permit never is. @defaultValue 10_000
+   * past this (its state stays in the store); one holding a permit never is. It does not bound
+   * the store: a `MemoryStore` keeps a record per breaker that has one until it has been idle for
+   * its retention (window + longest open period + probe lease; about 6 minutes by default), about
+   * 350 bytes each. @defaultValue 10_000
    */
   readonly maxBreakers?: number;
 }
