@@ -143,6 +143,22 @@ function checkExecuteOptions(options: ExecuteOptions<unknown>): void {
   }
 }
 
+/** Handlers of a breaker's shared closed path (see `execute`), made once per breaker. */
+interface SharedPath {
+  /** Records one outcome; a promise when the caller should wait for the store. */
+  readonly settle: (outcome: Outcome) => Promise<void> | undefined;
+  readonly onSuccess: (value: unknown) => unknown;
+  readonly onFailure: (error: unknown) => unknown;
+}
+
+/** Rethrows `error` (fn's own), once `settled` is, if there is anything to wait for. */
+function rethrow(error: unknown, settled: Promise<void> | undefined): Promise<never> {
+  if (settled === undefined) throw error;
+  return settled.then(() => {
+    throw error;
+  });
+}
+
 /**
  * A circuit breaker whose state lives in a store. Create one per protected dependency (or per
  * tenant of it), usually through `BreakerFactory.breakerFor`.
@@ -279,136 +295,124 @@ export class CircuitBreaker<Context = unknown> {
    * untouched, or rejects with `CircuitOpenError` without calling `fn`.
    */
   execute<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T> {
-    // The in-process closed path without options, metrics or listeners: no async frame, and the
-    // outcome is settled by two handlers made once per breaker. Calls in flight share one
-    // generation (a call admitted under another one takes the path below), so the handlers know it.
-    const fast = this.#fast;
+    // Two closed paths without options or outcome listeners settle through handlers the breaker
+    // makes once (`SharedPath`), with no async frame: a call on an in-process `MemoryStore`, and
+    // one the local-first view admits (`maxStalenessMs`). Calls in flight on them share one
+    // generation; a call admitted under another one takes the general path, so fencing holds.
     if (
-      options === undefined &&
-      fast !== null &&
-      typeof fn === 'function' &&
-      this.#o.timeoutMs <= 0 &&
-      this.#co.openUntil === 0 &&
-      this.#stats === null &&
-      this.#success.size === 0 &&
-      this.#failure.size === 0
+      options !== undefined ||
+      typeof fn !== 'function' ||
+      this.#o.timeoutMs > 0 ||
+      this.#success.size !== 0 ||
+      this.#failure.size !== 0
     ) {
-      const generation = fast.admitClosed(this.name);
-      const handlers =
-        this.#fastHandlers ?? (this.#fastHandlers = this.#warmUp(() => this.#makeFastHandlers(fast)));
-      if (
-        handlers !== null &&
-        generation !== 0 &&
-        (this.#fastInFlight === 0 || generation === this.#fastGeneration)
-      ) {
-        this.#co.admittedClosed(generation);
-        this.#fastGeneration = generation;
-        this.#fastInFlight += 1;
-        let result: T | PromiseLike<T>;
-        try {
-          result = fn(NEVER_ABORTED);
-        } catch (error) {
-          // fn's own error, whatever it is, rethrown untouched (as execute always does).
-          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-          return Promise.reject(error).then(undefined, handlers[1]);
-        }
-        return (result instanceof Promise ? result : Promise.resolve(result)).then(
-          handlers[0],
-          handlers[1],
-        ) as Promise<T>;
-      }
+      return this.#execute(fn, options);
     }
-    // The local-first closed path (maxStalenessMs): admitted by the view, outcomes buffered or
-    // skipped, with the same shared handlers, when nothing needs a call's own start time.
-    if (
-      options === undefined &&
-      fast === null &&
-      typeof fn === 'function' &&
-      this.#o.maxStalenessMs > 0 &&
-      this.#o.timeoutMs <= 0 &&
-      this.#o.slowCallMs === 0 &&
-      this.#stats === null &&
-      this.#success.size === 0 &&
-      this.#failure.size === 0
-    ) {
-      const co = this.#co;
-      const generation = co.admitFromView();
-      const handlers =
-        this.#viewHandlers ?? (this.#viewHandlers = this.#warmUp(() => this.#makeViewHandlers(co)));
-      if (
-        handlers !== null &&
-        generation >= 0 &&
-        (this.#fastInFlight === 0 || generation === this.#fastGeneration)
-      ) {
-        co.inFlight += 1;
-        this.#fastGeneration = generation;
-        this.#fastInFlight += 1;
-        let result: T | PromiseLike<T>;
-        try {
-          result = fn(NEVER_ABORTED);
-        } catch (error) {
-          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
-          return Promise.reject(error).then(undefined, handlers[1]) as Promise<T>;
+    const fast = this.#fast;
+    const co = this.#co;
+    if (fast !== null) {
+      if (co.openUntil === 0) {
+        const generation = fast.admitClosed(this.name);
+        const path = this.#shared ?? (this.#shared = this.#warmUp(() => this.#memoryPath(fast)));
+        if (path !== null && generation !== 0 && this.#sharesGeneration(generation)) {
+          co.admittedClosed(generation);
+          return this.#runShared(fn, path, generation);
         }
-        return (result instanceof Promise ? result : Promise.resolve(result)).then(
-          handlers[0],
-          handlers[1],
-        ) as Promise<T>;
+      }
+    } else if (this.#o.maxStalenessMs > 0 && this.#o.slowCallMs === 0) {
+      const generation = co.admitFromView();
+      const path = this.#shared ?? (this.#shared = this.#warmUp(() => this.#viewPath(co)));
+      if (path !== null && generation >= 0 && this.#sharesGeneration(generation)) {
+        co.inFlight += 1;
+        return this.#runShared(fn, path, generation);
       }
     }
     return this.#execute(fn, options);
   }
 
-  #fastGeneration = 0;
-  #fastInFlight = 0;
+  /** The generation of the calls in flight on the shared path (see `execute`). */
+  #sharedGeneration = 0;
+  #sharedInFlight = 0;
+  #shared: SharedPath | null = null;
   /** Whether a call took the path that makes the shared handlers (see `#warmUp`). */
   #warm = false;
+
+  #sharesGeneration(generation: number): boolean {
+    return this.#sharedInFlight === 0 || generation === this.#sharedGeneration;
+  }
 
   /**
    * The shared handlers, made on a breaker's second call: the first takes the general path, so a
    * breaker used once (a tenant seen once) keeps none. Null on that first call.
    */
-  #warmUp<H>(make: () => H): H | null {
+  #warmUp(make: () => SharedPath): SharedPath | null {
     if (!this.#warm) {
       this.#warm = true;
       return null;
     }
     return make();
   }
-  #fastHandlers: readonly [(value: unknown) => unknown, (error: unknown) => never] | null = null;
-  #viewHandlers: readonly [(value: unknown) => unknown, (error: unknown) => unknown] | null = null;
 
-  #makeViewHandlers(co: Coordination): readonly [(value: unknown) => unknown, (error: unknown) => unknown] {
-    return [
-      (value) => {
-        this.#fastInFlight -= 1;
-        const settled = co.recordViewed(this.#fastGeneration, 'success');
+  /** Runs `fn`, admitted on the shared path under `generation`, and settles it there. */
+  #runShared<T>(
+    fn: (signal: AbortSignal) => T | PromiseLike<T>,
+    path: SharedPath,
+    generation: number,
+  ): Promise<T> {
+    this.#sharedGeneration = generation;
+    this.#sharedInFlight += 1;
+    const stats = this.#stats;
+    const started = stats === null ? 0 : stats.now();
+    let result: T | PromiseLike<T>;
+    try {
+      result = fn(NEVER_ABORTED);
+    } catch (error) {
+      // fn's own error, whatever it is, rethrown untouched (as execute always does).
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+      result = Promise.reject(error);
+    }
+    const running: Promise<T> = result instanceof Promise ? (result as Promise<T>) : Promise.resolve(result);
+    if (stats === null) return running.then(path.onSuccess, path.onFailure) as Promise<T>;
+    // With metrics, each call's duration: two closures per call, as on the general path.
+    return running.then(
+      (value: T) => {
+        const settled = path.settle('success');
+        if (started !== 0) stats.ran('success', stats.now() - started);
         return settled === undefined ? value : settled.then(() => value);
       },
-      (error) => {
-        this.#fastInFlight -= 1;
-        const settled = co.recordViewed(this.#fastGeneration, this.#classify(error));
-        if (settled === undefined) throw error;
-        return settled.then(() => {
-          throw error;
-        });
+      (error: unknown) => {
+        const outcome = this.#classify(error);
+        const settled = path.settle(outcome);
+        if (started !== 0) stats.ran(outcome, stats.now() - started);
+        return rethrow(error, settled);
       },
-    ];
+    );
   }
 
-  #makeFastHandlers(fast: InProcessPath): readonly [(value: unknown) => unknown, (error: unknown) => never] {
-    return [
-      (value) => {
-        this.#fastInFlight -= 1;
-        this.#settleClosed(fast, this.#fastGeneration, 'success');
-        return value;
+  #makeSharedPath(settle: (outcome: Outcome) => Promise<void> | undefined): SharedPath {
+    return {
+      settle,
+      onSuccess: (value) => {
+        const settled = settle('success');
+        return settled === undefined ? value : settled.then(() => value);
       },
-      (error) => {
-        this.#fastInFlight -= 1;
-        this.#settleClosed(fast, this.#fastGeneration, this.#classify(error));
-        throw error;
-      },
-    ];
+      onFailure: (error) => rethrow(error, settle(this.#classify(error))),
+    };
+  }
+
+  #memoryPath(fast: InProcessPath): SharedPath {
+    return this.#makeSharedPath((outcome) => {
+      this.#sharedInFlight -= 1;
+      this.#settleClosed(fast, this.#sharedGeneration, outcome);
+      return undefined;
+    });
+  }
+
+  #viewPath(co: Coordination): SharedPath {
+    return this.#makeSharedPath((outcome) => {
+      this.#sharedInFlight -= 1;
+      return co.recordViewed(this.#sharedGeneration, outcome);
+    });
   }
 
   async #execute<T>(
