@@ -61,6 +61,9 @@ export interface UnwrittenOutcomes {
   readonly ignored: number;
 }
 
+/** Batches handed to a store's `record` at least once (so a re-send of one is in doubt). */
+const SENT = new WeakSet<OutcomeBatch>();
+
 const ZERO_COUNTS: WindowCounts = Object.freeze({
   successes: 0,
   failures: 0,
@@ -402,8 +405,11 @@ export class Coordination implements View, KeptOutcomesOwner {
     const o = this.#o;
     if (batch.failures > 0) this.#runEmpty = false;
     const health = this.#health;
+    // A batch sent before (an in-doubt one being re-sent) may have landed: if it is not sent now,
+    // it stays in doubt, under its id, never merged into a new batch that would count it again.
+    const sentBefore = SENT.has(batch);
     if (!this.#draining && health.failures > 0 && !health.usable(o.clock.now())) {
-      this.#keep(batch, false);
+      this.#keep(batch, sentBefore);
       return undefined;
     }
     let result: Awaitable<UpdateResult>;
@@ -411,9 +417,10 @@ export class Coordination implements View, KeptOutcomesOwner {
       result = this.#own(() => o.store.record(this.#host.name, o.policy, batch));
     } catch (error) {
       this.#storeFailed('record', error);
-      this.#keep(batch, false);
+      this.#keep(batch, sentBefore);
       return undefined;
     }
+    SENT.add(batch);
     if (isPromiseLike(result)) {
       const writing = this.#writing;
       writing.set(

@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { BreakerFactory, MemoryStore, consecutiveFailures, isCircuitOpenError } from '../src/index.js';
-import type { BreakerOptions } from '../src/index.js';
+import {
+  BreakerFactory,
+  MemoryStore,
+  consecutiveFailures,
+  failureRate,
+  isCircuitOpenError,
+} from '../src/index.js';
+import type { BreakerOptions, Store } from '../src/index.js';
 import { resolveOptions } from '../src/options.js';
 import { FaultyStore } from '../src/testing/faulty-store.js';
 import { ManualClock } from '../src/testing/manual-clock.js';
@@ -233,6 +239,55 @@ describe('coordination with the store', () => {
     const report = await factory.close();
     assert.deepEqual(report, { complete: true, unwritten: [] });
     assert.equal(memory.inspect('dep', POLICY)?.counts.failures, 4);
+  });
+
+  it('a batch that may have landed stays in doubt when its re-send waits out an outage: counted once', async () => {
+    const clock = new ManualClock();
+    const memory = new MemoryStore({ clock });
+    // A store that remembers batch ids (as RedisStore does), and can lose a reply after applying.
+    const seen = new Set<string>();
+    let loseReply = false;
+    let down = false;
+    const store: Store = {
+      acquire: async (key, policy) => {
+        if (down) throw new Error('down');
+        return memory.acquire(key, policy);
+      },
+      record: async (key, policy, batch) => {
+        if (down) throw new Error('down');
+        const again = batch.id !== undefined && seen.has(batch.id);
+        if (batch.id !== undefined) seen.add(batch.id);
+        const result = again
+          ? { snapshot: memory.inspect(key, policy)!, transition: null, stale: true }
+          : memory.record(key, policy, batch);
+        if (loseReply) throw new Error('connection reset');
+        return result;
+      },
+      inspect: async (key, policy) => memory.inspect(key, policy),
+      force: async (key, policy, override) => memory.force(key, policy, override),
+      list: async (prefix, cursor) => memory.list(prefix, cursor),
+    };
+    const factory = new BreakerFactory({
+      store,
+      clock,
+      storeTimeoutMs: 1_000,
+      trip: failureRate(1, { minimumCalls: 1_000_000, windowMs: 60_000 }),
+    });
+    const breaker = factory.breakerFor('dep');
+    await breaker.execute(ok);
+    loseReply = true;
+    await breaker.execute(ok); // counted by the store, but this process cannot know: in doubt
+    loseReply = false;
+    down = true;
+    await breaker.execute(ok); // admitted locally: kept
+    await breaker.flush(); // the store is being left alone: nothing is sent, nothing is merged
+    down = false;
+    clock.advance(5_000);
+    assert.deepEqual(await factory.close(), { complete: true, unwritten: [] });
+    const policy = resolveOptions({
+      trip: failureRate(1, { minimumCalls: 1_000_000, windowMs: 60_000 }),
+    }).policy;
+    assert.equal(memory.inspect('dep', policy)?.counts.successes, 3, 'each call counted once');
   });
 
   it('a record lost under a running breaker is adopted, not ignored: generations never go back', async () => {

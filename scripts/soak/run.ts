@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { policyOf } from '../../src/testing/conformance.js';
-import { failuresInWindow } from '../../src/core/policy.js';
+import { failureRate } from '../../src/core/policy.js';
 import { RedisServer } from '../../test/helpers/redis-server.js';
 
 const WORKERS = 8;
@@ -70,7 +70,7 @@ const tallies = await Promise.all(
 const client = server.client();
 const snapshot = await new RedisStore({ client, prefix }).inspect(
   'soak',
-  policyOf({ trip: failuresInWindow(1_000_000_000, 3_600_000) }),
+  policyOf({ trip: failureRate(1, { minimumCalls: 1_000_000_000, windowMs: 3_600_000 }) }),
 );
 client.disconnect();
 await server.stop();
@@ -93,9 +93,16 @@ const report = {
   rejected: sum('rejected'),
   wrongOutcomes: sum('wrong'),
   crashes,
-  workersStillHolding: tallies.filter((t) => t.busyAtEnd).length,
+  workersWithUnwrittenOutcomes: tallies.filter((t) => t.busyAtEnd).length,
 };
 console.log(JSON.stringify(report, null, 2));
 process.exit(
-  lost === 0 && extra === 0 && crashes === 0 && report.wrongOutcomes === 0 && report.rejected === 0 ? 0 : 1,
+  lost === 0 &&
+    extra === 0 &&
+    crashes === 0 &&
+    report.wrongOutcomes === 0 &&
+    report.rejected === 0 &&
+    report.workersWithUnwrittenOutcomes === 0
+    ? 0
+    : 1,
 );
