@@ -149,6 +149,8 @@ interface SharedPath {
   readonly settle: (outcome: Outcome) => Promise<void> | undefined;
   readonly onSuccess: (value: unknown) => unknown;
   readonly onFailure: (error: unknown) => unknown;
+  /** With metrics: handlers timing a call that runs alone on the path, made on first need. */
+  timed: readonly [(value: unknown) => unknown, (error: unknown) => unknown] | null;
 }
 
 /** Rethrows `error` (fn's own), once `settled` is, if there is anything to wait for. */
@@ -360,9 +362,11 @@ export class CircuitBreaker<Context = unknown> {
     generation: number,
   ): Promise<T> {
     this.#sharedGeneration = generation;
+    const alone = this.#sharedInFlight === 0;
     this.#sharedInFlight += 1;
     const stats = this.#stats;
     const started = stats === null ? 0 : stats.now();
+    if (alone) this.#aloneSince = started;
     let result: T | PromiseLike<T>;
     try {
       result = fn(NEVER_ABORTED);
@@ -373,7 +377,13 @@ export class CircuitBreaker<Context = unknown> {
     }
     const running: Promise<T> = result instanceof Promise ? (result as Promise<T>) : Promise.resolve(result);
     if (stats === null) return running.then(path.onSuccess, path.onFailure) as Promise<T>;
-    // With metrics, each call's duration: two closures per call, as on the general path.
+    // With metrics, each call's duration. A call with no other in flight on this path keeps its
+    // start in `#aloneSince` (no later call writes it while this one runs): shared handlers.
+    if (alone) {
+      const timed = (path.timed ??= this.#timedHandlers(path, stats));
+      return running.then(timed[0], timed[1]) as Promise<T>;
+    }
+    // Calls that overlap: two closures per call, as on the general path.
     return running.then(
       (value: T) => {
         const settled = path.settle('success');
@@ -389,8 +399,30 @@ export class CircuitBreaker<Context = unknown> {
     );
   }
 
+  /** Start of the call running alone on the shared path (see `#runShared`). */
+  #aloneSince = 0;
+
+  #timedHandlers(path: SharedPath, stats: BaseStats): NonNullable<SharedPath['timed']> {
+    return [
+      (value) => {
+        const started = this.#aloneSince;
+        const settled = path.settle('success');
+        if (started !== 0) stats.ran('success', stats.now() - started);
+        return settled === undefined ? value : settled.then(() => value);
+      },
+      (error) => {
+        const started = this.#aloneSince;
+        const outcome = this.#classify(error);
+        const settled = path.settle(outcome);
+        if (started !== 0) stats.ran(outcome, stats.now() - started);
+        return rethrow(error, settled);
+      },
+    ];
+  }
+
   #makeSharedPath(settle: (outcome: Outcome) => Promise<void> | undefined): SharedPath {
     return {
+      timed: null,
       settle,
       onSuccess: (value) => {
         const settled = settle('success');

@@ -106,6 +106,32 @@ describe('metrics', () => {
     assert.ok(!text.includes('tenant'), 'no tenant in any label');
   });
 
+  it('times every call on the closed path, alone or overlapping, with the real duration', async () => {
+    const factory = new BreakerFactory(); // the system clock: durations are real
+    const registry = new Registry();
+    registerPrometheus(factory, { registry });
+    const breaker = factory.breakerFor('timed');
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    for (let i = 0; i < 3; i++) await breaker.execute(() => sleep(30)); // alone
+    await Promise.all(Array.from({ length: 4 }, () => breaker.execute(() => sleep(30)))); // overlapping
+    await breaker.execute(() => Promise.reject(new Error('down'))).catch(() => undefined);
+    const text = await registry.metrics();
+    const value = (series: string): number => {
+      const line = text.split('\n').find((l) => l.startsWith(series));
+      assert.ok(line !== undefined, series);
+      return Number(line.split(' ').at(-1));
+    };
+    assert.equal(value('circuitry_calls_total{base="timed",outcome="success"'), 7);
+    assert.equal(value('circuitry_call_duration_seconds_count{base="timed",outcome="success"}'), 7);
+    assert.equal(value('circuitry_call_duration_seconds_count{base="timed",outcome="failure"}'), 1);
+    // Each call slept at least 30 ms: none was timed from another call's start or at 0.
+    assert.equal(
+      value('circuitry_call_duration_seconds_bucket{base="timed",outcome="success",le="0.025"}'),
+      0,
+    );
+    assert.ok(value('circuitry_call_duration_seconds_sum{base="timed",outcome="success"}') >= 7 * 0.029);
+  });
+
   it('OpenTelemetry: the in-memory reader sees the same numbers', async () => {
     const { clock, factory } = makeFactory();
     const reader = new TestReader();
