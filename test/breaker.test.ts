@@ -17,6 +17,7 @@ import {
 import type { BreakerOptions, Store } from '../src/index.js';
 import { ManualClock } from '../src/testing/manual-clock.js';
 import { captureWarnings } from './helpers/warnings.js';
+import { delegatingStore } from './helpers/delegating-store.js';
 
 const ok = (): Promise<string> => Promise.resolve('value');
 const boom = new Error('boom');
@@ -37,15 +38,7 @@ function breaker(options: BreakerOptions = {}): { clock: ManualClock; breaker: C
 }
 
 /** A store that answers on a later tick, as a networked one does: the breaker's general path. */
-function async(store: MemoryStore): Store {
-  return {
-    acquire: async (key, policy) => store.acquire(key, policy),
-    record: async (key, policy, batch) => store.record(key, policy, batch),
-    inspect: async (key, policy) => store.inspect(key, policy),
-    force: async (key, policy, override) => store.force(key, policy, override),
-    list: async (prefix, cursor) => store.list(prefix, cursor),
-  };
-}
+const async = (store: MemoryStore): Store => delegatingStore(store, { later: true });
 
 describe('execute', () => {
   it("resolves with fn's value and rethrows fn's own error object", async () => {

@@ -14,6 +14,7 @@ import type { BreakerRecord, Outcome, Store, TripPolicy } from '../src/index.js'
 import * as reducer from '../src/core/reducer.js';
 import { resolveOptions } from '../src/options.js';
 import { ManualClock } from '../src/testing/manual-clock.js';
+import { delegatingStore } from './helpers/delegating-store.js';
 
 // The breaker runs closed-state calls on a MemoryStore through an allocation-free path
 // (reducer.recordClosedOutcome). These tests hold it to the general path: same records, same
@@ -100,15 +101,7 @@ describe('reducer.recordClosedOutcome', () => {
 });
 
 /** A store that is not a MemoryStore, so the breaker takes the general path through it. */
-function generalPath(store: MemoryStore): Store {
-  return {
-    acquire: (key, policy) => store.acquire(key, policy),
-    record: (key, policy, batch) => store.record(key, policy, batch),
-    inspect: (key, policy) => store.inspect(key, policy),
-    force: (key, policy, override) => store.force(key, policy, override),
-    list: (prefix, cursor) => store.list(prefix, cursor),
-  };
-}
+const generalPath = (store: MemoryStore): Store => delegatingStore(store);
 
 describe('a breaker on a MemoryStore', () => {
   it('answers, counts and transitions as it does through the general path', async () => {

@@ -8,21 +8,14 @@ import { MemoryStore } from '../../src/index.js';
 import type { Store } from '../../src/store.js';
 import { ManualClock } from '../../src/testing/manual-clock.js';
 import { count, trip } from '../helpers/cli.js';
+import { delegatingStore } from '../helpers/delegating-store.js';
 
 function connection(store: Store): StoreConnection {
   return { store, description: 'memory', callTimeoutMs: 5_000, close: () => Promise.resolve() };
 }
 
 /** A store written before `Store.reset` existed. */
-function withoutReset(store: MemoryStore): Store {
-  return {
-    acquire: (key, policy) => store.acquire(key, policy),
-    record: (key, policy, batch) => store.record(key, policy, batch),
-    inspect: (key, policy) => store.inspect(key, policy),
-    force: (key, policy, override) => store.force(key, policy, override),
-    list: (prefix, cursor) => store.list(prefix, cursor),
-  };
-}
+const withoutReset = (store: MemoryStore): Store => delegatingStore(store);
 
 describe('resetBreaker (the CLI and dashboard reset)', () => {
   it('uses Store.reset: closed, counts forgotten, the override kept', async () => {

@@ -4,6 +4,7 @@ import type { CorruptionKind } from '../../src/testing/conformance.js';
 import { ManualClock } from '../../src/testing/manual-clock.js';
 import { emptyRecord } from '../../src/core/reducer.js';
 import type { Store } from '../../src/store.js';
+import { delegatingStore } from '../helpers/delegating-store.js';
 
 function corrupted(kind: CorruptionKind): unknown {
   const record: Record<string, unknown> = {
@@ -35,16 +36,7 @@ describeStoreConformance('MemoryStore', () => {
 });
 
 /** A store written before `Store.reset` existed: everything else, delegated to a MemoryStore. */
-function withoutReset(store: MemoryStore): Store {
-  return {
-    acquire: (key, policy) => store.acquire(key, policy),
-    record: (key, policy, batch) => store.record(key, policy, batch),
-    inspect: (key, policy) => store.inspect(key, policy),
-    force: (key, policy, override) => store.force(key, policy, override),
-    list: (prefix, cursor) => store.list(prefix, cursor),
-    subscribe: (listener) => store.subscribe(listener),
-  };
-}
+const withoutReset = (store: MemoryStore): Store => delegatingStore(store, { subscribe: true });
 
 // Such a store still passes, once it says it has no reset (without saying so, the reset tests fail).
 describeStoreConformance(
