@@ -57,6 +57,12 @@ export class LocalFallback {
   #trial = false;
   #leases = 0;
   #unsent: PendingBatch | null = null;
+  /**
+   * Kept outcomes admitted under generation 0 (before the store answered, or while it held no
+   * record), apart: a newer generation does not fence them off (a record made from none counts
+   * them), so they are never replaced by the outcomes of a later one.
+   */
+  #unsentZero: PendingBatch | null = null;
   #inDoubt: InDoubt[] = [];
 
   /** True while the in-process breaker is in use. */
@@ -175,6 +181,7 @@ export class LocalFallback {
 
   /** The kept batch for `generation`, or null when a newer generation's outcomes are kept. */
   #unsentAt(generation: number): PendingBatch | null {
+    if (generation === 0) return (this.#unsentZero ??= emptyBatch(0));
     const unsent = (this.#unsent ??= emptyBatch(generation));
     if (generation < unsent.generation) return null; // the store would fence it off anyway
     if (generation > unsent.generation) {
@@ -186,12 +193,12 @@ export class LocalFallback {
   }
 
   get holdsOutcomes(): boolean {
-    return this.#unsent !== null || this.#inDoubt.length > 0;
+    return this.#unsent !== null || this.#unsentZero !== null || this.#inDoubt.length > 0;
   }
 
-  /** Generation of the merged kept outcomes (0: admitted before the store ever answered), or null. */
+  /** Generation of the merged kept outcomes (0 when some were admitted under 0), or null. */
   get unsentGeneration(): number | null {
-    return this.#unsent?.generation ?? null;
+    return this.#unsentZero !== null ? 0 : (this.#unsent?.generation ?? null);
   }
 
   /**
@@ -202,9 +209,8 @@ export class LocalFallback {
   take(generation: number, policy: BreakerPolicy, jitterMs: () => number): OutcomeBatch[] {
     const batches = this.#inDoubt.map((d) => d.batch);
     this.#inDoubt = [];
-    const unsent = this.#unsent;
-    this.#unsent = null;
-    if (unsent !== null && !isEmptyBatch(unsent)) {
+    for (const unsent of [this.#unsentZero, this.#unsent]) {
+      if (unsent === null || isEmptyBatch(unsent)) continue;
       batches.push({
         ...unsent,
         generation: unsent.generation === 0 ? generation : unsent.generation,
@@ -214,6 +220,8 @@ export class LocalFallback {
         id: nextBatchId(),
       });
     }
+    this.#unsentZero = null;
+    this.#unsent = null;
     return batches;
   }
 
@@ -224,6 +232,7 @@ export class LocalFallback {
     for (const b of [
       ...this.#inDoubt.map((d) => d.batch),
       ...(this.#unsent === null ? [] : [this.#unsent]),
+      ...(this.#unsentZero === null ? [] : [this.#unsentZero]),
     ]) {
       counts.successes += b.successes;
       counts.failures += b.failures;
