@@ -480,3 +480,16 @@ local function snapshot_reply(out, r, p, now)
   end
   return out
 end
+
+--[[ The reply of an operation that may change the record (record, force, reset):
+{ 'update', corrupt, stale, <snapshot as in snapshot_reply>, transitionFrom, transitionTo,
+  transitionGeneration }. ]]
+local function update_reply(corrupt, stale, r, p, now, moved)
+  local out = { 'update', corrupt and 1 or 0, stale }
+  snapshot_reply(out, r, p, now)
+  local from, to, tgen = transition_reply(moved)
+  out[#out + 1] = from
+  out[#out + 1] = to
+  out[#out + 1] = tgen
+  return out
+end

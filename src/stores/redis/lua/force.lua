@@ -40,10 +40,4 @@ if dirty then
 end
 publish(channel, key, moved, r, now)
 
-local out = { 'update', corrupt and 1 or 0, 0 }
-snapshot_reply(out, r, p, now)
-local tfrom, tto, tgen = transition_reply(moved)
-out[#out + 1] = tfrom
-out[#out + 1] = tto
-out[#out + 1] = tgen
-return out
+return update_reply(corrupt, 0, r, p, now, moved)

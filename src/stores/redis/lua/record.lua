@@ -50,12 +50,7 @@ if batchId ~= '' then
   if redis.call('ZADD', ids, 'NX', int(now + DEDUP_MS), batchId) == 0 then
     local r = load(key, now)
     expire_leases(r, now)
-    local out = { 'update', 0, 1 }
-    snapshot_reply(out, r, p, now)
-    out[#out + 1] = ''
-    out[#out + 1] = ''
-    out[#out + 1] = 0
-    return out
+    return update_reply(false, 1, r, p, now, nil)
   end
   redis.call('PEXPIRE', ids, DEDUP_MS)
 end
@@ -163,10 +158,4 @@ if dirty then
 end
 publish(channel, key, moved, r, now)
 
-local out = { 'update', corrupt and 1 or 0, stale }
-snapshot_reply(out, r, p, now)
-local from, to, tgen = transition_reply(moved)
-out[#out + 1] = from
-out[#out + 1] = to
-out[#out + 1] = tgen
-return out
+return update_reply(corrupt, stale, r, p, now, moved)
