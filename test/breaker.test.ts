@@ -40,6 +40,21 @@ function breaker(options: BreakerOptions = {}): { clock: ManualClock; breaker: C
 /** A store that answers on a later tick, as a networked one does: the breaker's general path. */
 const async = (store: MemoryStore): Store => delegatingStore(store, { later: true });
 
+/** 1,000 concurrent calls, every third failing with `boom`, then a flush. */
+async function thousandCalls(b: CircuitBreaker): Promise<PromiseSettledResult<number>[]> {
+  const results = await Promise.allSettled(
+    Array.from({ length: 1_000 }, (_, i) =>
+      b.execute(async () => {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (i % 3 === 0) throw boom;
+        return i;
+      }),
+    ),
+  );
+  await b.flush();
+  return results;
+}
+
 describe('execute', () => {
   it("resolves with fn's value and rethrows fn's own error object", async () => {
     const { breaker: b } = breaker();
@@ -203,16 +218,7 @@ describe('1,000 concurrent calls on one breaker', () => {
       await Promise.all(Array.from({ length: 500 }, () => b.execute(ok)));
       await b.flush();
       assert.equal(writes, 0, 'a tenant that only succeeds costs no write');
-      const results = await Promise.allSettled(
-        Array.from({ length: 1_000 }, (_, i) =>
-          b.execute(async () => {
-            await new Promise((resolve) => setImmediate(resolve));
-            if (i % 3 === 0) throw boom;
-            return i;
-          }),
-        ),
-      );
-      await b.flush();
+      const results = await thousandCalls(b);
       const failed = results.filter((r) => r.status === 'rejected').length;
       const { counts } = await b.state();
       assert.equal(counts.failures, failed, 'every failure is counted');
@@ -476,16 +482,7 @@ describe('the local-first path (maxStalenessMs)', () => {
         flushIntervalMs,
       });
       await b.execute(ok); // learns the view
-      const results = await Promise.allSettled(
-        Array.from({ length: 1_000 }, (_, i) =>
-          b.execute(async () => {
-            await new Promise((resolve) => setImmediate(resolve));
-            if (i % 3 === 0) throw boom;
-            return i;
-          }),
-        ),
-      );
-      await b.flush();
+      const results = await thousandCalls(b);
       const failed = results.filter((r) => r.status === 'rejected').length;
       assert.ok(results.every((r) => r.status === 'fulfilled' || r.reason === boom));
       const { counts } = await b.state();

@@ -142,6 +142,19 @@ export function describeStoreConformance(
     return method(key, policy);
   };
 
+  /** Subscribes to the store's pushes for `key`, or null when the store cannot push. */
+  const listen = async (
+    h: ConformanceHarness,
+    key: string,
+  ): Promise<{ heard: StateChangeMessage[]; unsubscribe: () => Promise<void> } | null> => {
+    if (h.store.subscribe === undefined) return null;
+    const heard: StateChangeMessage[] = [];
+    const unsubscribe = await h.store.subscribe((message) => {
+      if (message.key === key) heard.push(message);
+    });
+    return { heard, unsubscribe };
+  };
+
   /** Opens a fresh breaker by failing it: returns the generation it opened at. */
   const open = async (h: ConformanceHarness, key: string, policy: BreakerPolicy): Promise<number> => {
     const admitted = await acquire(h, key, policy);
@@ -810,13 +823,10 @@ export function describeStoreConformance(
       });
 
       test('subscribers hear the transition a reset makes, and nothing for one that makes none', async (h, key) => {
-        const subscribe = h.store.subscribe?.bind(h.store);
-        if (subscribe === undefined) return; // a store that cannot push is polled instead
+        const listening = await listen(h, key);
+        if (listening === null) return; // a store that cannot push is polled instead
+        const { heard, unsubscribe } = listening;
         const policy = policyOf({ trip: tripped });
-        const heard: StateChangeMessage[] = [];
-        const unsubscribe = await subscribe((message) => {
-          if (message.key === key) heard.push(message);
-        });
         try {
           const { generation } = await acquire(h, key, policy);
           await record(h, key, policy, outcomes(generation, { failures: 1 }));
@@ -955,13 +965,10 @@ export function describeStoreConformance(
 
     describe('push', () => {
       test('subscribers hear of a transition, with the key, the states and openUntil', async (h, key) => {
-        const subscribe = h.store.subscribe?.bind(h.store);
-        if (subscribe === undefined) return; // a store that cannot push is polled instead
+        const listening = await listen(h, key);
+        if (listening === null) return; // a store that cannot push is polled instead
+        const { heard, unsubscribe } = listening;
         const policy = policyOf({ trip: tripped });
-        const heard: StateChangeMessage[] = [];
-        const unsubscribe = await subscribe((message) => {
-          if (message.key === key) heard.push(message);
-        });
         try {
           const generation = await open(h, key, policy);
           const deadline = Date.now() + 5_000;
