@@ -9,7 +9,7 @@ import type {
   WindowCounts,
 } from './core/types.js';
 import { Coordination, isPromiseLike } from './coordination.js';
-import type { Admission, CoordinationHost, StoreOperation, UnwrittenOutcomes } from './coordination.js';
+import type { Admission, BreakerLeftovers, CoordinationHost, StoreOperation } from './coordination.js';
 import type { CircuitOpenError } from './errors.js';
 import { CallTimeoutError, InvalidOptionError, isExpectedError, rejection } from './errors.js';
 import { noListeners, own } from './listeners.js';
@@ -96,8 +96,8 @@ export interface BreakerInternals {
   busy(): boolean;
   /** For `close()`: writes what is buffered or kept, trying the store even after a failure, until `deadline` (performance.now()). */
   drain(deadline: number): Promise<void>;
-  /** What is still not written, or null. */
-  unwritten(): UnwrittenOutcomes | null;
+  /** What is still not written, or in doubt, or null. */
+  unwritten(): BreakerLeftovers | null;
   /** Starts (or with null stops) keeping metrics for this breaker's base name. */
   instrument(stats: BaseStats | null): void;
   /** This process's view of the state, without asking the store. */

@@ -16,15 +16,14 @@ import type {
 } from './core/types.js';
 import type { CircuitOpenError } from './errors.js';
 import { StoreError } from './errors.js';
-import { LocalFallback } from './fallback.js';
-import type { View } from './fallback.js';
+import { LocalFallback, countsOf } from './fallback.js';
+import type { KeptCounts, View } from './fallback.js';
 import type { ResolvedOptions } from './options.js';
 import type { PendingBatch } from './pending-batch.js';
 import { NO_PROBES, addOutcome, emptyBatch, nextBatchId } from './pending-batch.js';
 import type { KeptOutcomesOwner } from './store-health.js';
 import { StoreHealth, isStoreTimeout } from './store-health.js';
 import type { Awaitable, StateChangeMessage } from './store.js';
-import { MemoryStore } from './stores/memory.js';
 
 export type StoreOperation = 'acquire' | 'record' | 'inspect' | 'force';
 
@@ -53,12 +52,30 @@ export interface CoordinationHost {
   learnt(from: CircuitState, to: CircuitState): void;
 }
 
-/** What a breaker could not write before `close()` gave up. */
+/** Outcomes of one breaker that `close()` could not confirm in the store, by kind of outcome. */
 export interface UnwrittenOutcomes {
   readonly name: string;
   readonly successes: number;
   readonly failures: number;
   readonly ignored: number;
+}
+
+/** What one breaker holds for its store (see `Coordination.unwritten`). */
+export interface BreakerLeftovers {
+  readonly unwritten: UnwrittenOutcomes | null;
+  readonly inDoubt: UnwrittenOutcomes | null;
+}
+
+function sumCounts(parts: ReadonlyArray<KeptCounts | null>): KeptCounts | null {
+  let sum: { successes: number; failures: number; ignored: number } | null = null;
+  for (const part of parts) {
+    if (part === null) continue;
+    sum ??= { successes: 0, failures: 0, ignored: 0 };
+    sum.successes += part.successes;
+    sum.failures += part.failures;
+    sum.ignored += part.ignored;
+  }
+  return sum;
 }
 
 /** Batches handed to a store's `record` at least once (so a re-send of one is in doubt). */
@@ -100,11 +117,10 @@ export class Coordination implements View, KeptOutcomesOwner {
   /** True during a store call of this breaker's own (see `#own`). */
   selfCall = false;
   /**
-   * The store said its run of consecutive failures is empty (at an admission or in its last
-   * answer) and no failure of this process has been sent since: a success has nothing to reset.
+   * Under a count policy a success (or an ignored call) only resets a run of failures: the store
+   * writes nothing when there is none, and the caller does not wait for it (see `record`).
    */
-  #runEmpty = false;
-  readonly #inMemory: boolean;
+  readonly #resetOnly: boolean;
 
   readonly #host: CoordinationHost;
   readonly #o: ResolvedOptions<unknown>;
@@ -116,6 +132,8 @@ export class Coordination implements View, KeptOutcomesOwner {
   #resending: Promise<void> | null = null;
   /** Batches sent and not answered yet (a timed-out one stays until its late answer), with that answer. */
   readonly #writing = new Map<OutcomeBatch, Promise<unknown>>();
+  /** Writes nobody waits for (a success under a count policy): `flush()` waits for them. */
+  readonly #background = new Set<Promise<void>>();
   /** While closing: write whatever is held even if the store is being left alone. */
   #draining = false;
   // Smoothed duration of the probes this process ran (ms; 0: none yet), for half-open-full hints.
@@ -126,7 +144,8 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.#host = host;
     this.#o = options;
     this.#health = StoreHealth.of(options.store);
-    this.#inMemory = options.store instanceof MemoryStore;
+    const kind = options.policy.trip.kind;
+    this.#resetOnly = kind === 'consecutive-failures' || kind === 'failures-in-window';
   }
 
   #timeoutMs(): number {
@@ -235,7 +254,6 @@ export class Coordination implements View, KeptOutcomesOwner {
     if (result.generation < this.generation && result.generation !== NO_RECORD) return;
     const o = this.#o;
     this.known = true;
-    if (result.consecutiveFailures !== undefined) this.#runEmpty = result.consecutiveFailures === 0;
     this.generation = result.generation;
     this.state = result.state;
     this.override = result.override;
@@ -352,7 +370,6 @@ export class Coordination implements View, KeptOutcomesOwner {
       this.#bufferOutcome(admission.generation, outcome, slow);
       return undefined;
     }
-    if (admission.lease === null && outcome !== 'failure' && !this.#successesCount()) return undefined;
     const failures = outcome === 'failure' ? 1 : 0;
     const canTrip = outcomesCanTrip(o.policy.trip, outcome === 'success' ? 1 : 0, failures);
     const batch: OutcomeBatch =
@@ -382,28 +399,27 @@ export class Coordination implements View, KeptOutcomesOwner {
             jitterMs: failures === 1 ? this.#host.jitterMs() : 0,
             id: nextBatchId(),
           };
+    if (admission.lease === null && outcome !== 'failure' && this.#resetOnly) {
+      // Under a count policy a success only resets a run of failures, which other processes may
+      // have built since this call was admitted: it is always sent (skipping it when the run
+      // looked empty at admission let non-consecutive failures trip), and the store writes only
+      // when there is a run to reset. Nothing the caller does next depends on it, so the caller
+      // does not wait: a healthy call costs its caller one round trip (the acquire). The write
+      // still leaves now, in completion order, and `flush()`/`close()` wait for it.
+      const writing = this.#write(batch);
+      if (writing !== undefined) {
+        const background = this.#background;
+        background.add(writing);
+        void writing.finally(() => background.delete(writing));
+      }
+      return undefined;
+    }
     return this.#write(batch);
-  }
-
-  /**
-   * Whether an outcome that is not a failure is worth a write. Under a count policy
-   * (`consecutiveFailures`, `failuresInWindow`) a success matters only when there is a run of
-   * failures for it to reset: the store did not say the run is empty, or a failure of this process
-   * was sent since. A failure rate counts every call; a custom predicate may read any count. So a
-   * tenant that only succeeds costs a shared store no write under a count policy. A `MemoryStore`
-   * counts everything: a write there costs nothing, and its counts stay complete.
-   */
-  #successesCount(): boolean {
-    if (this.#inMemory) return true;
-    const kind = this.#o.policy.trip.kind;
-    if (kind !== 'consecutive-failures' && kind !== 'failures-in-window') return true;
-    return !this.#runEmpty;
   }
 
   /** Sends one batch to the store. Never rejects: a store failure never replaces the call's outcome. */
   #write(batch: OutcomeBatch): Promise<void> | undefined {
     const o = this.#o;
-    if (batch.failures > 0) this.#runEmpty = false;
     const health = this.#health;
     // A batch sent before (an in-doubt one being re-sent) may have landed: if it is not sent now,
     // it stays in doubt, under its id, never merged into a new batch that would count it again.
@@ -585,7 +601,6 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.state = snapshot.state;
     this.override = snapshot.override;
     this.counts = snapshot.counts;
-    this.#runEmpty = snapshot.counts.consecutiveFailures === 0;
     const knownOpen = snapshot.state === 'open' && snapshot.override === null && snapshot.retryAfterMs > 0;
     // The local clock is read only when the view needs it: it is a visible cost on the hot path.
     if (knownOpen || this.#o.maxStalenessMs > 0) {
@@ -696,8 +711,6 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.#buffer = null;
     if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
     this.#flushTimer = null;
-    // Successes (and ignored calls) with nothing to reset change nothing the policy reads.
-    if (buffer.failures === 0 && !this.#successesCount()) return undefined;
     const written = this.#write({
       ...buffer,
       probes: NO_PROBES,
@@ -717,6 +730,7 @@ export class Coordination implements View, KeptOutcomesOwner {
 
   /** Writes buffered outcomes now, and those kept while the store did not answer. */
   async flush(): Promise<void> {
+    if (this.#background.size > 0) await Promise.all(this.#background);
     if (this.#flushing !== null) await this.#flushing;
     const pending = this.#flushBuffer();
     if (pending !== undefined) await pending;
@@ -743,25 +757,33 @@ export class Coordination implements View, KeptOutcomesOwner {
     }
   }
 
-  /** What is buffered or kept and not confirmed by the store, or null when nothing is. */
-  unwritten(): UnwrittenOutcomes | null {
-    const parts = [this.#fallback.keptCounts(), this.#buffer, ...this.#writing.keys()];
-    const unwritten = { name: this.#host.name, successes: 0, failures: 0, ignored: 0 };
-    let any = false;
-    for (const part of parts) {
-      if (part === null) continue;
-      any = true;
-      unwritten.successes += part.successes;
-      unwritten.failures += part.failures;
-      unwritten.ignored += part.ignored;
-    }
-    return any ? unwritten : null;
+  /**
+   * What is buffered or kept and not confirmed by the store, or null when nothing is: `unwritten`
+   * never reached it (buffered, or kept while it did not answer), `inDoubt` was sent and got no
+   * answer (a write in flight, or one whose reply was lost), so the store may hold it already.
+   */
+  unwritten(): BreakerLeftovers | null {
+    const kept = this.#fallback.keptCounts();
+    const unwritten = sumCounts([
+      kept?.unsent ?? null,
+      countsOf(this.#buffer === null ? [] : [this.#buffer]),
+    ]);
+    const inDoubt = sumCounts([kept?.inDoubt ?? null, countsOf([...this.#writing.keys()])]);
+    if (unwritten === null && inDoubt === null) return null;
+    return {
+      unwritten: unwritten === null ? null : { name: this.#host.name, ...unwritten },
+      inDoubt: inDoubt === null ? null : { name: this.#host.name, ...inDoubt },
+    };
   }
 
   /** True while the breaker holds a permit or unwritten outcomes: the registry must keep it. */
   busy(): boolean {
     return (
-      this.inFlight > 0 || this.#buffer !== null || this.#flushing !== null || this.#fallback.holdsOutcomes
+      this.inFlight > 0 ||
+      this.#buffer !== null ||
+      this.#flushing !== null ||
+      this.#background.size > 0 ||
+      this.#fallback.holdsOutcomes
     );
   }
 

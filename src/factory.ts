@@ -48,10 +48,19 @@ export interface CloseOptions {
 
 /** What `close()` could not do. */
 export interface CloseReport {
-  /** True when everything buffered or kept reached the store. */
+  /** True when everything buffered or kept reached the store (nothing unwritten, nothing in doubt). */
   readonly complete: boolean;
-  /** The breakers whose outcomes the store did not confirm before the timeout, with their counts. */
+  /**
+   * Outcomes that never reached the store (buffered, or kept while it did not answer), per
+   * breaker. The store does not hold them: a caller may record them elsewhere, or replay them.
+   */
   readonly unwritten: readonly UnwrittenOutcomes[];
+  /**
+   * Outcomes sent to the store that got no answer before the timeout (a write in flight, or one
+   * whose reply was lost), per breaker. The store may hold them already: replaying them can count
+   * them twice. Report them; do not replay them.
+   */
+  readonly inDoubt: readonly UnwrittenOutcomes[];
 }
 
 export interface BreakerHealth<Context = unknown> {
@@ -240,12 +249,19 @@ export class BreakerFactory<Context = unknown> {
     ]);
     await Promise.race([work, deadline]);
     clearTimeout(timer);
-    const unwritten = breakers.flatMap((breaker) => {
+    const unwritten: UnwrittenOutcomes[] = [];
+    const inDoubt: UnwrittenOutcomes[] = [];
+    for (const breaker of breakers) {
       const left = breaker[internal].unwritten();
-      return left === null ? [] : [left];
-    });
-    if (unwritten.length > 0) {
-      const counts = unwritten.reduce(
+      if (left?.unwritten != null) unwritten.push(left.unwritten);
+      if (left?.inDoubt != null) inDoubt.push(left.inDoubt);
+    }
+    for (const [list, what] of [
+      [unwritten, 'not written to the store'],
+      [inDoubt, 'in doubt (sent, no reply: the store may hold them)'],
+    ] as const) {
+      if (list.length === 0) continue;
+      const counts = list.reduce(
         (sum, u) => ({
           successes: sum.successes + u.successes,
           failures: sum.failures + u.failures,
@@ -253,17 +269,21 @@ export class BreakerFactory<Context = unknown> {
         }),
         { successes: 0, failures: 0, ignored: 0 },
       );
-      const fields = { breakers: unwritten.length, ...counts };
       if (this.#base.logger !== null) {
-        this.#base.logger.warn(fields, 'circuit breaker factory closed with outcomes it could not write');
+        this.#base.logger.warn(
+          { breakers: list.length, ...counts, inDoubt: list === inDoubt },
+          list === inDoubt
+            ? 'circuit breaker factory closed with outcomes in doubt: sent, no reply (the store may hold them; do not replay them)'
+            : 'circuit breaker factory closed with outcomes it could not write',
+        );
       } else {
         process.emitWarning(
-          `circuitry: closed with outcomes of ${unwritten.length} breaker(s) not written to the store (${counts.successes} successes, ${counts.failures} failures, ${counts.ignored} ignored)`,
+          `circuitry: closed with outcomes of ${list.length} breaker(s) ${what} (${counts.successes} successes, ${counts.failures} failures, ${counts.ignored} ignored)`,
           'CircuitryCloseWarning',
         );
       }
     }
-    return { complete: unwritten.length === 0, unwritten };
+    return { complete: unwritten.length === 0 && inDoubt.length === 0, unwritten, inDoubt };
   }
 
   #evict(): void {

@@ -28,14 +28,26 @@ export interface View {
   readonly counts: WindowCounts;
 }
 
-/** A batch the store may or may not have applied (no reply came), kept to be re-sent under its id. */
-interface InDoubt {
+/**
+ * A batch kept whole, to be re-sent as it is under its id: one the store may or may not have
+ * applied (sent, no reply came: `inDoubt`), or one that cannot be merged (probe results, whose
+ * leases the store still holds until they expire).
+ */
+interface KeptBatch {
   readonly batch: OutcomeBatch;
   readonly keptAt: number;
+  readonly inDoubt: boolean;
 }
 
-/** Past this many, in-doubt batches are merged (a re-send may then count some twice). */
+/** Past this many, kept batches are merged (a re-send may then count some twice). */
 const MAX_IN_DOUBT = 1_000;
+
+/** Outcome counts of what a breaker holds for its store. */
+export interface KeptCounts {
+  readonly successes: number;
+  readonly failures: number;
+  readonly ignored: number;
+}
 
 /**
  * What a breaker does while its store is unreachable, and what it keeps for the store meanwhile.
@@ -63,7 +75,7 @@ export class LocalFallback {
    * them), so they are never replaced by the outcomes of a later one.
    */
   #unsentZero: PendingBatch | null = null;
-  #inDoubt: InDoubt[] = [];
+  #whole: KeptBatch[] = [];
 
   /** True while the in-process breaker is in use. */
   get active(): boolean {
@@ -169,12 +181,17 @@ export class LocalFallback {
 
   /** Keeps a batch the store did not confirm. `inDoubt`: it was sent and may have landed. */
   keep(batch: OutcomeBatch, inDoubt: boolean, now: number): void {
-    if (batch.probes.length > 0 || batch.trip === true) return; // leases die with the outage
-    if (isEmptyBatch(batch)) return;
-    if (inDoubt && batch.id !== undefined && this.#inDoubt.length < MAX_IN_DOUBT) {
-      this.#inDoubt.push({ batch, keptAt: now });
+    // A request to trip on counts is decided again from the counts the store holds then.
+    if (batch.trip === true) return;
+    const probes = batch.probes.length > 0;
+    if (!probes && isEmptyBatch(batch)) return;
+    // A probe result is re-sent as it is: its lease may still be held (the store ignores one that
+    // expired meanwhile), and a failed probe must re-open the breaker, not wait out the lease.
+    if ((probes || (inDoubt && batch.id !== undefined)) && this.#whole.length < MAX_IN_DOUBT) {
+      this.#whole.push({ batch, keptAt: now, inDoubt });
       return;
     }
+    if (probes) return; // past the bound: the lease expires on its own
     const unsent = this.#unsentAt(batch.generation);
     if (unsent !== null) mergeInto(unsent, batch);
   }
@@ -193,7 +210,7 @@ export class LocalFallback {
   }
 
   get holdsOutcomes(): boolean {
-    return this.#unsent !== null || this.#unsentZero !== null || this.#inDoubt.length > 0;
+    return this.#unsent !== null || this.#unsentZero !== null || this.#whole.length > 0;
   }
 
   /** Generation of the merged kept outcomes (0 when some were admitted under 0), or null. */
@@ -207,8 +224,8 @@ export class LocalFallback {
    * used for outcomes admitted before the store ever answered (generation 0).
    */
   take(generation: number, policy: BreakerPolicy, jitterMs: () => number): OutcomeBatch[] {
-    const batches = this.#inDoubt.map((d) => d.batch);
-    this.#inDoubt = [];
+    const batches = this.#whole.map((d) => d.batch);
+    this.#whole = [];
     for (const unsent of [this.#unsentZero, this.#unsent]) {
       if (unsent === null || isEmptyBatch(unsent)) continue;
       batches.push({
@@ -225,21 +242,43 @@ export class LocalFallback {
     return batches;
   }
 
-  /** Counts of what is kept, for `close()`'s report. */
-  keptCounts(): { successes: number; failures: number; ignored: number; inDoubtBatches: number } | null {
+  /**
+   * Counts of what is kept, for `close()`'s report: `unsent` never reached the store; `inDoubt`
+   * was sent and got no reply, so the store may hold it already.
+   */
+  keptCounts(): { readonly unsent: KeptCounts | null; readonly inDoubt: KeptCounts | null } | null {
     if (!this.holdsOutcomes) return null;
-    const counts = { successes: 0, failures: 0, ignored: 0, inDoubtBatches: this.#inDoubt.length };
-    for (const b of [
-      ...this.#inDoubt.map((d) => d.batch),
+    const unsent = [
+      ...this.#whole.filter((k) => !k.inDoubt).map((k) => k.batch),
       ...(this.#unsent === null ? [] : [this.#unsent]),
       ...(this.#unsentZero === null ? [] : [this.#unsentZero]),
-    ]) {
-      counts.successes += b.successes;
-      counts.failures += b.failures;
-      counts.ignored += b.ignored;
-    }
-    return counts;
+    ];
+    const inDoubt = this.#whole.filter((k) => k.inDoubt).map((k) => k.batch);
+    return { unsent: countsOf(unsent), inDoubt: countsOf(inDoubt) };
   }
+}
+
+/** The outcomes in `batches` (probe results included), or null when there are none. */
+export function countsOf(
+  batches: ReadonlyArray<
+    Pick<OutcomeBatch, 'successes' | 'failures' | 'ignored'> & { probes?: OutcomeBatch['probes'] }
+  >,
+): KeptCounts | null {
+  if (batches.length === 0) return null;
+  let successes = 0;
+  let failures = 0;
+  let ignored = 0;
+  for (const b of batches) {
+    successes += b.successes;
+    failures += b.failures;
+    ignored += b.ignored;
+    for (const probe of b.probes ?? []) {
+      if (probe.outcome === 'success') successes += 1;
+      else if (probe.outcome === 'failure') failures += 1;
+      else ignored += 1;
+    }
+  }
+  return { successes, failures, ignored };
 }
 
 function rejectLocally(

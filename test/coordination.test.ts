@@ -205,7 +205,7 @@ describe('coordination with the store', () => {
     assert.ok(later.every((r) => r === 'value'));
   });
 
-  it('close() settles within its bound on a hung store and says what it could not write', async () => {
+  it('close() settles within its bound on a hung store and says what is in doubt', async () => {
     const logged: string[] = [];
     const { store, factory } = setup({
       storeTimeoutMs: 10_000,
@@ -221,12 +221,42 @@ describe('coordination with the store', () => {
     const took = performance.now() - started;
     assert.ok(took < 2_000, `took ${took} ms`);
     assert.equal(report.complete, false);
-    assert.deepEqual(report.unwritten, [{ name: 'dep', successes: 1, failures: 1, ignored: 0 }]);
+    // Sent to a store that never answered: it may hold them (a replay could count them twice).
+    assert.deepEqual(report.inDoubt, [{ name: 'dep', successes: 1, failures: 1, ignored: 0 }]);
+    assert.deepEqual(report.unwritten, []);
     assert.ok(
-      logged.some((m) => m.includes('could not write')),
+      logged.some((m) => m.includes('in doubt')),
       'and the logger is told',
     );
     store.release();
+  });
+
+  it('close() tells outcomes that never reached the store apart from those in doubt', async () => {
+    const clock = new ManualClock();
+    const memory = new MemoryStore({ clock });
+    // Writes hang (sent, never answered) until `refuse`, then are refused before leaving.
+    let refuse = false;
+    const store: Store = {
+      acquire: async (key, policy) => memory.acquire(key, policy),
+      record: (key, policy, batch) => {
+        if (refuse) throw new Error('connection refused');
+        void batch;
+        return new Promise(() => undefined);
+      },
+      inspect: async (key, policy) => memory.inspect(key, policy),
+      force: async (key, policy, override) => memory.force(key, policy, override),
+      list: async (prefix, cursor) => memory.list(prefix, cursor),
+    };
+    const factory = new BreakerFactory({ store, clock, storeTimeoutMs: 20, trip: consecutiveFailures(100) });
+    const breaker = factory.breakerFor('dep');
+    await breaker.execute(fail).catch(() => undefined); // sent; no answer: in doubt
+    refuse = true;
+    clock.advance(5_000); // past the time the store is left alone after the timeout
+    await breaker.execute(fail).catch(() => undefined); // refused before it left: never written
+    const report = await factory.close({ timeoutMs: 100 });
+    assert.equal(report.complete, false);
+    assert.deepEqual(report.inDoubt, [{ name: 'dep', successes: 0, failures: 1, ignored: 0 }]);
+    assert.deepEqual(report.unwritten, [{ name: 'dep', successes: 0, failures: 1, ignored: 0 }]);
   });
 
   it('close() writes what was kept during an outage, even while the store is being left alone', async () => {
@@ -237,7 +267,7 @@ describe('coordination with the store', () => {
     for (let i = 0; i < 4; i++) await breaker.execute(fail).catch(() => undefined);
     store.mode = 'up'; // back, but the breaker has not called since
     const report = await factory.close();
-    assert.deepEqual(report, { complete: true, unwritten: [] });
+    assert.deepEqual(report, { complete: true, unwritten: [], inDoubt: [] });
     assert.equal(memory.inspect('dep', POLICY)?.counts.failures, 4);
   });
 
@@ -283,7 +313,7 @@ describe('coordination with the store', () => {
     await breaker.flush(); // the store is being left alone: nothing is sent, nothing is merged
     down = false;
     clock.advance(5_000);
-    assert.deepEqual(await factory.close(), { complete: true, unwritten: [] });
+    assert.deepEqual(await factory.close(), { complete: true, unwritten: [], inDoubt: [] });
     const policy = resolveOptions({
       trip: failureRate(1, { minimumCalls: 1_000_000, windowMs: 60_000 }),
     }).policy;

@@ -294,6 +294,43 @@ export function record(
 }
 
 /**
+ * Whether `batch`, under `policy`, can only reset the run of failures: under a count policy
+ * (`consecutiveFailures`, `failuresInWindow`, which read failures and the run, nothing else), a
+ * batch of successes or ignored calls without failures, probes or a trip request. A shared store
+ * applies such a batch with `resetRun`: it writes only when there is a run to reset, and makes no
+ * record when it holds none, so a tenant that only succeeds costs it nothing. (`record` gives
+ * the same state; it also counts the successes, which nothing reads under a count policy.)
+ */
+export function resetsOnly(policy: BreakerPolicy, batch: OutcomeBatch): boolean {
+  const kind = policy.trip.kind;
+  return (
+    (kind === 'consecutive-failures' || kind === 'failures-in-window') &&
+    batch.failures === 0 &&
+    batch.probes.length === 0 &&
+    batch.trip !== true &&
+    batch.successes + batch.slow + batch.ignored > 0
+  );
+}
+
+/**
+ * `record` for a batch that `resetsOnly`: a closed breaker at the batch's generation takes the
+ * batch's run (`trailingFailures`, 0) when the batch has a success; nothing else changes.
+ */
+export function resetRun(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  batch: OutcomeBatch,
+): UpdateResult {
+  expireLeases(record, now);
+  if (!admittedUnder(record, batch.generation) || record.override === 'forced-closed') {
+    return { snapshot: snapshot(record, policy, now), transition: null, stale: true };
+  }
+  if (record.state === 'closed' && batch.successes > 0) record.consecutiveFailures = batch.trailingFailures;
+  return { snapshot: snapshot(record, policy, now), transition: null, stale: false };
+}
+
+/**
  * `record` for one outcome of a call admitted in closed state with no override, for a store that
  * answers in-process: the same change as `record` with a batch of one, without building the batch
  * or the snapshot. Returns the transition (closed to open) or null, or `undefined` when the

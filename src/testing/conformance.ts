@@ -81,6 +81,8 @@ export function outcomes(
 }
 
 const tripped = consecutiveFailures(3);
+/** A policy that counts every outcome and never trips: for checks of exact counts. */
+const counting = failureRate(0.99, { minimumCalls: 1_000_000, windowMs: 60_000 });
 
 /**
  * Registers the conformance suite for a store: a `describe` block of `node:test` tests, each with
@@ -306,7 +308,7 @@ export function describeStoreConformance(
       });
 
       test('ignored outcomes count nothing toward a trip; slow ones are counted', async (h, key) => {
-        const policy = policyOf({ trip: tripped });
+        const policy = policyOf({ trip: counting });
         const { generation } = await acquire(h, key, policy);
         await record(h, key, policy, outcomes(generation, { failures: 2, ignored: 10 }));
         let result = await record(h, key, policy, outcomes(generation, { ignored: 5 }));
@@ -340,8 +342,45 @@ export function describeStoreConformance(
         );
       });
 
+      test('under a count policy a batch without failures only resets the run, and writes nothing without one', async (h, key) => {
+        for (const trip of [consecutiveFailures(5), failuresInWindow(5, 60_000)]) {
+          const policy = policyOf({ trip });
+          const name = `${key}${trip.kind}`;
+          // No record: a success makes none.
+          const first = await h.store.acquire(name, policy);
+          assert.equal(first.admitted, true);
+          const quiet = await record(
+            h,
+            name,
+            policy,
+            outcomes(first.generation, { successes: 3, ignored: 1 }),
+          );
+          assert.equal(quiet.stale, false);
+          assert.equal(quiet.snapshot.counts.consecutiveFailures, 0);
+          if (first.generation === NO_RECORD) {
+            assert.equal(
+              await h.store.inspect(name, policy),
+              null,
+              'a success under a count policy makes no record',
+            );
+          }
+          // A run: a success resets it; the failures stay counted in the window.
+          const { generation } = await acquire(h, name, policy);
+          await record(h, name, policy, outcomes(generation, { failures: 2 }));
+          const reset = await record(h, name, policy, outcomes(generation, { successes: 1 }));
+          assert.equal(reset.snapshot.counts.consecutiveFailures, 0);
+          assert.equal(reset.snapshot.counts.failures, 2);
+          assert.equal(reset.snapshot.state, 'closed');
+          // Ignored calls alone leave a run as it is.
+          await record(h, name, policy, outcomes(generation, { failures: 1 }));
+          const kept = await record(h, name, policy, outcomes(generation, { ignored: 2 }));
+          assert.equal(kept.snapshot.counts.consecutiveFailures, 1);
+          assert.equal((await h.store.inspect(name, policy))?.counts.failures, 3);
+        }
+      });
+
       test('concurrent records lose no update', async (h, key) => {
-        const policy = policyOf({ trip: consecutiveFailures(1_000) });
+        const policy = policyOf({ trip: counting });
         const { generation } = await acquire(h, key, policy);
         await Promise.all([
           ...Array.from({ length: 60 }, () => record(h, key, policy, outcomes(generation, { successes: 1 }))),
@@ -853,7 +892,7 @@ export function describeStoreConformance(
 
     describe('keys', () => {
       test('names with braces, colons, spaces, unicode or 10 KB are distinct breakers', async (h, key) => {
-        const policy = policyOf({ trip: tripped });
+        const policy = policyOf({ trip: counting });
         const names = [
           `${key}{tenant}`,
           `${key}{tenant`,
@@ -937,7 +976,7 @@ export function describeStoreConformance(
 
     describe('batch ids', () => {
       test('a batch with an id is counted like one without', async (h, key) => {
-        const policy = policyOf({ trip: consecutiveFailures(100) });
+        const policy = policyOf({ trip: counting });
         const { generation } = await acquire(h, key, policy);
         const result = await record(h, key, policy, { ...outcomes(generation, { successes: 2 }), id: 'x.1' });
         assert.equal(result.stale, false);

@@ -52,14 +52,18 @@ describe('DynamoDBStore on dynalite', () => {
     client = c;
   });
 
-  describeStoreConformance('DynamoDBStore', () => {
-    const clock = new ManualClock();
-    return {
-      store: new DynamoDBStore({ client, tableName: TABLE, clock, onCorruptRecord: () => undefined }),
-      advance: (ms) => clock.advance(ms),
-      corrupt: (name, kind) => corrupt(client, name, kind),
-    };
-  });
+  describeStoreConformance(
+    'DynamoDBStore',
+    () => {
+      const clock = new ManualClock();
+      return {
+        store: new DynamoDBStore({ client, tableName: TABLE, clock, onCorruptRecord: () => undefined }),
+        advance: (ms) => clock.advance(ms),
+        corrupt: (name, kind) => corrupt(client, name, kind),
+      };
+    },
+    { idempotentBatches: true },
+  );
 
   it('createBreakerTable is idempotent, and the store works on a table it created', async () => {
     const table = `made-${randomUUID().slice(0, 8)}`;
@@ -84,7 +88,7 @@ describe('DynamoDBStore on dynalite', () => {
     await factory.close();
   });
 
-  it('costs one request per inspect, unchanged acquire and counted outcome; two for a transition', async () => {
+  it('costs one request per inspect, unchanged acquire, counted failure and success with no run; two for a transition', async () => {
     const counts: Record<string, number> = {};
     const counting = server.client();
     counting.middlewareStack.add(
@@ -121,15 +125,22 @@ describe('DynamoDBStore on dynalite', () => {
       probes: [],
       random: 0,
     };
+    // Under a count policy a success only resets a run: with none, one read and no write.
+    assert.deepEqual(await measure(() => store.record(name, policy, batch)), { GetItemCommand: 1 });
+    const failing = { ...batch, successes: 0, failures: 1, trailingFailures: 1 };
     // The first outcome in a bucket sets the bucket up: the atomic update's condition fails, then
     // a read and a conditional write. Every later one is one atomic update.
-    assert.deepEqual(await measure(() => store.record(name, policy, batch)), {
+    assert.deepEqual(await measure(() => store.record(name, policy, failing)), {
       UpdateItemCommand: 1,
       GetItemCommand: 1,
       PutItemCommand: 1,
     });
-    assert.deepEqual(await measure(() => store.record(name, policy, batch)), { UpdateItemCommand: 1 });
-    const failing = { ...batch, successes: 0, failures: 1, trailingFailures: 1 };
+    assert.deepEqual(await measure(() => store.record(name, policy, failing)), { UpdateItemCommand: 1 });
+    // A success with a run to reset: a read and the conditional write.
+    assert.deepEqual(await measure(() => store.record(name, policy, batch)), {
+      GetItemCommand: 1,
+      PutItemCommand: 1,
+    });
     assert.deepEqual(await measure(() => store.record(name, policy, failing)), { UpdateItemCommand: 1 });
     assert.deepEqual(await measure(() => store.record(name, policy, failing)), { UpdateItemCommand: 1 });
     // The one that trips it: the update, then the conditional write that opens it.
@@ -139,7 +150,7 @@ describe('DynamoDBStore on dynalite', () => {
     });
     assert.deepEqual(cost, { UpdateItemCommand: 1, PutItemCommand: 1 });
     assert.equal(opened?.transition?.to, 'open');
-    assert.equal(opened?.snapshot.counts.failures, 3);
+    assert.equal(opened?.snapshot.counts.failures, 5);
     assert.deepEqual(await measure(() => store.acquire(name, policy)), { GetItemCommand: 1 });
     counting.destroy();
   });

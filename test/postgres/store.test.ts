@@ -85,17 +85,53 @@ describe('PostgresStore', { timeout: 30_000 }, () => {
     }
   });
 
+  it('a tenant that only succeeds gets no row, and no batch id is kept for it', async () => {
+    const store = new PostgresStore({ pool, table });
+    for (let i = 0; i < 5; i++) {
+      const { admitted, generation } = await store.acquire('healthy', policy);
+      assert.equal(admitted, true);
+      assert.equal(generation, 0, 'admitted without a row (NO_RECORD)');
+      await store.record('healthy', policy, { ...outcomes(generation, { successes: 1 }), id: `h${i}` });
+    }
+    const rows = await pool.query(`SELECT 1 FROM ${table} WHERE name = 'healthy'`);
+    assert.equal(rows.rowCount, 0);
+    const ids = await pool.query(`SELECT 1 FROM ${table}_batches WHERE id LIKE 'h%'`);
+    assert.equal(ids.rowCount, 0);
+    // Its first failure makes the row, counting outcomes admitted under 0.
+    const failed = await store.record('healthy', policy, outcomes(0, { failures: 1 }));
+    assert.equal(failed.stale, false);
+    assert.equal(failed.snapshot.counts.failures, 1);
+    assert.equal(failed.snapshot.generation % 100, 0, 'a new row starts at a multiple of 100');
+  });
+
+  it('transitions never land on a multiple of 100 (those mean: not changed since made)', async () => {
+    const store = new PostgresStore({ pool, table });
+    const made = await store.record('gen', policy, outcomes(0, { failures: 1 }));
+    const base = made.snapshot.generation;
+    // The row as if it had changed state 99 times: the next change skips the multiple of 100.
+    await pool.query(`UPDATE ${table} SET generation = $1 WHERE name = 'gen'`, [base + 99]);
+    const forced = await store.force('gen', policy, 'forced-open');
+    assert.equal(forced.snapshot.generation, base + 101);
+    const cleared = await store.force('gen', policy, null);
+    assert.equal(cleared.snapshot.generation, base + 102);
+    // An outcome admitted under 0 no longer counts: the row changed state since it was made.
+    const late = await store.record('gen', policy, outcomes(0, { failures: 1 }));
+    assert.equal(late.stale, true);
+  });
+
   it('expired rows and batch ids are deleted by an occasional bounded pass, not read meanwhile', async () => {
     let offset = 0;
     const store = new PostgresStore({ pool, table, gcEvery: 1, timeOffsetMs: () => offset });
     const { generation } = await store.acquire('gc:old', policy);
-    await store.record('gc:old', policy, { ...outcomes(generation, { successes: 1 }), id: 'b1' });
+    await store.record('gc:old', policy, { ...outcomes(generation, { failures: 1 }), id: 'b1' });
     const forced = 'gc:forced';
     await store.force(forced, policy, 'forced-open');
     offset += 24 * 3_600_000;
     assert.equal(await store.inspect('gc:old', policy), null, 'an expired row reads as nothing');
     assert.deepEqual((await store.list('gc:')).keys, [forced]);
-    await store.acquire('gc:new', policy);
+    // A write runs the pass (an acquire of a breaker without a row writes nothing, and makes none).
+    const made = await store.acquire('gc:new', policy);
+    await store.record('gc:new', policy, outcomes(made.generation, { failures: 1 }));
     const { rows } = await pool.query<{ name: string }>(
       `SELECT name FROM ${table} WHERE name LIKE 'gc:%' ORDER BY name`,
     );

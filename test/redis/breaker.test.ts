@@ -13,6 +13,8 @@ import type { RedisServer } from '../helpers/redis-server.js';
 /** What the scripts call inside Redis: commandstats counts these too, though no client sent them. */
 // Commands scripts run on the server (zadd and zremrangebyscore: the batch ids that make re-sends idempotent).
 const IN_SCRIPT = new Set([
+  'zscore',
+  'hdel',
   'hgetall',
   'hmget',
   'time',
@@ -38,6 +40,12 @@ async function commands(client: Redis): Promise<Record<string, number>> {
   return counts;
 }
 
+/** Changes to the dataset since the server started (Redis's dirty counter): 0 means nothing was written. */
+async function writes(client: Redis): Promise<number> {
+  const info = await client.info('persistence');
+  return Number(/^rdb_changes_since_last_save:(\d+)/m.exec(info)?.[1]);
+}
+
 const fail = (): Promise<never> => Promise.reject(new Error('down'));
 const ok = (): Promise<number> => Promise.resolve(1);
 
@@ -49,7 +57,7 @@ describe('breakers on a RedisStore', () => {
     client = c;
   });
 
-  it('cost one server command per healthy call under a count policy, two under a failure rate, and none for a rejection known locally', async () => {
+  it('cost a healthy call under a count policy its acquire and a reset that writes nothing; two writes for a failure rate; none for a rejection known locally', async () => {
     const factory = new BreakerFactory({
       store: new RedisStore({ client, prefix: `rt-${randomUUID()}:` }),
       trip: consecutiveFailures(3),
@@ -63,23 +71,33 @@ describe('breakers on a RedisStore', () => {
       const breaker = factory.breakerFor('dep');
       await breaker.execute(ok); // the first call loads the function library
       await rate.breakerFor('dep').execute(ok); // and subscribes
+      await breaker.flush();
       await client.config('RESETSTAT');
+      const before = await writes(client);
       for (let i = 0; i < 100; i++) await breaker.execute(ok);
-      assert.deepEqual(
-        await commands(client),
-        { fcall: 100 },
-        'acquire only: a success with no run to reset writes nothing',
-      );
+      await breaker.flush();
+      // Every success is sent (a run another process built since the acquire must be reset),
+      // without the caller waiting for it; with no run there, it writes nothing.
+      assert.deepEqual(await commands(client), { fcall: 200 }, 'an acquire and a reset per call');
+      assert.equal(await writes(client), before, 'a success with no run to reset writes nothing');
 
       // A failure starts a run; the success after it resets the run (one write), the next ones do not.
       await breaker.execute(fail).catch(() => undefined);
+      const afterFailure = await writes(client);
       await client.config('RESETSTAT');
-      for (let i = 0; i < 10; i++) await breaker.execute(ok);
-      assert.deepEqual(await commands(client), { fcall: 11 }, 'ten acquires and one reset');
+      await breaker.execute(ok);
+      await breaker.flush();
+      const afterReset = await writes(client);
+      assert.ok(afterReset > afterFailure, 'the first success reset the run');
+      for (let i = 0; i < 9; i++) await breaker.execute(ok);
+      await breaker.flush();
+      assert.deepEqual(await commands(client), { fcall: 20 }, 'ten acquires and ten resets');
+      assert.equal(await writes(client), afterReset, 'the others had no run to reset');
 
       await client.config('RESETSTAT');
       for (let i = 0; i < 100; i++) await rate.breakerFor('dep').execute(ok);
       assert.deepEqual(await commands(client), { fcall: 200 }, 'a failure rate counts every call');
+      await breaker.flush();
 
       for (let i = 0; i < 3; i++) await breaker.execute(fail).catch(() => undefined);
       await client.config('RESETSTAT');
@@ -138,6 +156,38 @@ describe('breakers on a RedisStore', () => {
       }
     });
   }
+
+  it('a success resets a run another process built while it ran (completion order F F S F stays closed)', async () => {
+    const prefix = `interleave-${randomUUID()}:`;
+    const otherClient = server.client();
+    const options = { trip: consecutiveFailures(3), openMs: 60_000 };
+    const a = new BreakerFactory({ ...options, store: new RedisStore({ client, prefix }) });
+    const b = new BreakerFactory({ ...options, store: new RedisStore({ client: otherClient, prefix }) });
+    try {
+      const slow = await a.breakerFor('dep').acquire(); // admitted while the run is empty
+      await b
+        .breakerFor('dep')
+        .execute(fail)
+        .catch(() => undefined);
+      await b
+        .breakerFor('dep')
+        .execute(fail)
+        .catch(() => undefined);
+      await slow.success(); // completes after both failures: the run is reset
+      await a.breakerFor('dep').flush();
+      await b
+        .breakerFor('dep')
+        .execute(fail)
+        .catch(() => undefined);
+      const state = await b.breakerFor('dep').state();
+      assert.equal(state.state, 'closed', 'three failures, but not in a row');
+      assert.equal(state.counts.consecutiveFailures, 1);
+    } finally {
+      await a.close();
+      await b.close();
+      otherClient.disconnect();
+    }
+  });
 
   it('tell each other about an open over pub/sub: the other process rejects without asking', async () => {
     const prefix = `push-${randomUUID()}:`;

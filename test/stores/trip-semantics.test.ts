@@ -62,12 +62,11 @@ function describeTripSemantics(name: string, harness: () => Harness): void {
       const { store, step } = harness();
       const key = `behind-${randomUUID()}`;
       const policy = policyOf(failuresInWindow(3, 10_000));
-      await recordAt(store, key, policy, { successes: 1 });
+      // (A failure makes the newest bucket: under a count policy a success counts in no bucket.)
+      await recordAt(store, key, policy, { failures: 1 });
       step(-2_000);
       const first = await recordAt(store, key, policy, { failures: 1 });
-      assert.equal(first.snapshot.counts.failures, 1, 'a failure counted 2 s behind is in the window');
-      assert.equal(first.snapshot.counts.successes, 1);
-      await recordAt(store, key, policy, { failures: 1 });
+      assert.equal(first.snapshot.counts.failures, 2, 'a failure counted 2 s behind is in the window');
       const third = await recordAt(store, key, policy, { failures: 1 });
       assert.equal(third.snapshot.state, 'open');
       assert.deepEqual(third.transition, {
@@ -81,9 +80,9 @@ function describeTripSemantics(name: string, harness: () => Harness): void {
       const { store, step } = harness();
       const key = `behind-later-${randomUUID()}`;
       const policy = policyOf(failuresInWindow(3, 10_000));
-      await recordAt(store, key, policy, { successes: 1 });
+      await recordAt(store, key, policy, { failures: 1 });
       step(-2_000);
-      await recordAt(store, key, policy, { failures: 2 });
+      await recordAt(store, key, policy, { failures: 1 });
       step(12_000);
       const later = await recordAt(store, key, policy, { failures: 1 });
       assert.equal(later.snapshot.counts.failures, 1, '10 s after the newest bucket, it left the window');

@@ -58,9 +58,42 @@ type MutableBatch = { -readonly [K in keyof OutcomeBatch]: OutcomeBatch[K] };
 
 interface Group {
   readonly policy: BreakerPolicy;
-  readonly batch: MutableBatch;
+  /** The batches merged into this write, each counted unless its id was seen (a re-send). */
+  readonly members: OutcomeBatch[];
   result: Promise<UpdateResult>;
 }
+
+/**
+ * Batch ids are remembered in the item (attribute `ids`, a string set of `<epoch>:<id>`, an epoch
+ * being ID_EPOCH_MS of the store's clock), so a batch re-sent after a write whose reply was lost is
+ * counted once. An id is recognised during its epoch and the next: at least ID_EPOCH_MS, at most
+ * twice that. A breaker's set holds at most MAX_IDS entries (older ones go first past it).
+ */
+const ID_EPOCH_MS = 30_000;
+const MAX_IDS = 1_000;
+const KEPT_IDS = 500;
+
+/** Whether `id` is among the ids of `entries` that are still recognised at `now`. */
+function seenAt(entries: ReadonlySet<string>, id: string, now: number): boolean {
+  const epoch = Math.floor(now / ID_EPOCH_MS);
+  return entries.has(`${epoch}:${id}`) || entries.has(`${epoch - 1}:${id}`);
+}
+
+/** The id entries to keep at `now` with `added` (recognised ones only, newest first past MAX_IDS). */
+function keptIds(entries: ReadonlySet<string>, added: readonly string[], now: number): string[] {
+  const epoch = Math.floor(now / ID_EPOCH_MS);
+  const kept = [...entries].filter((entry) => Number(entry.slice(0, entry.indexOf(':'))) >= epoch - 1);
+  const all = [...kept, ...added.map((id) => `${epoch}:${id}`)];
+  if (all.length < MAX_IDS) return all;
+  all.sort((a, b) => Number(a.slice(0, a.indexOf(':'))) - Number(b.slice(0, b.indexOf(':'))));
+  return all.slice(all.length - KEPT_IDS);
+}
+
+/**
+ * Under a count policy (`consecutiveFailures`, `failuresInWindow`), a batch of successes or ignored
+ * calls without failures only resets the run of failures (reducer.ts `resetsOnly`): it is written
+ * only when there is a run to reset, and makes no item when there is none.
+ */
 
 /** Adds `next`'s outcomes to `into`, as if they had happened after it. */
 function merge(into: MutableBatch, next: OutcomeBatch): void {
@@ -78,6 +111,8 @@ const PAGE_SIZE = 100;
 
 interface Loaded {
   readonly record: BreakerRecord;
+  /** The batch id entries the item holds (see `ID_EPOCH_MS`). */
+  readonly ids: ReadonlySet<string>;
   /** Whether there is an item, and its `v` attribute as stored (undefined when missing). */
   readonly exists: boolean;
   readonly rawVersion: AttributeValue | undefined;
@@ -173,8 +208,32 @@ export class DynamoDBStore implements Store {
    * race each other's conditional writes; the transition, if any, is reported to one of them.
    */
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    if (reducer.resetsOnly(policy, batch)) {
+      // One read; a write only when there is a run to reset (conditional on the version read).
+      return this.#change(
+        name,
+        policy,
+        (record, now, exists, seen, remember) => {
+          if (batch.id !== undefined && seen(batch.id)) return stale(record, policy, now);
+          const result = reducer.resetRun(record, policy, now, batch);
+          if (!exists) return { ...result, snapshot: { ...result.snapshot, generation: reducer.NO_RECORD } };
+          if (
+            batch.id !== undefined &&
+            result.snapshot.counts.consecutiveFailures !== record.consecutiveFailures
+          ) {
+            remember(batch.id);
+          }
+          return result;
+        },
+        { create: false },
+      );
+    }
     if (batch.probes.length > 0 || batch.trip === true) {
-      return this.#change(name, policy, (record, now) => reducer.record(record, policy, now, batch));
+      return this.#change(name, policy, (record, now, _exists, seen, remember) => {
+        if (batch.id !== undefined && seen(batch.id)) return stale(record, policy, now);
+        if (batch.id !== undefined) remember(batch.id);
+        return reducer.record(record, policy, now, batch);
+      });
     }
     const counted = await this.#count(name, policy, batch);
     return counted ?? this.#recordInGroup(name, policy, batch);
@@ -191,6 +250,8 @@ export class DynamoDBStore implements Store {
     const now = this.#clock.now();
     const index = Math.floor(now / policy.bucketMs);
     const slot = ((index % policy.bucketCount) + policy.bucketCount) % policy.bucketCount;
+    const id = batch.id ?? null;
+    const epoch = Math.floor(now / ID_EPOCH_MS);
     let reply;
     try {
       reply = await this.#client.send(
@@ -199,8 +260,13 @@ export class DynamoDBStore implements Store {
           Key: { pk: { S: itemKey(name) } },
           UpdateExpression:
             `SET cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
-            'ADD #s :s, #f :f, #l :l, #g :g, v :one',
-          ConditionExpression: 'st = :closed AND gen = :gen AND ov = :none AND #i = :index',
+            `ADD #s :s, #f :f, #l :l, #g :g, v :one${id === null ? '' : ', ids :id'}`,
+          ConditionExpression:
+            'st = :closed AND gen = :gen AND ov = :none AND #i = :index' +
+            (id === null
+              ? ''
+              : ' AND (attribute_not_exists(ids) OR (size(ids) < :maxIds' +
+                ' AND NOT contains(ids, :seen) AND NOT contains(ids, :seenBefore)))'),
           ExpressionAttributeNames: {
             '#ttl': 'ttl',
             '#i': `b${slot}i`,
@@ -221,6 +287,14 @@ export class DynamoDBStore implements Store {
             ':gen': { N: String(batch.generation) },
             ':none': { S: NO_OVERRIDE },
             ':index': { N: String(index) },
+            ...(id === null
+              ? {}
+              : {
+                  ':id': { SS: [`${epoch}:${id}`] },
+                  ':seen': { S: `${epoch}:${id}` },
+                  ':seenBefore': { S: `${epoch - 1}:${id}` },
+                  ':maxIds': { N: String(MAX_IDS) },
+                }),
           },
           ReturnValues: 'ALL_NEW',
         }),
@@ -248,6 +322,7 @@ export class DynamoDBStore implements Store {
       {
         known: {
           record: fresh.record,
+          ids: idsOf(reply.Attributes!),
           exists: true,
           rawVersion: reply.Attributes!.v,
           nextVersion: fresh.version + 1,
@@ -259,18 +334,35 @@ export class DynamoDBStore implements Store {
 
   #recordInGroup(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
     const waiting = this.#waiting.get(name);
-    if (waiting !== undefined && waiting.batch.generation === batch.generation && waiting.policy === policy) {
-      merge(waiting.batch, batch);
+    if (
+      waiting !== undefined &&
+      waiting.members[0]!.generation === batch.generation &&
+      waiting.policy === policy
+    ) {
+      waiting.members.push(batch);
       return waiting.result.then((result) =>
         result.transition === null ? result : { ...result, transition: null },
       );
     }
-    const group: Group = { policy, batch: { ...batch }, result: Promise.resolve(null as never) };
+    const group: Group = { policy, members: [batch], result: Promise.resolve(null as never) };
     this.#waiting.set(name, group);
     const previous = this.#writing.get(name) ?? Promise.resolve();
     group.result = previous.then(() => {
       if (this.#waiting.get(name) === group) this.#waiting.delete(name);
-      return this.#change(name, policy, (record, now) => reducer.record(record, policy, now, group.batch));
+      return this.#change(name, policy, (record, now, _exists, seen, remember) => {
+        // Members seen before (re-sends of writes that landed) are left out of the merged batch.
+        let merged: MutableBatch | null = null;
+        for (const member of group.members) {
+          if (member.id !== undefined) {
+            if (seen(member.id)) continue;
+            remember(member.id);
+          }
+          if (merged === null) merged = { ...member };
+          else merge(merged, member);
+        }
+        if (merged === null) return stale(record, policy, now);
+        return reducer.record(record, policy, now, merged);
+      });
     });
     const done: Promise<void> = group.result.then(
       () => undefined,
@@ -354,22 +446,38 @@ export class DynamoDBStore implements Store {
   async #change<T>(
     name: string,
     policy: BreakerPolicy,
-    reduce: (record: BreakerRecord, now: number, exists: boolean) => T,
+    reduce: (
+      record: BreakerRecord,
+      now: number,
+      exists: boolean,
+      seen: (id: string) => boolean,
+      remember: (id: string) => void,
+    ) => T,
     { known, create = true }: { known?: Loaded; create?: boolean } = {},
   ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       const loaded = attempt === 1 && known !== undefined ? known : await this.#load(name);
       const before = !loaded.exists || loaded.corrupt ? '' : JSON.stringify(loaded.record);
       const now = this.#clock.now();
-      const result = reduce(loaded.record, now, loaded.exists);
+      const added: string[] = [];
+      const result = reduce(
+        loaded.record,
+        now,
+        loaded.exists,
+        (id) => seenAt(loaded.ids, id, now),
+        (id) => added.push(id),
+      );
       if (!loaded.exists && !create) return result;
       const after = JSON.stringify(loaded.record);
       if (after === before) return result;
+      const item = toItem(name, policy, loaded.record, loaded.nextVersion, now);
+      const ids = keptIds(loaded.ids, added, now);
+      if (ids.length > 0) item.ids = { SS: ids };
       try {
         await this.#client.send(
           new PutItemCommand({
             TableName: this.#table,
-            Item: toItem(name, policy, loaded.record, loaded.nextVersion, now),
+            Item: item,
             // Only if nobody wrote since the read (a corrupt item without a version included).
             ...(!loaded.exists
               ? { ConditionExpression: 'attribute_not_exists(pk)' }
@@ -414,6 +522,7 @@ export class DynamoDBStore implements Store {
     if (item === undefined) {
       return {
         record: reducer.emptyRecord(reducer.initialGeneration(this.#clock.now())),
+        ids: NO_IDS,
         exists: false,
         rawVersion: undefined,
         nextVersion: 1,
@@ -424,6 +533,7 @@ export class DynamoDBStore implements Store {
     if (parsed !== null) {
       return {
         record: parsed.record,
+        ids: idsOf(item),
         exists: true,
         rawVersion: item.v,
         nextVersion: parsed.version + 1,
@@ -436,6 +546,7 @@ export class DynamoDBStore implements Store {
     // Reset: the write that follows replaces the item, conditional on the `v` it had (if any).
     return {
       record: reducer.emptyRecord(reducer.initialGeneration(this.#clock.now())),
+      ids: NO_IDS,
       exists: true,
       rawVersion: item.v,
       nextVersion: valid ? version + 1 : 1,
@@ -465,6 +576,19 @@ export class DynamoDBStore implements Store {
       );
     }
   }
+}
+
+const NO_IDS: ReadonlySet<string> = new Set();
+
+/** The batch id entries of an item (see `ID_EPOCH_MS`). */
+function idsOf(item: Record<string, AttributeValue>): ReadonlySet<string> {
+  const entries = item.ids?.SS;
+  return entries === undefined ? NO_IDS : new Set(entries);
+}
+
+/** The answer to a batch seen before: nothing changed. */
+function stale(record: BreakerRecord, policy: BreakerPolicy, now: number): UpdateResult {
+  return { snapshot: reducer.snapshot(record, policy, now), transition: null, stale: true };
 }
 
 function isConditionFailure(error: unknown): boolean {

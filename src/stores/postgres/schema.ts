@@ -122,12 +122,12 @@ const EXPIRE_LEASES = `IF cardinality(r.lease_ids) > 0 THEN
 
 /** reducer.ts open: backoff on consecutive re-opens, capped, then jitter (Math.round). */
 const OPEN = `IF r.state = 'half-open' THEN r.reopens := r.reopens + 1; ELSE r.reopens := 0; END IF;
-      r.state := 'open'; r.generation := r.generation + 1; r.opened_at := now_;
+      r.state := 'open'; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END; r.opened_at := now_;
       base := least(p_[9], p_[7] * power(p_[8], r.reopens));
       r.open_until := now_ + floor(base + base * p_[10] * random_ + jitter_ + 0.5)::bigint;
       r.lease_ids := '{}'; r.lease_expires := '{}'; r.probe_successes := 0;`;
 
-const CLOSE = `r.state := 'closed'; r.generation := r.generation + 1; r.open_until := 0; r.reopens := 0;
+const CLOSE = `r.state := 'closed'; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END; r.open_until := 0; r.reopens := 0;
       r.consecutive_failures := 0; r.probe_successes := 0; r.lease_ids := '{}'; r.lease_expires := '{}';
       r.buckets := '{}';`;
 
@@ -299,7 +299,14 @@ BEGIN
     corrupt := false; dirty := false; o_lease := NULL; o_reason := NULL;
     IF pass = 1 THEN
       SELECT * INTO r FROM ${o.table} WHERE key = k;
-      CONTINUE WHEN NOT FOUND OR NOT ${valid('r.')} OR r.expires_at <= now_;
+      -- No row (or an expired one): closed, admitted under generation 0 (reducer.ts NO_RECORD)
+      -- without a write, so a tenant that never failed costs no row.
+      IF NOT FOUND OR (${valid('r.')} AND r.expires_at <= now_) THEN
+        o_admitted := true; o_now := now_; o_state := 'closed'; o_generation := 0; o_open_until := 0;
+        RETURN NEXT;
+        RETURN;
+      END IF;
+      CONTINUE WHEN NOT ${valid('r.')};
     ELSE
       ${lockOrInsert(o)}
       ${RESET}
@@ -315,7 +322,7 @@ BEGIN
       ELSE o_reason := 'open'; o_retry_after := r.open_until - now_; END IF;
     ELSE
       IF r.state = 'open' THEN
-        r.state := 'half-open'; r.generation := r.generation + 1; r.open_until := 0;
+        r.state := 'half-open'; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END; r.open_until := 0;
         r.probe_successes := 0; r.lease_ids := '{}'; r.lease_expires := '{}';
         dirty := true;
       END IF;
@@ -356,20 +363,49 @@ DECLARE
   ${declarations(o)}
   base float8;
   failed boolean := false;
+  quiet boolean;
   at integer;
 BEGIN
   ${DEFAULTS}
+  -- reducer.ts resetsOnly: under a count policy, a batch of successes or ignored calls without
+  -- failures only resets the run of failures. Read first without a lock: with no row, or no run
+  -- to reset, nothing is written (and no row made).
+  quiet := kind_ IN ('consecutive-failures', 'failures-in-window') AND failures_ = 0 AND NOT trip_
+    AND coalesce(cardinality(probe_leases_), 0) = 0 AND successes_ + slow_ + ignored_ > 0;
+  IF quiet THEN
+    SELECT * INTO r FROM ${o.table} WHERE key = k;
+    IF NOT FOUND OR NOT ${valid('r.')} OR r.expires_at <= now_ THEN
+      ${FRESH}
+      ${snapshot(o)}
+      o_generation := 0;
+      RETURN NEXT;
+      RETURN;
+    END IF;
+    IF r.consecutive_failures = 0 OR successes_ = 0 OR r.state <> 'closed' THEN
+      ${EXPIRE_LEASES}
+      o_stale := NOT (generation_ = r.generation OR (generation_ = 0 AND r.state = 'closed'
+        AND r.override IS NULL AND r.generation % 100 = 0)) OR r.override = 'forced-closed';
+      ${snapshot(o)}
+      RETURN NEXT;
+      RETURN;
+    END IF;
+  END IF;
   ${lockOrInsert(o)}
   ${RESET}
   ${EXPIRE_LEASES}
   from_ := ${CIRCUIT};
   IF batch_ IS NOT NULL AND batch_ <> '' THEN
-    INSERT INTO ${o.batches} AS b (key, id, expires_at) VALUES (k, batch_, now_ + ${BATCH_ID_MS})
-      ON CONFLICT (key, id) DO UPDATE SET expires_at = excluded.expires_at WHERE b.expires_at <= now_;
-    o_stale := NOT FOUND;
+    -- A re-send of a batch that changed the record (its id is remembered below) changes nothing.
+    PERFORM 1 FROM ${o.batches} WHERE key = k AND id = batch_ AND expires_at > now_;
+    o_stale := FOUND;
   END IF;
-  IF o_stale OR generation_ <> r.generation OR r.override = 'forced-closed' THEN
+  -- reducer.ts admittedUnder: the record's generation, or 0 while it has not changed state.
+  IF o_stale OR NOT (generation_ = r.generation OR (generation_ = 0 AND r.state = 'closed'
+      AND r.override IS NULL AND r.generation % 100 = 0)) OR r.override = 'forced-closed' THEN
     o_stale := true;
+  ELSIF r.state = 'closed' AND quiet THEN
+    r.consecutive_failures := trailing_;
+    dirty := true;
   ELSIF r.state = 'closed' THEN
     IF successes_ + failures_ + slow_ + ignored_ > 0 THEN
       r.buckets := ${o.add}(r.buckets, now_, p_[5]::bigint, p_[6]::bigint, successes_, failures_, slow_, ignored_);
@@ -404,6 +440,10 @@ BEGIN
     ELSIF r.probe_successes >= p_[12] THEN
       ${CLOSE}
     END IF;
+  END IF;
+  IF dirty AND NOT o_stale AND batch_ IS NOT NULL AND batch_ <> '' THEN
+    INSERT INTO ${o.batches} AS b (key, id, expires_at) VALUES (k, batch_, now_ + ${BATCH_ID_MS})
+      ON CONFLICT (key, id) DO UPDATE SET expires_at = excluded.expires_at;
   END IF;
   IF dirty THEN ${write(o)} END IF;
   moved := from_ IS DISTINCT FROM ${CIRCUIT};
@@ -454,7 +494,7 @@ BEGIN
   ${EXPIRE_LEASES}
   from_ := ${CIRCUIT};
   IF r.override IS DISTINCT FROM override_ THEN
-    r.override := override_; r.generation := r.generation + 1;
+    r.override := override_; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END;
     r.lease_ids := '{}'; r.lease_expires := '{}'; r.probe_successes := 0;
     dirty := true;
   END IF;

@@ -11,9 +11,9 @@ ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
 Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
             successes, failures, slow, ignored, consecutiveFailures, activeProbes,
             probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration }
-Writes    only when something changed, and the batch id. Publishes the transition it made. A
-          batch whose id was seen in the last DEDUP_MS changes nothing (stale = 1): it was a
-          re-send of a write whose reply was lost.
+Writes    only when something changed, and then the batch id. Publishes the transition it made.
+          A batch whose id was remembered in the last DEDUP_MS changes nothing (stale = 1): it
+          was a re-send of a write whose reply was lost.
 Errors    CIRCUITRY_BADARG <what>
 ]]
 
@@ -40,26 +40,48 @@ end
 local now = now_ms(ARGV)
 
 --[[ Idempotence: a batch re-sent after a write whose reply was lost (the server may have applied
-it just before a crash or a dropped connection) carries the same id. Ids seen in the last DEDUP_MS
-are members of a sorted set beside the record, scored by when they may be forgotten; a batch seen
-before changes nothing and answers the current state as stale. ]]
+it just before a crash or a dropped connection) carries the same id. The ids of batches that changed
+the record in the last DEDUP_MS are members of a sorted set beside the record, scored by when they
+may be forgotten; a batch seen before changes nothing and answers the current state as stale. A
+batch that changed nothing is not remembered: a tenant that only succeeds costs no key. ]]
 local DEDUP_MS = 60000
+local ids = KEYS[2]
 if batchId ~= '' then
-  local ids = KEYS[2]
-  redis.call('ZREMRANGEBYSCORE', ids, '-inf', int(now))
-  if redis.call('ZADD', ids, 'NX', int(now + DEDUP_MS), batchId) == 0 then
+  local seen = redis.call('ZSCORE', ids, batchId)
+  if seen and tonumber(seen) > now then
     local r = load(key, now)
     expire_leases(r, now)
     return update_reply(false, 1, r, p, now, nil)
   end
-  redis.call('PEXPIRE', ids, DEDUP_MS)
 end
+
+local function remember_batch()
+  if batchId ~= '' then
+    redis.call('ZREMRANGEBYSCORE', ids, '-inf', int(now))
+    redis.call('ZADD', ids, int(now + DEDUP_MS), batchId)
+    redis.call('PEXPIRE', ids, DEDUP_MS)
+  end
+end
+
+--[[ Under a count policy (consecutive-failures, failures-in-window) a batch without failures only
+resets the run of failures: it changes nothing, and writes nothing, when there is no run (and makes
+no record when there is none). Its successes are not counted in the window: nothing reads them. ]]
+local count_policy = p.kind == 'consecutive-failures' or p.kind == 'failures-in-window'
+local resets_only = count_policy and failures == 0 and not trip and #ARGV < firstProbe
+  and successes + slow + ignored > 0
 
 -- Adds the batch's outcomes to the current bucket and the run of failures (reducer.ts record, in
 -- closed state). Returns whether there was anything to count.
 local function count_batch(r, p, at)
   if successes + failures + slow + ignored == 0 then
     return false
+  end
+  if resets_only then
+    if successes == 0 or r.cf == trailing then
+      return false
+    end
+    r.cf = trailing
+    return true
   end
   local bucket = current_bucket(r, p, at)
   bucket.s = bucket.s + successes
@@ -91,15 +113,27 @@ if #ARGV < firstProbe then
     local buckets = parse_buckets(q[6] or '')
     if cf ~= nil and buckets ~= nil then
       local r = { buckets = buckets, cf = cf }
-      count_batch(r, p, now)
+      local changed = count_batch(r, p, now)
       local c = window_counts(r, p, now)
       if not trips(c, r) then
-        if r.cf ~= cf then
-          redis.call('HSET', key, 'cf', int(r.cf), 'buckets', encode_buckets(r.buckets))
+        if resets_only then
+          if changed then
+            if r.cf == 0 then
+              redis.call('HDEL', key, 'cf')
+            else
+              redis.call('HSET', key, 'cf', int(r.cf))
+            end
+            remember_batch()
+          end
         else
-          redis.call('HSET', key, 'buckets', encode_buckets(r.buckets))
+          if r.cf ~= cf then
+            redis.call('HSET', key, 'cf', int(r.cf), 'buckets', encode_buckets(r.buckets))
+          else
+            redis.call('HSET', key, 'buckets', encode_buckets(r.buckets))
+          end
+          redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
+          remember_batch()
         end
-        redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
         return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now,
           '', '', 0 }
       end
@@ -108,7 +142,9 @@ if #ARGV < firstProbe then
 end
 
 local r, existed, corrupt = load(key, now)
-local dirty = corrupt or not existed
+-- A missing record is made by the first batch that counts (or by an empty batch: a caller asking
+-- for one), never by one that only resets a run there is none of.
+local dirty = corrupt or (not existed and not resets_only)
 expire_leases(r, now)
 
 local stale = 0
@@ -155,6 +191,10 @@ end
 
 if dirty then
   save(key, p, r, now)
+  remember_batch()
+elseif not existed then
+  -- Still no record: say so (NO_RECORD), rather than the generation of one that was not made.
+  r.gen = 0
 end
 publish(channel, key, moved, r, now)
 

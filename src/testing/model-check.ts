@@ -1,0 +1,765 @@
+import { it } from 'node:test';
+
+import type { Clock } from '../core/clock.js';
+import { consecutiveFailures, failureRate, failuresInWindow } from '../core/policy.js';
+import * as reducer from '../core/reducer.js';
+import { NO_RECORD } from '../core/reducer.js';
+import type {
+  AcquireResult,
+  BreakerPolicy,
+  BreakerRecord,
+  CircuitState,
+  Outcome,
+  OutcomeBatch,
+  Override,
+  RejectReason,
+  Snapshot,
+  TripPolicy,
+  UpdateResult,
+} from '../core/types.js';
+import type { CircuitBreaker, Permit } from '../breaker.js';
+import { internal } from '../breaker.js';
+import { isCircuitOpenError } from '../errors.js';
+import { BreakerFactory } from '../factory.js';
+import type { BreakerOptions } from '../options.js';
+import { resolveOptions } from '../options.js';
+import { StoreHealth } from '../store-health.js';
+import type { ListPage, Store } from '../store.js';
+import { ManualClock } from './manual-clock.js';
+import { seededRandom } from './seeded-random.js';
+
+/**
+ * A concurrent model check of a store and the breakers that share it: several clients (each its own
+ * `BreakerFactory` on its own store connection) run seeded random histories of acquires, calls,
+ * two-step permits settled in any order, operator overrides and resets, clock moves and injected
+ * store faults (lost replies, failed writes, late replies), all against one breaker. Every step is
+ * checked against a sequential reference: the reducer of `circuitry/core` applied to the same
+ * operations in the order the store applied them. A violation names its seed and a shortened
+ * history that still fails.
+ *
+ * Steps run one at a time and wait until every store call they started has settled (writes the
+ * breaker does not make its caller wait for included), so the store applies outcomes in completion
+ * order and the reference knows that order.
+ */
+
+/** What the model check needs of a store. */
+export interface ModelCheckHarness {
+  /**
+   * A store for one client, on a connection of its own, sharing its data with every other store
+   * this harness makes, whose time is `clock` (the store must read the time from it: a
+   * `MemoryStore`'s `clock`, `RedisStore`/`PostgresStore`'s `timeOffsetMs: () => clock.now() -
+   * Date.now()`, `DynamoDBStore`'s `clock`). Called once per client and once for an observer.
+   */
+  makeStore(clock: Clock): Store | Promise<Store>;
+  /** Called when the run ends: close what `makeStore` opened. */
+  close?(): void | Promise<void>;
+}
+
+/** The trip policies a history may run under. */
+export type ModelCheckPolicy = 'consecutive-failures' | 'failures-in-window' | 'failure-rate';
+
+export interface ModelCheckOptions {
+  /** The run's seed: the same seed runs the same histories. @defaultValue random */
+  readonly seed?: number;
+  /** Histories to run (the run also stops when `budgetMs` is spent). @defaultValue Infinity */
+  readonly histories?: number;
+  /** Wall-clock budget of the run. @defaultValue 10_000 */
+  readonly budgetMs?: number;
+  /** Steps per history. @defaultValue 40 */
+  readonly steps?: number;
+  /** Clients (factories, each on its own store connection). @defaultValue 3 */
+  readonly clients?: number;
+  /**
+   * The store faults to inject into writes: `lost-reply` (the write lands, its reply is lost, the
+   * breaker writes the batch again: a store must count it once, by its `OutcomeBatch.id`),
+   * `failed-write` (the write never reaches the store) and `late-reply` (it lands, the reply
+   * comes after the breaker's timeout). `false` for none. A store that cannot lose a reply (one in
+   * process) leaves out `lost-reply`. @defaultValue all three
+   */
+  readonly faults?: boolean | readonly Fault[];
+  /** Trip policies to draw from. @defaultValue all three */
+  readonly policies?: readonly ModelCheckPolicy[];
+  /** Shorten a failing history before reporting it. @defaultValue true */
+  readonly shrink?: boolean;
+  /** Progress lines (one per 50 histories, and the shrinking). @defaultValue none */
+  readonly log?: (line: string) => void;
+}
+
+/** What a run did. */
+export interface ModelCheckReport {
+  readonly seed: number;
+  readonly histories: number;
+  readonly steps: number;
+  readonly faults: number;
+}
+
+/** One step of a history. `pick` chooses among the permits held at that moment (modulo their count). */
+export type ModelStep =
+  | { readonly op: 'acquire'; readonly client: number }
+  | { readonly op: 'settle'; readonly pick: number; readonly outcome: Outcome; readonly fault: Fault | null }
+  | {
+      readonly op: 'execute';
+      readonly client: number;
+      readonly outcome: Outcome;
+      readonly fault: Fault | null;
+    }
+  | { readonly op: 'advance'; readonly ms: number }
+  | { readonly op: 'force'; readonly override: Override | null }
+  | { readonly op: 'reset' };
+
+/** A store fault injected into the write of one outcome. */
+export type Fault = 'lost-reply' | 'failed-write' | 'late-reply';
+
+/** A history the store and its breakers disagreed with the reference on. */
+export class ModelCheckViolation extends Error {
+  readonly seed: number;
+  readonly policy: ModelCheckPolicy;
+  readonly history: readonly ModelStep[];
+  constructor(seed: number, policy: ModelCheckPolicy, history: readonly ModelStep[], failure: string) {
+    super(
+      `model check violation (seed ${seed}, ${policy}, ${history.length} steps; replay with --seed ${seed}):\n` +
+        `${failure}\nhistory:\n${history.map((s, i) => `  ${i + 1}. ${describeStep(s)}`).join('\n')}`,
+    );
+    this.name = 'ModelCheckViolation';
+    this.seed = seed;
+    this.policy = policy;
+    this.history = history;
+  }
+}
+
+const OPEN_MS = 2_500;
+// Every clock move is a whole number of seconds, and every boundary the store computes (buckets
+// of 1 s, open periods of 2.5, 3.75, 5.625 and 6.5 s, leases of 3.5 s) sits at least 250 ms away
+// from the times steps run at: a store whose time runs a few ms behind or ahead of the model's
+// (a server's clock read a moment later) decides every comparison the same way.
+const MODEL_OPTIONS: BreakerOptions = {
+  openMs: OPEN_MS,
+  backoff: { multiplier: 1.5, maxOpenMs: 6_500 },
+  jitter: 0,
+  halfOpenMaxCalls: 2,
+  successThreshold: 2,
+  probeLeaseMs: 3_500,
+  maxStalenessMs: 0,
+  flushIntervalMs: 0,
+  storeTimeoutMs: 400,
+  onStoreFailure: 'local',
+};
+// Histories stay well inside every store's garbage-collection TTL (window + open + lease + 60 s).
+const MAX_HISTORY_MS = 40_000;
+
+function tripOf(policy: ModelCheckPolicy): TripPolicy {
+  switch (policy) {
+    case 'consecutive-failures':
+      return consecutiveFailures(3);
+    case 'failures-in-window':
+      return failuresInWindow(3, 10_000);
+    case 'failure-rate':
+      return failureRate(0.5, { minimumCalls: 4, windowMs: 10_000 });
+  }
+}
+
+/** The error a step's call throws to be counted as ignored. */
+const IGNORED = new Error('model check: ignored');
+const FAILED = new Error('model check: failure');
+
+export function describeStep(step: ModelStep): string {
+  switch (step.op) {
+    case 'acquire':
+      return `client ${step.client} acquires a permit`;
+    case 'settle':
+      return `permit #${step.pick} settles: ${step.outcome}${step.fault === null ? '' : ` (${step.fault})`}`;
+    case 'execute':
+      return `client ${step.client} executes: ${step.outcome}${step.fault === null ? '' : ` (${step.fault})`}`;
+    case 'advance':
+      return `the clock moves ${step.ms} ms`;
+    case 'force':
+      return `an operator ${step.override === null ? 'clears the override' : `forces ${step.override}`}`;
+    case 'reset':
+      return 'an operator resets the breaker';
+  }
+}
+
+/** Makes a random history. */
+export function randomHistory(
+  random: () => number,
+  steps: number,
+  clients: number,
+  faults: readonly Fault[],
+): ModelStep[] {
+  const history: ModelStep[] = [];
+  const outcome = (): Outcome => {
+    const r = random();
+    return r < 0.5 ? 'failure' : r < 0.9 ? 'success' : 'ignored';
+  };
+  const fault = (): Fault | null => {
+    if (faults.length === 0 || random() >= 0.08) return null;
+    const r = random();
+    const kind: Fault = r < 0.45 ? 'lost-reply' : r < 0.9 ? 'failed-write' : 'late-reply';
+    return faults.includes(kind) ? kind : faults[0]!;
+  };
+  for (let i = 0; i < steps; i++) {
+    const r = random();
+    const client = Math.floor(random() * clients);
+    if (r < 0.25) history.push({ op: 'acquire', client });
+    else if (r < 0.5)
+      history.push({ op: 'settle', pick: Math.floor(random() * 8), outcome: outcome(), fault: fault() });
+    else if (r < 0.75) history.push({ op: 'execute', client, outcome: outcome(), fault: fault() });
+    else if (r < 0.93) history.push({ op: 'advance', ms: random() < 0.7 ? 1_000 : 2_000 });
+    else if (r < 0.98) {
+      const o = random();
+      history.push({
+        op: 'force',
+        override: o < 0.35 ? null : o < 0.6 ? 'forced-open' : o < 0.8 ? 'forced-closed' : 'metrics-only',
+      });
+    } else history.push({ op: 'reset' });
+  }
+  // The clearing of any override last, so every history ends with the breaker computing its state.
+  return history;
+}
+
+/**
+ * Wraps one client's store: counts the calls in flight (so a step can wait for all of them, those
+ * the breaker does not wait for included), injects the fault a step asks for into the next
+ * `record`, and leaves out `subscribe` (pushes arrive whenever they like; the model check wants
+ * every client to learn the state from the store's answers, at known moments).
+ */
+class ModelStore implements Store {
+  readonly inner: Store;
+  fault: Fault | null = null;
+  /** A record whose reply was lost or late happened: the transition it made was reported late or never. */
+  faulted = 0;
+  #inFlight = new Set<Promise<unknown>>();
+  readonly timing: Store['timing'];
+  readonly reset?: (key: string, policy: BreakerPolicy) => Promise<UpdateResult>;
+  readonly #lateMs: number;
+
+  constructor(inner: Store, lateMs: number) {
+    this.inner = inner;
+    this.#lateMs = lateMs;
+    this.timing = inner.timing;
+    const reset = inner.reset?.bind(inner);
+    if (reset !== undefined) this.reset = (key, policy) => this.#track(Promise.resolve(reset(key, policy)));
+  }
+
+  #track<T>(promise: Promise<T>): Promise<T> {
+    this.#inFlight.add(promise);
+    const done = (): void => {
+      this.#inFlight.delete(promise);
+    };
+    promise.then(done, done);
+    return promise;
+  }
+
+  async idle(): Promise<void> {
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+  }
+
+  acquire(key: string, policy: BreakerPolicy): Promise<AcquireResult> {
+    return this.#track(Promise.resolve(this.inner.acquire(key, policy)));
+  }
+
+  record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    const fault = this.fault;
+    this.fault = null;
+    if (fault === null) return this.#track(Promise.resolve(this.inner.record(key, policy, batch)));
+    this.faulted += 1;
+    const inner = this.inner;
+    const lateMs = this.#lateMs;
+    return this.#track(
+      (async () => {
+        if (fault === 'failed-write') throw new Error('model check: injected write failure');
+        const result = await inner.record(key, policy, batch);
+        if (fault === 'lost-reply') throw new Error('model check: injected lost reply');
+        await new Promise((resolve) => setTimeout(resolve, lateMs));
+        return result;
+      })(),
+    );
+  }
+
+  inspect(key: string, policy: BreakerPolicy): Promise<Snapshot | null> {
+    return this.#track(Promise.resolve(this.inner.inspect(key, policy)));
+  }
+
+  force(key: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
+    return this.#track(Promise.resolve(this.inner.force(key, policy, override)));
+  }
+
+  list(prefix: string, cursor?: string | null): Promise<ListPage> {
+    return Promise.resolve(this.inner.list(prefix, cursor));
+  }
+}
+
+/**
+ * The sequential reference: the reducer, with a record made when the store would make one (a store
+ * that admits a breaker without a record, `NO_RECORD`, makes it for the first outcome that changes
+ * what the policy reads; one that makes it on `acquire` is "eager").
+ */
+class Reference {
+  record: BreakerRecord | null = null;
+  #leases = 0;
+  constructor(
+    readonly policy: BreakerPolicy,
+    readonly eager: boolean,
+  ) {}
+
+  #make(now: number): BreakerRecord {
+    this.record ??= reducer.emptyRecord(reducer.initialGeneration(now));
+    return this.record;
+  }
+
+  acquire(now: number): AcquireResult {
+    if (this.record === null && !this.eager) {
+      return {
+        admitted: true,
+        reason: null,
+        retryAfterMs: 0,
+        generation: NO_RECORD,
+        lease: null,
+        state: 'closed',
+        override: null,
+        openUntil: 0,
+        now,
+        transition: null,
+      };
+    }
+    return reducer.acquire(this.#make(now), this.policy, now, `lease-${++this.#leases}`);
+  }
+
+  settle(now: number, generation: number, lease: string | null, outcome: Outcome): UpdateResult | null {
+    const batch: OutcomeBatch =
+      lease === null
+        ? {
+            generation,
+            successes: outcome === 'success' ? 1 : 0,
+            failures: outcome === 'failure' ? 1 : 0,
+            trailingFailures: outcome === 'failure' ? 1 : 0,
+            slow: 0,
+            ignored: outcome === 'ignored' ? 1 : 0,
+            probes: [],
+            random: 0,
+          }
+        : {
+            generation,
+            successes: 0,
+            failures: 0,
+            trailingFailures: 0,
+            slow: 0,
+            ignored: 0,
+            probes: [{ lease, outcome }],
+            random: 0,
+          };
+    if (this.record === null) {
+      // No record: only an outcome that changes what the policy reads makes one.
+      const counts = this.policy.trip.kind === 'failure-rate' || batch.failures > 0;
+      if (!counts) return null;
+    }
+    return reducer.record(this.#make(now), this.policy, now, batch);
+  }
+
+  force(now: number, override: Override | null): UpdateResult {
+    return reducer.force(this.#make(now), this.policy, now, override);
+  }
+
+  reset(now: number): UpdateResult | null {
+    if (this.record === null) return null;
+    return reducer.reset(this.record, this.policy, now);
+  }
+
+  snapshot(now: number): Snapshot {
+    return reducer.snapshot(
+      this.record ?? reducer.emptyRecord(reducer.initialGeneration(now)),
+      this.policy,
+      now,
+    );
+  }
+}
+
+interface HeldPermit {
+  readonly client: number;
+  readonly permit: Permit;
+  readonly generation: number;
+  readonly lease: string | null;
+}
+
+interface Client {
+  readonly store: ModelStore;
+  readonly factory: BreakerFactory;
+  readonly breaker: CircuitBreaker;
+  readonly transitions: Array<{ from: CircuitState; to: CircuitState }>;
+}
+
+/** Runs histories until the budget or the count is spent; throws `ModelCheckViolation` on the first failure. */
+export async function runModelCheck(
+  harness: ModelCheckHarness,
+  options: ModelCheckOptions = {},
+): Promise<ModelCheckReport> {
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const budgetMs = options.budgetMs ?? 10_000;
+  const maxHistories = options.histories ?? Infinity;
+  const stepsPerHistory = options.steps ?? 40;
+  const clientCount = options.clients ?? 3;
+  const faults: readonly Fault[] =
+    options.faults === false
+      ? []
+      : options.faults === true || options.faults === undefined
+        ? ['lost-reply', 'failed-write', 'late-reply']
+        : options.faults;
+  const policies = options.policies ?? ['consecutive-failures', 'failures-in-window', 'failure-rate'];
+  const log = options.log ?? (() => undefined);
+  // Mid-second, so the model's times sit in the middle of the store's 1 s buckets.
+  const clock = new ManualClock(Math.floor(Date.now() / 1_000) * 1_000 + 500);
+  const stores: ModelStore[] = [];
+  for (let i = 0; i < clientCount; i++) stores.push(new ModelStore(await harness.makeStore(clock), 500));
+  const observer = await harness.makeStore(clock);
+  const runner = new HistoryRunner(stores, observer, clock);
+  const started = performance.now();
+  let histories = 0;
+  let steps = 0;
+  let faulted = 0;
+  try {
+    while (histories < maxHistories && performance.now() - started < budgetMs) {
+      const historySeed = (seed + histories * 7_919) >>> 0;
+      const random = seededRandom(historySeed);
+      const policy = policies[Math.floor(random() * policies.length)]!;
+      const history = randomHistory(random, stepsPerHistory, clientCount, faults);
+      const failure = await runner.run(policy, history);
+      if (failure !== null) {
+        const shortest = options.shrink === false ? history : await shrink(runner, policy, history, log);
+        const final = (await runner.run(policy, shortest)) ?? failure;
+        throw new ModelCheckViolation(historySeed, policy, shortest, final);
+      }
+      histories += 1;
+      steps += history.length;
+      faulted += history.filter((s) => 'fault' in s && s.fault !== null).length;
+      if (histories % 50 === 0) log(`${histories} histories, ${steps} steps, ${faulted} faults`);
+    }
+  } finally {
+    await harness.close?.();
+  }
+  return { seed, histories, steps, faults: faulted };
+}
+
+/** Replays one history (`seed` and its policy) and throws on a violation: `--seed` of the report. */
+export async function replayModelCheck(
+  harness: ModelCheckHarness,
+  seed: number,
+  options: Pick<ModelCheckOptions, 'steps' | 'clients' | 'faults' | 'policies' | 'shrink' | 'log'> = {},
+): Promise<ModelCheckReport> {
+  return runModelCheck(harness, { ...options, seed, histories: 1, budgetMs: Infinity });
+}
+
+/** Drops steps while the history still fails: first halves, then single steps. */
+async function shrink(
+  runner: HistoryRunner,
+  policy: ModelCheckPolicy,
+  history: readonly ModelStep[],
+  log: (line: string) => void,
+): Promise<readonly ModelStep[]> {
+  let current = history;
+  for (let chunk = Math.floor(current.length / 2); chunk >= 1; chunk = Math.floor(chunk / 2)) {
+    for (let at = current.length - chunk; at >= 0; at -= chunk) {
+      const candidate = [...current.slice(0, at), ...current.slice(at + chunk)];
+      if (candidate.length === 0) continue;
+      if ((await runner.run(policy, candidate)) !== null) {
+        current = candidate;
+        at = Math.min(at, current.length);
+      }
+    }
+  }
+  log(`shrunk the failing history from ${history.length} to ${current.length} steps`);
+  return current;
+}
+
+let runs = 0;
+
+class HistoryRunner {
+  readonly #stores: readonly ModelStore[];
+  readonly #observer: Store;
+  readonly #clock: ManualClock;
+  #eager: boolean | null = null;
+
+  constructor(stores: readonly ModelStore[], observer: Store, clock: ManualClock) {
+    this.#stores = stores;
+    this.#observer = observer;
+    this.#clock = clock;
+  }
+
+  /** Runs one history on a breaker of its own; returns what went wrong, or null. */
+  async run(policyName: ModelCheckPolicy, history: readonly ModelStep[]): Promise<string | null> {
+    const clock = this.#clock;
+    // A new second, mid-bucket, for every history: buckets and open periods start afresh.
+    clock.set(Math.ceil(clock.now() / 1_000) * 1_000 + 500);
+    const started = clock.now();
+    const name = `model-check:${process.pid}:${++runs}`;
+    const options: BreakerOptions = { ...MODEL_OPTIONS, trip: tripOf(policyName), clock };
+    const policy = resolveOptions(options).policy;
+    const clients: Client[] = this.#stores.map((store) => {
+      store.fault = null;
+      const factory = new BreakerFactory({
+        ...options,
+        store,
+        isFailure: (error) => (error === IGNORED ? 'ignore' : true),
+      });
+      const breaker = factory.breakerFor(name);
+      const transitions: Client['transitions'] = [];
+      breaker.onStateChange((event) => transitions.push({ from: event.from, to: event.to }));
+      return { store, factory, breaker, transitions };
+    });
+    const held: HeldPermit[] = [];
+    let reference: Reference | null = null;
+    const observer = this.#observer;
+    const idle = async (): Promise<void> => {
+      for (const c of clients) await c.store.idle();
+    };
+    let failure: string | null = null;
+    const fail = (at: number, what: string): void => {
+      failure ??= `step ${at + 1}: ${what}`;
+    };
+    try {
+      for (let i = 0; i < history.length && failure === null; i++) {
+        const step = history[i]!;
+        for (const c of clients) c.transitions.length = 0;
+        const expected: Array<{ from: CircuitState; to: CircuitState }> = [];
+        let lostTransitions = false;
+        const now = clock.now();
+        const ref = (reference ??= await this.#reference(policy, name));
+        const note = (
+          result: { transition: { from: CircuitState; to: CircuitState } | null } | null,
+        ): void => {
+          if (result?.transition != null)
+            expected.push({ from: result.transition.from, to: result.transition.to });
+        };
+        switch (step.op) {
+          case 'acquire':
+          case 'execute': {
+            const client = clients[step.client % clients.length]!;
+            const want = ref.acquire(now);
+            note(want);
+            if (step.op === 'acquire') {
+              let permit: Permit | null = null;
+              let rejected: RejectReason | null = null;
+              try {
+                permit = await client.breaker.acquire();
+              } catch (error) {
+                if (!isCircuitOpenError(error)) throw error;
+                rejected = error.reason;
+              }
+              await idle();
+              const got = admissionMismatch(want, permit, rejected);
+              if (got !== null) fail(i, got);
+              else if (permit !== null) {
+                held.push({ client: step.client, permit, generation: want.generation, lease: want.lease });
+              }
+            } else {
+              const fault = step.fault;
+              if (fault !== null && want.admitted) client.store.fault = fault;
+              let rejected: RejectReason | null = null;
+              const call = { ran: false };
+              try {
+                await client.breaker.execute(() => {
+                  call.ran = true;
+                  if (step.outcome === 'success') return 'ok';
+                  throw step.outcome === 'failure' ? FAILED : IGNORED;
+                });
+              } catch (error) {
+                if (isCircuitOpenError(error)) rejected = error.reason;
+                else if (error !== FAILED && error !== IGNORED) throw error;
+              }
+              const ran = call.ran;
+              if (!ran && rejected === null)
+                throw new Error('model check: a call neither ran nor was rejected');
+              const mismatch = admissionMismatch(want, ran ? { probe: want.lease !== null } : null, rejected);
+              if (mismatch !== null) {
+                client.store.fault = null;
+                fail(i, mismatch);
+                break;
+              }
+              if (!ran) break;
+              lostTransitions = await this.#heal(client, fault);
+              note(ref.settle(now, want.generation, want.lease, step.outcome));
+            }
+            break;
+          }
+          case 'settle': {
+            if (held.length === 0) break;
+            const [one] = held.splice(step.pick % held.length, 1);
+            const client = clients[one!.client % clients.length]!;
+            if (step.fault !== null) client.store.fault = step.fault;
+            const permit = one!.permit;
+            await (step.outcome === 'success'
+              ? permit.success()
+              : step.outcome === 'failure'
+                ? permit.failure()
+                : permit.ignore());
+            lostTransitions = await this.#heal(client, step.fault);
+            note(ref.settle(now, one!.generation, one!.lease, step.outcome));
+            break;
+          }
+          case 'advance':
+            if (now + step.ms - started <= MAX_HISTORY_MS) clock.advance(step.ms);
+            break;
+          case 'force':
+          case 'reset': {
+            // An operator, through a store of its own. Every client then reads the state, as it
+            // would from the store's push: the model check does not race pushes against steps.
+            if (step.op === 'force') {
+              await observer.force(name, policy, step.override);
+              ref.force(now, step.override);
+            } else {
+              await observer.reset?.(name, policy);
+              ref.reset(now);
+            }
+            for (const c of clients) await c.breaker.state();
+            await idle();
+            break;
+          }
+        }
+        if (failure !== null) break;
+        const mismatch = await this.#compare(ref, name, policy, clock.now());
+        if (mismatch !== null) fail(i, mismatch);
+        const reported = clients.flatMap((c) => c.transitions);
+        if (!sameTransitions(expected, reported) && !(lostTransitions && isSubset(reported, expected))) {
+          fail(
+            i,
+            `transitions reported ${JSON.stringify(reported)}, the reference made ${JSON.stringify(expected)}`,
+          );
+        }
+      }
+      if (failure === null) {
+        // Whatever is still held is settled (ignored), and every factory closes with nothing unwritten.
+        for (const one of held.splice(0)) await one.permit.ignore();
+        await idle();
+      }
+    } finally {
+      for (const c of clients) {
+        const report = await c.factory.close({ timeoutMs: 3_000 });
+        if (!report.complete && failure === null) {
+          failure = `close() left outcomes unwritten: ${JSON.stringify(report.unwritten)}`;
+        }
+      }
+    }
+    return failure;
+  }
+
+  /**
+   * The reference for a new breaker. Whether the store makes a record on `acquire` is learnt once,
+   * from the first breaker: it decides whether a reset before any outcome fences calls in flight.
+   */
+  async #reference(policy: BreakerPolicy, name: string): Promise<Reference> {
+    if (this.#eager === null) {
+      const probeName = `${name}:eager`;
+      await this.#stores[0]!.acquire(probeName, policy);
+      this.#eager = (await this.#observer.inspect(probeName, policy)) !== null;
+    }
+    return new Reference(policy, this.#eager);
+  }
+
+  /**
+   * After a step whose write was faulted: waits for a late reply, has the breaker write again what
+   * it kept (what `close()` and the store's recovery do), and marks the store healthy again, as
+   * the next call that succeeded would. Returns whether the write's reply never came (then the
+   * transition it made, if any, is reported by nobody).
+   */
+  async #heal(client: Client, fault: Fault | null): Promise<boolean> {
+    await client.store.idle();
+    client.store.fault = null;
+    if (fault === null) return false;
+    await client.breaker[internal].drain(performance.now() + 3_000);
+    await client.store.idle();
+    StoreHealth.of(client.store).succeeded();
+    return fault === 'lost-reply';
+  }
+
+  async #compare(ref: Reference, name: string, policy: BreakerPolicy, now: number): Promise<string | null> {
+    const want = ref.snapshot(now);
+    const stored = await this.#observer.inspect(name, policy);
+    const got = stored ?? reducer.snapshot(reducer.emptyRecord(reducer.initialGeneration(now)), policy, now);
+    const fields: Array<[string, unknown, unknown]> = [
+      ['state', got.circuitState, want.circuitState],
+      ['consecutive failures', got.counts.consecutiveFailures, want.counts.consecutiveFailures],
+      ['failures in the window', got.counts.failures, want.counts.failures],
+      ['active probes', got.activeProbes, want.activeProbes],
+      ['probe successes', got.probeSuccesses, want.probeSuccesses],
+      ['reopens', got.reopens, want.reopens],
+    ];
+    if (policy.trip.kind === 'failure-rate') {
+      fields.push(['successes in the window', got.counts.successes, want.counts.successes]);
+    }
+    const wrong = fields.filter(([, a, b]) => a !== b);
+    if (wrong.length === 0) return null;
+    return `the store holds ${wrong.map(([what, a, b]) => `${what} ${String(a)} (reference: ${String(b)})`).join(', ')}`;
+  }
+}
+
+function admissionMismatch(
+  want: AcquireResult,
+  permit: Pick<Permit, 'probe'> | null,
+  rejected: RejectReason | null,
+): string | null {
+  if (want.admitted && permit === null) {
+    return `the call was rejected (${String(rejected)}); the reference admits it${want.lease === null ? '' : ' as a probe'}`;
+  }
+  if (!want.admitted && permit !== null) {
+    return `the call was admitted${permit.probe ? ' as a probe' : ''}; the reference rejects it (${String(want.reason)})`;
+  }
+  if (!want.admitted && rejected !== want.reason) {
+    return `the call was rejected (${String(rejected)}); the reference rejects it (${String(want.reason)})`;
+  }
+  if (permit !== null && permit.probe !== (want.lease !== null)) {
+    return `the call was admitted ${permit.probe ? 'as a probe' : 'not as a probe'}; the reference says the opposite`;
+  }
+  return null;
+}
+
+type Move = { from: CircuitState; to: CircuitState };
+
+function key(t: Move): string {
+  return `${t.from}>${t.to}`;
+}
+
+function sameTransitions(a: readonly Move[], b: readonly Move[]): boolean {
+  return a.length === b.length && isSubset(a, b);
+}
+
+/** Whether every transition of `a` is in `b` (as a multiset). */
+function isSubset(a: readonly Move[], b: readonly Move[]): boolean {
+  const left = b.map(key);
+  for (const t of a) {
+    const at = left.indexOf(key(t));
+    if (at === -1) return false;
+    left.splice(at, 1);
+  }
+  return true;
+}
+
+/**
+ * Registers the model check as one `node:test` test. Its budget comes from `options.budgetMs`, or
+ * the environment's `CIRCUITRY_MODEL_CHECK_MS`, and its seed from `CIRCUITRY_MODEL_CHECK_SEED`
+ * (to replay a failure). A violation fails the test with the seed and the shortened history.
+ */
+export function describeModelCheck(
+  name: string,
+  makeHarness: () => ModelCheckHarness | Promise<ModelCheckHarness>,
+  options: ModelCheckOptions = {},
+): void {
+  const env = typeof process === 'undefined' ? {} : process.env;
+  const budgetMs = options.budgetMs ?? (Number(env.CIRCUITRY_MODEL_CHECK_MS) || 10_000);
+  const seed =
+    options.seed ??
+    (env.CIRCUITRY_MODEL_CHECK_SEED === undefined ? undefined : Number(env.CIRCUITRY_MODEL_CHECK_SEED));
+  it(
+    `${name}: model check (concurrent clients against a sequential reference)`,
+    { timeout: budgetMs + 120_000 },
+    async (t) => {
+      const report = await runModelCheck(await makeHarness(), {
+        ...options,
+        budgetMs,
+        ...(seed === undefined ? {} : { seed }),
+      });
+      t.diagnostic(
+        `seed ${report.seed}: ${report.histories} histories, ${report.steps} steps, ${report.faults} faults`,
+      );
+      if (report.histories === 0) throw new Error('the model check ran no history within its budget');
+    },
+  );
+}
