@@ -19,10 +19,7 @@ export function memoryHarness(): ModelCheckHarness {
 }
 
 /** A `RedisStore` per client, each on its own ioredis client (or Cluster client). */
-export function redisHarness(
-  connect: () => Redis | Cluster,
-  prefix = 'model-check:',
-): ModelCheckHarness {
+export function redisHarness(connect: () => Redis | Cluster, prefix = 'model-check:'): ModelCheckHarness {
   const clients: Array<Redis | Cluster> = [];
   return {
     makeStore: (clock: Clock) => {
