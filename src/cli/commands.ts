@@ -11,11 +11,14 @@ import {
   byUrgency,
   glob,
   matchesState,
+  examineBreaker,
+  isCorrupt,
   readBreaker,
-  scanFleet,
+  scanFleetReport,
   toRow,
 } from './fleet.js';
 import {
+  formatCorrupt,
   formatLine,
   formatStatus,
   formatSummary,
@@ -109,12 +112,17 @@ const list: Command = {
       throw new CliError(2, `--concurrency must be an integer from 1 to 1000, got ${values.concurrency}`);
     }
     const flags = checkStoreFlags(values);
-    const rows = await withStore(flags, ({ store, callTimeoutMs }) =>
-      scanFleet(store, { match: glob(values.match), concurrency, timeoutMs: callTimeoutMs }),
+    const { rows, corrupt } = await withStore(flags, ({ store, callTimeoutMs }) =>
+      scanFleetReport(store, { match: glob(values.match), concurrency, timeoutMs: callTimeoutMs }),
     );
     const shown = (state === undefined ? rows : rows.filter((r) => matchesState(r, state))).sort(byUrgency);
-    if (values.json) out(JSON.stringify(shown));
-    else out(shown.length === 0 ? formatSummary(shown) : `${formatTable(shown)}\n\n${formatSummary(shown)}`);
+    const unreadable = corrupt.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    if (values.json) {
+      out(JSON.stringify({ breakers: shown, corrupt: unreadable }));
+      return;
+    }
+    out(shown.length === 0 ? formatSummary(shown) : `${formatTable(shown)}\n\n${formatSummary(shown)}`);
+    if (unreadable.length > 0) out(`\n${formatCorrupt(unreadable)}`);
   },
 };
 
@@ -137,8 +145,15 @@ const status: Command = {
     const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
     const name = oneName(positionals, 'status');
     const flags = checkStoreFlags(values);
-    const row = await withStore(flags, ({ store, callTimeoutMs }) => readBreaker(store, name, callTimeoutMs));
+    const row = await withStore(flags, ({ store, callTimeoutMs }) =>
+      examineBreaker(store, name, callTimeoutMs),
+    );
     if (row === null) throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+    if (isCorrupt(row)) {
+      if (values.json) out(JSON.stringify(row));
+      else out(formatCorrupt([row]));
+      throw new CliError(1, `the record of ${JSON.stringify(name)} is not readable; \`reset\` replaces it`);
+    }
     out(values.json ? JSON.stringify(row) : formatStatus(row));
   },
 };
@@ -217,8 +232,10 @@ export async function applyOverride(
  */
 export async function resetBreaker(connection: StoreConnection, name: string): Promise<ActionResult> {
   const { store, callTimeoutMs } = connection;
-  const before = await readBreaker(store, name, callTimeoutMs);
-  if (before === null) throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+  const found = await examineBreaker(store, name, callTimeoutMs);
+  if (found === null) throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+  // An unreadable record is what reset is for: the store replaces it with a fresh closed one.
+  const before = isCorrupt(found) ? null : found;
   if (store.reset !== undefined) {
     const result = await bounded(
       store.reset(name, DEFAULT_POLICY),
@@ -227,10 +244,11 @@ export async function resetBreaker(connection: StoreConnection, name: string): P
     );
     return { name, action: 'reset', before, after: toRow(name, result.snapshot) };
   }
-  const through: Override = before.override === 'forced-closed' ? 'metrics-only' : 'forced-closed';
+  const override = before?.override ?? null;
+  const through: Override = override === 'forced-closed' ? 'metrics-only' : 'forced-closed';
   await bounded(store.force(name, DEFAULT_POLICY, through), callTimeoutMs, `force ${JSON.stringify(name)}`);
   const result = await bounded(
-    store.force(name, DEFAULT_POLICY, before.override),
+    store.force(name, DEFAULT_POLICY, override),
     callTimeoutMs,
     `force ${JSON.stringify(name)}`,
   );

@@ -1,6 +1,6 @@
 /** Text output of the operator commands: tables and one-line summaries, no colours. */
 import type { StateChangeMessage } from '../store.js';
-import type { BreakerRow } from './fleet.js';
+import type { BreakerRow, CorruptRow } from './fleet.js';
 
 export function formatDuration(ms: number): string {
   if (ms < 1_000) return `${Math.round(ms)} ms`;
@@ -94,4 +94,12 @@ export function formatTransition(message: StateChangeMessage, at: Date): string 
       ? ''
       : `, override ${message.override === null ? 'none' : message.override}`;
   return `${at.toISOString()}  ${printable(message.key)}  ${message.from} -> ${message.to}${open ? `, retry after ${formatDuration(message.openUntil - message.now)}` : ''}${override}, generation ${message.generation}`;
+}
+
+/** Records that do not parse: reported, never repaired by a read. */
+export function formatCorrupt(rows: readonly CorruptRow[]): string {
+  return [
+    `${rows.length} unreadable record${rows.length === 1 ? '' : 's'} (left as they are; \`circuitry reset NAME\` replaces one):`,
+    ...rows.map((r) => `  ${printable(r.name)}: ${r.reason}`),
+  ].join('\n');
 }

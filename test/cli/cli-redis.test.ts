@@ -11,6 +11,11 @@ import { breakerKey } from '../../src/stores/redis/keys.js';
 import { count, runCli, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
 import { RedisServer, freePort, useRedisServer } from '../helpers/redis-server.js';
 
+/** The breakers of `list --json`. */
+function listed(stdout: string): BreakerRow[] {
+  return (JSON.parse(stdout) as { breakers: BreakerRow[] }).breakers;
+}
+
 const COMMANDS = [
   'list',
   'status',
@@ -88,7 +93,7 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
   it('list --json: every breaker with state, override, counts and retry-after, open first', async () => {
     const run = await runCli(['list', '--json', ...flags]);
     assert.equal(run.code, 0, run.stderr);
-    const rows = JSON.parse(run.stdout) as BreakerRow[];
+    const rows = listed(run.stdout);
     rows.forEach(assertRowShape);
     assert.deepEqual(
       rows.map((r) => r.name),
@@ -115,17 +120,17 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
   it('list filters by --state and --match, and prints a table without --json', async () => {
     const open = await runCli(['list', '--json', '--state', 'open', ...flags]);
     assert.deepEqual(
-      (JSON.parse(open.stdout) as BreakerRow[]).map((r) => r.name),
+      listed(open.stdout).map((r) => r.name),
       ['charge-card/tenant-a'],
     );
     const metrics = await runCli(['list', '--json', '--state', 'metrics-only', ...flags]);
     assert.deepEqual(
-      (JSON.parse(metrics.stdout) as BreakerRow[]).map((r) => r.name),
+      listed(metrics.stdout).map((r) => r.name),
       ['send-email/tenant-a'],
     );
     const match = await runCli(['list', '--json', '--match', '*/tenant-a', ...flags]);
     assert.deepEqual(
-      (JSON.parse(match.stdout) as BreakerRow[]).map((r) => r.name),
+      listed(match.stdout).map((r) => r.name),
       ['charge-card/tenant-a', 'send-email/tenant-a'],
     );
     const text = await runCli(['list', '--match', 'charge-card/*', ...flags]);
@@ -363,7 +368,7 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
       50_000,
     );
     assert.equal(run.code, 0, run.stderr);
-    const rows = JSON.parse(run.stdout) as BreakerRow[];
+    const rows = listed(run.stdout);
     assert.equal(rows.length, 100_000);
     assert.equal(new Set(rows.map((r) => r.name)).size, 100_000);
     // Generous: about 4 s on a loaded 2-core machine.
