@@ -116,19 +116,10 @@ describe(
       await trip(store, NAMES[0]!);
       await count(store, NAMES[1]!, 5, 2);
       await store.force(NAMES[2]!, DEFAULT_POLICY, 'metrics-only');
-      dashboard = spawnCli([
-        'dashboard',
-        '--port',
-        '0',
-        '--interval',
-        '500',
-        '--token',
-        TOKEN,
-        '--redis',
-        server.url,
-        '--prefix',
-        prefix,
-      ]);
+      dashboard = spawnCli(
+        ['dashboard', '--port', '0', '--interval', '500', '--redis', server.url, '--prefix', prefix],
+        { CIRCUITRY_DASHBOARD_TOKEN: TOKEN },
+      );
       dashboard.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       const started = await waitForOutput(dashboard.stdout!, /Ctrl-C stops it/);
       port = Number(/http:\/\/127\.0\.0\.1:(\d+)\//.exec(started)![1]);

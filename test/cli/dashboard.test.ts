@@ -66,19 +66,21 @@ describe(
       await trip(store, 'send-email/tenant-b');
       await store.force('send-email/tenant-d', DEFAULT_POLICY, 'metrics-only');
       await count(store, 'send-email/tenant-d', 10, 4);
-      dashboard = spawnCli([
-        'dashboard',
-        '--port',
-        '0',
-        '--token',
-        TOKEN,
-        '--interval',
-        '500',
-        '--redis',
-        server.url,
-        '--prefix',
-        prefix,
-      ]);
+      dashboard = spawnCli(
+        [
+          'dashboard',
+          '--port',
+          '0',
+          '--print-token',
+          '--interval',
+          '500',
+          '--redis',
+          server.url,
+          '--prefix',
+          prefix,
+        ],
+        { CIRCUITRY_DASHBOARD_TOKEN: TOKEN },
+      );
       const printed = await waitForOutput(dashboard.stdout!, /Ctrl-C stops it/);
       url = /read-only: +(\S+)/.exec(printed)![1]!;
       assert.match(printed, new RegExp(`with actions: +${url.replace(/[.]/g, '\\.')}#token=${TOKEN}`));
