@@ -9,7 +9,7 @@ import { glob } from '../fleet.js';
 import { STORE_HELP, STORE_OPTIONS, checkStoreFlags } from '../store-connection.js';
 import { CliError, parse } from '../usage.js';
 import { FleetView } from './fleet-view.js';
-import { newToken, startDashboardServer } from './server.js';
+import { DEFAULT_MAX_EVENT_CLIENTS, newToken, startDashboardServer } from './server.js';
 
 const HELP = `circuitry dashboard: a live page of every breaker in the store, until Ctrl-C.
 
@@ -35,6 +35,9 @@ The token is not printed unless --print-token is given.
   --token T          the control token on the command line: works, with a warning, since
                      other users see a command line in the process list
   --print-token      print the token and the URL that carries it
+  --max-event-clients N
+                     live pages (event streams) served at once (default 100); a page
+                     that stops reading is dropped once 1 MiB waits unsent for it
   --match GLOB       only breakers whose names match GLOB (* any characters, ? one)
   --interval MS      full re-read period (default 2000; DynamoDB: how often it is read)
   --help             this text
@@ -117,6 +120,7 @@ export const dashboard: Command = {
       token: { type: 'string' },
       'token-file': { type: 'string' },
       'print-token': { type: 'boolean' },
+      'max-event-clients': { type: 'string' },
       match: { type: 'string' },
       interval: { type: 'string' },
     });
@@ -127,6 +131,16 @@ export const dashboard: Command = {
     const intervalMs = values.interval === undefined ? 2_000 : Number(values.interval);
     if (!Number.isInteger(intervalMs) || intervalMs < 100) {
       throw new CliError(2, `--interval must be an integer of at least 100 ms, got ${values.interval}`);
+    }
+    const maxEventClients =
+      values['max-event-clients'] === undefined
+        ? DEFAULT_MAX_EVENT_CLIENTS
+        : Number(values['max-event-clients']);
+    if (!Number.isInteger(maxEventClients) || maxEventClients < 1 || maxEventClients > 10_000) {
+      throw new CliError(
+        2,
+        `--max-event-clients must be an integer from 1 to 10000, got ${values['max-event-clients']}`,
+      );
     }
     const flags = checkStoreFlags(values);
     const chosen = chooseToken(values, process.env, (text) => void process.stderr.write(`${text}\n`));
@@ -150,6 +164,7 @@ export const dashboard: Command = {
               host: values.host,
               port,
               token: chosen.token,
+              maxEventClients,
             });
           } catch (error) {
             await view.stop();

@@ -52,13 +52,26 @@ export interface DashboardServerOptions {
   readonly port: number;
   /** The control token; a new random one when not given. */
   readonly token?: string;
+  /** Event streams (`/events`, one per open page) served at once; more are answered 503. @defaultValue 100 */
+  readonly maxEventClients?: number;
+  /**
+   * Bytes an event stream may leave unsent (the reader is slower than the fleet changes) beyond
+   * what its first snapshot left unsent; a stream past it is dropped, so a page that stopped
+   * reading cannot grow this process's memory. @defaultValue 1 MiB
+   */
+  readonly maxUnsentBytes?: number;
 }
 
 export interface DashboardServer {
   readonly url: string;
   readonly token: string;
+  /** Event streams open now. */
+  readonly eventClients: number;
   close(): Promise<void>;
 }
+
+export const DEFAULT_MAX_EVENT_CLIENTS = 100;
+const DEFAULT_MAX_UNSENT_BYTES = 1024 * 1024;
 
 export function newToken(): string {
   return randomBytes(18).toString('base64url');
@@ -143,34 +156,58 @@ function shown(value: unknown): string {
 export async function startDashboardServer(options: DashboardServerOptions): Promise<DashboardServer> {
   const { connection, view } = options;
   const token = options.token ?? newToken();
-  const streams = new Set<ServerResponse>();
+  const maxEventClients = options.maxEventClients ?? DEFAULT_MAX_EVENT_CLIENTS;
+  const maxUnsentBytes = options.maxUnsentBytes ?? DEFAULT_MAX_UNSENT_BYTES;
+  /** Each open stream, with how many bytes its snapshot left unsent (its allowance starts there). */
+  const streams = new Map<ServerResponse, number>();
   let hostsAllowed: Set<string> | null = null;
 
-  const send = (res: ServerResponse, event: string, data: unknown): void => {
-    res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  /** Writes to one stream; a stream whose unsent bytes passed its bound is dropped instead. */
+  const write = (res: ServerResponse, text: string): void => {
+    const allowance = streams.get(res);
+    if (allowance === undefined) return;
+    if (res.writableLength > allowance + maxUnsentBytes) {
+      streams.delete(res);
+      res.destroy();
+      return;
+    }
+    res.write(text);
   };
+  const frame = (event: string, data: unknown): string =>
+    `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
   const unsubscribe = view.subscribe((event: ViewEvent) => {
-    for (const res of streams) send(res, event.type, event);
+    if (streams.size === 0) return;
+    const text = frame(event.type, event);
+    for (const res of [...streams.keys()]) write(res, text);
   });
   const heartbeat = setInterval(() => {
-    for (const res of streams) res.write(': keep-alive\n\n');
+    for (const res of [...streams.keys()]) write(res, ': keep-alive\n\n');
   }, 15_000);
   heartbeat.unref();
 
   const stream = (req: IncomingMessage, res: ServerResponse): void => {
+    if (streams.size >= maxEventClients) {
+      res.setHeader('retry-after', '5');
+      json(res, 503, {
+        error: `${maxEventClients} live pages are open already (--max-event-clients); close one or try again later`,
+      });
+      return;
+    }
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
       connection: 'keep-alive',
     });
-    send(res, 'snapshot', {
-      rows: [...view.rows.values()],
-      timeline: view.timeline,
-      store: connection.description,
-      pushed: view.pushed,
-      health: view.health,
-    });
-    streams.add(res);
+    res.write(
+      frame('snapshot', {
+        rows: [...view.rows.values()],
+        timeline: view.timeline,
+        store: connection.description,
+        pushed: view.pushed,
+        health: view.health,
+      }),
+    );
+    streams.set(res, res.writableLength);
     req.on('close', () => streams.delete(res));
   };
 
@@ -282,10 +319,13 @@ export async function startDashboardServer(options: DashboardServerOptions): Pro
   return {
     url: `http://${shownHost}:${port}/`,
     token,
+    get eventClients() {
+      return streams.size;
+    },
     close: async () => {
       clearInterval(heartbeat);
       unsubscribe();
-      for (const res of streams) res.end();
+      for (const res of streams.keys()) res.end();
       streams.clear();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
