@@ -150,9 +150,18 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
   it('status NAME: one breaker, exit 1 when the store holds nothing for it, 2 without a name', async () => {
     const run = await runCli(['status', 'charge-card/tenant-a', '--json', ...flags]);
     assert.equal(run.code, 0, run.stderr);
-    const row = JSON.parse(run.stdout) as BreakerRow;
+    const {
+      store: where,
+      prefix: shownPrefix,
+      ...row
+    } = JSON.parse(run.stdout) as BreakerRow & {
+      store: string;
+      prefix: string;
+    };
     assertRowShape(row);
     assert.equal(row.state, 'open');
+    assert.match(where, /^Redis at redis:/);
+    assert.equal(shownPrefix, prefix);
     const text = await runCli(['status', 'charge-card/tenant-a', ...flags]);
     assert.match(text.stdout, /^state +open$/m);
     assert.match(text.stdout, /^override +none$/m);
@@ -160,7 +169,7 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
     const missing = await runCli(['status', 'charge-card/nobody', ...flags]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no breaker named "charge-card\/nobody"/);
-    assert.equal(missing.stdout, '');
+    assert.match(missing.stdout, /^store: Redis at /);
     assert.equal((await runCli(['status', ...flags])).code, 2);
     assert.equal((await runCli(['status', 'a', 'b', ...flags])).code, 2);
     assert.equal((await runCli(['status', 'a', '--bogus', ...flags])).code, 2);
