@@ -200,6 +200,16 @@ export function matchesState(row: BreakerRow, state: string): boolean {
   return row.override === state;
 }
 
+/**
+ * The state callers see: forced-open counts as open and forced-closed as closed, whatever the
+ * computed state; metrics-only admits every call, so it counts as closed.
+ */
+export function effectiveState(row: BreakerRow): 'open' | 'half-open' | 'closed' {
+  if (row.override === 'forced-open') return 'open';
+  if (row.override === 'forced-closed' || row.override === 'metrics-only') return 'closed';
+  return row.state;
+}
+
 /** Open first, then half-open, then the rest; by name within each. */
 export function byUrgency(a: BreakerRow, b: BreakerRow): number {
   const rank = (r: BreakerRow): number =>

@@ -141,7 +141,10 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
     );
     assert.match(text.stdout, /^charge-card\/tenant-a +open +- +5\/5 +100% +5 +\d+\.\d s +\d+$/m);
     assert.match(text.stdout, /^charge-card\/tenant-b +closed +- +1\/4 +25\.0% +0 +- +\d+$/m);
-    assert.match(text.stdout, /^2 breakers: 1 open, 0 half-open, 0 with an override$/m);
+    assert.match(
+      text.stdout,
+      /^2 breakers: 1 open, 0 half-open, 1 closed as callers see them; 0 with an override$/m,
+    );
     const bad = await runCli(['list', '--state', 'sideways', ...flags]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--state must be one of/);

@@ -93,6 +93,11 @@ function duration(ms) {
   if (ms < 120000) return (ms / 1000).toFixed(1) + ' s';
   return (ms / 60000).toFixed(1) + ' min';
 }
+function effective(row) {
+  if (row.override === 'forced-open') return 'open';
+  if (row.override === 'forced-closed' || row.override === 'metrics-only') return 'closed';
+  return row.state;
+}
 function retryText(row) {
   if (row.circuitState === 'forced-open') return 'until cleared';
   if (row.state !== 'open' || row.override === 'metrics-only' || row.override === 'forced-closed') return '-';
@@ -159,9 +164,13 @@ function render() {
     });
     var list = Array.from(groups.entries()).map(function (e) { e[1].sort(byUrgency); return e; });
     list.sort(function (a, b) { return byUrgency(a[1][0], b[1][0]) || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0); });
-    var open = 0, half = 0;
-    rows.forEach(function (r) { if (rank(r) === 0) open++; else if (rank(r) === 1) half++; });
-    $('summary').textContent = rows.size + (rows.size === 1 ? ' breaker, ' : ' breakers, ') + open + ' open, ' + half + ' half-open';
+    // Counted as callers see them (forced-open is open; forced-closed and metrics-only admit
+    // every call, so closed), with the computed states beside when an override makes them differ.
+    var seen = { open: 0, 'half-open': 0, closed: 0 }, computed = { open: 0, 'half-open': 0, closed: 0 };
+    rows.forEach(function (r) { seen[effective(r)]++; computed[r.state]++; });
+    var counts = function (c) { return c.open + ' open, ' + c['half-open'] + ' half-open, ' + c.closed + ' closed'; };
+    var differs = seen.open !== computed.open || seen['half-open'] !== computed['half-open'];
+    $('summary').textContent = rows.size + (rows.size === 1 ? ' breaker: ' : ' breakers: ') + counts(seen) + (differs ? ' (computed: ' + counts(computed) + ')' : '');
     var container = $('groups');
     container.replaceChildren();
     if (list.length === 0) container.appendChild(el('p', { className: 'empty', text: 'No breakers in the store yet: a breaker gets a record when it first fails or is forced.' }));
