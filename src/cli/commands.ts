@@ -355,6 +355,12 @@ ${STORE_HELP}`;
       await withStore(flags, async (connection) => {
         const result = await applyOverride(connection, name, action, spec.override);
         printAction(result, values.json, connection);
+        if (spec.override === 'forced-closed' && result.before?.state === 'open') {
+          // Forcing closed hides the open state; it does not end it.
+          err(
+            `warning: ${printable(name)} is open (its computed state): \`${action}\` admits every call until \`clear\`, then it is open again. To start it afresh (closed, counts forgotten) use \`circuitry reset ${printable(name)}\`.`,
+          );
+        }
       });
     },
   };

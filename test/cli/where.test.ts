@@ -73,4 +73,15 @@ describe('every command says what it read, and hints at a near prefix', { timeou
     assert.match(run.stderr, /never failed .* or the name is wrong/);
     assert.doesNotMatch(run.stderr, /hint/);
   });
+
+  it('close on a breaker whose computed state is open warns and names reset; on a closed one it does not', async () => {
+    const flags = ['--redis', server.url, '--prefix', `${stem}:`];
+    await trip(new RedisStore({ client, prefix: `${stem}:` }), 'close/open-one');
+    const open = await runCli(['close', 'close/open-one', ...flags]);
+    assert.equal(open.code, 0, open.stderr);
+    assert.match(open.stderr, /warning: close\/open-one is open .*`clear`.*circuitry reset close\/open-one/);
+    const closed = await runCli(['close', 'close/never-failed', '--json', ...flags]);
+    assert.equal(closed.code, 0, closed.stderr);
+    assert.equal(closed.stderr, '');
+  });
 });
