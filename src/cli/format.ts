@@ -27,7 +27,8 @@ export function printable(name: string): string {
   return /[\u0000-\u001f\u007f-\u009f]/.test(name) ? JSON.stringify(name) : name;
 }
 
-const HEADER = ['NAME', 'STATE', 'OVERRIDE', 'FAILED/CALLS', 'RATE', 'CONSEC', 'RETRY-AFTER', 'GENERATION'];
+// No generation: it matters to tools (--json has it), not to a person reading the fleet.
+const HEADER = ['NAME', 'STATE', 'OVERRIDE', 'FAILED/CALLS', 'RATE', 'CONSEC', 'RETRY-AFTER'];
 
 function cells(row: BreakerRow): string[] {
   return [
@@ -38,7 +39,6 @@ function cells(row: BreakerRow): string[] {
     formatRate(row.counts.failureRate),
     String(row.counts.consecutiveFailures),
     formatRetryAfter(row),
-    String(row.generation),
   ];
 }
 

@@ -137,10 +137,10 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
     assert.equal(text.code, 0, text.stderr);
     assert.match(
       text.stdout,
-      /^NAME +STATE +OVERRIDE +FAILED\/CALLS +RATE +CONSEC +RETRY-AFTER +GENERATION$/m,
+      /^NAME +STATE +OVERRIDE +FAILED\/CALLS +RATE +CONSEC +RETRY-AFTER$/m,
     );
-    assert.match(text.stdout, /^charge-card\/tenant-a +open +- +5\/5 +100% +5 +\d+\.\d s +\d+$/m);
-    assert.match(text.stdout, /^charge-card\/tenant-b +closed +- +1\/4 +25\.0% +0 +- +\d+$/m);
+    assert.match(text.stdout, /^charge-card\/tenant-a +open +- +5\/5 +100% +5 +\d+\.\d s$/m);
+    assert.match(text.stdout, /^charge-card\/tenant-b +closed +- +1\/4 +25\.0% +0 +-$/m);
     assert.match(
       text.stdout,
       /^2 breakers: 1 open, 0 half-open, 1 closed as callers see them; 0 with an override$/m,

@@ -34,7 +34,6 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
 td.name { font-family: ui-monospace, monospace; max-width: 40ch; overflow: hidden; text-overflow: ellipsis; }
-td.gen { color: var(--muted); font-size: 12px; }
 .scroll { overflow-x: auto; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; }
@@ -140,11 +139,14 @@ function rowNode(row) {
   var tr = el('tr', { 'data-state': row.state, 'data-circuit-state': row.circuitState }, [
     el('td', { className: 'name', text: row.name, title: row.name }),
     el('td', null, [badge, note ? el('span', { className: 'override', text: note }) : null]),
-    el('td', { className: 'num', text: row.counts.failures + '/' + row.counts.total }),
+    // An empty window with a run of failures kept (a consecutive-failures policy counts runs, not
+    // calls in a window): the run is what there is to see.
+    row.counts.total === 0 && row.counts.consecutiveFailures > 0
+      ? el('td', { className: 'num run', text: 'run of ' + row.counts.consecutiveFailures, title: 'no calls in the window; a run of ' + row.counts.consecutiveFailures + ' consecutive failures is kept' })
+      : el('td', { className: 'num', text: row.counts.failures + '/' + row.counts.total }),
     el('td', { className: 'num', text: rate(row.counts.failureRate) }),
     el('td', { className: 'num', text: String(row.counts.consecutiveFailures) }),
     retry,
-    el('td', { className: 'num gen', text: String(row.generation) }),
     el('td', { className: 'actions' }, buttons),
   ]);
   tr.dataset.name = row.name;
@@ -177,7 +179,7 @@ function render() {
     list.forEach(function (entry) {
       var groupRows = entry[1];
       var gOpen = groupRows.filter(function (r) { return rank(r) === 0; }).length;
-      var head = el('tr', null, ['breaker', 'state', 'failed/calls', 'rate', 'in a row', 'retry after', 'generation', 'actions'].map(function (h) { return el('th', { text: h }); }));
+      var head = el('tr', null, ['breaker', 'state', 'failed/calls', 'rate', 'in a row', 'retry after', 'actions'].map(function (h) { return el('th', { text: h }); }));
       var section = el('section', { className: 'group' }, [
         el('h2', null, [el('span', { text: entry[0] }), el('span', { className: 'meta', text: groupRows.length + (groupRows.length === 1 ? ' breaker' : ' breakers') + (gOpen ? ', ' + gOpen + ' open' : '') })]),
         el('div', { className: 'scroll' }, [el('table', null, [el('thead', null, [head]), el('tbody', null, groupRows.map(rowNode))])]),
@@ -194,7 +196,7 @@ function renderTimeline() {
     ol.appendChild(el('li', null, [
       el('span', { className: 'when', text: new Date(t.at).toLocaleTimeString() + ' ' }),
       el('span', { className: 'who', text: t.name }),
-      el('div', { text: t.from + ' \\u2192 ' + t.to + ' (generation ' + t.generation + ')' }),
+      el('div', { text: t.from + ' \\u2192 ' + t.to }),
     ]));
   });
 }
