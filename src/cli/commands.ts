@@ -11,11 +11,14 @@ import {
   byUrgency,
   glob,
   matchesState,
+  examineBreaker,
+  isCorrupt,
   readBreaker,
-  scanFleet,
+  scanFleetReport,
   toRow,
 } from './fleet.js';
 import {
+  formatCorrupt,
   formatLine,
   formatStatus,
   formatSummary,
@@ -64,6 +67,33 @@ export async function withStore<T>(
   }
 }
 
+/** `--json` fields naming what was read: the store, and the Redis key prefix (null for others). */
+function whereFields(connection: StoreConnection): { store: string; prefix: string | null } {
+  return { store: connection.where.store, prefix: connection.where.prefix };
+}
+
+/** The first line of human output: what was read. */
+function formatWhere(connection: StoreConnection): string {
+  const { store, prefix } = connection.where;
+  return `store: ${store}${prefix === null ? '' : `, prefix ${JSON.stringify(prefix)}`}`;
+}
+
+/** Prefixes near the given one that hold breakers, for a command that found nothing; [] when none. */
+async function nearPrefixes(connection: StoreConnection): Promise<string[]> {
+  if (connection.nearPrefixes === undefined) return [];
+  return connection.nearPrefixes().catch(() => []);
+}
+
+function formatNearHint(connection: StoreConnection, near: readonly string[]): string {
+  return `hint: nothing under prefix ${JSON.stringify(connection.where.prefix)}, but breakers exist under ${near
+    .map((p) => JSON.stringify(p))
+    .join(', ')} (--prefix ${near[0]})`;
+}
+
+function notFoundMessage(name: string): string {
+  return `no breaker named ${JSON.stringify(name)} in the store: either it never failed (a closed breaker that never failed keeps no record, so it is closed) or the name is wrong (\`circuitry list --match\` shows the names there are)`;
+}
+
 function oneName(positionals: string[], command: string): string {
   if (positionals.length !== 1 || positionals[0] === '') {
     throw new CliError(
@@ -109,12 +139,31 @@ const list: Command = {
       throw new CliError(2, `--concurrency must be an integer from 1 to 1000, got ${values.concurrency}`);
     }
     const flags = checkStoreFlags(values);
-    const rows = await withStore(flags, ({ store, callTimeoutMs }) =>
-      scanFleet(store, { match: glob(values.match), concurrency, timeoutMs: callTimeoutMs }),
-    );
-    const shown = (state === undefined ? rows : rows.filter((r) => matchesState(r, state))).sort(byUrgency);
-    if (values.json) out(JSON.stringify(shown));
-    else out(shown.length === 0 ? formatSummary(shown) : `${formatTable(shown)}\n\n${formatSummary(shown)}`);
+    await withStore(flags, async (connection) => {
+      const { rows, corrupt } = await scanFleetReport(connection.store, {
+        match: glob(values.match),
+        concurrency,
+        timeoutMs: connection.callTimeoutMs,
+      });
+      const near = rows.length === 0 && corrupt.length === 0 ? await nearPrefixes(connection) : [];
+      const shown = (state === undefined ? rows : rows.filter((r) => matchesState(r, state))).sort(byUrgency);
+      const unreadable = corrupt.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      if (values.json) {
+        out(
+          JSON.stringify({
+            ...whereFields(connection),
+            breakers: shown,
+            corrupt: unreadable,
+            ...(near.length > 0 ? { nearPrefixes: near } : {}),
+          }),
+        );
+      } else {
+        out(formatWhere(connection));
+        out(shown.length === 0 ? formatSummary(shown) : `${formatTable(shown)}\n\n${formatSummary(shown)}`);
+        if (unreadable.length > 0) out(`\n${formatCorrupt(unreadable)}`);
+      }
+      if (near.length > 0) err(formatNearHint(connection, near));
+    });
   },
 };
 
@@ -137,9 +186,26 @@ const status: Command = {
     const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
     const name = oneName(positionals, 'status');
     const flags = checkStoreFlags(values);
-    const row = await withStore(flags, ({ store, callTimeoutMs }) => readBreaker(store, name, callTimeoutMs));
-    if (row === null) throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
-    out(values.json ? JSON.stringify(row) : formatStatus(row));
+    await withStore(flags, async (connection) => {
+      const row = await examineBreaker(connection.store, name, connection.callTimeoutMs);
+      if (row === null) {
+        const near = await nearPrefixes(connection);
+        if (values.json) out(JSON.stringify({ name, found: false, ...whereFields(connection) }));
+        else out(formatWhere(connection));
+        if (near.length > 0) err(formatNearHint(connection, near));
+        throw new CliError(1, notFoundMessage(name));
+      }
+      if (isCorrupt(row)) {
+        if (values.json) out(JSON.stringify({ ...row, ...whereFields(connection) }));
+        else out(`${formatWhere(connection)}\n${formatCorrupt([row])}`);
+        throw new CliError(1, `the record of ${JSON.stringify(name)} is not readable; \`reset\` replaces it`);
+      }
+      out(
+        values.json
+          ? JSON.stringify({ ...row, ...whereFields(connection) })
+          : `${formatWhere(connection)}\n${formatStatus(row)}`,
+      );
+    });
   },
 };
 
@@ -194,7 +260,7 @@ export async function applyOverride(
   const { store, callTimeoutMs } = connection;
   const before = await readBreaker(store, name, callTimeoutMs);
   if (before === null && override === null) {
-    throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+    throw new CliError(1, notFoundMessage(name));
   }
   const result = await bounded(
     store.force(name, DEFAULT_POLICY, override),
@@ -217,8 +283,10 @@ export async function applyOverride(
  */
 export async function resetBreaker(connection: StoreConnection, name: string): Promise<ActionResult> {
   const { store, callTimeoutMs } = connection;
-  const before = await readBreaker(store, name, callTimeoutMs);
-  if (before === null) throw new CliError(1, `no breaker named ${JSON.stringify(name)} in the store`);
+  const found = await examineBreaker(store, name, callTimeoutMs);
+  if (found === null) throw new CliError(1, notFoundMessage(name));
+  // An unreadable record is what reset is for: the store replaces it with a fresh closed one.
+  const before = isCorrupt(found) ? null : found;
   if (store.reset !== undefined) {
     const result = await bounded(
       store.reset(name, DEFAULT_POLICY),
@@ -227,10 +295,11 @@ export async function resetBreaker(connection: StoreConnection, name: string): P
     );
     return { name, action: 'reset', before, after: toRow(name, result.snapshot) };
   }
-  const through: Override = before.override === 'forced-closed' ? 'metrics-only' : 'forced-closed';
+  const override = before?.override ?? null;
+  const through: Override = override === 'forced-closed' ? 'metrics-only' : 'forced-closed';
   await bounded(store.force(name, DEFAULT_POLICY, through), callTimeoutMs, `force ${JSON.stringify(name)}`);
   const result = await bounded(
-    store.force(name, DEFAULT_POLICY, before.override),
+    store.force(name, DEFAULT_POLICY, override),
     callTimeoutMs,
     `force ${JSON.stringify(name)}`,
   );
@@ -247,11 +316,17 @@ export function resetKept(result: ActionResult): boolean {
   );
 }
 
-function printAction(result: ActionResult, json: boolean | undefined): void {
+function printAction(
+  result: ActionResult,
+  json: boolean | undefined,
+  connection: StoreConnection,
+  extra: Record<string, unknown> = {},
+): void {
   if (json) {
-    out(JSON.stringify(result));
+    out(JSON.stringify({ ...result, ...extra, ...whereFields(connection) }));
     return;
   }
+  out(formatWhere(connection));
   out(`${printable(result.name)}: ${result.action}`);
   out(`  before  ${formatLine(result.before)}`);
   out(`  after   ${formatLine(result.after)}`);
@@ -277,10 +352,16 @@ ${STORE_HELP}`;
       const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
       const name = oneName(positionals, action);
       const flags = checkStoreFlags(values);
-      const result = await withStore(flags, (connection) =>
-        applyOverride(connection, name, action, spec.override),
-      );
-      printAction(result, values.json);
+      await withStore(flags, async (connection) => {
+        const result = await applyOverride(connection, name, action, spec.override);
+        printAction(result, values.json, connection);
+        if (spec.override === 'forced-closed' && result.before?.state === 'open') {
+          // Forcing closed hides the open state; it does not end it.
+          err(
+            `warning: ${printable(name)} is open (its computed state): \`${action}\` admits every call until \`clear\`, then it is open again. To start it afresh (closed, counts forgotten) use \`circuitry reset ${printable(name)}\`.`,
+          );
+        }
+      });
     },
   };
 }
@@ -314,10 +395,12 @@ const reset: Command = {
     const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
     const name = oneName(positionals, 'reset');
     const flags = checkStoreFlags(values);
-    const result = await withStore(flags, (connection) => resetBreaker(connection, name));
-    const kept = resetKept(result);
-    if (values.json) out(JSON.stringify({ ...result, kept }));
-    else printAction(result, false);
+    const kept = await withStore(flags, async (connection) => {
+      const result = await resetBreaker(connection, name);
+      const kept = resetKept(result);
+      printAction(result, values.json, connection, values.json ? { kept } : {});
+      return kept;
+    });
     if (kept) {
       err(
         'note: the window counts or the computed state remain: this store has no reset operation, so only the generation moved on (use close, then clear, to let calls through)',

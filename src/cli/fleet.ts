@@ -5,6 +5,7 @@
 import type { BreakerPolicy, CircuitState, Snapshot, WindowCounts } from '../core/types.js';
 import { resolveOptions } from '../options.js';
 import type { ListPage, Store } from '../store.js';
+import { canExamine } from '../stores/record-report.js';
 import { bounded } from './store-connection.js';
 
 /**
@@ -74,15 +75,52 @@ export function baseName(name: string): string {
   return slash === -1 ? name : name.slice(0, slash);
 }
 
-/** Reads one breaker, bounded; null when the store holds nothing for it. */
+/**
+ * A breaker whose key holds something that is not a record this version can read: reported, never
+ * repaired by a read (`reset NAME` replaces it).
+ */
+export interface CorruptRow {
+  readonly name: string;
+  readonly corrupt: true;
+  /** What is wrong with it, as the store saw it. */
+  readonly reason: string;
+}
+
+export function isCorrupt(row: BreakerRow | CorruptRow | null): row is CorruptRow {
+  return row !== null && 'corrupt' in row;
+}
+
+/**
+ * Reads one breaker, bounded, without writing anything: its row, a `CorruptRow` when what is
+ * stored does not parse, or null when the store holds nothing for it. A store without `examine`
+ * cannot tell the last two apart (its `inspect` answers null for both).
+ */
+export async function examineBreaker(
+  store: Store,
+  name: string,
+  timeoutMs: number,
+  policy: BreakerPolicy = DEFAULT_POLICY,
+): Promise<BreakerRow | CorruptRow | null> {
+  const what = `inspect ${JSON.stringify(name)}`;
+  if (!canExamine(store)) {
+    const snapshot = await bounded(store.inspect(name, policy), timeoutMs, what);
+    return snapshot === null ? null : toRow(name, snapshot);
+  }
+  const report = await bounded(store.examine(name, policy), timeoutMs, what);
+  if (report.kind === 'none') return null;
+  if (report.kind === 'corrupt') return { name, corrupt: true, reason: report.reason };
+  return toRow(name, report.snapshot);
+}
+
+/** Reads one breaker, bounded; null when the store holds nothing (or nothing readable) for it. */
 export async function readBreaker(
   store: Store,
   name: string,
   timeoutMs: number,
   policy: BreakerPolicy = DEFAULT_POLICY,
 ): Promise<BreakerRow | null> {
-  const snapshot = await bounded(store.inspect(name, policy), timeoutMs, `inspect ${JSON.stringify(name)}`);
-  return snapshot === null ? null : toRow(name, snapshot);
+  const row = await examineBreaker(store, name, timeoutMs, policy);
+  return isCorrupt(row) ? null : row;
 }
 
 export interface ScanOptions {
@@ -99,10 +137,22 @@ export interface ScanOptions {
  * once, and one that vanished between list and inspect is left out.
  */
 export async function scanFleet(store: Store, options: ScanOptions): Promise<BreakerRow[]> {
+  return (await scanFleetReport(store, options)).rows;
+}
+
+export interface FleetScan {
+  readonly rows: BreakerRow[];
+  /** Listed keys (they carry the record marker) whose record does not parse. */
+  readonly corrupt: CorruptRow[];
+}
+
+/** `scanFleet`, with the records that do not parse reported beside the rows. */
+export async function scanFleetReport(store: Store, options: ScanOptions): Promise<FleetScan> {
   const match = options.match ?? glob(undefined);
   const concurrency = options.concurrency ?? 64;
   const policy = options.policy ?? DEFAULT_POLICY;
   const rows: BreakerRow[] = [];
+  const corrupt: CorruptRow[] = [];
   const seen = new Set<string>();
   const inFlight = new Set<Promise<void>>();
   const failed: { error?: unknown; failed: boolean } = { failed: false };
@@ -114,9 +164,10 @@ export async function scanFleet(store: Store, options: ScanOptions): Promise<Bre
       seen.add(name);
       while (inFlight.size >= concurrency) await Promise.race(inFlight);
       if (failed.failed) throw failed.error;
-      const read: Promise<void> = readBreaker(store, name, options.timeoutMs, policy).then(
+      const read: Promise<void> = examineBreaker(store, name, options.timeoutMs, policy).then(
         (row) => {
-          if (row !== null) rows.push(row);
+          if (isCorrupt(row)) corrupt.push(row);
+          else if (row !== null) rows.push(row);
         },
         (error: unknown) => {
           if (failed.failed) return;
@@ -131,7 +182,7 @@ export async function scanFleet(store: Store, options: ScanOptions): Promise<Bre
   } while (cursor !== null && !failed.failed);
   await Promise.all(inFlight);
   if (failed.failed) throw failed.error;
-  return rows;
+  return { rows, corrupt };
 }
 
 /** `--state` values: a computed state, or an override. */
@@ -147,6 +198,16 @@ export const STATE_FILTERS = [
 export function matchesState(row: BreakerRow, state: string): boolean {
   if (state === 'closed' || state === 'open' || state === 'half-open') return row.state === state;
   return row.override === state;
+}
+
+/**
+ * The state callers see: forced-open counts as open and forced-closed as closed, whatever the
+ * computed state; metrics-only admits every call, so it counts as closed.
+ */
+export function effectiveState(row: BreakerRow): 'open' | 'half-open' | 'closed' {
+  if (row.override === 'forced-open') return 'open';
+  if (row.override === 'forced-closed' || row.override === 'metrics-only') return 'closed';
+  return row.state;
 }
 
 /** Open first, then half-open, then the rest; by name within each. */

@@ -1,6 +1,7 @@
 /** Text output of the operator commands: tables and one-line summaries, no colours. */
 import type { StateChangeMessage } from '../store.js';
-import type { BreakerRow } from './fleet.js';
+import type { BreakerRow, CorruptRow } from './fleet.js';
+import { effectiveState } from './fleet.js';
 
 export function formatDuration(ms: number): string {
   if (ms < 1_000) return `${Math.round(ms)} ms`;
@@ -26,7 +27,8 @@ export function printable(name: string): string {
   return /[\u0000-\u001f\u007f-\u009f]/.test(name) ? JSON.stringify(name) : name;
 }
 
-const HEADER = ['NAME', 'STATE', 'OVERRIDE', 'FAILED/CALLS', 'RATE', 'CONSEC', 'RETRY-AFTER', 'GENERATION'];
+// No generation: it matters to tools (--json has it), not to a person reading the fleet.
+const HEADER = ['NAME', 'STATE', 'OVERRIDE', 'FAILED/CALLS', 'RATE', 'CONSEC', 'RETRY-AFTER'];
 
 function cells(row: BreakerRow): string[] {
   return [
@@ -37,7 +39,6 @@ function cells(row: BreakerRow): string[] {
     formatRate(row.counts.failureRate),
     String(row.counts.consecutiveFailures),
     formatRetryAfter(row),
-    String(row.generation),
   ];
 }
 
@@ -54,16 +55,24 @@ export function formatTable(rows: readonly BreakerRow[]): string {
     .join('\n');
 }
 
+/**
+ * `N breakers: 2 open, 1 half-open, 7 closed as callers see them (computed: ...)`: the counts are
+ * of the effective state (forced-open is open, forced-closed and metrics-only closed), the
+ * computed states beside them when an override makes them differ.
+ */
 export function formatSummary(rows: readonly BreakerRow[]): string {
-  let open = 0;
-  let halfOpen = 0;
+  const seen = { open: 0, 'half-open': 0, closed: 0 };
+  const computed = { open: 0, 'half-open': 0, closed: 0 };
   let overridden = 0;
   for (const r of rows) {
-    if (r.state === 'open') open += 1;
-    if (r.state === 'half-open') halfOpen += 1;
+    seen[effectiveState(r)] += 1;
+    computed[r.state] += 1;
     if (r.override !== null) overridden += 1;
   }
-  return `${rows.length} breaker${rows.length === 1 ? '' : 's'}: ${open} open, ${halfOpen} half-open, ${overridden} with an override`;
+  const counts = (c: typeof seen): string =>
+    `${c.open} open, ${c['half-open']} half-open, ${c.closed} closed`;
+  const differs = seen.open !== computed.open || seen['half-open'] !== computed['half-open'];
+  return `${rows.length} breaker${rows.length === 1 ? '' : 's'}: ${counts(seen)} as callers see them${differs ? ` (computed: ${counts(computed)})` : ''}; ${overridden} with an override`;
 }
 
 /** `status NAME`: one field a line. */
@@ -94,4 +103,12 @@ export function formatTransition(message: StateChangeMessage, at: Date): string 
       ? ''
       : `, override ${message.override === null ? 'none' : message.override}`;
   return `${at.toISOString()}  ${printable(message.key)}  ${message.from} -> ${message.to}${open ? `, retry after ${formatDuration(message.openUntil - message.now)}` : ''}${override}, generation ${message.generation}`;
+}
+
+/** Records that do not parse: reported, never repaired by a read. */
+export function formatCorrupt(rows: readonly CorruptRow[]): string {
+  return [
+    `${rows.length} unreadable record${rows.length === 1 ? '' : 's'} (left as they are; \`circuitry reset NAME\` replaces one):`,
+    ...rows.map((r) => `  ${printable(r.name)}: ${r.reason}`),
+  ].join('\n');
 }

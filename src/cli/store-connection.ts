@@ -4,7 +4,10 @@
  * a command against a store that cannot be reached ends with exit code 1 within seconds, never
  * hangs. The drivers are loaded only here, so the core keeps no runtime dependency.
  */
+import type { Redis as RedisClient } from 'ioredis';
+
 import type { Store } from '../store.js';
+import { DEFAULT_PREFIX } from '../stores/redis/keys.js';
 import { CliError } from './usage.js';
 
 /** Store flags for `parseArgs`, shared by every command that talks to a store. */
@@ -42,10 +45,25 @@ export interface StoreFlags {
   readonly timeout?: string | undefined;
 }
 
+/** What a command read: the store, and the key prefix when the store has one (Redis). */
+export interface StoreWhere {
+  /** The store without the prefix, e.g. `Redis at redis://127.0.0.1:6379/` (password masked). */
+  readonly store: string;
+  /** The Redis key prefix; null for a store without one. */
+  readonly prefix: string | null;
+}
+
 export interface StoreConnection {
   readonly store: Store;
   /** Where the store is, for messages (a Redis password is masked). */
   readonly description: string;
+  readonly where: StoreWhere;
+  /**
+   * Other key prefixes, near the one given, under which breaker records exist: the hint for a
+   * command that found nothing (`myapp:breakers` when the records are under `myapp:breakers:`).
+   * Reads only. Absent for a store without prefixes.
+   */
+  nearPrefixes?(): Promise<string[]>;
   /** Bound of each store call. */
   readonly callTimeoutMs: number;
   /** Closes what was opened for the store; never waits on an unreachable server. */
@@ -115,7 +133,15 @@ export function checkStoreFlags(flags: StoreFlags, env: NodeJS.ProcessEnv = proc
   readTimeout(flags);
   if (redis !== undefined && redis !== '') {
     if (!/^rediss?:\/\//.test(redis)) throw new CliError(2, `--redis must be a redis:// URL, got ${redis}`);
-    return { redis, prefix: flags.prefix ?? env.CIRCUITRY_PREFIX, timeout: flags.timeout };
+    const prefix = flags.prefix ?? env.CIRCUITRY_PREFIX;
+    if (prefix === '') {
+      // Every key of the database would be a candidate, and another application's keys are not ours.
+      throw new CliError(
+        2,
+        `${flags.prefix === undefined ? 'CIRCUITRY_PREFIX' : '--prefix'} must not be empty, got "": give the prefix your RedisStore uses (its default is circuitry:)`,
+      );
+    }
+    return { redis, prefix, timeout: flags.timeout };
   }
   return {
     dynamodb,
@@ -180,9 +206,12 @@ async function openRedis(
     client.disconnect();
     throw new CliError(2, (error as Error).message);
   }
+  const shownPrefix = prefix ?? DEFAULT_PREFIX;
   return {
     store,
-    description: prefix === undefined ? description : `${description}, prefix ${prefix}`,
+    description: `${description}, prefix ${JSON.stringify(shownPrefix)}`,
+    where: { store: description, prefix: shownPrefix },
+    nearPrefixes: () => nearRedisPrefixes(client, shownPrefix, callTimeoutMs),
     callTimeoutMs,
     close: () => {
       client.disconnect();
@@ -218,10 +247,49 @@ async function openDynamoDB(flags: StoreFlags, callTimeoutMs: number): Promise<S
   return {
     store,
     description: `DynamoDB table ${table}${flags.endpoint === undefined ? '' : ` at ${flags.endpoint}`}`,
+    where: {
+      store: `DynamoDB table ${table}${flags.endpoint === undefined ? '' : ` at ${flags.endpoint}`}`,
+      prefix: null,
+    },
     callTimeoutMs,
     close: () => {
       client.destroy();
       return Promise.resolve();
     },
   };
+}
+
+/** A breaker key: `<prefix>{<hex of the name>}` (stores/redis/keys.ts). */
+const BREAKER_KEY = /^([\s\S]*)\{(?:[0-9a-f]*|u[0-9a-f]*)\}$/;
+
+/**
+ * Prefixes near `prefix` (the same text with or without trailing separators, and longer ones
+ * starting with it) under which keys carry the record marker. A bounded, read-only SCAN: at most
+ * 20 rounds of 1,000 keys, and one `HGET <key> v` per prefix found.
+ */
+async function nearRedisPrefixes(client: RedisClient, prefix: string, timeoutMs: number): Promise<string[]> {
+  const stem = prefix.replace(/[:/._-]+$/, '');
+  const pattern = `${stem.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
+  const samples = new Map<string, string>();
+  let cursor = '0';
+  for (let round = 0; round < 20; round++) {
+    const [next, keys] = await bounded(
+      client.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000),
+      timeoutMs,
+      'scan',
+    );
+    for (const key of keys) {
+      const near = BREAKER_KEY.exec(key)?.[1];
+      if (near !== undefined && near !== prefix && !samples.has(near) && samples.size < 20)
+        samples.set(near, key);
+    }
+    cursor = next;
+    if (cursor === '0') break;
+  }
+  const found: string[] = [];
+  for (const [near, key] of samples) {
+    const marker = await bounded(client.hget(key, 'v'), timeoutMs, 'hget').catch(() => null);
+    if (marker === '1') found.push(near);
+  }
+  return found.sort();
 }

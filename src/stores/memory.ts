@@ -12,6 +12,7 @@ import type {
   UpdateResult,
 } from '../core/types.js';
 import type { ListPage, StateChangeMessage, Store } from '../store.js';
+import type { RecordExaminer, RecordReport } from './record-report.js';
 import { createTurnClock } from '../turn-clock.js';
 
 export interface MemoryStoreOptions {
@@ -152,7 +153,7 @@ export interface InProcessPath {
  * The reference store: state in this process, answered synchronously by the reducer itself.
  * Breakers in one process that share a MemoryStore share state; other processes do not.
  */
-export class MemoryStore implements Store {
+export class MemoryStore implements Store, RecordExaminer {
   readonly #records = new AgingMap<BreakerRecord>();
   readonly #listeners = new Set<(message: StateChangeMessage) => void>();
   readonly #clock: Clock;
@@ -189,10 +190,26 @@ export class MemoryStore implements Store {
     return result;
   }
 
+  /** The breaker's snapshot, or null when nothing (or nothing readable) is stored. Writes nothing. */
   inspect(key: string, policy: BreakerPolicy): Snapshot | null {
-    if (!this.#records.has(key)) return null;
-    const now = this.#clock.now();
-    return reducer.snapshot(this.#load(key, now), policy, now);
+    const report = this.examine(key, policy);
+    return report.kind === 'record' ? report.snapshot : null;
+  }
+
+  /** What is stored for `key` (`RecordExaminer`); a record that does not parse is left as it is. */
+  examine(key: string, policy: BreakerPolicy): RecordReport {
+    const existing = this.#records.get(key);
+    if (existing === undefined) return { kind: 'none' };
+    if (this.#unverified.has(key)) {
+      if (!reducer.isValidRecord(existing)) {
+        return { kind: 'corrupt', reason: 'the stored value is not a breaker record this version can read' };
+      }
+      // Bookkeeping only (the record is not touched): a valid raw record is verified once, and
+      // one with an override is never forgotten, as `#load` does.
+      this.#unverified.delete(key);
+      this.#records.pin(key, existing.override !== null);
+    }
+    return { kind: 'record', snapshot: reducer.snapshot(existing, policy, this.#clock.now()) };
   }
 
   force(key: string, policy: BreakerPolicy, override: Override | null): UpdateResult {

@@ -11,6 +11,11 @@ import type { Dynalite } from '../helpers/dynalite.js';
 import { useDynalite } from '../helpers/dynalite.js';
 import { freePort } from '../helpers/redis-server.js';
 
+/** The breakers of `list --json`. */
+function listed(stdout: string): BreakerRow[] {
+  return (JSON.parse(stdout) as { breakers: BreakerRow[] }).breakers;
+}
+
 const TABLE = 'cli-breakers';
 // What a user of DynamoDB Local or dynalite sets: any credentials do.
 const AWS = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', AWS_REGION: 'us-east-1' };
@@ -35,7 +40,7 @@ describe('npx circuitry against DynamoDB (dynalite)', { timeout: 60_000 }, () =>
   it('list --json and status: state, override, counts and retry-after', async () => {
     const run = await runCli(['list', '--json', ...flags], AWS);
     assert.equal(run.code, 0, run.stderr);
-    const rows = JSON.parse(run.stdout) as BreakerRow[];
+    const rows = listed(run.stdout);
     assert.deepEqual(
       rows.map((r) => [r.name, r.state, r.override, r.counts.failures, r.counts.total]),
       [

@@ -11,6 +11,11 @@ import { breakerKey } from '../../src/stores/redis/keys.js';
 import { count, runCli, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
 import { RedisServer, freePort, useRedisServer } from '../helpers/redis-server.js';
 
+/** The breakers of `list --json`. */
+function listed(stdout: string): BreakerRow[] {
+  return (JSON.parse(stdout) as { breakers: BreakerRow[] }).breakers;
+}
+
 const COMMANDS = [
   'list',
   'status',
@@ -88,7 +93,7 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
   it('list --json: every breaker with state, override, counts and retry-after, open first', async () => {
     const run = await runCli(['list', '--json', ...flags]);
     assert.equal(run.code, 0, run.stderr);
-    const rows = JSON.parse(run.stdout) as BreakerRow[];
+    const rows = listed(run.stdout);
     rows.forEach(assertRowShape);
     assert.deepEqual(
       rows.map((r) => r.name),
@@ -115,28 +120,28 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
   it('list filters by --state and --match, and prints a table without --json', async () => {
     const open = await runCli(['list', '--json', '--state', 'open', ...flags]);
     assert.deepEqual(
-      (JSON.parse(open.stdout) as BreakerRow[]).map((r) => r.name),
+      listed(open.stdout).map((r) => r.name),
       ['charge-card/tenant-a'],
     );
     const metrics = await runCli(['list', '--json', '--state', 'metrics-only', ...flags]);
     assert.deepEqual(
-      (JSON.parse(metrics.stdout) as BreakerRow[]).map((r) => r.name),
+      listed(metrics.stdout).map((r) => r.name),
       ['send-email/tenant-a'],
     );
     const match = await runCli(['list', '--json', '--match', '*/tenant-a', ...flags]);
     assert.deepEqual(
-      (JSON.parse(match.stdout) as BreakerRow[]).map((r) => r.name),
+      listed(match.stdout).map((r) => r.name),
       ['charge-card/tenant-a', 'send-email/tenant-a'],
     );
     const text = await runCli(['list', '--match', 'charge-card/*', ...flags]);
     assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /^NAME +STATE +OVERRIDE +FAILED\/CALLS +RATE +CONSEC +RETRY-AFTER$/m);
+    assert.match(text.stdout, /^charge-card\/tenant-a +open +- +5\/5 +100% +5 +\d+\.\d s$/m);
+    assert.match(text.stdout, /^charge-card\/tenant-b +closed +- +1\/4 +25\.0% +0 +-$/m);
     assert.match(
       text.stdout,
-      /^NAME +STATE +OVERRIDE +FAILED\/CALLS +RATE +CONSEC +RETRY-AFTER +GENERATION$/m,
+      /^2 breakers: 1 open, 0 half-open, 1 closed as callers see them; 0 with an override$/m,
     );
-    assert.match(text.stdout, /^charge-card\/tenant-a +open +- +5\/5 +100% +5 +\d+\.\d s +\d+$/m);
-    assert.match(text.stdout, /^charge-card\/tenant-b +closed +- +1\/4 +25\.0% +0 +- +\d+$/m);
-    assert.match(text.stdout, /^2 breakers: 1 open, 0 half-open, 0 with an override$/m);
     const bad = await runCli(['list', '--state', 'sideways', ...flags]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--state must be one of/);
@@ -145,9 +150,18 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
   it('status NAME: one breaker, exit 1 when the store holds nothing for it, 2 without a name', async () => {
     const run = await runCli(['status', 'charge-card/tenant-a', '--json', ...flags]);
     assert.equal(run.code, 0, run.stderr);
-    const row = JSON.parse(run.stdout) as BreakerRow;
+    const {
+      store: where,
+      prefix: shownPrefix,
+      ...row
+    } = JSON.parse(run.stdout) as BreakerRow & {
+      store: string;
+      prefix: string;
+    };
     assertRowShape(row);
     assert.equal(row.state, 'open');
+    assert.match(where, /^Redis at redis:/);
+    assert.equal(shownPrefix, prefix);
     const text = await runCli(['status', 'charge-card/tenant-a', ...flags]);
     assert.match(text.stdout, /^state +open$/m);
     assert.match(text.stdout, /^override +none$/m);
@@ -155,7 +169,7 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
     const missing = await runCli(['status', 'charge-card/nobody', ...flags]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no breaker named "charge-card\/nobody"/);
-    assert.equal(missing.stdout, '');
+    assert.match(missing.stdout, /^store: Redis at /);
     assert.equal((await runCli(['status', ...flags])).code, 2);
     assert.equal((await runCli(['status', 'a', 'b', ...flags])).code, 2);
     assert.equal((await runCli(['status', 'a', '--bogus', ...flags])).code, 2);
@@ -363,7 +377,7 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
       50_000,
     );
     assert.equal(run.code, 0, run.stderr);
-    const rows = JSON.parse(run.stdout) as BreakerRow[];
+    const rows = listed(run.stdout);
     assert.equal(rows.length, 100_000);
     assert.equal(new Set(rows.map((r) => r.name)).size, 100_000);
     // Generous: about 4 s on a loaded 2-core machine.

@@ -14,6 +14,7 @@ import type { Browser, Page } from 'playwright-core';
 
 import { DEFAULT_POLICY } from '../../src/cli/fleet.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
+import { breakerKey } from '../../src/stores/redis/keys.js';
 import { count, root, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
 import { useRedisServer } from '../helpers/redis-server.js';
 import type { RedisServer } from '../helpers/redis-server.js';
@@ -66,19 +67,33 @@ describe(
       await trip(store, 'send-email/tenant-b');
       await store.force('send-email/tenant-d', DEFAULT_POLICY, 'metrics-only');
       await count(store, 'send-email/tenant-d', 10, 4);
-      dashboard = spawnCli([
-        'dashboard',
-        '--port',
-        '0',
-        '--token',
-        TOKEN,
-        '--interval',
-        '500',
-        '--redis',
-        server.url,
-        '--prefix',
-        prefix,
-      ]);
+      // A valid record whose window is empty (its calls aged out) but which keeps a run of 3.
+      await client.hset(
+        breakerKey(prefix, 'run-only/tenant'),
+        'v',
+        '1',
+        'state',
+        'closed',
+        'gen',
+        '100',
+        'cf',
+        '3',
+      );
+      dashboard = spawnCli(
+        [
+          'dashboard',
+          '--port',
+          '0',
+          '--print-token',
+          '--interval',
+          '500',
+          '--redis',
+          server.url,
+          '--prefix',
+          prefix,
+        ],
+        { CIRCUITRY_DASHBOARD_TOKEN: TOKEN },
+      );
       const printed = await waitForOutput(dashboard.stdout!, /Ctrl-C stops it/);
       url = /read-only: +(\S+)/.exec(printed)![1]!;
       assert.match(printed, new RegExp(`with actions: +${url.replace(/[.]/g, '\\.')}#token=${TOKEN}`));
@@ -110,9 +125,13 @@ describe(
         await page
           .locator('section.group')
           .evaluateAll((s) => s.map((e) => (e as unknown as { dataset: { base?: string } }).dataset.base)),
-        ['send-email', 'charge-card'],
+        ['send-email', 'charge-card', 'run-only'],
       );
       assert.equal(await row(page, 'charge-card/tenant-a').getAttribute('data-circuit-state'), 'closed');
+      // No generation column; a breaker with an empty window but a kept run shows the run.
+      assert.doesNotMatch(await page.locator('thead').first().innerText(), /generation/i);
+      await row(page, 'run-only/tenant').waitFor();
+      assert.equal(await row(page, 'run-only/tenant').locator('td.run').innerText(), 'run of 3');
 
       // Another process trips it.
       const tripper = spawn(

@@ -11,7 +11,13 @@ import { count, trip } from '../helpers/cli.js';
 import { delegatingStore } from '../helpers/delegating-store.js';
 
 function connection(store: Store): StoreConnection {
-  return { store, description: 'memory', callTimeoutMs: 5_000, close: () => Promise.resolve() };
+  return {
+    store,
+    description: 'memory',
+    where: { store: 'memory', prefix: null },
+    callTimeoutMs: 5_000,
+    close: () => Promise.resolve(),
+  };
 }
 
 /** A store written before `Store.reset` existed. */

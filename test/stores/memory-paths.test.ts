@@ -143,7 +143,7 @@ describe('MemoryStore details', () => {
     for (const lease of leases) assert.match(lease ?? '', /^\d+:\d+$/);
   });
 
-  it('never forgets a valid raw record with an override, and resets an invalid one', () => {
+  it('never forgets a valid raw record with an override; reports an invalid one on a read, resets it on a write', () => {
     const clock = new ManualClock(0);
     const corrupt: string[] = [];
     const store = new MemoryStore({ clock, onCorruptRecord: (key) => corrupt.push(key) });
@@ -152,8 +152,13 @@ describe('MemoryStore details', () => {
     store.writeRawForTesting('bad', { ...emptyRecord(), generation: 'x' });
     assert.equal(store.inspect('forced', policy)?.circuitState, 'forced-open');
     assert.equal(store.inspect('plain', policy)?.state, 'closed');
-    assert.equal(store.inspect('bad', policy)?.generation, G);
+    // A read leaves it as it is and says why; a write replaces it (and reports it).
+    assert.equal(store.inspect('bad', policy), null);
+    assert.equal(store.examine('bad', policy).kind, 'corrupt');
+    assert.deepEqual(corrupt, []);
+    assert.equal(store.acquire('bad', policy).generation, G);
     assert.deepEqual(corrupt, ['bad']);
+    assert.equal(store.inspect('bad', policy)?.generation, G);
     for (let i = 0; i < 10; i++) {
       clock.advance(200_000);
       store.record('other', policy, outcome({ successes: 1 }));

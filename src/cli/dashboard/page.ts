@@ -34,7 +34,6 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
 td.name { font-family: ui-monospace, monospace; max-width: 40ch; overflow: hidden; text-overflow: ellipsis; }
-td.gen { color: var(--muted); font-size: 12px; }
 .scroll { overflow-x: auto; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; }
@@ -93,6 +92,11 @@ function duration(ms) {
   if (ms < 120000) return (ms / 1000).toFixed(1) + ' s';
   return (ms / 60000).toFixed(1) + ' min';
 }
+function effective(row) {
+  if (row.override === 'forced-open') return 'open';
+  if (row.override === 'forced-closed' || row.override === 'metrics-only') return 'closed';
+  return row.state;
+}
 function retryText(row) {
   if (row.circuitState === 'forced-open') return 'until cleared';
   if (row.state !== 'open' || row.override === 'metrics-only' || row.override === 'forced-closed') return '-';
@@ -135,11 +139,14 @@ function rowNode(row) {
   var tr = el('tr', { 'data-state': row.state, 'data-circuit-state': row.circuitState }, [
     el('td', { className: 'name', text: row.name, title: row.name }),
     el('td', null, [badge, note ? el('span', { className: 'override', text: note }) : null]),
-    el('td', { className: 'num', text: row.counts.failures + '/' + row.counts.total }),
+    // An empty window with a run of failures kept (a consecutive-failures policy counts runs, not
+    // calls in a window): the run is what there is to see.
+    row.counts.total === 0 && row.counts.consecutiveFailures > 0
+      ? el('td', { className: 'num run', text: 'run of ' + row.counts.consecutiveFailures, title: 'no calls in the window; a run of ' + row.counts.consecutiveFailures + ' consecutive failures is kept' })
+      : el('td', { className: 'num', text: row.counts.failures + '/' + row.counts.total }),
     el('td', { className: 'num', text: rate(row.counts.failureRate) }),
     el('td', { className: 'num', text: String(row.counts.consecutiveFailures) }),
     retry,
-    el('td', { className: 'num gen', text: String(row.generation) }),
     el('td', { className: 'actions' }, buttons),
   ]);
   tr.dataset.name = row.name;
@@ -159,16 +166,20 @@ function render() {
     });
     var list = Array.from(groups.entries()).map(function (e) { e[1].sort(byUrgency); return e; });
     list.sort(function (a, b) { return byUrgency(a[1][0], b[1][0]) || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0); });
-    var open = 0, half = 0;
-    rows.forEach(function (r) { if (rank(r) === 0) open++; else if (rank(r) === 1) half++; });
-    $('summary').textContent = rows.size + (rows.size === 1 ? ' breaker, ' : ' breakers, ') + open + ' open, ' + half + ' half-open';
+    // Counted as callers see them (forced-open is open; forced-closed and metrics-only admit
+    // every call, so closed), with the computed states beside when an override makes them differ.
+    var seen = { open: 0, 'half-open': 0, closed: 0 }, computed = { open: 0, 'half-open': 0, closed: 0 };
+    rows.forEach(function (r) { seen[effective(r)]++; computed[r.state]++; });
+    var counts = function (c) { return c.open + ' open, ' + c['half-open'] + ' half-open, ' + c.closed + ' closed'; };
+    var differs = seen.open !== computed.open || seen['half-open'] !== computed['half-open'];
+    $('summary').textContent = rows.size + (rows.size === 1 ? ' breaker: ' : ' breakers: ') + counts(seen) + (differs ? ' (computed: ' + counts(computed) + ')' : '');
     var container = $('groups');
     container.replaceChildren();
     if (list.length === 0) container.appendChild(el('p', { className: 'empty', text: 'No breakers in the store yet: a breaker gets a record when it first fails or is forced.' }));
     list.forEach(function (entry) {
       var groupRows = entry[1];
       var gOpen = groupRows.filter(function (r) { return rank(r) === 0; }).length;
-      var head = el('tr', null, ['breaker', 'state', 'failed/calls', 'rate', 'in a row', 'retry after', 'generation', 'actions'].map(function (h) { return el('th', { text: h }); }));
+      var head = el('tr', null, ['breaker', 'state', 'failed/calls', 'rate', 'in a row', 'retry after', 'actions'].map(function (h) { return el('th', { text: h }); }));
       var section = el('section', { className: 'group' }, [
         el('h2', null, [el('span', { text: entry[0] }), el('span', { className: 'meta', text: groupRows.length + (groupRows.length === 1 ? ' breaker' : ' breakers') + (gOpen ? ', ' + gOpen + ' open' : '') })]),
         el('div', { className: 'scroll' }, [el('table', null, [el('thead', null, [head]), el('tbody', null, groupRows.map(rowNode))])]),
@@ -185,7 +196,7 @@ function renderTimeline() {
     ol.appendChild(el('li', null, [
       el('span', { className: 'when', text: new Date(t.at).toLocaleTimeString() + ' ' }),
       el('span', { className: 'who', text: t.name }),
-      el('div', { text: t.from + ' \\u2192 ' + t.to + ' (generation ' + t.generation + ')' }),
+      el('div', { text: t.from + ' \\u2192 ' + t.to }),
     ]));
   });
 }

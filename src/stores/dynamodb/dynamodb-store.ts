@@ -31,6 +31,7 @@ import { StoreError } from '../../errors.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
 import type { ListPage, Store, StoreTiming } from '../../store.js';
+import type { RecordExaminer, RecordReport } from '../record-report.js';
 
 export interface DynamoDBStoreOptions {
   /** A `DynamoDBClient` you created; the store sends commands on it and never destroys it. */
@@ -139,7 +140,7 @@ export function itemKey(name: string): string {
  * something changed, one `PutItem` conditional on the version read; a conflict is retried with the
  * fresh item. No lock table, no lock.
  */
-export class DynamoDBStore implements Store {
+export class DynamoDBStore implements Store, RecordExaminer {
   /**
    * First contact 10 s (the SDK resolves credentials and opens TLS on the first request); per
    * call 1,000–5,000 ms, adaptive (a transition is a read and a conditional write, retried on a
@@ -396,10 +397,30 @@ export class DynamoDBStore implements Store {
     );
   }
 
+  /**
+   * The breaker's snapshot, or null when there is no item or none this version can read (to a
+   * breaker that is no record: its next write replaces it). Writes nothing.
+   */
   async inspect(name: string, policy: BreakerPolicy): Promise<Snapshot | null> {
-    const loaded = await this.#load(name);
-    if (!loaded.exists) return null;
-    return reducer.snapshot(loaded.record, policy, this.#clock.now());
+    const report = await this.examine(name, policy);
+    return report.kind === 'record' ? report.snapshot : null;
+  }
+
+  /** What the item of `name` holds (`RecordExaminer`): one consistent read, nothing written. */
+  async examine(name: string, policy: BreakerPolicy): Promise<RecordReport> {
+    const item = await this.#read(name);
+    if (item === undefined) return { kind: 'none' };
+    const parsed = fromItem(item);
+    if (parsed !== null)
+      return { kind: 'record', snapshot: reducer.snapshot(parsed.record, policy, this.#clock.now()) };
+    const version = Number(item.v?.N);
+    return {
+      kind: 'corrupt',
+      reason:
+        Number.isSafeInteger(version) && version >= 1
+          ? 'the item does not hold a breaker record this version can read'
+          : 'the item has no version attribute v: not a circuitry record',
+    };
   }
 
   /** Breaker names starting with `prefix`, by `Scan`: for operators and tools, not hot paths. */
@@ -421,8 +442,9 @@ export class DynamoDBStore implements Store {
           new ScanCommand({
             TableName: this.#table,
             ProjectionExpression: '#name',
-            FilterExpression: 'begins_with(#name, :prefix)',
-            ExpressionAttributeNames: { '#name': 'name' },
+            // Only items that carry the record marker (the version attribute).
+            FilterExpression: 'begins_with(#name, :prefix) AND attribute_exists(#v)',
+            ExpressionAttributeNames: { '#name': 'name', '#v': 'v' },
             ExpressionAttributeValues: { ':prefix': { S: prefix } },
             Limit: PAGE_SIZE,
             ...(start === undefined ? {} : { ExclusiveStartKey: start }),
@@ -506,7 +528,7 @@ export class DynamoDBStore implements Store {
     }
   }
 
-  async #load(name: string): Promise<Loaded> {
+  async #read(name: string): Promise<Record<string, AttributeValue> | undefined> {
     const reply = await this.#send(
       () =>
         this.#client.send(
@@ -518,7 +540,11 @@ export class DynamoDBStore implements Store {
         ),
       'read',
     );
-    const item = reply.Item;
+    return reply.Item;
+  }
+
+  async #load(name: string): Promise<Loaded> {
+    const item = await this.#read(name);
     if (item === undefined) {
       return {
         record: reducer.emptyRecord(reducer.initialGeneration(this.#clock.now())),

@@ -10,6 +10,7 @@ import type {
   Transition,
   UpdateResult,
 } from '../../core/types.js';
+import { SCHEMA_VERSION } from '../../core/types.js';
 import { StoreError } from '../../errors.js';
 import { snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
@@ -19,6 +20,7 @@ import type { SchemaObjects, TableName } from './names.js';
 import { DEFAULT_TABLE, likePrefix, objectsOf, parseTableName } from './names.js';
 import { listen } from './listener.js';
 import { policyFields } from '../policy-fields.js';
+import type { RecordExaminer, RecordReport } from '../record-report.js';
 
 export interface PostgresStoreOptions {
   /**
@@ -155,7 +157,7 @@ class Reply {
  * and returns the result, so workers with skewed clocks agree. Short transactions and row locks,
  * never SERIALIZABLE. Transitions are sent with `pg_notify` and heard by `subscribe`.
  */
-export class PostgresStore implements Store {
+export class PostgresStore implements Store, RecordExaminer {
   /** First contact 5 s (a pool connects on first use); per call 200–3,000 ms, adaptive. */
   readonly timing: StoreTiming = Object.freeze({
     connectTimeoutMs: 5_000,
@@ -260,9 +262,26 @@ export class PostgresStore implements Store {
     return this.#update(reply, policy);
   }
 
+  /**
+   * The breaker's snapshot, or null when there is no row or none this version can read (to a
+   * breaker that is no record: its next write replaces it). Writes nothing.
+   */
   async inspect(name: string, policy: BreakerPolicy): Promise<Snapshot | null> {
+    const report = await this.examine(name, policy);
+    return report.kind === 'record' ? report.snapshot : null;
+  }
+
+  /** What the row of `name` holds (`RecordExaminer`): one read-only statement; a spoiled row is left as it is. */
+  async examine(name: string, policy: BreakerPolicy): Promise<RecordReport> {
     const reply = await this.#run('inspect', this.#sql.inspect, name, policy, [], true);
-    return reply === null ? null : reply.snapshot(policy);
+    if (reply === null) return { kind: 'none' };
+    if (reply.row.o_corrupt === true) {
+      return {
+        kind: 'corrupt',
+        reason: `the row does not hold a breaker record of schema ${SCHEMA_VERSION}`,
+      };
+    }
+    return { kind: 'record', snapshot: reply.snapshot(policy) };
   }
 
   async force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
@@ -426,7 +445,8 @@ export class PostgresStore implements Store {
       throw new StoreError(`Postgres ${operation} returned no row`);
     }
     const reply = new Reply(operation, row);
-    if (row.o_corrupt === true) this.#corrupt(name);
+    // A read reports what it found in its answer (examine), and has repaired nothing.
+    if (row.o_corrupt === true && operation !== 'inspect') this.#corrupt(name);
     return reply;
   }
 

@@ -453,8 +453,8 @@ BEGIN
   RETURN NEXT;
 END $$;
 
--- inspect (reducer.ts snapshot): no row when nothing is stored (or it expired). Changes nothing,
--- except that a spoiled row is reset, so it is not reported again and again.
+-- inspect (reducer.ts snapshot): no row when nothing is stored (or it expired). Changes nothing:
+-- a spoiled row is reported (o_corrupt) and left as it is; repairing it is an operator's reset.
 CREATE OR REPLACE FUNCTION ${o.inspect}(${LEADING})
 RETURNS TABLE (${REPLY_COLUMNS})
 LANGUAGE plpgsql VOLATILE AS $$
@@ -467,7 +467,6 @@ BEGIN
   IF NOT ${valid('r.')} THEN
     corrupt := true;
     ${FRESH}
-    ${write(o).replace('WHERE key = k;', `WHERE key = k AND NOT ${valid('')};`)}
   ELSIF r.expires_at <= now_ THEN
     RETURN;
   END IF;

@@ -15,6 +15,7 @@ import { snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
 import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions } from '../../store.js';
+import type { RecordExaminer, RecordReport } from '../record-report.js';
 import {
   DEFAULT_PREFIX,
   batchIdsKey,
@@ -55,6 +56,9 @@ export interface RedisStoreOptions {
 }
 
 const PAGE_SIZE = 100;
+
+/** Field `v` of every record hash (common.lua SCHEMA): what marks a key as circuitry's. */
+const RECORD_MARKER = '1';
 
 /**
  * The policy as ARGV[2] of every operation (common.lua read_policy): one string, built once per
@@ -166,7 +170,7 @@ class Reply {
  * `<prefix>{<hex name>}`; a garbage-collection TTL longer than anything the breaker remembers;
  * transitions published on `<prefix>events`.
  */
-export class RedisStore implements Store {
+export class RedisStore implements Store, RecordExaminer {
   /** First contact 5 s (ioredis connects in the background); per call 200–2,000 ms, adaptive. */
   readonly timing: StoreTiming = Object.freeze({
     connectTimeoutMs: 5_000,
@@ -256,14 +260,28 @@ export class RedisStore implements Store {
     return this.#update('record', raw, name, policy);
   }
 
+  /**
+   * The breaker's snapshot, or null when the key holds nothing or nothing this version can read
+   * (to a breaker that is no record: its next write replaces it). Writes nothing.
+   */
   async inspect(name: string, policy: BreakerPolicy): Promise<Snapshot | null> {
+    const report = await this.examine(name, policy);
+    return report.kind === 'record' ? report.snapshot : null;
+  }
+
+  /**
+   * What the key of `name` holds, for operators (`RecordExaminer`): a record, something that is
+   * not a readable record (another type, a hash without the marker, a malformed field: with the
+   * reason, left untouched), or nothing. One read-only script; nothing is written.
+   */
+  async examine(name: string, policy: BreakerPolicy): Promise<RecordReport> {
     const raw = await this.#run(inspectScript, name, policy, []);
     const reply = new Reply('inspect', raw);
     const kind = reply.string();
-    if (kind === 'none') return null;
+    if (kind === 'none') return { kind: 'none' };
+    if (kind === 'corrupt') return { kind: 'corrupt', reason: reply.string() };
     if (kind !== 'snapshot') throw malformed('inspect', raw);
-    this.#corrupt(name, reply.number());
-    return reply.snapshot(policy);
+    return { kind: 'record', snapshot: reply.snapshot(policy) };
   }
 
   async force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
@@ -279,6 +297,11 @@ export class RedisStore implements Store {
    * Breaker names starting with `prefix`, a page at a time, by `SCAN` (on every master of a
    * cluster). For operators and tools: a page may hold fewer names than asked, and a name
    * written during the scan may be missed or, on a cluster resharding, repeated.
+   *
+   * Only keys that carry the record marker are listed: a hash whose field `v` is the schema
+   * version. Whatever else matches the key pattern (another application's keys under the same
+   * prefix) is left out, checked with one pipelined `HGET <key> v` per candidate, which writes
+   * nothing and fails harmlessly on a key of another type.
    */
   async list(prefix: string, cursor: string | null = null): Promise<ListPage> {
     const nodes = 'nodes' in this.#client ? this.#client.nodes('master') : [this.#client];
@@ -286,10 +309,21 @@ export class RedisStore implements Store {
     const pattern = scanPattern(this.#prefix, prefix);
     const keys: string[] = [];
     while (node < nodes.length) {
-      const [next, found] = await nodes[node]!.scan(position, 'MATCH', pattern, 'COUNT', PAGE_SIZE);
+      const client = nodes[node]!;
+      const [next, found] = await client.scan(position, 'MATCH', pattern, 'COUNT', PAGE_SIZE);
+      const candidates: [string, string][] = [];
       for (const key of found) {
         const name = nameFromKey(this.#prefix, key);
-        if (name !== null && name.startsWith(prefix)) keys.push(name);
+        if (name !== null && name.startsWith(prefix)) candidates.push([key, name]);
+      }
+      if (candidates.length > 0) {
+        const pipeline = client.pipeline();
+        for (const [key] of candidates) pipeline.hget(key, 'v');
+        const markers = (await pipeline.exec()) ?? [];
+        candidates.forEach(([, name], i) => {
+          const [error, marker] = markers[i] ?? [null, null];
+          if (error === null && marker === RECORD_MARKER) keys.push(name);
+        });
       }
       if (next === '0') {
         node += 1;
