@@ -19,7 +19,8 @@ const END_TIMEOUT_MS = 2_000;
 
 /**
  * Tables made by createBreakerSchema, found by the `<table>_channel()` function it makes beside
- * each one (8 = the length of `_channel`). Reads the catalog only.
+ * each one (8 = the length of `_channel`), those in the schema asked for first (`$1`; the
+ * current schema for a name without one). Reads the catalog only.
  */
 const BREAKER_TABLES_SQL = `
 SELECT n.nspname AS schema, left(p.proname, -8) AS name
@@ -27,7 +28,7 @@ FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE p.proname LIKE '%\\_channel' AND p.pronargs = 0
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND to_regclass(quote_ident(n.nspname) || '.' || quote_ident(left(p.proname, -8))) IS NOT NULL
-ORDER BY 1, 2
+ORDER BY n.nspname = coalesce($1, current_schema()) DESC, 1, 2
 LIMIT 20`;
 
 /** A driver error's message; a refused connection may be an AggregateError with none. */
@@ -67,7 +68,8 @@ export async function openPostgres(
   });
   // Failures surface through the bounded calls; an idle connection's 'error' would crash the process.
   pool.on('error', () => {});
-  const objects = objectsOf(parseTableName(table));
+  const name = parseTableName(table);
+  const objects = objectsOf(name);
   let found: { table_found: boolean; breakers: boolean };
   try {
     const { rows } = await bounded(
@@ -85,7 +87,7 @@ export async function openPostgres(
   }
   if (!found.table_found || !found.breakers) {
     const tables = await bounded(
-      pool.query<{ schema: string; name: string }>(BREAKER_TABLES_SQL),
+      pool.query<{ schema: string; name: string }>(BREAKER_TABLES_SQL, [name.schema]),
       callTimeoutMs,
       'listing breaker tables',
     ).then(
