@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
 import { before, describe, it } from 'node:test';
@@ -8,7 +9,7 @@ import type pg from 'pg';
 import { DEFAULT_POLICY } from '../../src/cli/fleet.js';
 import type { BreakerRow } from '../../src/cli/fleet.js';
 import { PostgresStore } from '../../src/stores/postgres/index.js';
-import { count, runCli, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
+import { cliEnv, count, root, runCli, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
 import { POSTGRES, usePostgresSchema } from '../helpers/postgres.js';
 import { freePort } from '../helpers/redis-server.js';
 
@@ -25,6 +26,37 @@ interface Action {
   before: BreakerRow | null;
   after: BreakerRow;
   store: string;
+}
+
+/** A module hook (registered after tsx's, so asked first) under which `pg` is not installed. */
+const WITHOUT_PG = `data:text/javascript,import { register } from 'node:module'; register(${JSON.stringify(
+  `data:text/javascript,export async function resolve(s, c, next) { if (s === 'pg' || s.startsWith('pg/')) throw Object.assign(new Error('Cannot find package ' + s), { code: 'ERR_MODULE_NOT_FOUND' }); return next(s, c); }`,
+)});`;
+
+/** The CLI as on a machine without `pg`. */
+function runWithoutPg(
+  args: readonly string[],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', WITHOUT_PG, 'src/cli/cli.ts', ...args],
+    {
+      cwd: root,
+      env: cliEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  return new Promise((resolve) =>
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    }),
+  );
 }
 
 const URL_ = `postgres://${POSTGRES.user}@${POSTGRES.host}:${POSTGRES.port}/${POSTGRES.database}`;
@@ -352,5 +384,19 @@ describe('npx circuitry against Postgres', { timeout: 120_000 }, () => {
       silent.close();
       // The CLI children are gone; their half-open connections with them.
     }
+  });
+
+  it('without pg installed: --postgres says to install it (exit 1); the other stores do not need it', async () => {
+    const run = await runWithoutPg(['list', ...flags]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(run.stderr, /--postgres needs the pg package \(npm install pg\)/);
+    const help = await runWithoutPg(['list', '--help']);
+    assert.equal(help.code, 0, help.stderr);
+    // Usage is checked before any driver is loaded, and Redis never loads pg.
+    const usage = await runWithoutPg(['list', '--redis', 'redis://127.0.0.1:6379', '--prefix', '']);
+    assert.equal(usage.code, 2, usage.stderr);
+    const redis = await runWithoutPg(['list', '--redis', `redis://127.0.0.1:${await freePort()}`]);
+    assert.equal(redis.code, 1);
+    assert.match(redis.stderr, /cannot reach Redis/);
   });
 });
