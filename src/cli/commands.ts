@@ -418,9 +418,9 @@ Usage: npx circuitry watch [--match GLOB] [--json] <store>
   --interval MS      how often a store that cannot push (DynamoDB) is read (default 1000)
   --help             this text
 
-Redis pushes every transition (pub/sub; a drop is reported, since pushes may have been missed
-meanwhile). DynamoDB is read every --interval: a breaker that opened and closed in between
-shows no line.
+Redis and Postgres push every transition (pub/sub, LISTEN/NOTIFY; a drop is reported, since
+pushes may have been missed meanwhile). DynamoDB is read every --interval: a breaker that
+opened and closed in between shows no line.
 
 ${STORE_HELP}`;
 
