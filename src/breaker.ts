@@ -337,7 +337,7 @@ export class CircuitBreaker<Context = unknown> {
     const fast = this.#fast;
     const co = this.#co;
     if (fast !== null) {
-      if (co.openUntil === 0) {
+      if (co.openUntil === 0 && co.rampUntil === 0) {
         const generation = fast.admitClosed(this.name);
         const path = this.#shared ?? (this.#shared = this.#warmUp(() => this.#memoryPath(fast)));
         if (path !== null && generation !== 0 && this.#sharesGeneration(generation)) {
@@ -488,6 +488,7 @@ export class CircuitBreaker<Context = unknown> {
       timeoutMs <= 0 &&
       signal === undefined &&
       co.openUntil === 0 &&
+      co.rampUntil === 0 &&
       this.#success.size === 0 &&
       this.#failure.size === 0
     ) {

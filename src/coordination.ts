@@ -99,6 +99,9 @@ export class Coordination implements View, WriterOwner {
   openUntil = 0;
   /** Local time the view was last confirmed by the store. */
   viewAt = -Infinity;
+  /** Local time the recovery ramp after the last close ends (0: none running; see `recovery`). */
+  rampUntil = 0;
+  #rampStart = 0;
   inFlight = 0;
   /** True during a store call of this breaker's own (see `#own`). */
   selfCall = false;
@@ -138,8 +141,13 @@ export class Coordination implements View, WriterOwner {
     let now = 0;
     if (this.openUntil !== 0) {
       now = o.clock.now();
-      if (now < this.openUntil) return this.#host.rejected('open', this.openUntil - now);
+      if (now < this.openUntil) return this.#host.rejected('open', this.#spread(this.openUntil - now));
       this.openUntil = 0;
+    }
+    if (this.rampUntil !== 0) {
+      if (now === 0) now = o.clock.now();
+      const rejected = this.#ramp(now);
+      if (rejected !== null) return rejected;
     }
     if (o.maxStalenessMs > 0 && this.state === 'closed' && this.override === null && this.known) {
       if (now === 0) now = o.clock.now();
@@ -175,7 +183,13 @@ export class Coordination implements View, WriterOwner {
    */
   admitFromView(): number {
     const o = this.#o;
-    if (this.openUntil !== 0 || o.maxStalenessMs <= 0 || this.state !== 'closed' || this.override !== null) {
+    if (
+      this.openUntil !== 0 ||
+      this.rampUntil !== 0 ||
+      o.maxStalenessMs <= 0 ||
+      this.state !== 'closed' ||
+      this.override !== null
+    ) {
       return -1;
     }
     if (!this.known || o.clock.now() - this.viewAt > o.maxStalenessMs) return -1;
@@ -220,11 +234,52 @@ export class Coordination implements View, WriterOwner {
    * answer (when the oldest probe lease expires, `probeLeaseMs` after it was granted).
    */
   #reject(reason: RejectReason, retryAfterMs: number): CircuitOpenError {
+    if (reason === 'open') retryAfterMs = this.#spread(retryAfterMs);
     if (reason === 'half-open-full') {
       const hint = this.#probeMs === 0 ? 1_000 : Math.max(1, Math.ceil(2 * this.#probeMs));
       retryAfterMs = Math.min(retryAfterMs, hint);
     }
     return this.#host.rejected(reason, retryAfterMs);
+  }
+
+  /**
+   * The recovery ramp (`recovery.rampMs`): in the `rampMs` after a close, a call is admitted with a
+   * probability that grows from 0 to 1, the same share in every process (anchored to the close
+   * in the store's time); the others are rejected with reason `'recovering'` and a `retryAfterMs`
+   * spread over what is left of the ramp. Null: admit (and ask the store as usual).
+   */
+  #ramp(now: number): CircuitOpenError | null {
+    if (now >= this.rampUntil) {
+      this.rampUntil = 0;
+      return null;
+    }
+    if (this.state !== 'closed' || this.override !== null) return null;
+    if (Math.random() * this.#o.rampMs < now - this.#rampStart) return null;
+    return this.#host.rejected('recovering', Math.max(1, Math.ceil(Math.random() * (this.rampUntil - now))));
+  }
+
+  /**
+   * A retry-after for a call rejected while open: the open period's end, plus a share of the
+   * recovery ramp drawn at random, so deferred work comes back at the pace the ramp admits it
+   * instead of all at the moment the breaker probes.
+   */
+  #spread(retryAfterMs: number): number {
+    const ramp = this.#o.rampMs;
+    return ramp > 0 ? retryAfterMs + Math.floor(Math.random() * ramp) : retryAfterMs;
+  }
+
+  /** A close callers saw at `closedAt` (the store's time, read at `storeNow`) starts the ramp. */
+  #learnClose(closedAt: number | undefined, storeNow: number): void {
+    const ramp = this.#o.rampMs;
+    if (ramp <= 0 || closedAt === undefined || closedAt <= 0) return;
+    const age = Math.max(0, storeNow - closedAt);
+    if (age >= ramp) {
+      this.rampUntil = 0;
+      return;
+    }
+    const localNow = this.#o.clock.now();
+    this.#rampStart = localNow - age;
+    this.rampUntil = this.#rampStart + ramp;
   }
 
   #absorbAcquire(result: AcquireResult): void {
@@ -240,6 +295,7 @@ export class Coordination implements View, WriterOwner {
     if (!result.admitted && result.reason === 'open' && result.override !== 'metrics-only') {
       this.openUntil = o.clock.now() + result.retryAfterMs;
     }
+    if (result.closedAt !== undefined && result.closedAt > 0) this.#learnClose(result.closedAt, result.now);
   }
 
   /**
@@ -481,6 +537,7 @@ export class Coordination implements View, WriterOwner {
     this.state = snapshot.state;
     this.override = snapshot.override;
     this.counts = snapshot.counts;
+    if (snapshot.closedAt > 0) this.#learnClose(snapshot.closedAt, snapshot.now);
     const knownOpen = snapshot.state === 'open' && snapshot.override === null && snapshot.retryAfterMs > 0;
     // The local clock is read only when the view needs it: it is a visible cost on the hot path.
     if (knownOpen || this.#o.maxStalenessMs > 0) {
@@ -533,6 +590,10 @@ export class Coordination implements View, WriterOwner {
         : 0;
     // Only a change to closed is a view worth trusting without asking; anything else is asked.
     this.viewAt = to === 'closed' ? localNow : -Infinity;
+    // A close after rejecting (probes succeeded, a reset, a forced-open cleared) starts the ramp.
+    if (to === 'closed' && message.from !== 'closed' && message.from !== 'forced-closed') {
+      this.#learnClose(message.now, message.now);
+    }
   }
 
   /** Pushes may have been missed: the next call asks the store (a known open still stands). */

@@ -44,6 +44,7 @@ export class BaseStats {
     'half-open-full': 0,
     'forced-open': 0,
     'store-unavailable': 0,
+    recovering: 0,
   };
   readonly durations: Record<CallOutcome, DurationHistogram> = {
     success: histogram(),

@@ -103,6 +103,22 @@ export interface BreakerOptions<Context = unknown> {
    * with reason `'store-unavailable'`. @defaultValue 'local'
    */
   readonly onStoreFailure?: StoreFailurePolicy;
+  /**
+   * Recovery without a herd: after the breaker closes (probes succeeded, a reset, a forced-open
+   * cleared) it admits a rising share of calls over `rampMs` (0 % at the close, all of them at
+   * the end), anchored to the close in the store's time so every process admits the same share;
+   * the rest are rejected with reason `'recovering'` and a `retryAfterMs` spread over what is left
+   * of the ramp. Calls rejected while it is open get a `retryAfterMs` spread over the ramp after
+   * the open period, so deferred jobs come back at the pace the ramp admits them. `false` (or
+   * `rampMs: 0`): no ramp. @defaultValue no ramp
+   */
+  readonly recovery?: RecoveryOptions | false;
+}
+
+/** See `BreakerOptions.recovery`. */
+export interface RecoveryOptions {
+  /** How long after a close the share of admitted calls grows from 0 to all (0: no ramp). */
+  readonly rampMs?: number;
 }
 
 /** The options after validation and defaults: frozen, computed once per breaker or base name. */
@@ -123,7 +139,12 @@ export interface ResolvedOptions<Context = unknown> {
   /** null: the store's own bound. */
   readonly connectTimeoutMs: number | null;
   readonly onStoreFailure: StoreFailurePolicy;
+  /** The recovery ramp after a close, in ms (0: none). */
+  readonly rampMs: number;
 }
+
+/** The recovery ramp's default length (see `BreakerOptions.recovery`). */
+export const DEFAULT_RAMP_MS = 0;
 
 const BREAKER_OPTION_KEYS: ReadonlySet<string> = new Set([
   'store',
@@ -145,6 +166,7 @@ const BREAKER_OPTION_KEYS: ReadonlySet<string> = new Set([
   'storeTimeoutMs',
   'connectTimeoutMs',
   'onStoreFailure',
+  'recovery',
 ]);
 
 export { describeValue };
@@ -372,6 +394,22 @@ export function resolveOptions<Context>(
   if (onStoreFailure !== 'local' && onStoreFailure !== 'allow' && onStoreFailure !== 'reject') {
     throw invalid(`${at}onStoreFailure`, "one of 'local', 'allow', 'reject'", onStoreFailure);
   }
+  let rampMs = DEFAULT_RAMP_MS;
+  if (o.recovery === false) {
+    rampMs = 0;
+  } else if (o.recovery !== undefined) {
+    if (typeof o.recovery !== 'object' || o.recovery === null) {
+      throw invalid(`${at}recovery`, '`false` or `{ rampMs }`', o.recovery);
+    }
+    for (const key of Object.keys(o.recovery)) {
+      if (key !== 'rampMs') throw invalid(`${at}recovery`, 'only `rampMs`', o.recovery);
+    }
+    rampMs = readNumber(`${at}recovery.rampMs`, (o.recovery as { rampMs?: unknown }).rampMs, null, {
+      integer: true,
+      min: 0,
+      max: MAX_MS,
+    });
+  }
   let logger: Logger | null = null;
   if (o.logger !== undefined) {
     const l = o.logger as Record<string, unknown> | null;
@@ -419,6 +457,7 @@ export function resolveOptions<Context>(
     storeTimeoutMs,
     connectTimeoutMs,
     onStoreFailure,
+    rampMs,
   });
 }
 

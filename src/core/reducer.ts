@@ -189,6 +189,15 @@ function sinceLapse<T extends { transition: Transition | null }>(
   return { ...result, transition: transition(from, record) };
 }
 
+/**
+ * Notes a close callers see (from a state that rejected: open, half-open, forced-open, to closed)
+ * at `now`: the anchor of the recovery ramp. A forced-closed breaker admitted everything already.
+ */
+function noteClose(from: CircuitState, record: BreakerRecord, now: number): void {
+  if (from !== 'closed' && from !== 'forced-closed' && circuitState(record) === 'closed')
+    record.closedAt = now;
+}
+
 function transition(from: CircuitState, record: BreakerRecord): Transition | null {
   const to = circuitState(record);
   return from === to ? null : { from, to, generation: record.generation };
@@ -266,6 +275,7 @@ function admit(
     now,
     transition: moved,
     consecutiveFailures: record.consecutiveFailures,
+    closedAt: record.closedAt ?? 0,
   };
 }
 
@@ -344,6 +354,7 @@ export function record(
     if (failed) open(record, policy, now, batch);
     else if (record.probeSuccesses >= policy.successThreshold) close(record);
   }
+  noteClose(lapsed ?? from, record, now);
   return {
     snapshot: snapshot(record, policy, now, counts),
     transition: transition(lapsed ?? from, record),
@@ -519,6 +530,7 @@ export function force(
   } else if (override !== null && options.reason !== undefined) {
     record.overrideReason = options.reason.slice(0, MAX_REASON_LENGTH);
   }
+  noteClose(from, record, now);
   return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
 }
 
@@ -535,6 +547,7 @@ export function reset(record: BreakerRecord, policy: BreakerPolicy, now: number)
   const lapsed = record.overrideUntil === undefined ? null : lapse(record, now);
   const from = lapsed ?? circuitState(record);
   close(record);
+  noteClose(from, record, now);
   return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
 }
 
@@ -575,6 +588,7 @@ export function snapshot(
     now,
     overrideUntil: record.override === null ? 0 : until,
     overrideReason: record.override === null ? null : (record.overrideReason ?? null),
+    closedAt: record.closedAt ?? 0,
   };
 }
 
@@ -616,6 +630,7 @@ export function isValidRecord(value: unknown): value is BreakerRecord {
         isCount((b as Bucket).ignored),
     ) &&
     (r.overrideUntil === undefined || isCount(r.overrideUntil)) &&
+    (r.closedAt === undefined || isCount(r.closedAt)) &&
     (r.overrideReason === undefined ||
       (typeof r.overrideReason === 'string' && r.overrideReason.length <= MAX_REASON_LENGTH))
   );

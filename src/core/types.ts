@@ -18,7 +18,12 @@ export type Override = 'forced-open' | 'forced-closed' | 'metrics-only';
 export type CircuitState = BreakerState | 'forced-open' | 'forced-closed';
 
 /** Why a call was rejected without running. */
-export type RejectReason = 'open' | 'half-open-full' | 'forced-open' | 'store-unavailable';
+/**
+ * Why a call was rejected: `open`, `half-open-full` (the probes are taken), `forced-open` (an
+ * override, or `openFor`), `store-unavailable` (`onStoreFailure: 'reject'`), `recovering` (the
+ * breaker closed a moment ago and admits a rising share of calls: `recovery.rampMs`).
+ */
+export type RejectReason = 'open' | 'half-open-full' | 'forced-open' | 'store-unavailable' | 'recovering';
 
 /** How a call ended, as far as the breaker is concerned. */
 export type Outcome = 'success' | 'failure' | 'ignored';
@@ -102,6 +107,11 @@ export interface BreakerRecord {
   overrideUntil?: number;
   /** Why the override was set, as its setter said (`openFor`'s reason, an operator's note). */
   overrideReason?: string;
+  /**
+   * When callers last saw the breaker close after rejecting (half-open or open to closed, a reset,
+   * a forced-open cleared), in the store's time: the anchor of the recovery ramp. Absent: never.
+   */
+  closedAt?: number;
 }
 
 /** How `force` sets an override. */
@@ -151,6 +161,8 @@ export interface Snapshot {
   readonly overrideUntil: number;
   /** Why the override was set, or null. */
   readonly overrideReason: string | null;
+  /** When callers last saw it close after rejecting, in the store's time (0: never). */
+  readonly closedAt: number;
 }
 
 /** A state change, reported only by the operation that performed it. */
@@ -214,6 +226,11 @@ export interface AcquireResult {
    * this out gets every outcome written.
    */
   readonly consecutiveFailures?: number;
+  /**
+   * When callers last saw the breaker close after rejecting, in the store's time (0: never, or
+   * the store does not tell): breakers with a recovery ramp admit a rising share of calls after it.
+   */
+  readonly closedAt?: number;
 }
 
 /** What `record` and `force` answer. */

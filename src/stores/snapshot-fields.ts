@@ -20,6 +20,8 @@ export interface SnapshotFields {
   readonly overrideUntil: number;
   /** Why the override was set ('' or null: not said). */
   readonly overrideReason: string | null;
+  /** When callers last saw it close after rejecting (0: never). */
+  readonly closedAt: number;
 }
 
 /**
@@ -58,5 +60,6 @@ export function snapshotFrom(f: SnapshotFields, policy: BreakerPolicy): Snapshot
     now: f.now,
     overrideUntil: f.override === null ? 0 : f.overrideUntil,
     overrideReason: f.override === null || f.overrideReason === '' ? null : f.overrideReason,
+    closedAt: f.closedAt,
   };
 }

@@ -765,6 +765,53 @@ export function describeStoreConformance(
       });
     }
 
+    describe("the time of the last close (the recovery ramp's anchor)", () => {
+      test('a close callers see is timed: probes, a reset, a forced-open cleared; nothing else', async (h, key) => {
+        const policy = policyOf({ trip: tripped, openMs: 1_000, halfOpenMaxCalls: 1 });
+        const near = (closedAt: number, now: number): boolean => Math.abs(closedAt - now) <= 1;
+        // Never closed after rejecting: 0.
+        const fresh = await acquire(h, key, policy);
+        assert.equal(fresh.closedAt ?? 0, 0);
+        // Probes close it.
+        const probe = await halfOpen(h, key, policy);
+        const closed = await record(
+          h,
+          key,
+          policy,
+          outcomes(probe.generation, { probes: [{ lease: probe.lease!, outcome: 'success' }] }),
+        );
+        assert.equal(closed.snapshot.state, 'closed');
+        assert.ok(
+          near(closed.snapshot.closedAt, closed.snapshot.now),
+          `${closed.snapshot.closedAt} vs ${closed.snapshot.now}`,
+        );
+        const told = await h.store.acquire(key, policy);
+        if (told.closedAt !== undefined) assert.equal(told.closedAt, closed.snapshot.closedAt);
+        // A trip does not move it; a reset of the open breaker does.
+        await h.advance(2_000);
+        await open(h, key, policy);
+        assert.equal((await h.store.inspect(key, policy))?.closedAt, closed.snapshot.closedAt);
+        await h.advance(100);
+        const afresh = await reset(h, key, policy);
+        assert.ok(
+          near(afresh.snapshot.closedAt, afresh.snapshot.now) &&
+            afresh.snapshot.closedAt > closed.snapshot.closedAt,
+        );
+        // Clearing a forced-open of a closed breaker is a close callers see; clearing a forced-closed is not.
+        await h.advance(100);
+        await h.store.force(key, policy, 'forced-open');
+        const cleared = await h.store.force(key, policy, null);
+        assert.ok(
+          near(cleared.snapshot.closedAt, cleared.snapshot.now) &&
+            cleared.snapshot.closedAt > afresh.snapshot.closedAt,
+        );
+        await h.advance(100);
+        await h.store.force(key, policy, 'forced-closed');
+        const unforced = await h.store.force(key, policy, null);
+        assert.equal(unforced.snapshot.closedAt, cleared.snapshot.closedAt);
+      });
+    });
+
     describe('reset', () => {
       if (options.reset === false) {
         test('the store says it has no reset, and has none', async (h) => {

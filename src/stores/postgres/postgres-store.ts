@@ -81,6 +81,7 @@ interface ReplyRow {
   o_reopens: number | null;
   o_override_until: string | number | null;
   o_override_reason: string | null;
+  o_closed_at: string | number | null;
   o_from: string | null;
   o_to: string | null;
   o_transition_generation: string | null;
@@ -150,6 +151,7 @@ class Reply {
         now: this.number(r.o_now),
         overrideUntil: r.o_override_until === null ? 0 : this.number(r.o_override_until),
         overrideReason: r.o_override_reason,
+        closedAt: r.o_closed_at === null ? 0 : this.number(r.o_closed_at),
       },
       policy,
     );
@@ -246,6 +248,7 @@ export class PostgresStore implements Store, RecordExaminer {
       openUntil: reply.number(r.o_open_until),
       now: reply.number(r.o_now),
       transition: reply.transition(),
+      closedAt: r.o_closed_at === null ? 0 : reply.number(r.o_closed_at),
     };
   }
 

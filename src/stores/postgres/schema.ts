@@ -48,7 +48,7 @@ export const REPLY_COLUMNS = `o_corrupt boolean, o_stale boolean, o_now bigint, 
   o_generation bigint, o_open_until bigint, o_successes bigint, o_failures bigint, o_slow bigint,
   o_ignored bigint, o_consecutive bigint, o_active_probes integer, o_probe_successes integer,
   o_reopens integer, o_from text, o_to text, o_transition_generation bigint, o_override_until bigint,
-  o_override_reason text`;
+  o_override_reason text, o_closed_at bigint`;
 
 const LEADING = 'name_ text, kind_ text, p_ float8[], offset_ bigint';
 
@@ -72,7 +72,7 @@ function valid(a: string): string {
       AND (${a}override IS NULL OR ${a}override IN ('forced-open', 'forced-closed', 'metrics-only'))
       AND ${a}generation >= 1 AND ${a}opened_at >= 0 AND ${a}open_until >= 0 AND ${a}reopens >= 0
       AND ${a}consecutive_failures >= 0 AND ${a}probe_successes >= 0 AND ${a}lease_seq >= 0
-      AND coalesce(${a}override_until, 0) >= 0 AND coalesce(length(${a}override_reason), 0) <= ${MAX_REASON_LENGTH}
+      AND coalesce(${a}override_until, 0) >= 0 AND coalesce(${a}closed_at, 0) >= 0 AND coalesce(length(${a}override_reason), 0) <= ${MAX_REASON_LENGTH}
       AND CASE WHEN coalesce(array_ndims(${a}lease_ids), 1) = 1 AND coalesce(array_ndims(${a}lease_expires), 1) = 1
           AND coalesce(array_ndims(${a}buckets), 1) = 1
         THEN cardinality(${a}lease_ids) = cardinality(${a}lease_expires) AND cardinality(${a}buckets) % 5 = 0
@@ -86,7 +86,7 @@ const FRESH = `r.version := ${SCHEMA_VERSION}; r.state := 'closed'; r.override :
     r.generation := greatest(1, now_ * 100); r.opened_at := 0; r.open_until := 0; r.reopens := 0;
     r.consecutive_failures := 0; r.probe_successes := 0; r.lease_seq := 0;
     r.lease_ids := '{}'; r.lease_expires := '{}'; r.buckets := '{}';
-    r.override_until := NULL; r.override_reason := NULL;`;
+    r.override_until := NULL; r.override_reason := NULL; r.closed_at := NULL;`;
 
 /** The GC horizon of `r` (Lua gc_ttl_ms): never before anything the record still remembers. */
 const NEED = `now_ + ceil(greatest(
@@ -140,6 +140,11 @@ const LAPSE = `lapsed_ := NULL;
     dirty := true;
   END IF;`;
 
+/** reducer.ts noteClose: a close callers see (from a state that rejected) anchors the recovery ramp. */
+const NOTE_CLOSE = `IF coalesce(lapsed_, from_) NOT IN ('closed', 'forced-closed') AND (${CIRCUIT}) = 'closed' THEN
+    r.closed_at := now_; dirty := true;
+  END IF;`;
+
 /** reducer.ts open: backoff on consecutive re-opens, capped, then jitter (Math.round). */
 const OPEN = `IF r.state = 'half-open' THEN r.reopens := r.reopens + 1; ELSE r.reopens := 0; END IF;
       r.state := 'open'; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END; r.opened_at := now_;
@@ -158,7 +163,7 @@ function write(o: SchemaObjects): string {
         generation = r.generation, opened_at = r.opened_at, open_until = r.open_until, reopens = r.reopens,
         consecutive_failures = r.consecutive_failures, probe_successes = r.probe_successes,
         lease_seq = r.lease_seq, lease_ids = r.lease_ids, lease_expires = r.lease_expires, buckets = r.buckets,
-        override_until = r.override_until, override_reason = r.override_reason,
+        override_until = r.override_until, override_reason = r.override_reason, closed_at = r.closed_at,
         expires_at = CASE WHEN r.override IS NOT NULL AND coalesce(r.override_until, 0) = 0 THEN NULL
           WHEN b.expires_at >= need THEN b.expires_at ELSE need + ${EXPIRY_SLACK_MS} END
       WHERE key = k;`;
@@ -202,7 +207,8 @@ function snapshot(o: SchemaObjects): string {
   o_consecutive := r.consecutive_failures; o_active_probes := cardinality(r.lease_ids);
   o_probe_successes := r.probe_successes; o_reopens := r.reopens; o_now := now_;
   o_override_until := CASE WHEN r.override IS NULL THEN 0 ELSE coalesce(r.override_until, 0) END;
-  o_override_reason := CASE WHEN r.override IS NULL THEN NULL ELSE r.override_reason END;`;
+  o_override_reason := CASE WHEN r.override IS NULL THEN NULL ELSE r.override_reason END;
+  o_closed_at := coalesce(r.closed_at, 0);`;
 }
 
 function declarations(o: SchemaObjects): string {
@@ -252,11 +258,13 @@ CREATE TABLE IF NOT EXISTS ${o.table} (
   buckets bigint[],
   expires_at bigint,
   override_until bigint,
-  override_reason text
+  override_reason text,
+  closed_at bigint
 ) WITH (fillfactor = 70);
 -- Added by a later version (timed overrides): a table made before gets them here.
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS override_until bigint;
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS override_reason text;
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS closed_at bigint;
 CREATE INDEX IF NOT EXISTS ${index('_expires_at')} ON ${o.table} (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Batch ids seen in the last ${BATCH_ID_MS / 1000} s, so a batch re-sent after a lost reply is counted once.
@@ -276,7 +284,7 @@ BEGIN
   FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p
     WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace AS n WHERE n.nspname = ${quoteLiteral(name.schema)})
       AND p.proname IN (${['_acquire', '_record', '_inspect', '_force', '_reset'].map((suffix) => quoteLiteral(`${name.table}${suffix}`)).join(', ')})
-      AND (pg_get_function_result(p.oid) NOT LIKE '%o_override_reason%'
+      AND (pg_get_function_result(p.oid) NOT LIKE '%o_closed_at%'
         OR (p.proname = ${quoteLiteral(`${name.table}_force`)} AND p.pronargs <> 9))
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
@@ -349,6 +357,7 @@ BEGIN
       -- without a write, so a tenant that never failed costs no row.
       IF NOT FOUND OR (${valid('r.')} AND r.expires_at <= now_) THEN
         o_admitted := true; o_now := now_; o_state := 'closed'; o_generation := 0; o_open_until := 0;
+        o_closed_at := 0;
         RETURN NEXT;
         RETURN;
       END IF;
@@ -394,7 +403,7 @@ BEGIN
     moved := from_ IS DISTINCT FROM ${CIRCUIT};
     ${finish(o, channel)}
     o_corrupt := corrupt; o_now := now_; o_state := r.state; o_override := r.override;
-    o_generation := r.generation; o_open_until := r.open_until;
+    o_generation := r.generation; o_open_until := r.open_until; o_closed_at := coalesce(r.closed_at, 0);
     RETURN NEXT;
     RETURN;
   END LOOP;
@@ -493,6 +502,7 @@ BEGIN
       ${CLOSE}
     END IF;
   END IF;
+  ${NOTE_CLOSE}
   IF dirty AND NOT o_stale AND batch_ IS NOT NULL AND batch_ <> '' THEN
     INSERT INTO ${o.batches} AS b (key, id, expires_at) VALUES (k, batch_, now_ + ${BATCH_ID_MS})
       ON CONFLICT (key, id) DO UPDATE SET expires_at = excluded.expires_at;
@@ -565,6 +575,7 @@ BEGIN
       dirty := true;
     END IF;
   END IF;
+  ${NOTE_CLOSE}
   IF dirty THEN ${write(o)} END IF;
   moved := from_ IS DISTINCT FROM ${CIRCUIT};
   ${finish(o, channel)}
@@ -603,6 +614,7 @@ BEGIN
   ${LAPSE}
   from_ := ${CIRCUIT};
   ${CLOSE}
+  ${NOTE_CLOSE}
   ${write(o)}
   moved := from_ IS DISTINCT FROM ${CIRCUIT};
   ${finish(o, channel, true)}

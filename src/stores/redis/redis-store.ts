@@ -161,6 +161,7 @@ class Reply {
         now: this.number(),
         overrideUntil: this.number(),
         overrideReason: this.string(),
+        closedAt: this.number(),
       },
       policy,
     );
@@ -228,6 +229,7 @@ export class RedisStore implements Store, RecordExaminer {
     const openUntil = reply.number();
     const transition = reply.transition();
     const consecutiveFailures = reply.number();
+    const closedAt = reply.number();
     if (!admitted && reason !== 'open' && reason !== 'half-open-full' && reason !== 'forced-open') {
       throw malformed('acquire', raw);
     }
@@ -243,6 +245,7 @@ export class RedisStore implements Store, RecordExaminer {
       now,
       transition,
       consecutiveFailures,
+      closedAt,
     };
   }
 

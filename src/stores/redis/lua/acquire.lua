@@ -5,7 +5,7 @@ KEYS[1]   the breaker's hash (keys.ts breakerKey)
 ARGV      the policy (common.lua read_policy); nothing else
 Returns   { 'acquire', corrupt, now, admitted, reason, retryAfterMs, generation, lease, state,
             override, openUntil, transitionFrom, transitionTo, transitionGeneration,
-            consecutiveFailures }
+            consecutiveFailures, closedAt }
           corrupt and admitted are 0/1; reason, lease, override and the transition's from/to are
           '' when absent (transitionGeneration is then 0).
 Writes    only when something changed (open -> half-open, a lease granted); a rejection or a
@@ -23,18 +23,18 @@ local now = now_ms(ARGV)
 -- else (closed implies no leases and openUntil 0).
 -- The run of failures is answered so that a caller whose call succeeds knows whether there is a
 -- run for its success to reset (if not, it need not write at all).
-local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf')
+local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'ca')
 if not quick.err then
   if quick[1] == SCHEMA and quick[2] == 'closed' and (not quick[3] or quick[3] == '') then
-    local gen, cf = count(quick[4]), count_or_zero(quick[5])
-    if gen ~= nil and gen >= 1 and cf ~= nil then
-      return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0, cf }
+    local gen, cf, ca = count(quick[4]), count_or_zero(quick[5]), count_or_zero(quick[6])
+    if gen ~= nil and gen >= 1 and cf ~= nil and ca ~= nil then
+      return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0, cf, ca }
     end
   elseif not quick[1] and not quick[2] and not quick[3] and not quick[4] and not quick[5] then
     -- No record: closed, and admitted under generation 0 without creating one. The first outcome
     -- that needs a record (a failure, or any outcome under a failure rate) creates it, so a tenant
     -- that only succeeds costs no key.
-    return { 'acquire', 0, now, 1, '', 0, 0, '', 'closed', '', 0, '', '', 0, 0 }
+    return { 'acquire', 0, now, 1, '', 0, 0, '', 'closed', '', 0, '', '', 0, 0, 0 }
   end
 end
 
@@ -101,4 +101,4 @@ publish(channel, key, moved, r, now)
 
 local from, to, tgen = transition_reply(moved)
 return { 'acquire', corrupt and 1 or 0, now, admitted, reason, retryAfterMs, r.gen, lease, r.state, r.override,
-  r.openUntil, from, to, tgen, r.cf }
+  r.openUntil, from, to, tgen, r.cf, r.ca }

@@ -29,6 +29,7 @@ breaker with a failure is v, state, gen, cf and buckets), so a record costs litt
   seq        lease counter, so lease ids are unique per breaker (default 0)
   ou         when a timed override lapses, in the server's ms (default 0: never)
   or         why the override was set, at most 200 bytes (default: none)
+  ca         when callers last saw it close after rejecting (default 0: never): the ramp's anchor
   leases     '<id>=<expiresAt>,...' (default: none)
   buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' oldest first (default: none)
 
@@ -127,7 +128,7 @@ end
 local function empty_record(now)
   return {
     state = 'closed', override = '', gen = math.max(1, math.floor(now)) * 100, openedAt = 0, openUntil = 0,
-    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, buckets = {}, ou = 0, ovr = '',
+    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, buckets = {}, ou = 0, ovr = '', ca = 0,
   }
 end
 
@@ -222,10 +223,11 @@ local function parse_record(h)
     openUntil = count_or_zero(h.openUntil), reopens = count_or_zero(h.reopens), cf = count_or_zero(h.cf),
     ps = count_or_zero(h.ps), seq = count_or_zero(h.seq), leases = parse_leases(h.leases or ''),
     buckets = parse_buckets(h.buckets or ''), ou = count_or_zero(h.ou), ovr = h['or'] or '',
+    ca = count_or_zero(h.ca),
   }
   if r.gen == nil or r.gen < 1 or r.openedAt == nil or r.openUntil == nil or r.reopens == nil
     or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.buckets == nil
-    or r.ou == nil or #r.ovr > MAX_REASON then
+    or r.ou == nil or #r.ovr > MAX_REASON or r.ca == nil then
     return nil
   end
   -- The fields the hash holds, so save() removes only those that went back to their default.
@@ -319,6 +321,7 @@ local function save(key, p, r, now)
   field('buckets', encode_buckets(r.buckets), '')
   field('ou', int(r.ou), '0')
   field('or', r.ovr, '')
+  field('ca', int(r.ca), '0')
   redis.call('HSET', key, unpack(set))
   if #unset > 0 then
     redis.call('HDEL', key, unpack(unset))
@@ -370,6 +373,13 @@ local function lapse(r, now)
     r.leases = {}
   end
   return from
+end
+
+-- reducer.ts noteClose: a close callers see (from a state that rejected) anchors the recovery ramp.
+local function note_close(from, r, now)
+  if from ~= 'closed' and from ~= 'forced-closed' and circuit_state(r) == 'closed' then
+    r.ca = now
+  end
 end
 
 local function open_period_ms(p, reopens, random, jitterMs)
@@ -494,7 +504,7 @@ end
 
 --[[ A snapshot as reply fields, in this order:
 state, override, generation, openUntil, successes, failures, slow, ignored, consecutiveFailures,
-activeProbes, probeSuccesses, reopens, now, overrideUntil, overrideReason. The JS side derives circuitState, retryAfterMs, total
+activeProbes, probeSuccesses, reopens, now, overrideUntil, overrideReason, closedAt. The JS side derives circuitState, retryAfterMs, total
 and failureRate (floats do not survive a Redis integer reply). ]]
 local function snapshot_reply(out, r, p, now)
   local c = window_counts(r, p, now)
@@ -509,7 +519,7 @@ local function snapshot_reply(out, r, p, now)
     ou, why = r.ou, r.ovr
   end
   local fields = { r.state, r.override, r.gen, r.openUntil, c.s, c.f, c.sl, c.ig, r.cf, active, r.ps, r.reopens, now,
-    ou, why }
+    ou, why, r.ca }
   for _, v in ipairs(fields) do
     out[#out + 1] = v
   end

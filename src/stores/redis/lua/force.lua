@@ -66,6 +66,7 @@ if not skip then
     dirty = true
   end
 end
+note_close(from, r, now)
 local moved = transition(from, r)
 
 if dirty then

@@ -107,7 +107,7 @@ end
 do not trip it. Reads and writes only the fields that change (closed implies no leases, openUntil,
 probe successes and reopens of 0). Anything else takes the general path below. ]]
 if #ARGV < firstProbe then
-  local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets')
+  local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets', 'ca')
   if not q.err and q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
     local cf = count_or_zero(q[5])
     local buckets = parse_buckets(q[6] or '')
@@ -135,7 +135,7 @@ if #ARGV < firstProbe then
           remember_batch()
         end
         return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
-          '', '', 0 }
+          count_or_zero(q[7]) or 0, '', '', 0 }
       end
     end
   end
@@ -146,6 +146,7 @@ local r, existed, corrupt = load(key, now)
 -- for one), never by one that only resets a run there is none of.
 local dirty = corrupt or (not existed and not resets_only)
 expire_leases(r, now)
+local entry = circuit_state(r)
 local lapsed = lapse(r, now)
 if lapsed ~= nil then
   dirty = true
@@ -196,6 +197,7 @@ end
 if lapsed ~= nil then
   moved = transition(lapsed, r)
 end
+note_close(entry, r, now)
 if dirty then
   save(key, p, r, now)
   remember_batch()

@@ -24,6 +24,7 @@ local moved = nil
 if existed then
   local from = lapse(r, now) or circuit_state(r)
   close(r)
+  note_close(from, r, now)
   moved = transition(from, r)
   save(key, p, r, now)
   publish(channel, key, moved, r, now)
