@@ -5,6 +5,21 @@ import type { CircuitBreaker } from '../breaker.js';
 import { ExpectedError, InvalidOptionError } from '../errors.js';
 import { describeValue, invalid } from '../options.js';
 
+/** The context the HTTP integrations give a breaker by default: the URL's origin. */
+export interface OriginContext {
+  /** `scheme://host[:port]`, as `URL.origin` has it: `https://api.example.com`. */
+  readonly origin: string;
+}
+
+/**
+ * An integration's options parameter: optional when the factory's context accepts `{ origin }`,
+ * required with a `context` function otherwise (the default context would not be what the
+ * factory names breakers by).
+ */
+export type OptionsParameter<Context, Options, Argument> = OriginContext extends Context
+  ? [options?: Options]
+  : [options: Options & { readonly context: (argument: Argument) => Context }];
+
 /** How one HTTP call counts: against the dependency, for it, or not at all. */
 export type HttpVerdict = 'failure' | 'success' | 'ignore';
 

@@ -3,7 +3,8 @@ import { CircuitryError } from '../errors.js';
 /**
  * An HTTP answer counted as a failure (a 503, a 429...). `breakerFetch` throws it only with
  * `throwOnFailureStatus: true` (its body released); otherwise the caller gets the response. The
- * breakers' `isFailure` and `onFailure` listeners see it for every failure status.
+ * breakers' `isFailure` and `onFailure` listeners see it for every failure status that the client
+ * did not throw itself (fetch and undici answers; axios throws its own `AxiosError`).
  */
 export class HttpStatusError extends CircuitryError {
   declare readonly code: 'HTTP_STATUS';
@@ -15,6 +16,7 @@ export class HttpStatusError extends CircuitryError {
   /** The response's headers (`Retry-After`, ...). */
   readonly headers: Headers;
 
+  /** From a fetch `Response`, or the same fields from another client. */
   constructor(response: Pick<Response, 'status' | 'statusText' | 'url' | 'headers'>) {
     super(
       'HTTP_STATUS',

@@ -12,18 +12,12 @@ import {
   retryAfterMs,
   verdictOf,
 } from './http-outcome.js';
-import type { HttpBreakerOptions, HttpVerdict } from './http-outcome.js';
+import type { HttpBreakerOptions, HttpVerdict, OptionsParameter, OriginContext } from './http-outcome.js';
 import { HttpStatusError } from './http-status-error.js';
 
 export { HttpStatusError, isHttpStatusError } from './http-status-error.js';
 export { defaultHttpVerdict } from './http-outcome.js';
-export type { HttpBreakerOptions, HttpResult, HttpVerdict } from './http-outcome.js';
-
-/** The context the HTTP integrations give a breaker by default: the URL's origin. */
-export interface OriginContext {
-  /** `scheme://host[:port]`, as `URL.origin` has it: `https://api.example.com`. */
-  readonly origin: string;
-}
+export type { HttpBreakerOptions, HttpResult, HttpVerdict, OriginContext } from './http-outcome.js';
 
 /** Options of `breakerFetch`. Validated once, when `breakerFetch` is called. */
 export interface BreakerFetchOptions<Context> extends HttpBreakerOptions<Response> {
@@ -42,13 +36,8 @@ export interface BreakerFetchOptions<Context> extends HttpBreakerOptions<Respons
   readonly throwOnFailureStatus?: boolean;
 }
 
-/**
- * The options parameter: optional when the factory's context accepts `{ origin }`, required with
- * a `context` function otherwise (the default context would not be what the factory names by).
- */
-type FetchOptionsParameter<Context> = OriginContext extends Context
-  ? [options?: BreakerFetchOptions<Context>]
-  : [options: BreakerFetchOptions<Context> & { readonly context: (request: Request) => Context }];
+/** `breakerFetch`'s options parameter: see `OptionsParameter`. */
+type FetchOptionsParameter<Context> = OptionsParameter<Context, BreakerFetchOptions<Context>, Request>;
 
 const FETCH_KEYS: ReadonlySet<string> = new Set(['context', 'fetch', 'throwOnFailureStatus']);
 

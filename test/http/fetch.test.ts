@@ -153,7 +153,9 @@ describe('breakerFetch', () => {
     const factory = factoryOf({ timeoutMs: 100 });
     const fetch = breakerFetch(factory);
     const closed = server.hangClosed();
-    await assert.rejects(fetch(`${server.origin}/hang`), (e: unknown) => isCallTimeoutError(e));
+    await assert.rejects(within(fetch(`${server.origin}/hang`), 5_000, 'the timeout'), (e: unknown) =>
+      isCallTimeoutError(e),
+    );
     await within(closed, 5_000, 'the server seeing the socket close');
     const { counts } = await factory.breakerFor('http', { origin: server.origin }).state();
     assert.equal(counts.failures, 1, 'a timeout is a failure');
@@ -166,7 +168,10 @@ describe('breakerFetch', () => {
     const closed = server.hangClosed();
     const call = fetch(`${server.origin}/hang`, { signal: controller.signal });
     setTimeout(() => controller.abort(), 50);
-    await assert.rejects(call, (e: unknown) => (e as Error).name === 'AbortError');
+    await assert.rejects(
+      within(call, 5_000, 'the abort'),
+      (e: unknown) => (e as Error).name === 'AbortError',
+    );
     await within(closed, 5_000, 'the server seeing the socket close');
     const { counts } = await factory.breakerFor('http', { origin: server.origin }).state();
     assert.deepEqual([counts.failures, counts.successes, counts.ignored], [0, 0, 1]);
