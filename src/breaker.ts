@@ -1,6 +1,7 @@
 import type {
   BreakerState,
   CircuitState,
+  ForceOptions,
   Outcome,
   Override,
   RejectReason,
@@ -8,6 +9,7 @@ import type {
   Transition,
   WindowCounts,
 } from './core/types.js';
+import { MAX_REASON_LENGTH } from './core/reducer.js';
 import { Coordination, isPromiseLike } from './coordination.js';
 import type { Admission, BreakerLeftovers, CoordinationHost, StoreOperation } from './coordination.js';
 import type { CircuitOpenError } from './errors.js';
@@ -82,6 +84,28 @@ export interface Permit {
   /** Records a failure; `error`, if given, is classified with `isFailure` first. */
   failure(error?: unknown): Promise<void>;
   ignore(): Promise<void>;
+}
+
+/** How `force` sets an override. */
+export interface OverrideOptions {
+  /** The override lapses after this many ms (a forced-open then goes half-open). @defaultValue never */
+  readonly forMs?: number;
+  /** Why, for operators (CLI, dashboard); cut at 200 characters. */
+  readonly reason?: string;
+}
+
+function checkOverrideOptions(options: OverrideOptions, method: string): ForceOptions {
+  if (typeof options !== 'object' || options === null)
+    throw invalid(`${method} options`, 'an object', options);
+  const { forMs, reason } = options;
+  if (forMs !== undefined && (typeof forMs !== 'number' || !Number.isFinite(forMs) || forMs <= 0)) {
+    throw invalid('forMs', 'a positive finite number of milliseconds', forMs);
+  }
+  if (reason !== undefined && typeof reason !== 'string') throw invalid('reason', 'a string', reason);
+  return {
+    ...(forMs === undefined ? {} : { forMs: Math.ceil(forMs) }),
+    ...(reason === undefined ? {} : { reason: reason.slice(0, MAX_REASON_LENGTH) }),
+  };
 }
 
 /** Internal hooks the factory uses; not part of the public API. */
@@ -579,7 +603,7 @@ export class CircuitBreaker<Context = unknown> {
    * it (`null`). Other processes learn of it through the store's push channel, or when their
    * local view expires. Rejects if the store cannot be reached: an operator must know.
    */
-  async force(override: Override | null): Promise<Snapshot> {
+  async force(override: Override | null, options?: OverrideOptions): Promise<Snapshot> {
     if (
       override !== null &&
       override !== 'forced-open' &&
@@ -590,7 +614,31 @@ export class CircuitBreaker<Context = unknown> {
         `Expected an override ('forced-open', 'forced-closed', 'metrics-only' or null), got ${String(override)}`,
       );
     }
-    return this.#co.force(override);
+    if (options === undefined) return this.#co.force(override);
+    return this.#co.force(override, checkOverrideOptions(options, 'force'));
+  }
+
+  /**
+   * Opens the breaker for `ms`, in every process (a timed `forced-open` kept in the store and
+   * pushed like any override), with a `reason` operators see in the CLI and dashboard; calls are
+   * rejected with reason `'forced-open'` and the time left as `retryAfterMs`. When the time is up
+   * the breaker is half-open: `halfOpenMaxCalls` probes decide whether it closes, as after any
+   * open. What a server asks for with `Retry-After` (`circuitry/fetch` calls it). It yields to
+   * an operator: an override set without a time (forced open, forced closed, metrics-only) is left
+   * alone, and a timed open is only ever made longer. `force(null)` (or `circuitry clear`) ends it.
+   */
+  async openFor(ms: number, options: { readonly reason?: string } = {}): Promise<Snapshot> {
+    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms <= 0) {
+      throw invalid('ms', 'a positive finite number of milliseconds', ms);
+    }
+    if (typeof options !== 'object' || options === null) throw invalid('options', 'an object', options);
+    const reason = options.reason;
+    if (reason !== undefined && typeof reason !== 'string') throw invalid('reason', 'a string', reason);
+    return this.#co.force('forced-open', {
+      forMs: Math.ceil(ms),
+      ...(reason === undefined ? {} : { reason: reason.slice(0, MAX_REASON_LENGTH) }),
+      yieldToOperator: true,
+    });
   }
 
   /**

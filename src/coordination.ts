@@ -5,6 +5,7 @@ import type {
   AcquireResult,
   BreakerState,
   CircuitState,
+  ForceOptions,
   Outcome,
   OutcomeBatch,
   Override,
@@ -801,9 +802,13 @@ export class Coordination implements View, KeptOutcomesOwner {
     }
   }
 
-  async force(override: Override | null): Promise<Snapshot> {
+  async force(override: Override | null, options?: ForceOptions): Promise<Snapshot> {
     const o = this.#o;
-    const result = await this.#callStore('force', () => o.store.force(this.#host.name, o.policy, override));
+    const result = await this.#callStore('force', () =>
+      options === undefined
+        ? o.store.force(this.#host.name, o.policy, override)
+        : o.store.force(this.#host.name, o.policy, override, options),
+    );
     if (!isUpdateResult(result)) throw new StoreError('Store force returned a malformed reply');
     this.openUntil = 0;
     this.#applyUpdate(result);

@@ -2,6 +2,7 @@ export { CircuitBreaker } from './breaker.js';
 export type {
   ExecuteOptions,
   FailureEvent,
+  OverrideOptions,
   Permit,
   RejectEvent,
   StateChangeEvent,
@@ -34,7 +35,7 @@ export {
   isStoreError,
 } from './errors.js';
 export { consecutiveFailures, custom, failureRate, failuresInWindow } from './core/policy.js';
-export { NO_RECORD } from './core/reducer.js';
+export { MAX_REASON_LENGTH, NO_RECORD } from './core/reducer.js';
 export type { Clock } from './core/clock.js';
 export type {
   AcquireResult,
@@ -42,6 +43,7 @@ export type {
   BreakerRecord,
   BreakerState,
   CircuitState,
+  ForceOptions,
   Outcome,
   OutcomeBatch,
   Override,

@@ -1,6 +1,7 @@
 import type {
   AcquireResult,
   BreakerPolicy,
+  ForceOptions,
   OutcomeBatch,
   Override,
   Snapshot,
@@ -11,6 +12,7 @@ import type {
 export type {
   AcquireResult,
   BreakerPolicy,
+  ForceOptions,
   OutcomeBatch,
   Override,
   ProbeResult,
@@ -77,8 +79,19 @@ export interface Store {
   record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Awaitable<UpdateResult>;
   /** The breaker's state, or null when the store holds nothing for `key`. Changes nothing. */
   inspect(key: string, policy: BreakerPolicy): Awaitable<Snapshot | null>;
-  /** Set (or, with null, clear) an operator override. */
-  force(key: string, policy: BreakerPolicy, override: Override | null): Awaitable<UpdateResult>;
+  /**
+   * Set (or, with null, clear) an operator override; `options.forMs` makes it lapse after that
+   * long of the store's time (a timed `forced-open` lapses to half-open, any other to the
+   * computed state), `reason` says why, and `yieldToOperator` (what `openFor` uses) leaves an
+   * override without a time alone and never shortens a timed forced-open. A store written
+   * before timed overrides ignores `options`: the conformance suite says so.
+   */
+  force(
+    key: string,
+    policy: BreakerPolicy,
+    override: Override | null,
+    options?: ForceOptions,
+  ): Awaitable<UpdateResult>;
   /**
    * Start the breaker afresh, for an operator (`npx circuitry reset`): state closed; window
    * counts, consecutive failures, backoff, half-open probe leases and probe successes forgotten;

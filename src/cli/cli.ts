@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `npx circuitry`: the operator commands (list, status, overrides, watch, dashboard) against a
- * Redis or DynamoDB store, and the demo and flaky server of `src/demo/cli.ts`.
+ * Redis, DynamoDB or Postgres store, and the demo and flaky server of `src/demo/cli.ts`.
  */
 import type { Command } from './commands.js';
 import { COMMANDS } from './commands.js';
@@ -13,7 +13,7 @@ function help(commands: Record<string, Command>): string {
 
 Usage: npx circuitry <command> [options]      npx circuitry <command> --help
 
-Operating a fleet (against --redis URL or --dynamodb TABLE, or the environment):
+Operating a fleet (against --redis URL, --dynamodb TABLE or --postgres URL, or the environment):
 ${Object.entries(commands)
   .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
   .join('\n')}

@@ -3,7 +3,8 @@
  * metrics-only, clear), reset and watch. Each reads its flags, opens the store with every call
  * bounded, and ends with exit code 0, 1 (not found, store unreachable) or 2 (bad usage).
  */
-import type { Override } from '../core/types.js';
+import { MAX_REASON_LENGTH } from '../core/reducer.js';
+import type { ForceOptions, Override } from '../core/types.js';
 import type { BreakerRow } from './fleet.js';
 import {
   DEFAULT_POLICY,
@@ -209,6 +210,20 @@ const status: Command = {
   },
 };
 
+/** A duration such as `500ms`, `30s`, `5m`, `2h` (a bare number is seconds), in ms; exit 2 otherwise. */
+export function parseDuration(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+  const ms = match === null ? NaN : Number(match[1]) * unit[(match[2] ?? 's') as keyof typeof unit];
+  if (!Number.isFinite(ms) || ms < 1 || ms > 30 * 24 * 3_600_000) {
+    throw new CliError(
+      2,
+      `${flag}: expected a duration such as 500ms, 30s, 5m or 2h (at most 30 days), got ${JSON.stringify(text)}`,
+    );
+  }
+  return Math.ceil(ms);
+}
+
 interface ActionSpec {
   readonly override: Override | null;
   readonly summary: string;
@@ -219,7 +234,7 @@ const ACTIONS: Record<string, ActionSpec> = {
   open: {
     override: 'forced-open',
     summary: 'force a breaker open (override forced-open): every call is rejected',
-    what: 'Sets the override forced-open: every call is rejected, until `clear`.',
+    what: 'Sets the override forced-open: every call is rejected, until `clear` (or for DURATION).',
   },
   close: {
     override: 'forced-closed',
@@ -256,6 +271,7 @@ export async function applyOverride(
   name: string,
   action: string,
   override: Override | null,
+  options?: ForceOptions,
 ): Promise<ActionResult> {
   const { store, callTimeoutMs } = connection;
   const before = await readBreaker(store, name, callTimeoutMs);
@@ -263,7 +279,9 @@ export async function applyOverride(
     throw new CliError(1, notFoundMessage(name));
   }
   const result = await bounded(
-    store.force(name, DEFAULT_POLICY, override),
+    options === undefined
+      ? store.force(name, DEFAULT_POLICY, override)
+      : store.force(name, DEFAULT_POLICY, override, options),
     callTimeoutMs,
     `force ${JSON.stringify(name)}`,
   );
@@ -335,11 +353,18 @@ function printAction(
 function actionCommand(action: string, spec: ActionSpec): Command {
   const help = `circuitry ${action}: ${spec.summary}.
 
-Usage: npx circuitry ${action} NAME [--json] <store>
+Usage: npx circuitry ${action} NAME ${spec.override === null ? '' : '[--for DURATION] [--reason TEXT] '}[--json] <store>
 
 ${spec.what}
 Prints the state before and after. ${spec.override === null ? 'A breaker the store holds nothing for is "not found" (exit code 1).' : 'A breaker the store holds nothing for (one that never failed) gets a record.'}
-
+${
+  spec.override === null
+    ? ''
+    : `
+  --for DURATION     the override lapses after DURATION (500ms, 30s, 5m, 2h; a bare number is
+                     seconds)${spec.override === 'forced-open' ? ': then the breaker is half-open, and probes decide' : ': then the computed state rules again'}
+  --reason TEXT      why, shown by status, list and the dashboard (at most 200 characters)`
+}
   --json             a JSON object { name, action, before, after }, before null when the
                      store held nothing; before and after as in \`status --json\`
   --help             this text
@@ -349,16 +374,44 @@ ${STORE_HELP}`;
     summary: spec.summary,
     help,
     async run(args) {
-      const { values, positionals } = parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true);
+      // clear has nothing to time: --for and --reason are unknown options there (exit 2).
+      const { values, positionals } =
+        spec.override === null
+          ? parse(args, { ...STORE_OPTIONS, json: { type: 'boolean' } }, true)
+          : parse(
+              args,
+              {
+                ...STORE_OPTIONS,
+                for: { type: 'string' },
+                reason: { type: 'string' },
+                json: { type: 'boolean' },
+              },
+              true,
+            );
       const name = oneName(positionals, action);
+      const given = values as { for?: string; reason?: string };
+      const forMs = given.for === undefined ? undefined : parseDuration(given.for, '--for');
+      if (given.reason !== undefined && given.reason.length > MAX_REASON_LENGTH) {
+        throw new CliError(
+          2,
+          `--reason: at most ${MAX_REASON_LENGTH} characters, got ${given.reason.length}`,
+        );
+      }
+      const options =
+        forMs === undefined && given.reason === undefined
+          ? undefined
+          : {
+              ...(forMs === undefined ? {} : { forMs }),
+              ...(given.reason === undefined ? {} : { reason: given.reason }),
+            };
       const flags = checkStoreFlags(values);
       await withStore(flags, async (connection) => {
-        const result = await applyOverride(connection, name, action, spec.override);
+        const result = await applyOverride(connection, name, action, spec.override, options);
         printAction(result, values.json, connection);
         if (spec.override === 'forced-closed' && result.before?.state === 'open') {
           // Forcing closed hides the open state; it does not end it.
           err(
-            `warning: ${printable(name)} is open (its computed state): \`${action}\` admits every call until \`clear\`, then it is open again. To start it afresh (closed, counts forgotten) use \`circuitry reset ${printable(name)}\`.`,
+            `warning: ${printable(name)} is open (its computed state): \`${action}\` admits every call until ${forMs === undefined ? '`clear`' : 'it lapses'}, then it is open again. To start it afresh (closed, counts forgotten) use \`circuitry reset ${printable(name)}\`.`,
           );
         }
       });
@@ -418,9 +471,9 @@ Usage: npx circuitry watch [--match GLOB] [--json] <store>
   --interval MS      how often a store that cannot push (DynamoDB) is read (default 1000)
   --help             this text
 
-Redis pushes every transition (pub/sub; a drop is reported, since pushes may have been missed
-meanwhile). DynamoDB is read every --interval: a breaker that opened and closed in between
-shows no line.
+Redis and Postgres push every transition (pub/sub, LISTEN/NOTIFY; a drop is reported, since
+pushes may have been missed meanwhile). DynamoDB is read every --interval: a breaker that
+opened and closed in between shows no line.
 
 ${STORE_HELP}`;
 

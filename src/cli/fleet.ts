@@ -33,6 +33,10 @@ export interface BreakerRow {
   readonly reopens: number;
   /** The store's time when it was read. */
   readonly readAt: number;
+  /** When a timed override lapses, in the store's clock (0: none, or it has no time). */
+  readonly overrideUntil: number;
+  /** Why the override was set (an `openFor` reason, an operator's `--reason`), or null. */
+  readonly overrideReason: string | null;
 }
 
 export function toRow(name: string, s: Snapshot): BreakerRow {
@@ -48,6 +52,8 @@ export function toRow(name: string, s: Snapshot): BreakerRow {
     activeProbes: s.activeProbes,
     reopens: s.reopens,
     readAt: s.now,
+    overrideUntil: s.overrideUntil ?? 0,
+    overrideReason: s.overrideReason ?? null,
   };
 }
 

@@ -34,7 +34,11 @@ function cells(row: BreakerRow): string[] {
   return [
     printable(row.name),
     row.state,
-    row.override ?? '-',
+    row.override === null
+      ? '-'
+      : row.overrideUntil > 0
+        ? `${row.override} (${formatDuration(row.overrideUntil - row.readAt)})`
+        : row.override,
     `${row.counts.failures}/${row.counts.total}`,
     formatRate(row.counts.failureRate),
     String(row.counts.consecutiveFailures),
@@ -81,7 +85,7 @@ export function formatStatus(row: BreakerRow): string {
   return [
     `name           ${printable(row.name)}`,
     `state          ${row.state}${row.circuitState !== row.state ? ` (callers see ${row.circuitState})` : ''}`,
-    `override       ${row.override ?? 'none'}`,
+    `override       ${formatOverride(row)}`,
     `counts         ${c.failures} failed of ${c.total} (${formatRate(c.failureRate)}), ${c.slow} slow, ${c.ignored} ignored, ${c.consecutiveFailures} consecutive failures`,
     `retry after    ${formatRetryAfter(row)}`,
     `probes         ${row.activeProbes} in flight; ${row.reopens} re-opens without a close`,
@@ -89,10 +93,19 @@ export function formatStatus(row: BreakerRow): string {
   ].join('\n');
 }
 
+/** The override, with the time it has left and why it was set: `forced-open for 28 s more (Retry-After from ...)`. */
+export function formatOverride(row: BreakerRow): string {
+  if (row.override === null) return 'none';
+  const left =
+    row.overrideUntil > 0 ? ` for ${formatDuration(Math.max(0, row.overrideUntil - row.readAt))} more` : '';
+  const why = row.overrideReason === null ? '' : ` (${printable(row.overrideReason)})`;
+  return `${row.override}${left}${why}`;
+}
+
 /** One line of a row, for `before`/`after` of an override action. */
 export function formatLine(row: BreakerRow | null): string {
   if (row === null) return '(no record: a breaker that never failed)';
-  return `${row.state}, override ${row.override ?? 'none'}, ${row.counts.failures}/${row.counts.total} failed (${formatRate(row.counts.failureRate)}), retry after ${formatRetryAfter(row)}, generation ${row.generation}`;
+  return `${row.state}, override ${formatOverride(row)}, ${row.counts.failures}/${row.counts.total} failed (${formatRate(row.counts.failureRate)}), retry after ${formatRetryAfter(row)}, generation ${row.generation}`;
 }
 
 /** `watch`: one line per transition. */

@@ -1,12 +1,14 @@
 /**
- * Opens the store an operator command works on, from `--redis URL [--prefix P]` or
- * `--dynamodb TABLE [--endpoint URL] [--region R]` (or the environment), with every call bounded:
- * a command against a store that cannot be reached ends with exit code 1 within seconds, never
- * hangs. The drivers are loaded only here, so the core keeps no runtime dependency.
+ * Opens the store an operator command works on, from `--redis URL [--prefix P]`,
+ * `--dynamodb TABLE [--endpoint URL] [--region R]` or `--postgres URL [--table NAME]` (or the
+ * environment), with every call bounded: a command against a store that cannot be reached ends
+ * with exit code 1 within seconds, never hangs. The drivers are loaded only here (Postgres: in
+ * postgres-connection.ts), so the core keeps no runtime dependency.
  */
 import type { Redis as RedisClient } from 'ioredis';
 
 import type { Store } from '../store.js';
+import { DEFAULT_TABLE, parseTableName } from '../stores/postgres/names.js';
 import { DEFAULT_PREFIX } from '../stores/redis/keys.js';
 import { CliError } from './usage.js';
 
@@ -17,6 +19,8 @@ export const STORE_OPTIONS = {
   dynamodb: { type: 'string' },
   endpoint: { type: 'string' },
   region: { type: 'string' },
+  postgres: { type: 'string' },
+  table: { type: 'string' },
   timeout: { type: 'string' },
 } as const;
 
@@ -26,6 +30,10 @@ export const STORE_HELP = `Store (one of them; a flag wins over the environment)
   --dynamodb TABLE   a table made by createBreakerTable              (env CIRCUITRY_DYNAMODB_TABLE)
   --endpoint URL     DynamoDB endpoint, e.g. http://127.0.0.1:8000   (env CIRCUITRY_DYNAMODB_ENDPOINT)
   --region R         AWS region (env AWS_REGION); credentials come from the usual AWS chain
+  --postgres URL     a Postgres database, e.g. postgres://user@127.0.0.1:5432/app
+                     (env CIRCUITRY_POSTGRES_URL; PG* variables fill in what the URL leaves out)
+  --table NAME       the PostgresStore table, NAME or SCHEMA.NAME (default ${DEFAULT_TABLE})
+                     (env CIRCUITRY_POSTGRES_TABLE)
   --timeout MS       bound of each store call (default 5000); connecting is bounded by 3000
 
 Counts, failure rates and the retry-after of a forced-open breaker are computed with the default
@@ -42,6 +50,8 @@ export interface StoreFlags {
   readonly dynamodb?: string | undefined;
   readonly endpoint?: string | undefined;
   readonly region?: string | undefined;
+  readonly postgres?: string | undefined;
+  readonly table?: string | undefined;
   readonly timeout?: string | undefined;
 }
 
@@ -49,7 +59,7 @@ export interface StoreFlags {
 export interface StoreWhere {
   /** The store without the prefix, e.g. `Redis at redis://127.0.0.1:6379/` (password masked). */
   readonly store: string;
-  /** The Redis key prefix; null for a store without one. */
+  /** The Redis key prefix; null for a store without one (DynamoDB, Postgres). */
   readonly prefix: string | null;
 }
 
@@ -70,7 +80,8 @@ export interface StoreConnection {
   close(): Promise<void>;
 }
 
-const CONNECT_TIMEOUT_MS = 3_000;
+/** Bound of connecting to a store. */
+export const CONNECT_TIMEOUT_MS = 3_000;
 
 /** The store's timeout error: a call that took longer than its bound. */
 export class StoreTimeoutError extends Error {
@@ -95,13 +106,21 @@ export async function bounded<T>(work: PromiseLike<T> | T, ms: number, what: str
   }
 }
 
-function maskUrl(url: string): string {
+/**
+ * `url` with its password shown as `***`: the one in the authority, and a `password` (or
+ * `sslpassword`) query parameter, which Postgres connection strings accept too.
+ */
+export function maskUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password !== '') parsed.password = '***';
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (/password/i.test(key)) parsed.searchParams.set(key, '***');
+    }
     return parsed.toString();
   } catch {
-    return url;
+    // Not a URL, but it may still hold `user:password@`.
+    return url.replace(/^([^/]*\/\/[^:/@]*:)[^@]*@/, '$1***@');
   }
 }
 
@@ -114,24 +133,52 @@ export function readTimeout(flags: StoreFlags): number {
   return ms;
 }
 
+type StoreKind = 'redis' | 'dynamodb' | 'postgres';
+
+const STORE_KINDS: readonly StoreKind[] = ['redis', 'dynamodb', 'postgres'];
+
+/** The variable each store flag falls back on. */
+const STORE_ENV: Readonly<Record<StoreKind, string>> = {
+  redis: 'CIRCUITRY_REDIS_URL',
+  dynamodb: 'CIRCUITRY_DYNAMODB_TABLE',
+  postgres: 'CIRCUITRY_POSTGRES_URL',
+};
+
+/** `a`, `a and b`, `a, b and c`. */
+function andList(items: readonly string[]): string {
+  return items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} and ${items.at(-1)!}`;
+}
+
 /**
  * Checks the store flags (exit 2 when they are missing or contradictory) without connecting, so
- * usage errors come before any network wait.
+ * usage errors come before any network wait. A store flag wins over every store variable: the
+ * environment is read only when no store flag is given.
  */
 export function checkStoreFlags(flags: StoreFlags, env: NodeJS.ProcessEnv = process.env): StoreFlags {
-  const redis = flags.redis ?? (flags.dynamodb === undefined ? env.CIRCUITRY_REDIS_URL : undefined);
-  const dynamodb = flags.dynamodb ?? (flags.redis === undefined ? env.CIRCUITRY_DYNAMODB_TABLE : undefined);
-  if (redis !== undefined && redis !== '' && dynamodb !== undefined && dynamodb !== '') {
-    throw new CliError(2, 'give one store: --redis or --dynamodb, not both');
-  }
-  if ((redis === undefined || redis === '') && (dynamodb === undefined || dynamodb === '')) {
+  const fromFlags = STORE_KINDS.some((kind) => flags[kind] !== undefined);
+  const source = (kind: StoreKind): string => (fromFlags ? `--${kind}` : STORE_ENV[kind]);
+  const value = (kind: StoreKind): string | undefined => (fromFlags ? flags[kind] : env[STORE_ENV[kind]]);
+  const given = STORE_KINDS.filter((kind) => value(kind) !== undefined && value(kind) !== '');
+  if (given.length > 1) {
     throw new CliError(
       2,
-      'no store: give --redis URL or --dynamodb TABLE (or set CIRCUITRY_REDIS_URL or CIRCUITRY_DYNAMODB_TABLE)',
+      `give one store: ${andList(given.map(source))} were ${given.length === 2 ? 'both' : 'all'} given`,
     );
   }
+  const kind = given[0];
+  if (kind === undefined) {
+    throw new CliError(
+      2,
+      `no store: give --redis URL, --dynamodb TABLE or --postgres URL (or set ${andList(STORE_KINDS.map((k) => STORE_ENV[k])).replace(/ and /, ' or ')})`,
+    );
+  }
+  if (kind !== 'postgres' && flags.table !== undefined) {
+    // A DynamoDB table is --dynamodb TABLE; --table is only ever Postgres's.
+    throw new CliError(2, `--table names a Postgres table and needs --postgres; ${source(kind)} was given`);
+  }
   readTimeout(flags);
-  if (redis !== undefined && redis !== '') {
+  if (kind === 'redis') {
+    const redis = value('redis')!;
     if (!/^rediss?:\/\//.test(redis)) throw new CliError(2, `--redis must be a redis:// URL, got ${redis}`);
     const prefix = flags.prefix ?? env.CIRCUITRY_PREFIX;
     if (prefix === '') {
@@ -143,8 +190,24 @@ export function checkStoreFlags(flags: StoreFlags, env: NodeJS.ProcessEnv = proc
     }
     return { redis, prefix, timeout: flags.timeout };
   }
+  if (kind === 'postgres') {
+    const postgres = value('postgres')!;
+    if (!/^postgres(?:ql)?:\/\//.test(postgres) || !URL.canParse(postgres)) {
+      throw new CliError(
+        2,
+        `${source('postgres')} must be a postgres:// URL, e.g. postgres://user@127.0.0.1:5432/app, got ${maskUrl(postgres)}`,
+      );
+    }
+    const table = flags.table ?? env.CIRCUITRY_POSTGRES_TABLE ?? DEFAULT_TABLE;
+    try {
+      parseTableName(table, flags.table === undefined ? 'CIRCUITRY_POSTGRES_TABLE' : '--table');
+    } catch (error) {
+      throw new CliError(2, (error as Error).message);
+    }
+    return { postgres, table, timeout: flags.timeout };
+  }
   return {
-    dynamodb,
+    dynamodb: value('dynamodb'),
     endpoint: flags.endpoint ?? env.CIRCUITRY_DYNAMODB_ENDPOINT,
     region: flags.region ?? env.AWS_REGION,
     timeout: flags.timeout,
@@ -163,6 +226,11 @@ export interface OpenOptions {
 export async function openStore(flags: StoreFlags, options: OpenOptions = {}): Promise<StoreConnection> {
   const callTimeoutMs = readTimeout(flags);
   if (flags.redis !== undefined) return openRedis(flags.redis, flags.prefix, callTimeoutMs, options);
+  if (flags.postgres !== undefined) {
+    // Imported here, not at the top: postgres-connection.ts uses this module's helpers.
+    const { openPostgres } = await import('./postgres-connection.js');
+    return openPostgres(flags.postgres, flags.table ?? DEFAULT_TABLE, callTimeoutMs);
+  }
   return openDynamoDB(flags, callTimeoutMs);
 }
 

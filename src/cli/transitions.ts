@@ -1,6 +1,6 @@
 /**
  * Transitions as they happen, for `watch` and the dashboard: pushed by the store when it can
- * (`Store.subscribe`: Redis pub/sub), otherwise found by reading the fleet every `pollMs` and
+ * (`Store.subscribe`: Redis pub/sub, Postgres LISTEN/NOTIFY), otherwise found by reading the fleet every `pollMs` and
  * comparing (DynamoDB): a poll sees where a breaker is, not every step it took in between.
  */
 import type { StateChangeMessage, Store } from '../store.js';

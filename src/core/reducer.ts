@@ -5,6 +5,7 @@ import type {
   BreakerRecord,
   Bucket,
   CircuitState,
+  ForceOptions,
   Outcome,
   OutcomeBatch,
   Override,
@@ -152,6 +153,42 @@ function toHalfOpen(record: BreakerRecord): void {
   record.leases.length = 0;
 }
 
+/** The longest `overrideReason` a store keeps (longer ones are cut). */
+export const MAX_REASON_LENGTH = 200;
+
+/**
+ * Ends a timed override whose time is up (at a new generation): a `forced-open` lapses to
+ * half-open (probes decide, as after any open), any other to the computed state. Returns the
+ * circuit state before, or null when nothing lapsed.
+ */
+function lapse(record: BreakerRecord, now: number): CircuitState | null {
+  const until = record.overrideUntil;
+  if (until === undefined || until === 0 || now < until) return null;
+  const from = circuitState(record);
+  const was = record.override;
+  record.override = null;
+  record.overrideUntil = undefined;
+  record.overrideReason = undefined;
+  record.generation = nextGeneration(record.generation);
+  if (was === 'forced-open') {
+    record.state = 'half-open';
+    record.openUntil = 0;
+    record.probeSuccesses = 0;
+    record.leases.length = 0;
+  }
+  return from;
+}
+
+/** `result` with the transition from `from` (before a lapse) to the record's state now. */
+function sinceLapse<T extends { transition: Transition | null }>(
+  from: CircuitState | null,
+  record: BreakerRecord,
+  result: T,
+): T {
+  if (from === null) return result;
+  return { ...result, transition: transition(from, record) };
+}
+
 function transition(from: CircuitState, record: BreakerRecord): Transition | null {
   const to = circuitState(record);
   return from === to ? null : { from, to, generation: record.generation };
@@ -169,8 +206,24 @@ export function acquire(
   leaseId: string,
 ): AcquireResult {
   expireLeases(record, now);
+  if (record.overrideUntil !== undefined) {
+    const lapsed = lapse(record, now);
+    if (lapsed !== null) return sinceLapse(lapsed, record, acquireNow(record, policy, now, leaseId));
+  }
+  return acquireNow(record, policy, now, leaseId);
+}
+
+function acquireNow(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  leaseId: string,
+): AcquireResult {
   const override = record.override;
-  if (override === 'forced-open') return reject(record, now, 'forced-open', policy.openMs, null);
+  if (override === 'forced-open') {
+    const until = record.overrideUntil ?? 0;
+    return reject(record, now, 'forced-open', until > 0 ? Math.max(1, until - now) : policy.openMs, null);
+  }
   if (override === 'forced-closed' || record.state === 'closed') return admit(record, now, null, null);
 
   let moved: Transition | null = null;
@@ -251,8 +304,13 @@ export function record(
   batch: OutcomeBatch,
 ): UpdateResult {
   expireLeases(record, now);
+  const lapsed = record.overrideUntil === undefined ? null : lapse(record, now);
   if (!admittedUnder(record, batch.generation) || record.override === 'forced-closed') {
-    return { snapshot: snapshot(record, policy, now), transition: null, stale: true };
+    return sinceLapse(lapsed, record, {
+      snapshot: snapshot(record, policy, now),
+      transition: null,
+      stale: true,
+    });
   }
   const from = circuitState(record);
   let counts: WindowCounts | undefined;
@@ -288,7 +346,7 @@ export function record(
   }
   return {
     snapshot: snapshot(record, policy, now, counts),
-    transition: transition(from, record),
+    transition: transition(lapsed ?? from, record),
     stale: false,
   };
 }
@@ -323,11 +381,20 @@ export function resetRun(
   batch: OutcomeBatch,
 ): UpdateResult {
   expireLeases(record, now);
+  const lapsed = record.overrideUntil === undefined ? null : lapse(record, now);
   if (!admittedUnder(record, batch.generation) || record.override === 'forced-closed') {
-    return { snapshot: snapshot(record, policy, now), transition: null, stale: true };
+    return sinceLapse(lapsed, record, {
+      snapshot: snapshot(record, policy, now),
+      transition: null,
+      stale: true,
+    });
   }
   if (record.state === 'closed' && batch.successes > 0) record.consecutiveFailures = batch.trailingFailures;
-  return { snapshot: snapshot(record, policy, now), transition: null, stale: false };
+  return sinceLapse(lapsed, record, {
+    snapshot: snapshot(record, policy, now),
+    transition: null,
+    stale: false,
+  });
 }
 
 /**
@@ -423,14 +490,34 @@ export function force(
   policy: BreakerPolicy,
   now: number,
   override: Override | null,
+  options: ForceOptions = {},
 ): UpdateResult {
   expireLeases(record, now);
-  const from = circuitState(record);
+  const lapsed = record.overrideUntil === undefined ? null : lapse(record, now);
+  const from = lapsed ?? circuitState(record);
+  const forMs = options.forMs ?? 0;
+  const until = override !== null && forMs > 0 ? now + Math.ceil(forMs) : 0;
+  if (options.yieldToOperator === true && override === 'forced-open' && record.override !== null) {
+    // An override with no time is an operator's; a timed forced-open only ever gets longer.
+    const current = record.overrideUntil ?? 0;
+    if (record.override !== 'forced-open' || current === 0 || until <= current) {
+      return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
+    }
+  }
   if (record.override !== override) {
     record.override = override;
     record.generation = nextGeneration(record.generation);
     record.leases.length = 0;
     record.probeSuccesses = 0;
+  }
+  if (until > 0) {
+    record.overrideUntil = until;
+    record.overrideReason = options.reason?.slice(0, MAX_REASON_LENGTH);
+  } else if (record.overrideUntil !== undefined || record.overrideReason !== undefined) {
+    record.overrideUntil = undefined;
+    record.overrideReason = override === null ? undefined : options.reason?.slice(0, MAX_REASON_LENGTH);
+  } else if (override !== null && options.reason !== undefined) {
+    record.overrideReason = options.reason.slice(0, MAX_REASON_LENGTH);
   }
   return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
 }
@@ -445,7 +532,8 @@ export function force(
  * `Store.reset`).
  */
 export function reset(record: BreakerRecord, policy: BreakerPolicy, now: number): UpdateResult {
-  const from = circuitState(record);
+  const lapsed = record.overrideUntil === undefined ? null : lapse(record, now);
+  const from = lapsed ?? circuitState(record);
   close(record);
   return { snapshot: snapshot(record, policy, now), transition: transition(from, record), stale: false };
 }
@@ -460,9 +548,16 @@ export function snapshot(
   now: number,
   counts: WindowCounts = windowCounts(record, now, policy.bucketMs, policy.bucketCount),
 ): Snapshot {
+  const until = record.overrideUntil ?? 0;
+  if (until > 0 && now >= until) {
+    // A timed override whose time is up reads as lapsed (the next write makes it so).
+    const lapsed = { ...record, leases: [...record.leases] };
+    lapse(lapsed, now);
+    return snapshot(lapsed, policy, now, counts);
+  }
   const state = circuitState(record);
   let retryAfterMs = 0;
-  if (state === 'forced-open') retryAfterMs = policy.openMs;
+  if (state === 'forced-open') retryAfterMs = until > 0 ? Math.max(1, until - now) : policy.openMs;
   else if (state === 'open') retryAfterMs = Math.max(0, record.openUntil - now);
   let activeProbes = 0;
   for (const lease of record.leases) if (lease.expiresAt > now) activeProbes += 1;
@@ -478,6 +573,8 @@ export function snapshot(
     probeSuccesses: record.probeSuccesses,
     reopens: record.reopens,
     now,
+    overrideUntil: record.override === null ? 0 : until,
+    overrideReason: record.override === null ? null : (record.overrideReason ?? null),
   };
 }
 
@@ -517,7 +614,10 @@ export function isValidRecord(value: unknown): value is BreakerRecord {
         isCount((b as Bucket).failures) &&
         isCount((b as Bucket).slow) &&
         isCount((b as Bucket).ignored),
-    )
+    ) &&
+    (r.overrideUntil === undefined || isCount(r.overrideUntil)) &&
+    (r.overrideReason === undefined ||
+      (typeof r.overrideReason === 'string' && r.overrideReason.length <= MAX_REASON_LENGTH))
   );
 }
 

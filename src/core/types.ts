@@ -94,6 +94,28 @@ export interface BreakerRecord {
   probeSuccesses: number;
   leases: Lease[];
   buckets: Bucket[];
+  /**
+   * When a timed override lapses (the store's time; absent or 0: it stays until cleared). A timed
+   * `forced-open` (`openFor`) lapses to half-open, so probes decide; any other lapses to the
+   * computed state.
+   */
+  overrideUntil?: number;
+  /** Why the override was set, as its setter said (`openFor`'s reason, an operator's note). */
+  overrideReason?: string;
+}
+
+/** How `force` sets an override. */
+export interface ForceOptions {
+  /** The override lapses after this many ms of the store's time. @defaultValue never */
+  readonly forMs?: number;
+  /** Why, for operators (CLI, dashboard): at most 200 characters. */
+  readonly reason?: string;
+  /**
+   * Only open for a while, yielding to an operator (`openFor`): with `forced-open`, leaves an
+   * override that has no time alone (an operator's forced-open, forced-closed or metrics-only),
+   * and never shortens a timed forced-open (it lapses at the later of the two times).
+   */
+  readonly yieldToOperator?: boolean;
 }
 
 /** Counts over the window (closed state), and the consecutive failures. */
@@ -125,6 +147,10 @@ export interface Snapshot {
   readonly reopens: number;
   /** The store's time when the snapshot was taken (Redis: the server's clock). */
   readonly now: number;
+  /** When the override lapses, in the store's time; 0 when there is none or it has no time. */
+  readonly overrideUntil: number;
+  /** Why the override was set, or null. */
+  readonly overrideReason: string | null;
 }
 
 /** A state change, reported only by the operation that performed it. */

@@ -3,6 +3,7 @@ import * as reducer from '../core/reducer.js';
 import type {
   AcquireResult,
   BreakerPolicy,
+  ForceOptions,
   BreakerRecord,
   OutcomeBatch,
   Outcome,
@@ -33,8 +34,16 @@ const PAGE_SIZE = 100;
  * than that loses nothing the semantics keep; dropping it sooner could end an open period early.
  */
 function retentionMs(policy: BreakerPolicy, record: BreakerRecord, now: number): number {
-  const longestOpen = Math.max(policy.maxOpenMs * (1 + policy.jitterRatio), record.openUntil - now);
+  const longestOpen = Math.max(
+    policy.maxOpenMs * (1 + policy.jitterRatio),
+    Math.max(record.openUntil, record.overrideUntil ?? 0) - now,
+  );
   return policy.windowMs + longestOpen + policy.probeLeaseMs;
+}
+
+/** A record with an override that has no time is never forgotten (a timed one lapses: it ages out). */
+function pinned(record: BreakerRecord): boolean {
+  return record.override !== null && (record.overrideUntil ?? 0) === 0;
 }
 
 /**
@@ -207,19 +216,19 @@ export class MemoryStore implements Store, RecordExaminer {
       // Bookkeeping only (the record is not touched): a valid raw record is verified once, and
       // one with an override is never forgotten, as `#load` does.
       this.#unverified.delete(key);
-      this.#records.pin(key, existing.override !== null);
+      this.#records.pin(key, pinned(existing));
     }
     return { kind: 'record', snapshot: reducer.snapshot(existing, policy, this.#clock.now()) };
   }
 
-  force(key: string, policy: BreakerPolicy, override: Override | null): UpdateResult {
+  force(key: string, policy: BreakerPolicy, override: Override | null, options?: ForceOptions): UpdateResult {
     const now = this.#clock.now();
     const record = this.#load(key, now);
-    const result = reducer.force(record, policy, now, override);
+    const result = reducer.force(record, policy, now, override, options);
     this.#records.age(now, retentionMs(policy, record, now));
     // An override is an operator's decision: no amount of idleness may forget it (RedisStore
     // PERSISTs such a record for the same reason).
-    this.#records.pin(key, record.override !== null);
+    this.#records.pin(key, pinned(record));
     this.#publish(key, result.transition, record, now);
     return result;
   }
@@ -308,7 +317,7 @@ export class MemoryStore implements Store, RecordExaminer {
     // Records the reducer wrote are valid by construction; only raw writes are checked.
     if (this.#unverified.size > 0 && this.#unverified.delete(key)) {
       if (reducer.isValidRecord(existing)) {
-        this.#records.pin(key, existing.override !== null);
+        this.#records.pin(key, pinned(existing));
         return existing;
       }
       this.#onCorruptRecord?.(key, existing);

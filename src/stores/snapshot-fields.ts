@@ -16,6 +16,10 @@ export interface SnapshotFields {
   readonly probeSuccesses: number;
   readonly reopens: number;
   readonly now: number;
+  /** When the override lapses (0: never, or no override). */
+  readonly overrideUntil: number;
+  /** Why the override was set ('' or null: not said). */
+  readonly overrideReason: string | null;
 }
 
 /**
@@ -32,7 +36,13 @@ export function snapshotFrom(f: SnapshotFields, policy: BreakerPolicy): Snapshot
     generation: f.generation,
     openUntil: f.openUntil,
     retryAfterMs:
-      shown === 'forced-open' ? policy.openMs : shown === 'open' ? Math.max(0, f.openUntil - f.now) : 0,
+      shown === 'forced-open'
+        ? f.overrideUntil > 0
+          ? Math.max(1, f.overrideUntil - f.now)
+          : policy.openMs
+        : shown === 'open'
+          ? Math.max(0, f.openUntil - f.now)
+          : 0,
     counts: {
       successes: f.successes,
       failures: f.failures,
@@ -46,5 +56,7 @@ export function snapshotFrom(f: SnapshotFields, policy: BreakerPolicy): Snapshot
     probeSuccesses: f.probeSuccesses,
     reopens: f.reopens,
     now: f.now,
+    overrideUntil: f.override === null ? 0 : f.overrideUntil,
+    overrideReason: f.override === null || f.overrideReason === '' ? null : f.overrideReason,
   };
 }

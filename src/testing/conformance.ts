@@ -53,6 +53,11 @@ export interface ConformanceOptions {
    * fallback); otherwise the reset tests fail. @defaultValue true
    */
   readonly reset?: boolean;
+  /**
+   * The store implements timed overrides (`force`'s `options`: `forMs`, `reason`,
+   * `yieldToOperator`, which `openFor` uses): checks them. @defaultValue true
+   */
+  readonly timedOverrides?: boolean;
 }
 
 /** A policy from breaker options, as the breaker would build it. */
@@ -679,6 +684,86 @@ export function describeStoreConformance(
         assert.equal(late.snapshot.state, 'closed');
       });
     });
+
+    if (options.timedOverrides !== false) {
+      describe('timed overrides (openFor)', () => {
+        test('a timed forced-open rejects with the time left, says why, then lapses to half-open', async (h, key) => {
+          const policy = policyOf({ trip: tripped, halfOpenMaxCalls: 1 });
+          await acquire(h, key, policy);
+          const forced = await h.store.force(key, policy, 'forced-open', {
+            forMs: 5_000,
+            reason: 'Retry-After',
+          });
+          assert.deepEqual(
+            { from: forced.transition?.from, to: forced.transition?.to },
+            { from: 'closed', to: 'forced-open' },
+          );
+          assert.equal(forced.snapshot.overrideReason, 'Retry-After');
+          assert.ok(Math.abs(forced.snapshot.overrideUntil - forced.snapshot.now - 5_000) <= 1);
+          const rejected = await h.store.acquire(key, policy);
+          assert.equal(rejected.reason, 'forced-open');
+          assert.ok(
+            rejected.retryAfterMs > 4_000 && rejected.retryAfterMs <= 5_000,
+            `${rejected.retryAfterMs}`,
+          );
+          await h.advance(5_000);
+          // Read: lapsed (nothing written yet).
+          const read = await h.store.inspect(key, policy);
+          assert.equal(read?.circuitState, 'half-open');
+          assert.equal(read?.override, null);
+          assert.equal(read?.overrideUntil, 0);
+          const probe = await h.store.acquire(key, policy);
+          assert.equal(probe.admitted, true);
+          assert.notEqual(probe.lease, null, 'a probe decides, as after any open');
+          assert.deepEqual(
+            { from: probe.transition?.from, to: probe.transition?.to },
+            { from: 'forced-open', to: 'half-open' },
+          );
+          assert.ok(probe.generation > forced.snapshot.generation);
+          const full = await h.store.acquire(key, policy);
+          assert.equal(full.reason, 'half-open-full');
+          assert.equal(full.transition, null, 'the lapse is reported once');
+        });
+
+        test('a timed forced-closed lapses to the computed state; clearing ends a timed override early', async (h, key) => {
+          const policy = policyOf({ trip: tripped, openMs: 60_000 });
+          await open(h, key, policy);
+          await h.store.force(key, policy, 'forced-closed', { forMs: 2_000 });
+          assert.equal((await h.store.acquire(key, policy)).admitted, true);
+          await h.advance(2_000);
+          const after = await h.store.acquire(key, policy);
+          assert.equal(after.admitted, false);
+          assert.equal(after.reason, 'open');
+          await h.store.force(key, policy, 'forced-open', { forMs: 60_000, reason: 'x' });
+          const cleared = await h.store.force(key, policy, null);
+          assert.equal(cleared.snapshot.override, null);
+          assert.equal(cleared.snapshot.overrideUntil, 0);
+          assert.equal(cleared.snapshot.overrideReason, null);
+        });
+
+        test('openFor yields to an operator and never shortens a timed open', async (h, key) => {
+          const policy = policyOf({ trip: tripped });
+          await acquire(h, key, policy);
+          const yielding = { yieldToOperator: true } as const;
+          // An operator's override without a time is left alone.
+          for (const override of ['forced-open', 'forced-closed', 'metrics-only'] as const) {
+            await h.store.force(key, policy, override);
+            const kept = await h.store.force(key, policy, 'forced-open', { forMs: 10_000, ...yielding });
+            assert.equal(kept.snapshot.override, override);
+            assert.equal(kept.snapshot.overrideUntil, 0);
+          }
+          await h.store.force(key, policy, null);
+          const first = await h.store.force(key, policy, 'forced-open', { forMs: 10_000, ...yielding });
+          const until = first.snapshot.overrideUntil;
+          const shorter = await h.store.force(key, policy, 'forced-open', { forMs: 1_000, ...yielding });
+          assert.equal(shorter.snapshot.overrideUntil, until, 'never shortened');
+          const longer = await h.store.force(key, policy, 'forced-open', { forMs: 20_000, ...yielding });
+          assert.ok(longer.snapshot.overrideUntil > until);
+          assert.equal(longer.transition, null);
+          assert.equal(longer.snapshot.generation, first.snapshot.generation, 'made longer, same generation');
+        });
+      });
+    }
 
     describe('reset', () => {
       if (options.reset === false) {

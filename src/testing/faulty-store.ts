@@ -1,6 +1,7 @@
 import type {
   AcquireResult,
   BreakerPolicy,
+  ForceOptions,
   OutcomeBatch,
   Override,
   Snapshot,
@@ -99,8 +100,13 @@ export class FaultyStore implements Store {
     return this.#call('inspect', () => this.#inner.inspect(key, policy));
   }
 
-  force(key: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
-    return this.#call('force', () => this.#inner.force(key, policy, override));
+  force(
+    key: string,
+    policy: BreakerPolicy,
+    override: Override | null,
+    options?: ForceOptions,
+  ): Promise<UpdateResult> {
+    return this.#call('force', () => this.#inner.force(key, policy, override, options));
   }
 
   list(prefix: string, cursor?: string | null): Promise<ListPage> {

@@ -9,6 +9,7 @@ import type {
   BreakerPolicy,
   BreakerRecord,
   CircuitState,
+  ForceOptions,
   Outcome,
   OutcomeBatch,
   Override,
@@ -104,7 +105,8 @@ export type ModelStep =
       readonly fault: Fault | null;
     }
   | { readonly op: 'advance'; readonly ms: number }
-  | { readonly op: 'force'; readonly override: Override | null }
+  | { readonly op: 'force'; readonly override: Override | null; readonly forMs?: number }
+  | { readonly op: 'open-for'; readonly client: number; readonly ms: number }
   | { readonly op: 'reset' };
 
 /** A store fault injected into the write of one outcome. */
@@ -173,7 +175,9 @@ export function describeStep(step: ModelStep): string {
     case 'advance':
       return `the clock moves ${step.ms} ms`;
     case 'force':
-      return `an operator ${step.override === null ? 'clears the override' : `forces ${step.override}`}`;
+      return `an operator ${step.override === null ? 'clears the override' : `forces ${step.override}`}${step.forMs === undefined ? '' : ` for ${step.forMs} ms`}`;
+    case 'open-for':
+      return `client ${step.client} opens the breaker for ${step.ms} ms (openFor)`;
     case 'reset':
       return 'an operator resets the breaker';
   }
@@ -204,14 +208,18 @@ export function randomHistory(
     else if (r < 0.5)
       history.push({ op: 'settle', pick: Math.floor(random() * 8), outcome: outcome(), fault: fault() });
     else if (r < 0.75) history.push({ op: 'execute', client, outcome: outcome(), fault: fault() });
-    else if (r < 0.93) history.push({ op: 'advance', ms: random() < 0.7 ? 1_000 : 2_000 });
-    else if (r < 0.98) {
+    else if (r < 0.91) history.push({ op: 'advance', ms: random() < 0.7 ? 1_000 : 2_000 });
+    else if (r < 0.95) {
       const o = random();
-      history.push({
-        op: 'force',
-        override: o < 0.35 ? null : o < 0.6 ? 'forced-open' : o < 0.8 ? 'forced-closed' : 'metrics-only',
-      });
-    } else history.push({ op: 'reset' });
+      const override = o < 0.35 ? null : o < 0.6 ? 'forced-open' : o < 0.8 ? 'forced-closed' : 'metrics-only';
+      // Some overrides lapse (times that sit between the steps' whole seconds: see MODEL_OPTIONS).
+      history.push(
+        override !== null && random() < 0.4
+          ? { op: 'force', override, forMs: random() < 0.5 ? 2_500 : 3_500 }
+          : { op: 'force', override },
+      );
+    } else if (r < 0.98) history.push({ op: 'open-for', client, ms: random() < 0.5 ? 2_500 : 4_500 });
+    else history.push({ op: 'reset' });
   }
   // The clearing of any override last, so every history ends with the breaker computing its state.
   return history;
@@ -280,8 +288,13 @@ class ModelStore implements Store {
     return this.#track(Promise.resolve(this.inner.inspect(key, policy)));
   }
 
-  force(key: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
-    return this.#track(Promise.resolve(this.inner.force(key, policy, override)));
+  force(
+    key: string,
+    policy: BreakerPolicy,
+    override: Override | null,
+    options?: ForceOptions,
+  ): Promise<UpdateResult> {
+    return this.#track(Promise.resolve(this.inner.force(key, policy, override, options)));
   }
 
   list(prefix: string, cursor?: string | null): Promise<ListPage> {
@@ -356,8 +369,8 @@ class Reference {
     return reducer.record(this.#make(now), this.policy, now, batch);
   }
 
-  force(now: number, override: Override | null): UpdateResult {
-    return reducer.force(this.#make(now), this.policy, now, override);
+  force(now: number, override: Override | null, options?: ForceOptions): UpdateResult {
+    return reducer.force(this.#make(now), this.policy, now, override, options);
   }
 
   reset(now: number): UpdateResult | null {
@@ -598,13 +611,24 @@ class HistoryRunner {
           case 'advance':
             if (now + step.ms - started <= MAX_HISTORY_MS) clock.advance(step.ms);
             break;
+          case 'open-for': {
+            // A client (what a Retry-After does): the store's push is not raced, as for operators.
+            const client = clients[step.client % clients.length]!;
+            await client.breaker.openFor(step.ms);
+            note(ref.force(now, 'forced-open', { forMs: step.ms, yieldToOperator: true }));
+            await idle();
+            for (const c of clients) await c.breaker.state();
+            await idle();
+            break;
+          }
           case 'force':
           case 'reset': {
             // An operator, through a store of its own. Every client then reads the state, as it
             // would from the store's push: the model check does not race pushes against steps.
             if (step.op === 'force') {
-              await observer.force(name, policy, step.override);
-              ref.force(now, step.override);
+              const timed = step.forMs === undefined ? undefined : { forMs: step.forMs };
+              await observer.force(name, policy, step.override, timed);
+              ref.force(now, step.override, timed);
             } else {
               await observer.reset?.(name, policy);
               ref.reset(now);

@@ -38,6 +38,8 @@ function assertRowShape(row: BreakerRow): void {
     'name',
     'openUntil',
     'override',
+    'overrideReason',
+    'overrideUntil',
     'readAt',
     'reopens',
     'retryAfterMs',
@@ -219,6 +221,37 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
     const missing = await runCli(['clear', 'overrides/nobody', ...flags]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no breaker named/);
+  });
+
+  it('open --for DURATION --reason: a timed override, shown with its time left and reason, that lapses to half-open', async () => {
+    const name = 'timed/tenant-t';
+    const opened = await runCli([
+      'open',
+      name,
+      '--for',
+      '1.5s',
+      '--reason',
+      'vendor maintenance',
+      '--json',
+      ...flags,
+    ]);
+    assert.equal(opened.code, 0, opened.stderr);
+    const after = (JSON.parse(opened.stdout) as { after: BreakerRow }).after;
+    assert.equal(after.override, 'forced-open');
+    assert.equal(after.overrideReason, 'vendor maintenance');
+    assert.ok(after.overrideUntil - after.readAt > 1_000 && after.overrideUntil - after.readAt <= 1_500);
+    const status = await runCli(['status', name, ...flags]);
+    assert.match(status.stdout, /override {7}forced-open for 1\.\d s more \(vendor maintenance\)/);
+    await new Promise((resolve) => setTimeout(resolve, 1_700));
+    const lapsed = await runCli(['status', name, '--json', ...flags]);
+    const row = JSON.parse(lapsed.stdout) as BreakerRow;
+    assert.equal(row.override, null, 'lapsed');
+    assert.equal(row.circuitState, 'half-open', 'probes decide, as after any open');
+    // clear has nothing to time; a malformed duration is a usage error.
+    assert.equal((await runCli(['clear', name, '--for', '5s', ...flags])).code, 2);
+    const bad = await runCli(['open', name, '--for', 'soon', ...flags]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--for: expected a duration such as 500ms, 30s, 5m or 2h/);
   });
 
   it('reset: counts forgotten and closed, at a new generation, with the override kept', async () => {

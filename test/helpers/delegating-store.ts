@@ -15,7 +15,7 @@ export function delegatingStore(
     acquire: (key, policy) => answer(() => store.acquire(key, policy)),
     record: (key, policy, batch) => answer(() => store.record(key, policy, batch)),
     inspect: (key, policy) => answer(() => store.inspect(key, policy)),
-    force: (key, policy, override) => answer(() => store.force(key, policy, override)),
+    force: (key, policy, override, options) => answer(() => store.force(key, policy, override, options)),
     list: (prefix, cursor) => answer(() => store.list(prefix, cursor)),
     ...(subscribe ? { subscribe: (listener) => store.subscribe(listener) } : {}),
   };

@@ -19,8 +19,8 @@ Breakers are grouped by base name (the part of the name before the first "/", as
 "charge-card/tenant-42"; the whole name when it has none), groups with open and half-open
 breakers first. Each shows its state, override, counts, failure rate, retry-after counting
 down, and buttons for the overrides (open, close, metrics-only, clear, reset); a timeline
-lists recent transitions. Updates arrive over Server-Sent Events: Redis pushes transitions
-as they happen; DynamoDB is read every --interval.
+lists recent transitions. Updates arrive over Server-Sent Events: Redis and Postgres push
+transitions as they happen; DynamoDB is read every --interval.
 
 The actions need the control token; without it the page is read-only. The token comes from
 --token-file, else CIRCUITRY_DASHBOARD_TOKEN, else a new random one, written to a file that

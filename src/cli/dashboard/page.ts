@@ -98,6 +98,10 @@ function effective(row) {
   return row.state;
 }
 function retryText(row) {
+  if (row.circuitState === 'forced-open' && row.overrideUntil > 0) {
+    var lapse = row.overrideUntil - row.readAt - (Date.now() - (received.get(row.name) || Date.now()));
+    return lapse > 0 ? duration(lapse) + ' (then half-open)' : 'due';
+  }
   if (row.circuitState === 'forced-open') return 'until cleared';
   if (row.state !== 'open' || row.override === 'metrics-only' || row.override === 'forced-closed') return '-';
   var left = row.retryAfterMs - (Date.now() - (received.get(row.name) || Date.now()));
@@ -134,6 +138,8 @@ function rowNode(row) {
   var badge = el('span', { className: 'badge ' + row.circuitState, text: row.circuitState });
   // Under forced-open or forced-closed, the computed state still moves; metrics-only is shown beside it.
   var note = row.override === 'metrics-only' ? 'metrics-only' : row.override ? 'computed ' + row.state : '';
+  // Why it was set (an openFor from a Retry-After, an operator's --reason) and for how long.
+  if (row.override && row.overrideReason) note += (note ? '; ' : '') + row.overrideReason;
   var retry = el('td', { className: 'num retry', text: retryText(row) });
   retry.dataset.name = row.name;
   var tr = el('tr', { 'data-state': row.state, 'data-circuit-state': row.circuitState }, [

@@ -22,6 +22,7 @@ import type {
   AcquireResult,
   BreakerPolicy,
   BreakerRecord,
+  ForceOptions,
   OutcomeBatch,
   Override,
   Snapshot,
@@ -376,8 +377,13 @@ export class DynamoDBStore implements Store, RecordExaminer {
     return group.result;
   }
 
-  force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
-    return this.#change(name, policy, (record, now) => reducer.force(record, policy, now, override));
+  force(
+    name: string,
+    policy: BreakerPolicy,
+    override: Override | null,
+    options?: ForceOptions,
+  ): Promise<UpdateResult> {
+    return this.#change(name, policy, (record, now) => reducer.force(record, policy, now, override, options));
   }
 
   /**

@@ -4,12 +4,14 @@ import type {
   AcquireResult,
   BreakerPolicy,
   BreakerState,
+  ForceOptions,
   OutcomeBatch,
   Override,
   Snapshot,
   Transition,
   UpdateResult,
 } from '../../core/types.js';
+import { MAX_REASON_LENGTH } from '../../core/reducer.js';
 import { SCHEMA_VERSION } from '../../core/types.js';
 import { StoreError } from '../../errors.js';
 import { snapshotFrom } from '../snapshot-fields.js';
@@ -77,6 +79,8 @@ interface ReplyRow {
   o_active_probes: number | null;
   o_probe_successes: number | null;
   o_reopens: number | null;
+  o_override_until: string | number | null;
+  o_override_reason: string | null;
   o_from: string | null;
   o_to: string | null;
   o_transition_generation: string | null;
@@ -144,6 +148,8 @@ class Reply {
         probeSuccesses: this.number(r.o_probe_successes),
         reopens: this.number(r.o_reopens),
         now: this.number(r.o_now),
+        overrideUntil: r.o_override_until === null ? 0 : this.number(r.o_override_until),
+        overrideReason: r.o_override_reason,
       },
       policy,
     );
@@ -207,7 +213,7 @@ export class PostgresStore implements Store, RecordExaminer {
       acquire: `SELECT * FROM ${o.acquire}(${leading}, $5)`,
       record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
       inspect: `SELECT * FROM ${o.inspect}(${leading})`,
-      force: `SELECT * FROM ${o.force}(${leading}, $5, $6)`,
+      force: `SELECT * FROM ${o.force}(${leading}, $5, $6, $7, $8, $9)`,
       reset: `SELECT * FROM ${o.reset}(${leading}, $5)`,
       list:
         `SELECT key, name FROM ${o.table} WHERE key LIKE $1 ESCAPE '\\' AND ($2::text IS NULL OR key > $2) ` +
@@ -284,8 +290,19 @@ export class PostgresStore implements Store, RecordExaminer {
     return { kind: 'record', snapshot: reply.snapshot(policy) };
   }
 
-  async force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
-    const reply = await this.#run('force', this.#sql.force, name, policy, [this.#gc(), override]);
+  async force(
+    name: string,
+    policy: BreakerPolicy,
+    override: Override | null,
+    options: ForceOptions = {},
+  ): Promise<UpdateResult> {
+    const reply = await this.#run('force', this.#sql.force, name, policy, [
+      this.#gc(),
+      override,
+      Math.ceil(options.forMs ?? 0),
+      options.reason?.slice(0, MAX_REASON_LENGTH) ?? '',
+      options.yieldToOperator === true,
+    ]);
     return this.#update(reply, policy);
   }
 

@@ -1,3 +1,4 @@
+import { MAX_REASON_LENGTH } from '../../core/reducer.js';
 import { SCHEMA_VERSION } from '../../core/types.js';
 import type { SchemaObjects } from './names.js';
 import { MAX_PLAIN_KEY_CHARS, channelOf, objectsOf, quoteIdent, quoteLiteral } from './names.js';
@@ -46,7 +47,8 @@ export const REPLY_COLUMNS = `o_corrupt boolean, o_stale boolean, o_now bigint, 
   o_reason text, o_retry_after bigint, o_lease text, o_state text, o_override text,
   o_generation bigint, o_open_until bigint, o_successes bigint, o_failures bigint, o_slow bigint,
   o_ignored bigint, o_consecutive bigint, o_active_probes integer, o_probe_successes integer,
-  o_reopens integer, o_from text, o_to text, o_transition_generation bigint`;
+  o_reopens integer, o_from text, o_to text, o_transition_generation bigint, o_override_until bigint,
+  o_override_reason text`;
 
 const LEADING = 'name_ text, kind_ text, p_ float8[], offset_ bigint';
 
@@ -70,6 +72,7 @@ function valid(a: string): string {
       AND (${a}override IS NULL OR ${a}override IN ('forced-open', 'forced-closed', 'metrics-only'))
       AND ${a}generation >= 1 AND ${a}opened_at >= 0 AND ${a}open_until >= 0 AND ${a}reopens >= 0
       AND ${a}consecutive_failures >= 0 AND ${a}probe_successes >= 0 AND ${a}lease_seq >= 0
+      AND coalesce(${a}override_until, 0) >= 0 AND coalesce(length(${a}override_reason), 0) <= ${MAX_REASON_LENGTH}
       AND CASE WHEN coalesce(array_ndims(${a}lease_ids), 1) = 1 AND coalesce(array_ndims(${a}lease_expires), 1) = 1
           AND coalesce(array_ndims(${a}buckets), 1) = 1
         THEN cardinality(${a}lease_ids) = cardinality(${a}lease_expires) AND cardinality(${a}buckets) % 5 = 0
@@ -82,12 +85,13 @@ function valid(a: string): string {
 const FRESH = `r.version := ${SCHEMA_VERSION}; r.state := 'closed'; r.override := NULL;
     r.generation := greatest(1, now_ * 100); r.opened_at := 0; r.open_until := 0; r.reopens := 0;
     r.consecutive_failures := 0; r.probe_successes := 0; r.lease_seq := 0;
-    r.lease_ids := '{}'; r.lease_expires := '{}'; r.buckets := '{}';`;
+    r.lease_ids := '{}'; r.lease_expires := '{}'; r.buckets := '{}';
+    r.override_until := NULL; r.override_reason := NULL;`;
 
 /** The GC horizon of `r` (Lua gc_ttl_ms): never before anything the record still remembers. */
 const NEED = `now_ + ceil(greatest(
       p_[4] + greatest(p_[7], p_[9]) * (1 + greatest(0, p_[10])) + p_[13],
-      (r.open_until - now_) + p_[4] + p_[13]) + ${GC_MARGIN_MS})::bigint`;
+      (greatest(r.open_until, coalesce(r.override_until, 0)) - now_) + p_[4] + p_[13]) + ${GC_MARGIN_MS})::bigint`;
 
 const CIRCUIT = `CASE WHEN r.override IN ('forced-open', 'forced-closed') THEN r.override ELSE r.state END`;
 
@@ -99,7 +103,7 @@ function lockOrInsert(o: SchemaObjects): string {
     INSERT INTO ${o.table} AS b (key, name, version, state, override, generation, opened_at, open_until,
         reopens, consecutive_failures, probe_successes, lease_seq, lease_ids, lease_expires, buckets, expires_at)
       VALUES (k, name_, ${SCHEMA_VERSION}, 'closed', NULL, greatest(1, now_ * 100), 0, 0, 0, 0, 0, 0, '{}', '{}', '{}',
-        ${NEED.replace('(r.open_until - now_)', '(0 - now_)')} + ${EXPIRY_SLACK_MS})
+        ${NEED.replace('(greatest(r.open_until, coalesce(r.override_until, 0)) - now_)', '(0 - now_)')} + ${EXPIRY_SLACK_MS})
       ON CONFLICT (key) DO NOTHING;
   END LOOP;`;
 }
@@ -120,6 +124,22 @@ const EXPIRE_LEASES = `IF cardinality(r.lease_ids) > 0 THEN
     r.lease_ids := ids; r.lease_expires := exps;
   END IF;`;
 
+/**
+ * reducer.ts lapse: ends a timed override whose time is up, at a new generation (a forced-open
+ * lapses to half-open, any other to the computed state); \`lapsed_\` holds the circuit state before.
+ */
+const LAPSE = `lapsed_ := NULL;
+  IF r.override IS NOT NULL AND coalesce(r.override_until, 0) > 0 AND now_ >= r.override_until THEN
+    lapsed_ := ${CIRCUIT};
+    IF r.override = 'forced-open' THEN
+      r.state := 'half-open'; r.open_until := 0; r.probe_successes := 0;
+      r.lease_ids := '{}'; r.lease_expires := '{}';
+    END IF;
+    r.override := NULL; r.override_until := NULL; r.override_reason := NULL;
+    r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END;
+    dirty := true;
+  END IF;`;
+
 /** reducer.ts open: backoff on consecutive re-opens, capped, then jitter (Math.round). */
 const OPEN = `IF r.state = 'half-open' THEN r.reopens := r.reopens + 1; ELSE r.reopens := 0; END IF;
       r.state := 'open'; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END; r.opened_at := now_;
@@ -138,7 +158,8 @@ function write(o: SchemaObjects): string {
         generation = r.generation, opened_at = r.opened_at, open_until = r.open_until, reopens = r.reopens,
         consecutive_failures = r.consecutive_failures, probe_successes = r.probe_successes,
         lease_seq = r.lease_seq, lease_ids = r.lease_ids, lease_expires = r.lease_expires, buckets = r.buckets,
-        expires_at = CASE WHEN r.override IS NOT NULL THEN NULL
+        override_until = r.override_until, override_reason = r.override_reason,
+        expires_at = CASE WHEN r.override IS NOT NULL AND coalesce(r.override_until, 0) = 0 THEN NULL
           WHEN b.expires_at >= need THEN b.expires_at ELSE need + ${EXPIRY_SLACK_MS} END
       WHERE key = k;`;
 }
@@ -151,7 +172,9 @@ function write(o: SchemaObjects): string {
  * a bounded pass deletes expired rows. SKIP LOCKED: a row in use is never waited for.
  */
 function finish(o: SchemaObjects, channel: string, durable = false): string {
-  return `IF moved THEN
+  return `IF lapsed_ IS NOT NULL THEN from_ := lapsed_; END IF;
+  moved := from_ IS DISTINCT FROM ${CIRCUIT};
+  IF moved THEN
     PERFORM pg_notify(${quoteLiteral(channel)}, json_build_object('key', k, 'hashed', k <> name_,
       'from', from_, 'to', ${CIRCUIT}, 'generation', r.generation, 'openUntil', r.open_until,
       'now', now_, 'override', coalesce(r.override, ''))::text);
@@ -177,7 +200,9 @@ function snapshot(o: SchemaObjects): string {
   o_state := r.state; o_override := r.override; o_generation := r.generation; o_open_until := r.open_until;
   o_successes := c[1]; o_failures := c[2]; o_slow := c[3]; o_ignored := c[4];
   o_consecutive := r.consecutive_failures; o_active_probes := cardinality(r.lease_ids);
-  o_probe_successes := r.probe_successes; o_reopens := r.reopens; o_now := now_;`;
+  o_probe_successes := r.probe_successes; o_reopens := r.reopens; o_now := now_;
+  o_override_until := CASE WHEN r.override IS NULL THEN 0 ELSE coalesce(r.override_until, 0) END;
+  o_override_reason := CASE WHEN r.override IS NULL THEN NULL ELSE r.override_reason END;`;
 }
 
 function declarations(o: SchemaObjects): string {
@@ -191,7 +216,8 @@ function declarations(o: SchemaObjects): string {
   c bigint[];
   ids text[];
   exps bigint[];
-  need bigint;`;
+  need bigint;
+  lapsed_ text;`;
 }
 
 const DEFAULTS = `o_corrupt := false; o_stale := false; o_admitted := false; o_retry_after := 0;`;
@@ -224,8 +250,13 @@ CREATE TABLE IF NOT EXISTS ${o.table} (
   lease_ids text[],
   lease_expires bigint[],
   buckets bigint[],
-  expires_at bigint
+  expires_at bigint,
+  override_until bigint,
+  override_reason text
 ) WITH (fillfactor = 70);
+-- Added by a later version (timed overrides): a table made before gets them here.
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS override_until bigint;
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS override_reason text;
 CREATE INDEX IF NOT EXISTS ${index('_expires_at')} ON ${o.table} (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Batch ids seen in the last ${BATCH_ID_MS / 1000} s, so a batch re-sent after a lost reply is counted once.
@@ -236,6 +267,21 @@ CREATE TABLE IF NOT EXISTS ${o.batches} (
   PRIMARY KEY (key, id)
 );
 CREATE INDEX IF NOT EXISTS ${index('_batches_expires_at')} ON ${o.batches} (expires_at);
+
+-- Functions made by an earlier version answer fewer columns (or take fewer arguments): they are
+-- dropped, to be made again below.
+DO $do$
+DECLARE f regprocedure;
+BEGIN
+  FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p
+    WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace AS n WHERE n.nspname = ${quoteLiteral(name.schema)})
+      AND p.proname IN (${['_acquire', '_record', '_inspect', '_force', '_reset'].map((suffix) => quoteLiteral(`${name.table}${suffix}`)).join(', ')})
+      AND (pg_get_function_result(p.oid) NOT LIKE '%o_override_reason%'
+        OR (p.proname = ${quoteLiteral(`${name.table}_force`)} AND p.pronargs <> 9))
+  LOOP
+    EXECUTE 'DROP FUNCTION ' || f;
+  END LOOP;
+END $do$;
 
 -- The NOTIFY channel transitions are sent on.
 CREATE OR REPLACE FUNCTION ${o.channelFunction}() RETURNS text
@@ -312,9 +358,12 @@ BEGIN
       ${RESET}
     END IF;
     ${EXPIRE_LEASES}
+    ${LAPSE}
     from_ := ${CIRCUIT};
     IF r.override = 'forced-open' THEN
-      o_reason := 'forced-open'; o_retry_after := p_[7]::bigint;
+      o_reason := 'forced-open';
+      o_retry_after := CASE WHEN coalesce(r.override_until, 0) > 0 THEN greatest(1, r.override_until - now_)
+        ELSE p_[7]::bigint END;
     ELSIF r.override = 'forced-closed' OR r.state = 'closed' THEN
       o_admitted := true;
     ELSIF r.state = 'open' AND now_ < r.open_until THEN
@@ -381,7 +430,9 @@ BEGIN
       RETURN NEXT;
       RETURN;
     END IF;
-    IF r.consecutive_failures = 0 OR successes_ = 0 OR r.state <> 'closed' THEN
+    -- (A timed override whose time is up lapses in the locked path below: a write, and a transition.)
+    IF (r.consecutive_failures = 0 OR successes_ = 0 OR r.state <> 'closed')
+        AND NOT (r.override IS NOT NULL AND coalesce(r.override_until, 0) > 0 AND now_ >= r.override_until) THEN
       ${EXPIRE_LEASES}
       o_stale := NOT (generation_ = r.generation OR (generation_ = 0 AND r.state = 'closed'
         AND r.override IS NULL AND r.generation % 100 = 0)) OR r.override = 'forced-closed';
@@ -393,6 +444,7 @@ BEGIN
   ${lockOrInsert(o)}
   ${RESET}
   ${EXPIRE_LEASES}
+  ${LAPSE}
   from_ := ${CIRCUIT};
   IF batch_ IS NOT NULL AND batch_ <> '' THEN
     -- A re-send of a batch that changed the record (its id is remembered below) changes nothing.
@@ -471,18 +523,24 @@ BEGIN
     RETURN;
   END IF;
   ${EXPIRE_LEASES}
+  -- A timed override whose time is up reads as lapsed (nothing is written).
+  ${LAPSE}
   o_corrupt := corrupt;
   ${snapshot(o)}
   RETURN NEXT;
 END $$;
 
 -- force (reducer.ts force): sets or clears an operator override; any change starts a generation.
--- A row with an override never expires.
-CREATE OR REPLACE FUNCTION ${o.force}(${LEADING}, gc_ boolean, override_ text)
+-- for_ms_ > 0 makes it lapse after that long; yield_ (openFor) leaves an override without a time
+-- alone and never shortens a timed forced-open. A row with an override without a time never expires.
+CREATE OR REPLACE FUNCTION ${o.force}(${LEADING}, gc_ boolean, override_ text, for_ms_ bigint,
+  reason_ text, yield_ boolean)
 RETURNS TABLE (${REPLY_COLUMNS})
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   ${declarations(o)}
+  until_ bigint := 0;
+  why_ text;
 BEGIN
   ${DEFAULTS}
   IF override_ IS NOT NULL AND override_ NOT IN ('forced-open', 'forced-closed', 'metrics-only') THEN
@@ -491,11 +549,21 @@ BEGIN
   ${lockOrInsert(o)}
   ${RESET}
   ${EXPIRE_LEASES}
+  ${LAPSE}
   from_ := ${CIRCUIT};
-  IF r.override IS DISTINCT FROM override_ THEN
-    r.override := override_; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END;
-    r.lease_ids := '{}'; r.lease_expires := '{}'; r.probe_successes := 0;
-    dirty := true;
+  IF override_ IS NOT NULL AND for_ms_ > 0 THEN until_ := now_ + for_ms_; END IF;
+  IF NOT (yield_ AND override_ = 'forced-open' AND r.override IS NOT NULL
+      AND (r.override <> 'forced-open' OR coalesce(r.override_until, 0) = 0 OR until_ <= r.override_until)) THEN
+    IF r.override IS DISTINCT FROM override_ THEN
+      r.override := override_; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END;
+      r.lease_ids := '{}'; r.lease_expires := '{}'; r.probe_successes := 0;
+      dirty := true;
+    END IF;
+    why_ := CASE WHEN override_ IS NULL OR reason_ = '' THEN NULL ELSE left(reason_, ${MAX_REASON_LENGTH}) END;
+    IF coalesce(r.override_until, 0) <> until_ OR r.override_reason IS DISTINCT FROM why_ THEN
+      r.override_until := NULLIF(until_, 0); r.override_reason := why_;
+      dirty := true;
+    END IF;
   END IF;
   IF dirty THEN ${write(o)} END IF;
   moved := from_ IS DISTINCT FROM ${CIRCUIT};
@@ -531,6 +599,8 @@ BEGIN
     RETURN NEXT;
     RETURN;
   END IF;
+  ${EXPIRE_LEASES}
+  ${LAPSE}
   from_ := ${CIRCUIT};
   ${CLOSE}
   ${write(o)}

@@ -4,12 +4,14 @@ import type {
   AcquireResult,
   BreakerPolicy,
   BreakerState,
+  ForceOptions,
   OutcomeBatch,
   Override,
   Snapshot,
   Transition,
   UpdateResult,
 } from '../../core/types.js';
+import { MAX_REASON_LENGTH } from '../../core/reducer.js';
 import { StoreError } from '../../errors.js';
 import { snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
@@ -157,6 +159,8 @@ class Reply {
         probeSuccesses: this.number(),
         reopens: this.number(),
         now: this.number(),
+        overrideUntil: this.number(),
+        overrideReason: this.string(),
       },
       policy,
     );
@@ -284,8 +288,19 @@ export class RedisStore implements Store, RecordExaminer {
     return { kind: 'record', snapshot: reply.snapshot(policy) };
   }
 
-  async force(name: string, policy: BreakerPolicy, override: Override | null): Promise<UpdateResult> {
-    return this.#update('force', await this.#run(forceScript, name, policy, [override ?? '']), name, policy);
+  async force(
+    name: string,
+    policy: BreakerPolicy,
+    override: Override | null,
+    options: ForceOptions = {},
+  ): Promise<UpdateResult> {
+    const args = [
+      override ?? '',
+      options.forMs ?? 0,
+      options.reason?.slice(0, MAX_REASON_LENGTH) ?? '',
+      options.yieldToOperator === true ? '1' : '0',
+    ];
+    return this.#update('force', await this.#run(forceScript, name, policy, args), name, policy);
   }
 
   /** Starts the breaker afresh, keeping its override (`Store.reset`); never creates a record. */

@@ -42,12 +42,19 @@ local p, channel = read_policy(ARGV)
 local r, existed, corrupt = load(key, now)
 local dirty = corrupt or not existed
 expire_leases(r, now)
+local lapsed = lapse(r, now)
+if lapsed ~= nil then
+  dirty = true
+end
 
 local admitted, reason, retryAfterMs, lease = 1, '', 0, ''
 local moved = nil
 
 if r.override == 'forced-open' then
   admitted, reason, retryAfterMs = 0, 'forced-open', p.openMs
+  if r.ou > 0 then
+    retryAfterMs = math.max(1, r.ou - now)
+  end
 elseif r.override == 'forced-closed' or r.state == 'closed' then
   admitted = 1
 elseif r.state == 'open' and now < r.openUntil then
@@ -84,6 +91,9 @@ else
   end
 end
 
+if lapsed ~= nil then
+  moved = transition(lapsed, r)
+end
 if dirty then
   save(key, p, r, now)
 end

@@ -27,6 +27,8 @@ breaker with a failure is v, state, gen, cf and buckets), so a record costs litt
   override   forced-open | forced-closed | metrics-only (default: none)
   openedAt, openUntil, reopens, cf (consecutive failures), ps (probe successes) (default 0)
   seq        lease counter, so lease ids are unique per breaker (default 0)
+  ou         when a timed override lapses, in the server's ms (default 0: never)
+  or         why the override was set, at most 200 bytes (default: none)
   leases     '<id>=<expiresAt>,...' (default: none)
   buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' oldest first (default: none)
 
@@ -35,6 +37,8 @@ A stored record that is not valid is never an error: it is reset, and the reply'
 ]]
 
 local SCHEMA = '1'
+-- reducer.ts MAX_REASON_LENGTH (bytes here; the JS side cuts by characters first).
+local MAX_REASON = 800
 local POLICY_ARGS = 3
 -- Added to every GC TTL, so a record outlives anything it still has to remember.
 local GC_MARGIN_MS = 60000
@@ -123,7 +127,7 @@ end
 local function empty_record(now)
   return {
     state = 'closed', override = '', gen = math.max(1, math.floor(now)) * 100, openedAt = 0, openUntil = 0,
-    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, buckets = {},
+    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, buckets = {}, ou = 0, ovr = '',
   }
 end
 
@@ -217,10 +221,11 @@ local function parse_record(h)
     state = state, override = override, gen = count(h.gen), openedAt = count_or_zero(h.openedAt),
     openUntil = count_or_zero(h.openUntil), reopens = count_or_zero(h.reopens), cf = count_or_zero(h.cf),
     ps = count_or_zero(h.ps), seq = count_or_zero(h.seq), leases = parse_leases(h.leases or ''),
-    buckets = parse_buckets(h.buckets or ''),
+    buckets = parse_buckets(h.buckets or ''), ou = count_or_zero(h.ou), ovr = h['or'] or '',
   }
   if r.gen == nil or r.gen < 1 or r.openedAt == nil or r.openUntil == nil or r.reopens == nil
-    or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.buckets == nil then
+    or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.buckets == nil
+    or r.ou == nil or #r.ovr > MAX_REASON then
     return nil
   end
   -- The fields the hash holds, so save() removes only those that went back to their default.
@@ -261,7 +266,7 @@ than anything it remembers; it can never end an open period early (REFERENCE.md 
 local function gc_ttl_ms(p, r, now)
   local longestOpen = math.max(p.openMs, p.maxOpenMs) * (1 + math.max(0, p.jitterRatio))
   local ttl = p.windowMs + longestOpen + p.probeLeaseMs
-  local leftOpen = r.openUntil - now + p.windowMs + p.probeLeaseMs
+  local leftOpen = math.max(r.openUntil, r.ou or 0) - now + p.windowMs + p.probeLeaseMs
   if leftOpen > ttl then
     ttl = leftOpen
   end
@@ -312,11 +317,14 @@ local function save(key, p, r, now)
   field('seq', int(r.seq), '0')
   field('leases', encode_leases(r.leases), '')
   field('buckets', encode_buckets(r.buckets), '')
+  field('ou', int(r.ou), '0')
+  field('or', r.ovr, '')
   redis.call('HSET', key, unpack(set))
   if #unset > 0 then
     redis.call('HDEL', key, unpack(unset))
   end
-  if r.override ~= '' then
+  if r.override ~= '' and r.ou == 0 then
+    -- (A timed override lapses on its own: that record keeps its TTL, past the lapse.)
     redis.call('PERSIST', key)
   else
     redis.call('PEXPIRE', key, int(gc_ttl_ms(p, r, now)))
@@ -340,6 +348,28 @@ local function circuit_state(r)
     return r.override
   end
   return r.state
+end
+
+--[[ reducer.ts lapse: ends a timed override whose time is up, at a new generation. A forced-open
+lapses to half-open (probes decide), any other to the computed state. Returns the circuit state
+before, or nil when nothing lapsed. ]]
+local function lapse(r, now)
+  if r.override == '' or r.ou == 0 or now < r.ou then
+    return nil
+  end
+  local from = circuit_state(r)
+  local was = r.override
+  r.override = ''
+  r.ou = 0
+  r.ovr = ''
+  r.gen = next_gen(r.gen)
+  if was == 'forced-open' then
+    r.state = 'half-open'
+    r.openUntil = 0
+    r.ps = 0
+    r.leases = {}
+  end
+  return from
 end
 
 local function open_period_ms(p, reopens, random, jitterMs)
@@ -464,7 +494,7 @@ end
 
 --[[ A snapshot as reply fields, in this order:
 state, override, generation, openUntil, successes, failures, slow, ignored, consecutiveFailures,
-activeProbes, probeSuccesses, reopens, now. The JS side derives circuitState, retryAfterMs, total
+activeProbes, probeSuccesses, reopens, now, overrideUntil, overrideReason. The JS side derives circuitState, retryAfterMs, total
 and failureRate (floats do not survive a Redis integer reply). ]]
 local function snapshot_reply(out, r, p, now)
   local c = window_counts(r, p, now)
@@ -474,7 +504,12 @@ local function snapshot_reply(out, r, p, now)
       active = active + 1
     end
   end
-  local fields = { r.state, r.override, r.gen, r.openUntil, c.s, c.f, c.sl, c.ig, r.cf, active, r.ps, r.reopens, now }
+  local ou, why = 0, ''
+  if r.override ~= '' then
+    ou, why = r.ou, r.ovr
+  end
+  local fields = { r.state, r.override, r.gen, r.openUntil, c.s, c.f, c.sl, c.ig, r.cf, active, r.ps, r.reopens, now,
+    ou, why }
   for _, v in ipairs(fields) do
     out[#out + 1] = v
   end

@@ -68,4 +68,5 @@ if r == nil then
   return { 'corrupt', why(h) }
 end
 expire_leases(r, now)
+lapse(r, now) -- a timed override whose time is up reads as lapsed (nothing is written)
 return snapshot_reply({ 'snapshot' }, r, p, now)

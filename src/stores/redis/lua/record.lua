@@ -134,7 +134,7 @@ if #ARGV < firstProbe then
           redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
           remember_batch()
         end
-        return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now,
+        return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
           '', '', 0 }
       end
     end
@@ -146,6 +146,10 @@ local r, existed, corrupt = load(key, now)
 -- for one), never by one that only resets a run there is none of.
 local dirty = corrupt or (not existed and not resets_only)
 expire_leases(r, now)
+local lapsed = lapse(r, now)
+if lapsed ~= nil then
+  dirty = true
+end
 
 local stale = 0
 local moved = nil
@@ -189,6 +193,9 @@ else
   moved = transition(from, r)
 end
 
+if lapsed ~= nil then
+  moved = transition(lapsed, r)
+end
 if dirty then
   save(key, p, r, now)
   remember_batch()

@@ -22,7 +22,7 @@ local r, existed, corrupt = load(key, now)
 
 local moved = nil
 if existed then
-  local from = circuit_state(r)
+  local from = lapse(r, now) or circuit_state(r)
   close(r)
   moved = transition(from, r)
   save(key, p, r, now)
