@@ -165,36 +165,19 @@ export function retryAfterMs(
   return Math.min(ms, maxMs);
 }
 
-/** `CircuitBreaker.openFor`, where the breaker has it: a timed open, shared by every process. */
-interface OpensFor {
-  openFor?(ms: number, options?: { reason?: string }): Promise<unknown>;
-}
-
-let warnedNoOpenFor = false;
-
 /**
- * Opens `breaker` fleet-wide for `ms` because `origin` asked with `Retry-After`. A store that
- * cannot be reached is reported as a process warning, never thrown: the caller's call already
- * has its answer, and the failure it counted still counts.
+ * Opens `breaker` fleet-wide for `ms` because `origin` asked with `Retry-After`
+ * (`breaker.openFor`: it yields to an operator's override). A store that cannot be reached is
+ * reported as a process warning, never thrown: the caller's call already has its answer, and the
+ * failure it counted still counts.
  */
 export async function openForRetryAfter(
   breaker: CircuitBreaker<unknown>,
   ms: number,
   origin: string,
 ): Promise<void> {
-  const target = breaker as unknown as OpensFor;
-  if (typeof target.openFor !== 'function') {
-    if (!warnedNoOpenFor) {
-      warnedNoOpenFor = true;
-      process.emitWarning(
-        'circuitry: this CircuitBreaker has no openFor(); Retry-After is not honoured',
-        'CircuitryRetryAfterWarning',
-      );
-    }
-    return;
-  }
   try {
-    await target.openFor(ms, { reason: `Retry-After from ${origin}` });
+    await breaker.openFor(ms, { reason: `Retry-After from ${origin}` });
   } catch (error) {
     process.emitWarning(
       `circuitry: breaker ${JSON.stringify(breaker.name.slice(0, 200))}: could not open for Retry-After (${ms} ms): ${String(error)}`,
