@@ -19,6 +19,7 @@ import { Registry } from 'prom-client';
 
 import { compiledLibrary } from './compiled.js';
 import { dynamoDBCase } from './dynamodb-case.js';
+import { fetchCase } from './fetch-case.js';
 import { failing, interleaved, noop, quick, ratio, results, scale, swallow, targets } from './harness.js';
 import type { Result, Run } from './harness.js';
 import { propagationCase } from './propagation.js';
@@ -313,6 +314,7 @@ await inFlight();
 await failureAfterSuccesses();
 for (const breaker of opossums) breaker.shutdown();
 await perTenant();
+await fetchCase();
 await redisCases();
 await propagationCase();
 await postgres();

@@ -4,6 +4,7 @@ import { FactoryStats } from './metrics.js';
 import type { StoreOperationStats } from './metrics.js';
 import { StoreHealth } from './store-health.js';
 import type { CircuitState, WindowCounts } from './core/types.js';
+import { describeValue } from './core/describe.js';
 import { InvalidOptionError } from './errors.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';
 import { FACTORY_ONLY_KEYS, checkKeys, invalid, resolveOptions } from './options.js';
@@ -13,7 +14,11 @@ import { MemoryStore } from './stores/memory.js';
 export interface FactoryOptions<Context = unknown> extends BreakerOptions<Context> {
   /**
    * The breaker name for a base name and a context: the key of the shared state. Use stable
-   * ids (a tenant id), never secrets. @defaultValue the base name
+   * ids (a tenant id), never secrets. The default knows two context
+   * fields: without a context the name is the base name; `{ tenantId }` gives `base/tenantId`,
+   * `{ origin }` gives `base/origin`, both give `base/tenantId/origin`. Any other context is an
+   * error from `breakerFor` until this option says how to name it.
+   * @defaultValue the base name, then `/tenantId`, then `/origin`, for the fields the context has
    */
   readonly name?: (baseName: string, context: Context | undefined) => string;
   /** Options that differ for one base name (a per-circuit error matcher, another trip policy). */
@@ -86,7 +91,8 @@ export interface HealthReport<Context = unknown> {
  * state changes the store pushes.
  */
 export class BreakerFactory<Context = unknown> {
-  readonly #name: (baseName: string, context: Context | undefined) => string;
+  /** The user's `name` option, or null for `defaultBreakerName` (inlined on the hot path). */
+  readonly #name: ((baseName: string, context: Context | undefined) => string) | null;
   readonly #base: ResolvedOptions<Context>;
   readonly #byBaseName = new Map<string, ResolvedOptions<Context>>();
   readonly #maxBreakers: number;
@@ -100,7 +106,7 @@ export class BreakerFactory<Context = unknown> {
     checkKeys(options, 'factory options', FACTORY_ONLY_KEYS);
     const { name, byBaseName, maxBreakers, ...breakerOptions } = options;
     if (name !== undefined && typeof name !== 'function') throw invalid('name', 'a function', name);
-    this.#name = name ?? ((baseName) => baseName);
+    this.#name = name ?? null;
     if (
       maxBreakers !== undefined &&
       (typeof maxBreakers !== 'number' || !Number.isInteger(maxBreakers) || maxBreakers < 1)
@@ -135,13 +141,24 @@ export class BreakerFactory<Context = unknown> {
     }
   }
 
-  /** The breaker for `baseName` and `context` (e.g. `{ tenantId }`), created on first use. */
+  /**
+   * The breaker for `baseName` and `context` (e.g. `{ tenantId }`), created on first use. Without
+   * a `name` option, a context other than `{ tenantId?, origin? }` throws `InvalidOptionError`
+   * (see the `name` option).
+   */
   breakerFor(baseName: string, context?: Context): CircuitBreaker<Context> {
     if (typeof baseName !== 'string' || baseName.length === 0) {
       throw new TypeError(`Expected the base name to be a non-empty string, got ${String(baseName)}`);
     }
-    const name = this.#name(baseName, context);
-    if (typeof name !== 'string' || name.length === 0) {
+    const custom = this.#name;
+    // No context, no `name` option: the base name itself, with nothing allocated.
+    const name =
+      custom !== null
+        ? custom(baseName, context)
+        : context === undefined
+          ? baseName
+          : defaultBreakerName(baseName, context);
+    if (custom !== null && (typeof name !== 'string' || name.length === 0)) {
       throw new TypeError(
         `The \`name\` option returned ${String(name)} for "${baseName}"; expected a non-empty string`,
       );
@@ -319,4 +336,68 @@ export class BreakerFactory<Context = unknown> {
         },
       );
   }
+}
+
+/**
+ * The breaker name a factory without a `name` option gives (`breakerFor` answers the base name
+ * itself for no context without calling this): the key of the shared state.
+ *
+ * | context | name |
+ * | --- | --- |
+ * | none (`undefined`) | `base` |
+ * | `{ tenantId }` | `base/tenantId` |
+ * | `{ origin }` | `base/origin` |
+ * | `{ tenantId, origin }` | `base/tenantId/origin` |
+ *
+ * The tenant comes first so that one tenant's breakers share a prefix (`circuitry list
+ * sync/acme/`). `tenantId` is a non-empty string without `/` (so that `{ tenantId: 'a/b' }` and
+ * `{ tenantId: 'a', origin: 'b' }` cannot share a breaker) or a finite number; `origin` is a
+ * non-empty string. Fields whose value is `undefined` count as absent. Any other context (another
+ * field, `null`, a string) throws `InvalidOptionError` naming `name`: the default cannot know
+ * whether the other field tells breakers apart, and guessing wrong would silently share one
+ * breaker between the tenants it was meant to isolate.
+ */
+function defaultBreakerName(baseName: string, context: unknown): string {
+  if (context === undefined) return baseName;
+  if (typeof context !== 'object' || context === null) {
+    throw new InvalidOptionError(
+      'name',
+      `breakerFor("${baseName}", context): the default \`name\` knows a context of \`{ tenantId?, origin? }\` only, got ${describeValue(context)}; pass a \`name\` option (baseName, context) => string to the factory`,
+    );
+  }
+  let tenantId: unknown;
+  let origin: unknown;
+  for (const key in context) {
+    const value = (context as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    if (key === 'tenantId') tenantId = value;
+    else if (key === 'origin') origin = value;
+    else {
+      throw new InvalidOptionError(
+        'name',
+        `breakerFor("${baseName}", context): the default \`name\` knows the context fields \`tenantId\` and \`origin\` only, got \`${key}\` in ${describeValue(context)}; pass a \`name\` option (baseName, context) => string to the factory`,
+      );
+    }
+  }
+  if (
+    tenantId !== undefined &&
+    !(typeof tenantId === 'string' && tenantId.length > 0 && !tenantId.includes('/')) &&
+    !(typeof tenantId === 'number' && Number.isFinite(tenantId))
+  ) {
+    throw new InvalidOptionError(
+      'context.tenantId',
+      `Expected \`context.tenantId\` (the context of breakerFor("${baseName}")) to be a non-empty string without "/" or a finite number, got ${describeValue(tenantId)}`,
+    );
+  }
+  if (origin !== undefined && !(typeof origin === 'string' && origin.length > 0)) {
+    throw new InvalidOptionError(
+      'context.origin',
+      `Expected \`context.origin\` (the context of breakerFor("${baseName}")) to be a non-empty string, got ${describeValue(origin)}`,
+    );
+  }
+  if (tenantId === undefined) {
+    return origin === undefined ? baseName : `${baseName}/${origin}`;
+  }
+  const tenant = String(tenantId);
+  return origin === undefined ? `${baseName}/${tenant}` : `${baseName}/${tenant}/${origin}`;
 }

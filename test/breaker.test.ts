@@ -285,12 +285,12 @@ describe('state, overrides and events', () => {
 
   it('onStateChange(name, context, from, to) fires once per transition, and a throwing listener is contained', async () => {
     const calls: unknown[][] = [];
-    const factory = new BreakerFactory<{ tenant: string }>({
+    const factory = new BreakerFactory<{ tenantId: string }>({
       clock: new ManualClock(),
       trip: consecutiveFailures(1),
       onStateChange: (...args) => calls.push(args),
     });
-    const b = factory.breakerFor('billing', { tenant: 't1' });
+    const b = factory.breakerFor('billing', { tenantId: 't1' });
     b.onStateChange(() => {
       throw new Error('listener bug');
     });
@@ -298,7 +298,7 @@ describe('state, overrides and events', () => {
       await assert.rejects(b.execute(fail), (e) => e === boom);
       await assert.rejects(b.execute(ok), (e: unknown) => isCircuitOpenError(e));
     });
-    assert.deepEqual(calls, [['billing', { tenant: 't1' }, 'closed', 'open']]);
+    assert.deepEqual(calls, [['billing/t1', { tenantId: 't1' }, 'closed', 'open']]);
     assert.match(warnings.join('\n'), /listener bug/);
   });
 

@@ -55,6 +55,8 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     );
     symlinkSync(join(root, 'node_modules', 'pg'), join(project, 'node_modules', 'pg'));
     symlinkSync(join(root, 'node_modules', '@types', 'pg'), join(project, 'node_modules', '@types', 'pg'));
+    symlinkSync(join(root, 'node_modules', 'undici'), join(project, 'node_modules', 'undici'));
+    symlinkSync(join(root, 'node_modules', 'axios'), join(project, 'node_modules', 'axios'));
   });
 
   after(() => rmSync(work, { recursive: true, force: true }));
@@ -77,6 +79,9 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       const prometheus = await import('circuitry/prometheus');
       const opentelemetry = await import('circuitry/opentelemetry');
       const postgres = await import('circuitry/postgres');
+      const fetchSubpath = await import('circuitry/fetch');
+      const undici = await import('circuitry/undici');
+      const axios = await import('circuitry/axios');
       const factory = new root.BreakerFactory();
       const value = await factory.breakerFor('x').execute(async () => 42);
       console.log(JSON.stringify({
@@ -93,6 +98,9 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
         healthHandler: typeof root.healthHandler,
         postgres: typeof postgres.PostgresStore,
         createSchema: typeof postgres.createBreakerSchema,
+        breakerFetch: typeof fetchSubpath.breakerFetch,
+        circuitryInterceptor: typeof undici.circuitryInterceptor,
+        axiosWithBreaker: typeof axios.withBreaker,
       }));
     `;
     const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
@@ -113,6 +121,9 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       healthHandler: 'function',
       postgres: 'function',
       createSchema: 'function',
+      breakerFetch: 'function',
+      circuitryInterceptor: 'function',
+      axiosWithBreaker: 'function',
     });
   });
 
@@ -120,15 +131,23 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     rmSync(join(project, 'node_modules', 'ioredis'));
     rmSync(join(project, 'node_modules', 'bullmq'));
     rmSync(join(project, 'node_modules', 'pg'));
+    rmSync(join(project, 'node_modules', 'undici'));
+    rmSync(join(project, 'node_modules', 'axios'));
     const out = execFileSync(
       process.execPath,
-      ['--input-type=module', '-e', "const m = await import('circuitry'); console.log(typeof m.MemoryStore)"],
+      [
+        '--input-type=module',
+        '-e',
+        "const m = await import('circuitry'); const f = await import('circuitry/fetch'); const u = await import('circuitry/undici'); console.log(typeof m.MemoryStore, typeof f.breakerFetch, typeof u.circuitryInterceptor)",
+      ],
       { cwd: project, encoding: 'utf8' },
     );
-    assert.equal(out.trim(), 'function');
+    assert.equal(out.trim(), 'function function function', 'fetch needs no driver; undici only its types');
     symlinkSync(join(root, 'node_modules', 'ioredis'), join(project, 'node_modules', 'ioredis'));
     symlinkSync(join(root, 'node_modules', 'bullmq'), join(project, 'node_modules', 'bullmq'));
     symlinkSync(join(root, 'node_modules', 'pg'), join(project, 'node_modules', 'pg'));
+    symlinkSync(join(root, 'node_modules', 'undici'), join(project, 'node_modules', 'undici'));
+    symlinkSync(join(root, 'node_modules', 'axios'), join(project, 'node_modules', 'axios'));
   });
 
   it('type-checks every subpath through the shipped declarations', () => {
@@ -161,6 +180,11 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       import { Registry } from 'prom-client';
       import { PostgresStore, createBreakerSchema } from 'circuitry/postgres';
       import pg from 'pg';
+      import { breakerFetch, isHttpStatusError } from 'circuitry/fetch';
+      import { circuitryInterceptor } from 'circuitry/undici';
+      import { withBreaker as withAxiosBreaker } from 'circuitry/axios';
+      import { Agent } from 'undici';
+      import axios from 'axios';
       const pool = new pg.Pool();
       const pgStore = new PostgresStore({ pool, table: 'app.breakers' });
       const created: Promise<{ schema: string; table: string }> = createBreakerSchema(pool, { table: 'app.breakers' });
@@ -174,7 +198,14 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
       }), { connection: {}, autorun: false });
       const registered = registerMetrics(factory, { registry: new Registry(), perBreaker: { max: 5 } });
       const otel = registerOtel(factory);
-      export { registered, otel, value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable, pgStore, created };
+      const byOrigin = new BreakerFactory();
+      const fetchThrough: typeof fetch = breakerFetch(byOrigin, { classify: (r) => (r.status === 404 ? 'failure' : undefined) });
+      // @ts-expect-error a factory named by tenant needs a context function
+      breakerFetch(factory);
+      const perTenant = breakerFetch(factory, { context: (request) => ({ tenantId: request.headers.get('x-tenant') ?? '-' }) });
+      const dispatcher = new Agent().compose(circuitryInterceptor(byOrigin));
+      const api = withAxiosBreaker(axios.create(), byOrigin, { maxRetryAfterMs: 60_000 });
+      export { fetchThrough, perTenant, dispatcher, api, isHttpStatusError, registered, otel, value, snap, worker, isTooManyDeferralsError, isCircuitOpenError, describeStoreConformance, RedisStore, DynamoDBStore, createBreakerTable, pgStore, created };
       `,
     );
     execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', project], {
