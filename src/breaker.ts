@@ -244,7 +244,7 @@ export class CircuitBreaker<Context = unknown> {
       return this.breaker.#startTime();
     }
     learnt(from: CircuitState, to: CircuitState): void {
-      this.breaker.#stats?.transition(from, to);
+      this.breaker.#stats?.transition(from, to, 'learnt');
     }
   };
 

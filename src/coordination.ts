@@ -1,6 +1,6 @@
 import * as reducer from './core/reducer.js';
 import { NO_RECORD } from './core/reducer.js';
-import { outcomesCanTrip, shouldTrip } from './core/policy.js';
+import { outcomesCanTrip } from './core/policy.js';
 import type {
   AcquireResult,
   BreakerState,
@@ -17,13 +17,13 @@ import type {
 } from './core/types.js';
 import type { CircuitOpenError } from './errors.js';
 import { StoreError } from './errors.js';
-import { LocalFallback, countsOf } from './fallback.js';
-import type { KeptCounts, View } from './fallback.js';
+import { LocalFallback } from './fallback.js';
+import type { View } from './fallback.js';
+import { OutcomeWriter } from './outcome-writer.js';
+import type { WriterOwner } from './outcome-writer.js';
 import type { ResolvedOptions } from './options.js';
-import type { PendingBatch } from './pending-batch.js';
-import { NO_PROBES, addOutcome, emptyBatch, nextBatchId } from './pending-batch.js';
-import type { KeptOutcomesOwner } from './store-health.js';
-import { StoreHealth, isStoreTimeout } from './store-health.js';
+import { NO_PROBES, nextBatchId } from './pending-batch.js';
+import { StoreHealth } from './store-health.js';
 import type { Awaitable, StateChangeMessage } from './store.js';
 
 export type StoreOperation = 'acquire' | 'record' | 'inspect' | 'force';
@@ -67,21 +67,6 @@ export interface BreakerLeftovers {
   readonly inDoubt: UnwrittenOutcomes | null;
 }
 
-function sumCounts(parts: ReadonlyArray<KeptCounts | null>): KeptCounts | null {
-  let sum: { successes: number; failures: number; ignored: number } | null = null;
-  for (const part of parts) {
-    if (part === null) continue;
-    sum ??= { successes: 0, failures: 0, ignored: 0 };
-    sum.successes += part.successes;
-    sum.failures += part.failures;
-    sum.ignored += part.ignored;
-  }
-  return sum;
-}
-
-/** Batches handed to a store's `record` at least once (so a re-send of one is in doubt). */
-const SENT = new WeakSet<OutcomeBatch>();
-
 const ZERO_COUNTS: WindowCounts = Object.freeze({
   successes: 0,
   failures: 0,
@@ -102,7 +87,7 @@ export function isPromiseLike<T>(value: Awaitable<T>): value is PromiseLike<T> {
  * and pushes teach it, and — through `LocalFallback` and the store's `StoreHealth` — what happens
  * when the store does not answer.
  */
-export class Coordination implements View, KeptOutcomesOwner {
+export class Coordination implements View, WriterOwner {
   // The view of the shared state. Read by the breaker's in-process fast path.
   state: BreakerState = 'closed';
   override: Override | null = null;
@@ -127,16 +112,8 @@ export class Coordination implements View, KeptOutcomesOwner {
   readonly #o: ResolvedOptions<unknown>;
   readonly #health: StoreHealth;
   readonly #fallback = new LocalFallback();
-  #buffer: PendingBatch | null = null;
-  #flushTimer: ReturnType<typeof setTimeout> | null = null;
-  #flushing: Promise<void> | null = null;
-  #resending: Promise<void> | null = null;
-  /** Batches sent and not answered yet (a timed-out one stays until its late answer), with that answer. */
-  readonly #writing = new Map<OutcomeBatch, Promise<unknown>>();
-  /** Writes nobody waits for (a success under a count policy): `flush()` waits for them. */
-  readonly #background = new Set<Promise<void>>();
-  /** While closing: write whatever is held even if the store is being left alone. */
-  #draining = false;
+  /** Where outcomes go: written, buffered, kept while the store does not answer, re-sent. */
+  readonly #writer: OutcomeWriter;
   // Smoothed duration of the probes this process ran (ms; 0: none yet), for half-open-full hints.
   #probeMs = 0;
   #probeStartedAt = 0;
@@ -145,11 +122,12 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.#host = host;
     this.#o = options;
     this.#health = StoreHealth.of(options.store);
+    this.#writer = new OutcomeWriter(this, host, options, this.#health, this.#fallback);
     const kind = options.policy.trip.kind;
     this.#resetOnly = kind === 'consecutive-failures' || kind === 'failures-in-window';
   }
 
-  #timeoutMs(): number {
+  storeTimeoutMs(): number {
     return this.#health.timeoutMs(this.#o.storeTimeoutMs, this.#o.connectTimeoutMs);
   }
 
@@ -176,13 +154,13 @@ export class Coordination implements View, KeptOutcomesOwner {
     }
     let result: Awaitable<AcquireResult>;
     try {
-      result = this.#own(() => o.store.acquire(this.#host.name, o.policy));
+      result = this.own(() => o.store.acquire(this.#host.name, o.policy));
     } catch (error) {
       return this.#acquireFailed(error);
     }
     if (isPromiseLike(result)) {
       return health
-        .call(result, this.#timeoutMs(), 'acquire', (late) => this.#lateAcquired(late))
+        .call(result, this.storeTimeoutMs(), 'acquire', (late) => this.#lateAcquired(late))
         .then(
           (r) => this.#acquired(r),
           (error: unknown) => this.#acquireFailed(error),
@@ -211,7 +189,7 @@ export class Coordination implements View, KeptOutcomesOwner {
   recordViewed(generation: number, outcome: Outcome): Promise<void> | undefined {
     if (this.#o.flushIntervalMs > 0) {
       this.inFlight -= 1;
-      this.#bufferOutcome(generation, outcome, false);
+      this.#writer.buffer(generation, outcome, false);
       return undefined;
     }
     return this.record({ generation, lease: null, local: false, start: 0 }, outcome, false);
@@ -288,10 +266,10 @@ export class Coordination implements View, KeptOutcomesOwner {
         id: nextBatchId(),
       };
       try {
-        const written = this.#own(() => o.store.record(this.#host.name, o.policy, release));
+        const written = this.own(() => o.store.record(this.#host.name, o.policy, release));
         if (isPromiseLike(written)) {
           this.#health
-            .call(written, this.#timeoutMs(), 'record', (late) => this.#applyUpdate(late))
+            .call(written, this.storeTimeoutMs(), 'record', (late) => this.#applyUpdate(late))
             .then(
               (r) => this.#applyUpdate(r),
               () => undefined, // the lease expires on its own
@@ -306,7 +284,7 @@ export class Coordination implements View, KeptOutcomesOwner {
   }
 
   #acquireFailed(error: unknown): Admission | CircuitOpenError {
-    this.#storeFailed('acquire', error);
+    this.storeFailed('acquire', error);
     const o = this.#o;
     const now = o.clock.now();
     const wait = this.#fallback.refuseTimedOutProbe(o.onStoreFailure, this, o.policy, now);
@@ -364,11 +342,11 @@ export class Coordination implements View, KeptOutcomesOwner {
         () => this.#host.jitterMs(),
       );
       if (transition !== null) this.#logLocalTransition(transition);
-      if (this.#fallback.holdsOutcomes) this.#health.keep(this);
+      if (this.#fallback.holdsOutcomes) this.#health.keep(this.#writer);
       return undefined;
     }
     if (admission.lease === null && o.flushIntervalMs > 0) {
-      this.#bufferOutcome(admission.generation, outcome, slow);
+      this.#writer.buffer(admission.generation, outcome, slow);
       return undefined;
     }
     const failures = outcome === 'failure' ? 1 : 0;
@@ -407,81 +385,16 @@ export class Coordination implements View, KeptOutcomesOwner {
       // when there is a run to reset. Nothing the caller does next depends on it, so the caller
       // does not wait: a healthy call costs its caller one round trip (the acquire). The write
       // still leaves now, in completion order, and `flush()`/`close()` wait for it.
-      const writing = this.#write(batch);
-      if (writing !== undefined) {
-        const background = this.#background;
-        background.add(writing);
-        void writing.finally(() => background.delete(writing));
-      }
+      this.#writer.writeInBackground(batch);
       return undefined;
     }
-    return this.#write(batch);
+    return this.#writer.write(batch);
   }
 
-  /** Sends one batch to the store. Never rejects: a store failure never replaces the call's outcome. */
-  #write(batch: OutcomeBatch): Promise<void> | undefined {
-    const o = this.#o;
-    const health = this.#health;
-    // A batch sent before (an in-doubt one being re-sent) may have landed: if it is not sent now,
-    // it stays in doubt, under its id, never merged into a new batch that would count it again.
-    const sentBefore = SENT.has(batch);
-    if (!this.#draining && health.failures > 0 && !health.usable(o.clock.now())) {
-      this.#keep(batch, sentBefore);
-      return undefined;
-    }
-    let result: Awaitable<UpdateResult>;
-    try {
-      result = this.#own(() => o.store.record(this.#host.name, o.policy, batch));
-    } catch (error) {
-      this.#storeFailed('record', error);
-      this.#keep(batch, sentBefore);
-      return undefined;
-    }
-    SENT.add(batch);
-    if (isPromiseLike(result)) {
-      const writing = this.#writing;
-      writing.set(
-        batch,
-        Promise.resolve(result).catch(() => undefined),
-      );
-      return health
-        .call(
-          result,
-          this.#timeoutMs(),
-          'record',
-          (late) => {
-            writing.delete(batch);
-            this.#lateRecorded(late);
-          },
-          // Timed out, then failed: it may or may not have landed. Kept under its id.
-          () => {
-            writing.delete(batch);
-            this.#keep(batch, true);
-          },
-        )
-        .then(
-          (r) => {
-            writing.delete(batch);
-            return this.#recorded(r);
-          },
-          (error: unknown) => {
-            this.#storeFailed('record', error);
-            // A write that failed may still have landed (the reply was lost): kept under its id,
-            // so a store that remembers ids counts it once. One that timed out is kept only if
-            // the store later says it failed (above); if it lands, it was counted.
-            if (!isStoreTimeout(error)) {
-              writing.delete(batch);
-              this.#keep(batch, true);
-            }
-          },
-        );
-    }
-    return this.#recorded(result);
-  }
-
-  #recorded(result: UpdateResult): Promise<void> | undefined {
+  /** A write was answered in time (for the writer). */
+  writeAnswered(result: UpdateResult): Promise<void> | undefined {
     if (!isUpdateResult(result)) {
-      this.#storeFailed('record', new StoreError('Store record returned a malformed reply'));
+      this.storeFailed('record', new StoreError('Store record returned a malformed reply'));
       return undefined;
     }
     this.#storeAnswered();
@@ -490,7 +403,7 @@ export class Coordination implements View, KeptOutcomesOwner {
   }
 
   /** A write that timed out landed after all: what it changed is learnt and reported. */
-  #lateRecorded(result: UpdateResult): void {
+  writeAnsweredLate(result: UpdateResult): void {
     if (!isUpdateResult(result)) return;
     this.#applyUpdate(result);
     void this.#tripCustom(result);
@@ -507,7 +420,7 @@ export class Coordination implements View, KeptOutcomesOwner {
     ) {
       return undefined;
     }
-    return this.#write({
+    return this.#writer.write({
       generation: snapshot.generation,
       successes: 0,
       failures: 0,
@@ -522,11 +435,6 @@ export class Coordination implements View, KeptOutcomesOwner {
     });
   }
 
-  #keep(batch: OutcomeBatch, inDoubt: boolean): void {
-    this.#fallback.keep(batch, inDoubt, this.#o.clock.now());
-    if (this.#fallback.holdsOutcomes) this.#health.keep(this);
-  }
-
   /** The store answered a call of this breaker in time. */
   #storeAnswered(): void {
     if (this.#health.succeeded()) {
@@ -534,40 +442,11 @@ export class Coordination implements View, KeptOutcomesOwner {
     }
     this.#fallback.stop();
     // At once, before this call's own outcome: kept outcomes are older and must land first.
-    if (this.#fallback.holdsOutcomes) void this.resendKept();
-  }
-
-  /**
-   * Writes what was kept while the store did not answer: called by the store's health as soon as
-   * any breaker's call succeeds, and by `flush()`.
-   */
-  resendKept(): Promise<void> {
-    if (this.#resending !== null) return this.#resending;
-    if (!this.#fallback.holdsOutcomes) return Promise.resolve();
-    const resending = this.#resend().finally(() => {
-      this.#resending = null;
-    });
-    this.#resending = resending;
-    return resending;
-  }
-
-  async #resend(): Promise<void> {
-    const unsentGeneration = this.#fallback.unsentGeneration;
-    // Admitted before this process ever heard from the store: closed-state calls, so they count
-    // in the generation the store is in now, once known.
-    if (unsentGeneration === 0 && !this.known) await this.#learnGeneration();
-    if (this.#fallback.unsentGeneration === 0 && !this.known) {
-      this.#health.keep(this); // still unknown: try again when the store answers
-      return;
-    }
-    const batches = this.#fallback.take(this.generation, this.#o.policy, () => this.#host.jitterMs());
-    // Written under the generation they were admitted in: if the shared state moved on meanwhile,
-    // the store fences them off rather than counting them twice or wrongly.
-    await Promise.all(batches.map((batch) => this.#write(batch) ?? Promise.resolve()));
+    if (this.#fallback.holdsOutcomes) void this.#writer.resendKept();
   }
 
   /** Reads the breaker's generation (0 when the store holds no record) without taking a probe. */
-  async #learnGeneration(): Promise<void> {
+  async learnGeneration(): Promise<void> {
     const o = this.#o;
     try {
       const snapshot = await this.#callStore('inspect', () => o.store.inspect(this.#host.name, o.policy));
@@ -584,7 +463,7 @@ export class Coordination implements View, KeptOutcomesOwner {
         this.#storeAnswered();
       }
     } catch (error) {
-      this.#storeFailed('inspect', error);
+      this.storeFailed('inspect', error);
     }
   }
 
@@ -661,131 +540,24 @@ export class Coordination implements View, KeptOutcomesOwner {
     this.viewAt = -Infinity;
   }
 
-  // ---- buffering (flushIntervalMs > 0) ------------------------------------------------------
-
-  #bufferOutcome(generation: number, outcome: Outcome, slow: boolean): void {
-    let buffer = this.#buffer;
-    if (buffer !== null && buffer.generation !== generation) {
-      void this.#flushBuffer();
-      buffer = null;
-    }
-    if (buffer === null) {
-      buffer = emptyBatch(generation);
-      this.#buffer = buffer;
-      this.#flushTimer = setTimeout(() => void this.#flushBuffer(), this.#o.flushIntervalMs);
-      this.#flushTimer.unref?.();
-    }
-    addOutcome(buffer, outcome, slow);
-    // Written at once when this outcome could trip the policy (a success can, under a failure rate).
-    const trip = this.#o.policy.trip;
-    if (
-      outcomesCanTrip(trip, outcome === 'success' ? 1 : 0, outcome === 'failure' ? 1 : 0) &&
-      this.#couldTrip(buffer)
-    ) {
-      void this.#flushBuffer();
-    }
-  }
-
-  /** Whether the buffered failures, with the counts last seen, could trip the policy: then write now. */
-  #couldTrip(buffer: PendingBatch): boolean {
-    const seen = this.counts;
-    const successes = seen.successes + buffer.successes;
-    const failures = seen.failures + buffer.failures;
-    const merged: WindowCounts = {
-      successes,
-      failures,
-      slow: seen.slow + buffer.slow,
-      ignored: seen.ignored + buffer.ignored,
-      total: successes + failures,
-      failureRate: successes + failures === 0 ? 0 : failures / (successes + failures),
-      consecutiveFailures:
-        buffer.successes > 0 ? buffer.trailingFailures : seen.consecutiveFailures + buffer.failures,
-    };
-    return this.#o.policy.trip.kind === 'custom'
-      ? this.#host.customTrips(merged)
-      : shouldTrip(this.#o.policy.trip, merged);
-  }
-
-  #flushBuffer(): Promise<void> | undefined {
-    const buffer = this.#buffer;
-    if (buffer === null) return undefined;
-    this.#buffer = null;
-    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
-    this.#flushTimer = null;
-    const written = this.#write({
-      ...buffer,
-      probes: NO_PROBES,
-      random: Math.random(),
-      jitterMs: outcomesCanTrip(this.#o.policy.trip, buffer.successes, buffer.failures)
-        ? this.#host.jitterMs()
-        : 0,
-      id: nextBatchId(),
-    });
-    if (written === undefined) return undefined;
-    const flushing = written.finally(() => {
-      if (this.#flushing === flushing) this.#flushing = null;
-    });
-    this.#flushing = flushing;
-    return flushing;
+  /** True while the breaker holds a permit or unwritten outcomes: the registry must keep it. */
+  busy(): boolean {
+    return this.inFlight > 0 || this.#writer.holding;
   }
 
   /** Writes buffered outcomes now, and those kept while the store did not answer. */
-  async flush(): Promise<void> {
-    if (this.#background.size > 0) await Promise.all(this.#background);
-    if (this.#flushing !== null) await this.#flushing;
-    const pending = this.#flushBuffer();
-    if (pending !== undefined) await pending;
-    await this.resendKept();
+  flush(): Promise<void> {
+    return this.#writer.flush();
   }
 
-  /**
-   * For `close()`: like `flush`, but tries the store even while it is being left alone after a
-   * failure (one attempt per batch, each bounded by the store timeout).
-   */
-  async drain(deadline: number): Promise<void> {
-    this.#draining = true;
-    try {
-      await this.flush();
-      // Writes that timed out may still be answered: wait for them, then write what their
-      // failures gave back, until nothing is in flight or `deadline` (performance.now()) passes.
-      while (this.#writing.size > 0 && performance.now() < deadline) {
-        await Promise.all(this.#writing.values());
-        await new Promise((resolve) => setTimeout(resolve, 20));
-        await this.flush();
-      }
-    } finally {
-      this.#draining = false;
-    }
+  /** For `close()`: `flush`, trying the store even while it is being left alone (see the writer). */
+  drain(deadline: number): Promise<void> {
+    return this.#writer.drain(deadline);
   }
 
-  /**
-   * What is buffered or kept and not confirmed by the store, or null when nothing is: `unwritten`
-   * never reached it (buffered, or kept while it did not answer), `inDoubt` was sent and got no
-   * answer (a write in flight, or one whose reply was lost), so the store may hold it already.
-   */
+  /** What is not confirmed by the store (see `OutcomeWriter.unwritten`). */
   unwritten(): BreakerLeftovers | null {
-    const kept = this.#fallback.keptCounts();
-    const unwritten = sumCounts([
-      kept?.unsent ?? null,
-      countsOf(this.#buffer === null ? [] : [this.#buffer]),
-    ]);
-    const inDoubt = sumCounts([kept?.inDoubt ?? null, countsOf([...this.#writing.keys()])]);
-    if (unwritten === null && inDoubt === null) return null;
-    return {
-      unwritten: unwritten === null ? null : { name: this.#host.name, ...unwritten },
-      inDoubt: inDoubt === null ? null : { name: this.#host.name, ...inDoubt },
-    };
-  }
-
-  /** True while the breaker holds a permit or unwritten outcomes: the registry must keep it. */
-  busy(): boolean {
-    return (
-      this.inFlight > 0 ||
-      this.#buffer !== null ||
-      this.#flushing !== null ||
-      this.#background.size > 0 ||
-      this.#fallback.holdsOutcomes
-    );
+    return this.#writer.unwritten();
   }
 
   // ---- operator calls -----------------------------------------------------------------------
@@ -797,7 +569,7 @@ export class Coordination implements View, KeptOutcomesOwner {
       if (snapshot !== null) this.#absorb(snapshot);
       return snapshot ?? reducer.snapshot(reducer.emptyRecord(), o.policy, o.clock.now());
     } catch (error) {
-      this.#storeFailed('inspect', error);
+      this.storeFailed('inspect', error);
       return this.#fallback.snapshot(o.onStoreFailure, this, o.policy, o.clock.now(), this.#health.downUntil);
     }
   }
@@ -819,7 +591,7 @@ export class Coordination implements View, KeptOutcomesOwner {
    * Runs a store call of this breaker's own. An in-process store pushes the transition it makes
    * before the call returns: `notify` must not count that as one learnt from another process.
    */
-  #own<T>(call: () => T): T {
+  own<T>(call: () => T): T {
     this.selfCall = true;
     try {
       return call();
@@ -829,12 +601,12 @@ export class Coordination implements View, KeptOutcomesOwner {
   }
 
   #callStore<T>(operation: StoreOperation, call: () => Awaitable<T>): Awaitable<T> {
-    const result = this.#own(call);
+    const result = this.own(call);
     if (!isPromiseLike(result)) return result;
-    return this.#health.call(result, this.#timeoutMs(), operation);
+    return this.#health.call(result, this.storeTimeoutMs(), operation);
   }
 
-  #storeFailed(operation: StoreOperation, error: unknown): undefined {
+  storeFailed(operation: StoreOperation, error: unknown): undefined {
     const o = this.#o;
     const now = o.clock.now();
     this.#health.failed(now);

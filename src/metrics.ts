@@ -75,8 +75,12 @@ export class BaseStats {
     if (hooks.length > 0) for (const hook of hooks) hook(this.base, reason);
   }
 
-  transition(from: CircuitState, to: CircuitState): void {
-    const key = `${from}\u0000${to}`;
+  /**
+   * A state change: `made` by this process (it won the store's compare-and-set: summing `made`
+   * over a fleet counts each transition once) or `learnt` from another (a push or a read).
+   */
+  transition(from: CircuitState, to: CircuitState, origin: TransitionOrigin = 'made'): void {
+    const key = `${from}\u0000${to}\u0000${origin}`;
     let byPair = this.stats.transitions.get(this.base);
     if (byPair === undefined) this.stats.transitions.set(this.base, (byPair = new Map<string, number>()));
     byPair.set(key, (byPair.get(key) ?? 0) + 1);
@@ -85,10 +89,13 @@ export class BaseStats {
   }
 }
 
+/** Whether a process made a transition (won it in the store) or learnt of it from another. */
+export type TransitionOrigin = 'made' | 'learnt';
+
 /** Every base name's stats for one factory, and hooks for exporters that record per event. */
 export class FactoryStats {
   readonly bases = new Map<string, BaseStats>();
-  /** base → "from\0to" → count */
+  /** base → "from\0to\0origin" → count */
   readonly transitions = new Map<string, Map<string, number>>();
   /** A clock for durations that costs almost nothing when many calls start in one turn. */
   readonly clock: Clock = createTurnClock();

@@ -60,6 +60,34 @@ class TestReader extends MetricReader {
 }
 
 describe('metrics', () => {
+  it('Prometheus: a transition another process made is counted as learnt, so summing made counts each once', async () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    const options = { store, clock, trip: consecutiveFailures(2), openMs: 10_000, jitter: 0 };
+    const maker = new BreakerFactory(options);
+    const listener = new BreakerFactory(options);
+    const registries = [new Registry(), new Registry()];
+    registerPrometheus(maker, { registry: registries[0]! });
+    registerPrometheus(listener, { registry: registries[1]! });
+    await listener.breakerFor('sync').execute(async () => 'ok'); // it knows the breaker
+    for (let i = 0; i < 2; i++) {
+      await maker
+        .breakerFor('sync')
+        .execute(async () => Promise.reject(new Error('down')))
+        .catch(() => undefined);
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    const [made, learnt] = await Promise.all(registries.map((r) => r.metrics()));
+    assert.deepEqual(lines(made!, 'circuitry_transitions_total'), [
+      'circuitry_transitions_total{base="sync",from="closed",to="open",origin="made"} 1',
+    ]);
+    assert.deepEqual(lines(learnt!, 'circuitry_transitions_total'), [
+      'circuitry_transitions_total{base="sync",from="closed",to="open",origin="learnt"} 1',
+    ]);
+    await maker.close();
+    await listener.close();
+  });
+
   it('Prometheus: exact counters and label sets after trip, rejections, probe and close', async () => {
     const { clock, factory } = makeFactory();
     const registry = new Registry();
@@ -72,9 +100,9 @@ describe('metrics', () => {
       'circuitry_calls_total{base="sync",outcome="success",reason=""} 3',
     ]);
     assert.deepEqual(lines(text, 'circuitry_transitions_total'), [
-      'circuitry_transitions_total{base="sync",from="closed",to="open"} 1',
-      'circuitry_transitions_total{base="sync",from="half-open",to="closed"} 1',
-      'circuitry_transitions_total{base="sync",from="open",to="half-open"} 1',
+      'circuitry_transitions_total{base="sync",from="closed",to="open",origin="made"} 1',
+      'circuitry_transitions_total{base="sync",from="half-open",to="closed",origin="made"} 1',
+      'circuitry_transitions_total{base="sync",from="open",to="half-open",origin="made"} 1',
     ]);
     assert.ok(lines(text, 'circuitry_breakers').includes('circuitry_breakers{base="sync",state="closed"} 2'));
     assert.ok(text.includes('circuitry_call_duration_seconds_count{base="sync",outcome="success"} 3'));

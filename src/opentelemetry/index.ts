@@ -41,7 +41,8 @@ export function registerMetrics<Context>(
     description: 'Calls by base name and outcome (success, failure, ignored, rejected with reason).',
   });
   const transitions = meter.createObservableCounter('circuitry.transitions', {
-    description: 'State changes this process made or learnt, by base name.',
+    description:
+      'State changes by base name; origin="made" this process made (sum over a fleet: each once), origin="learnt" it heard of from another.',
   });
   const breakers = meter.createObservableGauge('circuitry.breakers', {
     description: 'Breakers this process holds, by base name and state (its local view).',
@@ -74,8 +75,8 @@ export function registerMetrics<Context>(
       transitions,
       [...source.stats.transitions].flatMap(([base, pairs]) =>
         [...pairs].map(([pair, value]) => {
-          const [from, to] = pair.split('\u0000') as [string, string];
-          return { labels: { base, from, to }, value };
+          const [from, to, origin] = pair.split('\u0000') as [string, string, string];
+          return { labels: { base, from, to, origin }, value };
         }),
       ),
       observe,

@@ -98,13 +98,17 @@ export function registerMetrics<Context>(
           ),
         ),
     ),
-    metric('transitions_total', 'State changes this process made or learnt, by base name.', 'counter', () =>
-      [...source.stats.transitions].flatMap(([base, pairs]) =>
-        [...pairs].map(([pair, value]) => {
-          const [from, to] = pair.split('\u0000') as [string, string];
-          return { labels: { base, from, to }, value };
-        }),
-      ),
+    metric(
+      'transitions_total',
+      'State changes by base name; origin="made" this process made (sum over a fleet: each once), origin="learnt" it heard of from another.',
+      'counter',
+      () =>
+        [...source.stats.transitions].flatMap(([base, pairs]) =>
+          [...pairs].map(([pair, value]) => {
+            const [from, to, origin] = pair.split('\u0000') as [string, string, string];
+            return { labels: { base, from, to, origin }, value };
+          }),
+        ),
     ),
     metric('breakers', 'Breakers this process holds, by base name and state (its local view).', 'gauge', () =>
       breakerStates(source.breakers()),

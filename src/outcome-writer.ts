@@ -1,0 +1,317 @@
+import { outcomesCanTrip, shouldTrip } from './core/policy.js';
+import type { Outcome, OutcomeBatch, UpdateResult, WindowCounts } from './core/types.js';
+import type { BreakerLeftovers, CoordinationHost, StoreOperation } from './coordination.js';
+import { isPromiseLike } from './coordination.js';
+import { countsOf } from './fallback.js';
+import type { KeptCounts, LocalFallback } from './fallback.js';
+import type { ResolvedOptions } from './options.js';
+import type { PendingBatch } from './pending-batch.js';
+import { NO_PROBES, addOutcome, emptyBatch, nextBatchId } from './pending-batch.js';
+import type { KeptOutcomesOwner, StoreHealth } from './store-health.js';
+import { isStoreTimeout } from './store-health.js';
+import type { Awaitable } from './store.js';
+
+/** Batches handed to a store's `record` at least once (so a re-send of one is in doubt). */
+const SENT = new WeakSet<OutcomeBatch>();
+
+/** What the writer needs from the coordination that owns it: its view, and how it calls the store. */
+export interface WriterOwner {
+  readonly generation: number;
+  readonly known: boolean;
+  readonly counts: WindowCounts;
+  /** Runs a store call of the breaker's own (see `Coordination`). */
+  own<T>(call: () => T): T;
+  storeFailed(operation: StoreOperation, error: unknown): void;
+  storeTimeoutMs(): number;
+  /** A write was answered in time: the view learns from it (and a custom policy may trip). */
+  writeAnswered(result: UpdateResult): Promise<void> | undefined;
+  /** A write that timed out was answered after all. */
+  writeAnsweredLate(result: UpdateResult): void;
+  /** Reads the breaker's generation, for outcomes kept before the store ever answered. */
+  learnGeneration(): Promise<void>;
+}
+
+/**
+ * How one breaker's outcomes reach its store: each one written as it happens (the caller waits
+ * only when the outcome can change what it does next), or buffered and flushed as one batch
+ * (`flushIntervalMs`); what the store did not confirm kept (never sent: merged by generation;
+ * sent without an answer: in doubt, re-sent whole under its batch id) and written as soon as the
+ * store answers again, and by `flush()` and `close()`; and what is left when they give up.
+ */
+export class OutcomeWriter implements KeptOutcomesOwner {
+  readonly #owner: WriterOwner;
+  readonly #host: CoordinationHost;
+  readonly #o: ResolvedOptions<unknown>;
+  readonly #health: StoreHealth;
+  readonly #fallback: LocalFallback;
+  #buffer: PendingBatch | null = null;
+  #flushTimer: ReturnType<typeof setTimeout> | null = null;
+  #flushing: Promise<void> | null = null;
+  #resending: Promise<void> | null = null;
+  /** Batches sent and not answered yet (a timed-out one stays until its late answer), with that answer. */
+  readonly #writing = new Map<OutcomeBatch, Promise<unknown>>();
+  /** Writes nobody waits for (a success under a count policy): `flush()` waits for them. */
+  readonly #background = new Set<Promise<void>>();
+  /** While closing: write whatever is held even if the store is being left alone. */
+  #draining = false;
+
+  constructor(
+    owner: WriterOwner,
+    host: CoordinationHost,
+    options: ResolvedOptions<unknown>,
+    health: StoreHealth,
+    fallback: LocalFallback,
+  ) {
+    this.#owner = owner;
+    this.#host = host;
+    this.#o = options;
+    this.#health = health;
+    this.#fallback = fallback;
+  }
+
+  /**
+   * Writes `batch` without the caller waiting for it (what a success under a count policy does:
+   * it only resets a run); `flush()` and `close()` wait for it.
+   */
+  writeInBackground(batch: OutcomeBatch): void {
+    const writing = this.write(batch);
+    if (writing === undefined) return;
+    const background = this.#background;
+    background.add(writing);
+    void writing.finally(() => background.delete(writing));
+  }
+
+  /** Sends one batch to the store. Never rejects: a store failure never replaces the call's outcome. */
+  write(batch: OutcomeBatch): Promise<void> | undefined {
+    const o = this.#o;
+    const health = this.#health;
+    // A batch sent before (an in-doubt one being re-sent) may have landed: if it is not sent now,
+    // it stays in doubt, under its id, never merged into a new batch that would count it again.
+    const sentBefore = SENT.has(batch);
+    if (!this.#draining && health.failures > 0 && !health.usable(o.clock.now())) {
+      this.keep(batch, sentBefore);
+      return undefined;
+    }
+    let result: Awaitable<UpdateResult>;
+    try {
+      result = this.#owner.own(() => o.store.record(this.#host.name, o.policy, batch));
+    } catch (error) {
+      this.#owner.storeFailed('record', error);
+      this.keep(batch, sentBefore);
+      return undefined;
+    }
+    SENT.add(batch);
+    if (isPromiseLike(result)) {
+      const writing = this.#writing;
+      writing.set(
+        batch,
+        Promise.resolve(result).catch(() => undefined),
+      );
+      return health
+        .call(
+          result,
+          this.#owner.storeTimeoutMs(),
+          'record',
+          (late) => {
+            writing.delete(batch);
+            this.#owner.writeAnsweredLate(late);
+          },
+          // Timed out, then failed: it may or may not have landed. Kept under its id.
+          () => {
+            writing.delete(batch);
+            this.keep(batch, true);
+          },
+        )
+        .then(
+          (r) => {
+            writing.delete(batch);
+            return this.#owner.writeAnswered(r);
+          },
+          (error: unknown) => {
+            this.#owner.storeFailed('record', error);
+            // A write that failed may still have landed (the reply was lost): kept under its id,
+            // so a store that remembers ids counts it once. One that timed out is kept only if
+            // the store later says it failed (above); if it lands, it was counted.
+            if (!isStoreTimeout(error)) {
+              writing.delete(batch);
+              this.keep(batch, true);
+            }
+          },
+        );
+    }
+    return this.#owner.writeAnswered(result);
+  }
+
+  keep(batch: OutcomeBatch, inDoubt: boolean): void {
+    this.#fallback.keep(batch, inDoubt, this.#o.clock.now());
+    if (this.#fallback.holdsOutcomes) this.#health.keep(this);
+  }
+
+  /**
+   * Writes what was kept while the store did not answer: called by the store's health as soon as
+   * any breaker's call succeeds, and by `flush()`.
+   */
+  resendKept(): Promise<void> {
+    if (this.#resending !== null) return this.#resending;
+    if (!this.#fallback.holdsOutcomes) return Promise.resolve();
+    const resending = this.#resend().finally(() => {
+      this.#resending = null;
+    });
+    this.#resending = resending;
+    return resending;
+  }
+
+  async #resend(): Promise<void> {
+    const unsentGeneration = this.#fallback.unsentGeneration;
+    // Admitted before this process ever heard from the store: closed-state calls, so they count
+    // in the generation the store is in now, once known.
+    if (unsentGeneration === 0 && !this.#owner.known) await this.#owner.learnGeneration();
+    if (this.#fallback.unsentGeneration === 0 && !this.#owner.known) {
+      this.#health.keep(this); // still unknown: try again when the store answers
+      return;
+    }
+    const batches = this.#fallback.take(this.#owner.generation, this.#o.policy, () => this.#host.jitterMs());
+    // Written under the generation they were admitted in: if the shared state moved on meanwhile,
+    // the store fences them off rather than counting them twice or wrongly.
+    await Promise.all(batches.map((batch) => this.write(batch) ?? Promise.resolve()));
+  }
+
+  // ---- buffering (flushIntervalMs > 0) ------------------------------------------------------
+
+  buffer(generation: number, outcome: Outcome, slow: boolean): void {
+    let buffer = this.#buffer;
+    if (buffer !== null && buffer.generation !== generation) {
+      void this.#flushBuffer();
+      buffer = null;
+    }
+    if (buffer === null) {
+      buffer = emptyBatch(generation);
+      this.#buffer = buffer;
+      this.#flushTimer = setTimeout(() => void this.#flushBuffer(), this.#o.flushIntervalMs);
+      this.#flushTimer.unref?.();
+    }
+    addOutcome(buffer, outcome, slow);
+    // Written at once when this outcome could trip the policy (a success can, under a failure rate).
+    const trip = this.#o.policy.trip;
+    if (
+      outcomesCanTrip(trip, outcome === 'success' ? 1 : 0, outcome === 'failure' ? 1 : 0) &&
+      this.#couldTrip(buffer)
+    ) {
+      void this.#flushBuffer();
+    }
+  }
+
+  /** Whether the buffered failures, with the counts last seen, could trip the policy: then write now. */
+  #couldTrip(buffer: PendingBatch): boolean {
+    const seen = this.#owner.counts;
+    const successes = seen.successes + buffer.successes;
+    const failures = seen.failures + buffer.failures;
+    const merged: WindowCounts = {
+      successes,
+      failures,
+      slow: seen.slow + buffer.slow,
+      ignored: seen.ignored + buffer.ignored,
+      total: successes + failures,
+      failureRate: successes + failures === 0 ? 0 : failures / (successes + failures),
+      consecutiveFailures:
+        buffer.successes > 0 ? buffer.trailingFailures : seen.consecutiveFailures + buffer.failures,
+    };
+    return this.#o.policy.trip.kind === 'custom'
+      ? this.#host.customTrips(merged)
+      : shouldTrip(this.#o.policy.trip, merged);
+  }
+
+  #flushBuffer(): Promise<void> | undefined {
+    const buffer = this.#buffer;
+    if (buffer === null) return undefined;
+    this.#buffer = null;
+    if (this.#flushTimer !== null) clearTimeout(this.#flushTimer);
+    this.#flushTimer = null;
+    const written = this.write({
+      ...buffer,
+      probes: NO_PROBES,
+      random: Math.random(),
+      jitterMs: outcomesCanTrip(this.#o.policy.trip, buffer.successes, buffer.failures)
+        ? this.#host.jitterMs()
+        : 0,
+      id: nextBatchId(),
+    });
+    if (written === undefined) return undefined;
+    const flushing = written.finally(() => {
+      if (this.#flushing === flushing) this.#flushing = null;
+    });
+    this.#flushing = flushing;
+    return flushing;
+  }
+
+  /** Writes buffered outcomes now, and those kept while the store did not answer. */
+  async flush(): Promise<void> {
+    if (this.#background.size > 0) await Promise.all(this.#background);
+    if (this.#flushing !== null) await this.#flushing;
+    const pending = this.#flushBuffer();
+    if (pending !== undefined) await pending;
+    await this.resendKept();
+  }
+
+  /**
+   * For `close()`: like `flush`, but tries the store even while it is being left alone after a
+   * failure (one attempt per batch, each bounded by the store timeout).
+   */
+  async drain(deadline: number): Promise<void> {
+    this.#draining = true;
+    try {
+      await this.flush();
+      // Writes that timed out may still be answered: wait for them, then write what their
+      // failures gave back, until nothing is in flight or `deadline` (performance.now()) passes.
+      while (this.#writing.size > 0 && performance.now() < deadline) {
+        await Promise.all(this.#writing.values());
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await this.flush();
+      }
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  /**
+   * What is buffered or kept and not confirmed by the store, or null when nothing is: `unwritten`
+   * never reached it (buffered, or kept while it did not answer), `inDoubt` was sent and got no
+   * answer (a write in flight, or one whose reply was lost), so the store may hold it already.
+   */
+  unwritten(): BreakerLeftovers | null {
+    const kept = this.#fallback.keptCounts();
+    const unwritten = sumCounts([
+      kept?.unsent ?? null,
+      countsOf(this.#buffer === null ? [] : [this.#buffer]),
+    ]);
+    const inDoubt = sumCounts([kept?.inDoubt ?? null, countsOf([...this.#writing.keys()])]);
+    if (unwritten === null && inDoubt === null) return null;
+    return {
+      unwritten: unwritten === null ? null : { name: this.#host.name, ...unwritten },
+      inDoubt: inDoubt === null ? null : { name: this.#host.name, ...inDoubt },
+    };
+  }
+
+  /** True while outcomes are buffered, being flushed or written in the background, or kept. */
+  get holding(): boolean {
+    return (
+      this.#buffer !== null ||
+      this.#flushing !== null ||
+      this.#background.size > 0 ||
+      this.#fallback.holdsOutcomes
+    );
+  }
+}
+
+/** Sums outcome counts (null parts left out), or null when every part is null. */
+function sumCounts(parts: ReadonlyArray<KeptCounts | null>): KeptCounts | null {
+  let sum: { successes: number; failures: number; ignored: number } | null = null;
+  for (const part of parts) {
+    if (part === null) continue;
+    sum ??= { successes: 0, failures: 0, ignored: 0 };
+    sum.successes += part.successes;
+    sum.failures += part.failures;
+    sum.ignored += part.ignored;
+  }
+  return sum;
+}

@@ -1,0 +1,138 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import type { CoordinationHost } from '../src/coordination.js';
+import { LocalFallback } from '../src/fallback.js';
+import { consecutiveFailures, failureRate } from '../src/index.js';
+import type { OutcomeBatch, Store, UpdateResult } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import { OutcomeWriter } from '../src/outcome-writer.js';
+import type { WriterOwner } from '../src/outcome-writer.js';
+import { StoreHealth } from '../src/store-health.js';
+import { MemoryStore } from '../src/stores/memory.js';
+import { outcomes } from '../src/testing/conformance.js';
+import { ManualClock } from '../src/testing/manual-clock.js';
+
+/** A writer over `store`, with an owner that records what it was told. */
+function writerOver(store: Store, trip = failureRate(0.99, { minimumCalls: 1_000_000, windowMs: 60_000 })) {
+  const clock = new ManualClock();
+  const options = resolveOptions({ store, clock, trip, storeTimeoutMs: 1_000 });
+  const told: { answered: UpdateResult[]; failed: string[] } = { answered: [], failed: [] };
+  const owner: WriterOwner = {
+    generation: 0,
+    known: true,
+    counts: {
+      successes: 0,
+      failures: 0,
+      slow: 0,
+      ignored: 0,
+      total: 0,
+      failureRate: 0,
+      consecutiveFailures: 0,
+    },
+    own: (call) => call(),
+    storeFailed: (operation) => void told.failed.push(operation),
+    storeTimeoutMs: () => 1_000,
+    writeAnswered: (result) => void told.answered.push(result),
+    writeAnsweredLate: (result) => void told.answered.push(result),
+    learnGeneration: async () => undefined,
+  };
+  const host = { name: 'dep', jitterMs: () => 0, customTrips: () => false } as unknown as CoordinationHost;
+  const writer = new OutcomeWriter(owner, host, options, new StoreHealth(), new LocalFallback());
+  return { writer, told, policy: options.policy };
+}
+
+const batch = (generation: number, counts: Parameters<typeof outcomes>[1], id: string): OutcomeBatch => ({
+  ...outcomes(generation, counts),
+  id,
+});
+
+describe('OutcomeWriter', () => {
+  it('a write whose reply was lost is kept in doubt and re-sent whole, under its id', async () => {
+    const memory = new MemoryStore();
+    const seen = new Set<string>();
+    let loseReply = true;
+    const sent: string[] = [];
+    const store: Store = {
+      acquire: async (key, policy) => memory.acquire(key, policy),
+      record: async (key, policy, b) => {
+        sent.push(b.id ?? '');
+        const again = b.id !== undefined && seen.has(b.id);
+        if (b.id !== undefined) seen.add(b.id);
+        const result = again
+          ? { snapshot: memory.inspect(key, policy)!, transition: null, stale: true }
+          : memory.record(key, policy, b);
+        if (loseReply) throw new Error('connection reset');
+        return result;
+      },
+      inspect: async (key, policy) => memory.inspect(key, policy),
+      force: async (key, policy, override) => memory.force(key, policy, override),
+      list: async (prefix, cursor) => memory.list(prefix, cursor),
+    };
+    const { writer, told, policy } = writerOver(store);
+    await writer.write(batch(0, { failures: 2 }, 'a.1'));
+    assert.deepEqual(told.failed, ['record']);
+    assert.deepEqual(writer.unwritten()?.inDoubt, { name: 'dep', successes: 0, failures: 2, ignored: 0 });
+    assert.equal(writer.unwritten()?.unwritten, null);
+    loseReply = false;
+    await writer.drain(performance.now() + 1_000);
+    assert.deepEqual(sent, ['a.1', 'a.1'], 're-sent whole, under the same id');
+    assert.equal(memory.inspect('dep', policy)?.counts.failures, 2, 'counted once');
+    assert.equal(writer.unwritten(), null);
+  });
+
+  it('a write refused before it left is kept as never written, and merged with what follows', async () => {
+    const memory = new MemoryStore();
+    let refuse = true;
+    const store: Store = {
+      acquire: async (key, policy) => memory.acquire(key, policy),
+      record: (key, policy, b) => {
+        if (refuse) throw new Error('refused');
+        return Promise.resolve(memory.record(key, policy, b));
+      },
+      inspect: async (key, policy) => memory.inspect(key, policy),
+      force: async (key, policy, override) => memory.force(key, policy, override),
+      list: async (prefix, cursor) => memory.list(prefix, cursor),
+    };
+    const { writer, policy } = writerOver(store, consecutiveFailures(100));
+    await writer.write(batch(0, { failures: 1 }, 'b.1'));
+    await writer.write(batch(0, { successes: 1, failures: 1, trailingFailures: 1 }, 'b.2'));
+    assert.deepEqual(writer.unwritten(), {
+      unwritten: { name: 'dep', successes: 1, failures: 2, ignored: 0 },
+      inDoubt: null,
+    });
+    refuse = false;
+    await writer.drain(performance.now() + 1_000);
+    assert.equal(writer.unwritten(), null);
+    assert.equal(memory.inspect('dep', policy)?.counts.failures, 2);
+    assert.equal(memory.inspect('dep', policy)?.counts.consecutiveFailures, 1, 'the run carried in order');
+  });
+
+  it('writes in the background are waited for by flush, and hold the breaker meanwhile', async () => {
+    const memory = new MemoryStore();
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const store: Store = {
+      acquire: async (key, policy) => memory.acquire(key, policy),
+      record: async (key, policy, b) => {
+        await gate;
+        return memory.record(key, policy, b);
+      },
+      inspect: async (key, policy) => memory.inspect(key, policy),
+      force: async (key, policy, override) => memory.force(key, policy, override),
+      list: async (prefix, cursor) => memory.list(prefix, cursor),
+    };
+    const { writer, told } = writerOver(store);
+    writer.writeInBackground(batch(0, { successes: 1 }, 'c.1'));
+    assert.equal(writer.holding, true);
+    const flushed = writer.flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(told.answered.length, 0, 'flush waits for the write');
+    release();
+    await flushed;
+    assert.equal(told.answered.length, 1);
+    assert.equal(writer.holding, false);
+  });
+});
