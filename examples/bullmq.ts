@@ -4,6 +4,8 @@
  * instead of failed or retried in the worker, and the other tenants' jobs go on.
  *
  * Run against a Redis you have: REDIS_URL=redis://127.0.0.1:6379 npx tsx examples/bullmq.ts
+ * (OUTAGE_MS=1000 makes acme's outage shorter than its default 3 s; the example ends when every
+ * job has completed, and removes its queue.)
  */
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -31,8 +33,8 @@ const factory = new BreakerFactory<{ tenantId: string }>({
   onStateChange: (name, _context, from, to) => console.log(`  [${name}] ${from} -> ${to}`),
 });
 
-// The downstream: down for tenant "acme" during the first 3 seconds.
-const downUntil = Date.now() + 3_000;
+// The downstream: down for tenant "acme" during the first 3 seconds (or OUTAGE_MS).
+const downUntil = Date.now() + Number(process.env.OUTAGE_MS ?? 3_000);
 async function syncInvoices(job: SyncJob, signal: AbortSignal): Promise<string> {
   await new Promise((resolve) => setTimeout(resolve, 20));
   signal.throwIfAborted();

@@ -2,9 +2,15 @@
 // expand globs, so the files are listed here. Extra arguments narrow the run to files whose path
 // contains one of them (`npm run test:unit -- redis breaker`); an argument starting with `!`
 // leaves out the files whose path contains the rest (`npm run test:unit -- '!demo'`).
+//
+// The console shows one line per file, failures in full and a summary (scripts/test-reporter.mjs);
+// what each file printed is in .tmp/test-logs/<file>.log and the whole run as TAP in
+// .tmp/test-logs/run.tap. The summary ends with node's `# tests N` / `# fail N` lines (.ci/run
+// reads them).
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const root = join(import.meta.dirname, '..');
 const filters = process.argv.slice(2).filter((f) => !f.startsWith('!'));
@@ -33,20 +39,40 @@ if (files.length === 0) {
 // that a failed test left busy, with a timer or a connection, would otherwise keep it alive).
 // Not --test-force-exit: on Node 24 it ends a file before all of its tests have run, silently.
 const LIMIT_MS = Number(process.env.TEST_RUN_LIMIT_MS ?? 10 * 60_000);
+const logDir = join(root, '.tmp', 'test-logs');
+rmSync(logDir, { recursive: true, force: true });
+mkdirSync(logDir, { recursive: true });
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=120000', ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-concurrency=1',
+    '--test-timeout=120000',
+    `--test-reporter=${pathToFileURL(join(root, 'scripts', 'test-reporter.mjs')).href}`,
+    '--test-reporter-destination=stdout',
+    '--test-reporter=tap',
+    `--test-reporter-destination=${join(logDir, 'run.tap')}`,
+    ...files,
+  ],
   {
     cwd: root,
     stdio: 'inherit',
     timeout: LIMIT_MS,
     killSignal: 'SIGKILL',
     // A passing run is quiet: the AWS SDK warns about Node 20 in every process that loads it.
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env },
+    env: {
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+      CIRCUITRY_TEST_LOG_DIR: logDir,
+      ...process.env,
+    },
   },
 );
 if (result.error !== undefined) {
-  console.error(`the test run did not finish within ${LIMIT_MS / 60_000} minutes: ${result.error.message}`);
+  console.error(
+    `the test run did not finish within ${LIMIT_MS / 60_000} minutes: ${result.error.message} (what ran is in ${relative(process.cwd(), logDir)})`,
+  );
   process.exit(1);
 }
 process.exit(result.status ?? 1);

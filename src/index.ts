@@ -18,6 +18,7 @@ export type {
   BackoffOptions,
   BreakerOptions,
   FailureClassifier,
+  RecoveryOptions,
   Logger,
   StoreFailurePolicy,
 } from './options.js';

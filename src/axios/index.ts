@@ -26,7 +26,13 @@ import { HttpStatusError } from '../fetch/http-status-error.js';
 
 export { HttpStatusError, isHttpStatusError } from '../fetch/http-status-error.js';
 export { defaultHttpVerdict } from '../fetch/http-outcome.js';
-export type { HttpBreakerOptions, HttpResult, HttpVerdict, OriginContext } from '../fetch/http-outcome.js';
+export type {
+  HttpBreakerOptions,
+  HttpResult,
+  HttpVerdict,
+  OptionsParameter,
+  OriginContext,
+} from '../fetch/http-outcome.js';
 
 /** Options of `withBreaker`. Validated once, when it is called. */
 export interface AxiosBreakerOptions<Context> extends HttpBreakerOptions<AxiosResponse> {

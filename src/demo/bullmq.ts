@@ -3,7 +3,7 @@
  * enqueues every tenant's jobs at the scenario's rate; `scenario.workers` worker processes (see
  * bullmq-worker.ts) run them, without breakers (BullMQ retries a failed job: attempts, backoff) or
  * with `withBreaker` (a job meeting an open breaker is deferred). After the run the queue is
- * drained, so every job completes; the caller removes the keys (`removeKeys`).
+ * drained, so every job completes; the caller removes the keys (`removeKeys` in redis-keys.ts).
  */
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -36,26 +36,6 @@ export interface BullmqDeployment {
 export function bullmqPrefixes(): Pick<BullmqDeployment, 'bullPrefix' | 'storePrefix'> {
   const bullPrefix = `circuitry-demo-bullmq:${process.pid}:${Date.now()}`;
   return { bullPrefix, storePrefix: `${bullPrefix}:breakers:` };
-}
-
-/** Removes every key under `prefix` (SCAN, then UNLINK); how many. */
-export async function removeKeys(redisUrl: string, prefix: string): Promise<number> {
-  const client = new Redis(redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 3_000 });
-  client.on('error', () => undefined);
-  // Glob characters in the prefix are matched literally.
-  const pattern = `${prefix.replace(/[*?[\]\\]/g, (c) => `\\${c}`)}*`;
-  let removed = 0;
-  try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await client.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
-      cursor = next;
-      if (keys.length > 0) removed += await client.unlink(...keys);
-    } while (cursor !== '0');
-  } finally {
-    client.disconnect();
-  }
-  return removed;
 }
 
 /** The run was stopped by Ctrl-C (SIGINT) or SIGTERM. */

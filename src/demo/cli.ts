@@ -37,7 +37,7 @@ function progressPrinter(options: DemoOptions): (label: string) => (p: Progress)
     let lastLine = -1;
     return (p) => {
       const left = p.left === undefined ? '' : `, draining: ${p.left} jobs left`;
-      const text = `calls to the failing downstream ${p.wastedCalls}, deferred ${p.deferred}, breakers open ${p.open}${left}`;
+      const text = `calls to the failing downstream ${p.wastedCalls}, jobs deferred ${p.jobsDeferred}, deferrals ${p.deferrals}, breakers open ${p.open}${left}`;
       const elapsed = Math.min(p.elapsedMs, scenario.durationMs) / 1000;
       if (tty) {
         const width = 24;
@@ -71,12 +71,14 @@ async function demo(options: DemoOptions): Promise<void> {
   // Ctrl-C (or SIGTERM) during a BullMQ run stops it and removes its keys before exiting.
   const interrupt = new AbortController();
   const onSignal = (): void => interrupt.abort();
+  let stopSignalCleanup = (): unknown => undefined;
   try {
     if (options.redisUrl !== undefined) {
       // Reachable before anything starts, or one line and exit 1.
       await checkRedis(options.redisUrl);
       if (options.bullmq) {
-        const { bullmqPrefixes, removeKeys } = await loadBullmq();
+        const { bullmqPrefixes } = await loadBullmq();
+        const { removeKeys } = await import('./redis-keys.js');
         const deployment = { redisUrl: options.redisUrl, ...bullmqPrefixes(), metrics: metricsWanted };
         mode = { kind: 'bullmq', deployment };
         process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
@@ -89,10 +91,26 @@ async function demo(options: DemoOptions): Promise<void> {
         });
       } else {
         const prefix = `circuitry-demo:${process.pid}:${Date.now()}:`;
+        const redisUrl = options.redisUrl;
         mode = {
           kind: 'simulated',
-          deployment: { kind: 'processes', redisUrl: options.redisUrl, prefix, metrics: metricsWanted },
+          deployment: { kind: 'processes', redisUrl, prefix, metrics: metricsWanted },
         };
+        // The breakers' keys go when the demo ends, as --bullmq's do; on Ctrl-C during a run too
+        // (then exit 130; once the runs are over, Ctrl-C only stops the dashboard).
+        const { removeKeys } = await import('./redis-keys.js');
+        let removing: Promise<void> | undefined;
+        const removeOnce = (): Promise<void> =>
+          (removing ??= removeKeys(redisUrl, prefix).then((removed) => {
+            process.stderr.write(`removed the demo's ${removed} keys (${prefix}*) from Redis\n`);
+          }));
+        const onRedisSignal = (): void => void removeOnce().finally(() => process.exit(130));
+        process.on('SIGINT', onRedisSignal).on('SIGTERM', onRedisSignal);
+        stopSignalCleanup = () => process.off('SIGINT', onRedisSignal).off('SIGTERM', onRedisSignal);
+        opened.push(async () => {
+          stopSignalCleanup();
+          await removeOnce();
+        });
       }
     }
     const metrics =
@@ -124,6 +142,7 @@ async function demo(options: DemoOptions): Promise<void> {
       );
     }
     await runBoth(options, mode, metrics, interrupt.signal);
+    stopSignalCleanup();
     if (dashboard !== undefined) {
       process.stderr.write(`\nThe dashboard stays open at ${dashboard.urlWithActions}; Ctrl-C stops it.\n`);
       await new Promise<void>((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));

@@ -1,6 +1,6 @@
 /**
  * What a run measures, whoever runs the jobs (the simulated queue in this process, worker
- * processes, or BullMQ): completions, calls to the failing downstream, deferrals, state changes,
+ * processes, or BullMQ): completions, calls to the failing downstream, deferrals, transitions,
  * and a timeline sampled every 250 ms; and the `RunResult` made of them.
  */
 import type { Progress, RunResult, Sample, Scenario, Transition } from './simulation.js';
@@ -24,7 +24,6 @@ export class Measurements {
   deferrals = 0;
   healthyDone = 0;
   healthyDoneDuringOutage = 0;
-  stateChanges = 0;
   detectMs: number | null = null;
   #start = performance.now();
 
@@ -75,7 +74,6 @@ export class Measurements {
   stateChanged(tenant: number, to: string): void {
     const s = this.scenario;
     const t = this.now();
-    this.stateChanges += 1;
     this.transitions.push({ t: Math.round(t), tenant, to });
     this.states[tenant] = to;
     if (tenant < s.failing && to === 'open' && this.detectMs === null)
@@ -105,7 +103,8 @@ export class Measurements {
     return {
       elapsedMs: this.now(),
       wastedCalls: this.wastedCalls,
-      deferred: this.deferrals,
+      jobsDeferred: this.jobsDeferred,
+      deferrals: this.deferrals,
       open: this.states.filter((s) => s !== 'closed').length,
     };
   }
@@ -125,7 +124,7 @@ export class Measurements {
       deferrals: this.deferrals,
       detectMs: withBreakers ? this.detectMs : null,
       recoverMs: !withBreakers || recovered.length < s.failing ? null : Math.max(...recovered),
-      stateChanges: this.stateChanges,
+      transitionCount: this.transitions.length,
       transitions: this.transitions,
       timeline,
     };

@@ -1,5 +1,5 @@
 import type { FailurePattern, RunResult, Scenario } from './simulation.js';
-import { tenantName } from './simulation.js';
+import { BASE_NAME, tenantName } from './simulation.js';
 
 export interface DemoReport {
   readonly scenario: Scenario;
@@ -103,10 +103,21 @@ const HEALTHY_LINE = '#0072b2';
 const FAILING_LINE = '#cc79a7';
 const OUTAGE_FILL = '#0000001a';
 
-/** The JSON results: the report without the sampled timelines (the transitions stay). */
+/**
+ * The JSON results: the report without the sampled timelines. The transitions stay, each with the
+ * name of the breaker that made it (`downstream/tenant-a`), as the CLI and the dashboard show it.
+ */
 export function renderJson(report: DemoReport): string {
-  const { timeline: _a, ...without } = report.without;
-  const { timeline: _b, ...withBreakers } = report.with;
+  const named = ({ timeline: _, transitions, ...run }: RunResult) => ({
+    ...run,
+    transitions: transitions.map(({ t, tenant, to }) => ({
+      t,
+      breaker: `${BASE_NAME}/${tenantName(tenant)}`,
+      to,
+    })),
+  });
+  const without = named(report.without);
+  const withBreakers = named(report.with);
   const queue = report.bullmq === true ? 'bullmq' : 'simulated';
   return `${JSON.stringify({ scenario: report.scenario, store: report.store, queue, without, with: withBreakers }, null, 2)}\n`;
 }

@@ -105,8 +105,8 @@ export interface RunResult {
   readonly detectMs: number | null;
   /** From the outage's end to the last failing tenant's breaker closing (ms), or null. */
   readonly recoverMs: number | null;
-  /** State changes announced (one per transition, whichever process won it). */
-  readonly stateChanges: number;
+  /** Transitions announced (one per transition, whichever process won it): `transitions.length`. */
+  readonly transitionCount: number;
   /** Each of them: when (ms into the run), which tenant, to which state. */
   readonly transitions: readonly Transition[];
   readonly timeline: readonly Sample[];
@@ -123,8 +123,10 @@ export interface Transition {
 export interface Progress {
   readonly elapsedMs: number;
   readonly wastedCalls: number;
-  /** Deferrals so far. */
-  readonly deferred: number;
+  /** Distinct jobs deferred so far (the table's "jobs deferred"). */
+  readonly jobsDeferred: number;
+  /** Deferrals so far: a job deferred three times counts three (the table's "deferrals"). */
+  readonly deferrals: number;
   /** Jobs still to complete after the run (BullMQ drains its queue). */
   readonly left?: number;
   readonly open: number;

@@ -16,9 +16,19 @@ export interface OriginContext {
  * required with a `context` function otherwise (the default context would not be what the
  * factory names breakers by).
  */
+/**
+ * The options argument of an integration: optional when the factory's context is the default
+ * `{ origin }`, required (with a `context` function) when the factory names breakers by another
+ * context, so a factory keyed by tenant cannot be used without saying how to find the tenant.
+ */
 export type OptionsParameter<Context, Options, Argument> = OriginContext extends Context
   ? [options?: Options]
-  : [options: Options & { readonly context: (argument: Argument) => Context }];
+  : [
+      options: Options & {
+        /** The breaker's context for a request (e.g. its tenant and origin). */
+        readonly context: (argument: Argument) => Context;
+      },
+    ];
 
 /** How one HTTP call counts: against the dependency, for it, or not at all. */
 export type HttpVerdict = 'failure' | 'success' | 'ignore';
@@ -29,8 +39,22 @@ export type HttpVerdict = 'failure' | 'success' | 'ignore';
  * DNS failure, a timeout).
  */
 export type HttpResult<Response> =
-  | { readonly status: number; readonly response: Response; readonly error?: undefined }
-  | { readonly status?: undefined; readonly response?: undefined; readonly error: unknown };
+  | {
+      /** The response's status code. */
+      readonly status: number;
+      /** The response itself, as the caller gets it. */
+      readonly response: Response;
+      /** Absent: the server answered. */
+      readonly error?: undefined;
+    }
+  | {
+      /** Absent: no answer came. */
+      readonly status?: undefined;
+      /** Absent: no answer came. */
+      readonly response?: undefined;
+      /** What the request failed with (a network error, a timeout, an abort). */
+      readonly error: unknown;
+    };
 
 /** The options every HTTP integration takes. */
 export interface HttpBreakerOptions<Response> {

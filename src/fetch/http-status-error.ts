@@ -7,9 +7,11 @@ import { CircuitryError } from '../errors.js';
  * did not throw itself (fetch and undici answers; axios throws its own `AxiosError`).
  */
 export class HttpStatusError extends CircuitryError {
+  /** Always `'HTTP_STATUS'`: test it (or `isHttpStatusError`) rather than `instanceof`. */
   declare readonly code: 'HTTP_STATUS';
   /** The response's status, e.g. 503. */
   readonly status: number;
+  /** The response's status text, e.g. `Service Unavailable`. */
   readonly statusText: string;
   /** The URL that answered (after redirects). */
   readonly url: string;

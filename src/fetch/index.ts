@@ -17,7 +17,13 @@ import { HttpStatusError } from './http-status-error.js';
 
 export { HttpStatusError, isHttpStatusError } from './http-status-error.js';
 export { defaultHttpVerdict } from './http-outcome.js';
-export type { HttpBreakerOptions, HttpResult, HttpVerdict, OriginContext } from './http-outcome.js';
+export type {
+  HttpBreakerOptions,
+  HttpResult,
+  HttpVerdict,
+  OptionsParameter,
+  OriginContext,
+} from './http-outcome.js';
 
 /** Options of `breakerFetch`. Validated once, when `breakerFetch` is called. */
 export interface BreakerFetchOptions<Context> extends HttpBreakerOptions<Response> {

@@ -31,7 +31,9 @@ export type { HttpBreakerOptions, HttpResult, HttpVerdict, OriginContext } from 
 
 /** What `classify` sees of an answer through undici: the status and headers, before the body. */
 export interface UndiciResponse {
+  /** The response's status code. */
   readonly statusCode: number;
+  /** The response's headers (`retry-after` among them). */
   readonly headers: IncomingHttpHeaders;
 }
 

@@ -106,7 +106,8 @@ interface Run {
   deferrals: number;
   detectMs: number | null;
   recoverMs: number | null;
-  stateChanges: number;
+  transitionCount: number;
+  transitions: Array<{ t: number; breaker: string; to: string }>;
 }
 
 interface Report {
@@ -143,8 +144,14 @@ function assertBreakersSaveTheHealthyTenants(report: Report): void {
   assert.equal(without.deferrals, 0);
   assert.notEqual(withBreakers.detectMs, null, 'the outage was detected');
   assert.notEqual(withBreakers.recoverMs, null, 'and the breaker closed again after it');
-  assert.ok(withBreakers.stateChanges >= 3, 'closed -> open -> half-open -> closed, at least');
-  assert.equal(without.stateChanges, 0);
+  assert.ok(withBreakers.transitionCount >= 3, 'closed -> open -> half-open -> closed, at least');
+  assert.equal(withBreakers.transitionCount, withBreakers.transitions.length);
+  assert.equal(without.transitionCount, 0);
+  // Transitions name the breaker, as the CLI and the dashboard do.
+  assert.ok(
+    withBreakers.transitions.some((t) => t.breaker === 'downstream/tenant-a' && t.to === 'open'),
+    JSON.stringify(withBreakers.transitions.slice(0, 3)),
+  );
 }
 
 describe('the demo (npm start)', { timeout: 120_000 }, () => {
@@ -158,6 +165,11 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       assertBreakersSaveTheHealthyTenants(report);
       // Not a TTY here: progress comes as plain lines, never carriage returns.
       assert.match(stderr, /^without breakers: .* s, calls to the failing downstream \d+/m);
+      // The table's words: jobs deferred (each once) and deferrals (a job can be deferred again).
+      assert.match(
+        stderr,
+        /^with per-tenant breakers: .*, jobs deferred \d+, deferrals \d+, breakers open \d+$/m,
+      );
       assert.doesNotMatch(stderr, /\r/);
 
       // The HTML report stands alone: inline SVG timelines, nothing fetched from elsewhere.
@@ -213,16 +225,20 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
       await run.waitFor(/^with per-tenant breakers: /m);
       const body = await scrapeDuringRun(run, url!, CALLS);
       assert.match(body, CALLS);
-      const { code, stdout } = await run.ended;
+      const { code, stdout, stderr } = await run.ended;
       assert.equal(code, 0);
       const report = JSON.parse(stdout) as Report;
       assert.equal(report.store, `Redis at ${redis.url}, 6 worker processes`);
       assertBreakersSaveTheHealthyTenants(report);
+      // The breakers' state was kept in this Redis, and removed at the end, as --bullmq does.
+      const removed = /^removed the demo's (\d+) keys \(circuitry-demo:\d+:\d+:\*\) from Redis$/m.exec(
+        stderr,
+      );
+      assert.ok(removed !== null, stderr);
+      assert.ok(Number(removed[1]) > 0, 'the demo wrote its breakers to Redis');
       const client = redis.client();
       try {
-        // The breakers' state was kept in this Redis.
-        const keys = await client.keys('circuitry-demo:*');
-        assert.ok(keys.length > 0, 'the demo wrote its breakers to Redis');
+        assert.deepEqual(await client.keys('circuitry-demo:*'), []);
       } finally {
         client.disconnect();
       }
@@ -239,7 +255,8 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
         '0',
         '--json',
       ]);
-      const [, prefix] = await run.waitFor(/^circuitry dashboard for Redis at \S+, prefix (\S+)$/m);
+      // The prefix is quoted, as every CLI command shows it (an empty or spaced prefix stays visible).
+      const [, prefix] = await run.waitFor(/^circuitry dashboard for Redis at \S+, prefix "(\S+)"$/m);
       const [, url, token] = await run.waitFor(
         /^ {2}open it now: (http:\/\/127\.0\.0\.1:\d+\/)#token=(\S+)$/m,
       );
