@@ -13,7 +13,7 @@ import { MAX_REASON_LENGTH } from './core/reducer.js';
 import { Coordination, isPromiseLike } from './coordination.js';
 import type { Admission, BreakerLeftovers, CoordinationHost, StoreOperation } from './coordination.js';
 import type { CircuitOpenError } from './errors.js';
-import { CallTimeoutError, InvalidOptionError, isExpectedError, rejection } from './errors.js';
+import { CallTimeoutError, InvalidOptionError, isCircuitOpenError, isExpectedError, rejection } from './errors.js';
 import { noListeners, own } from './listeners.js';
 import type { Disposer } from './listeners.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';
@@ -719,7 +719,9 @@ export class CircuitBreaker<Context = unknown> {
     // The caller gave up: that says nothing about the dependency.
     if (signal?.aborted === true) return 'ignored';
     const isFailure = this.#o.isFailure;
-    if (isFailure === null) return 'failure';
+    // Another breaker inside this call rejected it: the work never reached that dependency, which
+    // says nothing about this one's (an isFailure of the user's may say otherwise).
+    if (isFailure === null) return isCircuitOpenError(error) ? 'ignored' : 'failure';
     try {
       const verdict = isFailure(error);
       return verdict === 'ignore' ? 'ignored' : verdict ? 'failure' : 'success';

@@ -99,19 +99,17 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
     const worker = workerOf(this);
     const closing = o.abortOnClose && worker !== undefined ? closingSignal(worker) : undefined;
     const linked = anySignal([signal, closing]);
-    let ran = false;
     try {
       return await o.breakerOf(job).execute(
-        (callSignal) => {
-          ran = true;
-          return o.process(job, callSignal, token);
-        },
+        (callSignal) => o.process(job, callSignal, token),
         linked.signal === undefined ? undefined : { signal: linked.signal },
       );
     } catch (error) {
-      // Only the breaker's own rejection defers: a CircuitOpenError thrown by the work (a breaker
-      // inside it) is the work's error.
-      if (!ran && isCircuitOpenError(error) && o.defer(error)) return await defer(worker, job, token, error);
+      // The job's breaker rejected it, or a breaker inside the work did (an HTTP call through
+      // circuitry/fetch to an origin that is down, or that asked for Retry-After): either way the
+      // dependency is not there now, so the job is deferred for the rejection's retryAfterMs. (The
+      // job's breaker counts an inner rejection as neither a success nor a failure.)
+      if (isCircuitOpenError(error) && o.defer(error)) return await defer(worker, job, token, error);
       if (closing?.aborted === true) {
         // Interrupted by shutdown: back to the queue, now, without consuming an attempt.
         await job.moveToDelayed(Date.now(), token);

@@ -186,6 +186,40 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     }
   });
 
+  it("defers a job whose work was rejected by a breaker inside it (an HTTP origin that is down); the job's breaker counts nothing", async () => {
+    const h = new Harness(server);
+    try {
+      const jobBreaker = factory({ openMs: 60_000 }).breakerFor('sync', { tenantId: 'acme' });
+      const inner = factory().breakerFor('http', { tenantId: 'origin' });
+      await inner.openFor(300, { reason: 'Retry-After from the API' });
+      const deferred: Array<{ error: CircuitOpenError; delayMs: number }> = [];
+      let runs = 0;
+      h.worker(
+        withBreaker<Data>({
+          breaker: jobBreaker,
+          process: async () => {
+            runs += 1;
+            return inner.execute(async () => 'called the API');
+          },
+          onDeferred: (_job, error, delayMs) => deferred.push({ error, delayMs }),
+        }),
+      );
+      await h.queue.add('sync', { tenantId: 'acme' });
+      const first = await until(() => deferred[0], 'the first deferral');
+      assert.equal(first.error.breakerName, 'http/origin');
+      assert.equal(first.error.reason, 'forced-open');
+      assert.ok(first.delayMs > 0 && first.delayMs <= 300, `delay ${first.delayMs}`);
+      await until(() => h.completed[0], 'the job to complete once the inner breaker lets it');
+      assert.ok(runs >= 2);
+      assert.deepEqual(h.failed, []);
+      const counts = (await jobBreaker.state()).counts;
+      assert.equal(counts.failures, 0, "the inner rejection is not the job's breaker's failure");
+      assert.ok(counts.ignored >= 1);
+    } finally {
+      await h.close();
+    }
+  });
+
   it("defers a job rejected as 'half-open-full' by a probe's time, not the probe lease", async () => {
     const h = new Harness(server);
     try {
