@@ -247,7 +247,15 @@ describe('coordination with the store', () => {
       force: async (key, policy, override) => memory.force(key, policy, override),
       list: async (prefix, cursor) => memory.list(prefix, cursor),
     };
-    const factory = new BreakerFactory({ store, clock, storeTimeoutMs: 20, trip: consecutiveFailures(100) });
+    const logged: string[] = [];
+    const factory = new BreakerFactory({
+      store,
+      clock,
+      storeTimeoutMs: 20,
+      trip: consecutiveFailures(100),
+      // The report is logged (not a process warning): both kinds, each in its own words.
+      logger: { warn: (_fields, message) => void logged.push(message ?? ''), error: () => undefined },
+    });
     const breaker = factory.breakerFor('dep');
     await breaker.execute(fail).catch(() => undefined); // sent; no answer: in doubt
     refuse = true;
@@ -257,6 +265,8 @@ describe('coordination with the store', () => {
     assert.equal(report.complete, false);
     assert.deepEqual(report.inDoubt, [{ name: 'dep', successes: 0, failures: 1, ignored: 0 }]);
     assert.deepEqual(report.unwritten, [{ name: 'dep', successes: 0, failures: 1, ignored: 0 }]);
+    assert.ok(logged.some((m) => m.includes('could not write')));
+    assert.ok(logged.some((m) => m.includes('in doubt')));
   });
 
   it('close() writes what was kept during an outage, even while the store is being left alone', async () => {

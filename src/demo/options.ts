@@ -33,6 +33,8 @@ Also:  npm run flaky-server -- --help      (a flaky HTTP service for your own te
                                    followed by each worker
                      The breakers trip on 5 consecutive failures.
   --seed N           seeds the failure draws and the breakers' jitter (default ${DEFAULT_SCENARIO.seed})
+  --ramp MS          the breakers' recovery ramp: after a close, a share of jobs growing to all
+                     over MS is admitted, the rest deferred (default ${DEFAULT_SCENARIO.rampMs}: none)
   --redis URL        run the workers as separate processes whose breakers share state
                      through a RedisStore at URL (e.g. redis://127.0.0.1:6379); the demo
                      checks it can reach URL first (exit 1 within seconds when it cannot)
@@ -155,6 +157,7 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
         outage: { type: 'string' },
         pattern: { type: 'string' },
         seed: { type: 'string' },
+        ramp: { type: 'string' },
         redis: { type: 'string' },
         json: { type: 'string' },
         html: { type: 'string' },
@@ -194,6 +197,13 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
       );
     }
   }
+  let rampMs = DEFAULT_SCENARIO.rampMs;
+  if (parsed.ramp !== undefined) {
+    rampMs = Number(parsed.ramp);
+    if (!Number.isSafeInteger(rampMs) || rampMs < 0) {
+      usage(`--ramp must be a whole number of ms >= 0, got ${JSON.stringify(parsed.ramp)}`);
+    }
+  }
   let seed = DEFAULT_SCENARIO.seed;
   if (parsed.seed !== undefined) {
     seed = Number(parsed.seed);
@@ -228,6 +238,7 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
       outage,
       pattern,
       seed,
+      rampMs,
     },
     redisUrl,
     bullmq: parsed.bullmq === true,

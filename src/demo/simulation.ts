@@ -46,6 +46,8 @@ export interface Scenario {
   /** In-worker retries of a failed call, with doubling backoff from `retryBackoffMs`. */
   readonly retries: number;
   readonly retryBackoffMs: number;
+  /** The breakers' recovery ramp after a close (`recovery.rampMs`; 0: none). */
+  readonly rampMs: number;
 }
 
 export const DEFAULT_SCENARIO: Scenario = {
@@ -61,6 +63,7 @@ export const DEFAULT_SCENARIO: Scenario = {
   failMs: 40,
   retries: 3,
   retryBackoffMs: 25,
+  rampMs: 0,
 };
 
 export interface Job {
@@ -185,6 +188,7 @@ export function breakerOptions(
     backoff: { multiplier: 2, maxOpenMs: 2_000 },
     jitter: () => Math.round(random() * 0.1 * openMs),
     probeLeaseMs: 5_000,
+    recovery: scenario.rampMs > 0 ? { rampMs: scenario.rampMs } : false,
   };
 }
 
