@@ -64,7 +64,7 @@ export interface ModelCheckOptions {
   readonly seed?: number;
   /** Histories to run (the run also stops when `budgetMs` is spent). @defaultValue Infinity */
   readonly histories?: number;
-  /** Wall-clock budget of the run. @defaultValue 10_000 */
+  /** Wall-clock budget of the run. @defaultValue 10_000 (`describeModelCheck`: 6_000, or `CIRCUITRY_MODEL_CHECK_MS`) */
   readonly budgetMs?: number;
   /** Steps per history. @defaultValue 40 */
   readonly steps?: number;
@@ -771,7 +771,7 @@ export function describeModelCheck(
   options: ModelCheckOptions = {},
 ): void {
   const env = typeof process === 'undefined' ? {} : process.env;
-  const budgetMs = options.budgetMs ?? (Number(env.CIRCUITRY_MODEL_CHECK_MS) || 10_000);
+  const budgetMs = options.budgetMs ?? (Number(env.CIRCUITRY_MODEL_CHECK_MS) || 6_000);
   const seed =
     options.seed ??
     (env.CIRCUITRY_MODEL_CHECK_SEED === undefined ? undefined : Number(env.CIRCUITRY_MODEL_CHECK_SEED));
