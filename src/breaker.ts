@@ -13,7 +13,13 @@ import { MAX_REASON_LENGTH } from './core/reducer.js';
 import { Coordination, isPromiseLike } from './coordination.js';
 import type { Admission, BreakerLeftovers, CoordinationHost, StoreOperation } from './coordination.js';
 import type { CircuitOpenError } from './errors.js';
-import { CallTimeoutError, InvalidOptionError, isCircuitOpenError, isExpectedError, rejection } from './errors.js';
+import {
+  CallTimeoutError,
+  InvalidOptionError,
+  isCircuitOpenError,
+  isExpectedError,
+  rejection,
+} from './errors.js';
 import { noListeners, own } from './listeners.js';
 import type { Disposer } from './listeners.js';
 import type { BreakerOptions, ResolvedOptions } from './options.js';

@@ -100,10 +100,12 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
     const closing = o.abortOnClose && worker !== undefined ? closingSignal(worker) : undefined;
     const linked = anySignal([signal, closing]);
     try {
-      return await o.breakerOf(job).execute(
-        (callSignal) => o.process(job, callSignal, token),
-        linked.signal === undefined ? undefined : { signal: linked.signal },
-      );
+      return await o
+        .breakerOf(job)
+        .execute(
+          (callSignal) => o.process(job, callSignal, token),
+          linked.signal === undefined ? undefined : { signal: linked.signal },
+        );
     } catch (error) {
       // The job's breaker rejected it, or a breaker inside the work did (an HTTP call through
       // circuitry/fetch to an origin that is down, or that asked for Retry-After): either way the
