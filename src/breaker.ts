@@ -134,7 +134,12 @@ export interface BreakerInternals {
   view(): { readonly state: BreakerState; readonly override: Override | null; readonly retryAfterMs: number };
 }
 
-const NEVER_ABORTED: AbortSignal = new AbortController().signal;
+/**
+ * The signal `execute` hands a call that nothing can abort (no timeout, no caller's signal). Not
+ * public API: the HTTP integrations compare with it so they do not hang a listener per request on
+ * one long-lived signal.
+ */
+export const NEVER_ABORTED: AbortSignal = new AbortController().signal;
 /** `Admission.start` of a call whose duration nothing needs: a value no clock returns. */
 export const NOT_TIMED = -Infinity;
 const MAX_TIMER_MS = 2_147_483_647;

@@ -2,6 +2,7 @@
 // answers count as failures, Retry-After, the options they all take, and running one call
 // through a breaker while the caller keeps what the call gave.
 import type { CircuitBreaker } from '../breaker.js';
+import { NEVER_ABORTED } from '../breaker.js';
 import { ExpectedError, InvalidOptionError } from '../errors.js';
 import { describeValue, invalid } from '../options.js';
 
@@ -245,24 +246,24 @@ export async function callThrough<T>(
   let settled: Settled<T> | undefined;
   let thrown: unknown = NOT_THROWN;
   try {
-    await breaker.execute(
-      async (callSignal) => {
-        let value: T;
-        try {
-          value = await call(callSignal);
-        } catch (error) {
-          const verdict = judge(false, error);
-          settled = { ok: false, error, verdict };
-          if (verdict === 'success') return;
-          throw (thrown = verdict === 'ignore' ? IGNORED : error);
-        }
-        const verdict = judge(true, value);
-        settled = { ok: true, value, verdict };
+    const run = async (callSignal: AbortSignal): Promise<void> => {
+      let value: T;
+      try {
+        // Nothing to abort it: the call is told so (see NO_SIGNAL).
+        value = await call(callSignal === NEVER_ABORTED ? NO_SIGNAL : callSignal);
+      } catch (error) {
+        const verdict = judge(false, error);
+        settled = { ok: false, error, verdict };
         if (verdict === 'success') return;
-        throw (thrown = verdict === 'ignore' ? IGNORED : failureOf(value));
-      },
-      { signal },
-    );
+        throw (thrown = verdict === 'ignore' ? IGNORED : error);
+      }
+      const verdict = judge(true, value);
+      settled = { ok: true, value, verdict };
+      if (verdict === 'success') return;
+      throw (thrown = verdict === 'ignore' ? IGNORED : failureOf(value));
+    };
+    // Without a caller's signal, no options: execute may take its in-process fast path.
+    await (signal === NO_SIGNAL ? breaker.execute(run) : breaker.execute(run, { signal }));
   } catch (error) {
     // Anything but what the call itself handed the breaker is the breaker's own error.
     if (error !== thrown) throw error;
