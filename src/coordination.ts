@@ -26,6 +26,10 @@ import { NO_PROBES, nextBatchId } from './pending-batch.js';
 import { StoreHealth } from './store-health.js';
 import type { Awaitable, StateChangeMessage } from './store.js';
 
+/**
+ * A store call the breaker makes: `acquire` (admit a call), `record` (write outcomes), `inspect`
+ * (read the state), `force` (set or clear an override).
+ */
 export type StoreOperation = 'acquire' | 'record' | 'inspect' | 'force';
 
 /** One admitted call, as the breaker tracks it until its outcome is recorded. */

@@ -13,7 +13,7 @@ export { BreakerFactory } from './factory.js';
 export { healthHandler, healthOf } from './health-handler.js';
 export type { BreakerStatus, HealthBody, HealthHandlerOptions } from './health-handler.js';
 export type { BreakerHealth, CloseOptions, CloseReport, FactoryOptions, HealthReport } from './factory.js';
-export type { UnwrittenOutcomes } from './coordination.js';
+export type { StoreOperation, UnwrittenOutcomes } from './coordination.js';
 export type {
   BackoffOptions,
   BreakerOptions,
