@@ -59,9 +59,13 @@ export interface CoordinationHost {
 
 /** Outcomes of one breaker that `close()` could not confirm in the store, by kind of outcome. */
 export interface UnwrittenOutcomes {
+  /** The breaker's name. */
   readonly name: string;
+  /** Calls that counted as successes. */
   readonly successes: number;
+  /** Calls that counted as failures. */
   readonly failures: number;
+  /** Calls that counted as neither. */
   readonly ignored: number;
 }
 

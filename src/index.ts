@@ -12,6 +12,7 @@ export type {
 export { BreakerFactory } from './factory.js';
 export { healthHandler, healthOf } from './health-handler.js';
 export type { BreakerStatus, HealthBody, HealthHandlerOptions } from './health-handler.js';
+export type { MetricState } from './metrics-export.js';
 export type { BreakerHealth, CloseOptions, CloseReport, FactoryOptions, HealthReport } from './factory.js';
 export type { StoreOperation, UnwrittenOutcomes } from './coordination.js';
 export type {
