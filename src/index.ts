@@ -67,5 +67,6 @@ export type {
   StoreTiming,
   SubscribeOptions,
 } from './store.js';
+export type { RecordExaminer, RecordReport } from './stores/record-report.js';
 export { MemoryStore } from './stores/memory.js';
 export type { MemoryStoreOptions } from './stores/memory.js';
