@@ -29,6 +29,7 @@ import type { StateChangeMessage } from './store.js';
 import { MemoryStore, inProcess } from './stores/memory.js';
 import type { InProcessPath } from './stores/memory.js';
 
+/** Options of one `execute` call. */
 export interface ExecuteOptions<T> {
   /** Cancels the call: `fn`'s signal aborts too, and an error after it counts as neither success nor failure. */
   readonly signal?: AbortSignal;
@@ -40,40 +41,63 @@ export interface ExecuteOptions<T> {
   readonly timeoutMs?: number;
 }
 
+/** A state change, as `onStateChange` listeners get it. */
 export interface StateChangeEvent<Context> {
+  /** The breaker's name. */
   readonly name: string;
+  /** The context the breaker was made for (`breakerFor`), or undefined. */
   readonly context: Context | undefined;
+  /** The state callers saw before. */
   readonly from: CircuitState;
+  /** The state callers see now. */
   readonly to: CircuitState;
+  /** The generation the change started. */
   readonly generation: number;
 }
 
+/** A call that counted as a success, as `onSuccess` listeners get it. */
 export interface SuccessEvent<Context> {
+  /** The breaker's name. */
   readonly name: string;
+  /** The context the breaker was made for (`breakerFor`), or undefined. */
   readonly context: Context | undefined;
+  /** How long the call ran, in ms of the breaker's clock. */
   readonly durationMs: number;
 }
 
+/** A call that counted as a failure, as `onFailure` listeners get it. */
 export interface FailureEvent<Context> {
+  /** The breaker's name. */
   readonly name: string;
+  /** The context the breaker was made for (`breakerFor`), or undefined. */
   readonly context: Context | undefined;
   /** The error `fn` threw; undefined for a slow success. */
   readonly error: unknown;
+  /** How long the call ran, in ms of the breaker's clock. */
   readonly durationMs: number;
   /** True when the call took `slowCallMs` or longer. */
   readonly slow: boolean;
 }
 
+/** A call rejected without running, as `onReject` listeners get it. */
 export interface RejectEvent<Context> {
+  /** The breaker's name. */
   readonly name: string;
+  /** The context the breaker was made for (`breakerFor`), or undefined. */
   readonly context: Context | undefined;
+  /** Why the call was rejected. */
   readonly reason: RejectReason;
+  /** How long until the breaker may admit a call again, in ms (as the `CircuitOpenError` says). */
   readonly retryAfterMs: number;
 }
 
+/** A store call that failed or timed out, as `onStoreError` listeners get it. */
 export interface StoreErrorEvent {
+  /** The breaker's name. */
   readonly name: string;
+  /** Which store call failed. */
   readonly operation: StoreOperation;
+  /** What went wrong: usually a `StoreError`, with the store client's error as its `cause`. */
   readonly error: unknown;
 }
 
@@ -86,9 +110,11 @@ export interface Permit {
   readonly generation: number;
   /** True when the call was admitted as a half-open probe. */
   readonly probe: boolean;
+  /** Records a success. */
   success(): Promise<void>;
   /** Records a failure; `error`, if given, is classified with `isFailure` first. */
   failure(error?: unknown): Promise<void>;
+  /** Records an outcome that counts as neither success nor failure (it frees a probe's slot). */
   ignore(): Promise<void>;
 }
 
@@ -117,6 +143,10 @@ function checkOverrideOptions(options: OverrideOptions, method: string): ForceOp
 /** Internal hooks the factory uses; not part of the public API. */
 export const internal = Symbol('circuitry.internal');
 
+/**
+ * What `[internal]` gives the factory, the health handler and the metrics exporters.
+ * @internal
+ */
 export interface BreakerInternals {
   /** A state change made by another process (or another breaker object) reached us. */
   notify(message: StateChangeMessage): void;
@@ -205,8 +235,11 @@ function rethrow(error: unknown, settled: Promise<void> | undefined): Promise<ne
  * store does not answer is in `fallback.ts` and `store-health.ts`.
  */
 export class CircuitBreaker<Context = unknown> {
+  /** The breaker's name: the key of its state in the store. */
   readonly name: string;
+  /** The base name it was made for (`breakerFor`); its name when made with `new`. */
   readonly baseName: string;
+  /** The context it was made for (`breakerFor`); undefined when made with `new`. */
   readonly context: Context | undefined;
 
   readonly #o: ResolvedOptions<Context>;
@@ -297,6 +330,10 @@ export class CircuitBreaker<Context = unknown> {
     return this.#listen((this.#stateChange = own(this.#stateChange)).add(listener));
   }
 
+  /**
+   * Fires for every outcome that counts as a success: a call that returned, or threw an error
+   * `isFailure` answers `false` for. A slow success counts as a failure instead.
+   */
   onSuccess(listener: (event: SuccessEvent<Context>) => void): Disposer {
     return this.#listen((this.#success = own(this.#success)).add(listener));
   }
@@ -306,6 +343,7 @@ export class CircuitBreaker<Context = unknown> {
     return this.#listen((this.#failure = own(this.#failure)).add(listener));
   }
 
+  /** Fires for every call the breaker rejects without running it (with a `CircuitOpenError`). */
   onReject(listener: (event: RejectEvent<Context>) => void): Disposer {
     return this.#listen((this.#reject = own(this.#reject)).add(listener));
   }
@@ -662,6 +700,10 @@ export class CircuitBreaker<Context = unknown> {
     return this.#co.flush();
   }
 
+  /**
+   * The factory's hooks into this breaker. Not public API.
+   * @internal
+   */
   get [internal](): BreakerInternals {
     const co = this.#co;
     return {

@@ -26,6 +26,10 @@ import { NO_PROBES, nextBatchId } from './pending-batch.js';
 import { StoreHealth } from './store-health.js';
 import type { Awaitable, StateChangeMessage } from './store.js';
 
+/**
+ * A store call the breaker makes: `acquire` (admit a call), `record` (write outcomes), `inspect`
+ * (read the state), `force` (set or clear an override).
+ */
 export type StoreOperation = 'acquire' | 'record' | 'inspect' | 'force';
 
 /** One admitted call, as the breaker tracks it until its outcome is recorded. */
@@ -55,9 +59,13 @@ export interface CoordinationHost {
 
 /** Outcomes of one breaker that `close()` could not confirm in the store, by kind of outcome. */
 export interface UnwrittenOutcomes {
+  /** The breaker's name. */
   readonly name: string;
+  /** Calls that counted as successes. */
   readonly successes: number;
+  /** Calls that counted as failures. */
   readonly failures: number;
+  /** Calls that counted as neither. */
   readonly ignored: number;
 }
 

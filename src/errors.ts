@@ -5,6 +5,7 @@ import type { RejectReason } from './core/types.js';
  * so two copies of the package in one process still recognise each other's errors.
  */
 export class CircuitryError extends Error {
+  /** Says which error this is (`'CIRCUIT_OPEN'`, `'INVALID_OPTION'`, ...): what the guards check. */
   readonly code: string;
 
   constructor(code: string, message: string, options?: { cause?: unknown }) {
@@ -16,8 +17,11 @@ export class CircuitryError extends Error {
 
 /** A call was rejected without running because the breaker does not admit calls now. */
 export class CircuitOpenError extends CircuitryError {
+  /** Always `'CIRCUIT_OPEN'`. */
   declare readonly code: 'CIRCUIT_OPEN';
+  /** The name of the breaker that rejected the call. */
   readonly breakerName: string;
+  /** Why the breaker rejected the call. */
   readonly reason: RejectReason;
   /** How long until the breaker may admit a call; use it to defer the job. */
   readonly retryAfterMs: number;
@@ -38,7 +42,9 @@ export class CircuitOpenError extends CircuitryError {
 
 /** An option was missing or malformed. Thrown once, at construction. */
 export class InvalidOptionError extends CircuitryError {
+  /** Always `'INVALID_OPTION'`. */
   declare readonly code: 'INVALID_OPTION';
+  /** The option that is wrong, as a path where it is nested (`trip.threshold`, `byBaseName["a"].openMs`). */
   readonly option: string;
 
   constructor(option: string, message: string) {
@@ -50,7 +56,9 @@ export class InvalidOptionError extends CircuitryError {
 
 /** A call ran longer than `timeoutMs`; its signal was aborted and it counts as a failure. */
 export class CallTimeoutError extends CircuitryError {
+  /** Always `'CALL_TIMEOUT'`. */
   declare readonly code: 'CALL_TIMEOUT';
+  /** The timeout the call ran past, in ms. */
   readonly timeoutMs: number;
 
   constructor(breakerName: string, timeoutMs: number) {
@@ -62,6 +70,7 @@ export class CallTimeoutError extends CircuitryError {
 
 /** The store did not answer in time or answered with an error or a malformed reply. */
 export class StoreError extends CircuitryError {
+  /** Always `'STORE_ERROR'`. */
   declare readonly code: 'STORE_ERROR';
 
   constructor(message: string, options?: { cause?: unknown }) {
@@ -76,6 +85,7 @@ export class StoreError extends CircuitryError {
  * counted as neither a success nor a failure. Like the Go seed's `ExpectedConditionError`.
  */
 export class ExpectedError extends CircuitryError {
+  /** Always `'EXPECTED'`. */
   declare readonly code: 'EXPECTED';
 
   constructor(message: string, options?: { cause?: unknown }) {
@@ -88,18 +98,22 @@ function hasCode(error: unknown, code: string): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === code;
 }
 
+/** Whether `error` is a `CircuitOpenError` (by its `code`, so a copy from another package instance counts). */
 export function isCircuitOpenError(error: unknown): error is CircuitOpenError {
   return hasCode(error, 'CIRCUIT_OPEN');
 }
 
+/** Whether `error` is an `ExpectedError` (by its `code`, so a copy from another package instance counts). */
 export function isExpectedError(error: unknown): error is ExpectedError {
   return hasCode(error, 'EXPECTED');
 }
 
+/** Whether `error` is a `CallTimeoutError` (by its `code`, so a copy from another package instance counts). */
 export function isCallTimeoutError(error: unknown): error is CallTimeoutError {
   return hasCode(error, 'CALL_TIMEOUT');
 }
 
+/** Whether `error` is a `StoreError` (by its `code`, so a copy from another package instance counts). */
 export function isStoreError(error: unknown): error is StoreError {
   return hasCode(error, 'STORE_ERROR');
 }

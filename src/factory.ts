@@ -33,7 +33,10 @@ export interface FactoryOptions<Context = unknown> extends BreakerOptions<Contex
   readonly maxBreakers?: number;
 }
 
-/** What the metrics exporters read from a factory (see `[instrument]`). Not public API. */
+/**
+ * What the metrics exporters read from a factory (see `[instrument]`). Not public API.
+ * @internal
+ */
 export interface FactoryInstruments<Context> {
   readonly stats: FactoryStats;
   breakers(): IterableIterator<CircuitBreaker<Context>>;
@@ -46,6 +49,7 @@ export const instrument = Symbol('circuitry.instrument');
 /** The factory's breakers, for the health handler. Not public API. */
 export const eachBreaker = Symbol('circuitry.eachBreaker');
 
+/** Options of `BreakerFactory.close`. */
 export interface CloseOptions {
   /** How long `close()` may take in all. @defaultValue 5_000 */
   readonly timeoutMs?: number;
@@ -68,20 +72,34 @@ export interface CloseReport {
   readonly inDoubt: readonly UnwrittenOutcomes[];
 }
 
+/**
+ * One breaker in a `HealthReport`, as the store has it (while the store does not answer, as this
+ * process sees it).
+ */
 export interface BreakerHealth<Context = unknown> {
+  /** The breaker's name. */
   readonly name: string;
+  /** The base name it was made for. */
   readonly baseName: string;
+  /** The context it was made for, or undefined. */
   readonly context: Context | undefined;
+  /** The state callers see. */
   readonly state: CircuitState;
+  /** The counts over the window, and the failures in a row. */
   readonly counts: WindowCounts;
+  /** `counts.failureRate`: failures / (successes + failures) over the window, 0 when nothing was counted. */
   readonly failureRate: number;
+  /** How long until the breaker may admit a call again, in ms; 0 when it admits now. */
   readonly retryAfterMs: number;
+  /** The record's generation: it rises with every change of state or override. */
   readonly generation: number;
 }
 
+/** What `BreakerFactory.health` answers. */
 export interface HealthReport<Context = unknown> {
   /** False when any breaker is not closed. */
   readonly healthy: boolean;
+  /** Every breaker the factory holds now. */
   readonly breakers: ReadonlyArray<BreakerHealth<Context>>;
 }
 
@@ -207,6 +225,7 @@ export class BreakerFactory<Context = unknown> {
   /**
    * The factory's metrics, kept from the first call of this on (nothing is kept or paid before):
    * for `circuitry/prometheus` and `circuitry/opentelemetry`. Not public API.
+   * @internal
    */
   [instrument](): FactoryInstruments<Context> {
     if (this.#stats === null) {
@@ -224,7 +243,10 @@ export class BreakerFactory<Context = unknown> {
     };
   }
 
-  /** The breaker objects the factory holds now, without asking the store. Not public API. */
+  /**
+   * The breaker objects the factory holds now, without asking the store. Not public API.
+   * @internal
+   */
   [eachBreaker](): IterableIterator<CircuitBreaker<Context>> {
     return this.#breakers.values();
   }

@@ -9,13 +9,17 @@ import { invalid } from './options.js';
 
 /** A breaker as the health handler sees it: this process's view, no store call. */
 export interface BreakerStatus {
+  /** The breaker's name. */
   readonly name: string;
+  /** The base name it was made for. */
   readonly baseName: string;
+  /** Its state as this process knows it: the override when there is one, else the computed state. */
   readonly state: MetricState;
   /** How long until an open breaker admits a call again, as this process knows it (0 if not known). */
   readonly retryAfterMs: number;
 }
 
+/** Options of `healthHandler`. */
 export interface HealthHandlerOptions {
   /**
    * Whether a breaker that is not closed (open, half-open, forced open) may be so while the
@@ -27,11 +31,15 @@ export interface HealthHandlerOptions {
 
 /** The JSON body the handler answers. */
 export interface HealthBody {
+  /** True when every breaker is closed or allowed not to be (`allowOpen`); false answers 503. */
   readonly healthy: boolean;
   /** How many breakers this process holds. */
   readonly breakers: number;
   /** The breakers that are not closed (open, half-open, forced open), allowed or not. */
-  readonly notClosed: readonly (BreakerStatus & { readonly allowed: boolean })[];
+  readonly notClosed: readonly (BreakerStatus & {
+    /** Whether `allowOpen` allowed it not to be closed. */
+    readonly allowed: boolean;
+  })[];
 }
 
 /**

@@ -12,8 +12,9 @@ export type {
 export { BreakerFactory } from './factory.js';
 export { healthHandler, healthOf } from './health-handler.js';
 export type { BreakerStatus, HealthBody, HealthHandlerOptions } from './health-handler.js';
+export type { MetricState } from './metrics-export.js';
 export type { BreakerHealth, CloseOptions, CloseReport, FactoryOptions, HealthReport } from './factory.js';
-export type { UnwrittenOutcomes } from './coordination.js';
+export type { StoreOperation, UnwrittenOutcomes } from './coordination.js';
 export type {
   BackoffOptions,
   BreakerOptions,
@@ -43,8 +44,10 @@ export type {
   BreakerPolicy,
   BreakerRecord,
   BreakerState,
+  Bucket,
   CircuitState,
   ForceOptions,
+  Lease,
   Outcome,
   OutcomeBatch,
   Override,
@@ -64,5 +67,6 @@ export type {
   StoreTiming,
   SubscribeOptions,
 } from './store.js';
+export type { RecordExaminer, RecordReport } from './stores/record-report.js';
 export { MemoryStore } from './stores/memory.js';
 export type { MemoryStoreOptions } from './stores/memory.js';

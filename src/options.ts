@@ -10,9 +10,17 @@ import { MemoryStore, ownClock } from './stores/memory.js';
 
 /** A pino-compatible logger: `logger.warn({ ...fields }, 'message')`. Only `warn` and `error` are required. */
 export interface Logger {
+  /** Detail; circuitry logs nothing at this level. */
   debug?(fields: object, message?: string): void;
+  /** State changes this process made. */
   info?(fields: object, message?: string): void;
+  /**
+   * Store failures (rate-limited) and recoveries, state changes made locally while the store is
+   * unreachable, a subscription to pushes that failed, corrupt records reset, outcomes `close()`
+   * could not write.
+   */
   warn(fields: object, message?: string): void;
+  /** A function of yours (`isFailure`, `jitter`, a custom trip predicate) threw. */
   error(fields: object, message?: string): void;
 }
 
@@ -25,6 +33,7 @@ export type FailureClassifier = (error: unknown) => boolean | 'ignore';
 /** What the breaker does while the store is unreachable. */
 export type StoreFailurePolicy = 'local' | 'allow' | 'reject';
 
+/** Growth of the open period on consecutive re-opens (`BreakerOptions.backoff`). */
 export interface BackoffOptions {
   /** Each consecutive re-open multiplies the open period by this. @defaultValue 2 */
   readonly multiplier?: number;

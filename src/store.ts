@@ -26,6 +26,7 @@ export type Awaitable<T> = T | PromiseLike<T>;
 
 /** A state change a store pushes to every subscriber (Redis pub/sub, Postgres NOTIFY). */
 export interface StateChangeMessage extends Transition {
+  /** The name of the breaker that changed (the key it passes to the store). */
   readonly key: string;
   /** When the new state admits calls again (open), in the store's clock; 0 otherwise. */
   readonly openUntil: number;
@@ -48,6 +49,7 @@ export interface StoreTiming {
   readonly maxCallTimeoutMs: number;
 }
 
+/** Options of `Store.subscribe`. */
 export interface SubscribeOptions {
   /**
    * Called when pushes may have been missed (the subscription dropped and came back, or took a
@@ -58,7 +60,9 @@ export interface SubscribeOptions {
   readonly signal?: AbortSignal;
 }
 
+/** One page of `Store.list`. */
 export interface ListPage {
+  /** The breaker names on this page that start with the prefix. */
   readonly keys: readonly string[];
   /** Pass back to get the next page; null when there is none. */
   readonly cursor: string | null;

@@ -7,6 +7,7 @@ import type { CircuitOpenError } from '../errors.js';
  * consumes an attempt; with the default `attempts: 1` the job fails). `cause` is the rejection.
  */
 export class TooManyDeferralsError extends CircuitryError {
+  /** Always `'TOO_MANY_DEFERRALS'`. */
   declare readonly code: 'TOO_MANY_DEFERRALS';
   /** The id of the job. */
   readonly jobId: string | undefined;

@@ -6,7 +6,7 @@ import { InvalidOptionError, type CircuitOpenError } from '../errors.js';
 import { describeValue, invalid } from '../options.js';
 
 /** What `withBreaker` needs of a breaker: a `CircuitBreaker` of any context. */
-type GuardingBreaker = Pick<CircuitBreaker, 'execute'>;
+export type GuardingBreaker = Pick<CircuitBreaker, 'execute'>;
 
 /** Which rejections defer the job: a predicate, or the rejection reasons that do. */
 export type DeferRule = ((error: CircuitOpenError) => boolean) | readonly RejectReason[];

@@ -30,18 +30,36 @@ export type Outcome = 'success' | 'failure' | 'ignored';
 
 /** When to trip a closed breaker. Plain data, so a store can evaluate it atomically. */
 export type TripPolicy =
-  | { readonly kind: 'consecutive-failures'; readonly threshold: number }
-  | { readonly kind: 'failures-in-window'; readonly threshold: number; readonly windowMs: number }
   | {
+      /** Trip after `threshold` failures in a row (a success resets the run). */
+      readonly kind: 'consecutive-failures';
+      /** How many failures in a row trip the breaker (an integer, at least 1). */
+      readonly threshold: number;
+    }
+  | {
+      /** Trip after `threshold` failures within the last `windowMs`. */
+      readonly kind: 'failures-in-window';
+      /** How many failures within the window trip the breaker (an integer, at least 1). */
+      readonly threshold: number;
+      /** The counting window, in ms. */
+      readonly windowMs: number;
+    }
+  | {
+      /** Trip when failures / (successes + failures) over `windowMs` reaches `ratio`. */
       readonly kind: 'failure-rate';
+      /** The failure rate that trips the breaker: more than 0, at most 1. */
       readonly ratio: number;
+      /** How many calls (successes + failures) the window must hold before the rate can trip it. */
       readonly minimumCalls: number;
+      /** The counting window, in ms. */
       readonly windowMs: number;
     }
   | {
       /** Evaluated by the breaker over the counts a store returns; a store never trips on it alone. */
       readonly kind: 'custom';
+      /** The counting window, in ms (`custom()` defaults it to 60_000). */
       readonly windowMs: number;
+      /** Returns true to trip, given the window's counts; without it the breaker never trips. */
       readonly predicate?: (counts: WindowCounts) => boolean;
     };
 
@@ -50,34 +68,49 @@ export type TripPolicy =
  * passed with every store call, so the behaviour never depends on what another deployment stored.
  */
 export interface BreakerPolicy {
+  /** When a closed breaker opens. */
   readonly trip: TripPolicy;
   /** The counting window and its buckets, aligned to the epoch. */
   readonly windowMs: number;
+  /** The width of one bucket, in ms: a tenth of `windowMs`, rounded up. */
   readonly bucketMs: number;
+  /** How many buckets make up the window (at most 10). */
   readonly bucketCount: number;
+  /** How long the first open lasts, in ms, before backoff and jitter. */
   readonly openMs: number;
   /** Each consecutive re-open multiplies the open period by this (1: no backoff). */
   readonly backoffMultiplier: number;
+  /** The open period never grows past this by backoff, in ms (jitter comes on top). */
   readonly maxOpenMs: number;
   /** The open period grows by up to this fraction of itself, at random. */
   readonly jitterRatio: number;
+  /** How many probes may run at once in half-open, across every process. */
   readonly halfOpenMaxCalls: number;
+  /** How many probe successes close a half-open breaker. */
   readonly successThreshold: number;
+  /** How long a probe holds its half-open slot, in ms, before the slot goes to another caller. */
   readonly probeLeaseMs: number;
 }
 
 /** One bucket of the counting window. `index` is `floor(time / bucketMs)`. */
 export interface Bucket {
+  /** Which bucket this is: it covers `[index * bucketMs, (index + 1) * bucketMs)`. */
   index: number;
+  /** Calls that succeeded. */
   successes: number;
+  /** Calls that failed, slow calls included. */
   failures: number;
+  /** Calls that took `slowCallMs` or longer (each also counted in `failures`). */
   slow: number;
+  /** Calls that counted as neither success nor failure. */
   ignored: number;
 }
 
 /** A half-open probe lease: a claim on one of the `halfOpenMaxCalls` slots, until `expiresAt`. */
 export interface Lease {
+  /** Identifies the lease; the probe's outcome names it (`ProbeResult.lease`). */
   id: string;
+  /** When the slot is given back if no outcome came, in the store's time (ms). */
   expiresAt: number;
 }
 
@@ -85,9 +118,16 @@ export const SCHEMA_VERSION = 1;
 
 /** One breaker's stored state. The reducer owns every change to it. */
 export interface BreakerRecord {
+  /** The record's layout version; stores reset a record of another version. */
   schema: typeof SCHEMA_VERSION;
+  /** The computed state (an override may hide it from callers). */
   state: BreakerState;
+  /** The operator override, or null. */
   override: Override | null;
+  /**
+   * Rises with every change of state or override. Outcomes count only under the generation their
+   * call was admitted at, so results of calls admitted before a change cannot move the state.
+   */
   generation: number;
   /** When the breaker last opened (0 if never). */
   openedAt: number;
@@ -95,9 +135,13 @@ export interface BreakerRecord {
   openUntil: number;
   /** Consecutive opens without a close in between, for backoff (0 on the first open). */
   reopens: number;
+  /** Failures in a row since the last success. */
   consecutiveFailures: number;
+  /** Probe successes in the current half-open period. */
   probeSuccesses: number;
+  /** The half-open probe leases held now. */
   leases: Lease[];
+  /** The window's buckets that counted something, oldest first, at most `bucketCount`. */
   buckets: Bucket[];
   /**
    * When a timed override lapses (the store's time; absent or 0: it stays until cleared). A timed
@@ -130,30 +174,43 @@ export interface ForceOptions {
 
 /** Counts over the window (closed state), and the consecutive failures. */
 export interface WindowCounts {
+  /** Calls in the window that succeeded. */
   readonly successes: number;
+  /** Calls in the window that failed, slow calls included. */
   readonly failures: number;
+  /** Calls in the window that took `slowCallMs` or longer (each also counted in `failures`). */
   readonly slow: number;
+  /** Calls in the window that counted as neither success nor failure. */
   readonly ignored: number;
   /** successes + failures: the calls that count toward a failure rate. */
   readonly total: number;
   /** failures / total, or 0 when nothing was counted. */
   readonly failureRate: number;
+  /** Failures in a row since the last success (not limited to the window). */
   readonly consecutiveFailures: number;
 }
 
 /** A breaker's state as read from the store. */
 export interface Snapshot {
+  /** The computed state (an override may hide it from callers: see `circuitState`). */
   readonly state: BreakerState;
+  /** The operator override, or null. */
   readonly override: Override | null;
   /** The state callers see. */
   readonly circuitState: CircuitState;
+  /** The record's generation: it rises with every change of state or override. */
   readonly generation: number;
+  /** When the open period ends, in the store's time (ms); 0 unless open. */
   readonly openUntil: number;
   /** How long until the breaker may admit a call again; 0 when it admits now. */
   readonly retryAfterMs: number;
+  /** The counts over the window, and the failures in a row. */
   readonly counts: WindowCounts;
+  /** Half-open probe leases held now (not expired). */
   readonly activeProbes: number;
+  /** Probe successes in the current half-open period. */
   readonly probeSuccesses: number;
+  /** Consecutive opens without a close in between, for backoff (0 on the first open). */
   readonly reopens: number;
   /** The store's time when the snapshot was taken (Redis: the server's clock). */
   readonly now: number;
@@ -167,8 +224,11 @@ export interface Snapshot {
 
 /** A state change, reported only by the operation that performed it. */
 export interface Transition {
+  /** The state callers saw before. */
   readonly from: CircuitState;
+  /** The state callers see after. */
   readonly to: CircuitState;
+  /** The generation the change started. */
   readonly generation: number;
 }
 
@@ -178,12 +238,17 @@ export interface Transition {
  * `trailingFailures`.
  */
 export interface OutcomeBatch {
+  /** The generation the calls were admitted under; at another generation the batch is stale. */
   readonly generation: number;
+  /** Calls that succeeded (closed state). */
   readonly successes: number;
+  /** Calls that failed, slow calls included (closed state). */
   readonly failures: number;
   /** Failures after the last success in this batch (equals `failures` when there was no success). */
   readonly trailingFailures: number;
+  /** Calls that took `slowCallMs` or longer (each also counted in `failures`). */
   readonly slow: number;
+  /** Calls that counted as neither success nor failure. */
   readonly ignored: number;
   /** Results of half-open probes, by lease. */
   readonly probes: readonly ProbeResult[];
@@ -200,25 +265,35 @@ export interface OutcomeBatch {
   readonly id?: string;
 }
 
+/** The outcome of one half-open probe. */
 export interface ProbeResult {
+  /** The lease the probe was admitted with (`AcquireResult.lease`). */
   readonly lease: string;
+  /** A failure re-opens the breaker; `successThreshold` successes close it; `ignored` only frees the slot. */
   readonly outcome: Outcome;
 }
 
 /** What `acquire` answers: a permit, or a rejection. */
 export interface AcquireResult {
+  /** True when the call may run. */
   readonly admitted: boolean;
   /** Set when not admitted. */
   readonly reason: RejectReason | null;
+  /** When rejected, how long until the breaker may admit a call again, in ms; 0 when admitted. */
   readonly retryAfterMs: number;
   /** The generation the permit belongs to; outcomes must carry it. */
   readonly generation: number;
   /** The probe lease when the call was admitted as a half-open probe. */
   readonly lease: string | null;
+  /** The computed state after this call (an open breaker whose period ended is now half-open). */
   readonly state: BreakerState;
+  /** The operator override, or null. */
   readonly override: Override | null;
+  /** When the open period ends, in the store's time (ms); 0 unless open. */
   readonly openUntil: number;
+  /** The store's time when it answered (ms). */
   readonly now: number;
+  /** The state change this call made (open to half-open, an override that lapsed), or null. */
   readonly transition: Transition | null;
   /**
    * The run of failures the store holds, when it tells (RedisStore does). A caller whose call
@@ -235,7 +310,9 @@ export interface AcquireResult {
 
 /** What `record` and `force` answer. */
 export interface UpdateResult {
+  /** The breaker's state after the update. */
   readonly snapshot: Snapshot;
+  /** The state change this update made, or null. */
   readonly transition: Transition | null;
   /** True when the batch was from an older generation and changed nothing. */
   readonly stale: boolean;

@@ -9,6 +9,7 @@ import { breakerStates, callSeries, storeSeries } from '../metrics-export.js';
 import type { Series } from '../metrics-export.js';
 import { invalid } from '../options.js';
 
+/** Options of `registerMetrics`. */
 export interface OpenTelemetryOptions {
   /** @defaultValue the global provider (`metrics.getMeterProvider()`); without an SDK registered, a no-op */
   readonly meterProvider?: MeterProvider;
@@ -16,6 +17,7 @@ export interface OpenTelemetryOptions {
 
 /** What `registerMetrics` set up; `unregister()` stops recording and observing. */
 export interface RegisteredInstruments {
+  /** Stops recording call and store durations and observing the counters and gauges. */
   unregister(): void;
 }
 

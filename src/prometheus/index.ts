@@ -14,6 +14,7 @@ import {
 } from '../metrics-export.js';
 import type { MetricState, Series } from '../metrics-export.js';
 
+/** Options of `registerMetrics`. */
 export interface PrometheusOptions {
   /** Where to register. @defaultValue prom-client's global registry (pass your own: it is global) */
   readonly registry?: Registry;
@@ -24,12 +25,19 @@ export interface PrometheusOptions {
    * `max` of them (by name), so an operator sees which tenants are open without a series per
    * tenant forever. @defaultValue off; `states` ['open', 'half-open', 'forced-open'], `max` 100
    */
-  readonly perBreaker?: { readonly states?: readonly MetricState[]; readonly max?: number };
+  readonly perBreaker?: {
+    /** The states that give a breaker a series. @defaultValue ['open', 'half-open', 'forced-open'] */
+    readonly states?: readonly MetricState[];
+    /** At most this many series (1 to 10,000), the first names in sort order. @defaultValue 100 */
+    readonly max?: number;
+  };
 }
 
 /** What `registerMetrics` registered; `unregister()` removes it from the registry. */
 export interface RegisteredMetrics {
+  /** The names of the metrics registered, prefix included. */
   readonly names: readonly string[];
+  /** Removes the metrics from the registry. */
   unregister(): void;
 }
 

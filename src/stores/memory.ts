@@ -16,6 +16,7 @@ import type { ListPage, StateChangeMessage, Store } from '../store.js';
 import type { RecordExaminer, RecordReport } from './record-report.js';
 import { createTurnClock } from '../turn-clock.js';
 
+/** Options of `MemoryStore`. */
 export interface MemoryStoreOptions {
   /**
    * Where time comes from. @defaultValue the system clock, sampled at most once per 32 reads
@@ -143,6 +144,10 @@ export const inProcess = Symbol('circuitry.inProcess');
 /** Marks a `MemoryStore` made with a clock of its own (see `resolveOptions`). Not public API. */
 export const ownClock = Symbol('circuitry.ownClock');
 
+/**
+ * The breaker's allocation-free path for the closed state (see `inProcess`). Not public API.
+ * @internal
+ */
 export interface InProcessPath {
   /** The generation of a closed breaker with no override (the call is admitted), else 0. */
   admitClosed(key: string): number;
@@ -176,7 +181,10 @@ export class MemoryStore implements Store, RecordExaminer {
     this.#onCorruptRecord = options.onCorruptRecord;
   }
 
-  /** Whether this store was given a clock (else it reads the system's). Not public API. */
+  /**
+   * Whether this store was given a clock (else it reads the system's). Not public API.
+   * @internal
+   */
   readonly [ownClock]: boolean;
 
   acquire(key: string, policy: BreakerPolicy): AcquireResult {
@@ -285,6 +293,10 @@ export class MemoryStore implements Store, RecordExaminer {
     this.#unverified.add(key);
   }
 
+  /**
+   * The breaker's allocation-free closed path (see `inProcess`). Not public API.
+   * @internal
+   */
   readonly [inProcess]: InProcessPath = {
     admitClosed: (key) => {
       const record = this.#unverified.size === 0 ? this.#records.get(key) : undefined;

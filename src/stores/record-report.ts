@@ -11,12 +11,30 @@
 import type { BreakerPolicy, Snapshot } from '../core/types.js';
 import type { Awaitable, Store } from '../store.js';
 
+/**
+ * What `examine` finds for one breaker: a record, something that is not a record this version can
+ * read, or nothing. `Store.inspect` answers null for the last two; an operator needs to tell them
+ * apart.
+ */
 export type RecordReport =
-  | { readonly kind: 'record'; readonly snapshot: Snapshot }
-  /** Something is stored under the breaker's key, but not a record this version can read. */
-  | { readonly kind: 'corrupt'; readonly reason: string }
-  | { readonly kind: 'none' };
+  | {
+      /** A record this version can read. */
+      readonly kind: 'record';
+      /** The breaker's state, as `inspect` answers it. */
+      readonly snapshot: Snapshot;
+    }
+  | {
+      /** Something is stored under the breaker's key, but not a record this version can read. */
+      readonly kind: 'corrupt';
+      /** What is wrong with it, for operators. */
+      readonly reason: string;
+    }
+  | {
+      /** Nothing is stored for the breaker. */
+      readonly kind: 'none';
+    };
 
+/** A store that can tell operators what it holds for a breaker (every store circuitry ships). */
 export interface RecordExaminer {
   /** What is stored for `name`, read without writing anything (no repair, no TTL refresh). */
   examine(name: string, policy: BreakerPolicy): Awaitable<RecordReport>;

@@ -12,6 +12,7 @@ import type { StateChangeMessage, Store } from '../store.js';
 /** The ways `ConformanceHarness.corrupt` can spoil a stored record. */
 export type CorruptionKind = 'garbage' | 'missing-field' | 'wrong-type' | 'foreign-schema';
 
+/** Every `CorruptionKind`: the suite tests each one. */
 export const CORRUPTION_KINDS: readonly CorruptionKind[] = [
   'garbage',
   'missing-field',

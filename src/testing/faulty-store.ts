@@ -18,8 +18,10 @@ import type { ListPage, Store } from '../store.js';
  */
 export type FaultMode = 'up' | 'error' | 'hang' | 'garbage';
 
-type Method = 'acquire' | 'record' | 'inspect' | 'force' | 'reset' | 'list';
+/** The store methods a `FaultyStore` wraps and counts. */
+export type Method = 'acquire' | 'record' | 'inspect' | 'force' | 'reset' | 'list';
 
+/** Options of `FaultyStore`. */
 export interface FaultyStoreOptions {
   /** Delay before each answer: milliseconds, or a function of the method. @defaultValue 0 (next tick) */
   readonly latencyMs?: number | ((method: Method) => number);

@@ -40,8 +40,11 @@ export interface FlakyServerOptions extends FlakyBehaviour {
 
 /** Counts of what a {@link FlakyServer} answered (requests to `/__stats` are not counted). */
 export interface FlakyServerStats {
+  /** Requests answered or being answered. */
   readonly requests: number;
+  /** Requests that got (or will get) a 200. */
   readonly successes: number;
+  /** Requests that got (or will get) `failStatus`. */
   readonly failures: number;
 }
 
@@ -49,6 +52,7 @@ export interface FlakyServerStats {
 export interface FlakyServer {
   /** `http://host:port`, without a trailing slash. */
   readonly url: string;
+  /** The port it listens on (the one picked, when `port` was 0). */
   readonly port: number;
   /** What it answered so far. Also served as JSON at `GET /__stats`. */
   stats(): FlakyServerStats;

@@ -18,7 +18,7 @@ export type {
   ModelStep,
 } from './model-check.js';
 export { FaultyStore, InjectedStoreFault } from './faulty-store.js';
-export type { FaultMode, FaultyStoreOptions } from './faulty-store.js';
+export type { FaultMode, FaultyStoreOptions, Method as FaultyStoreMethod } from './faulty-store.js';
 export { IntermittentFailer, IntermittentFailure } from './intermittent-failer.js';
 export type { IntermittentFailerOptions } from './intermittent-failer.js';
 export { startFlakyServer } from './flaky-server.js';

@@ -12,11 +12,13 @@ export class ManualClock implements Clock {
     return this.#now;
   }
 
+  /** Moves the time forward by `ms`; a negative or non-finite `ms` throws a `RangeError`. */
   advance(ms: number): void {
     if (!Number.isFinite(ms) || ms < 0) throw new RangeError(`Expected a non-negative ms, got ${ms}`);
     this.#now += ms;
   }
 
+  /** Sets the time to `now`, forward or back. */
   set(now: number): void {
     this.#now = now;
   }

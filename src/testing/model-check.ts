@@ -59,6 +59,7 @@ export interface ModelCheckHarness {
 /** The trip policies a history may run under. */
 export type ModelCheckPolicy = 'consecutive-failures' | 'failures-in-window' | 'failure-rate';
 
+/** Options of `runModelCheck` and `describeModelCheck` (`replayModelCheck` takes some of them). */
 export interface ModelCheckOptions {
   /** The run's seed: the same seed runs the same histories. @defaultValue random */
   readonly seed?: number;
@@ -88,34 +89,81 @@ export interface ModelCheckOptions {
 
 /** What a run did. */
 export interface ModelCheckReport {
+  /** The run's seed: pass it back as `seed` to run the same histories. */
   readonly seed: number;
+  /** How many histories ran, all without a violation. */
   readonly histories: number;
+  /** How many steps those histories had in all. */
   readonly steps: number;
+  /** How many store faults those histories injected. */
   readonly faults: number;
 }
 
 /** One step of a history. `pick` chooses among the permits held at that moment (modulo their count). */
 export type ModelStep =
-  | { readonly op: 'acquire'; readonly client: number }
-  | { readonly op: 'settle'; readonly pick: number; readonly outcome: Outcome; readonly fault: Fault | null }
   | {
-      readonly op: 'execute';
+      /** A client asks for a permit (`acquire`) and holds it. */
+      readonly op: 'acquire';
+      /** Which client (modulo the number of clients). */
       readonly client: number;
+    }
+  | {
+      /** A held permit is settled. */
+      readonly op: 'settle';
+      /** Which held permit (modulo how many are held); nothing happens when none is. */
+      readonly pick: number;
+      /** How the permit is settled. */
       readonly outcome: Outcome;
+      /** The store fault injected into the write of the outcome, or null. */
       readonly fault: Fault | null;
     }
-  | { readonly op: 'advance'; readonly ms: number }
-  | { readonly op: 'force'; readonly override: Override | null; readonly forMs?: number }
-  | { readonly op: 'open-for'; readonly client: number; readonly ms: number }
-  | { readonly op: 'reset' };
+  | {
+      /** A client runs a call through `execute`. */
+      readonly op: 'execute';
+      /** Which client (modulo the number of clients). */
+      readonly client: number;
+      /** How the call ends. */
+      readonly outcome: Outcome;
+      /** The store fault injected into the write of the outcome, or null. */
+      readonly fault: Fault | null;
+    }
+  | {
+      /** The clock moves forward. */
+      readonly op: 'advance';
+      /** How far, in ms (not past the history's 40 s). */
+      readonly ms: number;
+    }
+  | {
+      /** An operator sets or clears an override, through a store of its own. */
+      readonly op: 'force';
+      /** The override, or null to clear it. */
+      readonly override: Override | null;
+      /** The override lapses after this many ms; absent: it stays. */
+      readonly forMs?: number;
+    }
+  | {
+      /** A client opens the breaker for a while (`openFor`). */
+      readonly op: 'open-for';
+      /** Which client (modulo the number of clients). */
+      readonly client: number;
+      /** For how long, in ms. */
+      readonly ms: number;
+    }
+  | {
+      /** An operator resets the breaker. */
+      readonly op: 'reset';
+    };
 
 /** A store fault injected into the write of one outcome. */
 export type Fault = 'lost-reply' | 'failed-write' | 'late-reply';
 
 /** A history the store and its breakers disagreed with the reference on. */
 export class ModelCheckViolation extends Error {
+  /** The failing history's seed: `replayModelCheck(harness, seed)` runs it again. */
   readonly seed: number;
+  /** The trip policy the history ran under. */
   readonly policy: ModelCheckPolicy;
+  /** The failing history, shortened unless `shrink` was false. */
   readonly history: readonly ModelStep[];
   constructor(seed: number, policy: ModelCheckPolicy, history: readonly ModelStep[], failure: string) {
     super(
@@ -166,6 +214,7 @@ function tripOf(policy: ModelCheckPolicy): TripPolicy {
 const IGNORED = new Error('model check: ignored');
 const FAILED = new Error('model check: failure');
 
+/** A step in words, as a violation's message lists it. */
 export function describeStep(step: ModelStep): string {
   switch (step.op) {
     case 'acquire':

@@ -34,6 +34,7 @@ import { invalid } from '../../options.js';
 import type { ListPage, Store, StoreTiming } from '../../store.js';
 import type { RecordExaminer, RecordReport } from '../record-report.js';
 
+/** Options of `DynamoDBStore`. */
 export interface DynamoDBStoreOptions {
   /** A `DynamoDBClient` you created; the store sends commands on it and never destroys it. */
   readonly client: DynamoDBClient;
@@ -709,16 +710,19 @@ function expiresAt(policy: BreakerPolicy, record: Pick<BreakerRecord, 'openUntil
   return Math.ceil((now + keepMs) / 1_000) + TTL_MARGIN_S;
 }
 
+/** Options of `createBreakerTable`. */
 export interface CreateBreakerTableOptions {
-  /** @defaultValue 'PAY_PER_REQUEST' (on demand) */
+  /** How the new table is billed. @defaultValue 'PAY_PER_REQUEST' (on demand) */
   readonly billingMode?: 'PAY_PER_REQUEST' | 'PROVISIONED';
-  /** With `PROVISIONED`: read and write capacity units. @defaultValue 5 and 5 */
+  /** With `PROVISIONED`: read capacity units. @defaultValue 5 */
   readonly readCapacityUnits?: number;
+  /** With `PROVISIONED`: write capacity units. @defaultValue 5 */
   readonly writeCapacityUnits?: number;
-  /** How long to wait for the table to become active. @defaultValue 120 */
+  /** How long to wait for the table to become active, in seconds. @defaultValue 120 */
   readonly maxWaitSeconds?: number;
 }
 
+/** What `createBreakerTable` did. */
 export interface CreateBreakerTableResult {
   /** False when the table was already there. */
   readonly created: boolean;

@@ -3,14 +3,17 @@ import type { Pool } from 'pg';
 import { DEFAULT_TABLE, parseTableName } from './names.js';
 import { schemaSql } from './schema.js';
 
+/** Options of `createBreakerSchema`. */
 export interface CreateBreakerSchemaOptions {
   /** `name` (created in the first schema of `search_path`) or `schema.name`. @defaultValue 'circuitry_breakers' */
   readonly table?: string;
 }
 
+/** Where `createBreakerSchema` made (or found) the table. */
 export interface CreateBreakerSchemaResult {
   /** The schema the table and functions are in. */
   readonly schema: string;
+  /** The table's name, without the schema. */
   readonly table: string;
 }
 

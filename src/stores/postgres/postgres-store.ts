@@ -24,6 +24,7 @@ import { listen } from './listener.js';
 import { policyFields } from '../policy-fields.js';
 import type { RecordExaminer, RecordReport } from '../record-report.js';
 
+/** Options of `PostgresStore`. */
 export interface PostgresStoreOptions {
   /**
    * A `pg.Pool` you created. The store runs one statement per operation on it and never closes

@@ -54,7 +54,9 @@ const LEADING = 'name_ text, kind_ text, p_ float8[], offset_ bigint';
 
 /** Everything `schemaSql` needs: the schema is explicit, so function bodies never depend on `search_path`. */
 export interface QualifiedTable {
+  /** The schema the table and its functions are in, unquoted. */
   readonly schema: string;
+  /** The table's name, unquoted, without the schema. */
   readonly table: string;
 }
 

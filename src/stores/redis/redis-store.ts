@@ -38,6 +38,7 @@ import {
   resetScript,
 } from './scripts.generated.js';
 
+/** Options of `RedisStore`. */
 export interface RedisStoreOptions {
   /**
    * An ioredis client (`new Redis(...)`) or cluster (`new Redis.Cluster(...)`) you created. The
