@@ -143,8 +143,21 @@ export function breakerFetch<Context = OriginContext>(
 }
 
 /** The origin of a URL as fetch takes it. */
+/**
+ * An http(s) URL whose origin is its start as written: a lower-case ASCII host name whose last
+ * label starts with a letter (so not an IPv4 address in any of the forms URL rewrites), no user
+ * info, and a port without leading zeros below 10,000 (a default port is checked apart).
+ */
+const PLAIN_ORIGIN = /^(https?:\/\/(?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*\.?(?::[1-9]\d{0,3})?)(?:[/?#]|$)/;
+
 function originOf(input: string | URL | Request): string {
-  if (typeof input === 'string') return new URL(input).origin;
+  if (typeof input === 'string') {
+    // Most calls: no URL parse per request. A default port (which URL drops), upper case, user
+    // info, IPv6 or an international name take the URL parser, so the origin is always URL's.
+    const plain = PLAIN_ORIGIN.exec(input)?.[1];
+    if (plain !== undefined && !/:(?:80|443)$/.test(plain)) return plain;
+    return new URL(input).origin;
+  }
   if (input instanceof URL) return input.origin;
   return new URL(input.url).origin;
 }

@@ -62,6 +62,38 @@ describe('breakerFetch', () => {
     assert.equal([...(await factory.health()).breakers][0]?.name, `http/${server.origin}`);
   });
 
+  it("names the breaker by the request's origin exactly as URL does, for every form of URL", async () => {
+    const urls = [
+      'https://api.example.com/v1/x',
+      'http://localhost:3000?x=1',
+      'https://a.b:443/x',
+      'http://a.b:80/',
+      'HTTPS://API.example.com/',
+      'https://user:pw@host/x',
+      'http://[::1]:8080/x',
+      'https://bücher.de/x',
+      'http://a.b:0080/',
+      'http://0x7f000001/',
+      'http://127.1/',
+      'https://x.y:8443#frag',
+      'http://example.com.:8080/x',
+      'http://ex.com\\path',
+    ];
+    const origins: string[] = [];
+    const factory = new BreakerFactory<{ origin: string }>({
+      name: (base, context) => {
+        origins.push(context!.origin);
+        return `${base}/${context!.origin}`;
+      },
+    });
+    const fetch = breakerFetch(factory, { fetch: async () => new Response('ok') });
+    for (const url of urls) await fetch(url);
+    assert.deepEqual(
+      origins,
+      urls.map((url) => new URL(url).origin),
+    );
+  });
+
   it('classify overrides the default; undefined keeps it', async () => {
     const factory = factoryOf();
     const fetch = breakerFetch(factory, {
