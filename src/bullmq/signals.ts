@@ -1,4 +1,5 @@
 // The signals a job's work listens to: BullMQ's own (worker.cancelJob), and the worker closing.
+import { setMaxListeners } from 'node:events';
 
 /** What of a BullMQ Worker this module uses, checked by shape (two copies of bullmq may meet). */
 export interface WorkerHandle {
@@ -36,6 +37,9 @@ export function closingSignal(worker: WorkerHandle): AbortSignal {
   if (signal === undefined) {
     const controller = new AbortController();
     signal = controller.signal;
+    // Every running job listens to it (and stops listening when it ends): a worker with a
+    // concurrency above 10 is not a leak, so no MaxListenersExceededWarning.
+    setMaxListeners(0, signal);
     closingSignals.set(worker, signal);
     if (worker.closing !== undefined) controller.abort(new WorkerClosingError());
     else worker.once('closing', () => controller.abort(new WorkerClosingError()));
