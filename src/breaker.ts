@@ -140,6 +140,12 @@ function checkOverrideOptions(options: OverrideOptions, method: string): ForceOp
   };
 }
 
+/**
+ * Where a factory keeps the lookup count of a breaker's last move in its LRU. Not public API.
+ * @internal
+ */
+export const lruTick = Symbol('circuitry.lruTick');
+
 /** Internal hooks the factory uses; not part of the public API. */
 export const internal = Symbol('circuitry.internal');
 
@@ -237,6 +243,11 @@ function rethrow(error: unknown, settled: Promise<void> | undefined): Promise<ne
 export class CircuitBreaker<Context = unknown> {
   /** The breaker's name: the key of its state in the store. */
   readonly name: string;
+  /**
+   * The factory's lookup count when it last moved this breaker to the young end of its LRU.
+   * @internal
+   */
+  [lruTick] = 0;
   /** The base name it was made for (`breakerFor`); its name when made with `new`. */
   readonly baseName: string;
   /** The context it was made for (`breakerFor`); undefined when made with `new`. */

@@ -1,4 +1,4 @@
-import { CircuitBreaker, initKey, internal } from './breaker.js';
+import { CircuitBreaker, initKey, internal, lruTick } from './breaker.js';
 import type { UnwrittenOutcomes } from './coordination.js';
 import { FactoryStats } from './metrics.js';
 import type { StoreOperationStats } from './metrics.js';
@@ -115,6 +115,9 @@ export class BreakerFactory<Context = unknown> {
   readonly #byBaseName = new Map<string, ResolvedOptions<Context>>();
   readonly #maxBreakers: number;
   readonly #breakers = new Map<string, CircuitBreaker<Context>>();
+  /** `breakerFor` calls so far, and how many of them keep a breaker "young" (see `breakerFor`). */
+  #lookups = 0;
+  readonly #youngLookups: number;
   #unsubscribe: Promise<(() => Promise<void>) | null> | null = null;
   #closed = false;
   readonly #subscription = new AbortController();
@@ -132,6 +135,7 @@ export class BreakerFactory<Context = unknown> {
       throw invalid('maxBreakers', 'an integer >= 1', maxBreakers);
     }
     this.#maxBreakers = maxBreakers ?? 10_000;
+    this.#youngLookups = Math.max(0, Math.floor(this.#maxBreakers / 2) - 1);
     // One store for every breaker of this factory, so same-named breakers share state.
     const clock = breakerOptions.clock;
     const shared: BreakerOptions<Context> = {
@@ -183,10 +187,17 @@ export class BreakerFactory<Context = unknown> {
     }
     const breakers = this.#breakers;
     let breaker = breakers.get(name);
+    const tick = ++this.#lookups;
     if (breaker !== undefined) {
-      // Least recently used order: Map keeps insertion order, so re-insert on use.
-      breakers.delete(name);
-      breakers.set(name, breaker);
+      // Least recently used order: Map keeps insertion order, so a breaker in use is re-inserted,
+      // but only once it is older than half the registry's lookups: a breaker looked up again
+      // within that many lookups cannot have had maxBreakers breakers inserted after it, so it
+      // is never the one evicted, and a hot breaker costs a lookup, not a delete and a set.
+      if (tick - breaker[lruTick] > this.#youngLookups) {
+        breakers.delete(name);
+        breakers.set(name, breaker);
+        breaker[lruTick] = tick;
+      }
       return breaker;
     }
     const resolved = this.#byBaseName.get(baseName) ?? this.#base;
@@ -194,6 +205,7 @@ export class BreakerFactory<Context = unknown> {
       [internal]: resolved,
       [initKey]: { baseName, context },
     } as BreakerOptions<Context>);
+    breaker[lruTick] = tick;
     breakers.set(name, breaker);
     if (this.#stats !== null) breaker[internal].instrument(this.#stats.forBase(baseName));
     if (breakers.size > this.#maxBreakers) this.#evict();

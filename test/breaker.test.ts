@@ -448,6 +448,20 @@ describe('the factory', () => {
     assert.equal((await a.state()).state, 'closed');
   });
 
+  it('keeps a breaker in use while thousands of others come and go (least recently used goes first)', () => {
+    const factory = new BreakerFactory<{ tenantId: string }>({ maxBreakers: 100 });
+    const hot = factory.breakerFor('api', { tenantId: 'hot' });
+    for (let i = 0; i < 10_000; i++) {
+      factory.breakerFor('api', { tenantId: `cold-${i}` });
+      if (i % 40 === 0) assert.equal(factory.breakerFor('api', { tenantId: 'hot' }), hot, `after ${i}`);
+      assert.ok(factory.size <= 100);
+    }
+    // One not used for a while is dropped (its state stays in the store).
+    const old = factory.breakerFor('api', { tenantId: 'cold-9999' });
+    for (let i = 0; i < 200; i++) factory.breakerFor('api', { tenantId: `later-${i}` });
+    assert.notEqual(factory.breakerFor('api', { tenantId: 'cold-9999' }), old);
+  });
+
   it('bounds its breakers (LRU) but never drops one holding a permit; state stays in the store', async () => {
     const factory = new BreakerFactory({ maxBreakers: 2, trip: consecutiveFailures(1) });
     const held = factory.breakerFor('held');
