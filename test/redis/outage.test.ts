@@ -177,8 +177,11 @@ describe('a real Redis outage', { timeout: 60_000 }, () => {
       await sleep(1_200);
       const result = await running.stop();
       assert.equal(result.wrong, 0);
-      // 100 callers for 2 s is thousands of calls; the store saw a handful of them.
-      assert.ok(startedDuringPause < 150, `${startedDuringPause} store calls during the pause`);
+      // 100 callers for 2 s is thousands of calls; the store saw few of them: each caller admitted
+      // just before the pause sends its outcome once (a success too: it may reset a run), then
+      // the store is left alone but for one trial call at a time. Bounded by the callers, not by
+      // the calls: no pile-up.
+      assert.ok(startedDuringPause < 300, `${startedDuringPause} store calls during the pause`);
       assert.ok(result.calls > startedDuringPause * 5, `${result.calls} calls`);
       assert.ok((await breaker.state()).now > 0);
     } finally {
