@@ -250,6 +250,10 @@ export class OutcomeWriter implements KeptOutcomesOwner {
     if (this.#flushing !== null) await this.#flushing;
     const pending = this.#flushBuffer();
     if (pending !== undefined) await pending;
+    // A re-send already under way took what was kept when it started: what was kept since (an
+    // outcome of a call admitted locally, a batch it had to keep again) waits for the next one.
+    // So after it, one more: under `drain` that one tries the store even while it is left alone.
+    if (this.#resending !== null) await this.#resending;
     await this.resendKept();
   }
 

@@ -108,6 +108,39 @@ describe('OutcomeWriter', () => {
     assert.equal(memory.inspect('dep', policy)?.counts.consecutiveFailures, 1, 'the run carried in order');
   });
 
+  it('drain writes what was kept while an earlier re-send was under way', async () => {
+    const memory = new MemoryStore();
+    let release = (): void => undefined;
+    let hold = true;
+    const store: Store = {
+      acquire: async (key, policy) => memory.acquire(key, policy),
+      record: async (key, policy, b) => {
+        if (hold) {
+          hold = false;
+          await new Promise<void>((resolve) => {
+            release = resolve;
+          });
+        }
+        return memory.record(key, policy, b);
+      },
+      inspect: async (key, policy) => memory.inspect(key, policy),
+      force: async (key, policy, override) => memory.force(key, policy, override),
+      list: async (prefix, cursor) => memory.list(prefix, cursor),
+    };
+    const { writer, policy } = writerOver(store);
+    writer.keep(batch(0, { successes: 2 }, 'd.1'), false);
+    const resending = writer.resendKept(); // takes d.1; its write hangs
+    await new Promise((resolve) => setImmediate(resolve));
+    writer.keep(batch(0, { failures: 1 }, 'd.2'), false); // kept while that re-send is under way
+    const draining = writer.drain(performance.now() + 2_000);
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    await Promise.all([resending, draining]);
+    assert.equal(writer.unwritten(), null, 'nothing left behind');
+    const counts = memory.inspect('dep', policy)?.counts;
+    assert.deepEqual([counts?.successes, counts?.failures], [2, 1]);
+  });
+
   it('writes in the background are waited for by flush, and hold the breaker meanwhile', async () => {
     const memory = new MemoryStore();
     let release = (): void => undefined;
