@@ -272,7 +272,6 @@ export function randomHistory(
     } else if (r < 0.98) history.push({ op: 'open-for', client, ms: random() < 0.5 ? 2_500 : 4_500 });
     else history.push({ op: 'reset' });
   }
-  // The clearing of any override last, so every history ends with the breaker computing its state.
   return history;
 }
 
@@ -285,8 +284,6 @@ export function randomHistory(
 class ModelStore implements Store {
   readonly inner: Store;
   fault: Fault | null = null;
-  /** A record whose reply was lost or late happened: the transition it made was reported late or never. */
-  faulted = 0;
   #inFlight = new Set<Promise<unknown>>();
   readonly timing: Store['timing'];
   readonly reset?: (key: string, policy: BreakerPolicy) => Promise<UpdateResult>;
@@ -321,7 +318,6 @@ class ModelStore implements Store {
     const fault = this.fault;
     this.fault = null;
     if (fault === null) return this.#track(Promise.resolve(this.inner.record(key, policy, batch)));
-    this.faulted += 1;
     const inner = this.inner;
     const lateMs = this.#lateMs;
     return this.#track(
