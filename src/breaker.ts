@@ -27,7 +27,7 @@ import type { BaseStats } from './metrics.js';
 import { describeValue, invalid, resolveOptions } from './options.js';
 import type { StateChangeMessage } from './store.js';
 import { MemoryStore, inProcess } from './stores/memory.js';
-import type { InProcessPath } from './stores/memory.js';
+import type { InProcessPath, RecordSlot } from './stores/memory.js';
 
 /** Options of one `execute` call. */
 export interface ExecuteOptions<T> {
@@ -145,6 +145,12 @@ function checkOverrideOptions(options: OverrideOptions, method: string): ForceOp
  * @internal
  */
 export const lruTick = Symbol('circuitry.lruTick');
+/**
+ * Where a factory keeps the tenant id it finds a breaker by (see `BreakerFactory.breakerFor`).
+ * Not public API.
+ * @internal
+ */
+export const tenantKey = Symbol('circuitry.tenantKey');
 
 /** Internal hooks the factory uses; not part of the public API. */
 export const internal = Symbol('circuitry.internal');
@@ -248,6 +254,8 @@ export class CircuitBreaker<Context = unknown> {
    * @internal
    */
   [lruTick] = 0;
+  /** @internal */
+  [tenantKey]: string | null = null;
   /** The base name it was made for (`breakerFor`); its name when made with `new`. */
   readonly baseName: string;
   /** The context it was made for (`breakerFor`); undefined when made with `new`. */
@@ -398,7 +406,7 @@ export class CircuitBreaker<Context = unknown> {
     const co = this.#co;
     if (fast !== null) {
       if (co.openUntil === 0 && co.rampUntil === 0) {
-        const generation = fast.admitClosed(this.name);
+        const generation = fast.admitClosed((this.#slot ??= fast.slot(this.name)));
         const path = this.#shared ?? (this.#shared = this.#warmUp(() => this.#memoryPath(fast)));
         if (path !== null && generation !== 0 && this.#sharesGeneration(generation)) {
           co.admittedClosed(generation);
@@ -416,6 +424,8 @@ export class CircuitBreaker<Context = unknown> {
     return this.#execute(fn, options);
   }
 
+  /** This breaker's record in the in-process path (see `RecordSlot`), made on first use. */
+  #slot: RecordSlot | null = null;
   /** The generation of the calls in flight on the shared path (see `execute`). */
   #sharedGeneration = 0;
   #sharedInFlight = 0;
@@ -552,7 +562,7 @@ export class CircuitBreaker<Context = unknown> {
       this.#success.size === 0 &&
       this.#failure.size === 0
     ) {
-      const generation = fast.admitClosed(this.name);
+      const generation = fast.admitClosed((this.#slot ??= fast.slot(this.name)));
       if (generation !== 0) {
         // Inlined rather than a helper: one async frame less per call.
         co.admittedClosed(generation);
@@ -609,7 +619,7 @@ export class CircuitBreaker<Context = unknown> {
     const co = this.#co;
     co.selfCall = true;
     const moved = fast.recordClosed(
-      this.name,
+      (this.#slot ??= fast.slot(this.name)),
       o.policy,
       generation,
       outcome,

@@ -1,4 +1,4 @@
-import { CircuitBreaker, initKey, internal, lruTick } from './breaker.js';
+import { CircuitBreaker, initKey, internal, lruTick, tenantKey } from './breaker.js';
 import type { UnwrittenOutcomes } from './coordination.js';
 import { FactoryStats } from './metrics.js';
 import type { StoreOperationStats } from './metrics.js';
@@ -115,6 +115,10 @@ export class BreakerFactory<Context = unknown> {
   readonly #byBaseName = new Map<string, ResolvedOptions<Context>>();
   readonly #maxBreakers: number;
   readonly #breakers = new Map<string, CircuitBreaker<Context>>();
+  /** The breakers of `{ tenantId }` contexts again, by base name and tenant id (see `breakerFor`). */
+  readonly #tenants = new Map<string, Map<string, CircuitBreaker<Context>>>();
+  #lastBase: string | null = null;
+  #lastTenants: Map<string, CircuitBreaker<Context>> | undefined = undefined;
   /** `breakerFor` calls so far, and how many of them keep a breaker "young" (see `breakerFor`). */
   #lookups = 0;
   readonly #youngLookups: number;
@@ -173,43 +177,74 @@ export class BreakerFactory<Context = unknown> {
       throw new TypeError(`Expected the base name to be a non-empty string, got ${String(baseName)}`);
     }
     const custom = this.#name;
-    // No context, no `name` option: the base name itself, with nothing allocated.
-    const name =
-      custom !== null
-        ? custom(baseName, context)
-        : context === undefined
-          ? baseName
-          : defaultBreakerName(baseName, context);
-    if (custom !== null && (typeof name !== 'string' || name.length === 0)) {
-      throw new TypeError(
-        `The \`name\` option returned ${String(name)} for "${baseName}"; expected a non-empty string`,
-      );
-    }
-    const breakers = this.#breakers;
-    let breaker = breakers.get(name);
-    const tick = ++this.#lookups;
-    if (breaker !== undefined) {
-      // Least recently used order: Map keeps insertion order, so a breaker in use is re-inserted,
-      // but only once it is older than half the registry's lookups: a breaker looked up again
-      // within that many lookups cannot have had maxBreakers breakers inserted after it, so it
-      // is never the one evicted, and a hot breaker costs a lookup, not a delete and a set.
-      if (tick - breaker[lruTick] > this.#youngLookups) {
-        breakers.delete(name);
-        breakers.set(name, breaker);
-        breaker[lruTick] = tick;
+    let name: string;
+    let tenant: string | null = null;
+    if (custom !== null) {
+      name = custom(baseName, context);
+      if (typeof name !== 'string' || name.length === 0) {
+        throw new TypeError(
+          `The \`name\` option returned ${String(name)} for "${baseName}"; expected a non-empty string`,
+        );
       }
-      return breaker;
+    } else if (context === undefined) {
+      // No context, no `name` option: the base name itself, with nothing allocated.
+      name = baseName;
+    } else {
+      // `{ tenantId }` alone, the per-job call: found by the tenant id in a map of its base name,
+      // without building the name (a new string, hashed on every lookup, costs more than the call).
+      tenant = onlyTenant(context);
+      if (tenant !== null) {
+        // Per-job calls name one base name again and again: its map is kept at hand.
+        const tenants = baseName === this.#lastBase ? this.#lastTenants : this.#tenantsOf(baseName);
+        const found = tenants?.get(tenant);
+        if (found !== undefined) return this.#touch(found);
+      }
+      name = defaultBreakerName(baseName, context);
     }
+    const found = this.#breakers.get(name);
+    if (found !== undefined) return this.#touch(found);
     const resolved = this.#byBaseName.get(baseName) ?? this.#base;
-    breaker = new CircuitBreaker<Context>(name, {
+    const breaker = new CircuitBreaker<Context>(name, {
       [internal]: resolved,
       [initKey]: { baseName, context },
     } as BreakerOptions<Context>);
-    breaker[lruTick] = tick;
-    breakers.set(name, breaker);
+    breaker[lruTick] = ++this.#lookups;
+    this.#breakers.set(name, breaker);
+    if (tenant !== null) {
+      let tenants = this.#tenantsOf(baseName);
+      if (tenants === undefined) {
+        this.#tenants.set(baseName, (tenants = new Map<string, CircuitBreaker<Context>>()));
+        this.#lastTenants = tenants;
+      }
+      tenants.set(tenant, breaker);
+      breaker[tenantKey] = tenant;
+    }
     if (this.#stats !== null) breaker[internal].instrument(this.#stats.forBase(baseName));
-    if (breakers.size > this.#maxBreakers) this.#evict();
+    if (this.#breakers.size > this.#maxBreakers) this.#evict();
     if (this.#unsubscribe === null) this.#subscribe();
+    return breaker;
+  }
+
+  /** The map of `baseName`'s tenants (see `breakerFor`), remembered as the last one used. */
+  #tenantsOf(baseName: string): Map<string, CircuitBreaker<Context>> | undefined {
+    this.#lastBase = baseName;
+    return (this.#lastTenants = this.#tenants.get(baseName));
+  }
+
+  /**
+   * A breaker looked up again. Least recently used order: Map keeps insertion order, so a breaker
+   * in use is re-inserted, but only once it is older than half the registry's lookups: a breaker
+   * looked up again within that many lookups cannot have had maxBreakers breakers inserted after
+   * it, so it is never the one evicted, and a hot breaker costs a lookup, not a delete and a set.
+   */
+  #touch(breaker: CircuitBreaker<Context>): CircuitBreaker<Context> {
+    const tick = ++this.#lookups;
+    if (tick - breaker[lruTick] > this.#youngLookups) {
+      const breakers = this.#breakers;
+      breakers.delete(breaker.name);
+      breakers.set(breaker.name, breaker);
+      breaker[lruTick] = tick;
+    }
     return breaker;
   }
 
@@ -344,6 +379,8 @@ export class BreakerFactory<Context = unknown> {
       if (evicted >= excess) break;
       if (breaker[internal].busy()) continue;
       this.#breakers.delete(name);
+      const tenant = breaker[tenantKey];
+      if (tenant !== null) this.#tenants.get(breaker.baseName)?.delete(tenant);
       evicted += 1;
     }
   }
@@ -370,6 +407,23 @@ export class BreakerFactory<Context = unknown> {
         },
       );
   }
+}
+
+/**
+ * The tenant id of a context that is `{ tenantId }` with a string id and nothing else defined, or
+ * null (then `defaultBreakerName` names it, or says what is wrong with it). The id is checked only
+ * when a breaker is made for it (`defaultBreakerName`): an invalid one is never in the map.
+ */
+function onlyTenant(context: unknown): string | null {
+  if (typeof context !== 'object' || context === null) return null;
+  let tenant: string | null = null;
+  for (const key in context) {
+    const value = (context as Record<string, unknown>)[key];
+    if (value === undefined) continue;
+    if (key !== 'tenantId' || typeof value !== 'string') return null;
+    tenant = value;
+  }
+  return tenant;
 }
 
 /**

@@ -118,6 +118,24 @@ describe('the default breaker name', () => {
     assert.throws(() => factory.breakerFor('api', { tenantId: 'a/b' }), InvalidOptionError);
   });
 
+  it('finds a tenant breaker again by its tenant id, and forgets it when the LRU drops it', () => {
+    const factory = new BreakerFactory<{ tenantId?: string | number; region?: string }>({ maxBreakers: 3 });
+    const a = factory.breakerFor('api', { tenantId: 'a' });
+    assert.equal(factory.breakerFor('api', { tenantId: 'a' }), a);
+    assert.equal(factory.breakerFor('api/a'), a, 'the same name is the same breaker, however asked for');
+    assert.notEqual(factory.breakerFor('sync', { tenantId: 'a' }), a, 'another base name, another breaker');
+    assert.throws(
+      () => factory.breakerFor('api', { tenantId: 'a', region: 'eu' }),
+      isInvalid('name', /region/),
+      'a context with another field is refused even when its tenant has a breaker',
+    );
+    for (let i = 0; i < 5; i++) factory.breakerFor('other', { tenantId: i });
+    const again = factory.breakerFor('api', { tenantId: 'a' });
+    assert.notEqual(again, a, 'dropped by the LRU: a new object, not the dropped one');
+    assert.equal(factory.breakerFor('api', { tenantId: 'a' }), again);
+    assert.ok(factory.size <= 3);
+  });
+
   it('a `name` option still decides, for any context', () => {
     const factory = new BreakerFactory<{ tenant: string }>({
       name: (base, context) => `${base}:${context?.tenant ?? '-'}`,

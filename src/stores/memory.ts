@@ -61,6 +61,11 @@ class AgingMap<V> {
   readonly #pinned = new Map<string, V>();
   #periodMs = 0;
   #rotateAt = 0;
+  /**
+   * Rises whenever an entry may have been dropped or replaced (a rotation, a set, a clear): a
+   * value read at the same epoch is still the one stored (see `RecordSlot`).
+   */
+  epoch = 0;
 
   get(key: string): V | undefined {
     const value = this.#young.get(key);
@@ -83,6 +88,7 @@ class AgingMap<V> {
   }
 
   set(key: string, value: V): void {
+    this.epoch += 1;
     this.#young.set(key, value);
     if (this.#pinned.size > 0) this.#pinned.delete(key);
     if (this.#old.size > 0) this.#old.delete(key);
@@ -115,6 +121,7 @@ class AgingMap<V> {
   }
 
   clear(): void {
+    this.epoch += 1;
     this.#young.clear();
     this.#pinned.clear();
     this.#old.clear();
@@ -128,6 +135,7 @@ class AgingMap<V> {
       this.#rotateAt = Math.max(this.#rotateAt, now + retentionMs);
     }
     if (now < this.#rotateAt) return;
+    this.epoch += 1;
     this.#old = this.#young;
     this.#young = new Map();
     this.#rotateAt = now + this.#periodMs;
@@ -149,11 +157,13 @@ export const ownClock = Symbol('circuitry.ownClock');
  * @internal
  */
 export interface InProcessPath {
+  /** A slot for one breaker's record, for the calls below. */
+  slot(key: string): RecordSlot;
   /** The generation of a closed breaker with no override (the call is admitted), else 0. */
-  admitClosed(key: string): number;
+  admitClosed(slot: RecordSlot): number;
   /** `reducer.recordClosedOutcome` on the stored record, publishing a transition it makes. */
   recordClosed(
-    key: string,
+    slot: RecordSlot,
     policy: BreakerPolicy,
     generation: number,
     outcome: Outcome,
@@ -161,6 +171,19 @@ export interface InProcessPath {
     random: number,
     jitterMs: number,
   ): Transition | null | undefined;
+}
+
+/**
+ * One breaker's record as the in-process path last found it, so a breaker called again finds it
+ * without a lookup in the store's map (one per call, on a map of every tenant, costs a cache miss
+ * or two). Valid while the map's epoch has not moved; a rotation moves it, so a record in use is
+ * looked up (and kept young) once per rotation period. Not public API.
+ * @internal
+ */
+export interface RecordSlot {
+  readonly key: string;
+  record: BreakerRecord | undefined;
+  epoch: number;
 }
 
 /**
@@ -298,14 +321,15 @@ export class MemoryStore implements Store, RecordExaminer {
    * @internal
    */
   readonly [inProcess]: InProcessPath = {
-    admitClosed: (key) => {
-      const record = this.#unverified.size === 0 ? this.#records.get(key) : undefined;
+    slot: (key) => ({ key, record: undefined, epoch: -1 }),
+    admitClosed: (slot) => {
+      const record = this.#find(slot);
       return record !== undefined && record.state === 'closed' && record.override === null
         ? record.generation
         : 0;
     },
-    recordClosed: (key, policy, generation, outcome, slow, random, jitterMs) => {
-      const record = this.#unverified.size === 0 ? this.#records.get(key) : undefined;
+    recordClosed: (slot, policy, generation, outcome, slow, random, jitterMs) => {
+      const record = this.#find(slot);
       if (record === undefined) return undefined;
       const now = this.#clock.now();
       const moved = reducer.recordClosedOutcome(
@@ -318,11 +342,20 @@ export class MemoryStore implements Store, RecordExaminer {
         random,
         jitterMs,
       );
-      if (moved) this.#publish(key, moved, record, now);
+      if (moved) this.#publish(slot.key, moved, record, now);
       if (moved !== undefined) this.#records.age(now, retentionMs(policy, record, now));
       return moved;
     },
   };
+
+  /** The record in `slot`, looked up again when the map may have changed; none for a raw write. */
+  #find(slot: RecordSlot): BreakerRecord | undefined {
+    if (this.#unverified.size !== 0) return undefined;
+    const records = this.#records;
+    if (slot.epoch === records.epoch) return slot.record;
+    slot.epoch = records.epoch;
+    return (slot.record = records.get(slot.key));
+  }
 
   #load(key: string, now: number): BreakerRecord {
     const existing = this.#records.get(key);

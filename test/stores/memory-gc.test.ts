@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { MemoryStore } from '../../src/index.js';
+import { CircuitBreaker, MemoryStore, consecutiveFailures } from '../../src/index.js';
 import type { OutcomeBatch } from '../../src/index.js';
 import { resolveOptions } from '../../src/options.js';
 import { ManualClock } from '../../src/testing/manual-clock.js';
@@ -80,6 +80,24 @@ describe('MemoryStore retention', () => {
       store.record('other', strict, batch(1, 0));
     }
     assert.equal(store.inspect('down', strict)?.state, 'open');
+  });
+
+  it('keeps a breaker that only its in-process path touches, and counts on the stored record', async () => {
+    // The breaker's closed path holds its record between calls (RecordSlot); a rotation of the
+    // store's map must make it look the record up again, or the record would age out under it.
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    const breaker = new CircuitBreaker('busy', { store, clock, trip: consecutiveFailures(3) });
+    const strict = resolveOptions({ trip: consecutiveFailures(3) }).policy;
+    for (let i = 0; i < 8; i++) {
+      assert.equal(await breaker.execute(() => Promise.resolve(i)), i);
+      clock.advance(3_600_000); // longer than any retention: every write rotates
+      store.record('other', policy, batch(1, 0));
+    }
+    // Not looked at in between: reading a record keeps it too.
+    for (let i = 0; i < 3; i++)
+      await assert.rejects(breaker.execute(() => Promise.reject(new Error('down'))));
+    assert.equal(store.inspect('busy', strict)?.state, 'open');
   });
 
   it('touching a breaker, even by reading it, keeps it', () => {

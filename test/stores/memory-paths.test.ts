@@ -34,15 +34,15 @@ describe('MemoryStore in-process path', () => {
   it('admits a closed breaker without override by its generation, anything else with 0', () => {
     const store = new MemoryStore({ clock: new ManualClock(0) });
     const path = store[inProcess];
-    assert.equal(path.admitClosed('unknown'), 0, 'no record yet: the general path makes one');
+    assert.equal(path.admitClosed(path.slot('unknown')), 0, 'no record yet: the general path makes one');
     store.record('a', policy, outcome({ successes: 1 }));
-    assert.equal(path.admitClosed('a'), G);
+    assert.equal(path.admitClosed(path.slot('a')), G);
     store.force('a', policy, 'metrics-only');
-    assert.equal(path.admitClosed('a'), 0);
+    assert.equal(path.admitClosed(path.slot('a')), 0);
     store.force('a', policy, null);
-    assert.equal(path.admitClosed('a'), G + 2);
+    assert.equal(path.admitClosed(path.slot('a')), G + 2);
     store.record('a', policy, outcome({ generation: G + 2, failures: 2, trailingFailures: 2 }));
-    assert.equal(path.admitClosed('a'), 0, 'open');
+    assert.equal(path.admitClosed(path.slot('a')), 0, 'open');
   });
 
   it('records an outcome, publishes the transition it makes, and says undefined when it cannot', async () => {
@@ -51,11 +51,19 @@ describe('MemoryStore in-process path', () => {
     const heard: StateChangeMessage[] = [];
     await store.subscribe((message) => heard.push(message));
     const path = store[inProcess];
-    assert.equal(path.recordClosed('none', policy, G, 'failure', false, 0, 0), undefined);
+    assert.equal(path.recordClosed(path.slot('none'), policy, G, 'failure', false, 0, 0), undefined);
     store.record('a', policy, outcome({ successes: 1 }));
-    assert.equal(path.recordClosed('a', policy, G, 'failure', false, 0, 0), null);
+    assert.equal(path.recordClosed(path.slot('a'), policy, G, 'failure', false, 0, 0), null);
     assert.equal(heard.length, 0);
-    const moved: Transition | null | undefined = path.recordClosed('a', policy, G, 'failure', false, 0, 0);
+    const moved: Transition | null | undefined = path.recordClosed(
+      path.slot('a'),
+      policy,
+      G,
+      'failure',
+      false,
+      0,
+      0,
+    );
     assert.deepEqual(moved, { from: 'closed', to: 'open', generation: G + 1 });
     assert.deepEqual(heard, [
       {
@@ -68,7 +76,11 @@ describe('MemoryStore in-process path', () => {
         override: null,
       },
     ]);
-    assert.equal(path.recordClosed('a', policy, G, 'failure', false, 0, 0), undefined, 'not closed any more');
+    assert.equal(
+      path.recordClosed(path.slot('a'), policy, G, 'failure', false, 0, 0),
+      undefined,
+      'not closed any more',
+    );
     assert.equal(store.inspect('a', policy)?.state, 'open');
   });
 
@@ -76,11 +88,14 @@ describe('MemoryStore in-process path', () => {
     const rate = resolveOptions({ trip: failureRate(0.5, { minimumCalls: 4, windowMs: 10_000 }) }).policy;
     const store = new MemoryStore({ clock: new ManualClock(0) });
     store.record('r', rate, outcome({ failures: 3, trailingFailures: 3 }));
-    assert.deepEqual(store[inProcess].recordClosed('r', rate, G, 'success', false, 0, 0), {
-      from: 'closed',
-      to: 'open',
-      generation: G + 1,
-    });
+    assert.deepEqual(
+      store[inProcess].recordClosed(store[inProcess].slot('r'), rate, G, 'success', false, 0, 0),
+      {
+        from: 'closed',
+        to: 'open',
+        generation: G + 1,
+      },
+    );
   });
 
   it('keeps a breaker it counts for, like the general path', () => {
@@ -89,7 +104,7 @@ describe('MemoryStore in-process path', () => {
     store.record('kept', policy, outcome({ successes: 1 }));
     for (let i = 0; i < 10; i++) {
       clock.advance(60_000);
-      store[inProcess].recordClosed('kept', policy, G, 'success', false, 0, 0);
+      store[inProcess].recordClosed(store[inProcess].slot('kept'), policy, G, 'success', false, 0, 0);
       store.record('other', policy, outcome({ successes: 1 }));
     }
     assert.notEqual(store.inspect('kept', policy), null);
@@ -99,8 +114,11 @@ describe('MemoryStore in-process path', () => {
     const store = new MemoryStore({ clock: new ManualClock(0), onCorruptRecord: () => undefined });
     store.record('a', policy, outcome({ successes: 1 }));
     store.writeRawForTesting('b', 'garbage');
-    assert.equal(store[inProcess].admitClosed('a'), 0);
-    assert.equal(store[inProcess].recordClosed('a', policy, G, 'success', false, 0, 0), undefined);
+    assert.equal(store[inProcess].admitClosed(store[inProcess].slot('a')), 0);
+    assert.equal(
+      store[inProcess].recordClosed(store[inProcess].slot('a'), policy, G, 'success', false, 0, 0),
+      undefined,
+    );
   });
 });
 
