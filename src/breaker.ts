@@ -174,6 +174,8 @@ export interface BreakerInternals {
   instrument(stats: BaseStats | null): void;
   /** This process's view of the state, without asking the store. */
   view(): { readonly state: BreakerState; readonly override: Override | null; readonly retryAfterMs: number };
+  /** The share of calls the adaptive throttle turns away now, or null without one. */
+  throttleRate(): number | null;
 }
 
 /**
@@ -330,6 +332,7 @@ export class CircuitBreaker<Context = unknown> {
       o.store instanceof MemoryStore &&
       o.flushIntervalMs === 0 &&
       o.slowCallMs === 0 &&
+      o.throttle === null &&
       o.policy.trip.kind !== 'custom'
         ? o.store[inProcess]
         : null;
@@ -413,7 +416,7 @@ export class CircuitBreaker<Context = unknown> {
           return this.#runShared(fn, path, generation);
         }
       }
-    } else if (this.#o.maxStalenessMs > 0 && this.#o.slowCallMs === 0) {
+    } else if (this.#o.maxStalenessMs > 0 && this.#o.slowCallMs === 0 && this.#o.throttle === null) {
       const generation = co.admitFromView();
       const path = this.#shared ?? (this.#shared = this.#warmUp(() => this.#viewPath(co)));
       if (path !== null && generation >= 0 && this.#sharesGeneration(generation)) {
@@ -742,6 +745,7 @@ export class CircuitBreaker<Context = unknown> {
         retryAfterMs: co.openUntil === 0 ? 0 : Math.max(0, co.openUntil - this.#o.clock.now()),
       }),
       unwritten: () => co.unwritten(),
+      throttleRate: () => (this.#o.throttle === null ? null : co.throttleRate()),
     };
   }
 

@@ -24,6 +24,7 @@ import type { WriterOwner } from './outcome-writer.js';
 import type { ResolvedOptions } from './options.js';
 import { NO_PROBES, nextBatchId } from './pending-batch.js';
 import { StoreHealth } from './store-health.js';
+import { LocalThrottle } from './throttle.js';
 import type { Awaitable, StateChangeMessage } from './store.js';
 
 /**
@@ -125,6 +126,8 @@ export class Coordination implements View, WriterOwner {
   readonly #fallback = new LocalFallback();
   /** Where outcomes go: written, buffered, kept while the store does not answer, re-sent. */
   readonly #writer: OutcomeWriter;
+  /** The adaptive throttle (`trip: adaptiveThrottle()`), or null. */
+  readonly #throttle: LocalThrottle | null;
   // Smoothed duration of the probes this process ran (ms; 0: none yet), for half-open-full hints.
   #probeMs = 0;
   #probeStartedAt = 0;
@@ -136,6 +139,12 @@ export class Coordination implements View, WriterOwner {
     this.#writer = new OutcomeWriter(this, host, options, this.#health, this.#fallback);
     const kind = options.policy.trip.kind;
     this.#resetOnly = kind === 'consecutive-failures' || kind === 'failures-in-window';
+    this.#throttle = options.throttle === null ? null : new LocalThrottle(options.throttle);
+  }
+
+  /** The share of calls the adaptive throttle turns away now (0 without one), for metrics. */
+  throttleRate(): number {
+    return this.#throttle === null ? 0 : this.#throttle.rejectionRate(this.#o.clock.now());
   }
 
   storeTimeoutMs(): number {
@@ -156,6 +165,14 @@ export class Coordination implements View, WriterOwner {
       if (now === 0) now = o.clock.now();
       const rejected = this.#ramp(now);
       if (rejected !== null) return rejected;
+    }
+    // An adaptive throttle turns calls away here, before any store call; an override other
+    // than forced-open (which rejects anyway) means the breaker does not reject at all.
+    const throttle = this.#throttle;
+    if (throttle !== null && this.override === null) {
+      if (now === 0) now = o.clock.now();
+      const retryAfterMs = throttle.request(now, Math.random());
+      if (retryAfterMs !== 0) return this.#host.rejected('throttled', retryAfterMs);
     }
     if (o.maxStalenessMs > 0 && this.state === 'closed' && this.override === null && this.known) {
       if (now === 0) now = o.clock.now();
@@ -390,6 +407,7 @@ export class Coordination implements View, WriterOwner {
   record(admission: Admission, outcome: Outcome, slow: boolean): Promise<void> | undefined {
     this.inFlight -= 1;
     const o = this.#o;
+    if (this.#throttle !== null && outcome !== 'failure') this.#throttle.accept(o.clock.now());
     if (admission.lease !== null && !admission.local && this.#probeStartedAt !== 0) {
       const ms = performance.now() - this.#probeStartedAt;
       this.#probeMs = this.#probeMs === 0 ? ms : this.#probeMs + (ms - this.#probeMs) / 4;

@@ -36,7 +36,14 @@ export {
   isExpectedError,
   isStoreError,
 } from './errors.js';
-export { consecutiveFailures, custom, failureRate, failuresInWindow } from './core/policy.js';
+export {
+  adaptiveThrottle,
+  consecutiveFailures,
+  custom,
+  failureRate,
+  failuresInWindow,
+  throttleRejectionRate,
+} from './core/policy.js';
 export { MAX_REASON_LENGTH, NO_RECORD } from './core/reducer.js';
 export type { Clock } from './core/clock.js';
 export type {
@@ -55,6 +62,7 @@ export type {
   RejectReason,
   Snapshot,
   Transition,
+  ThrottlePolicy,
   TripPolicy,
   UpdateResult,
   WindowCounts,

@@ -62,6 +62,20 @@ export function breakerStates<Context>(breakers: Iterable<CircuitBreaker<Context
   );
 }
 
+/**
+ * `throttle_rejection_rate{base}`: for base names whose breakers throttle (`adaptiveThrottle`),
+ * the highest share of calls any of them turns away now (this process's count).
+ */
+export function throttleSeries<Context>(breakers: Iterable<CircuitBreaker<Context>>): Series[] {
+  const highest = new Map<string, number>();
+  for (const breaker of breakers) {
+    const rate = breaker[internal].throttleRate();
+    if (rate === null) continue;
+    highest.set(breaker.baseName, Math.max(rate, highest.get(breaker.baseName) ?? 0));
+  }
+  return [...highest].map(([base, value]) => ({ labels: { base }, value }));
+}
+
 /** Prometheus histogram lines (`_bucket` cumulative with `le`, `_sum`, `_count`) for each labelled histogram. */
 export function histogramSeries(
   name: string,

@@ -1,8 +1,8 @@
 import type { Clock } from './core/clock.js';
 import { systemClock } from './core/clock.js';
 import { describeValue } from './core/describe.js';
-import { consecutiveFailures, policyWindowMs } from './core/policy.js';
-import type { BreakerPolicy, CircuitState, TripPolicy } from './core/types.js';
+import { consecutiveFailures, failuresInWindow, policyWindowMs } from './core/policy.js';
+import type { BreakerPolicy, CircuitState, ThrottlePolicy, TripPolicy } from './core/types.js';
 import { windowShape } from './core/window.js';
 import { InvalidOptionError } from './errors.js';
 import type { Store } from './store.js';
@@ -150,6 +150,8 @@ export interface ResolvedOptions<Context = unknown> {
   readonly onStoreFailure: StoreFailurePolicy;
   /** The recovery ramp after a close, in ms (0: none). */
   readonly rampMs: number;
+  /** The adaptive throttle (`trip: adaptiveThrottle()`), or null; `policy.trip` then never trips. */
+  readonly throttle: ThrottlePolicy | null;
 }
 
 /** The recovery ramp's default length (see `BreakerOptions.recovery`). */
@@ -217,6 +219,8 @@ function readNumber(option: string, value: unknown, fallback: number | null, rul
 }
 
 const MAX_MS = 2_147_483_647; // setTimeout's limit, and far beyond any sane period
+/** A failure threshold no window reaches: what a store is given for a throttle's window. */
+const NEVER = 2_147_483_647;
 /** How much longer than `timeoutMs` a probe lease lasts: time to write the probe's outcome. */
 const PROBE_MARGIN_MS = 1_000;
 
@@ -224,7 +228,7 @@ function validateTrip(trip: unknown, option = 'trip'): TripPolicy {
   if (typeof trip !== 'object' || trip === null || typeof (trip as { kind?: unknown }).kind !== 'string') {
     throw invalid(
       option,
-      'a trip policy such as `consecutiveFailures(5)`, `failuresInWindow(n, ms)`, `failureRate(r, { minimumCalls, windowMs })` or `custom(fn)`',
+      'a trip policy such as `consecutiveFailures(5)`, `failuresInWindow(n, ms)`, `failureRate(r, { minimumCalls, windowMs })`, `custom(fn)` or `adaptiveThrottle()`',
       trip,
     );
   }
@@ -255,10 +259,24 @@ function validateTrip(trip: unknown, option = 'trip'): TripPolicy {
         windowMs: t.windowMs as number,
         predicate: t.predicate as (counts: never) => boolean,
       } as TripPolicy;
+    case 'adaptive-throttle':
+      readNumber(`${option}.k`, t.k, null, { min: 1 });
+      readNumber(`${option}.windowMs`, t.windowMs, null, { integer: true, min: 10, max: MAX_MS });
+      readNumber(`${option}.padding`, t.padding, null, { min: 0 });
+      readNumber(`${option}.maxRejectionRate`, t.maxRejectionRate, null, { min: 0, max: 1 });
+      readNumber(`${option}.minimumCalls`, t.minimumCalls, null, { integer: true, min: 0 });
+      return {
+        kind: 'adaptive-throttle',
+        k: t.k as number,
+        windowMs: t.windowMs as number,
+        padding: t.padding as number,
+        maxRejectionRate: t.maxRejectionRate as number,
+        minimumCalls: t.minimumCalls as number,
+      };
     default:
       throw invalid(
         `${option}.kind`,
-        "one of 'consecutive-failures', 'failures-in-window', 'failure-rate', 'custom'",
+        "one of 'consecutive-failures', 'failures-in-window', 'failure-rate', 'custom', 'adaptive-throttle'",
         t.kind,
       );
   }
@@ -435,8 +453,11 @@ export function resolveOptions<Context>(
 
   const windowMs = policyWindowMs(trip);
   const { bucketMs, bucketCount } = windowShape(windowMs);
+  const throttle = trip.kind === 'adaptive-throttle' ? Object.freeze(trip) : null;
   const policy: BreakerPolicy = Object.freeze({
-    trip: Object.freeze(trip),
+    // A throttle is evaluated in each process (see `adaptiveThrottle`); its store counts the
+    // window's failures and never opens on them, so a healthy tenant still writes nothing.
+    trip: Object.freeze(throttle === null ? trip : failuresInWindow(NEVER, windowMs)),
     windowMs,
     bucketMs,
     bucketCount,
@@ -467,6 +488,7 @@ export function resolveOptions<Context>(
     connectTimeoutMs,
     onStoreFailure,
     rampMs,
+    throttle,
   });
 }
 

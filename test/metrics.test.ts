@@ -7,7 +7,13 @@ import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import type { HistogramMetricData, SumMetricData } from '@opentelemetry/sdk-metrics';
 import { Registry } from 'prom-client';
 
-import { BreakerFactory, MemoryStore, consecutiveFailures, healthHandler } from '../src/index.js';
+import {
+  BreakerFactory,
+  MemoryStore,
+  adaptiveThrottle,
+  consecutiveFailures,
+  healthHandler,
+} from '../src/index.js';
 import { registerMetrics as registerOpenTelemetry } from '../src/opentelemetry/index.js';
 import { registerMetrics as registerPrometheus } from '../src/prometheus/index.js';
 import { ManualClock } from '../src/testing/manual-clock.js';
@@ -116,6 +122,25 @@ describe('metrics', () => {
     assert.ok(
       lines(after, 'circuitry_breakers').includes('circuitry_breakers{base="sync",state="forced-open"} 1'),
     );
+  });
+
+  it('Prometheus: the highest throttle rejection rate per base name, and throttled rejections', async () => {
+    const factory = new BreakerFactory<{ tenantId: string }>({
+      store: new MemoryStore(),
+      byBaseName: { pay: { trip: adaptiveThrottle() } },
+    });
+    const registry = new Registry();
+    registerPrometheus(factory, { registry });
+    await factory.breakerFor('other').execute(ok);
+    await factory.breakerFor('pay', { tenantId: 'well' }).execute(ok);
+    const sick = factory.breakerFor('pay', { tenantId: 'sick' });
+    for (let i = 0; i < 100; i++) await sick.execute(fail).catch(() => undefined);
+    const text = await registry.metrics();
+    const [line, ...more] = lines(text, 'circuitry_throttle_rejection_rate');
+    assert.equal(more.length, 0, 'only the base name that throttles');
+    assert.match(line ?? '', /^circuitry_throttle_rejection_rate\{base="pay"\} 0\.9$/);
+    assert.match(text, /circuitry_calls_total\{base="pay",outcome="rejected",reason="throttled"\} \d+/);
+    await factory.close();
   });
 
   it('100,000 tenants under one base name make a bounded number of series', async () => {

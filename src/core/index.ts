@@ -12,6 +12,7 @@ export type {
   ProbeResult,
   RejectReason,
   Snapshot,
+  ThrottlePolicy,
   Transition,
   TripPolicy,
   UpdateResult,
@@ -22,6 +23,8 @@ export type { Clock } from './clock.js';
 export { systemClock } from './clock.js';
 export {
   DEFAULT_WINDOW_MS,
+  THROTTLE_DEFAULTS,
+  adaptiveThrottle,
   consecutiveFailures,
   custom,
   failureRate,
@@ -29,6 +32,7 @@ export {
   outcomesCanTrip,
   policyWindowMs,
   shouldTrip,
+  throttleRejectionRate,
 } from './policy.js';
 export { BUCKETS_PER_WINDOW, bucketIndex, currentBucket, windowCounts, windowShape } from './window.js';
 export {

@@ -1,6 +1,6 @@
 import { InvalidOptionError } from '../errors.js';
 import { describeValue } from './describe.js';
-import type { TripPolicy, WindowCounts } from './types.js';
+import type { ThrottlePolicy, TripPolicy, WindowCounts } from './types.js';
 
 /** The default counting window for policies that have none (consecutive failures), for metrics. */
 export const DEFAULT_WINDOW_MS = 60_000;
@@ -51,6 +51,68 @@ export function failureRate(ratio: number, options: { minimumCalls: number; wind
   return { kind: 'failure-rate', ratio, minimumCalls: options.minimumCalls, windowMs: options.windowMs };
 }
 
+/** `adaptiveThrottle`'s defaults: those of the SRE book (k 2, 2 min, padding 8), capped at 0.9. */
+export const THROTTLE_DEFAULTS = Object.freeze({
+  k: 2,
+  windowMs: 120_000,
+  padding: 8,
+  maxRejectionRate: 0.9,
+  minimumCalls: 10,
+});
+
+/**
+ * Adaptive throttling instead of open/closed (client-side throttling, as in Google's SRE book):
+ * the breaker never opens on counts; each call is turned away (`CircuitOpenError`, reason
+ * `'throttled'`) with probability
+ * `min(maxRejectionRate, max(0, (requests - k * accepts) / (requests + padding)))`, where requests
+ * are the calls this process attempted over the last `windowMs` (those it turned away included)
+ * and accepts the calls the dependency accepted (a success, or an outcome `isFailure` ignores).
+ * Nothing is turned away below `minimumCalls` requests. Counted in each process, so it costs no
+ * store call; overrides, `openFor` and a `Retry-After` still open the breaker fleet-wide.
+ */
+export function adaptiveThrottle(
+  options: {
+    k?: number;
+    windowMs?: number;
+    padding?: number;
+    maxRejectionRate?: number;
+    minimumCalls?: number;
+  } = {},
+): TripPolicy {
+  if (!isObject(options)) {
+    throw wrong(
+      'adaptiveThrottle',
+      'options',
+      '`{ k?, windowMs?, padding?, maxRejectionRate?, minimumCalls? }`',
+      options,
+    );
+  }
+  for (const key of ['k', 'windowMs', 'padding', 'maxRejectionRate', 'minimumCalls'] as const) {
+    if (options[key] !== undefined && typeof options[key] !== 'number') {
+      throw wrong('adaptiveThrottle', `option \`${key}\``, 'a number', options[key]);
+    }
+  }
+  return {
+    kind: 'adaptive-throttle',
+    k: options.k ?? THROTTLE_DEFAULTS.k,
+    windowMs: options.windowMs ?? THROTTLE_DEFAULTS.windowMs,
+    padding: options.padding ?? THROTTLE_DEFAULTS.padding,
+    maxRejectionRate: options.maxRejectionRate ?? THROTTLE_DEFAULTS.maxRejectionRate,
+    minimumCalls: options.minimumCalls ?? THROTTLE_DEFAULTS.minimumCalls,
+  };
+}
+
+/**
+ * The share of calls an adaptive throttle turns away, given the requests and accepts of its
+ * window: 0 below `minimumCalls` requests and whenever `k * accepts` covers the requests, never
+ * above `maxRejectionRate`, and rising as the accepted share falls.
+ */
+export function throttleRejectionRate(policy: ThrottlePolicy, requests: number, accepts: number): number {
+  if (requests < policy.minimumCalls) return 0;
+  const rate = (requests - policy.k * accepts) / (requests + policy.padding);
+  return rate <= 0 ? 0 : Math.min(policy.maxRejectionRate, rate);
+}
+
 /**
  * Trip when `predicate` returns true for the window counts. The breaker evaluates it over the
  * counts the store returns and asks the store to open, fenced by generation.
@@ -79,7 +141,7 @@ export function outcomesCanTrip(trip: TripPolicy, successes: number, failures: n
   return failures > 0 || (successes > 0 && trip.kind === 'failure-rate');
 }
 
-/** Whether the data policy trips on these counts. A custom policy never trips here. */
+/** Whether the data policy trips on these counts. A custom policy or a throttle never trips here. */
 export function shouldTrip(trip: TripPolicy, counts: WindowCounts): boolean {
   switch (trip.kind) {
     case 'consecutive-failures':
@@ -92,6 +154,7 @@ export function shouldTrip(trip: TripPolicy, counts: WindowCounts): boolean {
       // the double nearest the exact rate, which equals the ratio's double when the rates are equal.
       return counts.total >= trip.minimumCalls && counts.failures / counts.total >= trip.ratio;
     case 'custom':
+    case 'adaptive-throttle':
       return false;
   }
 }

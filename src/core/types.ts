@@ -21,9 +21,12 @@ export type CircuitState = BreakerState | 'forced-open' | 'forced-closed';
 /**
  * Why a call was rejected: `open`, `half-open-full` (the probes are taken), `forced-open` (an
  * override, or `openFor`), `store-unavailable` (`onStoreFailure: 'reject'`), `recovering` (the
- * breaker closed a moment ago and admits a rising share of calls: `recovery.rampMs`).
+ * breaker closed a moment ago and admits a rising share of calls: `recovery.rampMs`), `throttled`
+ * (an `adaptiveThrottle` policy turned the call away, with a probability that grows with the
+ * share of calls the dependency did not accept).
  */
-export type RejectReason = 'open' | 'half-open-full' | 'forced-open' | 'store-unavailable' | 'recovering';
+export type RejectReason =
+  'open' | 'half-open-full' | 'forced-open' | 'store-unavailable' | 'recovering' | 'throttled';
 
 /** How a call ended, as far as the breaker is concerned. */
 export type Outcome = 'success' | 'failure' | 'ignored';
@@ -54,6 +57,7 @@ export type TripPolicy =
       /** The counting window, in ms. */
       readonly windowMs: number;
     }
+  | ThrottlePolicy
   | {
       /** Evaluated by the breaker over the counts a store returns; a store never trips on it alone. */
       readonly kind: 'custom';
@@ -62,6 +66,26 @@ export type TripPolicy =
       /** Returns true to trip, given the window's counts; without it the breaker never trips. */
       readonly predicate?: (counts: WindowCounts) => boolean;
     };
+
+/**
+ * Adaptive throttling (client-side throttling as Google's SRE book describes it): the breaker
+ * never opens on counts; instead each process turns away a share of calls, at random, that grows
+ * as the dependency accepts fewer of them. See `adaptiveThrottle` and `throttleRejectionRate`.
+ */
+export interface ThrottlePolicy {
+  /** Turn a share of calls away, in each process, instead of opening. */
+  readonly kind: 'adaptive-throttle';
+  /** How many calls per accepted call are let through: 2 lets twice as many as were accepted. */
+  readonly k: number;
+  /** The window requests and accepts are counted over, in ms. */
+  readonly windowMs: number;
+  /** Added to the requests in the denominator, so a handful of calls cannot throttle hard. */
+  readonly padding: number;
+  /** The highest share of calls ever turned away (some always go through, to see recovery). */
+  readonly maxRejectionRate: number;
+  /** Below this many requests in the window nothing is turned away. */
+  readonly minimumCalls: number;
+}
 
 /**
  * Everything a store needs to run the reducer for one breaker. Resolved once from the options and

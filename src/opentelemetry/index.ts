@@ -5,7 +5,7 @@ import type { BreakerFactory } from '../factory.js';
 import { instrument } from '../factory.js';
 import { DURATION_BUCKETS } from '../metrics.js';
 import type { CallOutcome } from '../metrics.js';
-import { breakerStates, callSeries, storeSeries } from '../metrics-export.js';
+import { breakerStates, callSeries, storeSeries, throttleSeries } from '../metrics-export.js';
 import type { Series } from '../metrics-export.js';
 import { invalid } from '../options.js';
 
@@ -49,6 +49,10 @@ export function registerMetrics<Context>(
   const breakers = meter.createObservableGauge('circuitry.breakers', {
     description: 'Breakers this process holds, by base name and state (its local view).',
   });
+  const throttle = meter.createObservableGauge('circuitry.throttle.rejection_rate', {
+    description:
+      'Highest share of calls an adaptive throttle of this base name turns away now (this process).',
+  });
   const storeErrors = meter.createObservableCounter('circuitry.store.errors', {
     description: 'Store calls that failed or timed out, by operation.',
   });
@@ -84,9 +88,10 @@ export function registerMetrics<Context>(
       observe,
     );
     observeAll(breakers, breakerStates(source.breakers()), observe);
+    observeAll(throttle, throttleSeries(source.breakers()), observe);
     observeAll(storeErrors, storeSeries(source.storeOperations()).errors, observe);
   };
-  meter.addBatchObservableCallback(batch, [calls, transitions, breakers, storeErrors]);
+  meter.addBatchObservableCallback(batch, [calls, transitions, breakers, throttle, storeErrors]);
 
   const onCall = (base: string, outcome: CallOutcome, seconds: number): void =>
     callDuration.record(seconds, { base, outcome });
@@ -96,7 +101,7 @@ export function registerMetrics<Context>(
   source.storeHealth.onCall.push(onStoreCall);
   return {
     unregister: () => {
-      meter.removeBatchObservableCallback(batch, [calls, transitions, breakers, storeErrors]);
+      meter.removeBatchObservableCallback(batch, [calls, transitions, breakers, throttle, storeErrors]);
       remove(source.stats.onCall, onCall);
       remove(source.storeHealth.onCall, onStoreCall);
     },

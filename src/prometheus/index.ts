@@ -7,6 +7,7 @@ import { invalid } from '../options.js';
 import {
   METRIC_STATES,
   breakerStates,
+  throttleSeries,
   callSeries,
   histogramSeries,
   stateOf,
@@ -120,6 +121,12 @@ export function registerMetrics<Context>(
     ),
     metric('breakers', 'Breakers this process holds, by base name and state (its local view).', 'gauge', () =>
       breakerStates(source.breakers()),
+    ),
+    metric(
+      'throttle_rejection_rate',
+      'Highest share of calls an adaptive throttle of this base name turns away now (this process).',
+      'gauge',
+      () => throttleSeries(source.breakers()),
     ),
     metric(
       'store_errors_total',

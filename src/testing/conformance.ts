@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 
-import { consecutiveFailures, custom, failureRate, failuresInWindow } from '../core/policy.js';
+import {
+  adaptiveThrottle,
+  consecutiveFailures,
+  custom,
+  failureRate,
+  failuresInWindow,
+} from '../core/policy.js';
 import { NO_RECORD } from '../core/reducer.js';
 import type { AcquireResult, BreakerPolicy, OutcomeBatch, ProbeResult, UpdateResult } from '../core/types.js';
 import type { BreakerOptions } from '../options.js';
@@ -289,6 +295,18 @@ export function describeStoreConformance(
         assert.equal(result.snapshot.counts.successes, 0);
         result = await record(h, key, policy, outcomes(generation, { failures: 2 }));
         assert.equal(result.snapshot.state, 'open');
+      });
+
+      test('an adaptive throttle counts failures in its window and never opens on them', async (h, key) => {
+        // The throttle turns calls away in each process; the store sees a window it never trips.
+        const policy = policyOf({ trip: adaptiveThrottle({ windowMs: 10_000 }) });
+        const { generation } = await acquire(h, key, policy);
+        await record(h, key, policy, outcomes(generation, { failures: 1_000 }));
+        const result = await record(h, key, policy, outcomes(generation, { failures: 1 }));
+        assert.equal(result.snapshot.state, 'closed');
+        assert.equal(result.transition, null);
+        assert.equal(result.snapshot.counts.failures, 1_001);
+        assert.equal((await acquire(h, key, policy)).admitted, true);
       });
 
       test('failureRate waits for minimumCalls, then trips at the ratio', async (h, key) => {

@@ -4,7 +4,13 @@ import { describe, it } from 'node:test';
 
 import type { Redis } from 'ioredis';
 
-import { BreakerFactory, consecutiveFailures, failureRate, isCircuitOpenError } from '../../src/index.js';
+import {
+  BreakerFactory,
+  adaptiveThrottle,
+  consecutiveFailures,
+  failureRate,
+  isCircuitOpenError,
+} from '../../src/index.js';
 import type { Clock } from '../../src/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { useRedisServer } from '../helpers/redis-server.js';
@@ -156,6 +162,39 @@ describe('breakers on a RedisStore', () => {
       }
     });
   }
+
+  it('an adaptive throttle: a healthy tenant writes nothing, a throttled call costs no command, and it never opens', async () => {
+    const prefix = `throttle-${randomUUID()}:`;
+    const factory = new BreakerFactory({
+      store: new RedisStore({ client, prefix }),
+      trip: adaptiveThrottle(),
+    });
+    try {
+      const breaker = factory.breakerFor('dep');
+      await breaker.execute(ok);
+      await breaker.flush();
+      for (let i = 0; i < 50; i++) await breaker.execute(ok);
+      await breaker.flush();
+      assert.deepEqual(await client.keys(`${prefix}*`), [], 'no key for a healthy tenant');
+      for (let i = 0; i < 400; i++) await breaker.execute(fail).catch(() => undefined);
+      await breaker.flush();
+      await client.config('RESETSTAT');
+      let throttled = 0;
+      for (let i = 0; i < 100; i++) {
+        await breaker.execute(ok).catch((e: unknown) => {
+          if (isCircuitOpenError(e) && e.reason === 'throttled') throttled += 1;
+        });
+      }
+      await breaker.flush();
+      const ran = 100 - throttled;
+      assert.ok(throttled > 30, `throttled ${throttled}`);
+      // Each call that ran: its acquire and its success; a throttled call: nothing.
+      assert.deepEqual(await commands(client), { fcall: 2 * ran });
+      assert.equal((await breaker.state()).state, 'closed');
+    } finally {
+      await factory.close();
+    }
+  });
 
   it('a success resets a run another process built while it ran (completion order F F S F stays closed)', async () => {
     const prefix = `interleave-${randomUUID()}:`;
