@@ -173,7 +173,12 @@ export interface BreakerInternals {
   /** Starts (or with null stops) keeping metrics for this breaker's base name. */
   instrument(stats: BaseStats | null): void;
   /** This process's view of the state, without asking the store. */
-  view(): { readonly state: BreakerState; readonly override: Override | null; readonly retryAfterMs: number };
+  view(): {
+    readonly state: BreakerState;
+    readonly override: Override | null;
+    readonly generation: number;
+    readonly retryAfterMs: number;
+  };
   /** The share of calls the adaptive throttle turns away now, or null without one. */
   throttleRate(): number | null;
 }
@@ -241,6 +246,27 @@ function rethrow(error: unknown, settled: Promise<void> | undefined): Promise<ne
 }
 
 /**
+ * Where a factory hands a breaker the gate of its base name, when the base name can escalate
+ * (`escalate`). Not public API.
+ * @internal
+ */
+export const baseGate = Symbol('circuitry.baseGate');
+
+/**
+ * A base name's gate (`escalate`): its breaker, which every breaker of the base name asks first,
+ * and the check a breaker runs when it sees itself open. Not public API.
+ * @internal
+ */
+export interface BaseGate {
+  readonly breaker: CircuitBreaker<unknown>;
+  /**
+   * A breaker of the base name saw itself open (`opened`: it just changed to open; else a call
+   * was rejected as open): the factory checks whether the base name is.
+   */
+  check(opened: boolean): void;
+}
+
+/**
  * A circuit breaker whose state lives in a store. Create one per protected dependency (or per
  * tenant of it), usually through `BreakerFactory.breakerFor`.
  *
@@ -258,6 +284,8 @@ export class CircuitBreaker<Context = unknown> {
   [lruTick] = 0;
   /** @internal */
   [tenantKey]: string | null = null;
+  /** @internal */
+  [baseGate]: BaseGate | null = null;
   /** The base name it was made for (`breakerFor`); its name when made with `new`. */
   readonly baseName: string;
   /** The context it was made for (`breakerFor`); undefined when made with `new`. */
@@ -309,6 +337,7 @@ export class CircuitBreaker<Context = unknown> {
       return this.breaker.#startTime();
     }
     learnt(from: CircuitState, to: CircuitState): void {
+      if (to === 'open') this.breaker[baseGate]?.check(true);
       this.breaker.#stats?.transition(from, to, 'learnt');
     }
   };
@@ -320,6 +349,12 @@ export class CircuitBreaker<Context = unknown> {
     const resolved = (options as { [internal]?: ResolvedOptions<Context> })[internal];
     const init = (options as { [initKey]?: { baseName: string; context: Context | undefined } })[initKey];
     this.#o = resolved ?? resolveOptions(options);
+    if (resolved === undefined && this.#o.escalate !== null) {
+      throw new InvalidOptionError(
+        'escalate',
+        '`escalate` opens a base name for all its breakers: it is an option of `BreakerFactory` (or its `byBaseName`), not of a breaker made with `new`',
+      );
+    }
     this.name = name;
     this.baseName = init?.baseName ?? name;
     this.context = init?.context;
@@ -401,9 +436,10 @@ export class CircuitBreaker<Context = unknown> {
       typeof fn !== 'function' ||
       this.#o.timeoutMs > 0 ||
       this.#success.size !== 0 ||
-      this.#failure.size !== 0
+      this.#failure.size !== 0 ||
+      this[baseGate] !== null
     ) {
-      return this.#execute(fn, options);
+      return this[baseGate] === null ? this.#execute(fn, options) : this.#gated(fn, options);
     }
     const fast = this.#fast;
     const co = this.#co;
@@ -645,6 +681,82 @@ export class CircuitBreaker<Context = unknown> {
    * a permit, do the work, then settle the permit. Throws `CircuitOpenError` when rejected.
    */
   async acquire(): Promise<Permit> {
+    if (this[baseGate] === null) return this.#acquire();
+    const base = await this.#passBase();
+    if (base === null) return this.#acquire();
+    if (!('probe' in base)) throw base;
+    let permit: Permit;
+    try {
+      permit = await this.#acquire();
+    } catch (error) {
+      void base.ignore();
+      throw error;
+    }
+    // The base name's probe: the call's outcome decides for the whole base name too.
+    return {
+      generation: permit.generation,
+      probe: permit.probe,
+      success: () => Promise.all([permit.success(), base.success()]).then(() => undefined),
+      failure: (error?: unknown) =>
+        Promise.all([permit.failure(error), base.failure(error)]).then(() => undefined),
+      ignore: () => Promise.all([permit.ignore(), base.ignore()]).then(() => undefined),
+    };
+  }
+
+  /**
+   * Asks the base name's breaker (`escalate`): null when it admits (closed, from its view at no
+   * cost, or from the store at most once a second), the rejection (reason `'base-open'`), or the
+   * base name's probe permit, whose outcome the caller reports.
+   */
+  async #passBase(): Promise<Permit | CircuitOpenError | null> {
+    const base = this[baseGate]!.breaker;
+    if (base.#co.admitFromView() >= 0) return null;
+    let permit: Permit;
+    try {
+      permit = await base.#acquire();
+    } catch (error) {
+      if (isCircuitOpenError(error)) return this.#rejected('base-open', error.retryAfterMs);
+      throw error;
+    }
+    if (!permit.probe) {
+      // Closed: the ask only refreshed the view. An ignored outcome writes nothing.
+      void permit.ignore();
+      return null;
+    }
+    return permit;
+  }
+
+  /** `execute` of a breaker whose base name can escalate: the base name admits the call first. */
+  async #gated<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T> {
+    const base = await this.#passBase();
+    if (base === null) return this.#execute(fn, options);
+    if (!('probe' in base)) {
+      if (options?.fallback !== undefined) return options.fallback(base);
+      throw base;
+    }
+    // The base name's probe: its outcome decides for the whole base name.
+    const fallback = options?.fallback;
+    const own: ExecuteOptions<T> | undefined =
+      options === undefined ? undefined : { ...options, fallback: undefined, fallbackOnFailure: false };
+    let value: T;
+    try {
+      value = await this.#execute(fn, own);
+    } catch (error) {
+      if (isCircuitOpenError(error) && error.breakerName === this.name) {
+        // This breaker rejected the call itself: the probe did not reach the dependency.
+        void base.ignore();
+        if (fallback !== undefined) return fallback(error);
+        throw error;
+      }
+      void base.failure(error);
+      if (fallback !== undefined && options?.fallbackOnFailure === true) return fallback(error);
+      throw error;
+    }
+    void base.success();
+    return value;
+  }
+
+  async #acquire(): Promise<Permit> {
     const co = this.#co;
     let admitted = co.admit();
     if (isPromiseLike(admitted)) admitted = await admitted;
@@ -742,6 +854,7 @@ export class CircuitBreaker<Context = unknown> {
       view: () => ({
         state: co.state,
         override: co.override,
+        generation: co.generation,
         retryAfterMs: co.openUntil === 0 ? 0 : Math.max(0, co.openUntil - this.#o.clock.now()),
       }),
       unwritten: () => co.unwritten(),
@@ -750,6 +863,7 @@ export class CircuitBreaker<Context = unknown> {
   }
 
   #rejected(reason: RejectReason, retryAfterMs: number): CircuitOpenError {
+    if (reason === 'open') this[baseGate]?.check(false);
     this.#stats?.reject(reason);
     const error = rejection(this.name, reason, retryAfterMs);
     if (this.#reject.size > 0) {
@@ -877,6 +991,7 @@ export class CircuitBreaker<Context = unknown> {
   }
 
   #emitTransition(transition: Transition): void {
+    if (transition.to === 'open') this[baseGate]?.check(true);
     this.#stats?.transition(transition.from, transition.to);
     this.#o.logger?.info?.(
       { breaker: this.name, from: transition.from, to: transition.to, generation: transition.generation },

@@ -1,4 +1,6 @@
-import { CircuitBreaker, initKey, internal, lruTick, tenantKey } from './breaker.js';
+import { CircuitBreaker, baseGate, initKey, internal, lruTick, tenantKey } from './breaker.js';
+import type { BaseGate } from './breaker.js';
+import { consecutiveFailures } from './core/policy.js';
 import type { UnwrittenOutcomes } from './coordination.js';
 import { FactoryStats } from './metrics.js';
 import type { StoreOperationStats } from './metrics.js';
@@ -125,6 +127,13 @@ export class BreakerFactory<Context = unknown> {
   #unsubscribe: Promise<(() => Promise<void>) | null> | null = null;
   #closed = false;
   readonly #subscription = new AbortController();
+  /** The options of every base name before resolving, for its base breaker (`escalate`). */
+  readonly #raw: BreakerOptions<Context>;
+  readonly #rawByBaseName = new Map<string, BreakerOptions<Context>>();
+  /** The gates of base names that escalate, by base name, made with their first breaker. */
+  readonly #gates = new Map<string, Escalation<Context>>();
+  /** Their base breakers, by name (`base/*`), for pushes. */
+  readonly #baseBreakers = new Map<string, CircuitBreaker<Context>>();
   #stats: FactoryStats | null = null;
 
   constructor(options: FactoryOptions<Context> = {}) {
@@ -147,6 +156,7 @@ export class BreakerFactory<Context = unknown> {
       store: breakerOptions.store ?? new MemoryStore(clock === undefined ? {} : { clock }),
     };
     this.#base = resolveOptions(shared, 'factory options');
+    this.#raw = shared;
     if (byBaseName !== undefined) {
       if (typeof byBaseName !== 'object' || byBaseName === null) {
         throw invalid('byBaseName', 'an object of options by base name', byBaseName);
@@ -163,6 +173,7 @@ export class BreakerFactory<Context = unknown> {
           baseName,
           resolveOptions({ ...shared, ...overrides }, `byBaseName["${baseName}"]`),
         );
+        this.#rawByBaseName.set(baseName, { ...shared, ...overrides });
       }
     }
   }
@@ -219,10 +230,122 @@ export class BreakerFactory<Context = unknown> {
       tenants.set(tenant, breaker);
       breaker[tenantKey] = tenant;
     }
+    if (resolved.escalate !== null) breaker[baseGate] = this.#gateOf(baseName, resolved.escalate).gate;
     if (this.#stats !== null) breaker[internal].instrument(this.#stats.forBase(baseName));
     if (this.#breakers.size > this.#maxBreakers) this.#evict();
     if (this.#unsubscribe === null) this.#subscribe();
     return breaker;
+  }
+
+  /**
+   * The breaker of a base name that escalates (`escalate`): named `base/*`, it opens when too
+   * many breakers of the base name are open, and while it is open or probing every breaker of the
+   * base name rejects with reason `'base-open'`. Null for a base name that does not escalate.
+   * Its state changes reach the factory's `onStateChange` like any breaker's; `circuitry list`
+   * and the dashboard show it; an operator can force or reset it like any other.
+   */
+  baseBreaker(baseName: string): CircuitBreaker<Context> | null {
+    const resolved = this.#byBaseName.get(baseName) ?? this.#base;
+    if (resolved.escalate === null) return null;
+    return this.#gateOf(baseName, resolved.escalate).breaker;
+  }
+
+  #gateOf(baseName: string, rule: NonNullable<ResolvedOptions<Context>['escalate']>): Escalation<Context> {
+    const known = this.#gates.get(baseName);
+    if (known !== undefined) return known;
+    const raw = this.#rawByBaseName.get(baseName) ?? this.#raw;
+    const name = `${baseName}/*`;
+    // One failure opens it (the factory reports one when the share of open breakers is reached);
+    // one probe decides; its view is trusted for a second, so a closed base costs no store call.
+    const options = resolveOptions(
+      {
+        ...raw,
+        trip: consecutiveFailures(1),
+        halfOpenMaxCalls: 1,
+        successThreshold: 1,
+        maxStalenessMs: 1_000,
+        flushIntervalMs: 0,
+        slowCallMs: undefined,
+        recovery: false,
+        escalate: false,
+      },
+      `escalate of "${baseName}"`,
+    );
+    const breaker = new CircuitBreaker<Context>(name, {
+      [internal]: options,
+      [initKey]: { baseName, context: undefined },
+    } as BreakerOptions<Context>);
+    const escalation: Escalation<Context> = {
+      breaker,
+      rule,
+      checkedAt: -Infinity,
+      tripping: false,
+      settled: new WeakMap(),
+      gate: {
+        breaker: breaker as CircuitBreaker<unknown>,
+        check: (opened) => this.#check(baseName, escalation, opened),
+      },
+    };
+    breaker.onStateChange((event) => {
+      if (event.to === 'closed') this.#baseClosed(baseName, escalation);
+    });
+    if (this.#stats !== null) breaker[internal].instrument(this.#stats.forBase(baseName));
+    this.#gates.set(baseName, escalation);
+    this.#baseBreakers.set(name, breaker);
+    if (this.#unsubscribe === null) this.#subscribe();
+    return escalation;
+  }
+
+  /**
+   * A breaker of `baseName` saw itself open: opens the base name when at least `minBreakers` of
+   * its breakers are held here and more than `maxOpenFraction` of them are open. On every open,
+   * and on a rejection at most every 50 ms per base name (rejections come by the thousand), and
+   * not while the base name is not closed.
+   */
+  #check(baseName: string, escalation: Escalation<Context>, opened: boolean): void {
+    if (escalation.tripping || this.#closed) return;
+    const now = performance.now();
+    if (!opened && now - escalation.checkedAt < 50) return;
+    escalation.checkedAt = now;
+    const base = escalation.breaker[internal].view();
+    if (base.state !== 'closed' || base.override !== null) return;
+    let held = 0;
+    let open = 0;
+    for (const breaker of this.#breakers.values()) {
+      if (breaker.baseName !== baseName) continue;
+      held += 1;
+      const view = breaker[internal].view();
+      if (
+        (view.state === 'open' || view.override === 'forced-open') &&
+        escalation.settled.get(breaker) !== view.generation
+      ) {
+        open += 1;
+      }
+    }
+    const { minBreakers, maxOpenFraction } = escalation.rule;
+    if (held < minBreakers || open <= maxOpenFraction * held) return;
+    escalation.tripping = true;
+    escalation.breaker
+      .acquire()
+      .then((permit) => (permit.probe ? permit.ignore() : permit.failure()))
+      .catch(() => undefined)
+      .finally(() => {
+        escalation.tripping = false;
+      });
+  }
+
+  /**
+   * The base name closed (its probe succeeded): breakers that were open before stop counting
+   * toward the next escalation until they open again (a new generation), so the base name is
+   * not opened again at once on what made it open the first time.
+   */
+  #baseClosed(baseName: string, escalation: Escalation<Context>): void {
+    for (const breaker of this.#breakers.values()) {
+      if (breaker.baseName !== baseName) continue;
+      const view = breaker[internal].view();
+      if (view.state === 'open' || view.override === 'forced-open')
+        escalation.settled.set(breaker, view.generation);
+    }
   }
 
   /** The map of `baseName`'s tenants (see `breakerFor`), remembered as the last one used. */
@@ -318,7 +441,7 @@ export class BreakerFactory<Context = unknown> {
     this.#closed = true;
     // Closes what the store opened for pushes at once, even if subscribing has not finished.
     this.#subscription.abort();
-    const breakers = [...this.#breakers.values()];
+    const breakers = [...this.#breakers.values(), ...this.#baseBreakers.values()];
     const unsubscribe = this.#unsubscribe;
     this.#unsubscribe = Promise.resolve(null);
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -393,9 +516,22 @@ export class BreakerFactory<Context = unknown> {
     }
     this.#unsubscribe = store
       .subscribe(
-        (message: StateChangeMessage) => this.#breakers.get(message.key)?.[internal].notify(message),
+        (message: StateChangeMessage) => {
+          const breaker = this.#breakers.get(message.key);
+          if (breaker !== undefined) return breaker[internal].notify(message);
+          const base = this.#baseBreakers.get(message.key);
+          if (base === undefined) return;
+          base[internal].notify(message);
+          if (message.to === 'closed') {
+            const escalation = this.#gates.get(base.baseName);
+            if (escalation !== undefined) this.#baseClosed(base.baseName, escalation);
+          }
+        },
         {
-          onResync: () => this.#breakers.forEach((breaker) => breaker[internal].resync()),
+          onResync: () => {
+            this.#breakers.forEach((breaker) => breaker[internal].resync());
+            this.#baseBreakers.forEach((breaker) => breaker[internal].resync());
+          },
           signal: this.#subscription.signal,
         },
       )
@@ -407,6 +543,19 @@ export class BreakerFactory<Context = unknown> {
         },
       );
   }
+}
+
+/** A base name's escalation (`escalate`): its base breaker, its rule and the gate breakers get. */
+interface Escalation<Context> {
+  readonly breaker: CircuitBreaker<Context>;
+  readonly rule: NonNullable<ResolvedOptions<Context>['escalate']>;
+  readonly gate: BaseGate;
+  /** When the share of open breakers was last counted (performance.now()). */
+  checkedAt: number;
+  /** True while the open of the base name is being written. */
+  tripping: boolean;
+  /** Breakers open when the base name last closed, with that open's generation (see `#baseClosed`). */
+  readonly settled: WeakMap<CircuitBreaker<Context>, number>;
 }
 
 /**
@@ -469,18 +618,18 @@ function defaultBreakerName(baseName: string, context: unknown): string {
   }
   if (
     tenantId !== undefined &&
-    !(typeof tenantId === 'string' && tenantId.length > 0 && !tenantId.includes('/')) &&
+    !(typeof tenantId === 'string' && tenantId.length > 0 && !tenantId.includes('/') && tenantId !== '*') &&
     !(typeof tenantId === 'number' && Number.isFinite(tenantId))
   ) {
     throw new InvalidOptionError(
       'context.tenantId',
-      `Expected \`context.tenantId\` (the context of breakerFor("${baseName}")) to be a non-empty string without "/" or a finite number, got ${describeValue(tenantId)}`,
+      `Expected \`context.tenantId\` (the context of breakerFor("${baseName}")) to be a non-empty string without "/" (and not "*", the name of a base breaker) or a finite number, got ${describeValue(tenantId)}`,
     );
   }
-  if (origin !== undefined && !(typeof origin === 'string' && origin.length > 0)) {
+  if (origin !== undefined && !(typeof origin === 'string' && origin.length > 0 && origin !== '*')) {
     throw new InvalidOptionError(
       'context.origin',
-      `Expected \`context.origin\` (the context of breakerFor("${baseName}")) to be a non-empty string, got ${describeValue(origin)}`,
+      `Expected \`context.origin\` (the context of breakerFor("${baseName}")) to be a non-empty string other than "*" (the name of a base breaker), got ${describeValue(origin)}`,
     );
   }
   if (tenantId === undefined) {

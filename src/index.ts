@@ -19,6 +19,7 @@ export type {
   BackoffOptions,
   BreakerOptions,
   FailureClassifier,
+  EscalateOptions,
   RecoveryOptions,
   Logger,
   StoreFailurePolicy,

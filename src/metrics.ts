@@ -46,6 +46,7 @@ export class BaseStats {
     'store-unavailable': 0,
     recovering: 0,
     throttled: 0,
+    'base-open': 0,
   };
   readonly durations: Record<CallOutcome, DurationHistogram> = {
     success: histogram(),

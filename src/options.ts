@@ -122,6 +122,24 @@ export interface BreakerOptions<Context = unknown> {
    * `rampMs: 0`): no ramp. @defaultValue no ramp
    */
   readonly recovery?: RecoveryOptions | false;
+  /**
+   * Escalation to the provider, for breakers a `BreakerFactory` makes (per base name through
+   * `byBaseName`): when at least `minBreakers` breakers of one base name are held by a process
+   * and more than `maxOpenFraction` of them are open, the base name opens, fleet-wide: every
+   * breaker of it, a tenant never seen before included, rejects with reason `'base-open'` until
+   * one probe for the whole base name succeeds; then each tenant resumes from its own state.
+   * `false`: off. A breaker made with `new` cannot escalate (it has no base name to share).
+   * @defaultValue off
+   */
+  readonly escalate?: EscalateOptions | false;
+}
+
+/** See `BreakerOptions.escalate`. */
+export interface EscalateOptions {
+  /** The base name opens when more than this share of its breakers are open. @defaultValue 0.5 */
+  readonly maxOpenFraction?: number;
+  /** ...and at least this many breakers of it are held. @defaultValue 10 */
+  readonly minBreakers?: number;
 }
 
 /** See `BreakerOptions.recovery`. */
@@ -152,6 +170,8 @@ export interface ResolvedOptions<Context = unknown> {
   readonly rampMs: number;
   /** The adaptive throttle (`trip: adaptiveThrottle()`), or null; `policy.trip` then never trips. */
   readonly throttle: ThrottlePolicy | null;
+  /** Escalation to the provider (see `BreakerOptions.escalate`), or null. */
+  readonly escalate: Readonly<Required<EscalateOptions>> | null;
 }
 
 /** The recovery ramp's default length (see `BreakerOptions.recovery`). */
@@ -178,6 +198,7 @@ const BREAKER_OPTION_KEYS: ReadonlySet<string> = new Set([
   'connectTimeoutMs',
   'onStoreFailure',
   'recovery',
+  'escalate',
 ]);
 
 export { describeValue };
@@ -437,6 +458,25 @@ export function resolveOptions<Context>(
       max: MAX_MS,
     });
   }
+  let escalate: Readonly<Required<EscalateOptions>> | null = null;
+  if (o.escalate !== undefined && o.escalate !== false) {
+    if (typeof o.escalate !== 'object' || o.escalate === null) {
+      throw invalid(`${at}escalate`, '`false` or `{ maxOpenFraction?, minBreakers? }`', o.escalate);
+    }
+    for (const key of Object.keys(o.escalate)) {
+      if (key !== 'maxOpenFraction' && key !== 'minBreakers') {
+        throw invalid(`${at}escalate`, 'only `maxOpenFraction` and `minBreakers`', o.escalate);
+      }
+    }
+    const e = o.escalate as { maxOpenFraction?: unknown; minBreakers?: unknown };
+    escalate = Object.freeze({
+      maxOpenFraction: readNumber(`${at}escalate.maxOpenFraction`, e.maxOpenFraction, 0.5, {
+        min: 0,
+        max: 1,
+      }),
+      minBreakers: readNumber(`${at}escalate.minBreakers`, e.minBreakers, 10, { integer: true, min: 1 }),
+    });
+  }
   let logger: Logger | null = null;
   if (o.logger !== undefined) {
     const l = o.logger as Record<string, unknown> | null;
@@ -489,6 +529,7 @@ export function resolveOptions<Context>(
     onStoreFailure,
     rampMs,
     throttle,
+    escalate,
   });
 }
 

@@ -92,21 +92,25 @@ describe('the default breaker name', () => {
       [Number.NaN, '`NaN` (number)'],
       [{ id: 1 }, '`{"id":1}` (object)'],
       [true, '`true` (boolean)'],
+      ['*', '`"*"` (string)'],
     ] as const) {
       assert.throws(
         () => factory.breakerFor('api', { tenantId }),
         isInvalid(
           'context.tenantId',
           new RegExp(
-            `Expected \`context.tenantId\`.* to be a non-empty string without "/" or a finite number, got ${shown.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`,
+            `Expected \`context.tenantId\`.* to be a non-empty string without "/" \\(and not "\\*", the name of a base breaker\\) or a finite number, got ${shown.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`,
           ),
         ),
       );
     }
-    for (const origin of ['', 42, null]) {
+    for (const origin of ['', 42, null, '*']) {
       assert.throws(
         () => factory.breakerFor('api', { origin }),
-        isInvalid('context.origin', /Expected `context.origin`.* to be a non-empty string, got/),
+        isInvalid(
+          'context.origin',
+          /Expected `context.origin`.* to be a non-empty string other than "\*".*, got/,
+        ),
       );
     }
   });

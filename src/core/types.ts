@@ -23,10 +23,11 @@ export type CircuitState = BreakerState | 'forced-open' | 'forced-closed';
  * override, or `openFor`), `store-unavailable` (`onStoreFailure: 'reject'`), `recovering` (the
  * breaker closed a moment ago and admits a rising share of calls: `recovery.rampMs`), `throttled`
  * (an `adaptiveThrottle` policy turned the call away, with a probability that grows with the
- * share of calls the dependency did not accept).
+ * share of calls the dependency did not accept), `base-open` (too many breakers of the base name
+ * are open: the provider is taken to be down for every tenant, see `escalate`).
  */
 export type RejectReason =
-  'open' | 'half-open-full' | 'forced-open' | 'store-unavailable' | 'recovering' | 'throttled';
+  'open' | 'half-open-full' | 'forced-open' | 'store-unavailable' | 'recovering' | 'throttled' | 'base-open';
 
 /** How a call ended, as far as the breaker is concerned. */
 export type Outcome = 'success' | 'failure' | 'ignored';

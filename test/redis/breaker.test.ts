@@ -196,6 +196,54 @@ describe('breakers on a RedisStore', () => {
     }
   });
 
+  it('escalation: one process opens a base name, and another process rejects a tenant it never saw with base-open', async () => {
+    const prefix = `escalate-${randomUUID()}:`;
+    const other = client.duplicate();
+    const make = (c: Redis) =>
+      new BreakerFactory({
+        store: new RedisStore({ client: c, prefix }),
+        trip: consecutiveFailures(2),
+        escalate: { maxOpenFraction: 0.5, minBreakers: 3 },
+      });
+    const a = make(client);
+    const b = make(other);
+    try {
+      // b is subscribed and knows the base name is closed (one store ask, then its view).
+      assert.equal(await b.breakerFor('api', { tenantId: 'b-only' }).execute(ok), 1);
+      for (const tenant of ['t1', 't2', 't3', 't4']) {
+        for (let i = 0; i < 2; i++) {
+          await a
+            .breakerFor('api', { tenantId: tenant })
+            .execute(fail)
+            .catch(() => undefined);
+        }
+      }
+      assert.equal((await a.baseBreaker('api')?.state())?.state, 'open');
+      const deadline = Date.now() + 2_000;
+      let reason = '';
+      while (reason !== 'base-open' && Date.now() < deadline) {
+        await b
+          .breakerFor('api', { tenantId: 'never-seen' })
+          .execute(ok)
+          .then(
+            () => new Promise((resolve) => setTimeout(resolve, 20)),
+            (error: unknown) => {
+              if (isCircuitOpenError(error)) reason = error.reason;
+            },
+          );
+      }
+      assert.equal(reason, 'base-open');
+      assert.ok(
+        (await client.keys(`${prefix}*`)).includes(`${prefix}{${Buffer.from('api/*').toString('hex')}}`),
+        'a record for the base name',
+      );
+    } finally {
+      await a.close();
+      await b.close();
+      other.disconnect();
+    }
+  });
+
   it('a success resets a run another process built while it ran (completion order F F S F stays closed)', async () => {
     const prefix = `interleave-${randomUUID()}:`;
     const otherClient = server.client();
