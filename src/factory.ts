@@ -201,9 +201,10 @@ export class BreakerFactory<Context = unknown> {
       // No context, no `name` option: the base name itself, with nothing allocated.
       name = baseName;
     } else {
-      // `{ tenantId }` alone, the per-job call: found by the tenant id in a map of its base name,
-      // without building the name (a new string, hashed on every lookup, costs more than the call).
-      tenant = onlyTenant(context);
+      // `{ tenantId }` or `{ origin }` alone, the per-job or per-request call: found by that value
+      // in a map of its base name (both name `base/value`), without building the name: a new
+      // string, hashed on every lookup, costs more than the call.
+      tenant = singleKey(context);
       if (tenant !== null) {
         // Per-job calls name one base name again and again: its map is kept at hand.
         const tenants = baseName === this.#lastBase ? this.#lastTenants : this.#tenantsOf(baseName);
@@ -559,20 +560,21 @@ interface Escalation<Context> {
 }
 
 /**
- * The tenant id of a context that is `{ tenantId }` with a string id and nothing else defined, or
- * null (then `defaultBreakerName` names it, or says what is wrong with it). The id is checked only
- * when a breaker is made for it (`defaultBreakerName`): an invalid one is never in the map.
+ * The value of a context that is `{ tenantId }` or `{ origin }`, a string, with nothing else
+ * defined, or null (then `defaultBreakerName` names it, or says what is wrong with it). Either
+ * names the breaker `base/value`, so one map holds both. The value is checked only when a breaker
+ * is made for it (`defaultBreakerName`): an invalid one is never in the map.
  */
-function onlyTenant(context: unknown): string | null {
+function singleKey(context: unknown): string | null {
   if (typeof context !== 'object' || context === null) return null;
-  let tenant: string | null = null;
+  let single: string | null = null;
   for (const key in context) {
     const value = (context as Record<string, unknown>)[key];
     if (value === undefined) continue;
-    if (key !== 'tenantId' || typeof value !== 'string') return null;
-    tenant = value;
+    if (single !== null || (key !== 'tenantId' && key !== 'origin') || typeof value !== 'string') return null;
+    single = value;
   }
-  return tenant;
+  return single;
 }
 
 /**

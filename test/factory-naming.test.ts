@@ -127,6 +127,7 @@ describe('the default breaker name', () => {
     const a = factory.breakerFor('api', { tenantId: 'a' });
     assert.equal(factory.breakerFor('api', { tenantId: 'a' }), a);
     assert.equal(factory.breakerFor('api/a'), a, 'the same name is the same breaker, however asked for');
+    assert.equal(factory.breakerFor('api', { origin: 'a' }), a, '{ origin } names it the same way');
     assert.notEqual(factory.breakerFor('sync', { tenantId: 'a' }), a, 'another base name, another breaker');
     assert.throws(
       () => factory.breakerFor('api', { tenantId: 'a', region: 'eu' }),
