@@ -123,7 +123,9 @@ describe('the default breaker name', () => {
   });
 
   it('finds a tenant breaker again by its tenant id, and forgets it when the LRU drops it', () => {
-    const factory = new BreakerFactory<{ tenantId?: string | number; region?: string }>({ maxBreakers: 3 });
+    const factory = new BreakerFactory<{ tenantId?: string | number; origin?: string; region?: string }>({
+      maxBreakers: 3,
+    });
     const a = factory.breakerFor('api', { tenantId: 'a' });
     assert.equal(factory.breakerFor('api', { tenantId: 'a' }), a);
     assert.equal(factory.breakerFor('api/a'), a, 'the same name is the same breaker, however asked for');

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 import type { Pool } from 'pg';
 
 import type {
@@ -11,7 +13,7 @@ import type {
   Transition,
   UpdateResult,
 } from '../../core/types.js';
-import { MAX_REASON_LENGTH } from '../../core/reducer.js';
+import { MAX_REASON_LENGTH, resetsOnly } from '../../core/reducer.js';
 import { SCHEMA_VERSION } from '../../core/types.js';
 import { StoreError } from '../../errors.js';
 import { snapshotFrom } from '../snapshot-fields.js';
@@ -21,6 +23,7 @@ import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions
 import type { SchemaObjects, TableName } from './names.js';
 import { DEFAULT_TABLE, likePrefix, objectsOf, parseTableName } from './names.js';
 import { listen } from './listener.js';
+import { peekSql } from './schema.js';
 import { policyFields } from '../policy-fields.js';
 import type { RecordExaminer, RecordReport } from '../record-report.js';
 
@@ -87,6 +90,46 @@ interface ReplyRow {
   o_to: string | null;
   o_transition_generation: string | null;
 }
+
+/** A row of `peekSql` (bigint as text). */
+interface PeekRow {
+  ok: boolean | null;
+  state: string | null;
+  override: string | null;
+  generation: string | null;
+  consecutive_failures: string | null;
+  expires_at: string | null;
+  closed_at: string | null;
+  now_: string;
+}
+
+/** What `#peek` read. */
+interface Peek {
+  readonly generation: number;
+  readonly state: BreakerState;
+  readonly override: Override | null;
+  readonly now: number;
+  readonly closedAt: number;
+}
+
+/** The snapshot of a breaker without a record (`now` apart): the functions' FRESH, at generation 0. */
+const FRESH_FIELDS = {
+  state: 'closed',
+  override: null,
+  generation: 0,
+  openUntil: 0,
+  successes: 0,
+  failures: 0,
+  slow: 0,
+  ignored: 0,
+  consecutiveFailures: 0,
+  activeProbes: 0,
+  probeSuccesses: 0,
+  reopens: 0,
+  overrideUntil: 0,
+  overrideReason: null,
+  closedAt: 0,
+} as const;
 
 const STATES = new Set<string>(['closed', 'open', 'half-open']);
 const OVERRIDES = new Set<string>(['forced-open', 'forced-closed', 'metrics-only']);
@@ -184,7 +227,10 @@ export class PostgresStore implements Store, RecordExaminer {
     readonly reset: string;
     readonly list: string;
     readonly nameOfKey: string;
+    readonly peek: string;
   };
+  /** The prepared statement's name of each statement text (see the constructor). */
+  readonly #names = new Map<string, string>();
   readonly #logger: Logger | null;
   readonly #onCorruptRecord: ((name: string) => void) | null;
   readonly #timeOffsetMs: (() => number) | null;
@@ -223,7 +269,16 @@ export class PostgresStore implements Store, RecordExaminer {
         `AND (expires_at IS NULL OR expires_at > floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint + $3) ` +
         `ORDER BY key LIMIT ${PAGE_SIZE}`,
       nameOfKey: `SELECT name FROM ${o.table} WHERE key = $1`,
+      peek: peekSql(o.table),
     };
+    // Named (prepared once per connection): parsing and planning a statement per call costs
+    // more than running it. One name per text, so two tables never share a prepared statement.
+    for (const [operation, text] of Object.entries(this.#sql)) {
+      this.#names.set(
+        text,
+        `circuitry_${operation}_${createHash('sha256').update(text).digest('hex').slice(0, 16)}`,
+      );
+    }
     this.#gcEvery = gcEvery;
     this.#logger = options.logger ?? null;
     this.#onCorruptRecord = options.onCorruptRecord ?? null;
@@ -231,7 +286,28 @@ export class PostgresStore implements Store, RecordExaminer {
   }
 
   async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
-    const reply = await this.#run('acquire', this.#sql.acquire, name, policy, [this.#gc()]);
+    const gc = this.#gc();
+    if (!gc) {
+      // A closed breaker without an override (or none at all) admits without a write: a plain
+      // read answers it; anything else asks the function, which decides under the row's lock.
+      const peek = await this.#peek(name);
+      if (peek !== null && (peek.generation === 0 || (peek.state === 'closed' && peek.override === null))) {
+        return {
+          admitted: true,
+          reason: null,
+          retryAfterMs: 0,
+          generation: peek.generation,
+          lease: null,
+          state: 'closed',
+          override: null,
+          openUntil: 0,
+          now: peek.now,
+          transition: null,
+          closedAt: peek.closedAt,
+        };
+      }
+    }
+    const reply = await this.#run('acquire', this.#sql.acquire, name, policy, [gc]);
     const r = reply.row;
     const admitted = r.o_admitted === true;
     const reason = r.o_reason;
@@ -254,6 +330,15 @@ export class PostgresStore implements Store, RecordExaminer {
   }
 
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    if (resetsOnly(policy, batch)) {
+      // A success with no row to reset writes nothing: a plain read says so (the function would
+      // read the same, at twice the cost).
+      const peek = await this.#peek(name);
+      if (peek !== null && peek.generation === 0) {
+        const snapshot = snapshotFrom({ ...FRESH_FIELDS, now: peek.now }, policy);
+        return { snapshot, transition: null, stale: false };
+      }
+    }
     const reply = await this.#run('record', this.#sql.record, name, policy, [
       this.#gc(),
       batch.generation,
@@ -410,6 +495,41 @@ export class PostgresStore implements Store, RecordExaminer {
   }
 
   /** Every `gcEvery`th write asks the function for a bounded pass over expired rows. */
+  /**
+   * What the plain read of `name`'s row says: `generation` 0 when there is no row, or an expired
+   * one (both: no record); null when the row is one the functions would repair (they report it).
+   */
+  async #peek(name: string): Promise<Peek | null> {
+    if (typeof name !== 'string' || !isWellFormed(name)) {
+      throw new StoreError(`PostgresStore cannot store a breaker name that is not well-formed UTF-16`);
+    }
+    const sql = this.#sql.peek;
+    const { rows } = await this.#pool.query<PeekRow>({
+      name: this.#names.get(sql),
+      text: sql,
+      values: [name, this.#timeOffsetMs?.() ?? 0],
+    });
+    const row = rows[0];
+    if (row === undefined) throw new StoreError('Postgres peek returned no row');
+    const now = Number(row.now_);
+    if (!Number.isSafeInteger(now)) throw new StoreError('Postgres peek returned no time');
+    if (row.state === null) return { generation: 0, state: 'closed', override: null, now, closedAt: 0 };
+    if (row.ok !== true) return null;
+    if (row.expires_at !== null && Number(row.expires_at) <= now) {
+      return { generation: 0, state: 'closed', override: null, now, closedAt: 0 };
+    }
+    const generation = Number(row.generation);
+    const closedAt = row.closed_at === null ? 0 : Number(row.closed_at);
+    if (!Number.isSafeInteger(generation) || !Number.isSafeInteger(closedAt)) return null;
+    return {
+      generation,
+      state: row.state as BreakerState,
+      override: row.override as Override | null,
+      now,
+      closedAt,
+    };
+  }
+
   #gc(): boolean {
     this.#writes += 1;
     if (this.#writes < this.#gcEvery) return false;
@@ -453,13 +573,11 @@ export class PostgresStore implements Store, RecordExaminer {
       throw new StoreError(`PostgresStore cannot store a breaker name that is not well-formed UTF-16`);
     }
     const [kind, p] = argsOf(policy);
-    const { rows } = await this.#pool.query<ReplyRow>(sql, [
-      name,
-      kind,
-      p,
-      this.#timeOffsetMs?.() ?? 0,
-      ...extra,
-    ]);
+    const { rows } = await this.#pool.query<ReplyRow>({
+      name: this.#names.get(sql),
+      text: sql,
+      values: [name, kind, p, this.#timeOffsetMs?.() ?? 0, ...extra],
+    });
     const row = rows[0];
     if (row === undefined) {
       if (none) return null;
