@@ -45,6 +45,7 @@ export class BaseStats {
     'forced-open': 0,
     'store-unavailable': 0,
     recovering: 0,
+    'concurrency-limit': 0,
   };
   readonly durations: Record<CallOutcome, DurationHistogram> = {
     success: histogram(),

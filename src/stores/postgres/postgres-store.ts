@@ -83,6 +83,8 @@ interface ReplyRow {
   o_override_until: string | number | null;
   o_override_reason: string | null;
   o_closed_at: string | number | null;
+  o_slot: string | null;
+  o_active_slots: number | null;
   o_from: string | null;
   o_to: string | null;
   o_transition_generation: string | null;
@@ -153,6 +155,7 @@ class Reply {
         overrideUntil: r.o_override_until === null ? 0 : this.number(r.o_override_until),
         overrideReason: r.o_override_reason,
         closedAt: r.o_closed_at === null ? 0 : this.number(r.o_closed_at),
+        activeSlots: r.o_active_slots === null ? 0 : this.number(r.o_active_slots),
       },
       policy,
     );
@@ -190,6 +193,8 @@ export class PostgresStore implements Store, RecordExaminer {
   readonly #timeOffsetMs: (() => number) | null;
   readonly #gcEvery: number;
   #writes = 0;
+  /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's row. */
+  readonly limitsConcurrency = true;
 
   constructor(options: PostgresStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -214,7 +219,7 @@ export class PostgresStore implements Store, RecordExaminer {
     const leading = '$1, $2, $3, $4';
     this.#sql = {
       acquire: `SELECT * FROM ${o.acquire}(${leading}, $5)`,
-      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
       inspect: `SELECT * FROM ${o.inspect}(${leading})`,
       force: `SELECT * FROM ${o.force}(${leading}, $5, $6, $7, $8, $9)`,
       reset: `SELECT * FROM ${o.reset}(${leading}, $5)`,
@@ -235,7 +240,13 @@ export class PostgresStore implements Store, RecordExaminer {
     const r = reply.row;
     const admitted = r.o_admitted === true;
     const reason = r.o_reason;
-    if (!admitted && reason !== 'open' && reason !== 'half-open-full' && reason !== 'forced-open') {
+    if (
+      !admitted &&
+      reason !== 'open' &&
+      reason !== 'half-open-full' &&
+      reason !== 'forced-open' &&
+      reason !== 'concurrency-limit'
+    ) {
       throw reply.fail();
     }
     return {
@@ -244,6 +255,7 @@ export class PostgresStore implements Store, RecordExaminer {
       retryAfterMs: reply.number(r.o_retry_after),
       generation: reply.number(r.o_generation),
       lease: r.o_lease,
+      slot: r.o_slot,
       state: reply.state(),
       override: reply.override(),
       openUntil: reply.number(r.o_open_until),
@@ -268,6 +280,7 @@ export class PostgresStore implements Store, RecordExaminer {
       batch.id ?? null,
       batch.probes.map((p) => p.lease),
       batch.probes.map((p) => p.outcome),
+      batch.slots ?? [],
     ]);
     return this.#update(reply, policy);
   }
