@@ -672,6 +672,7 @@ export function describeStoreConformance(
           const after = await h.store.inspect(name, policy);
           assert.equal(after?.activeSlots, 0);
           assert.equal(after?.counts.failures, 1);
+          assert.equal(after?.counts.consecutiveFailures, 1, 'an ignored call leaves the run as it is');
           // Given back twice (a re-send) frees nothing more.
           const d = await h.store.acquire(name, policy);
           await release(h, name, policy, a.generation, [a.slot], { successes: 1 });

@@ -550,8 +550,8 @@ BEGIN
       AND r.override IS NULL AND r.generation % 100 = 0)) OR r.override = 'forced-closed' THEN
     o_stale := true;
   ELSIF r.state = 'closed' AND quiet THEN
-    r.consecutive_failures := trailing_;
-    dirty := true;
+    -- (Here with a success, or with slots to give back: ignored calls alone leave the run.)
+    IF successes_ > 0 THEN r.consecutive_failures := trailing_; dirty := true; END IF;
   ELSIF r.state = 'closed' THEN
     IF successes_ + failures_ + slow_ + ignored_ > 0 THEN
       r.buckets := ${o.add}(r.buckets, now_, p_[5]::bigint, p_[6]::bigint, successes_, failures_, slow_, ignored_);
