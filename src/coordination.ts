@@ -151,8 +151,6 @@ export class Coordination implements View, WriterOwner {
   readonly #viewAdmits: boolean;
   // Smoothed duration of the calls of this process that held a slot (ms; 0: none yet), for hints.
   #slotMs = 0;
-  /** Calls admitted without the store while it is unreachable, under `'local'` with a limit. */
-  #localInFlight = 0;
 
   constructor(host: CoordinationHost, options: ResolvedOptions<unknown>) {
     this.#host = host;
@@ -439,22 +437,21 @@ export class Coordination implements View, WriterOwner {
     return this.#admitWithoutStore(now);
   }
 
+  /**
+   * Admits or rejects without the store. Under `'local'` the in-process breaker is the reducer, so
+   * it keeps a concurrency limit too, for this process's calls alone (a fleet of p processes runs
+   * at most p * maxConcurrent at once meanwhile): its slots are the local breaker's, given back by
+   * `fallback.settle`.
+   */
   #admitWithoutStore(now: number): Admitted {
     const o = this.#o;
-    // The cluster-wide limit cannot be kept without the store: each process keeps it for its own
-    // calls, so a fleet of p processes runs at most p * maxConcurrent at once meanwhile.
-    const limited = this.#limit > 0 && o.onStoreFailure === 'local';
-    if (limited && this.#localInFlight >= this.#limit) {
-      return this.#reject('concurrency-limit', Number.MAX_SAFE_INTEGER);
-    }
     const result = this.#fallback.admit(o.onStoreFailure, this, o.policy, now, this.#health.downUntil);
     if ('transition' in result && result.transition !== null) this.#logLocalTransition(result.transition);
     if (result.admitted) {
-      if (limited) this.#localInFlight += 1;
       return {
         generation: result.generation,
         lease: result.lease,
-        slot: null,
+        slot: result.slot ?? null,
         local: true,
         start: this.#host.startTime(),
       };
@@ -491,7 +488,6 @@ export class Coordination implements View, WriterOwner {
       this.#slotMs = this.#slotMs === 0 ? ms : this.#slotMs + (ms - this.#slotMs) / 4;
     }
     if (admission.local) {
-      if (this.#limit > 0 && o.onStoreFailure === 'local') this.#localInFlight -= 1;
       const transition = this.#fallback.settle(
         o.onStoreFailure,
         this,

@@ -99,7 +99,9 @@ export class LocalFallback {
     policy: BreakerPolicy,
     now: number,
     retryStoreAt: number,
-  ): AcquireResult | { readonly admitted: true; readonly generation: number; readonly lease: null } {
+  ):
+    | AcquireResult
+    | { readonly admitted: true; readonly generation: number; readonly lease: null; readonly slot?: null } {
     if (mode === 'reject')
       return rejectLocally('store-unavailable', Math.max(1, retryStoreAt - now), view, now);
     if (mode === 'allow') return { admitted: true, generation: view.generation, lease: null };
@@ -149,7 +151,7 @@ export class LocalFallback {
     view: View,
     policy: BreakerPolicy,
     now: number,
-    admission: { readonly generation: number; readonly lease: string | null },
+    admission: { readonly generation: number; readonly lease: string | null; readonly slot: string | null },
     outcome: Outcome,
     slow: boolean,
     jitterMs: () => number,
@@ -165,6 +167,8 @@ export class LocalFallback {
         slow: slow ? 1 : 0,
         ignored: outcome === 'ignored' ? 1 : 0,
         probes: admission.lease === null ? NO_PROBES : [{ lease: admission.lease, outcome }],
+        // A slot taken by the local breaker (its concurrency limit) goes back to it.
+        ...(admission.slot === null ? {} : { slots: [admission.slot] }),
         random: Math.random(),
         jitterMs: outcomesCanTrip(policy.trip, outcome === 'success' ? 1 : 0, failures) ? jitterMs() : 0,
       }).transition;
