@@ -395,6 +395,11 @@ export class Coordination implements View, WriterOwner {
     if (!isAcquireResult(result)) return;
     if (result.transition !== null) this.#host.emitTransition(result.transition);
     this.#absorbAcquire(result);
+    this.#giveBack(result);
+  }
+
+  /** Gives back at once the probe lease and concurrency slot of an admission nobody will use. */
+  #giveBack(result: AcquireResult): void {
     const slot = result.slot ?? null;
     if (result.admitted && (result.lease !== null || slot !== null)) {
       const o = this.#o;
@@ -617,12 +622,14 @@ export class Coordination implements View, WriterOwner {
         this.#absorb(snapshot);
         return;
       }
-      // No record: the breaker is closed everywhere, and a closed acquire takes no lease.
+      // No record: the breaker is closed everywhere, and a closed acquire takes no lease (with a
+      // concurrency limit it takes a slot, given back at once).
       const acquired = await this.#callStore('acquire', () => o.store.acquire(this.#host.name, o.policy));
       if (isAcquireResult(acquired)) {
         if (acquired.transition !== null) this.#host.emitTransition(acquired.transition);
         this.#absorbAcquire(acquired);
         this.#storeAnswered();
+        this.#giveBack(acquired);
       }
     } catch (error) {
       this.storeFailed('inspect', error);

@@ -310,6 +310,22 @@ describe('maxConcurrent: store failures', () => {
     await Promise.all(running);
   });
 
+  it('outcomes kept before the store ever answered: learning its generation holds no slot', async () => {
+    const clock = new ManualClock();
+    const memory = new MemoryStore({ clock });
+    const store = new FaultyStore(memory);
+    const limits = { ...LIMITED, concurrencyLeaseMs: 600_000 };
+    const breaker = new CircuitBreaker('dep', { ...limits, store, clock, storeTimeoutMs: 50 });
+    store.mode = 'error';
+    assert.equal(await breaker.execute(() => 'local'), 'local'); // a trial call, admitted locally
+    store.mode = 'up';
+    clock.advance(60_000);
+    await breaker.flush(); // reads the generation (an acquire: no record yet), then writes the outcome
+    const snapshot = memory.inspect('dep', policyOf(limits));
+    assert.equal(snapshot?.counts.consecutiveFailures, 0);
+    assert.equal(snapshot?.activeSlots, 0);
+  });
+
   it('a slot whose write failed is given back once the store answers; one a timed-out acquire took, at once', async () => {
     const clock = new ManualClock();
     const memory = new MemoryStore({ clock });
