@@ -145,9 +145,10 @@ export class Coordination implements View, WriterOwner {
   // Smoothed duration of the probes this process ran (ms; 0: none yet), for half-open-full hints.
   #probeMs = 0;
   #probeStartedAt = 0;
-  /** `maxConcurrent` (0: no limit). With a limit, every call asks the store for its slot. */
-  readonly #limit: number;
-  /** Whether a fresh local view may admit without the store (`maxStalenessMs`, and no limit). */
+  /**
+   * Whether a fresh local view may admit without the store: `maxStalenessMs`, and no concurrency
+   * limit (with one, every call asks the store for its slot).
+   */
   readonly #viewAdmits: boolean;
   // Smoothed duration of the calls of this process that held a slot (ms; 0: none yet), for hints.
   #slotMs = 0;
@@ -159,8 +160,7 @@ export class Coordination implements View, WriterOwner {
     this.#writer = new OutcomeWriter(this, host, options, this.#health, this.#fallback);
     const kind = options.policy.trip.kind;
     this.#resetOnly = kind === 'consecutive-failures' || kind === 'failures-in-window';
-    this.#limit = options.policy.maxConcurrent;
-    this.#viewAdmits = options.maxStalenessMs > 0 && this.#limit === 0;
+    this.#viewAdmits = options.maxStalenessMs > 0 && options.policy.maxConcurrent === 0;
   }
 
   storeTimeoutMs(): number {
