@@ -363,12 +363,15 @@ export class CircuitBreaker<Context = unknown> {
       new CircuitBreaker.#Host(this as CircuitBreaker<unknown>),
       o as ResolvedOptions<unknown>,
     );
+    // (The in-process path admits without taking a concurrency slot: with a limit, every call
+    // goes through `acquire`.)
     this.#fast =
       o.store instanceof MemoryStore &&
       o.flushIntervalMs === 0 &&
       o.slowCallMs === 0 &&
       o.throttle === null &&
-      o.policy.trip.kind !== 'custom'
+      o.policy.trip.kind !== 'custom' &&
+      o.policy.maxConcurrent === 0
         ? o.store[inProcess]
         : null;
     if (this.#o.onStateChange !== null) {
@@ -452,7 +455,12 @@ export class CircuitBreaker<Context = unknown> {
           return this.#runShared(fn, path, generation);
         }
       }
-    } else if (this.#o.maxStalenessMs > 0 && this.#o.slowCallMs === 0 && this.#o.throttle === null) {
+    } else if (
+      this.#o.maxStalenessMs > 0 &&
+      this.#o.slowCallMs === 0 &&
+      this.#o.throttle === null &&
+      this.#o.policy.maxConcurrent === 0
+    ) {
       const generation = co.admitFromView();
       const path = this.#shared ?? (this.#shared = this.#warmUp(() => this.#viewPath(co)));
       if (path !== null && generation >= 0 && this.#sharesGeneration(generation)) {
@@ -631,6 +639,14 @@ export class CircuitBreaker<Context = unknown> {
       throw admitted;
     }
     co.inFlight += 1;
+    // (`aborted` is read again: it may have changed while the admission was awaited.)
+    const given: AbortSignal | undefined = signal;
+    if (this.#o.queueMs > 0 && given?.aborted === true) {
+      // The caller gave up while the call waited for a concurrency slot: the slot goes back.
+      const settled = this.#settle(admitted, 'ignored', undefined, 0);
+      if (settled !== undefined) await settled;
+      throw given.reason;
+    }
     const ranSince = this.#stats === null ? 0 : this.#stats.now();
     let value: T;
     try {

@@ -37,10 +37,27 @@ export type StoreOperation = 'acquire' | 'record' | 'inspect' | 'force';
 export interface Admission {
   readonly generation: number;
   readonly lease: string | null;
+  /** The concurrency slot the call holds in the store (`maxConcurrent`): its outcome gives it back. */
+  readonly slot: string | null;
+  /** When the slot was granted (`performance.now()`), for the `concurrency-limit` hint. */
+  readonly slotAt?: number;
   /** Admitted without the store (during a store outage): the outcome goes to the local breaker. */
   readonly local: boolean;
   readonly start: number;
 }
+
+type Admitted = Admission | CircuitOpenError;
+/**
+ * What one attempt to admit answers when the call may queue for a concurrency slot (`queueMs`):
+ * a number is "every slot is taken", the store's wait until one expires.
+ */
+type Attempt = Admitted | number;
+
+/** Before this process has seen a call hold a slot: the `concurrency-limit` hint, in ms. */
+const SLOT_HINT_MS = 100;
+/** The first pause of a call queued for a concurrency slot, and the longest (`queueMs`). */
+const QUEUE_PAUSE_MS = 10;
+const MAX_QUEUE_PAUSE_MS = 100;
 
 /** What coordination needs from the breaker that owns it: its name and its events. */
 export interface CoordinationHost {
@@ -131,6 +148,13 @@ export class Coordination implements View, WriterOwner {
   // Smoothed duration of the probes this process ran (ms; 0: none yet), for half-open-full hints.
   #probeMs = 0;
   #probeStartedAt = 0;
+  /**
+   * Whether a fresh local view may admit without the store: `maxStalenessMs`, and no concurrency
+   * limit (with one, every call asks the store for its slot).
+   */
+  readonly #viewAdmits: boolean;
+  // Smoothed duration of the calls of this process that held a slot (ms; 0: none yet), for hints.
+  #slotMs = 0;
 
   constructor(host: CoordinationHost, options: ResolvedOptions<unknown>) {
     this.#host = host;
@@ -139,6 +163,7 @@ export class Coordination implements View, WriterOwner {
     this.#writer = new OutcomeWriter(this, host, options, this.#health, this.#fallback);
     const kind = options.policy.trip.kind;
     this.#resetOnly = kind === 'consecutive-failures' || kind === 'failures-in-window';
+    this.#viewAdmits = options.maxStalenessMs > 0 && options.policy.maxConcurrent === 0;
     this.#throttle = options.throttle === null ? null : new LocalThrottle(options.throttle);
   }
 
@@ -153,7 +178,37 @@ export class Coordination implements View, WriterOwner {
 
   // ---- admission ----------------------------------------------------------------------------
 
-  admit(): Admission | CircuitOpenError | Promise<Admission | CircuitOpenError> {
+  admit(): Admitted | Promise<Admitted> {
+    // Without a queue an attempt never answers a number (see `#acquired`).
+    if (this.#o.queueMs === 0) return this.#attempt(false) as Admitted | Promise<Admitted>;
+    const attempt = this.#attempt(true);
+    if (typeof attempt === 'number') return this.#queue(attempt);
+    if (isPromiseLike(attempt)) {
+      return Promise.resolve(attempt).then((a) => (typeof a === 'number' ? this.#queue(a) : a));
+    }
+    return attempt;
+  }
+
+  /**
+   * A call that found every concurrency slot taken waits for one, up to `queueMs`: it asks again
+   * after a short pause that doubles (10 ms to 100 ms, jittered), and takes whatever an attempt
+   * answers other than "full" (a slot, or another rejection: the breaker opened meanwhile).
+   */
+  async #queue(retryAfterMs: number): Promise<Admitted> {
+    const deadline = performance.now() + this.#o.queueMs;
+    let pause = QUEUE_PAUSE_MS;
+    for (;;) {
+      const left = deadline - performance.now();
+      if (left <= 0) return this.#reject('concurrency-limit', retryAfterMs);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random() / 2))));
+      pause = Math.min(MAX_QUEUE_PAUSE_MS, pause * 2);
+      const attempt = await this.#attempt(true);
+      if (typeof attempt !== 'number') return attempt;
+      retryAfterMs = attempt;
+    }
+  }
+
+  #attempt(queueable: boolean): Attempt | Promise<Attempt> {
     const o = this.#o;
     let now = 0;
     if (this.openUntil !== 0) {
@@ -174,10 +229,16 @@ export class Coordination implements View, WriterOwner {
       const retryAfterMs = throttle.request(now, Math.random());
       if (retryAfterMs !== 0) return this.#host.rejected('throttled', retryAfterMs);
     }
-    if (o.maxStalenessMs > 0 && this.state === 'closed' && this.override === null && this.known) {
+    if (this.#viewAdmits && this.state === 'closed' && this.override === null && this.known) {
       if (now === 0) now = o.clock.now();
       if (now - this.viewAt <= o.maxStalenessMs) {
-        return { generation: this.generation, lease: null, local: false, start: this.#host.startTime() };
+        return {
+          generation: this.generation,
+          lease: null,
+          slot: null,
+          local: false,
+          start: this.#host.startTime(),
+        };
       }
     }
     const health = this.#health;
@@ -195,11 +256,11 @@ export class Coordination implements View, WriterOwner {
       return health
         .call(result, this.storeTimeoutMs(), 'acquire', (late) => this.#lateAcquired(late))
         .then(
-          (r) => this.#acquired(r),
+          (r) => this.#acquired(r, queueable),
           (error: unknown) => this.#acquireFailed(error),
         );
     }
-    return this.#acquired(result);
+    return this.#acquired(result, queueable);
   }
 
   /**
@@ -211,7 +272,7 @@ export class Coordination implements View, WriterOwner {
     if (
       this.openUntil !== 0 ||
       this.rampUntil !== 0 ||
-      o.maxStalenessMs <= 0 ||
+      !this.#viewAdmits ||
       this.state !== 'closed' ||
       this.override !== null
     ) {
@@ -231,10 +292,11 @@ export class Coordination implements View, WriterOwner {
       this.#writer.buffer(generation, outcome, false);
       return undefined;
     }
-    return this.record({ generation, lease: null, local: false, start: 0 }, outcome, false);
+    return this.record({ generation, lease: null, slot: null, local: false, start: 0 }, outcome, false);
   }
 
-  #acquired(result: AcquireResult): Admission | CircuitOpenError {
+  /** `queueable`: a `concurrency-limit` rejection answers its wait instead (see `#queue`). */
+  #acquired(result: AcquireResult, queueable: boolean): Attempt {
     if (!isAcquireResult(result)) {
       return this.#acquireFailed(new StoreError('Store acquire returned a malformed reply'));
     }
@@ -243,26 +305,43 @@ export class Coordination implements View, WriterOwner {
     this.#storeAnswered();
     if (result.admitted) {
       if (result.lease !== null) this.#probeStartedAt = performance.now();
-      return {
-        generation: result.generation,
-        lease: result.lease,
-        local: false,
-        start: this.#host.startTime(),
-      };
+      const slot = result.slot ?? null;
+      return slot === null
+        ? {
+            generation: result.generation,
+            lease: result.lease,
+            slot,
+            local: false,
+            start: this.#host.startTime(),
+          }
+        : {
+            generation: result.generation,
+            lease: result.lease,
+            slot,
+            slotAt: performance.now(),
+            local: false,
+            start: this.#host.startTime(),
+          };
     }
+    if (queueable && result.reason === 'concurrency-limit') return result.retryAfterMs;
     return this.#reject(result.reason ?? 'open', result.retryAfterMs);
   }
 
   /**
    * Rejects. A `half-open-full` rejection's `retryAfterMs` is a hint a queue can use: twice the
    * probe duration this process observed (1 s before it saw one), never later than the store's
-   * answer (when the oldest probe lease expires, `probeLeaseMs` after it was granted).
+   * answer (when the oldest probe lease expires, `probeLeaseMs` after it was granted). So is a
+   * `concurrency-limit` one: twice the duration of the calls that held a slot here (100 ms before
+   * any), never later than when the oldest slot expires.
    */
   #reject(reason: RejectReason, retryAfterMs: number): CircuitOpenError {
     if (reason === 'open') retryAfterMs = this.#spread(retryAfterMs);
     if (reason === 'half-open-full') {
       const hint = this.#probeMs === 0 ? 1_000 : Math.max(1, Math.ceil(2 * this.#probeMs));
       retryAfterMs = Math.min(retryAfterMs, hint);
+    } else if (reason === 'concurrency-limit') {
+      const hint = this.#slotMs === 0 ? SLOT_HINT_MS : Math.max(1, Math.ceil(2 * this.#slotMs));
+      retryAfterMs = Math.max(1, Math.min(retryAfterMs, hint));
     }
     return this.#host.rejected(reason, retryAfterMs);
   }
@@ -326,14 +405,20 @@ export class Coordination implements View, WriterOwner {
   /**
    * An acquire that timed out was answered after all. What it says updates the view (a late
    * "open" closes the door at once), the transition it made is reported (this process made it),
-   * and a probe lease nobody will use is given back at once instead of blocking half-open until
-   * it expires.
+   * and a probe lease or concurrency slot nobody will use is given back at once instead of
+   * blocking half-open (or a slot) until it expires.
    */
   #lateAcquired(result: AcquireResult): void {
     if (!isAcquireResult(result)) return;
     if (result.transition !== null) this.#host.emitTransition(result.transition);
     this.#absorbAcquire(result);
-    if (result.admitted && result.lease !== null) {
+    this.#giveBack(result);
+  }
+
+  /** Gives back at once the probe lease and concurrency slot of an admission nobody will use. */
+  #giveBack(result: AcquireResult): void {
+    const slot = result.slot ?? null;
+    if (result.admitted && (result.lease !== null || slot !== null)) {
       const o = this.#o;
       const release: OutcomeBatch = {
         generation: result.generation,
@@ -342,7 +427,8 @@ export class Coordination implements View, WriterOwner {
         trailingFailures: 0,
         slow: 0,
         ignored: 0,
-        probes: [{ lease: result.lease, outcome: 'ignored' }],
+        probes: result.lease === null ? NO_PROBES : [{ lease: result.lease, outcome: 'ignored' }],
+        ...(slot === null ? {} : { slots: [slot] }),
         random: 0,
         id: nextBatchId(),
       };
@@ -364,7 +450,7 @@ export class Coordination implements View, WriterOwner {
     }
   }
 
-  #acquireFailed(error: unknown): Admission | CircuitOpenError {
+  #acquireFailed(error: unknown): Admitted {
     this.storeFailed('acquire', error);
     const o = this.#o;
     const now = o.clock.now();
@@ -373,7 +459,13 @@ export class Coordination implements View, WriterOwner {
     return this.#admitWithoutStore(now);
   }
 
-  #admitWithoutStore(now: number): Admission | CircuitOpenError {
+  /**
+   * Admits or rejects without the store. Under `'local'` the in-process breaker is the reducer, so
+   * it keeps a concurrency limit too, for this process's calls alone (a fleet of p processes runs
+   * at most p * maxConcurrent at once meanwhile): its slots are the local breaker's, given back by
+   * `fallback.settle`.
+   */
+  #admitWithoutStore(now: number): Admitted {
     const o = this.#o;
     const result = this.#fallback.admit(o.onStoreFailure, this, o.policy, now, this.#health.downUntil);
     if ('transition' in result && result.transition !== null) this.#logLocalTransition(result.transition);
@@ -381,6 +473,7 @@ export class Coordination implements View, WriterOwner {
       return {
         generation: result.generation,
         lease: result.lease,
+        slot: result.slot ?? null,
         local: true,
         start: this.#host.startTime(),
       };
@@ -412,6 +505,11 @@ export class Coordination implements View, WriterOwner {
       const ms = performance.now() - this.#probeStartedAt;
       this.#probeMs = this.#probeMs === 0 ? ms : this.#probeMs + (ms - this.#probeMs) / 4;
     }
+    const slot = admission.slot;
+    if (slot !== null && admission.slotAt !== undefined) {
+      const ms = performance.now() - admission.slotAt;
+      this.#slotMs = this.#slotMs === 0 ? ms : this.#slotMs + (ms - this.#slotMs) / 4;
+    }
     if (admission.local) {
       const transition = this.#fallback.settle(
         o.onStoreFailure,
@@ -427,13 +525,15 @@ export class Coordination implements View, WriterOwner {
       if (this.#fallback.holdsOutcomes) this.#health.keep(this.#writer);
       return undefined;
     }
-    if (admission.lease === null && o.flushIntervalMs > 0) {
+    // A call holding a slot is never buffered: its outcome frees the slot, and waiting for a flush
+    // would keep the slot from the next caller.
+    if (admission.lease === null && o.flushIntervalMs > 0 && slot === null) {
       this.#writer.buffer(admission.generation, outcome, slow);
       return undefined;
     }
     const failures = outcome === 'failure' ? 1 : 0;
     const canTrip = outcomesCanTrip(o.policy.trip, outcome === 'success' ? 1 : 0, failures);
-    const batch: OutcomeBatch =
+    const counted: OutcomeBatch =
       admission.lease === null
         ? {
             generation: admission.generation,
@@ -460,6 +560,9 @@ export class Coordination implements View, WriterOwner {
             jitterMs: failures === 1 ? this.#host.jitterMs() : 0,
             id: nextBatchId(),
           };
+    // The slot travels with the outcome: the store gives it back in the same write, even when the
+    // write otherwise changes nothing (a success with no run to reset, a stale generation).
+    const batch: OutcomeBatch = slot === null ? counted : { ...counted, slots: [slot] };
     if (admission.lease === null && outcome !== 'failure' && this.#resetOnly) {
       // Under a count policy a success only resets a run of failures, which other processes may
       // have built since this call was admitted: it is always sent (skipping it when the run
@@ -537,12 +640,14 @@ export class Coordination implements View, WriterOwner {
         this.#absorb(snapshot);
         return;
       }
-      // No record: the breaker is closed everywhere, and a closed acquire takes no lease.
+      // No record: the breaker is closed everywhere, and a closed acquire takes no lease (with a
+      // concurrency limit it takes a slot, given back at once).
       const acquired = await this.#callStore('acquire', () => o.store.acquire(this.#host.name, o.policy));
       if (isAcquireResult(acquired)) {
         if (acquired.transition !== null) this.#host.emitTransition(acquired.transition);
         this.#absorbAcquire(acquired);
         this.#storeAnswered();
+        this.#giveBack(acquired);
       }
     } catch (error) {
       this.storeFailed('inspect', error);
@@ -577,7 +682,7 @@ export class Coordination implements View, WriterOwner {
 
   /** Settles an outcome of the in-process path whose precondition no longer held. */
   settleMoved(generation: number, outcome: Outcome): void {
-    void this.record({ generation, lease: null, local: false, start: -Infinity }, outcome, false);
+    void this.record({ generation, lease: null, slot: null, local: false, start: -Infinity }, outcome, false);
   }
 
   /** A transition made by the in-process path: report it and take the new state. */

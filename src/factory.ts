@@ -269,6 +269,8 @@ export class BreakerFactory<Context = unknown> {
         slowCallMs: undefined,
         recovery: false,
         escalate: false,
+        maxConcurrent: undefined,
+        queueMs: undefined,
       },
       `escalate of "${baseName}"`,
     );

@@ -41,6 +41,8 @@ interface KeptBatch {
 
 /** Past this many, kept batches are merged (a re-send may then count some twice). */
 const MAX_IN_DOUBT = 1_000;
+/** Past this many, concurrency slots to give back are forgotten (they expire on their own). */
+const MAX_KEPT_SLOTS = 1_000;
 
 /** Outcome counts of what a breaker holds for its store. */
 export interface KeptCounts {
@@ -76,6 +78,8 @@ export class LocalFallback {
    */
   #unsentZero: PendingBatch | null = null;
   #whole: KeptBatch[] = [];
+  /** Concurrency slots of merged batches, to give back with the next write (`OutcomeBatch.slots`). */
+  #slots: string[] = [];
 
   /** True while the in-process breaker is in use. */
   get active(): boolean {
@@ -95,7 +99,9 @@ export class LocalFallback {
     policy: BreakerPolicy,
     now: number,
     retryStoreAt: number,
-  ): AcquireResult | { readonly admitted: true; readonly generation: number; readonly lease: null } {
+  ):
+    | AcquireResult
+    | { readonly admitted: true; readonly generation: number; readonly lease: null; readonly slot?: null } {
     if (mode === 'reject')
       return rejectLocally('store-unavailable', Math.max(1, retryStoreAt - now), view, now);
     if (mode === 'allow') return { admitted: true, generation: view.generation, lease: null };
@@ -145,7 +151,7 @@ export class LocalFallback {
     view: View,
     policy: BreakerPolicy,
     now: number,
-    admission: { readonly generation: number; readonly lease: string | null },
+    admission: { readonly generation: number; readonly lease: string | null; readonly slot: string | null },
     outcome: Outcome,
     slow: boolean,
     jitterMs: () => number,
@@ -161,6 +167,8 @@ export class LocalFallback {
         slow: slow ? 1 : 0,
         ignored: outcome === 'ignored' ? 1 : 0,
         probes: admission.lease === null ? NO_PROBES : [{ lease: admission.lease, outcome }],
+        // A slot taken by the local breaker (its concurrency limit) goes back to it.
+        ...(admission.slot === null ? {} : { slots: [admission.slot] }),
         random: Math.random(),
         jitterMs: outcomesCanTrip(policy.trip, outcome === 'success' ? 1 : 0, failures) ? jitterMs() : 0,
       }).transition;
@@ -184,13 +192,17 @@ export class LocalFallback {
     // A request to trip on counts is decided again from the counts the store holds then.
     if (batch.trip === true) return;
     const probes = batch.probes.length > 0;
-    if (!probes && isEmptyBatch(batch)) return;
+    const slots = batch.slots ?? [];
+    if (!probes && slots.length === 0 && isEmptyBatch(batch)) return;
     // A probe result is re-sent as it is: its lease may still be held (the store ignores one that
     // expired meanwhile), and a failed probe must re-open the breaker, not wait out the lease.
     if ((probes || (inDoubt && batch.id !== undefined)) && this.#whole.length < MAX_IN_DOUBT) {
       this.#whole.push({ batch, keptAt: now, inDoubt });
       return;
     }
+    // Slots are given back apart (whatever the generation): the store frees them when it answers,
+    // unless they expired first. Past the bound they are left to expire.
+    for (const slot of slots) if (this.#slots.length < MAX_KEPT_SLOTS) this.#slots.push(slot);
     if (probes) return; // past the bound: the lease expires on its own
     const unsent = this.#unsentAt(batch.generation);
     if (unsent !== null) mergeInto(unsent, batch);
@@ -210,7 +222,9 @@ export class LocalFallback {
   }
 
   get holdsOutcomes(): boolean {
-    return this.#unsent !== null || this.#unsentZero !== null || this.#whole.length > 0;
+    return (
+      this.#unsent !== null || this.#unsentZero !== null || this.#whole.length > 0 || this.#slots.length > 0
+    );
   }
 
   /** Generation of the merged kept outcomes (0 when some were admitted under 0), or null. */
@@ -220,8 +234,9 @@ export class LocalFallback {
 
   /**
    * Hands over what is kept, as batches to write: the in-doubt ones under their own ids (a store
-   * that remembers ids counts each once), then the merged ones as a new batch. `generation` is
-   * used for outcomes admitted before the store ever answered (generation 0).
+   * that remembers ids counts each once), then the merged ones as a new batch, then the slots to
+   * give back. `generation` is used for outcomes admitted before the store ever answered
+   * (generation 0), and for the slots (freed whatever the generation).
    */
   take(generation: number, policy: BreakerPolicy, jitterMs: () => number): OutcomeBatch[] {
     const batches = this.#whole.map((d) => d.batch);
@@ -239,6 +254,16 @@ export class LocalFallback {
     }
     this.#unsentZero = null;
     this.#unsent = null;
+    if (this.#slots.length > 0) {
+      batches.push({
+        ...emptyBatch(generation),
+        probes: NO_PROBES,
+        slots: this.#slots,
+        random: 0,
+        id: nextBatchId(),
+      });
+      this.#slots = [];
+    }
     return batches;
   }
 

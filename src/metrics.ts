@@ -47,6 +47,7 @@ export class BaseStats {
     recovering: 0,
     throttled: 0,
     'base-open': 0,
+    'concurrency-limit': 0,
   };
   readonly durations: Record<CallOutcome, DurationHistogram> = {
     success: histogram(),

@@ -123,6 +123,27 @@ export interface BreakerOptions<Context = unknown> {
    */
   readonly recovery?: RecoveryOptions | false;
   /**
+   * At most this many calls of the breaker in flight at once, across every process sharing its
+   * store (a bulkhead): each admitted call holds a slot, taken in the same store round trip as its
+   * admission and given back when its outcome is written; a call that finds every slot taken is
+   * rejected at once with reason `'concurrency-limit'` (or waits up to `queueMs`). A slot whose
+   * call never reports (its process crashed) is freed after `concurrencyLeaseMs`. Every call then
+   * asks the store: `maxStalenessMs` does not apply. The store must enforce it
+   * (`Store.limitsConcurrency`). An integer from 1 to 1,000. @defaultValue no limit
+   */
+  readonly maxConcurrent?: number;
+  /**
+   * How long a call holds its concurrency slot if its outcome never arrives (a crashed process),
+   * before the slot goes to another caller; with `timeoutMs` given, at least `timeoutMs + 1_000`.
+   * @defaultValue `max(30_000, timeoutMs + 1_000)`
+   */
+  readonly concurrencyLeaseMs?: number;
+  /**
+   * A call that finds every concurrency slot taken waits up to this long for one (asking the store
+   * again with a short, growing pause) before it is rejected. 0: rejected at once. @defaultValue 0
+   */
+  readonly queueMs?: number;
+  /**
    * Escalation to the provider, for breakers a `BreakerFactory` makes (per base name through
    * `byBaseName`): when at least `minBreakers` breakers of one base name are held by a process
    * and more than `maxOpenFraction` of them are open, the base name opens, fleet-wide: every
@@ -172,6 +193,8 @@ export interface ResolvedOptions<Context = unknown> {
   readonly throttle: ThrottlePolicy | null;
   /** Escalation to the provider (see `BreakerOptions.escalate`), or null. */
   readonly escalate: Readonly<Required<EscalateOptions>> | null;
+  /** How long a call waits for a concurrency slot before it is rejected, in ms (0: not at all). */
+  readonly queueMs: number;
 }
 
 /** The recovery ramp's default length (see `BreakerOptions.recovery`). */
@@ -199,6 +222,9 @@ const BREAKER_OPTION_KEYS: ReadonlySet<string> = new Set([
   'onStoreFailure',
   'recovery',
   'escalate',
+  'maxConcurrent',
+  'concurrencyLeaseMs',
+  'queueMs',
 ]);
 
 export { describeValue };
@@ -242,8 +268,13 @@ function readNumber(option: string, value: unknown, fallback: number | null, rul
 const MAX_MS = 2_147_483_647; // setTimeout's limit, and far beyond any sane period
 /** A failure threshold no window reaches: what a store is given for a throttle's window. */
 const NEVER = 2_147_483_647;
-/** How much longer than `timeoutMs` a probe lease lasts: time to write the probe's outcome. */
+/** How much longer than `timeoutMs` a probe lease (or a concurrency slot) lasts: time to write the outcome. */
 const PROBE_MARGIN_MS = 1_000;
+/**
+ * The most concurrency slots a breaker may have: every store keeps them in the breaker's record
+ * and reads them on each acquire (and a DynamoDB item is at most 400 KB).
+ */
+const MAX_CONCURRENT = 1_000;
 
 function validateTrip(trip: unknown, option = 'trip'): TripPolicy {
   if (typeof trip !== 'object' || trip === null || typeof (trip as { kind?: unknown }).kind !== 'string') {
@@ -419,6 +450,39 @@ export function resolveOptions<Context>(
       probeLeaseMs,
     );
   }
+  const maxConcurrent =
+    o.maxConcurrent === undefined
+      ? 0
+      : readNumber(`${at}maxConcurrent`, o.maxConcurrent, null, {
+          integer: true,
+          min: 1,
+          max: MAX_CONCURRENT,
+        });
+  const concurrencyLeaseMs = readNumber(
+    `${at}concurrencyLeaseMs`,
+    o.concurrencyLeaseMs,
+    Math.max(30_000, timeoutMs + PROBE_MARGIN_MS),
+    { integer: true, min: 1, max: MAX_MS },
+  );
+  // A slot that expires before its call can finish lets one more call in than the limit.
+  if (
+    o.concurrencyLeaseMs !== undefined &&
+    o.timeoutMs !== undefined &&
+    concurrencyLeaseMs < timeoutMs + PROBE_MARGIN_MS
+  ) {
+    throw invalid(
+      `${at}concurrencyLeaseMs`,
+      `at least \`${at}timeoutMs\` + ${PROBE_MARGIN_MS} (${timeoutMs + PROBE_MARGIN_MS}), so a call's slot outlives the call`,
+      concurrencyLeaseMs,
+    );
+  }
+  const queueMs = readNumber(`${at}queueMs`, o.queueMs, 0, { integer: true, min: 0, max: MAX_MS });
+  if (maxConcurrent > 0 && (store as Partial<Store>).limitsConcurrency !== true) {
+    throw new InvalidOptionError(
+      `${at}maxConcurrent`,
+      `\`${at}maxConcurrent\` needs a store that limits concurrency across processes (\`limitsConcurrency: true\`); ${storeName(store)} does not say it does`,
+    );
+  }
   const slowCallMs = readNumber(`${at}slowCallMs`, o.slowCallMs, 0, { integer: true, min: 1, max: MAX_MS });
   const maxStalenessMs = readNumber(`${at}maxStalenessMs`, o.maxStalenessMs, 0, {
     integer: true,
@@ -508,6 +572,8 @@ export function resolveOptions<Context>(
     halfOpenMaxCalls,
     successThreshold,
     probeLeaseMs,
+    maxConcurrent,
+    concurrencyLeaseMs,
   });
   return Object.freeze({
     store: store as Store,
@@ -530,7 +596,13 @@ export function resolveOptions<Context>(
     rampMs,
     throttle,
     escalate,
+    queueMs,
   });
+}
+
+function storeName(store: unknown): string {
+  const name = (store as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === 'string' && name !== '' && name !== 'Object' ? `the ${name}` : 'the store';
 }
 
 /** Factory options that are not breaker options; `resolveOptions` lets them through. */

@@ -129,4 +129,13 @@ export interface Store {
   ): Promise<() => Promise<void>>;
   /** Latency bounds for the breaker's default timeouts. @defaultValue 5,000 ms first contact, 200–2,000 ms per call */
   readonly timing?: StoreTiming;
+  /**
+   * True when the store enforces `policy.maxConcurrent` atomically: `acquire` takes a concurrency
+   * slot with the admission (`AcquireResult.slot`), or rejects with `concurrency-limit` when they
+   * are all taken; `record` gives back the slots of `OutcomeBatch.slots` whatever the batch's
+   * generation; a slot expires after `policy.concurrencyLeaseMs`. A breaker with `maxConcurrent`
+   * refuses a store that does not say so. Every store circuitry ships does;
+   * `describeStoreConformance(..., { concurrencyLimit: true })` checks it.
+   */
+  readonly limitsConcurrency?: boolean;
 }

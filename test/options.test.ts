@@ -214,3 +214,66 @@ describe('probeLeaseMs must outlive a call of timeoutMs', () => {
     assert.equal(resolveOptions({ probeLeaseMs: 100 }).policy.probeLeaseMs, 100);
   });
 });
+
+describe('maxConcurrent, concurrencyLeaseMs, queueMs', () => {
+  it('are off by default, and in the policy when set', () => {
+    const off = resolveOptions({});
+    assert.equal(off.policy.maxConcurrent, 0);
+    assert.equal(off.policy.concurrencyLeaseMs, 30_000);
+    assert.equal(off.queueMs, 0);
+    const on = resolveOptions({ maxConcurrent: 8, concurrencyLeaseMs: 5_000, queueMs: 250 });
+    assert.deepEqual([on.policy.maxConcurrent, on.policy.concurrencyLeaseMs, on.queueMs], [8, 5_000, 250]);
+    // The slot lease follows the call timeout, as a probe's lease does.
+    assert.equal(resolveOptions({ maxConcurrent: 1, timeoutMs: 60_000 }).policy.concurrencyLeaseMs, 61_000);
+  });
+
+  it('say what was wrong with them', () => {
+    for (const bad of [0, -1, 1.5, 1_001, '4', Number.NaN, null]) {
+      const error = optionError(() => resolveOptions({ maxConcurrent: bad as number }));
+      assert.equal(error.option, 'maxConcurrent');
+      assert.match(error.message, /^Expected `maxConcurrent` to be an integer from 1 to 1000, got /);
+    }
+    assert.equal(
+      optionError(() => resolveOptions({ concurrencyLeaseMs: 0 })).message,
+      'Expected `concurrencyLeaseMs` to be an integer from 1 to 2147483647, got `0` (number)',
+    );
+    assert.equal(
+      optionError(() => resolveOptions({ queueMs: -5 })).message,
+      'Expected `queueMs` to be an integer from 0 to 2147483647, got `-5` (number)',
+    );
+    assert.equal(
+      optionError(() => resolveOptions({ maxConcurrent: 2, timeoutMs: 5_000, concurrencyLeaseMs: 5_500 }))
+        .message,
+      "Expected `concurrencyLeaseMs` to be at least `timeoutMs` + 1000 (6000), so a call's slot outlives the call, got `5500` (number)",
+    );
+    assert.equal(
+      optionError(() => new BreakerFactory({ byBaseName: { a: { maxConcurrent: 0 } } })).option,
+      'byBaseName["a"].maxConcurrent',
+    );
+  });
+
+  it('maxConcurrent needs a store that limits concurrency', () => {
+    const store = {
+      acquire: () => assert.fail(),
+      record: () => assert.fail(),
+      inspect: () => null,
+      force: () => assert.fail(),
+      list: () => ({ keys: [], cursor: null }),
+    };
+    const error = optionError(() => resolveOptions({ store, maxConcurrent: 2 }));
+    assert.equal(error.option, 'maxConcurrent');
+    assert.equal(
+      error.message,
+      '`maxConcurrent` needs a store that limits concurrency across processes (`limitsConcurrency: true`); the store does not say it does',
+    );
+    assert.equal(
+      resolveOptions({ store: { ...store, limitsConcurrency: true }, maxConcurrent: 2 }).policy.maxConcurrent,
+      2,
+    );
+    assert.equal(
+      resolveOptions({ store, queueMs: 100 }).queueMs,
+      100,
+      'queueMs alone does nothing, and is allowed',
+    );
+  });
+});

@@ -129,6 +129,7 @@ const REASONS: ReadonlySet<string> = new Set<RejectReason>([
   'recovering',
   'throttled',
   'base-open',
+  'concurrency-limit',
 ]);
 const MAX_MS = 2_147_483_647;
 
@@ -158,7 +159,7 @@ function resolveDefer(value: unknown): (error: CircuitOpenError) => boolean {
   if (value === undefined) return () => true;
   if (typeof value === 'function') return value as (error: CircuitOpenError) => boolean;
   const expected =
-    "a function `(error) => boolean` or an array of 'open', 'half-open-full', 'forced-open', 'store-unavailable', 'recovering', 'throttled', 'base-open'";
+    "a function `(error) => boolean` or an array of 'open', 'half-open-full', 'forced-open', 'store-unavailable', 'recovering', 'throttled', 'base-open', 'concurrency-limit'";
   if (!Array.isArray(value)) throw invalid('defer', expected, value);
   for (const reason of value as unknown[]) {
     if (typeof reason !== 'string' || !REASONS.has(reason)) throw invalid('defer', expected, value);

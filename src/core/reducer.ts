@@ -6,6 +6,7 @@ import type {
   Bucket,
   CircuitState,
   ForceOptions,
+  Lease,
   Outcome,
   OutcomeBatch,
   Override,
@@ -107,15 +108,40 @@ function bucketAt(record: BreakerRecord, now: number, policy: BreakerPolicy): Bu
   return bucket;
 }
 
-/** Drops probe leases whose holder did not report in time, so a crashed prober cannot wedge the breaker. */
+/**
+ * Drops probe leases and concurrency slots whose holder did not report in time, so a crashed
+ * caller cannot wedge the breaker.
+ */
 function expireLeases(record: BreakerRecord, now: number): void {
-  const leases = record.leases;
+  dropExpired(record.leases, now);
+  if (record.slots !== undefined) dropExpired(record.slots, now);
+}
+
+function dropExpired(leases: Lease[], now: number): void {
   if (leases.length === 0) return;
   let kept = 0;
   for (const lease of leases) {
     if (lease.expiresAt > now) leases[kept++] = lease;
   }
   leases.length = kept;
+}
+
+/** Gives back the concurrency slots `ids` names (unknown or expired ones were given back already). */
+function releaseSlots(record: BreakerRecord, ids: readonly string[] | undefined): void {
+  const slots = record.slots;
+  if (ids === undefined || ids.length === 0 || slots === undefined || slots.length === 0) return;
+  let kept = 0;
+  for (const slot of slots) {
+    if (!ids.includes(slot.id)) slots[kept++] = slot;
+  }
+  slots.length = kept;
+}
+
+/** When the first of `leases` expires, as a wait from `now` (at least 1 ms), or `fallback` when there is none. */
+function soonestExpiry(leases: readonly Lease[], now: number, fallback: number): number {
+  let soonest = Infinity;
+  for (const lease of leases) soonest = Math.min(soonest, lease.expiresAt);
+  return soonest === Infinity ? fallback : Math.max(1, soonest - now);
 }
 
 /** The open period for the next open: backoff on consecutive re-opens, capped, then jitter. */
@@ -205,8 +231,11 @@ function transition(from: CircuitState, record: BreakerRecord): Transition | nul
 
 /**
  * Asks for a permit. Moves an open breaker whose period has ended to half-open (the caller that
- * does so reports the transition) and hands out probe leases up to `halfOpenMaxCalls`.
- * `leaseId` must be unique per breaker; it is used only when a lease is granted.
+ * does so reports the transition) and hands out probe leases up to `halfOpenMaxCalls`. With
+ * `policy.maxConcurrent` > 0 and no override, every admitted call also takes a concurrency slot,
+ * and a call that finds them all taken is rejected (`concurrency-limit`); a breaker with an
+ * override does not limit (forced-closed and metrics-only never reject, forced-open rejects all).
+ * `leaseId` must be unique per breaker; it names the probe lease and the slot it grants, if any.
  */
 export function acquire(
   record: BreakerRecord,
@@ -233,12 +262,17 @@ function acquireNow(
     const until = record.overrideUntil ?? 0;
     return reject(record, now, 'forced-open', until > 0 ? Math.max(1, until - now) : policy.openMs, null);
   }
-  if (override === 'forced-closed' || record.state === 'closed') return admit(record, now, null, null);
+  if (override === 'forced-closed') return admit(record, now, null, null, null);
+  const limit = override === null ? policy.maxConcurrent : 0;
+  if (record.state === 'closed') {
+    if (limit > 0 && slotsFull(record, limit)) return rejectFull(record, policy, now, null);
+    return admit(record, now, null, null, limit > 0 ? takeSlot(record, policy, now, leaseId) : null);
+  }
 
   let moved: Transition | null = null;
   if (record.state === 'open') {
     if (now < record.openUntil) {
-      if (override === 'metrics-only') return admit(record, now, null, null);
+      if (override === 'metrics-only') return admit(record, now, null, null, null);
       return reject(record, now, 'open', record.openUntil - now, null);
     }
     const from = circuitState(record);
@@ -248,13 +282,40 @@ function acquireNow(
 
   // half-open
   if (record.leases.length < policy.halfOpenMaxCalls) {
+    if (limit > 0 && slotsFull(record, limit)) return rejectFull(record, policy, now, moved);
     record.leases.push({ id: leaseId, expiresAt: now + policy.probeLeaseMs });
-    return admit(record, now, leaseId, moved);
+    return admit(record, now, leaseId, moved, limit > 0 ? takeSlot(record, policy, now, leaseId) : null);
   }
-  if (override === 'metrics-only') return admit(record, now, null, moved);
-  let soonest = Infinity;
-  for (const lease of record.leases) soonest = Math.min(soonest, lease.expiresAt);
-  return reject(record, now, 'half-open-full', Math.max(1, soonest - now), moved);
+  if (override === 'metrics-only') return admit(record, now, null, moved, null);
+  return reject(record, now, 'half-open-full', soonestExpiry(record.leases, now, Infinity), moved);
+}
+
+/** Whether the `limit` concurrency slots are all taken (expired ones were dropped). */
+function slotsFull(record: BreakerRecord, limit: number): boolean {
+  return record.slots !== undefined && record.slots.length >= limit;
+}
+
+function takeSlot(record: BreakerRecord, policy: BreakerPolicy, now: number, id: string): string {
+  const slot = { id, expiresAt: now + policy.concurrencyLeaseMs };
+  if (record.slots === undefined) record.slots = [slot];
+  else record.slots.push(slot);
+  return id;
+}
+
+/** Rejects with `concurrency-limit`: the wait is until the first slot expires, if no outcome frees one sooner. */
+function rejectFull(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  moved: Transition | null,
+): AcquireResult {
+  return reject(
+    record,
+    now,
+    'concurrency-limit',
+    soonestExpiry(record.slots ?? [], now, policy.concurrencyLeaseMs),
+    moved,
+  );
 }
 
 function admit(
@@ -262,6 +323,7 @@ function admit(
   now: number,
   lease: string | null,
   moved: Transition | null,
+  slot: string | null,
 ): AcquireResult {
   return {
     admitted: true,
@@ -269,6 +331,7 @@ function admit(
     retryAfterMs: 0,
     generation: record.generation,
     lease,
+    slot,
     state: record.state,
     override: record.override,
     openUntil: record.openUntil,
@@ -282,7 +345,7 @@ function admit(
 function reject(
   record: BreakerRecord,
   now: number,
-  reason: 'open' | 'half-open-full' | 'forced-open',
+  reason: 'open' | 'half-open-full' | 'forced-open' | 'concurrency-limit',
   retryAfterMs: number,
   moved: Transition | null,
 ): AcquireResult {
@@ -292,6 +355,7 @@ function reject(
     retryAfterMs,
     generation: record.generation,
     lease: null,
+    slot: null,
     state: record.state,
     override: record.override,
     openUntil: record.openUntil,
@@ -302,7 +366,8 @@ function reject(
 }
 
 /**
- * Records the outcomes of calls admitted under `batch.generation`. A batch from an older
+ * Records the outcomes of calls admitted under `batch.generation`. The concurrency slots the batch
+ * names are given back first, whatever the generation. Otherwise a batch from an older
  * generation changes nothing. In closed, counts go to the window and the trip policy is
  * evaluated; in half-open, probe results close the breaker (after `successThreshold` successes)
  * or re-open it (any failure, with backoff).
@@ -314,6 +379,7 @@ export function record(
   batch: OutcomeBatch,
 ): UpdateResult {
   expireLeases(record, now);
+  releaseSlots(record, batch.slots);
   const lapsed = record.overrideUntil === undefined ? null : lapse(record, now);
   if (!admittedUnder(record, batch.generation) || record.override === 'forced-closed') {
     return sinceLapse(lapsed, record, {
@@ -382,8 +448,23 @@ export function resetsOnly(policy: BreakerPolicy, batch: OutcomeBatch): boolean 
 }
 
 /**
- * `record` for a batch that `resetsOnly`: a closed breaker at the batch's generation takes the
- * batch's run (`trailingFailures`, 0) when the batch has a success; nothing else changes.
+ * Whether `batch` only gives back concurrency slots: nothing counted, no probe, no trip request.
+ * A store holding no record for the breaker has nothing to give back, and makes none for it.
+ */
+export function releasesOnly(batch: OutcomeBatch): boolean {
+  return (
+    batch.slots !== undefined &&
+    batch.slots.length > 0 &&
+    batch.successes + batch.failures + batch.slow + batch.ignored === 0 &&
+    batch.probes.length === 0 &&
+    batch.trip !== true
+  );
+}
+
+/**
+ * `record` for a batch that `resetsOnly`: the concurrency slots it names are given back, and a
+ * closed breaker at the batch's generation takes the batch's run (`trailingFailures`, 0) when the
+ * batch has a success; nothing else changes.
  */
 export function resetRun(
   record: BreakerRecord,
@@ -392,6 +473,7 @@ export function resetRun(
   batch: OutcomeBatch,
 ): UpdateResult {
   expireLeases(record, now);
+  releaseSlots(record, batch.slots);
   const lapsed = record.overrideUntil === undefined ? null : lapse(record, now);
   if (!admittedUnder(record, batch.generation) || record.override === 'forced-closed') {
     return sinceLapse(lapsed, record, {
@@ -565,6 +647,7 @@ export function snapshot(
   if (until > 0 && now >= until) {
     // A timed override whose time is up reads as lapsed (the next write makes it so).
     const lapsed = { ...record, leases: [...record.leases] };
+    if (record.slots !== undefined) lapsed.slots = [...record.slots];
     lapse(lapsed, now);
     return snapshot(lapsed, policy, now, counts);
   }
@@ -574,6 +657,8 @@ export function snapshot(
   else if (state === 'open') retryAfterMs = Math.max(0, record.openUntil - now);
   let activeProbes = 0;
   for (const lease of record.leases) if (lease.expiresAt > now) activeProbes += 1;
+  let activeSlots = 0;
+  if (record.slots !== undefined) for (const slot of record.slots) if (slot.expiresAt > now) activeSlots += 1;
   return {
     state: record.state,
     override: record.override,
@@ -583,6 +668,7 @@ export function snapshot(
     retryAfterMs,
     counts,
     activeProbes,
+    activeSlots,
     probeSuccesses: record.probeSuccesses,
     reopens: record.reopens,
     now,
@@ -611,13 +697,8 @@ export function isValidRecord(value: unknown): value is BreakerRecord {
     isCount(r.consecutiveFailures) &&
     isCount(r.probeSuccesses) &&
     Array.isArray(r.leases) &&
-    r.leases.every(
-      (l: unknown) =>
-        typeof l === 'object' &&
-        l !== null &&
-        typeof (l as { id?: unknown }).id === 'string' &&
-        isCount((l as { expiresAt?: unknown }).expiresAt),
-    ) &&
+    r.leases.every(isLease) &&
+    (r.slots === undefined || (Array.isArray(r.slots) && r.slots.every(isLease))) &&
     Array.isArray(r.buckets) &&
     r.buckets.every(
       (b: unknown) =>
@@ -633,6 +714,15 @@ export function isValidRecord(value: unknown): value is BreakerRecord {
     (r.closedAt === undefined || isCount(r.closedAt)) &&
     (r.overrideReason === undefined ||
       (typeof r.overrideReason === 'string' && r.overrideReason.length <= MAX_REASON_LENGTH))
+  );
+}
+
+function isLease(l: unknown): boolean {
+  return (
+    typeof l === 'object' &&
+    l !== null &&
+    typeof (l as { id?: unknown }).id === 'string' &&
+    isCount((l as { expiresAt?: unknown }).expiresAt)
   );
 }
 

@@ -17,17 +17,24 @@ export type Override = 'forced-open' | 'forced-closed' | 'metrics-only';
 /** The state a caller sees: the computed state, unless an override hides it. */
 export type CircuitState = BreakerState | 'forced-open' | 'forced-closed';
 
-/** Why a call was rejected without running. */
 /**
- * Why a call was rejected: `open`, `half-open-full` (the probes are taken), `forced-open` (an
- * override, or `openFor`), `store-unavailable` (`onStoreFailure: 'reject'`), `recovering` (the
- * breaker closed a moment ago and admits a rising share of calls: `recovery.rampMs`), `throttled`
- * (an `adaptiveThrottle` policy turned the call away, with a probability that grows with the
- * share of calls the dependency did not accept), `base-open` (too many breakers of the base name
- * are open: the provider is taken to be down for every tenant, see `escalate`).
+ * Why a call was rejected without running: `open`, `half-open-full` (the probes are taken),
+ * `forced-open` (an override, or `openFor`), `store-unavailable` (`onStoreFailure: 'reject'`),
+ * `recovering` (the breaker closed a moment ago and admits a rising share of calls:
+ * `recovery.rampMs`), `throttled` (an `adaptiveThrottle` policy turned the call away, with a
+ * probability that grows with the share of calls the dependency did not accept), `base-open` (too
+ * many breakers of the base name are open: the provider is taken to be down for every tenant, see
+ * `escalate`), `concurrency-limit` (`maxConcurrent` calls are in flight across every process).
  */
 export type RejectReason =
-  'open' | 'half-open-full' | 'forced-open' | 'store-unavailable' | 'recovering' | 'throttled' | 'base-open';
+  | 'open'
+  | 'half-open-full'
+  | 'forced-open'
+  | 'store-unavailable'
+  | 'recovering'
+  | 'throttled'
+  | 'base-open'
+  | 'concurrency-limit';
 
 /** How a call ended, as far as the breaker is concerned. */
 export type Outcome = 'success' | 'failure' | 'ignored';
@@ -115,6 +122,13 @@ export interface BreakerPolicy {
   readonly successThreshold: number;
   /** How long a probe holds its half-open slot, in ms, before the slot goes to another caller. */
   readonly probeLeaseMs: number;
+  /**
+   * How many calls may be in flight at once, across every process (each holds a concurrency slot
+   * from `acquire` until its outcome is recorded); 0: no limit.
+   */
+  readonly maxConcurrent: number;
+  /** How long a call holds its concurrency slot, in ms, if no outcome frees it (a crashed process). */
+  readonly concurrencyLeaseMs: number;
 }
 
 /** One bucket of the counting window. `index` is `floor(time / bucketMs)`. */
@@ -131,9 +145,12 @@ export interface Bucket {
   ignored: number;
 }
 
-/** A half-open probe lease: a claim on one of the `halfOpenMaxCalls` slots, until `expiresAt`. */
+/**
+ * A lease: a claim until `expiresAt` on one of the `halfOpenMaxCalls` probe slots of a half-open
+ * breaker, or on one of the `maxConcurrent` concurrency slots.
+ */
 export interface Lease {
-  /** Identifies the lease; the probe's outcome names it (`ProbeResult.lease`). */
+  /** Identifies the lease; the call's outcome names it (`ProbeResult.lease`, `OutcomeBatch.slots`). */
   id: string;
   /** When the slot is given back if no outcome came, in the store's time (ms). */
   expiresAt: number;
@@ -166,6 +183,11 @@ export interface BreakerRecord {
   probeSuccesses: number;
   /** The half-open probe leases held now. */
   leases: Lease[];
+  /**
+   * The concurrency slots held now (`maxConcurrent`), in any state and across generations: a call
+   * holds its slot until its outcome is recorded or the slot expires. Absent: none ever taken.
+   */
+  slots?: Lease[];
   /** The window's buckets that counted something, oldest first, at most `bucketCount`. */
   buckets: Bucket[];
   /**
@@ -233,6 +255,8 @@ export interface Snapshot {
   readonly counts: WindowCounts;
   /** Half-open probe leases held now (not expired). */
   readonly activeProbes: number;
+  /** Concurrency slots held now (not expired): calls in flight under `maxConcurrent`; 0 without a limit. */
+  readonly activeSlots: number;
   /** Probe successes in the current half-open period. */
   readonly probeSuccesses: number;
   /** Consecutive opens without a close in between, for backoff (0 on the first open). */
@@ -277,6 +301,11 @@ export interface OutcomeBatch {
   readonly ignored: number;
   /** Results of half-open probes, by lease. */
   readonly probes: readonly ProbeResult[];
+  /**
+   * Concurrency slots to give back (`AcquireResult.slot`): freed whatever the generation, even when
+   * the batch is stale or counts nothing. Absent: none.
+   */
+  readonly slots?: readonly string[];
   /** Ask to open the breaker if it is still closed at `generation` (custom trip predicates). */
   readonly trip?: boolean;
   /** A uniform random number in [0, 1) for the jitter of an open period this batch may start. */
@@ -310,6 +339,11 @@ export interface AcquireResult {
   readonly generation: number;
   /** The probe lease when the call was admitted as a half-open probe. */
   readonly lease: string | null;
+  /**
+   * The concurrency slot the call holds (with `policy.maxConcurrent` > 0): its outcome gives it
+   * back (`OutcomeBatch.slots`). Null or absent: none.
+   */
+  readonly slot?: string | null;
   /** The computed state after this call (an open breaker whose period ended is now half-open). */
   readonly state: BreakerState;
   /** The operator override, or null. */

@@ -31,15 +31,16 @@ const PAGE_SIZE = 100;
 
 /**
  * How long a record must outlive its last use: the counting window, the longest open period
- * (or the one it is in, if a jitter function made it longer) and a probe lease. Dropping it later
- * than that loses nothing the semantics keep; dropping it sooner could end an open period early.
+ * (or the one it is in, if a jitter function made it longer) and a probe lease or concurrency
+ * slot. Dropping it later than that loses nothing the semantics keep; dropping it sooner could end
+ * an open period early.
  */
 function retentionMs(policy: BreakerPolicy, record: BreakerRecord, now: number): number {
   const longestOpen = Math.max(
     policy.maxOpenMs * (1 + policy.jitterRatio),
     Math.max(record.openUntil, record.overrideUntil ?? 0) - now,
   );
-  return policy.windowMs + longestOpen + policy.probeLeaseMs;
+  return policy.windowMs + longestOpen + Math.max(policy.probeLeaseMs, policy.concurrencyLeaseMs);
 }
 
 /** A record with an override that has no time is never forgotten (a timed one lapses: it ages out). */
@@ -197,6 +198,8 @@ export class MemoryStore implements Store, RecordExaminer {
   readonly #onCorruptRecord: ((key: string, value: unknown) => void) | undefined;
   readonly #unverified = new Set<string>();
   #leaseCounter = 0;
+  /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`). */
+  readonly limitsConcurrency = true;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#clock = options.clock ?? createTurnClock();
@@ -214,8 +217,12 @@ export class MemoryStore implements Store, RecordExaminer {
     const now = this.#clock.now();
     const record = this.#load(key, now);
     this.#records.age(now, retentionMs(policy, record, now));
-    // A closed breaker hands out no lease: do not build an id for nothing on the hot path.
-    const leaseId = record.state === 'closed' ? '' : `${record.generation}:${++this.#leaseCounter}`;
+    // A closed breaker hands out no lease (nor a slot without a limit): do not build an id for
+    // nothing on the hot path.
+    const leaseId =
+      record.state === 'closed' && policy.maxConcurrent === 0
+        ? ''
+        : `${record.generation}:${++this.#leaseCounter}`;
     const result = reducer.acquire(record, policy, now, leaseId);
     this.#publish(key, result.transition, record, now);
     return result;
@@ -223,6 +230,11 @@ export class MemoryStore implements Store, RecordExaminer {
 
   record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): UpdateResult {
     const now = this.#clock.now();
+    if (reducer.releasesOnly(batch) && !this.#records.has(key)) {
+      // Slots to give back, and nothing held: no record made for it.
+      const fresh = reducer.emptyRecord(reducer.initialGeneration(now));
+      return { snapshot: reducer.snapshot(fresh, policy, now), transition: null, stale: false };
+    }
     const record = this.#load(key, now);
     const result = reducer.record(record, policy, now, batch);
     this.#records.age(now, retentionMs(policy, record, now));

@@ -4,7 +4,7 @@ import type { BreakerPolicy } from '../core/types.js';
  * The policy as plain values for a server-side port of the reducer (Redis Lua, Postgres
  * PL/pgSQL): the trip kind, then threshold, ratio, minimumCalls, windowMs, bucketMs, bucketCount,
  * openMs, backoffMultiplier, maxOpenMs, jitterRatio, halfOpenMaxCalls, successThreshold,
- * probeLeaseMs. Built once per policy object.
+ * probeLeaseMs, maxConcurrent, concurrencyLeaseMs. Built once per policy object.
  */
 const cache = new WeakMap<BreakerPolicy, readonly [string, readonly number[]]>();
 
@@ -28,6 +28,8 @@ export function policyFields(policy: BreakerPolicy): readonly [string, readonly 
         policy.halfOpenMaxCalls,
         policy.successThreshold,
         policy.probeLeaseMs,
+        policy.maxConcurrent,
+        policy.concurrencyLeaseMs,
       ],
     ];
     cache.set(policy, fields);

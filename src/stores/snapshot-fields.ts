@@ -13,6 +13,8 @@ export interface SnapshotFields {
   readonly ignored: number;
   readonly consecutiveFailures: number;
   readonly activeProbes: number;
+  /** Concurrency slots held (0 without a limit). */
+  readonly activeSlots: number;
   readonly probeSuccesses: number;
   readonly reopens: number;
   readonly now: number;
@@ -55,6 +57,7 @@ export function snapshotFrom(f: SnapshotFields, policy: BreakerPolicy): Snapshot
       consecutiveFailures: f.consecutiveFailures,
     },
     activeProbes: f.activeProbes,
+    activeSlots: f.activeSlots,
     probeSuccesses: f.probeSuccesses,
     reopens: f.reopens,
     now: f.now,

@@ -65,6 +65,12 @@ export interface ConformanceOptions {
    * `yieldToOperator`, which `openFor` uses): checks them. @defaultValue true
    */
   readonly timedOverrides?: boolean;
+  /**
+   * The store enforces `maxConcurrent` (`Store.limitsConcurrency`: slots taken by `acquire`, given
+   * back by `record`, expiring after `concurrencyLeaseMs`): checks it. A store that leaves it out
+   * must not say it limits concurrency; the suite checks that. @defaultValue false
+   */
+  readonly concurrencyLimit?: boolean;
 }
 
 /** A policy from breaker options, as the breaker would build it. */
@@ -596,6 +602,215 @@ export function describeStoreConformance(
         assert.equal(result.snapshot.state, 'half-open');
         assert.equal(result.snapshot.activeProbes, 0);
         assert.equal((await acquire(h, key, policy)).admitted, true);
+      });
+    });
+
+    describe('concurrency limit (maxConcurrent)', () => {
+      if (options.concurrencyLimit !== true) {
+        test('the store does not say it limits concurrency', async (h) => {
+          assert.notEqual(
+            h.store.limitsConcurrency,
+            true,
+            'a store that limits concurrency should let the suite check it: pass { concurrencyLimit: true }',
+          );
+        });
+        return;
+      }
+
+      const limited = (more: BreakerOptions = {}): BreakerPolicy =>
+        policyOf({ trip: tripped, maxConcurrent: 2, concurrencyLeaseMs: 2_000, ...more });
+      /** Gives back `slots` with an outcome batch of `counts` at `generation`. */
+      const release = (
+        h: ConformanceHarness,
+        key: string,
+        policy: BreakerPolicy,
+        generation: number,
+        slots: readonly (string | null | undefined)[],
+        counts: Parameters<typeof outcomes>[1] = {},
+      ): Promise<UpdateResult> =>
+        record(h, key, policy, {
+          ...outcomes(generation, counts),
+          slots: slots.map((slot) => {
+            assert.ok(typeof slot === 'string' && slot !== '', 'an admitted call holds a slot');
+            return slot;
+          }),
+        });
+
+      test('the store says it limits concurrency', async (h) => {
+        assert.equal(h.store.limitsConcurrency, true);
+      });
+
+      test('admits at most maxConcurrent calls, each with a slot of its own, then rejects with concurrency-limit', async (h, key) => {
+        const policy = limited();
+        const first = await h.store.acquire(key, policy);
+        const second = await h.store.acquire(key, policy);
+        assert.equal(first.admitted && second.admitted, true);
+        assert.equal(first.state, 'closed');
+        assert.ok(typeof first.slot === 'string' && typeof second.slot === 'string');
+        assert.notEqual(first.slot, second.slot);
+        assert.notEqual(first.generation, NO_RECORD, 'a slot is kept in a record');
+        const full = await h.store.acquire(key, policy);
+        assert.equal(full.admitted, false);
+        assert.equal(full.reason, 'concurrency-limit');
+        assert.equal(full.slot ?? null, null);
+        assert.ok(full.retryAfterMs > 0 && full.retryAfterMs <= 2_000, `${full.retryAfterMs}`);
+        assert.equal(full.transition, null);
+        assert.equal((await h.store.inspect(key, policy))?.activeSlots, 2);
+      });
+
+      test('concurrent acquires get exactly maxConcurrent slots', async (h, key) => {
+        const policy = limited({ maxConcurrent: 3 });
+        const results = await Promise.all(
+          Array.from({ length: 30 }, async () => h.store.acquire(key, policy)),
+        );
+        const admitted = results.filter((r) => r.admitted);
+        assert.equal(admitted.length, 3);
+        assert.equal(new Set(admitted.map((r) => r.slot)).size, 3);
+        assert.ok(results.filter((r) => !r.admitted).every((r) => r.reason === 'concurrency-limit'));
+      });
+
+      test('an outcome gives its slot back, a success that resets no run too', async (h, key) => {
+        for (const trip of [
+          consecutiveFailures(5),
+          failureRate(0.5, { minimumCalls: 100, windowMs: 60_000 }),
+        ]) {
+          const name = `${key}${trip.kind}`;
+          const policy = limited({ trip });
+          const a = await h.store.acquire(name, policy);
+          const b = await h.store.acquire(name, policy);
+          assert.equal((await h.store.acquire(name, policy)).reason, 'concurrency-limit');
+          // Under a count policy this success resets nothing: the slot alone makes it a write.
+          const freed = await release(h, name, policy, a.generation, [a.slot], { successes: 1 });
+          assert.equal(freed.stale, false);
+          assert.equal(freed.snapshot.activeSlots, 1);
+          const c = await h.store.acquire(name, policy);
+          assert.equal(c.admitted, true, trip.kind);
+          await release(h, name, policy, b.generation, [b.slot], { failures: 1 });
+          await release(h, name, policy, c.generation, [c.slot], { ignored: 1 });
+          const after = await h.store.inspect(name, policy);
+          assert.equal(after?.activeSlots, 0);
+          assert.equal(after?.counts.failures, 1);
+          assert.equal(after?.counts.consecutiveFailures, 1, 'an ignored call leaves the run as it is');
+          // Given back twice (a re-send) frees nothing more.
+          const d = await h.store.acquire(name, policy);
+          await release(h, name, policy, a.generation, [a.slot], { successes: 1 });
+          assert.equal((await h.store.inspect(name, policy))?.activeSlots, 1);
+          await release(h, name, policy, d.generation, [d.slot]);
+        }
+      });
+
+      test('a stale batch still gives its slots back, and a batch of slots alone counts nothing', async (h, key) => {
+        const policy = limited();
+        const a = await h.store.acquire(key, policy);
+        const b = await h.store.acquire(key, policy);
+        // Two new generations (an override set and cleared): a and b's outcomes are stale.
+        await h.store.force(key, policy, 'forced-open');
+        await h.store.force(key, policy, null);
+        assert.equal((await h.store.acquire(key, policy)).reason, 'concurrency-limit');
+        const stale = await release(h, key, policy, a.generation, [a.slot], { failures: 3 });
+        assert.equal(stale.stale, true);
+        assert.equal(stale.snapshot.state, 'closed');
+        assert.equal(stale.snapshot.counts.failures, 0);
+        assert.equal(stale.snapshot.activeSlots, 1);
+        const c = await h.store.acquire(key, policy);
+        assert.equal(c.admitted, true);
+        const bare = await release(h, key, policy, b.generation, [b.slot, c.slot]);
+        assert.equal(bare.snapshot.activeSlots, 0);
+        assert.deepEqual(bare.snapshot.counts, stale.snapshot.counts);
+        // Slots of a breaker the store holds nothing for: nothing to give back, and no record made.
+        await release(h, `${key}none`, policy, NO_RECORD, ['gone']);
+        assert.equal(await h.store.inspect(`${key}none`, policy), null);
+      });
+
+      test("a crashed caller's slot expires after concurrencyLeaseMs and goes to another", async (h, key) => {
+        const policy = limited({ maxConcurrent: 1 });
+        const crashed = await h.store.acquire(key, policy);
+        assert.equal(crashed.admitted, true);
+        await h.advance(1_500);
+        const full = await h.store.acquire(key, policy);
+        assert.equal(full.reason, 'concurrency-limit');
+        assert.ok(full.retryAfterMs > 0 && full.retryAfterMs <= 500, `${full.retryAfterMs}`);
+        await h.advance(500);
+        const next = await h.store.acquire(key, policy);
+        assert.equal(next.admitted, true);
+        assert.notEqual(next.slot, crashed.slot);
+        // The crashed caller's late outcome frees nothing: its slot was given away.
+        await release(h, key, policy, crashed.generation, [crashed.slot], { successes: 1 });
+        assert.equal((await h.store.acquire(key, policy)).reason, 'concurrency-limit');
+        assert.equal((await h.store.inspect(key, policy))?.activeSlots, 1);
+      });
+
+      test('slots outlive state changes; a half-open probe takes one too', async (h, key) => {
+        const policy = limited({ maxConcurrent: 1, halfOpenMaxCalls: 2, concurrencyLeaseMs: 60_000 });
+        const running = await h.store.acquire(key, policy);
+        // The breaker opens (other calls failed) while this call still runs.
+        const opened = await record(h, key, policy, outcomes(running.generation, { failures: 3 }));
+        assert.equal(opened.snapshot.state, 'open');
+        assert.equal(opened.snapshot.activeSlots, 1);
+        await h.advance(policy.openMs);
+        const full = await h.store.acquire(key, policy);
+        assert.equal(full.admitted, false);
+        assert.equal(full.reason, 'concurrency-limit');
+        assert.equal(full.state, 'half-open');
+        assert.deepEqual(
+          { from: full.transition?.from, to: full.transition?.to },
+          { from: 'open', to: 'half-open' },
+          'the move to half-open is made (and reported) even though no probe could run',
+        );
+        assert.equal((await h.store.inspect(key, policy))?.activeProbes, 0, 'no lease without a slot');
+        await release(h, key, policy, running.generation, [running.slot], { successes: 1 });
+        const probe = await h.store.acquire(key, policy);
+        assert.equal(probe.admitted, true);
+        assert.notEqual(probe.lease, null);
+        assert.equal(typeof probe.slot, 'string');
+        const closed = await release(h, key, policy, probe.generation, [probe.slot], {
+          probes: [{ lease: probe.lease!, outcome: 'success' }],
+        });
+        assert.equal(closed.snapshot.state, 'closed');
+        assert.equal(closed.snapshot.activeSlots, 0);
+      });
+
+      test('an override does not limit: forced-closed and metrics-only admit without a slot', async (h, key) => {
+        const policy = limited({ maxConcurrent: 1 });
+        const held = await h.store.acquire(key, policy);
+        for (const override of ['forced-closed', 'metrics-only'] as const) {
+          await h.store.force(key, policy, override);
+          for (let i = 0; i < 3; i++) {
+            const admitted = await h.store.acquire(key, policy);
+            assert.equal(admitted.admitted, true, override);
+            assert.equal(admitted.slot ?? null, null, override);
+          }
+        }
+        await h.store.force(key, policy, null);
+        assert.equal(
+          (await h.store.acquire(key, policy)).reason,
+          'concurrency-limit',
+          'the held slot is still held',
+        );
+        await release(h, key, policy, held.generation, [held.slot]);
+        assert.equal((await h.store.acquire(key, policy)).admitted, true);
+      });
+
+      if (options.reset !== false) {
+        test('a reset keeps the slots of calls still running', async (h, key) => {
+          const policy = limited({ maxConcurrent: 1 });
+          const held = await h.store.acquire(key, policy);
+          const result = await reset(h, key, policy);
+          assert.equal(result.snapshot.activeSlots, 1);
+          assert.equal((await h.store.acquire(key, policy)).reason, 'concurrency-limit');
+          await release(h, key, policy, held.generation, [held.slot]);
+          assert.equal((await h.store.acquire(key, policy)).admitted, true);
+        });
+      }
+
+      test('without a limit nothing changes: no slot, and nothing held', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const admitted = await Promise.all(
+          Array.from({ length: 5 }, async () => h.store.acquire(key, policy)),
+        );
+        assert.ok(admitted.every((r) => r.admitted && (r.slot ?? null) === null));
+        const snapshot = await h.store.inspect(key, policy);
+        assert.equal(snapshot?.activeSlots ?? 0, 0);
       });
     });
 

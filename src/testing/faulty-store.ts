@@ -59,9 +59,12 @@ export class FaultyStore implements Store {
 
   /** The wrapped store's `reset`, misbehaving like the rest; absent when the wrapped store has none. */
   readonly reset?: (key: string, policy: BreakerPolicy) => Promise<UpdateResult>;
+  /** Whether the wrapped store enforces `maxConcurrent` (`Store.limitsConcurrency`). */
+  readonly limitsConcurrency?: boolean;
 
   constructor(inner: Store, options: FaultyStoreOptions = {}) {
     this.#inner = inner;
+    if (inner.limitsConcurrency !== undefined) this.limitsConcurrency = inner.limitsConcurrency;
     const reset = inner.reset?.bind(inner);
     if (reset !== undefined) this.reset = (key, policy) => this.#call('reset', () => reset(key, policy));
     const latency = options.latencyMs ?? 0;

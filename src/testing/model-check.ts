@@ -33,7 +33,8 @@ import { seededRandom } from './seeded-random.js';
  * A concurrent model check of a store and the breakers that share it: several clients (each its own
  * `BreakerFactory` on its own store connection) run seeded random histories of acquires, calls,
  * two-step permits settled in any order, operator overrides and resets, clock moves and injected
- * store faults (lost replies, failed writes, late replies), all against one breaker. Every step is
+ * store faults (lost replies, failed writes, late replies), all against one breaker, some of them
+ * (for a store that limits concurrency) under a concurrency limit of 2. Every step is
  * checked against a sequential reference: the reducer of `circuitry/core` applied to the same
  * operations in the order the store applied them. A violation names its seed and a shortened
  * history that still fails.
@@ -81,6 +82,12 @@ export interface ModelCheckOptions {
   readonly faults?: boolean | readonly Fault[];
   /** Trip policies to draw from. @defaultValue all three */
   readonly policies?: readonly ModelCheckPolicy[];
+  /**
+   * Half the histories run under a concurrency limit (`maxConcurrent: 2`): slots taken by
+   * acquires, held by permits, given back by their outcomes (faults included) or expired.
+   * @defaultValue whether the store says it limits concurrency (`Store.limitsConcurrency`)
+   */
+  readonly concurrencyLimit?: boolean;
   /** Shorten a failing history before reporting it. @defaultValue true */
   readonly shrink?: boolean;
   /** Progress lines (one per 50 histories, and the shrinking). @defaultValue none */
@@ -163,25 +170,36 @@ export class ModelCheckViolation extends Error {
   readonly seed: number;
   /** The trip policy the history ran under. */
   readonly policy: ModelCheckPolicy;
+  /** The concurrency limit the history ran under (0: none). */
+  readonly maxConcurrent: number;
   /** The failing history, shortened unless `shrink` was false. */
   readonly history: readonly ModelStep[];
-  constructor(seed: number, policy: ModelCheckPolicy, history: readonly ModelStep[], failure: string) {
+  constructor(
+    seed: number,
+    policy: ModelCheckPolicy,
+    history: readonly ModelStep[],
+    failure: string,
+    maxConcurrent = 0,
+  ) {
+    const limit = maxConcurrent > 0 ? `, maxConcurrent ${maxConcurrent}` : '';
     super(
-      `model check violation (seed ${seed}, ${policy}, ${history.length} steps; replay with --seed ${seed}):\n` +
+      `model check violation (seed ${seed}, ${policy}${limit}, ${history.length} steps; replay with --seed ${seed}):\n` +
         `${failure}\nhistory:\n${history.map((s, i) => `  ${i + 1}. ${describeStep(s)}`).join('\n')}`,
     );
     this.name = 'ModelCheckViolation';
     this.seed = seed;
     this.policy = policy;
+    this.maxConcurrent = maxConcurrent;
     this.history = history;
   }
 }
 
 const OPEN_MS = 2_500;
 // Every clock move is a whole number of seconds, and every boundary the store computes (buckets
-// of 1 s, open periods of 2.5, 3.75, 5.625 and 6.5 s, leases of 3.5 s) sits at least 250 ms away
-// from the times steps run at: a store whose time runs a few ms behind or ahead of the model's
-// (a server's clock read a moment later) decides every comparison the same way.
+// of 1 s, open periods of 2.5, 3.75, 5.625 and 6.5 s, probe leases of 3.5 s, concurrency slots of
+// 4.5 s) sits at least 250 ms away from the times steps run at: a store whose time runs a few ms
+// behind or ahead of the model's (a server's clock read a moment later) decides every comparison
+// the same way.
 const MODEL_OPTIONS: BreakerOptions = {
   openMs: OPEN_MS,
   backoff: { multiplier: 1.5, maxOpenMs: 6_500 },
@@ -198,6 +216,9 @@ const MODEL_OPTIONS: BreakerOptions = {
 };
 // Histories stay well inside every store's garbage-collection TTL (window + open + lease + 60 s).
 const MAX_HISTORY_MS = 40_000;
+/** The concurrency limit of histories that run under one, and how long a slot lasts (see MODEL_OPTIONS). */
+const MODEL_LIMIT = 2;
+const MODEL_SLOT_LEASE_MS = 4_500;
 
 function tripOf(policy: ModelCheckPolicy): TripPolicy {
   switch (policy) {
@@ -286,6 +307,7 @@ class ModelStore implements Store {
   fault: Fault | null = null;
   #inFlight = new Set<Promise<unknown>>();
   readonly timing: Store['timing'];
+  readonly limitsConcurrency: Store['limitsConcurrency'];
   readonly reset?: (key: string, policy: BreakerPolicy) => Promise<UpdateResult>;
   readonly #lateMs: number;
 
@@ -293,6 +315,7 @@ class ModelStore implements Store {
     this.inner = inner;
     this.#lateMs = lateMs;
     this.timing = inner.timing;
+    this.limitsConcurrency = inner.limitsConcurrency;
     const reset = inner.reset?.bind(inner);
     if (reset !== undefined) this.reset = (key, policy) => this.#track(Promise.resolve(reset(key, policy)));
   }
@@ -352,7 +375,8 @@ class ModelStore implements Store {
 /**
  * The sequential reference: the reducer, with a record made when the store would make one (a store
  * that admits a breaker without a record, `NO_RECORD`, makes it for the first outcome that changes
- * what the policy reads; one that makes it on `acquire` is "eager").
+ * what the policy reads; one that makes it on `acquire` is "eager", and so is every store under a
+ * concurrency limit: a slot is kept in the record).
  */
 class Reference {
   record: BreakerRecord | null = null;
@@ -385,8 +409,14 @@ class Reference {
     return reducer.acquire(this.#make(now), this.policy, now, `lease-${++this.#leases}`);
   }
 
-  settle(now: number, generation: number, lease: string | null, outcome: Outcome): UpdateResult | null {
-    const batch: OutcomeBatch =
+  settle(
+    now: number,
+    generation: number,
+    lease: string | null,
+    slot: string | null,
+    outcome: Outcome,
+  ): UpdateResult | null {
+    const counted: OutcomeBatch =
       lease === null
         ? {
             generation,
@@ -408,6 +438,7 @@ class Reference {
             probes: [{ lease, outcome }],
             random: 0,
           };
+    const batch: OutcomeBatch = slot === null ? counted : { ...counted, slots: [slot] };
     if (this.record === null) {
       // No record: only an outcome that changes what the policy reads makes one.
       const counts = this.policy.trip.kind === 'failure-rate' || batch.failures > 0;
@@ -439,6 +470,8 @@ interface HeldPermit {
   readonly permit: Permit;
   readonly generation: number;
   readonly lease: string | null;
+  /** The reference's slot for it. */
+  readonly slot: string | null;
 }
 
 interface Client {
@@ -471,6 +504,7 @@ export async function runModelCheck(
   const stores: ModelStore[] = [];
   for (let i = 0; i < clientCount; i++) stores.push(new ModelStore(await harness.makeStore(clock), 500));
   const observer = await harness.makeStore(clock);
+  const limits = options.concurrencyLimit ?? observer.limitsConcurrency === true;
   const runner = new HistoryRunner(stores, observer, clock);
   const started = performance.now();
   let histories = 0;
@@ -481,12 +515,14 @@ export async function runModelCheck(
       const historySeed = (seed + histories * 7_919) >>> 0;
       const random = seededRandom(historySeed);
       const policy = policies[Math.floor(random() * policies.length)]!;
+      const limit = limits && random() < 0.5 ? MODEL_LIMIT : 0;
       const history = randomHistory(random, stepsPerHistory, clientCount, faults);
-      const failure = await runner.run(policy, history);
+      const failure = await runner.run(policy, limit, history);
       if (failure !== null) {
-        const shortest = options.shrink === false ? history : await shrink(runner, policy, history, log);
-        const final = (await runner.run(policy, shortest)) ?? failure;
-        throw new ModelCheckViolation(historySeed, policy, shortest, final);
+        const shortest =
+          options.shrink === false ? history : await shrink(runner, policy, limit, history, log);
+        const final = (await runner.run(policy, limit, shortest)) ?? failure;
+        throw new ModelCheckViolation(historySeed, policy, shortest, final, limit);
       }
       histories += 1;
       steps += history.length;
@@ -503,7 +539,10 @@ export async function runModelCheck(
 export async function replayModelCheck(
   harness: ModelCheckHarness,
   seed: number,
-  options: Pick<ModelCheckOptions, 'steps' | 'clients' | 'faults' | 'policies' | 'shrink' | 'log'> = {},
+  options: Pick<
+    ModelCheckOptions,
+    'steps' | 'clients' | 'faults' | 'policies' | 'concurrencyLimit' | 'shrink' | 'log'
+  > = {},
 ): Promise<ModelCheckReport> {
   return runModelCheck(harness, { ...options, seed, histories: 1, budgetMs: Infinity });
 }
@@ -512,6 +551,7 @@ export async function replayModelCheck(
 async function shrink(
   runner: HistoryRunner,
   policy: ModelCheckPolicy,
+  limit: number,
   history: readonly ModelStep[],
   log: (line: string) => void,
 ): Promise<readonly ModelStep[]> {
@@ -520,7 +560,7 @@ async function shrink(
     for (let at = current.length - chunk; at >= 0; at -= chunk) {
       const candidate = [...current.slice(0, at), ...current.slice(at + chunk)];
       if (candidate.length === 0) continue;
-      if ((await runner.run(policy, candidate)) !== null) {
+      if ((await runner.run(policy, limit, candidate)) !== null) {
         current = candidate;
         at = Math.min(at, current.length);
       }
@@ -544,14 +584,23 @@ class HistoryRunner {
     this.#clock = clock;
   }
 
-  /** Runs one history on a breaker of its own; returns what went wrong, or null. */
-  async run(policyName: ModelCheckPolicy, history: readonly ModelStep[]): Promise<string | null> {
+  /** Runs one history on a breaker of its own, under `limit` (0: none); returns what went wrong, or null. */
+  async run(
+    policyName: ModelCheckPolicy,
+    limit: number,
+    history: readonly ModelStep[],
+  ): Promise<string | null> {
     const clock = this.#clock;
     // A new second, mid-bucket, for every history: buckets and open periods start afresh.
     clock.set(Math.ceil(clock.now() / 1_000) * 1_000 + 500);
     const started = clock.now();
     const name = `model-check:${process.pid}:${++runs}`;
-    const options: BreakerOptions = { ...MODEL_OPTIONS, trip: tripOf(policyName), clock };
+    const options: BreakerOptions = {
+      ...MODEL_OPTIONS,
+      trip: tripOf(policyName),
+      clock,
+      ...(limit > 0 ? { maxConcurrent: limit, concurrencyLeaseMs: MODEL_SLOT_LEASE_MS } : {}),
+    };
     const policy = resolveOptions(options).policy;
     const clients: Client[] = this.#stores.map((store) => {
       store.fault = null;
@@ -608,7 +657,13 @@ class HistoryRunner {
               const got = admissionMismatch(want, permit, rejected);
               if (got !== null) fail(i, got);
               else if (permit !== null) {
-                held.push({ client: step.client, permit, generation: want.generation, lease: want.lease });
+                held.push({
+                  client: step.client,
+                  permit,
+                  generation: want.generation,
+                  lease: want.lease,
+                  slot: want.slot ?? null,
+                });
               }
             } else {
               const fault = step.fault;
@@ -636,7 +691,7 @@ class HistoryRunner {
               }
               if (!ran) break;
               lostTransitions = await this.#heal(client, fault);
-              note(ref.settle(now, want.generation, want.lease, step.outcome));
+              note(ref.settle(now, want.generation, want.lease, want.slot ?? null, step.outcome));
             }
             break;
           }
@@ -652,7 +707,7 @@ class HistoryRunner {
                 ? permit.failure()
                 : permit.ignore());
             lostTransitions = await this.#heal(client, step.fault);
-            note(ref.settle(now, one!.generation, one!.lease, step.outcome));
+            note(ref.settle(now, one!.generation, one!.lease, one!.slot, step.outcome));
             break;
           }
           case 'advance':
@@ -718,11 +773,13 @@ class HistoryRunner {
    */
   async #reference(policy: BreakerPolicy, name: string): Promise<Reference> {
     if (this.#eager === null) {
+      // Learnt without a limit: under one, every store makes the record on acquire.
+      const unlimited: BreakerPolicy = { ...policy, maxConcurrent: 0 };
       const probeName = `${name}:eager`;
-      await this.#stores[0]!.acquire(probeName, policy);
-      this.#eager = (await this.#observer.inspect(probeName, policy)) !== null;
+      await this.#stores[0]!.acquire(probeName, unlimited);
+      this.#eager = (await this.#observer.inspect(probeName, unlimited)) !== null;
     }
-    return new Reference(policy, this.#eager);
+    return new Reference(policy, this.#eager || policy.maxConcurrent > 0);
   }
 
   /**
@@ -750,6 +807,7 @@ class HistoryRunner {
       ['consecutive failures', got.counts.consecutiveFailures, want.counts.consecutiveFailures],
       ['failures in the window', got.counts.failures, want.counts.failures],
       ['active probes', got.activeProbes, want.activeProbes],
+      ['calls holding a concurrency slot', got.activeSlots, want.activeSlots],
       ['probe successes', got.probeSuccesses, want.probeSuccesses],
       ['reopens', got.reopens, want.reopens],
       // The anchor of the recovery ramp: the store's time of a close, a few ms from the model's.

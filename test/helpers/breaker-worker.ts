@@ -25,6 +25,10 @@ interface Run {
   /** Which calls fail: every nth (0: none), or every call ('all'). */
   readonly failEvery: number | 'all';
   readonly fnDelayMs: number;
+  /** Each call GETs this URL (after `fnDelayMs`), and fails if the answer is not 200. */
+  readonly url?: string;
+  /** Each call runs until the process dies: it holds whatever it took (a concurrency slot). No result is sent. */
+  readonly hold?: boolean;
 }
 
 const [spec, options] = process.argv.slice(2).map((arg) => JSON.parse(arg) as unknown) as [StoreSpec, object];
@@ -46,6 +50,9 @@ const settings = options as {
   defaultTimeouts?: boolean;
   /** ioredis options for the worker's own client. */
   redisOptions?: object;
+  maxConcurrent?: number;
+  concurrencyLeaseMs?: number;
+  queueMs?: number;
 };
 
 interface Setup {
@@ -87,6 +94,9 @@ function setUp(): Setup {
     halfOpenMaxCalls: settings.halfOpenMaxCalls,
     maxStalenessMs: settings.maxStalenessMs ?? 0,
     flushIntervalMs: settings.flushIntervalMs ?? 0,
+    ...(settings.maxConcurrent === undefined ? {} : { maxConcurrent: settings.maxConcurrent }),
+    ...(settings.concurrencyLeaseMs === undefined ? {} : { concurrencyLeaseMs: settings.concurrencyLeaseMs }),
+    ...(settings.queueMs === undefined ? {} : { queueMs: settings.queueMs }),
     onStateChange: (name, _context, from, to) => process.send!({ transition: { name, from, to } }),
   });
   return { factory, disconnect };
@@ -107,13 +117,14 @@ process.on('message', (message: Run | { cmd: 'exit' }) => {
     return;
   }
   setup ??= setUp();
-  void run(setup.factory, message).then((result) => process.send!({ result }));
+  const running = run(setup.factory, message);
+  if (message.hold !== true) void running.then((result) => process.send!({ result }));
 });
 
 async function run(factory: BreakerFactory, r: Run) {
   const breaker = factory.breakerFor(r.name);
   let fnCalls = 0;
-  const tally = { value: 0, boom: 0, rejected: 0, other: 0 };
+  const tally = { value: 0, boom: 0, rejected: 0, other: 0, reasons: {} as Record<string, number> };
   let n = 0;
   await Promise.all(
     Array.from({ length: r.callers }, async () => {
@@ -122,14 +133,22 @@ async function run(factory: BreakerFactory, r: Run) {
         try {
           await breaker.execute(async () => {
             fnCalls += 1;
+            if (r.hold === true) await new Promise(() => undefined);
             if (r.fnDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, r.fnDelayMs));
+            if (r.url !== undefined) {
+              const response = await fetch(r.url);
+              await response.text();
+              if (response.status !== 200) throw new Error(`HTTP ${response.status}`);
+            }
             if (fail) throw new Error('boom');
             return 1;
           });
           tally.value += 1;
         } catch (error) {
-          if (isCircuitOpenError(error)) tally.rejected += 1;
-          else if ((error as Error).message === 'boom') tally.boom += 1;
+          if (isCircuitOpenError(error)) {
+            tally.rejected += 1;
+            tally.reasons[error.reason] = (tally.reasons[error.reason] ?? 0) + 1;
+          } else if ((error as Error).message === 'boom') tally.boom += 1;
           else tally.other += 1;
         }
       }

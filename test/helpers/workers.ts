@@ -16,6 +16,8 @@ export interface Tally {
   boom: number;
   rejected: number;
   other: number;
+  /** Rejections by reason. */
+  reasons: Record<string, number>;
 }
 interface Transition {
   name: string;
@@ -66,6 +68,7 @@ export class Workers {
     callsPerCaller: number;
     failEvery: number | 'all';
     fnDelayMs: number;
+    url?: string;
   }): Promise<Tally[]> {
     return Promise.all(
       this.children.map(
@@ -81,6 +84,32 @@ export class Workers {
           }),
       ),
     );
+  }
+
+  /**
+   * Has worker `index` start calls that never end (each holds what it was given: a concurrency
+   * slot), `callers` of them; nothing is sent back.
+   */
+  hold(index: number, name: string, callers: number): void {
+    this.children[index]!.send({
+      cmd: 'run',
+      name,
+      callers,
+      callsPerCaller: 1,
+      failEvery: 0,
+      fnDelayMs: 0,
+      hold: true,
+    });
+  }
+
+  /** SIGKILL of worker `index`: gone at once, with whatever it held; the others carry on. */
+  async kill(index: number): Promise<void> {
+    const [child] = this.children.splice(index, 1);
+    if (child === undefined || child.exitCode !== null) return;
+    child.removeAllListeners('exit');
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
   }
 
   async stop(): Promise<void> {
@@ -100,6 +129,6 @@ export class Workers {
   }
 }
 
-export function sum(tallies: Tally[], field: keyof Tally): number {
+export function sum(tallies: Tally[], field: Exclude<keyof Tally, 'reasons'>): number {
   return tallies.reduce((total, t) => total + t[field], 0);
 }

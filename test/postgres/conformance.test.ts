@@ -51,6 +51,6 @@ describe('PostgresStore', () => {
         corrupt: (name: string, kind: CorruptionKind) => corruptPostgresRow(pool, table, name, kind),
       };
     },
-    { idempotentBatches: true },
+    { idempotentBatches: true, concurrencyLimit: true },
   );
 });

@@ -8,6 +8,7 @@ import { consecutiveFailures } from '../../src/index.js';
 import { PostgresStore, createBreakerSchema, schemaSql } from '../../src/stores/postgres/index.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import type { StateChangeMessage } from '../../src/store.js';
+import { policyFields } from '../../src/stores/policy-fields.js';
 import { POSTGRES, usePostgresSchema } from '../helpers/postgres.js';
 
 const policy = policyOf({ trip: consecutiveFailures(3) });
@@ -160,6 +161,44 @@ describe('PostgresStore', { timeout: 30_000 }, () => {
     const reset = await store.reset('t', policy);
     assert.equal(reset.snapshot.state, 'closed');
     assert.equal(reset.transition?.from, 'open');
+  });
+
+  it('createBreakerSchema upgrades a schema made before concurrency limits: rows kept, slots work', async () => {
+    // The SQL 0.1 created, before the slot columns (docs/postgres.md of that version).
+    const before = readFileSync(new URL('./fixtures/schema-0.1-before-slots.sql', import.meta.url), 'utf8')
+      .replaceAll('"public"', `"${schema}"`)
+      .replaceAll("'public'", `'${schema}'`)
+      .replaceAll('circuitry_breakers', 'before_slots');
+    await pool.query(before);
+    const old = `${schema}.before_slots`;
+    // A breaker with a run of failures, written by the old functions (their policy had 13 fields).
+    const p = policyFields(policy)[1].slice(0, 13);
+    await pool.query(
+      `SELECT * FROM ${old}_record('t', 'consecutive-failures', $1, 0, false, 0, 0, 2, 2, 0, 0, false, 0, 0, NULL, '{}', '{}')`,
+      [p],
+    );
+    await createBreakerSchema(pool, { table: old });
+    const store = new PostgresStore({ pool, table: old });
+    const kept = await store.inspect('t', policy);
+    assert.equal(kept?.counts.consecutiveFailures, 2);
+    assert.equal(kept?.activeSlots, 0);
+    const limited = policyOf({ trip: consecutiveFailures(3), maxConcurrent: 1 });
+    const held = await store.acquire('t', limited);
+    assert.equal(held.admitted, true);
+    assert.equal(typeof held.slot, 'string');
+    assert.equal((await store.acquire('t', limited)).reason, 'concurrency-limit');
+    const freed = await store.record('t', limited, {
+      ...outcomes(held.generation, { successes: 1 }),
+      slots: [held.slot!],
+    });
+    assert.equal(freed.snapshot.activeSlots, 0);
+    assert.equal(freed.snapshot.counts.consecutiveFailures, 0);
+    // One function per operation: the old record (without slots_) was dropped, not overloaded.
+    const { rows } = await pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_proc WHERE pronamespace = $1::regnamespace AND proname = 'before_slots_record'`,
+      [schema],
+    );
+    assert.equal(rows[0]?.n, '1');
   });
 
   it('docs/postgres.md prints the schema this version creates (npm run build:docs)', () => {

@@ -57,7 +57,10 @@ describe('RedisStore on one server', () => {
   useRedisServer((_server, c) => {
     client = c;
   });
-  describeStoreConformance('RedisStore', () => harness(client), { idempotentBatches: true });
+  describeStoreConformance('RedisStore', () => harness(client), {
+    idempotentBatches: true,
+    concurrencyLimit: true,
+  });
 });
 
 describe('RedisStore on a 3-master cluster', () => {
@@ -71,5 +74,8 @@ describe('RedisStore on a 3-master cluster', () => {
     client.disconnect();
     await cluster.stop();
   });
-  describeStoreConformance('RedisStore (cluster)', () => harness(client), { idempotentBatches: true });
+  describeStoreConformance('RedisStore (cluster)', () => harness(client), {
+    idempotentBatches: true,
+    concurrencyLimit: true,
+  });
 });

@@ -74,7 +74,7 @@ describe('RedisStore runs its Lua as a FUNCTION library', () => {
         1,
         'fn-bad:{00}',
         'ch',
-        'failure-rate:0:0.5:10:60000:0:10:1000:2:60000:0:1:1:1000',
+        'failure-rate:0:0.5:10:60000:0:10:1000:2:60000:0:1:1:1000:0:30000',
         0,
       ),
       /CIRCUITRY_BADARG bucket shape/,

@@ -25,15 +25,19 @@ function corrupted(kind: CorruptionKind): unknown {
   }
 }
 
-describeStoreConformance('MemoryStore', () => {
-  const clock = new ManualClock();
-  const store = new MemoryStore({ clock });
-  return {
-    store,
-    advance: (ms) => clock.advance(ms),
-    corrupt: (key, kind) => store.writeRawForTesting(key, corrupted(kind)),
-  };
-});
+describeStoreConformance(
+  'MemoryStore',
+  () => {
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    return {
+      store,
+      advance: (ms) => clock.advance(ms),
+      corrupt: (key, kind) => store.writeRawForTesting(key, corrupted(kind)),
+    };
+  },
+  { concurrencyLimit: true },
+);
 
 /** A store written before `Store.reset` existed: everything else, delegated to a MemoryStore. */
 const withoutReset = (store: MemoryStore): Store => delegatingStore(store, { subscribe: true });

@@ -98,7 +98,7 @@ function keptIds(entries: ReadonlySet<string>, added: readonly string[], now: nu
  * only when there is a run to reset, and makes no item when there is none.
  */
 
-/** Adds `next`'s outcomes to `into`, as if they had happened after it. */
+/** Adds `next`'s outcomes to `into`, as if they had happened after it (and its slots to give back). */
 function merge(into: MutableBatch, next: OutcomeBatch): void {
   into.trailingFailures = next.successes > 0 ? next.trailingFailures : into.trailingFailures + next.failures;
   into.successes += next.successes;
@@ -106,6 +106,7 @@ function merge(into: MutableBatch, next: OutcomeBatch): void {
   into.slow += next.slow;
   into.ignored += next.ignored;
   into.jitterMs = Math.max(into.jitterMs ?? 0, next.jitterMs ?? 0);
+  if (next.slots !== undefined && next.slots.length > 0) into.slots = [...(into.slots ?? []), ...next.slots];
 }
 
 /** Seconds past what a record must remember before DynamoDB's TTL may delete it. */
@@ -137,10 +138,11 @@ export function itemKey(name: string): string {
 /**
  * Breaker state in a DynamoDB table, one item per breaker: `pk` (`n:` + the breaker name, or `h:` +
  * its SHA-256 when longer than 1,000 bytes: keys are limited to 2 KB), `name`, `rec` (the record
- * as JSON), `v` (a version every write bumps) and `ttl` (epoch seconds, for DynamoDB's
- * time-to-live). Every operation is a strongly consistent `GetItem`, the reducer, and, only when
- * something changed, one `PutItem` conditional on the version read; a conflict is retried with the
- * fresh item. No lock table, no lock.
+ * as JSON), `v` (a version every write bumps), `ttl` (epoch seconds, for DynamoDB's
+ * time-to-live) and, while a breaker with `maxConcurrent` holds any, `sl` (its concurrency slots:
+ * a map of slot id to expiry). Every operation is a strongly consistent `GetItem`, the reducer,
+ * and, only when something changed, one `PutItem` conditional on the version read; a conflict is
+ * retried with the fresh item. No lock table, no lock.
  */
 export class DynamoDBStore implements Store, RecordExaminer {
   /**
@@ -162,6 +164,8 @@ export class DynamoDBStore implements Store, RecordExaminer {
   /** Per breaker: the batch waiting for the write in flight to finish, and that write. */
   readonly #waiting = new Map<string, Group>();
   readonly #writing = new Map<string, Promise<void>>();
+  /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's item. */
+  readonly limitsConcurrency = true;
 
   constructor(options: DynamoDBStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -186,9 +190,11 @@ export class DynamoDBStore implements Store, RecordExaminer {
 
   /**
    * Admits or rejects. A breaker without an item is closed and admitted under generation 0
-   * (`NO_RECORD`) without a write: a tenant that never failed costs no item.
+   * (`NO_RECORD`) without a write: a tenant that never failed costs no item. With a concurrency
+   * limit the slot is written (with the item, if there is none), conditional on the version read.
    */
   acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
+    const limited = policy.maxConcurrent > 0;
     return this.#change(
       name,
       policy,
@@ -197,11 +203,11 @@ export class DynamoDBStore implements Store, RecordExaminer {
           record,
           policy,
           now,
-          record.state === 'closed' ? '' : `${record.generation}-${randomUUID()}`,
+          record.state === 'closed' && !limited ? '' : `${record.generation}-${randomUUID()}`,
         );
-        return exists ? result : { ...result, generation: reducer.NO_RECORD };
+        return exists || limited ? result : { ...result, generation: reducer.NO_RECORD };
       },
-      { create: false },
+      { create: limited },
     );
   }
 
@@ -211,6 +217,20 @@ export class DynamoDBStore implements Store, RecordExaminer {
    * race each other's conditional writes; the transition, if any, is reported to one of them.
    */
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    if (reducer.releasesOnly(batch)) {
+      // Slots given back (a write when the item holds any of them); no item made for it.
+      return this.#change(
+        name,
+        policy,
+        (record, now, exists) => {
+          const result = reducer.record(record, policy, now, batch);
+          return exists
+            ? result
+            : { ...result, snapshot: { ...result.snapshot, generation: reducer.NO_RECORD } };
+        },
+        { create: false },
+      );
+    }
     if (reducer.resetsOnly(policy, batch)) {
       // One read; a write only when there is a run to reset (conditional on the version read).
       return this.#change(
@@ -244,10 +264,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
 
   /**
    * Counts a closed breaker's outcomes with one atomic `UpdateItem` (ADD to the current bucket's
-   * counters), conditional on the breaker being closed, without override, at the batch's
-   * generation, with the current bucket in its slot. Null when the condition fails: the general
-   * path then reads, reduces and writes. If the new counts trip the policy, a second, conditional
-   * write opens the breaker.
+   * counters, REMOVE of the slots it gives back), conditional on the breaker being closed, without
+   * override, at the batch's generation, with the current bucket in its slot (and holding slots,
+   * if it gives any back). Null when the condition fails: the general path then reads, reduces
+   * and writes. If the new counts trip the policy, a second, conditional write opens the breaker.
    */
   async #count(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult | null> {
     const now = this.#clock.now();
@@ -255,6 +275,11 @@ export class DynamoDBStore implements Store, RecordExaminer {
     const slot = ((index % policy.bucketCount) + policy.bucketCount) % policy.bucketCount;
     const id = batch.id ?? null;
     const epoch = Math.floor(now / ID_EPOCH_MS);
+    const released = batch.slots ?? [];
+    const releasing: Record<string, string> = {};
+    released.forEach((held, i) => {
+      releasing[`#r${i}`] = held;
+    });
     let reply;
     try {
       reply = await this.#client.send(
@@ -263,9 +288,15 @@ export class DynamoDBStore implements Store, RecordExaminer {
           Key: { pk: { S: itemKey(name) } },
           UpdateExpression:
             `SET cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
-            `ADD #s :s, #f :f, #l :l, #g :g, v :one${id === null ? '' : ', ids :id'}`,
+            `ADD #s :s, #f :f, #l :l, #g :g, v :one${id === null ? '' : ', ids :id'}` +
+            (released.length === 0
+              ? ''
+              : ` REMOVE ${Object.keys(releasing)
+                  .map((n) => `sl.${n}`)
+                  .join(', ')}`),
           ConditionExpression:
             'st = :closed AND gen = :gen AND ov = :none AND #i = :index' +
+            (released.length === 0 ? '' : ' AND attribute_exists(sl)') +
             (id === null
               ? ''
               : ' AND (attribute_not_exists(ids) OR (size(ids) < :maxIds' +
@@ -277,6 +308,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
             '#f': `b${slot}f`,
             '#l': `b${slot}l`,
             '#g': `b${slot}g`,
+            ...releasing,
           },
           ExpressionAttributeValues: {
             ...(batch.successes > 0 ? { ':trailing': { N: String(batch.trailingFailures) } } : {}),
@@ -645,7 +677,7 @@ function toItem(name: string, policy: BreakerPolicy, record: BreakerRecord, vers
     pk: { S: itemKey(name) },
     name: { S: name },
     v: { N: String(version) },
-    rec: { S: JSON.stringify({ ...record, buckets: [], consecutiveFailures: 0 }) },
+    rec: { S: JSON.stringify({ ...record, buckets: [], consecutiveFailures: 0, slots: undefined }) },
     st: { S: record.state },
     gen: { N: String(record.generation) },
     ov: { S: record.override ?? NO_OVERRIDE },
@@ -659,6 +691,11 @@ function toItem(name: string, policy: BreakerPolicy, record: BreakerRecord, vers
     item[`b${slot}f`] = { N: String(bucket.failures) };
     item[`b${slot}l`] = { N: String(bucket.slow) };
     item[`b${slot}g`] = { N: String(bucket.ignored) };
+  }
+  if (record.slots !== undefined && record.slots.length > 0) {
+    const held: Record<string, AttributeValue> = {};
+    for (const s of record.slots) held[s.id] = { N: String(s.expiresAt) };
+    item.sl = { M: held };
   }
   return item;
 }
@@ -700,13 +737,26 @@ function fromItem(item: Record<string, AttributeValue>): { record: BreakerRecord
     buckets.push({ index, successes, failures, slow, ignored });
   }
   buckets.sort((a, b) => a.index - b.index);
-  return { record: { ...record, consecutiveFailures: cf, buckets }, version };
+  let slots: BreakerRecord['slots'];
+  if (item.sl !== undefined) {
+    if (item.sl.M === undefined) return null;
+    slots = [];
+    for (const [id, value] of Object.entries(item.sl.M)) {
+      const expiresAt = count(value);
+      if (expiresAt === null) return null;
+      slots.push({ id, expiresAt });
+    }
+  }
+  return {
+    record: { ...record, consecutiveFailures: cf, buckets, ...(slots === undefined ? {} : { slots }) },
+    version,
+  };
 }
 
 /** The TTL, in epoch seconds: after anything the record still has to remember, plus a margin. */
 function expiresAt(policy: BreakerPolicy, record: Pick<BreakerRecord, 'openUntil'>, now: number): number {
   const longestOpen = Math.max(policy.maxOpenMs * (1 + policy.jitterRatio), record.openUntil - now);
-  const keepMs = policy.windowMs + longestOpen + policy.probeLeaseMs;
+  const keepMs = policy.windowMs + longestOpen + Math.max(policy.probeLeaseMs, policy.concurrencyLeaseMs);
   return Math.ceil((now + keepMs) / 1_000) + TTL_MARGIN_S;
 }
 

@@ -86,6 +86,8 @@ interface ReplyRow {
   o_override_until: string | number | null;
   o_override_reason: string | null;
   o_closed_at: string | number | null;
+  o_slot: string | null;
+  o_active_slots: number | null;
   o_from: string | null;
   o_to: string | null;
   o_transition_generation: string | null;
@@ -125,6 +127,7 @@ const FRESH_FIELDS = {
   consecutiveFailures: 0,
   activeProbes: 0,
   probeSuccesses: 0,
+  activeSlots: 0,
   reopens: 0,
   overrideUntil: 0,
   overrideReason: null,
@@ -196,6 +199,7 @@ class Reply {
         overrideUntil: r.o_override_until === null ? 0 : this.number(r.o_override_until),
         overrideReason: r.o_override_reason,
         closedAt: r.o_closed_at === null ? 0 : this.number(r.o_closed_at),
+        activeSlots: r.o_active_slots === null ? 0 : this.number(r.o_active_slots),
       },
       policy,
     );
@@ -236,6 +240,8 @@ export class PostgresStore implements Store, RecordExaminer {
   readonly #timeOffsetMs: (() => number) | null;
   readonly #gcEvery: number;
   #writes = 0;
+  /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's row. */
+  readonly limitsConcurrency = true;
 
   constructor(options: PostgresStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -260,7 +266,7 @@ export class PostgresStore implements Store, RecordExaminer {
     const leading = '$1, $2, $3, $4';
     this.#sql = {
       acquire: `SELECT * FROM ${o.acquire}(${leading}, $5)`,
-      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
       inspect: `SELECT * FROM ${o.inspect}(${leading})`,
       force: `SELECT * FROM ${o.force}(${leading}, $5, $6, $7, $8, $9)`,
       reset: `SELECT * FROM ${o.reset}(${leading}, $5)`,
@@ -287,9 +293,10 @@ export class PostgresStore implements Store, RecordExaminer {
 
   async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
     const gc = this.#gc();
-    if (!gc) {
+    if (!gc && policy.maxConcurrent === 0) {
       // A closed breaker without an override (or none at all) admits without a write: a plain
-      // read answers it; anything else asks the function, which decides under the row's lock.
+      // read answers it; anything else (a slot to take too) asks the function, which decides
+      // under the row's lock.
       const peek = await this.#peek(name);
       if (peek !== null && (peek.generation === 0 || (peek.state === 'closed' && peek.override === null))) {
         return {
@@ -298,6 +305,7 @@ export class PostgresStore implements Store, RecordExaminer {
           retryAfterMs: 0,
           generation: peek.generation,
           lease: null,
+          slot: null,
           state: 'closed',
           override: null,
           openUntil: 0,
@@ -311,7 +319,13 @@ export class PostgresStore implements Store, RecordExaminer {
     const r = reply.row;
     const admitted = r.o_admitted === true;
     const reason = r.o_reason;
-    if (!admitted && reason !== 'open' && reason !== 'half-open-full' && reason !== 'forced-open') {
+    if (
+      !admitted &&
+      reason !== 'open' &&
+      reason !== 'half-open-full' &&
+      reason !== 'forced-open' &&
+      reason !== 'concurrency-limit'
+    ) {
       throw reply.fail();
     }
     return {
@@ -320,6 +334,7 @@ export class PostgresStore implements Store, RecordExaminer {
       retryAfterMs: reply.number(r.o_retry_after),
       generation: reply.number(r.o_generation),
       lease: r.o_lease,
+      slot: r.o_slot,
       state: reply.state(),
       override: reply.override(),
       openUntil: reply.number(r.o_open_until),
@@ -330,7 +345,7 @@ export class PostgresStore implements Store, RecordExaminer {
   }
 
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
-    if (resetsOnly(policy, batch)) {
+    if (resetsOnly(policy, batch) && (batch.slots === undefined || batch.slots.length === 0)) {
       // A success with no row to reset writes nothing: a plain read says so (the function would
       // read the same, at twice the cost).
       const peek = await this.#peek(name);
@@ -353,6 +368,7 @@ export class PostgresStore implements Store, RecordExaminer {
       batch.id ?? null,
       batch.probes.map((p) => p.lease),
       batch.probes.map((p) => p.outcome),
+      batch.slots ?? [],
     ]);
     return this.#update(reply, policy);
   }

@@ -15,7 +15,8 @@ import { MAX_PLAIN_KEY_CHARS, channelOf, objectsOf, quoteIdent, quoteLiteral } f
  *   kind_    trip kind: consecutive-failures | failures-in-window | failure-rate | custom
  *   p_       the policy, float8[]: [1] threshold, [2] ratio, [3] minimumCalls, [4] windowMs,
  *            [5] bucketMs, [6] bucketCount, [7] openMs, [8] backoffMultiplier, [9] maxOpenMs,
- *            [10] jitterRatio, [11] halfOpenMaxCalls, [12] successThreshold, [13] probeLeaseMs
+ *            [10] jitterRatio, [11] halfOpenMaxCalls, [12] successThreshold, [13] probeLeaseMs,
+ *            [14] maxConcurrent (0: no limit), [15] concurrencyLeaseMs
  *   offset_  milliseconds added to the server's clock (0; tests move the store's time with it)
  * and returns one row (inspect: none when nothing is stored) of REPLY_COLUMNS.
  *
@@ -23,9 +24,10 @@ import { MAX_PLAIN_KEY_CHARS, channelOf, objectsOf, quoteIdent, quoteLiteral } f
  * its SHA-256: a btree entry is limited to ~2.7 KB), `name`, `version` (record schema), `state`,
  * `override` (NULL for none), `generation`, `opened_at`, `open_until`, `reopens`,
  * `consecutive_failures`, `probe_successes`, `lease_seq` (so lease ids are unique per breaker),
- * `lease_ids` and `lease_expires` (parallel arrays), `buckets` (flat: index, successes, failures,
- * slow, ignored per bucket, oldest first) and `expires_at` (GC: ms of store time; NULL with an
- * override). Columns are nullable and unchecked on purpose: a row another writer spoiled is reset
+ * `lease_ids` and `lease_expires` (parallel arrays), `slot_ids` and `slot_expires` (the
+ * concurrency slots held, parallel arrays; NULL until a breaker with `maxConcurrent` takes one),
+ * `buckets` (flat: index, successes, failures, slow, ignored per bucket, oldest first) and
+ * `expires_at` (GC: ms of store time; NULL with an override). Columns are nullable and unchecked on purpose: a row another writer spoiled is reset
  * by the functions (and reported), never an error.
  */
 
@@ -48,7 +50,7 @@ export const REPLY_COLUMNS = `o_corrupt boolean, o_stale boolean, o_now bigint, 
   o_generation bigint, o_open_until bigint, o_successes bigint, o_failures bigint, o_slow bigint,
   o_ignored bigint, o_consecutive bigint, o_active_probes integer, o_probe_successes integer,
   o_reopens integer, o_from text, o_to text, o_transition_generation bigint, o_override_until bigint,
-  o_override_reason text, o_closed_at bigint`;
+  o_override_reason text, o_closed_at bigint, o_slot text, o_active_slots integer`;
 
 const LEADING = 'name_ text, kind_ text, p_ float8[], offset_ bigint';
 
@@ -77,9 +79,13 @@ function valid(a: string): string {
       AND coalesce(${a}override_until, 0) >= 0 AND coalesce(${a}closed_at, 0) >= 0 AND coalesce(length(${a}override_reason), 0) <= ${MAX_REASON_LENGTH}
       AND CASE WHEN coalesce(array_ndims(${a}lease_ids), 1) = 1 AND coalesce(array_ndims(${a}lease_expires), 1) = 1
           AND coalesce(array_ndims(${a}buckets), 1) = 1
+          AND coalesce(array_ndims(${a}slot_ids), 1) = 1 AND coalesce(array_ndims(${a}slot_expires), 1) = 1
         THEN cardinality(${a}lease_ids) = cardinality(${a}lease_expires) AND cardinality(${a}buckets) % 5 = 0
           AND array_position(${a}lease_ids, NULL) IS NULL AND array_position(${a}lease_expires, NULL) IS NULL
           AND array_position(${a}buckets, NULL) IS NULL
+          AND coalesce(cardinality(${a}slot_ids), 0) = coalesce(cardinality(${a}slot_expires), 0)
+          AND (${a}slot_ids IS NULL OR array_position(${a}slot_ids, NULL) IS NULL)
+          AND (${a}slot_expires IS NULL OR array_position(${a}slot_expires, NULL) IS NULL)
         ELSE false END, false)`;
 }
 
@@ -101,12 +107,16 @@ const FRESH = `r.version := ${SCHEMA_VERSION}; r.state := 'closed'; r.override :
     r.generation := greatest(1, now_ * 100); r.opened_at := 0; r.open_until := 0; r.reopens := 0;
     r.consecutive_failures := 0; r.probe_successes := 0; r.lease_seq := 0;
     r.lease_ids := '{}'; r.lease_expires := '{}'; r.buckets := '{}';
-    r.override_until := NULL; r.override_reason := NULL; r.closed_at := NULL;`;
+    r.override_until := NULL; r.override_reason := NULL; r.closed_at := NULL;
+    r.slot_ids := NULL; r.slot_expires := NULL;`;
 
-/** The GC horizon of `r` (Lua gc_ttl_ms): never before anything the record still remembers. */
+/**
+ * The GC horizon of `r` (Lua gc_ttl_ms): never before anything the record still remembers (an
+ * open period, a probe lease, a concurrency slot).
+ */
 const NEED = `now_ + ceil(greatest(
-      p_[4] + greatest(p_[7], p_[9]) * (1 + greatest(0, p_[10])) + p_[13],
-      (greatest(r.open_until, coalesce(r.override_until, 0)) - now_) + p_[4] + p_[13]) + ${GC_MARGIN_MS})::bigint`;
+      p_[4] + greatest(p_[7], p_[9]) * (1 + greatest(0, p_[10])) + greatest(p_[13], p_[15]),
+      (greatest(r.open_until, coalesce(r.override_until, 0)) - now_) + p_[4] + greatest(p_[13], p_[15])) + ${GC_MARGIN_MS})::bigint`;
 
 const CIRCUIT = `CASE WHEN r.override IN ('forced-open', 'forced-closed') THEN r.override ELSE r.state END`;
 
@@ -130,13 +140,23 @@ const RESET = `IF NOT ${valid('r.')} THEN
     ${FRESH} dirty := true;
   END IF;`;
 
-/** Drops leases whose holder did not report in time (not a change worth a write on its own). */
+/**
+ * Drops probe leases and concurrency slots whose holder did not report in time (not a change worth
+ * a write on its own).
+ */
 const EXPIRE_LEASES = `IF cardinality(r.lease_ids) > 0 THEN
     ids := '{}'; exps := '{}';
     FOR i IN 1 .. cardinality(r.lease_ids) LOOP
       IF r.lease_expires[i] > now_ THEN ids := ids || r.lease_ids[i]; exps := exps || r.lease_expires[i]; END IF;
     END LOOP;
     r.lease_ids := ids; r.lease_expires := exps;
+  END IF;
+  IF coalesce(cardinality(r.slot_ids), 0) > 0 THEN
+    ids := '{}'; exps := '{}';
+    FOR i IN 1 .. cardinality(r.slot_ids) LOOP
+      IF r.slot_expires[i] > now_ THEN ids := ids || r.slot_ids[i]; exps := exps || r.slot_expires[i]; END IF;
+    END LOOP;
+    r.slot_ids := ids; r.slot_expires := exps;
   END IF;`;
 
 /**
@@ -179,6 +199,7 @@ function write(o: SchemaObjects): string {
         consecutive_failures = r.consecutive_failures, probe_successes = r.probe_successes,
         lease_seq = r.lease_seq, lease_ids = r.lease_ids, lease_expires = r.lease_expires, buckets = r.buckets,
         override_until = r.override_until, override_reason = r.override_reason, closed_at = r.closed_at,
+        slot_ids = r.slot_ids, slot_expires = r.slot_expires,
         expires_at = CASE WHEN r.override IS NOT NULL AND coalesce(r.override_until, 0) = 0 THEN NULL
           WHEN b.expires_at >= need THEN b.expires_at ELSE need + ${EXPIRY_SLACK_MS} END
       WHERE key = k;`;
@@ -223,7 +244,7 @@ function snapshot(o: SchemaObjects): string {
   o_probe_successes := r.probe_successes; o_reopens := r.reopens; o_now := now_;
   o_override_until := CASE WHEN r.override IS NULL THEN 0 ELSE coalesce(r.override_until, 0) END;
   o_override_reason := CASE WHEN r.override IS NULL THEN NULL ELSE r.override_reason END;
-  o_closed_at := coalesce(r.closed_at, 0);`;
+  o_closed_at := coalesce(r.closed_at, 0); o_active_slots := coalesce(cardinality(r.slot_ids), 0);`;
 }
 
 function declarations(o: SchemaObjects): string {
@@ -274,12 +295,17 @@ CREATE TABLE IF NOT EXISTS ${o.table} (
   expires_at bigint,
   override_until bigint,
   override_reason text,
-  closed_at bigint
+  closed_at bigint,
+  slot_ids text[],
+  slot_expires bigint[]
 ) WITH (fillfactor = 70);
--- Added by a later version (timed overrides): a table made before gets them here.
+-- Added by later versions (timed overrides, the recovery ramp, concurrency limits): a table made
+-- before gets them here.
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS override_until bigint;
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS override_reason text;
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS closed_at bigint;
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS slot_ids text[];
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS slot_expires bigint[];
 CREATE INDEX IF NOT EXISTS ${index('_expires_at')} ON ${o.table} (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Batch ids seen in the last ${BATCH_ID_MS / 1000} s, so a batch re-sent after a lost reply is counted once.
@@ -299,7 +325,7 @@ BEGIN
   FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p
     WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace AS n WHERE n.nspname = ${quoteLiteral(name.schema)})
       AND p.proname IN (${['_acquire', '_record', '_inspect', '_force', '_reset'].map((suffix) => quoteLiteral(`${name.table}${suffix}`)).join(', ')})
-      AND (pg_get_function_result(p.oid) NOT LIKE '%o_closed_at%'
+      AND (pg_get_function_result(p.oid) NOT LIKE '%o_active_slots%'
         OR (p.proname = ${quoteLiteral(`${name.table}_force`)} AND p.pronargs <> 9))
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
@@ -353,24 +379,31 @@ BEGIN
 END $$;
 
 -- acquire (reducer.ts acquire): admits, moves an open breaker whose period ended to half-open
--- (reported once), hands out probe leases up to halfOpenMaxCalls. A first pass reads without a
--- lock and answers whatever needs no write (closed, open, half-open full); only a call that
--- changes the row locks it and decides again.
+-- (reported once), hands out probe leases up to halfOpenMaxCalls and, with a concurrency limit
+-- (p_[14] > 0) and no override, a slot to every call it admits (or rejects with
+-- concurrency-limit when they are all taken). A first pass reads without a lock and answers
+-- whatever needs no write (closed without a limit, open, half-open full, every slot taken); only
+-- a call that changes the row locks it and decides again.
 CREATE OR REPLACE FUNCTION ${o.acquire}(${LEADING}, gc_ boolean)
 RETURNS TABLE (${REPLY_COLUMNS})
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
   ${declarations(o)}
   soonest bigint;
+  limited boolean;
+  full_ boolean;
 BEGIN
   FOR pass IN 1 .. 2 LOOP
     ${DEFAULTS}
-    corrupt := false; dirty := false; o_lease := NULL; o_reason := NULL;
+    corrupt := false; dirty := false; o_lease := NULL; o_slot := NULL; o_reason := NULL;
     IF pass = 1 THEN
       SELECT * INTO r FROM ${o.table} WHERE key = k;
       -- No row (or an expired one): closed, admitted under generation 0 (reducer.ts NO_RECORD)
-      -- without a write, so a tenant that never failed costs no row.
-      IF NOT FOUND OR (${valid('r.')} AND r.expires_at <= now_) THEN
+      -- without a write, so a tenant that never failed costs no row. A slot needs a row: it is
+      -- made in the locked pass.
+      IF (NOT FOUND OR (${valid('r.')} AND r.expires_at <= now_)) AND p_[14] > 0 THEN
+        CONTINUE;
+      ELSIF NOT FOUND OR (${valid('r.')} AND r.expires_at <= now_) THEN
         o_admitted := true; o_now := now_; o_state := 'closed'; o_generation := 0; o_open_until := 0;
         o_closed_at := 0;
         RETURN NEXT;
@@ -384,12 +417,22 @@ BEGIN
     ${EXPIRE_LEASES}
     ${LAPSE}
     from_ := ${CIRCUIT};
+    -- A breaker with an override does not limit concurrency (reducer.ts acquire).
+    limited := p_[14] > 0 AND r.override IS NULL;
+    full_ := limited AND coalesce(cardinality(r.slot_ids), 0) >= p_[14];
+    IF full_ THEN
+      SELECT min(e) INTO soonest FROM unnest(r.slot_expires) AS e;
+    END IF;
     IF r.override = 'forced-open' THEN
       o_reason := 'forced-open';
       o_retry_after := CASE WHEN coalesce(r.override_until, 0) > 0 THEN greatest(1, r.override_until - now_)
         ELSE p_[7]::bigint END;
     ELSIF r.override = 'forced-closed' OR r.state = 'closed' THEN
-      o_admitted := true;
+      IF full_ THEN
+        o_reason := 'concurrency-limit'; o_retry_after := greatest(1, soonest - now_);
+      ELSE
+        o_admitted := true;
+      END IF;
     ELSIF r.state = 'open' AND now_ < r.open_until THEN
       IF r.override = 'metrics-only' THEN o_admitted := true;
       ELSE o_reason := 'open'; o_retry_after := r.open_until - now_; END IF;
@@ -399,7 +442,9 @@ BEGIN
         r.probe_successes := 0; r.lease_ids := '{}'; r.lease_expires := '{}';
         dirty := true;
       END IF;
-      IF cardinality(r.lease_ids) < p_[11] THEN
+      IF cardinality(r.lease_ids) < p_[11] AND full_ THEN
+        o_reason := 'concurrency-limit'; o_retry_after := greatest(1, soonest - now_);
+      ELSIF cardinality(r.lease_ids) < p_[11] THEN
         r.lease_seq := r.lease_seq + 1;
         o_lease := now_::text || '-' || r.lease_seq::text;
         r.lease_ids := r.lease_ids || o_lease; r.lease_expires := r.lease_expires || (now_ + p_[13]::bigint);
@@ -412,6 +457,18 @@ BEGIN
         -- halfOpenMaxCalls < 1 leaves no lease to wait for (the reducer's Infinity): say "soon".
         o_retry_after := CASE WHEN soonest IS NULL THEN p_[13]::bigint ELSE greatest(1, soonest - now_) END;
       END IF;
+    END IF;
+    IF o_admitted AND limited THEN
+      -- The probe's lease id names its slot too (they are kept apart).
+      IF o_lease IS NULL THEN
+        r.lease_seq := r.lease_seq + 1;
+        o_slot := now_::text || '-' || r.lease_seq::text;
+      ELSE
+        o_slot := o_lease;
+      END IF;
+      r.slot_ids := coalesce(r.slot_ids, '{}') || o_slot;
+      r.slot_expires := coalesce(r.slot_expires, '{}') || (now_ + p_[15]::bigint);
+      dirty := true;
     END IF;
     CONTINUE WHEN dirty AND pass = 1;
     IF dirty THEN ${write(o)} END IF;
@@ -429,7 +486,8 @@ END $$;
 -- in the last ${BATCH_ID_MS / 1000} s (a re-send of a write whose reply was lost).
 CREATE OR REPLACE FUNCTION ${o.record}(${LEADING}, gc_ boolean,
   generation_ bigint, successes_ bigint, failures_ bigint, trailing_ bigint, slow_ bigint, ignored_ bigint,
-  trip_ boolean, random_ float8, jitter_ float8, batch_ text, probe_leases_ text[], probe_outcomes_ text[])
+  trip_ boolean, random_ float8, jitter_ float8, batch_ text, probe_leases_ text[], probe_outcomes_ text[],
+  slots_ text[])
 RETURNS TABLE (${REPLY_COLUMNS})
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -437,6 +495,8 @@ DECLARE
   base float8;
   failed boolean := false;
   quiet boolean;
+  bare boolean;
+  releases boolean := coalesce(cardinality(slots_), 0) > 0;
   at integer;
 BEGIN
   ${DEFAULTS}
@@ -445,7 +505,21 @@ BEGIN
   -- to reset, nothing is written (and no row made).
   quiet := kind_ IN ('consecutive-failures', 'failures-in-window') AND failures_ = 0 AND NOT trip_
     AND coalesce(cardinality(probe_leases_), 0) = 0 AND successes_ + slow_ + ignored_ > 0;
-  IF quiet THEN
+  -- A batch that only gives back concurrency slots.
+  bare := releases AND successes_ + failures_ + slow_ + ignored_ = 0 AND NOT trip_
+    AND coalesce(cardinality(probe_leases_), 0) = 0;
+  IF releases AND (quiet OR bare) THEN
+    -- Giving slots back is a write, whatever else the batch does; but with no row (or an expired
+    -- one) there is nothing to give back, and no row is made for it.
+    SELECT * INTO r FROM ${o.table} WHERE key = k FOR UPDATE;
+    IF NOT FOUND OR NOT ${valid('r.')} OR r.expires_at <= now_ THEN
+      ${FRESH}
+      ${snapshot(o)}
+      o_generation := 0;
+      RETURN NEXT;
+      RETURN;
+    END IF;
+  ELSIF quiet THEN
     SELECT * INTO r FROM ${o.table} WHERE key = k;
     IF NOT FOUND OR NOT ${valid('r.')} OR r.expires_at <= now_ THEN
       ${FRESH}
@@ -468,6 +542,15 @@ BEGIN
   ${lockOrInsert(o)}
   ${RESET}
   ${EXPIRE_LEASES}
+  -- Concurrency slots go back whatever the generation (a stale batch, a re-send included).
+  IF releases AND coalesce(cardinality(r.slot_ids), 0) > 0 THEN
+    ids := '{}'; exps := '{}';
+    FOR i IN 1 .. cardinality(r.slot_ids) LOOP
+      IF NOT (r.slot_ids[i] = ANY (slots_)) THEN ids := ids || r.slot_ids[i]; exps := exps || r.slot_expires[i]; END IF;
+    END LOOP;
+    IF cardinality(ids) < cardinality(r.slot_ids) THEN dirty := true; END IF;
+    r.slot_ids := ids; r.slot_expires := exps;
+  END IF;
   ${LAPSE}
   from_ := ${CIRCUIT};
   IF batch_ IS NOT NULL AND batch_ <> '' THEN
@@ -480,8 +563,8 @@ BEGIN
       AND r.override IS NULL AND r.generation % 100 = 0)) OR r.override = 'forced-closed' THEN
     o_stale := true;
   ELSIF r.state = 'closed' AND quiet THEN
-    r.consecutive_failures := trailing_;
-    dirty := true;
+    -- (Here with a success, or with slots to give back: ignored calls alone leave the run.)
+    IF successes_ > 0 THEN r.consecutive_failures := trailing_; dirty := true; END IF;
   ELSIF r.state = 'closed' THEN
     IF successes_ + failures_ + slow_ + ignored_ > 0 THEN
       r.buckets := ${o.add}(r.buckets, now_, p_[5]::bigint, p_[6]::bigint, successes_, failures_, slow_, ignored_);

@@ -163,6 +163,7 @@ class Reply {
         overrideUntil: this.number(),
         overrideReason: this.string(),
         closedAt: this.number(),
+        activeSlots: this.number(),
       },
       policy,
     );
@@ -191,6 +192,8 @@ export class RedisStore implements Store, RecordExaminer {
   readonly #timeOffsetMs: (() => number) | null;
   #mode: LuaMode = 'function';
   #loading: Promise<void> | null = null;
+  /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's hash. */
+  readonly limitsConcurrency = true;
 
   constructor(options: RedisStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -231,7 +234,14 @@ export class RedisStore implements Store, RecordExaminer {
     const transition = reply.transition();
     const consecutiveFailures = reply.number();
     const closedAt = reply.number();
-    if (!admitted && reason !== 'open' && reason !== 'half-open-full' && reason !== 'forced-open') {
+    const slot = reply.string();
+    if (
+      !admitted &&
+      reason !== 'open' &&
+      reason !== 'half-open-full' &&
+      reason !== 'forced-open' &&
+      reason !== 'concurrency-limit'
+    ) {
       throw malformed('acquire', raw);
     }
     return {
@@ -240,6 +250,7 @@ export class RedisStore implements Store, RecordExaminer {
       retryAfterMs,
       generation,
       lease: lease === '' ? null : lease,
+      slot: slot === '' ? null : slot,
       state,
       override,
       openUntil,
@@ -263,6 +274,8 @@ export class RedisStore implements Store, RecordExaminer {
       batch.jitterMs ?? 0,
       batch.id ?? '',
     ];
+    const slots = batch.slots ?? [];
+    args.push(slots.length, ...slots);
     for (const probe of batch.probes) args.push(probe.lease, probe.outcome);
     const raw = await this.#run(recordScript, name, policy, args, batchIdsKey(this.#prefix, name));
     return this.#update('record', raw, name, policy);

@@ -7,11 +7,11 @@ the conformance suite runs the same scenarios against both.
 
 Every script receives the same leading ARGV (see read_policy):
   ARGV[1]   channel to PUBLISH transitions on (`<prefix>events`)
-  ARGV[2]   the policy, one string of 14 fields joined by ':' (policy-fields.ts policyFields):
+  ARGV[2]   the policy, one string of 16 fields joined by ':' (policy-fields.ts policyFields):
             trip kind (consecutive-failures | failures-in-window | failure-rate | custom),
             threshold, ratio, minimumCalls, windowMs, bucketMs, bucketCount, openMs,
             backoffMultiplier, maxOpenMs, jitterRatio, halfOpenMaxCalls, successThreshold,
-            probeLeaseMs
+            probeLeaseMs, maxConcurrent (0: no limit), concurrencyLeaseMs
   ARGV[3]   milliseconds added to the server's TIME (0; tests move the store's clock with it)
 Script-specific ARGV start at ARGV[POLICY_ARGS + 1].
 
@@ -26,11 +26,13 @@ breaker with a failure is v, state, gen, cf and buckets), so a record costs litt
   gen        generation
   override   forced-open | forced-closed | metrics-only (default: none)
   openedAt, openUntil, reopens, cf (consecutive failures), ps (probe successes) (default 0)
-  seq        lease counter, so lease ids are unique per breaker (default 0)
+  seq        lease counter, so lease and slot ids are unique per breaker (default 0)
   ou         when a timed override lapses, in the server's ms (default 0: never)
   or         why the override was set, at most 200 bytes (default: none)
   ca         when callers last saw it close after rejecting (default 0: never): the ramp's anchor
   leases     '<id>=<expiresAt>,...' (default: none)
+  slots      concurrency slots held (maxConcurrent), as leases (default: none; never written
+             without a limit)
   buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' oldest first (default: none)
 
 Errors raised (as Redis error replies): CIRCUITRY_BADARG <what> when an argument is malformed.
@@ -73,6 +75,7 @@ local KINDS = {
 local POLICY_FIELDS = {
   'threshold', 'ratio', 'minimumCalls', 'windowMs', 'bucketMs', 'bucketCount', 'openMs',
   'backoffMultiplier', 'maxOpenMs', 'jitterRatio', 'halfOpenMaxCalls', 'successThreshold', 'probeLeaseMs',
+  'maxConcurrent', 'concurrencyLeaseMs',
 }
 
 local function parse_policy(text)
@@ -128,7 +131,7 @@ end
 local function empty_record(now)
   return {
     state = 'closed', override = '', gen = math.max(1, math.floor(now)) * 100, openedAt = 0, openUntil = 0,
-    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, buckets = {}, ou = 0, ovr = '', ca = 0,
+    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, slots = {}, buckets = {}, ou = 0, ovr = '', ca = 0,
   }
 end
 
@@ -222,11 +225,11 @@ local function parse_record(h)
     state = state, override = override, gen = count(h.gen), openedAt = count_or_zero(h.openedAt),
     openUntil = count_or_zero(h.openUntil), reopens = count_or_zero(h.reopens), cf = count_or_zero(h.cf),
     ps = count_or_zero(h.ps), seq = count_or_zero(h.seq), leases = parse_leases(h.leases or ''),
-    buckets = parse_buckets(h.buckets or ''), ou = count_or_zero(h.ou), ovr = h['or'] or '',
-    ca = count_or_zero(h.ca),
+    slots = parse_leases(h.slots or ''), buckets = parse_buckets(h.buckets or ''), ou = count_or_zero(h.ou),
+    ovr = h['or'] or '', ca = count_or_zero(h.ca),
   }
   if r.gen == nil or r.gen < 1 or r.openedAt == nil or r.openUntil == nil or r.reopens == nil
-    or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.buckets == nil
+    or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.slots == nil or r.buckets == nil
     or r.ou == nil or #r.ovr > MAX_REASON or r.ca == nil then
     return nil
   end
@@ -262,13 +265,15 @@ local function load(key, now)
 end
 
 --[[ The GC TTL: longer than the window, plus the longest open period (with jitter), plus a probe
-lease, plus a margin, and never shorter than what is left of the current open period (a jitter
-function can exceed the ratio). So expiry can only forget a breaker that has been idle for longer
-than anything it remembers; it can never end an open period early (REFERENCE.md H6). ]]
+lease or concurrency slot, plus a margin, and never shorter than what is left of the current open
+period (a jitter function can exceed the ratio). So expiry can only forget a breaker that has been
+idle for longer than anything it remembers; it can never end an open period early (REFERENCE.md
+H6), nor drop a slot a call still holds. ]]
 local function gc_ttl_ms(p, r, now)
   local longestOpen = math.max(p.openMs, p.maxOpenMs) * (1 + math.max(0, p.jitterRatio))
-  local ttl = p.windowMs + longestOpen + p.probeLeaseMs
-  local leftOpen = math.max(r.openUntil, r.ou or 0) - now + p.windowMs + p.probeLeaseMs
+  local lease = math.max(p.probeLeaseMs, p.concurrencyLeaseMs)
+  local ttl = p.windowMs + longestOpen + lease
+  local leftOpen = math.max(r.openUntil, r.ou or 0) - now + p.windowMs + lease
   if leftOpen > ttl then
     ttl = leftOpen
   end
@@ -318,6 +323,7 @@ local function save(key, p, r, now)
   field('ps', int(r.ps), '0')
   field('seq', int(r.seq), '0')
   field('leases', encode_leases(r.leases), '')
+  field('slots', encode_leases(r.slots), '')
   field('buckets', encode_buckets(r.buckets), '')
   field('ou', int(r.ou), '0')
   field('or', r.ovr, '')
@@ -334,16 +340,41 @@ local function save(key, p, r, now)
   end
 end
 
--- Drops leases whose holder did not report in time. Not a change worth a write on its own:
--- every reader expires them again.
-local function expire_leases(r, now)
+local function unexpired(leases, now)
   local kept = {}
-  for _, l in ipairs(r.leases) do
+  for _, l in ipairs(leases) do
     if l.expiresAt > now then
       kept[#kept + 1] = l
     end
   end
-  r.leases = kept
+  return kept
+end
+
+-- Drops probe leases and concurrency slots whose holder did not report in time. Not a change
+-- worth a write on its own: every reader expires them again.
+local function expire_leases(r, now)
+  r.leases = unexpired(r.leases, now)
+  r.slots = unexpired(r.slots, now)
+end
+
+-- How long until the first of `leases` expires (at least 1 ms), or `fallback` when there is none.
+local function soonest_expiry(leases, now, fallback)
+  local soonest = nil
+  for _, l in ipairs(leases) do
+    if soonest == nil or l.expiresAt < soonest then
+      soonest = l.expiresAt
+    end
+  end
+  if soonest == nil then
+    return fallback
+  end
+  return math.max(1, soonest - now)
+end
+
+-- A lease or slot id, unique per breaker.
+local function next_id(r, now)
+  r.seq = r.seq + 1
+  return int(now) .. '-' .. int(r.seq)
 end
 
 local function circuit_state(r)
@@ -504,8 +535,9 @@ end
 
 --[[ A snapshot as reply fields, in this order:
 state, override, generation, openUntil, successes, failures, slow, ignored, consecutiveFailures,
-activeProbes, probeSuccesses, reopens, now, overrideUntil, overrideReason, closedAt. The JS side derives circuitState, retryAfterMs, total
-and failureRate (floats do not survive a Redis integer reply). ]]
+activeProbes, probeSuccesses, reopens, now, overrideUntil, overrideReason, closedAt, activeSlots.
+The JS side derives circuitState, retryAfterMs, total and failureRate (floats do not survive a
+Redis integer reply). ]]
 local function snapshot_reply(out, r, p, now)
   local c = window_counts(r, p, now)
   local active = 0
@@ -518,8 +550,14 @@ local function snapshot_reply(out, r, p, now)
   if r.override ~= '' then
     ou, why = r.ou, r.ovr
   end
+  local slots = 0
+  for _, l in ipairs(r.slots) do
+    if l.expiresAt > now then
+      slots = slots + 1
+    end
+  end
   local fields = { r.state, r.override, r.gen, r.openUntil, c.s, c.f, c.sl, c.ig, r.cf, active, r.ps, r.reopens, now,
-    ou, why, r.ca }
+    ou, why, r.ca, slots }
   for _, v in ipairs(fields) do
     out[#out + 1] = v
   end

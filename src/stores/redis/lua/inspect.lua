@@ -60,6 +60,9 @@ local function why(h)
   if parse_leases(h.leases or '') == nil then
     return 'field leases is ' .. shown(h.leases)
   end
+  if parse_leases(h.slots or '') == nil then
+    return 'field slots is ' .. shown(h.slots)
+  end
   return 'field buckets is ' .. shown(h.buckets)
 end
 

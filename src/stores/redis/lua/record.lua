@@ -6,14 +6,16 @@ KEYS[2]   the sorted set of batch ids seen lately (keys.ts batchIdsKey)
 ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
           generation, successes, failures, trailingFailures, slow, ignored,
           trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
-          jitterMs, batch id ('' for none), then pairs of (lease id, outcome: success | failure |
-          ignored) for probes
+          jitterMs, batch id ('' for none), n, then n concurrency slot ids to give back, then pairs
+          of (lease id, outcome: success | failure | ignored) for probes
 Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
             successes, failures, slow, ignored, consecutiveFailures, activeProbes,
             probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration }
 Writes    only when something changed, and then the batch id. Publishes the transition it made.
           A batch whose id was remembered in the last DEDUP_MS changes nothing (stale = 1): it
-          was a re-send of a write whose reply was lost.
+          was a re-send of a write whose reply was lost. The slots it names are given back first,
+          whatever else it does (a stale batch, a re-send, a success with no run to reset); a batch
+          that only gives back slots makes no record.
 Errors    CIRCUITRY_BADARG <what>
 ]]
 
@@ -32,12 +34,55 @@ local trip = ARGV[b + 7] == '1'
 local random = arg_number(ARGV[b + 8], 'random')
 local jitterMs = arg_number(ARGV[b + 9], 'jitterMs')
 local batchId = ARGV[b + 10]
-local firstProbe = b + 11
-if type(batchId) ~= 'string' or (#ARGV - firstProbe + 1) % 2 ~= 0 then
+local slotCount = arg_number(ARGV[b + 11], 'slots')
+local firstSlot = b + 12
+local firstProbe = firstSlot + slotCount
+if type(batchId) ~= 'string' or slotCount < 0 or slotCount % 1 ~= 0 or #ARGV < firstProbe - 1
+  or (#ARGV - firstProbe + 1) % 2 ~= 0 then
   bad_arg('probes')
 end
 
 local now = now_ms(ARGV)
+
+--[[ Concurrency slots go back first, whatever the rest of the batch does or is (stale, a re-send,
+a success that resets nothing): a slot is a call that ended, in any generation. Only the slots
+field of a record of ours is touched (expired slots are dropped with them). ]]
+if slotCount > 0 then
+  local q = redis.pcall('HMGET', key, 'v', 'slots')
+  if not q.err and q[1] == SCHEMA and q[2] then
+    local held = parse_leases(q[2])
+    if held ~= nil then
+      local gone = {}
+      for i = firstSlot, firstProbe - 1 do
+        gone[ARGV[i]] = true
+      end
+      local kept = {}
+      for _, l in ipairs(held) do
+        if not gone[l.id] and l.expiresAt > now then
+          kept[#kept + 1] = l
+        end
+      end
+      if #kept == 0 then
+        redis.call('HDEL', key, 'slots')
+      elseif #kept < #held then
+        redis.call('HSET', key, 'slots', encode_leases(kept))
+      end
+    end
+  end
+  if successes + failures + slow + ignored == 0 and not trip and #ARGV < firstProbe then
+    -- Only slots: answered as it stands, and no record made for it.
+    local r, existed = load(key, now)
+    expire_leases(r, now)
+    lapse(r, now) -- a timed override whose time is up reads as lapsed (the next write makes it so)
+    local stale = 0
+    if not existed then
+      r.gen = 0
+    elseif not admitted_under(r, generation) or r.override == 'forced-closed' then
+      stale = 1
+    end
+    return update_reply(false, stale, r, p, now, nil)
+  end
+end
 
 --[[ Idempotence: a batch re-sent after a write whose reply was lost (the server may have applied
 it just before a crash or a dropped connection) carries the same id. The ids of batches that changed
@@ -107,11 +152,12 @@ end
 do not trip it. Reads and writes only the fields that change (closed implies no leases, openUntil,
 probe successes and reopens of 0). Anything else takes the general path below. ]]
 if #ARGV < firstProbe then
-  local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets', 'ca')
+  local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets', 'ca', 'slots')
   if not q.err and q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
     local cf = count_or_zero(q[5])
     local buckets = parse_buckets(q[6] or '')
-    if cf ~= nil and buckets ~= nil then
+    local slots = parse_leases(q[8] or '')
+    if cf ~= nil and buckets ~= nil and slots ~= nil then
       local r = { buckets = buckets, cf = cf }
       local changed = count_batch(r, p, now)
       local c = window_counts(r, p, now)
@@ -135,7 +181,7 @@ if #ARGV < firstProbe then
           remember_batch()
         end
         return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
-          count_or_zero(q[7]) or 0, '', '', 0 }
+          count_or_zero(q[7]) or 0, #unexpired(slots, now), '', '', 0 }
       end
     end
   end
