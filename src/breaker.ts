@@ -27,6 +27,7 @@ import type { BaseStats } from './metrics.js';
 import { describeValue, invalid, resolveOptions } from './options.js';
 import type { StateChangeMessage } from './store.js';
 import { MemoryStore, inProcess } from './stores/memory.js';
+import { Reporter } from './quorum.js';
 import type { InProcessPath, RecordSlot } from './stores/memory.js';
 
 /** Options of one `execute` call. */
@@ -53,6 +54,11 @@ export interface StateChangeEvent<Context> {
   readonly to: CircuitState;
   /** The generation the change started. */
   readonly generation: number;
+  /**
+   * True for a change in this process only: an open below the `quorum` (its calls are rejected
+   * with `'local-open'`, no other process is told), and its end.
+   */
+  readonly local?: boolean;
 }
 
 /** A call that counted as a success, as `onSuccess` listeners get it. */
@@ -333,6 +339,12 @@ export class CircuitBreaker<Context = unknown> {
     customTrips(counts: WindowCounts): boolean {
       return this.breaker.#customTrips(counts);
     }
+    get reporter(): Reporter | null {
+      return this.breaker.#reporter;
+    }
+    emitLocal(from: CircuitState, to: CircuitState): void {
+      this.breaker.#emitLocal(from, to);
+    }
     startTime(): number {
       return this.breaker.#startTime();
     }
@@ -347,7 +359,11 @@ export class CircuitBreaker<Context = unknown> {
       throw new TypeError(`Expected the breaker name to be a non-empty string, got ${String(name)}`);
     }
     const resolved = (options as { [internal]?: ResolvedOptions<Context> })[internal];
-    const init = (options as { [initKey]?: { baseName: string; context: Context | undefined } })[initKey];
+    const init = (
+      options as {
+        [initKey]?: { baseName: string; context: Context | undefined; reporter?: Reporter | null };
+      }
+    )[initKey];
     this.#o = resolved ?? resolveOptions(options);
     if (resolved === undefined && this.#o.escalate !== null) {
       throw new InvalidOptionError(
@@ -359,6 +375,8 @@ export class CircuitBreaker<Context = unknown> {
     this.baseName = init?.baseName ?? name;
     this.context = init?.context;
     const o = this.#o;
+    // A factory's breakers report as the factory; a breaker made with `new`, as itself.
+    this.#reporter = o.quorum === null ? null : (init?.reporter ?? new Reporter(o.store));
     this.#co = new Coordination(
       new CircuitBreaker.#Host(this as CircuitBreaker<unknown>),
       o as ResolvedOptions<unknown>,
@@ -370,6 +388,7 @@ export class CircuitBreaker<Context = unknown> {
       o.flushIntervalMs === 0 &&
       o.slowCallMs === 0 &&
       o.throttle === null &&
+      o.quorum === null &&
       o.policy.trip.kind !== 'custom' &&
       o.policy.maxConcurrent === 0
         ? o.store[inProcess]
@@ -377,7 +396,9 @@ export class CircuitBreaker<Context = unknown> {
     if (this.#o.onStateChange !== null) {
       const callback = this.#o.onStateChange;
       this.#stateChange = own(this.#stateChange);
-      this.#stateChange.add((event) => callback(event.name, event.context, event.from, event.to));
+      this.#stateChange.add((event) =>
+        callback(event.name, event.context, event.from, event.to, { local: event.local === true }),
+      );
     }
   }
 
@@ -471,6 +492,7 @@ export class CircuitBreaker<Context = unknown> {
     return this.#execute(fn, options);
   }
 
+  readonly #reporter: Reporter | null;
   /** This breaker's record in the in-process path (see `RecordSlot`), made on first use. */
   #slot: RecordSlot | null = null;
   /** The generation of the calls in flight on the shared path (see `execute`). */
@@ -1004,6 +1026,24 @@ export class CircuitBreaker<Context = unknown> {
       `circuitry: breaker ${JSON.stringify(this.name.slice(0, 200))}: ${message}: ${String(error)}`,
       'CircuitryUserFunctionWarning',
     );
+  }
+
+  /** A state change of this process alone (see `StateChangeEvent.local`). */
+  #emitLocal(from: CircuitState, to: CircuitState): void {
+    this.#o.logger?.info?.(
+      { breaker: this.name, from, to, local: true },
+      'circuit breaker state changed here only',
+    );
+    if (this.#stateChange.size > 0) {
+      this.#stateChange.emit({
+        name: this.name,
+        context: this.context,
+        from,
+        to,
+        generation: this.#co.generation,
+        local: true,
+      });
+    }
   }
 
   #emitTransition(transition: Transition): void {

@@ -25,6 +25,7 @@ import type { ResolvedOptions } from './options.js';
 import { NO_PROBES, nextBatchId } from './pending-batch.js';
 import { StoreHealth } from './store-health.js';
 import { LocalThrottle } from './throttle.js';
+import type { Reporter } from './quorum.js';
 import type { Awaitable, StateChangeMessage } from './store.js';
 
 /**
@@ -73,6 +74,10 @@ export interface CoordinationHost {
   startTime(): number;
   /** A transition another process made reached this one (for metrics). */
   learnt(from: CircuitState, to: CircuitState): void;
+  /** Who this breaker's failures are reported as (`quorum`), or null without one. */
+  readonly reporter: Reporter | null;
+  /** A state change of this process alone (an open below the quorum, and its end). */
+  emitLocal(from: CircuitState, to: CircuitState): void;
 }
 
 /** Outcomes of one breaker that `close()` could not confirm in the store, by kind of outcome. */
@@ -211,6 +216,11 @@ export class Coordination implements View, WriterOwner {
   #attempt(queueable: boolean): Attempt | Promise<Attempt> {
     const o = this.#o;
     let now = 0;
+    if (this.#localOpenUntil !== 0) {
+      now = o.clock.now();
+      const rejected = this.#localOpen(now);
+      if (rejected !== null) return rejected;
+    }
     if (this.openUntil !== 0) {
       now = o.clock.now();
       if (now < this.openUntil) return this.#host.rejected('open', this.#spread(this.openUntil - now));
@@ -271,6 +281,7 @@ export class Coordination implements View, WriterOwner {
     const o = this.#o;
     if (
       this.openUntil !== 0 ||
+      this.#localOpenUntil !== 0 ||
       this.rampUntil !== 0 ||
       !this.#viewAdmits ||
       this.state !== 'closed' ||
@@ -501,6 +512,7 @@ export class Coordination implements View, WriterOwner {
     this.inFlight -= 1;
     const o = this.#o;
     if (this.#throttle !== null && outcome !== 'failure') this.#throttle.accept(o.clock.now());
+    if (outcome === 'success') this.#localReopens = 0;
     if (admission.lease !== null && !admission.local && this.#probeStartedAt !== 0) {
       const ms = performance.now() - this.#probeStartedAt;
       this.#probeMs = this.#probeMs === 0 ? ms : this.#probeMs + (ms - this.#probeMs) / 4;
@@ -584,6 +596,7 @@ export class Coordination implements View, WriterOwner {
     }
     this.#storeAnswered();
     this.#applyUpdate(result);
+    if (result.belowQuorum === true) this.#openLocally();
     return this.#tripCustom(result);
   }
 
@@ -591,7 +604,37 @@ export class Coordination implements View, WriterOwner {
   writeAnsweredLate(result: UpdateResult): void {
     if (!isUpdateResult(result)) return;
     this.#applyUpdate(result);
+    if (result.belowQuorum === true) this.#openLocally();
     void this.#tripCustom(result);
+  }
+
+  // ---- below a quorum (`quorum`) --------------------------------------------------------------
+
+  /** Local time until which this process alone keeps the breaker open (0: it does not). */
+  #localOpenUntil = 0;
+  /** Local opens in a row, for backoff; a success ends the run. */
+  #localReopens = 0;
+
+  /**
+   * The policy tripped on this process's failures, but too few processes reported failures for a
+   * shared open: this process opens on its own for an open period (with backoff), and only here.
+   */
+  #openLocally(): void {
+    const o = this.#o;
+    if (this.#localOpenUntil !== 0) return;
+    const now = o.clock.now();
+    const ms = reducer.openPeriodMs(o.policy, this.#localReopens, Math.random(), this.#host.jitterMs());
+    this.#localOpenUntil = now + Math.max(1, ms);
+    this.#localReopens += 1;
+    this.#host.emitLocal('closed', 'open');
+  }
+
+  /** While open here only: the rejection; once the period is over, null (and the event). */
+  #localOpen(now: number): CircuitOpenError | null {
+    if (now < this.#localOpenUntil) return this.#host.rejected('local-open', this.#localOpenUntil - now);
+    this.#localOpenUntil = 0;
+    this.#host.emitLocal('open', 'closed');
+    return null;
   }
 
   #tripCustom(result: UpdateResult): Promise<void> | undefined {

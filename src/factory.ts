@@ -1,6 +1,7 @@
 import { CircuitBreaker, baseGate, initKey, internal, lruTick, tenantKey } from './breaker.js';
 import type { BaseGate } from './breaker.js';
 import { consecutiveFailures } from './core/policy.js';
+import { Reporter } from './quorum.js';
 import type { UnwrittenOutcomes } from './coordination.js';
 import { FactoryStats } from './metrics.js';
 import type { StoreOperationStats } from './metrics.js';
@@ -132,6 +133,8 @@ export class BreakerFactory<Context = unknown> {
   readonly #rawByBaseName = new Map<string, BreakerOptions<Context>>();
   /** The gates of base names that escalate, by base name, made with their first breaker. */
   readonly #gates = new Map<string, Escalation<Context>>();
+  /** Who this factory's breakers report failures as, for a quorum (made on first need). */
+  #reporter: Reporter | null = null;
   /** Their base breakers, by name (`base/*`), for pushes. */
   readonly #baseBreakers = new Map<string, CircuitBreaker<Context>>();
   #stats: FactoryStats | null = null;
@@ -216,9 +219,10 @@ export class BreakerFactory<Context = unknown> {
     const found = this.#breakers.get(name);
     if (found !== undefined) return this.#touch(found);
     const resolved = this.#byBaseName.get(baseName) ?? this.#base;
+    const reporter = resolved.quorum === null ? null : (this.#reporter ??= new Reporter(resolved.store));
     const breaker = new CircuitBreaker<Context>(name, {
       [internal]: resolved,
-      [initKey]: { baseName, context },
+      [initKey]: { baseName, context, reporter },
     } as BreakerOptions<Context>);
     breaker[lruTick] = ++this.#lookups;
     this.#breakers.set(name, breaker);
@@ -271,6 +275,7 @@ export class BreakerFactory<Context = unknown> {
         escalate: false,
         maxConcurrent: undefined,
         queueMs: undefined,
+        quorum: false,
       },
       `escalate of "${baseName}"`,
     );

@@ -48,6 +48,7 @@ export class BaseStats {
     throttled: 0,
     'base-open': 0,
     'concurrency-limit': 0,
+    'local-open': 0,
   };
   readonly durations: Record<CallOutcome, DurationHistogram> = {
     success: histogram(),

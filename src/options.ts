@@ -78,6 +78,8 @@ export interface BreakerOptions<Context = unknown> {
     context: Context | undefined,
     from: CircuitState,
     to: CircuitState,
+    /** Whether the change is this process's alone (`local: true`: below a `quorum`). */
+    info: { readonly local: boolean },
   ) => void;
   /** @defaultValue no logging */
   readonly logger?: Logger;
@@ -153,6 +155,23 @@ export interface BreakerOptions<Context = unknown> {
    * @defaultValue off
    */
   readonly escalate?: EscalateOptions | false;
+  /**
+   * One bad process must not open the breaker for everyone: the shared open needs failures from
+   * at least `max(1, min(minReporters, ceil(minFraction × active reporters)))` distinct reporters
+   * (a reporter is a factory, or a breaker made with `new`; active: it called in the last window)
+   * within the window. Below that, the process whose failures trip the policy opens on its own:
+   * its calls are rejected with reason `'local-open'`, it emits a state change marked `local`,
+   * and nothing is shared. Needs a store with `heartbeat` (every store here). @defaultValue off
+   */
+  readonly quorum?: QuorumOptions | false;
+}
+
+/** See `BreakerOptions.quorum`. */
+export interface QuorumOptions {
+  /** At most this many distinct reporters are needed. @defaultValue 2 */
+  readonly minReporters?: number;
+  /** ...or this share of the active reporters, if fewer. @defaultValue 0.5 */
+  readonly minFraction?: number;
 }
 
 /** See `BreakerOptions.escalate`. */
@@ -193,6 +212,8 @@ export interface ResolvedOptions<Context = unknown> {
   readonly throttle: ThrottlePolicy | null;
   /** Escalation to the provider (see `BreakerOptions.escalate`), or null. */
   readonly escalate: Readonly<Required<EscalateOptions>> | null;
+  /** The quorum for a shared open (see `BreakerOptions.quorum`), or null. */
+  readonly quorum: Readonly<Required<QuorumOptions>> | null;
   /** How long a call waits for a concurrency slot before it is rejected, in ms (0: not at all). */
   readonly queueMs: number;
 }
@@ -222,6 +243,7 @@ const BREAKER_OPTION_KEYS: ReadonlySet<string> = new Set([
   'onStoreFailure',
   'recovery',
   'escalate',
+  'quorum',
   'maxConcurrent',
   'concurrencyLeaseMs',
   'queueMs',
@@ -483,6 +505,32 @@ export function resolveOptions<Context>(
       `\`${at}maxConcurrent\` needs a store that limits concurrency across processes (\`limitsConcurrency: true\`); ${storeName(store)} does not say it does`,
     );
   }
+  let quorum: Readonly<Required<QuorumOptions>> | null = null;
+  if (o.quorum !== undefined && o.quorum !== false) {
+    if (typeof o.quorum !== 'object' || o.quorum === null) {
+      throw invalid(`${at}quorum`, '`false` or `{ minReporters?, minFraction? }`', o.quorum);
+    }
+    for (const key of Object.keys(o.quorum)) {
+      if (key !== 'minReporters' && key !== 'minFraction') {
+        throw invalid(`${at}quorum`, 'only `minReporters` and `minFraction`', o.quorum);
+      }
+    }
+    const q = o.quorum as { minReporters?: unknown; minFraction?: unknown };
+    quorum = Object.freeze({
+      minReporters: readNumber(`${at}quorum.minReporters`, q.minReporters, 2, {
+        integer: true,
+        min: 1,
+        max: 32,
+      }),
+      minFraction: readNumber(`${at}quorum.minFraction`, q.minFraction, 0.5, { min: 0, max: 1 }),
+    });
+    if (typeof (store as Partial<Store>).heartbeat !== 'function') {
+      throw new InvalidOptionError(
+        `${at}quorum`,
+        `\`${at}quorum\` needs a store that counts reporters (\`heartbeat\`); ${storeName(store)} has none`,
+      );
+    }
+  }
   const slowCallMs = readNumber(`${at}slowCallMs`, o.slowCallMs, 0, { integer: true, min: 1, max: MAX_MS });
   const maxStalenessMs = readNumber(`${at}maxStalenessMs`, o.maxStalenessMs, 0, {
     integer: true,
@@ -596,6 +644,7 @@ export function resolveOptions<Context>(
     rampMs,
     throttle,
     escalate,
+    quorum,
     queueMs,
   });
 }

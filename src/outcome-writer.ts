@@ -94,7 +94,10 @@ export class OutcomeWriter implements KeptOutcomesOwner {
     }
     let result: Awaitable<UpdateResult>;
     try {
-      result = this.#owner.own(() => o.store.record(this.#host.name, o.policy, batch));
+      const reporter = this.#host.reporter;
+      const sent =
+        reporter === null || o.quorum === null ? batch : reporter.stamp(batch, o.quorum, o.policy.windowMs);
+      result = this.#owner.own(() => o.store.record(this.#host.name, o.policy, sent));
     } catch (error) {
       this.#owner.storeFailed('record', error);
       this.keep(batch, sentBefore);

@@ -138,4 +138,13 @@ export interface Store {
    * `describeStoreConformance(..., { concurrencyLimit: true })` checks it.
    */
   readonly limitsConcurrency?: boolean;
+  /**
+   * Quorum support (breaker option `quorum`): `record` remembers who reported failures in the
+   * window (`OutcomeBatch.reporter`) and opens only when `OutcomeBatch.quorum` of them did
+   * (`UpdateResult.belowQuorum` otherwise); `heartbeat` marks a reporter active for `ttlMs` of the
+   * store's time and answers how many are active now, itself included. A breaker with `quorum`
+   * refuses a store without it. Every store circuitry ships has it;
+   * `describeStoreConformance(..., { quorum: true })` checks it.
+   */
+  heartbeat?(reporter: string, ttlMs: number): Awaitable<number>;
 }

@@ -283,7 +283,7 @@ describe('state, overrides and events', () => {
     await assert.rejects(b.force('nonsense' as never), TypeError);
   });
 
-  it('onStateChange(name, context, from, to) fires once per transition, and a throwing listener is contained', async () => {
+  it('onStateChange(name, context, from, to, { local }) fires once per transition, and a throwing listener is contained', async () => {
     const calls: unknown[][] = [];
     const factory = new BreakerFactory<{ tenantId: string }>({
       clock: new ManualClock(),
@@ -298,7 +298,7 @@ describe('state, overrides and events', () => {
       await assert.rejects(b.execute(fail), (e) => e === boom);
       await assert.rejects(b.execute(ok), (e: unknown) => isCircuitOpenError(e));
     });
-    assert.deepEqual(calls, [['billing/t1', { tenantId: 't1' }, 'closed', 'open']]);
+    assert.deepEqual(calls, [['billing/t1', { tenantId: 't1' }, 'closed', 'open', { local: false }]]);
     assert.match(warnings.join('\n'), /listener bug/);
   });
 

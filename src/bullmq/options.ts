@@ -130,6 +130,7 @@ const REASONS: ReadonlySet<string> = new Set<RejectReason>([
   'throttled',
   'base-open',
   'concurrency-limit',
+  'local-open',
 ]);
 const MAX_MS = 2_147_483_647;
 
@@ -159,7 +160,7 @@ function resolveDefer(value: unknown): (error: CircuitOpenError) => boolean {
   if (value === undefined) return () => true;
   if (typeof value === 'function') return value as (error: CircuitOpenError) => boolean;
   const expected =
-    "a function `(error) => boolean` or an array of 'open', 'half-open-full', 'forced-open', 'store-unavailable', 'recovering', 'throttled', 'base-open', 'concurrency-limit'";
+    "a function `(error) => boolean` or an array of 'open', 'half-open-full', 'forced-open', 'store-unavailable', 'recovering', 'throttled', 'base-open', 'concurrency-limit', 'local-open'";
   if (!Array.isArray(value)) throw invalid('defer', expected, value);
   for (const reason of value as unknown[]) {
     if (typeof reason !== 'string' || !REASONS.has(reason)) throw invalid('defer', expected, value);

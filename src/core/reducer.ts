@@ -10,6 +10,7 @@ import type {
   Outcome,
   OutcomeBatch,
   Override,
+  Reporter,
   Snapshot,
   Transition,
   UpdateResult,
@@ -161,6 +162,7 @@ function open(record: BreakerRecord, policy: BreakerPolicy, now: number, batch: 
 }
 
 function close(record: BreakerRecord): void {
+  if (record.reporters !== undefined) delete record.reporters;
   record.state = 'closed';
   record.generation = nextGeneration(record.generation);
   record.openUntil = 0;
@@ -390,7 +392,9 @@ export function record(
   }
   const from = circuitState(record);
   let counts: WindowCounts | undefined;
+  let belowQuorum = false;
   if (record.state === 'closed') {
+    if (batch.reporter !== undefined && batch.failures > 0) noteReporter(record, policy, now, batch.reporter);
     if (batch.successes + batch.failures + batch.slow + batch.ignored > 0) {
       const bucket = bucketAt(record, now, policy);
       bucket.successes += batch.successes;
@@ -406,7 +410,9 @@ export function record(
       (outcomesCanTrip(policy.trip, batch.successes, batch.failures) && shouldTrip(policy.trip, counts)) ||
       (batch.trip === true && policy.trip.kind === 'custom')
     ) {
-      open(record, policy, now, batch);
+      const quorum = batch.quorum ?? 1;
+      if (quorum <= 1 || reportersInWindow(record, policy, now) >= quorum) open(record, policy, now, batch);
+      else belowQuorum = true;
     }
   } else if (record.state === 'half-open' && batch.probes.length > 0) {
     let failed = false;
@@ -421,11 +427,36 @@ export function record(
     else if (record.probeSuccesses >= policy.successThreshold) close(record);
   }
   noteClose(lapsed ?? from, record, now);
-  return {
+  const result: UpdateResult = {
     snapshot: snapshot(record, policy, now, counts),
     transition: transition(lapsed ?? from, record),
     stale: false,
   };
+  return belowQuorum ? { ...result, belowQuorum } : result;
+}
+
+/** How many reporters a record remembers at most (`BreakerRecord.reporters`): the latest ones. */
+export const MAX_REPORTERS = 32;
+
+/** Remembers that `reporter` reported a failure now (quorum), forgetting those out of the window. */
+function noteReporter(record: BreakerRecord, policy: BreakerPolicy, now: number, reporter: string): void {
+  const bucket = Math.floor(now / policy.bucketMs);
+  const kept = (record.reporters ?? []).filter(
+    (r) => r.id !== reporter && r.bucket > bucket - policy.bucketCount,
+  );
+  kept.push({ id: reporter, bucket: Math.max(bucket, kept.at(-1)?.bucket ?? bucket) });
+  // Oldest first, so the newest are kept.
+  record.reporters = kept.length > MAX_REPORTERS ? kept.slice(kept.length - MAX_REPORTERS) : kept;
+}
+
+/** How many distinct reporters reported failures in the window ending now (or at the newest one). */
+export function reportersInWindow(record: BreakerRecord, policy: BreakerPolicy, now: number): number {
+  const reporters = record.reporters;
+  if (reporters === undefined || reporters.length === 0) return 0;
+  const newest = Math.max(Math.floor(now / policy.bucketMs), reporters.at(-1)!.bucket);
+  let n = 0;
+  for (const r of reporters) if (r.bucket > newest - policy.bucketCount) n += 1;
+  return n;
 }
 
 /**
@@ -711,6 +742,16 @@ export function isValidRecord(value: unknown): value is BreakerRecord {
         isCount((b as Bucket).ignored),
     ) &&
     (r.overrideUntil === undefined || isCount(r.overrideUntil)) &&
+    (r.reporters === undefined ||
+      (Array.isArray(r.reporters) &&
+        r.reporters.length <= MAX_REPORTERS &&
+        r.reporters.every(
+          (x: unknown) =>
+            typeof x === 'object' &&
+            x !== null &&
+            typeof (x as Reporter).id === 'string' &&
+            Number.isInteger((x as Reporter).bucket),
+        ))) &&
     (r.closedAt === undefined || isCount(r.closedAt)) &&
     (r.overrideReason === undefined ||
       (typeof r.overrideReason === 'string' && r.overrideReason.length <= MAX_REASON_LENGTH))

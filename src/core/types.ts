@@ -24,7 +24,9 @@ export type CircuitState = BreakerState | 'forced-open' | 'forced-closed';
  * `recovery.rampMs`), `throttled` (an `adaptiveThrottle` policy turned the call away, with a
  * probability that grows with the share of calls the dependency did not accept), `base-open` (too
  * many breakers of the base name are open: the provider is taken to be down for every tenant, see
- * `escalate`), `concurrency-limit` (`maxConcurrent` calls are in flight across every process).
+ * `escalate`), `concurrency-limit` (`maxConcurrent` calls are in flight across every process),
+ * `local-open` (this process's failures would open the breaker, but too few processes reported
+ * failures for a quorum: it opens here only, see `quorum`).
  */
 export type RejectReason =
   | 'open'
@@ -34,7 +36,8 @@ export type RejectReason =
   | 'recovering'
   | 'throttled'
   | 'base-open'
-  | 'concurrency-limit';
+  | 'concurrency-limit'
+  | 'local-open';
 
 /** How a call ended, as far as the breaker is concerned. */
 export type Outcome = 'success' | 'failure' | 'ignored';
@@ -203,6 +206,11 @@ export interface BreakerRecord {
    * a forced-open cleared), in the store's time: the anchor of the recovery ramp. Absent: never.
    */
   closedAt?: number;
+  /**
+   * Who reported failures in the window (a quorum, `OutcomeBatch.quorum`): each reporter's id and
+   * the bucket of its latest failure, at most `MAX_REPORTERS`. Absent: no batch named a reporter.
+   */
+  reporters?: Reporter[];
 }
 
 /** How `force` sets an override. */
@@ -317,6 +325,17 @@ export interface OutcomeBatch {
    * in-doubt write (no reply came) once. Unique per batch; stores may ignore it.
    */
   readonly id?: string;
+  /**
+   * Who sends the batch (a factory's incarnation id, at most 64 characters of `[A-Za-z0-9_.-]`):
+   * with `quorum`, the store remembers who reported failures in the window.
+   */
+  readonly reporter?: string;
+  /**
+   * How many distinct reporters must have reported failures in the window for the trip policy to
+   * open the breaker (1 or absent: any). Below it the breaker stays closed and the result says
+   * `belowQuorum`: the reporter opens on its own only (`'local-open'`).
+   */
+  readonly quorum?: number;
 }
 
 /** The outcome of one half-open probe. */
@@ -375,4 +394,17 @@ export interface UpdateResult {
   readonly transition: Transition | null;
   /** True when the batch was from an older generation and changed nothing. */
   readonly stale: boolean;
+  /**
+   * True when the trip policy would have opened the breaker but fewer than the batch's `quorum`
+   * of reporters reported failures in the window: it stays closed for everyone else.
+   */
+  readonly belowQuorum?: boolean;
+}
+
+/** One reporter of failures in the window (see `BreakerRecord.reporters`). */
+export interface Reporter {
+  /** The reporter's id (`OutcomeBatch.reporter`). */
+  id: string;
+  /** The bucket of its latest failure (`floor(time / bucketMs)`). */
+  bucket: number;
 }

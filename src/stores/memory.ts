@@ -194,6 +194,8 @@ export interface RecordSlot {
 export class MemoryStore implements Store, RecordExaminer {
   readonly #records = new AgingMap<BreakerRecord>();
   readonly #listeners = new Set<(message: StateChangeMessage) => void>();
+  /** Active reporters (`heartbeat`): id to when it stops counting, in the store's time. */
+  readonly #reporters = new Map<string, number>();
   readonly #clock: Clock;
   readonly #onCorruptRecord: ((key: string, value: unknown) => void) | undefined;
   readonly #unverified = new Set<string>();
@@ -246,6 +248,19 @@ export class MemoryStore implements Store, RecordExaminer {
   inspect(key: string, policy: BreakerPolicy): Snapshot | null {
     const report = this.examine(key, policy);
     return report.kind === 'record' ? report.snapshot : null;
+  }
+
+  /** Marks `reporter` active for `ttlMs` and answers how many are active now (`Store.heartbeat`). */
+  heartbeat(reporter: string, ttlMs: number): number {
+    const now = this.#clock.now();
+    const reporters = this.#reporters;
+    reporters.set(reporter, now + ttlMs);
+    let active = 0;
+    for (const [id, until] of reporters) {
+      if (until > now) active += 1;
+      else reporters.delete(id);
+    }
+    return active;
   }
 
   /** What is stored for `key` (`RecordExaminer`); a record that does not parse is left as it is. */

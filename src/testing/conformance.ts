@@ -71,6 +71,12 @@ export interface ConformanceOptions {
    * must not say it limits concurrency; the suite checks that. @defaultValue false
    */
   readonly concurrencyLimit?: boolean;
+  /**
+   * The store supports a quorum (`Store.heartbeat`; `record` remembers who reported failures and
+   * opens only with `OutcomeBatch.quorum` of them): checks it. A store without it must not have
+   * `heartbeat`. @defaultValue false
+   */
+  readonly quorum?: boolean;
 }
 
 /** A policy from breaker options, as the breaker would build it. */
@@ -602,6 +608,77 @@ export function describeStoreConformance(
         assert.equal(result.snapshot.state, 'half-open');
         assert.equal(result.snapshot.activeProbes, 0);
         assert.equal((await acquire(h, key, policy)).admitted, true);
+      });
+    });
+
+    describe('quorum (one bad process must not open the breaker for everyone)', () => {
+      if (options.quorum !== true) {
+        test('the store has no heartbeat', async (h) => {
+          assert.equal(
+            typeof h.store.heartbeat,
+            'undefined',
+            'a store with a heartbeat should let the suite check it: pass { quorum: true }',
+          );
+        });
+        return;
+      }
+      const failure = (generation: number, reporter: string, quorum = 2): OutcomeBatch => ({
+        ...outcomes(generation, { failures: 1 }),
+        reporter,
+        quorum,
+      });
+
+      test('heartbeat counts distinct active reporters, and forgets one after its ttlMs', async (h, key) => {
+        const a = `a${key.length}${randomUUID().slice(0, 8)}`;
+        const b = `b${randomUUID().slice(0, 8)}`;
+        const first = await h.store.heartbeat!(a, 10_000);
+        assert.ok(first >= 1);
+        assert.equal(await h.store.heartbeat!(b, 10_000), first + 1);
+        assert.equal(await h.store.heartbeat!(a, 10_000), first + 1, 'the same reporter counts once');
+        await h.advance(10_001);
+        const later = await h.store.heartbeat!(`c${randomUUID().slice(0, 8)}`, 10_000);
+        assert.ok(later <= first, `${later}: a and b are no longer active`);
+      });
+
+      test('the policy trips on one reporter, but the breaker opens only with a quorum of them', async (h, key) => {
+        const policy = policyOf({ trip: consecutiveFailures(2) });
+        const { generation } = await acquire(h, key, policy);
+        await record(h, key, policy, failure(generation, 'rep-a'));
+        let result = await record(h, key, policy, failure(generation, 'rep-a'));
+        assert.equal(result.snapshot.state, 'closed');
+        assert.equal(result.belowQuorum, true);
+        assert.equal(result.transition, null);
+        assert.equal(result.snapshot.counts.consecutiveFailures, 2, 'the failures still count');
+        assert.equal((await acquire(h, key, policy)).admitted, true, 'everyone else is admitted');
+        result = await record(h, key, policy, failure(generation, 'rep-b'));
+        assert.equal(result.snapshot.state, 'open');
+        assert.notEqual(result.belowQuorum, true);
+        assert.deepEqual(result.transition, {
+          from: 'closed',
+          to: 'open',
+          generation: result.snapshot.generation,
+        });
+      });
+
+      test('a reporter whose failures left the window does not count toward the quorum', async (h, key) => {
+        const policy = policyOf({ trip: failuresInWindow(2, 10_000) });
+        const { generation } = await acquire(h, key, policy);
+        await record(h, key, policy, failure(generation, 'rep-a'));
+        await h.advance(12_000);
+        await record(h, key, policy, failure(generation, 'rep-b'));
+        let result = await record(h, key, policy, failure(generation, 'rep-b'));
+        assert.equal(result.belowQuorum, true, 'rep-a reported outside the window');
+        assert.equal(result.snapshot.state, 'closed');
+        result = await record(h, key, policy, failure(generation, 'rep-c'));
+        assert.equal(result.snapshot.state, 'open');
+      });
+
+      test('a quorum of 1 (one active reporter) opens as without one', async (h, key) => {
+        const policy = policyOf({ trip: consecutiveFailures(2) });
+        const { generation } = await acquire(h, key, policy);
+        await record(h, key, policy, failure(generation, 'solo', 1));
+        const result = await record(h, key, policy, failure(generation, 'solo', 1));
+        assert.equal(result.snapshot.state, 'open');
       });
     });
 

@@ -62,7 +62,7 @@ describe('DynamoDBStore on dynalite', () => {
         corrupt: (name, kind) => corrupt(client, name, kind),
       };
     },
-    { idempotentBatches: true, concurrencyLimit: true },
+    { idempotentBatches: true, concurrencyLimit: true, quorum: true },
   );
 
   it('createBreakerTable is idempotent, and the store works on a table it created', async () => {

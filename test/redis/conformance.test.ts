@@ -60,6 +60,7 @@ describe('RedisStore on one server', () => {
   describeStoreConformance('RedisStore', () => harness(client), {
     idempotentBatches: true,
     concurrencyLimit: true,
+    quorum: true,
   });
 });
 
@@ -77,5 +78,6 @@ describe('RedisStore on a 3-master cluster', () => {
   describeStoreConformance('RedisStore (cluster)', () => harness(client), {
     idempotentBatches: true,
     concurrencyLimit: true,
+    quorum: true,
   });
 });

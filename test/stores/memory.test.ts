@@ -36,7 +36,7 @@ describeStoreConformance(
       corrupt: (key, kind) => store.writeRawForTesting(key, corrupted(kind)),
     };
   },
-  { concurrencyLimit: true },
+  { concurrencyLimit: true, quorum: true },
 );
 
 /** A store written before `Store.reset` existed: everything else, delegated to a MemoryStore. */

@@ -129,6 +129,9 @@ interface Loaded {
 const MAX_PLAIN_KEY_BYTES = 1_000;
 
 /** The partition key for a breaker name: injective, and within DynamoDB's key size. */
+/** The item of the active reporters (`heartbeat`): never a breaker's (those start `n:` or `h:`). */
+const REPORTERS_KEY = 'r:reporters';
+
 export function itemKey(name: string): string {
   return Buffer.byteLength(name, 'utf8') <= MAX_PLAIN_KEY_BYTES
     ? `n:${name}`
@@ -251,7 +254,13 @@ export class DynamoDBStore implements Store, RecordExaminer {
         { create: false },
       );
     }
-    if (batch.probes.length > 0 || batch.trip === true) {
+    // Probes, a trip request, and failures under a quorum (who reported them is remembered in
+    // the record, and the open depends on it) are read, reduced and written whole.
+    if (
+      batch.probes.length > 0 ||
+      batch.trip === true ||
+      (batch.reporter !== undefined && batch.failures > 0)
+    ) {
       return this.#change(name, policy, (record, now, _exists, seen, remember) => {
         if (batch.id !== undefined && seen(batch.id)) return stale(record, policy, now);
         if (batch.id !== undefined) remember(batch.id);
@@ -460,6 +469,60 @@ export class DynamoDBStore implements Store, RecordExaminer {
           ? 'the item does not hold a breaker record this version can read'
           : 'the item has no version attribute v: not a circuitry record',
     };
+  }
+
+  /**
+   * Marks `reporter` active for `ttlMs` and answers how many reporters are active now
+   * (`Store.heartbeat`, for a quorum): one `UpdateItem` on one item for the whole table (`pk`
+   * `r:reporters`, an attribute `r_<id>` per reporter, holding when it stops counting), and, when
+   * it holds reporters long gone, a second that removes them. Never listed as a breaker.
+   */
+  async heartbeat(reporter: string, ttlMs: number): Promise<number> {
+    const now = this.#clock.now();
+    const key = { pk: { S: REPORTERS_KEY } };
+    const reply = await this.#send(
+      () =>
+        this.#client.send(
+          new UpdateItemCommand({
+            TableName: this.#table,
+            Key: key,
+            UpdateExpression: 'SET #r = :until, #ttl = :ttl',
+            ExpressionAttributeNames: { '#r': `r_${reporter}`, '#ttl': 'ttl' },
+            ExpressionAttributeValues: {
+              ':until': { N: String(now + ttlMs) },
+              ':ttl': { N: String(Math.ceil((now + ttlMs) / 1_000) + TTL_MARGIN_S) },
+            },
+            ReturnValues: 'ALL_NEW',
+          }),
+        ),
+      'heartbeat',
+    );
+    let active = 0;
+    const gone: string[] = [];
+    for (const [attribute, value] of Object.entries(reply.Attributes ?? {})) {
+      if (!attribute.startsWith('r_')) continue;
+      if (Number(value.N) > now) active += 1;
+      else gone.push(attribute);
+    }
+    if (gone.length > 0) {
+      // Removed only if none of them beat again meanwhile; otherwise left for the next heartbeat.
+      const names = Object.fromEntries(gone.slice(0, 50).map((a, i) => [`#g${i}`, a]));
+      await this.#client
+        .send(
+          new UpdateItemCommand({
+            TableName: this.#table,
+            Key: key,
+            UpdateExpression: `REMOVE ${Object.keys(names).join(', ')}`,
+            ConditionExpression: Object.keys(names)
+              .map((n) => `${n} <= :now`)
+              .join(' AND '),
+            ExpressionAttributeNames: names,
+            ExpressionAttributeValues: { ':now': { N: String(now) } },
+          }),
+        )
+        .catch(() => undefined);
+    }
+    return Math.max(1, active);
   }
 
   /** Breaker names starting with `prefix`, by `Scan`: for operators and tools, not hot paths. */

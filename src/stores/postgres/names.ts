@@ -63,6 +63,7 @@ function qualified(name: TableName, suffix: string): string {
 export interface SchemaObjects {
   readonly table: string;
   readonly batches: string;
+  readonly reporters: string;
   readonly acquire: string;
   readonly record: string;
   readonly inspect: string;
@@ -77,6 +78,7 @@ export function objectsOf(name: TableName): SchemaObjects {
   return {
     table: qualified(name, ''),
     batches: qualified(name, '_batches'),
+    reporters: qualified(name, '_reporters'),
     acquire: qualified(name, '_acquire'),
     record: qualified(name, '_record'),
     inspect: qualified(name, '_inspect'),

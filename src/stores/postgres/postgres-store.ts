@@ -23,7 +23,7 @@ import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions
 import type { SchemaObjects, TableName } from './names.js';
 import { DEFAULT_TABLE, likePrefix, objectsOf, parseTableName } from './names.js';
 import { listen } from './listener.js';
-import { peekSql } from './schema.js';
+import { heartbeatSql, peekSql } from './schema.js';
 import { policyFields } from '../policy-fields.js';
 import type { RecordExaminer, RecordReport } from '../record-report.js';
 
@@ -88,6 +88,7 @@ interface ReplyRow {
   o_closed_at: string | number | null;
   o_slot: string | null;
   o_active_slots: number | null;
+  o_below: boolean | null;
   o_from: string | null;
   o_to: string | null;
   o_transition_generation: string | null;
@@ -232,6 +233,7 @@ export class PostgresStore implements Store, RecordExaminer {
     readonly list: string;
     readonly nameOfKey: string;
     readonly peek: string;
+    readonly heartbeat: string;
   };
   /** The prepared statement's name of each statement text (see the constructor). */
   readonly #names = new Map<string, string>();
@@ -266,7 +268,7 @@ export class PostgresStore implements Store, RecordExaminer {
     const leading = '$1, $2, $3, $4';
     this.#sql = {
       acquire: `SELECT * FROM ${o.acquire}(${leading}, $5)`,
-      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
       inspect: `SELECT * FROM ${o.inspect}(${leading})`,
       force: `SELECT * FROM ${o.force}(${leading}, $5, $6, $7, $8, $9)`,
       reset: `SELECT * FROM ${o.reset}(${leading}, $5)`,
@@ -276,6 +278,7 @@ export class PostgresStore implements Store, RecordExaminer {
         `ORDER BY key LIMIT ${PAGE_SIZE}`,
       nameOfKey: `SELECT name FROM ${o.table} WHERE key = $1`,
       peek: peekSql(o.table),
+      heartbeat: heartbeatSql(o.reporters),
     };
     // Named (prepared once per connection): parsing and planning a statement per call costs
     // more than running it. One name per text, so two tables never share a prepared statement.
@@ -369,6 +372,8 @@ export class PostgresStore implements Store, RecordExaminer {
       batch.probes.map((p) => p.lease),
       batch.probes.map((p) => p.outcome),
       batch.slots ?? [],
+      batch.reporter ?? null,
+      batch.quorum ?? 1,
     ]);
     return this.#update(reply, policy);
   }
@@ -512,6 +517,23 @@ export class PostgresStore implements Store, RecordExaminer {
 
   /** Every `gcEvery`th write asks the function for a bounded pass over expired rows. */
   /**
+   * Marks `reporter` active for `ttlMs` and answers how many reporters are active now
+   * (`Store.heartbeat`, for a quorum): one statement on the `<table>_reporters` table, which also
+   * drops reporters gone for a minute.
+   */
+  async heartbeat(reporter: string, ttlMs: number): Promise<number> {
+    const sql = this.#sql.heartbeat;
+    const { rows } = await this.#pool.query<{ active: string | number }>({
+      name: this.#names.get(sql),
+      text: sql,
+      values: [reporter, Math.max(1, Math.ceil(ttlMs)), this.#timeOffsetMs?.() ?? 0],
+    });
+    const active = Number(rows[0]?.active);
+    if (!Number.isSafeInteger(active)) throw new StoreError('Postgres heartbeat returned no count');
+    return active;
+  }
+
+  /**
    * What the plain read of `name`'s row says: `generation` 0 when there is no row, or an expired
    * one (both: no record); null when the row is one the functions would repair (they report it).
    */
@@ -558,6 +580,7 @@ export class PostgresStore implements Store, RecordExaminer {
       snapshot: reply.snapshot(policy),
       transition: reply.transition(),
       stale: reply.row.o_stale === true,
+      ...(reply.row.o_below === true ? { belowQuorum: true } : {}),
     };
   }
 

@@ -1,4 +1,4 @@
-import { MAX_REASON_LENGTH } from '../../core/reducer.js';
+import { MAX_REASON_LENGTH, MAX_REPORTERS } from '../../core/reducer.js';
 import { SCHEMA_VERSION } from '../../core/types.js';
 import type { SchemaObjects } from './names.js';
 import { MAX_PLAIN_KEY_CHARS, channelOf, objectsOf, quoteIdent, quoteLiteral } from './names.js';
@@ -50,7 +50,7 @@ export const REPLY_COLUMNS = `o_corrupt boolean, o_stale boolean, o_now bigint, 
   o_generation bigint, o_open_until bigint, o_successes bigint, o_failures bigint, o_slow bigint,
   o_ignored bigint, o_consecutive bigint, o_active_probes integer, o_probe_successes integer,
   o_reopens integer, o_from text, o_to text, o_transition_generation bigint, o_override_until bigint,
-  o_override_reason text, o_closed_at bigint, o_slot text, o_active_slots integer`;
+  o_override_reason text, o_closed_at bigint, o_slot text, o_active_slots integer, o_below boolean`;
 
 const LEADING = 'name_ text, kind_ text, p_ float8[], offset_ bigint';
 
@@ -76,6 +76,7 @@ function valid(a: string): string {
       AND (${a}override IS NULL OR ${a}override IN ('forced-open', 'forced-closed', 'metrics-only'))
       AND ${a}generation >= 1 AND ${a}opened_at >= 0 AND ${a}open_until >= 0 AND ${a}reopens >= 0
       AND ${a}consecutive_failures >= 0 AND ${a}probe_successes >= 0 AND ${a}lease_seq >= 0
+      AND coalesce(cardinality(${a}reporter_ids), 0) = coalesce(cardinality(${a}reporter_buckets), 0)
       AND coalesce(${a}override_until, 0) >= 0 AND coalesce(${a}closed_at, 0) >= 0 AND coalesce(length(${a}override_reason), 0) <= ${MAX_REASON_LENGTH}
       AND CASE WHEN coalesce(array_ndims(${a}lease_ids), 1) = 1 AND coalesce(array_ndims(${a}lease_expires), 1) = 1
           AND coalesce(array_ndims(${a}buckets), 1) = 1
@@ -102,13 +103,27 @@ export function peekSql(table: string): string {
   FROM (SELECT 1) AS one LEFT JOIN ${table} AS r ON r.key = ${key}`;
 }
 
+/**
+ * A quorum's heartbeat ($1 reporter, $2 ttlMs, $3 time offset): marks the reporter active until
+ * now + ttlMs, drops reporters gone for a minute, and answers the active ones, this one included
+ * (the count reads the table as it was before the statement, so it adds itself).
+ */
+export function heartbeatSql(reporters: string): string {
+  const now = NOW.replace('offset_', '$3::bigint');
+  return `WITH t AS (SELECT ${now} AS now_),
+  up AS (INSERT INTO ${reporters} AS x (id, expires_at) SELECT $1::text, now_ + $2::bigint FROM t
+    ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at RETURNING 1),
+  gone AS (DELETE FROM ${reporters} WHERE expires_at < (SELECT now_ FROM t) - 60000 AND id <> $1::text RETURNING 1)
+  SELECT 1 + (SELECT count(*) FROM ${reporters}, t WHERE id <> $1::text AND expires_at > now_) AS active`;
+}
+
 /** Makes `r` a fresh closed record created at `now_` (reducer.ts emptyRecord, initialGeneration). */
 const FRESH = `r.version := ${SCHEMA_VERSION}; r.state := 'closed'; r.override := NULL;
     r.generation := greatest(1, now_ * 100); r.opened_at := 0; r.open_until := 0; r.reopens := 0;
     r.consecutive_failures := 0; r.probe_successes := 0; r.lease_seq := 0;
     r.lease_ids := '{}'; r.lease_expires := '{}'; r.buckets := '{}';
     r.override_until := NULL; r.override_reason := NULL; r.closed_at := NULL;
-    r.slot_ids := NULL; r.slot_expires := NULL;`;
+    r.slot_ids := NULL; r.slot_expires := NULL; r.reporter_ids := NULL; r.reporter_buckets := NULL;`;
 
 /**
  * The GC horizon of `r` (Lua gc_ttl_ms): never before anything the record still remembers (an
@@ -189,7 +204,7 @@ const OPEN = `IF r.state = 'half-open' THEN r.reopens := r.reopens + 1; ELSE r.r
 
 const CLOSE = `r.state := 'closed'; r.generation := r.generation + CASE WHEN r.generation % 100 = 99 THEN 2 ELSE 1 END; r.open_until := 0; r.reopens := 0;
       r.consecutive_failures := 0; r.probe_successes := 0; r.lease_ids := '{}'; r.lease_expires := '{}';
-      r.buckets := '{}';`;
+      r.buckets := '{}'; r.reporter_ids := NULL; r.reporter_buckets := NULL;`;
 
 /** Writes the whole record; the expiry only when it falls short (see EXPIRY_SLACK_MS). */
 function write(o: SchemaObjects): string {
@@ -200,6 +215,7 @@ function write(o: SchemaObjects): string {
         lease_seq = r.lease_seq, lease_ids = r.lease_ids, lease_expires = r.lease_expires, buckets = r.buckets,
         override_until = r.override_until, override_reason = r.override_reason, closed_at = r.closed_at,
         slot_ids = r.slot_ids, slot_expires = r.slot_expires,
+        reporter_ids = r.reporter_ids, reporter_buckets = r.reporter_buckets,
         expires_at = CASE WHEN r.override IS NOT NULL AND coalesce(r.override_until, 0) = 0 THEN NULL
           WHEN b.expires_at >= need THEN b.expires_at ELSE need + ${EXPIRY_SLACK_MS} END
       WHERE key = k;`;
@@ -262,7 +278,7 @@ function declarations(o: SchemaObjects): string {
   lapsed_ text;`;
 }
 
-const DEFAULTS = `o_corrupt := false; o_stale := false; o_admitted := false; o_retry_after := 0;`;
+const DEFAULTS = `o_corrupt := false; o_stale := false; o_admitted := false; o_retry_after := 0; o_below := false;`;
 
 // ---- the SQL ----------------------------------------------------------------------------------
 
@@ -297,7 +313,9 @@ CREATE TABLE IF NOT EXISTS ${o.table} (
   override_reason text,
   closed_at bigint,
   slot_ids text[],
-  slot_expires bigint[]
+  slot_expires bigint[],
+  reporter_ids text[],
+  reporter_buckets bigint[]
 ) WITH (fillfactor = 70);
 -- Added by later versions (timed overrides, the recovery ramp, concurrency limits): a table made
 -- before gets them here.
@@ -306,6 +324,8 @@ ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS override_reason text;
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS closed_at bigint;
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS slot_ids text[];
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS slot_expires bigint[];
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS reporter_ids text[];
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS reporter_buckets bigint[];
 CREATE INDEX IF NOT EXISTS ${index('_expires_at')} ON ${o.table} (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Batch ids seen in the last ${BATCH_ID_MS / 1000} s, so a batch re-sent after a lost reply is counted once.
@@ -317,6 +337,12 @@ CREATE TABLE IF NOT EXISTS ${o.batches} (
 );
 CREATE INDEX IF NOT EXISTS ${index('_batches_expires_at')} ON ${o.batches} (expires_at);
 
+-- Active reporters (a quorum's heartbeat): one row per factory, until it stops counting.
+CREATE TABLE IF NOT EXISTS ${o.reporters} (
+  id text COLLATE "C" PRIMARY KEY,
+  expires_at bigint NOT NULL
+);
+
 -- Functions made by an earlier version answer fewer columns (or take fewer arguments): they are
 -- dropped, to be made again below.
 DO $do$
@@ -325,7 +351,7 @@ BEGIN
   FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p
     WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace AS n WHERE n.nspname = ${quoteLiteral(name.schema)})
       AND p.proname IN (${['_acquire', '_record', '_inspect', '_force', '_reset'].map((suffix) => quoteLiteral(`${name.table}${suffix}`)).join(', ')})
-      AND (pg_get_function_result(p.oid) NOT LIKE '%o_active_slots%'
+      AND (pg_get_function_result(p.oid) NOT LIKE '%o_below%'
         OR (p.proname = ${quoteLiteral(`${name.table}_force`)} AND p.pronargs <> 9))
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
@@ -487,7 +513,7 @@ END $$;
 CREATE OR REPLACE FUNCTION ${o.record}(${LEADING}, gc_ boolean,
   generation_ bigint, successes_ bigint, failures_ bigint, trailing_ bigint, slow_ bigint, ignored_ bigint,
   trip_ boolean, random_ float8, jitter_ float8, batch_ text, probe_leases_ text[], probe_outcomes_ text[],
-  slots_ text[])
+  slots_ text[], reporter_ text, quorum_ bigint)
 RETURNS TABLE (${REPLY_COLUMNS})
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -498,6 +524,8 @@ DECLARE
   bare boolean;
   releases boolean := coalesce(cardinality(slots_), 0) > 0;
   at integer;
+  newest_ bigint;
+  reporters_ integer := 0;
 BEGIN
   ${DEFAULTS}
   -- reducer.ts resetsOnly: under a count policy, a batch of successes or ignored calls without
@@ -566,6 +594,22 @@ BEGIN
     -- (Here with a success, or with slots to give back: ignored calls alone leave the run.)
     IF successes_ > 0 THEN r.consecutive_failures := trailing_; dirty := true; END IF;
   ELSIF r.state = 'closed' THEN
+    -- reducer.ts noteReporter: who reported failures in the window (a quorum), newest last.
+    IF reporter_ IS NOT NULL AND failures_ > 0 THEN
+      newest_ := greatest(now_ / p_[5]::bigint, coalesce(r.reporter_buckets[cardinality(r.reporter_buckets)], 0));
+      ids := '{}'; exps := '{}';
+      FOR i IN 1 .. coalesce(cardinality(r.reporter_ids), 0) LOOP
+        IF r.reporter_ids[i] <> reporter_ AND r.reporter_buckets[i] > newest_ - p_[6]::bigint THEN
+          ids := ids || r.reporter_ids[i]; exps := exps || r.reporter_buckets[i];
+        END IF;
+      END LOOP;
+      ids := ids || reporter_; exps := exps || newest_;
+      IF cardinality(ids) > ${MAX_REPORTERS} THEN
+        ids := ids[cardinality(ids) - ${MAX_REPORTERS - 1} :]; exps := exps[cardinality(exps) - ${MAX_REPORTERS - 1} :];
+      END IF;
+      r.reporter_ids := ids; r.reporter_buckets := exps;
+      dirty := true;
+    END IF;
     IF successes_ + failures_ + slow_ + ignored_ > 0 THEN
       r.buckets := ${o.add}(r.buckets, now_, p_[5]::bigint, p_[6]::bigint, successes_, failures_, slow_, ignored_);
       r.consecutive_failures := CASE WHEN successes_ > 0 THEN trailing_ ELSE r.consecutive_failures + failures_ END;
@@ -580,7 +624,18 @@ BEGIN
             THEN c[2]::float8 / (c[1] + c[2])::float8 >= p_[2] ELSE false END
           ELSE false END)
         OR (trip_ AND kind_ = 'custom') THEN
-      ${OPEN}
+      -- reducer.ts reportersInWindow: below the batch's quorum the breaker stays closed.
+      IF coalesce(quorum_, 1) > 1 THEN
+        newest_ := greatest(now_ / p_[5]::bigint, coalesce(r.reporter_buckets[cardinality(r.reporter_buckets)], 0));
+        FOR i IN 1 .. coalesce(cardinality(r.reporter_ids), 0) LOOP
+          IF r.reporter_buckets[i] > newest_ - p_[6]::bigint THEN reporters_ := reporters_ + 1; END IF;
+        END LOOP;
+      END IF;
+      IF coalesce(quorum_, 1) <= 1 OR reporters_ >= quorum_ THEN
+        ${OPEN}
+      ELSE
+        o_below := true;
+      END IF;
       dirty := true;
     END IF;
   ELSIF r.state = 'half-open' AND cardinality(probe_leases_) > 0 THEN

@@ -75,6 +75,14 @@ export function batchIdsKey(prefix: string, name: string): string {
   return `${breakerKey(prefix, name)}:ids`;
 }
 
+/**
+ * The sorted set of active reporters (a quorum's `heartbeat`), one for the prefix. Without braces,
+ * so `nameFromKey` never takes it for a breaker.
+ */
+export function reportersKey(prefix: string): string {
+  return `${prefix}reporters`;
+}
+
 /** The breaker name stored at `key`, or null when `key` is not a breaker key under `prefix`. */
 export function nameFromKey(prefix: string, key: string): string | null {
   if (!key.startsWith(prefix) || key[prefix.length] !== '{' || !key.endsWith('}')) return null;

@@ -24,6 +24,7 @@ import {
   breakerKey,
   eventsChannel,
   nameFromKey,
+  reportersKey,
   scanPattern,
   validatePrefix,
 } from './keys.js';
@@ -32,6 +33,7 @@ import { policyFields } from '../policy-fields.js';
 import {
   acquireScript,
   forceScript,
+  heartbeatScript,
   inspectScript,
   library,
   recordScript,
@@ -273,6 +275,8 @@ export class RedisStore implements Store, RecordExaminer {
       batch.random,
       batch.jitterMs ?? 0,
       batch.id ?? '',
+      batch.reporter ?? '',
+      batch.quorum ?? 1,
     ];
     const slots = batch.slots ?? [];
     args.push(slots.length, ...slots);
@@ -480,7 +484,9 @@ export class RedisStore implements Store, RecordExaminer {
     const stale = reply.number() === 1;
     const snapshot = reply.snapshot(policy);
     const transition = reply.transition();
-    return { snapshot, transition, stale };
+    return reply.number() === 1
+      ? { snapshot, transition, stale, belowQuorum: true }
+      : { snapshot, transition, stale };
   }
 
   #corrupt(name: string, flag: number): void {
@@ -513,6 +519,32 @@ export class RedisStore implements Store, RecordExaminer {
     const key = breakerKey(this.#prefix, name);
     const keys = secondKey === undefined ? [key] : [key, secondKey];
     const args = [this.#channel, policyText(policy), this.#timeOffsetMs?.() ?? 0, ...extra];
+    const reply = await this.#call(script, keys, args);
+    if (!Array.isArray(reply)) throw malformed(script.name, reply);
+    return reply as unknown[];
+  }
+
+  /**
+   * Marks `reporter` active for `ttlMs` of the server's time and answers how many reporters are
+   * active now, itself included (`Store.heartbeat`, for a quorum): one script on one sorted set
+   * for the whole prefix.
+   */
+  async heartbeat(reporter: string, ttlMs: number): Promise<number> {
+    const reply = await this.#call(
+      heartbeatScript,
+      [reportersKey(this.#prefix)],
+      [reporter, Math.max(1, Math.ceil(ttlMs)), this.#timeOffsetMs?.() ?? 0],
+    );
+    const active = Number(reply);
+    if (!Number.isSafeInteger(active)) throw malformed('heartbeat', reply);
+    return active;
+  }
+
+  async #call(
+    script: LuaScript,
+    keys: readonly string[],
+    args: readonly (string | number)[],
+  ): Promise<unknown> {
     let reply: unknown;
     if (this.#mode === 'function') {
       const fn = library.functions[script.name]!;
@@ -541,8 +573,7 @@ export class RedisStore implements Store, RecordExaminer {
         reply = await this.#client.eval(script.source, keys.length, ...keys, ...args);
       }
     }
-    if (!Array.isArray(reply)) throw malformed(script.name, reply);
-    return reply as unknown[];
+    return reply;
   }
 
   /** FUNCTION LOAD on the server, or on every master of a cluster; one load at a time. */

@@ -34,6 +34,8 @@ breaker with a failure is v, state, gen, cf and buckets), so a record costs litt
   slots      concurrency slots held (maxConcurrent), as leases (default: none; never written
              without a limit)
   buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' oldest first (default: none)
+  rp         who reported failures in the window (a quorum): '<reporter>=<bucket>,...' oldest
+             first, at most MAX_REPORTERS (default: none; never written without a quorum)
 
 Errors raised (as Redis error replies): CIRCUITRY_BADARG <what> when an argument is malformed.
 A stored record that is not valid is never an error: it is reset, and the reply's corrupt flag is 1.
@@ -43,6 +45,8 @@ local SCHEMA = '1'
 -- reducer.ts MAX_REASON_LENGTH (bytes here; the JS side cuts by characters first).
 local MAX_REASON = 800
 local POLICY_ARGS = 3
+-- reducer.ts MAX_REPORTERS.
+local MAX_REPORTERS = 32
 -- Added to every GC TTL, so a record outlives anything it still has to remember.
 local GC_MARGIN_MS = 60000
 local MAX_SAFE = 9007199254740991
@@ -131,7 +135,7 @@ end
 local function empty_record(now)
   return {
     state = 'closed', override = '', gen = math.max(1, math.floor(now)) * 100, openedAt = 0, openUntil = 0,
-    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, slots = {}, buckets = {}, ou = 0, ovr = '', ca = 0,
+    reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, slots = {}, buckets = {}, ou = 0, ovr = '', ca = 0, rp = {},
   }
 end
 
@@ -180,6 +184,34 @@ local function parse_leases(s)
   return leases
 end
 
+-- Reporters of failures (quorum): '<id>=<bucket>,...', or nil when malformed.
+local function parse_reporters(s)
+  local reporters = {}
+  if s == '' then
+    return reporters
+  end
+  for entry in string.gmatch(s .. ',', '([^,]*),') do
+    local id, bucket = string.match(entry, '^([%w_%.%-]+)=(%d+)$')
+    local b = count(bucket)
+    if id == nil or b == nil or #id > 64 then
+      return nil
+    end
+    reporters[#reporters + 1] = { id = id, bucket = b }
+  end
+  if #reporters > MAX_REPORTERS then
+    return nil
+  end
+  return reporters
+end
+
+local function encode_reporters(reporters)
+  local parts = {}
+  for i, x in ipairs(reporters) do
+    parts[i] = x.id .. '=' .. int(x.bucket)
+  end
+  return table.concat(parts, ',')
+end
+
 local function parse_buckets(s)
   local buckets = {}
   if s == '' then
@@ -226,11 +258,11 @@ local function parse_record(h)
     openUntil = count_or_zero(h.openUntil), reopens = count_or_zero(h.reopens), cf = count_or_zero(h.cf),
     ps = count_or_zero(h.ps), seq = count_or_zero(h.seq), leases = parse_leases(h.leases or ''),
     slots = parse_leases(h.slots or ''), buckets = parse_buckets(h.buckets or ''), ou = count_or_zero(h.ou),
-    ovr = h['or'] or '', ca = count_or_zero(h.ca),
+    ovr = h['or'] or '', ca = count_or_zero(h.ca), rp = parse_reporters(h.rp or ''),
   }
   if r.gen == nil or r.gen < 1 or r.openedAt == nil or r.openUntil == nil or r.reopens == nil
     or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.slots == nil or r.buckets == nil
-    or r.ou == nil or #r.ovr > MAX_REASON or r.ca == nil then
+    or r.ou == nil or #r.ovr > MAX_REASON or r.ca == nil or r.rp == nil then
     return nil
   end
   -- The fields the hash holds, so save() removes only those that went back to their default.
@@ -328,6 +360,7 @@ local function save(key, p, r, now)
   field('ou', int(r.ou), '0')
   field('or', r.ovr, '')
   field('ca', int(r.ca), '0')
+  field('rp', encode_reporters(r.rp), '')
   redis.call('HSET', key, unpack(set))
   if #unset > 0 then
     redis.call('HDEL', key, unpack(unset))
@@ -435,6 +468,7 @@ end
 
 local function close(r)
   r.state = 'closed'
+  r.rp = {}
   r.gen = next_gen(r.gen)
   r.openUntil = 0
   r.reopens = 0
@@ -566,13 +600,50 @@ end
 
 --[[ The reply of an operation that may change the record (record, force, reset):
 { 'update', corrupt, stale, <snapshot as in snapshot_reply>, transitionFrom, transitionTo,
-  transitionGeneration }. ]]
-local function update_reply(corrupt, stale, r, p, now, moved)
+  transitionGeneration, belowQuorum (1: the policy tripped, but too few reporters) }. ]]
+local function update_reply(corrupt, stale, r, p, now, moved, below)
   local out = { 'update', corrupt and 1 or 0, stale }
   snapshot_reply(out, r, p, now)
   local from, to, tgen = transition_reply(moved)
   out[#out + 1] = from
   out[#out + 1] = to
   out[#out + 1] = tgen
+  out[#out + 1] = below and 1 or 0
   return out
+end
+
+-- reducer.ts noteReporter: `reporter` reported a failure now; those out of the window are forgotten.
+local function note_reporter(r, p, now, reporter)
+  local bucket = math.floor(now / p.bucketMs)
+  local newest = r.rp[#r.rp]
+  if newest ~= nil and newest.bucket > bucket then
+    bucket = newest.bucket
+  end
+  local kept = {}
+  for _, x in ipairs(r.rp) do
+    if x.id ~= reporter and x.bucket > bucket - p.bucketCount then
+      kept[#kept + 1] = x
+    end
+  end
+  kept[#kept + 1] = { id = reporter, bucket = bucket }
+  while #kept > MAX_REPORTERS do
+    table.remove(kept, 1)
+  end
+  r.rp = kept
+end
+
+-- reducer.ts reportersInWindow.
+local function reporters_in_window(r, p, now)
+  local newest = math.floor(now / p.bucketMs)
+  local latest = r.rp[#r.rp]
+  if latest ~= nil and latest.bucket > newest then
+    newest = latest.bucket
+  end
+  local n = 0
+  for _, x in ipairs(r.rp) do
+    if x.bucket > newest - p.bucketCount then
+      n = n + 1
+    end
+  end
+  return n
 end

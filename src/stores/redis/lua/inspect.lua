@@ -63,6 +63,9 @@ local function why(h)
   if parse_leases(h.slots or '') == nil then
     return 'field slots is ' .. shown(h.slots)
   end
+  if parse_reporters(h.rp or '') == nil then
+    return 'field rp is ' .. shown(h.rp)
+  end
   return 'field buckets is ' .. shown(h.buckets)
 end
 

@@ -6,11 +6,13 @@ KEYS[2]   the sorted set of batch ids seen lately (keys.ts batchIdsKey)
 ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
           generation, successes, failures, trailingFailures, slow, ignored,
           trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
-          jitterMs, batch id ('' for none), n, then n concurrency slot ids to give back, then pairs
+          jitterMs, batch id ('' for none), reporter ('' for none: a quorum's reporter of the
+          batch's failures), quorum (distinct reporters in the window needed to open; 1: any), n, then n concurrency slot ids to give back, then pairs
           of (lease id, outcome: success | failure | ignored) for probes
 Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
             successes, failures, slow, ignored, consecutiveFailures, activeProbes,
-            probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration }
+            probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration,
+            belowQuorum }
 Writes    only when something changed, and then the batch id. Publishes the transition it made.
           A batch whose id was remembered in the last DEDUP_MS changes nothing (stale = 1): it
           was a re-send of a write whose reply was lost. The slots it names are given back first,
@@ -34,9 +36,16 @@ local trip = ARGV[b + 7] == '1'
 local random = arg_number(ARGV[b + 8], 'random')
 local jitterMs = arg_number(ARGV[b + 9], 'jitterMs')
 local batchId = ARGV[b + 10]
-local slotCount = arg_number(ARGV[b + 11], 'slots')
-local firstSlot = b + 12
+local reporter = ARGV[b + 11]
+local quorum = arg_number(ARGV[b + 12], 'quorum')
+local slotCount = arg_number(ARGV[b + 13], 'slots')
+local firstSlot = b + 14
 local firstProbe = firstSlot + slotCount
+if type(reporter) ~= 'string' or (reporter ~= '' and (#reporter > 64 or not string.find(reporter, '^[%w_%.%-]+$'))) then
+  bad_arg('reporter')
+end
+-- Failures under a quorum are counted on the general path: who reported them is remembered.
+local reporting = reporter ~= '' and failures > 0
 if type(batchId) ~= 'string' or slotCount < 0 or slotCount % 1 ~= 0 or #ARGV < firstProbe - 1
   or (#ARGV - firstProbe + 1) % 2 ~= 0 then
   bad_arg('probes')
@@ -151,7 +160,7 @@ end
 --[[ The hot path: counting outcomes in a closed breaker with no override, at its generation, that
 do not trip it. Reads and writes only the fields that change (closed implies no leases, openUntil,
 probe successes and reopens of 0). Anything else takes the general path below. ]]
-if #ARGV < firstProbe then
+if #ARGV < firstProbe and not reporting then
   local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets', 'ca', 'slots')
   if not q.err and q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
     local cf = count_or_zero(q[5])
@@ -181,7 +190,7 @@ if #ARGV < firstProbe then
           remember_batch()
         end
         return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
-          count_or_zero(q[7]) or 0, #unexpired(slots, now), '', '', 0 }
+          count_or_zero(q[7]) or 0, #unexpired(slots, now), '', '', 0, 0 }
       end
     end
   end
@@ -200,17 +209,25 @@ end
 
 local stale = 0
 local moved = nil
+local below = false
 if not admitted_under(r, generation) or r.override == 'forced-closed' then
   stale = 1
 else
   local from = circuit_state(r)
   if r.state == 'closed' then
+    if reporting then
+      note_reporter(r, p, now, reporter)
+    end
     if count_batch(r, p, now) then
       dirty = true
     end
     local c = window_counts(r, p, now)
     if trips(c, r) then
-      open(r, p, now, random, jitterMs)
+      if quorum <= 1 or reporters_in_window(r, p, now) >= quorum then
+        open(r, p, now, random, jitterMs)
+      else
+        below = true
+      end
       dirty = true
     end
   elseif r.state == 'half-open' and #ARGV >= firstProbe then
@@ -253,4 +270,4 @@ elseif not existed then
 end
 publish(channel, key, moved, r, now)
 
-return update_reply(corrupt, stale, r, p, now, moved)
+return update_reply(corrupt, stale, r, p, now, moved, below)

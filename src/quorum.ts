@@ -1,0 +1,86 @@
+import { randomBytes } from 'node:crypto';
+
+import { isPromiseLike } from './coordination.js';
+import type { OutcomeBatch } from './core/types.js';
+import type { QuorumOptions } from './options.js';
+import type { Store } from './store.js';
+
+/**
+ * One reporter for a quorum (`quorum`): a factory (or a breaker made with `new`), known to the
+ * store by an incarnation id. It tells the store it is active with one heartbeat per half window
+ * while its breakers write, for the whole store (never per breaker, never per success), and
+ * keeps the count of active reporters the store answers.
+ */
+export class Reporter {
+  /** The incarnation id: random per factory, so a restarted process is a new reporter. */
+  readonly id = randomBytes(6).toString('base64url');
+  readonly #store: Store;
+  /** 0 until the store answered a heartbeat: then the quorum is `minReporters` (see `stamp`). */
+  #active = 0;
+  #beatAt = -Infinity;
+  #beating = false;
+
+  constructor(store: Store) {
+    this.#store = store;
+  }
+
+  /** Active reporters as the store last said (this one included); 0 before it answered. */
+  get active(): number {
+    return this.#active;
+  }
+
+  /**
+   * `batch` as the store should get it: failures (or a trip request) name this reporter and
+   * the quorum needed now. Heartbeats first, when the last one is half a window old.
+   */
+  stamp(batch: OutcomeBatch, rule: Readonly<Required<QuorumOptions>>, windowMs: number): OutcomeBatch {
+    const now = performance.now();
+    const failing = batch.failures > 0 || batch.trip === true;
+    // Active while it writes: a beat every half window (at most every 10 s), and, while it
+    // fails, a fresh count at most 250 ms old for the failures that may trip the policy (asked
+    // again at once while it knows of no other reporter: others may have started since).
+    const age = now - this.#beatAt;
+    if (
+      !this.#beating &&
+      (age >= Math.min(windowMs / 2, MAX_BEAT_MS) || (failing && (age >= FRESH_MS || this.#active <= 1)))
+    ) {
+      this.#beat(now, windowMs);
+    }
+    if (!failing) return batch;
+    // Until the store says how many are active, the most a quorum can ask: a process that starts
+    // sick must not open the breaker for everyone before its first heartbeat is answered.
+    const quorum = this.#active === 0 ? rule.minReporters : requiredReporters(rule, this.#active);
+    return { ...batch, reporter: this.id, quorum };
+  }
+
+  #beat(now: number, windowMs: number): void {
+    this.#beatAt = now;
+    this.#beating = true;
+    const done = (active: number): void => {
+      if (Number.isSafeInteger(active) && active >= 1) this.#active = active;
+      this.#beating = false;
+    };
+    try {
+      const answer = this.#store.heartbeat!(this.id, windowMs);
+      if (isPromiseLike(answer)) {
+        Promise.resolve(answer).then(done, () => {
+          this.#beating = false;
+        });
+      } else {
+        done(answer);
+      }
+    } catch {
+      this.#beating = false;
+    }
+  }
+}
+
+/** The longest a reporter goes between heartbeats while it writes. */
+const MAX_BEAT_MS = 10_000;
+/** How old a count of active reporters a failing reporter relies on, at most. */
+const FRESH_MS = 250;
+
+/** `max(1, min(minReporters, ceil(minFraction × active)))`: distinct reporters a shared open needs. */
+export function requiredReporters(rule: Readonly<Required<QuorumOptions>>, active: number): number {
+  return Math.max(1, Math.min(rule.minReporters, Math.ceil(rule.minFraction * active)));
+}

@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+
+import {
+  BreakerFactory,
+  CircuitBreaker,
+  InvalidOptionError,
+  MemoryStore,
+  consecutiveFailures,
+  isCircuitOpenError,
+} from '../src/index.js';
+import type { BreakerOptions, Store } from '../src/index.js';
+import { resolveOptions } from '../src/options.js';
+import * as reducer from '../src/core/reducer.js';
+import { ManualClock } from '../src/testing/manual-clock.js';
+import { requiredReporters } from '../src/quorum.js';
+
+// Issue 25: one sick process must not open a shared breaker for everyone. A shared open needs
+// failures from a quorum of reporters (factories); below it, the sick process opens on its own.
+
+const fail = (): Promise<never> => Promise.reject(new Error('down'));
+const ok = (): Promise<string> => Promise.resolve('ok');
+
+/** Two or more "processes": factories with their own reporter ids on one store. */
+function fleet(n: number, options: BreakerOptions = {}) {
+  const clock = new ManualClock();
+  const store = new MemoryStore({ clock });
+  const events: string[] = [];
+  const factories = Array.from(
+    { length: n },
+    (_, i) =>
+      new BreakerFactory({
+        clock,
+        store,
+        trip: consecutiveFailures(3),
+        openMs: 1_000,
+        jitter: 0,
+        quorum: { minReporters: 2, minFraction: 1 },
+        onStateChange: (name, _context, from, to, info) =>
+          events.push(`${i}: ${name} ${from} -> ${to}${info.local ? ' (local)' : ''}`),
+        ...options,
+      }),
+  );
+  return { clock, store, factories, events };
+}
+
+async function reasonOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'ran';
+  } catch (error) {
+    return isCircuitOpenError(error) ? error.reason : 'failed';
+  }
+}
+
+describe('quorum', () => {
+  it('needs max(1, min(minReporters, ceil(minFraction x active))) reporters', () => {
+    const rule = { minReporters: 3, minFraction: 0.5 };
+    assert.equal(requiredReporters(rule, 1), 1);
+    assert.equal(requiredReporters(rule, 2), 1);
+    assert.equal(requiredReporters(rule, 3), 2);
+    assert.equal(requiredReporters(rule, 10), 3);
+    assert.equal(requiredReporters({ minReporters: 2, minFraction: 0 }, 10), 1);
+  });
+
+  it('the reducer opens only when the batch quorum of reporters failed in the window', () => {
+    const policy = resolveOptions({ trip: consecutiveFailures(2), openMs: 1_000 }).policy;
+    const record = reducer.emptyRecord(100);
+    const batch = (reporter: string, quorum: number) => ({
+      generation: 100,
+      successes: 0,
+      failures: 1,
+      trailingFailures: 1,
+      slow: 0,
+      ignored: 0,
+      probes: [],
+      random: 0,
+      reporter,
+      quorum,
+    });
+    reducer.record(record, policy, 1_000, batch('a', 2));
+    let result = reducer.record(record, policy, 1_001, batch('a', 2));
+    assert.equal(result.snapshot.state, 'closed');
+    assert.equal(result.belowQuorum, true, 'tripped, but one reporter');
+    result = reducer.record(record, policy, 1_002, batch('b', 2));
+    assert.equal(result.snapshot.state, 'open', 'two reporters');
+    assert.equal(result.belowQuorum, undefined);
+    // A reporter whose failures left the window no longer counts.
+    const other = reducer.emptyRecord(100);
+    reducer.record(other, policy, 1_000, batch('a', 2));
+    result = reducer.record(other, policy, 1_000 + policy.windowMs + policy.bucketMs, batch('b', 2));
+    assert.equal(result.belowQuorum, true);
+    assert.equal(reducer.isValidRecord(other), true);
+  });
+
+  it("one sick process opens on its own ('local-open'); the others keep calling", async () => {
+    const { factories, events, clock } = fleet(2);
+    const [sick, well] = factories.map((f) => f.breakerFor('api'));
+    // Both are active reporters: each has written once.
+    assert.equal(await well!.execute(ok), 'ok');
+    assert.equal(await reasonOf(sick!.execute(fail)), 'failed');
+    clock.advance(1);
+    for (let i = 0; i < 2; i++) assert.equal(await reasonOf(sick!.execute(fail)), 'failed');
+    assert.equal(await reasonOf(sick!.execute(ok)), 'local-open');
+    assert.equal(await well!.execute(ok), 'ok', 'the other process keeps calling');
+    assert.equal((await well!.state()).state, 'closed');
+    assert.deepEqual(events, ['0: api closed -> open (local)']);
+    // After its own open period it calls again, and opens again on failures (backoff).
+    clock.advance(1_000);
+    assert.equal(await sick!.execute(ok), 'ok');
+    assert.ok(events.includes('0: api open -> closed (local)'), events.join('; '));
+  });
+
+  it('all processes failing open the shared breaker after as many failures as without a quorum', async () => {
+    for (const quorum of [{ minReporters: 2, minFraction: 1 }, false] as const) {
+      const { factories } = fleet(2, { quorum });
+      const [a, b] = factories.map((f) => f.breakerFor('api'));
+      await a!.execute(ok);
+      await b!.execute(ok);
+      assert.equal(await reasonOf(a!.execute(fail)), 'failed');
+      assert.equal(await reasonOf(b!.execute(fail)), 'failed');
+      assert.equal(await reasonOf(a!.execute(fail)), 'failed');
+      assert.equal(await reasonOf(b!.execute(ok)), 'open', `quorum ${JSON.stringify(quorum)}`);
+      assert.equal(await reasonOf(a!.execute(ok)), 'open');
+    }
+  });
+
+  it('a lone process needs only itself', async () => {
+    const { factories } = fleet(1);
+    const breaker = factories[0]!.breakerFor('api');
+    for (let i = 0; i < 3; i++) await reasonOf(breaker.execute(fail));
+    assert.equal(await reasonOf(breaker.execute(ok)), 'open');
+  });
+
+  it('refuses a store without heartbeat, and checks its options', () => {
+    const store = new MemoryStore();
+    const bare: Store = {
+      acquire: (k, p) => store.acquire(k, p),
+      record: (k, p, b) => store.record(k, p, b),
+      inspect: (k, p) => store.inspect(k, p),
+      force: (k, p, o) => store.force(k, p, o),
+      list: (p) => store.list(p),
+    };
+    assert.throws(
+      () => new CircuitBreaker('x', { store: bare, quorum: {} }),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'quorum',
+    );
+    assert.throws(
+      () => new CircuitBreaker('x', { quorum: { minReporters: 0 } }),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'quorum.minReporters',
+    );
+    assert.throws(
+      () => new CircuitBreaker('x', { quorum: { minFraction: 2 } }),
+      (error: unknown) => error instanceof InvalidOptionError && error.option === 'quorum.minFraction',
+    );
+  });
+});
