@@ -9,7 +9,9 @@ import {
   failureRate,
   failuresInWindow,
 } from '../core/policy.js';
+import * as reducer from '../core/reducer.js';
 import { NO_RECORD } from '../core/reducer.js';
+import { seededRandom } from './seeded-random.js';
 import type { AcquireResult, BreakerPolicy, OutcomeBatch, ProbeResult, UpdateResult } from '../core/types.js';
 import type { BreakerOptions } from '../options.js';
 import { resolveOptions } from '../options.js';
@@ -671,6 +673,43 @@ export function describeStoreConformance(
         assert.equal(result.snapshot.state, 'closed');
         result = await record(h, key, policy, failure(generation, 'rep-c'));
         assert.equal(result.snapshot.state, 'open');
+      });
+
+      test('random failures, successes and time under random quorums agree with the reducer', async (h, key) => {
+        // A differential check: each batch goes to the store, then to the reducer at the time the
+        // store answered; state, generation, run, window failures and belowQuorum must agree.
+        const random = seededRandom(key.length * 7919 + 11);
+        for (const trip of [consecutiveFailures(3), failuresInWindow(4, 10_000)]) {
+          const policy = policyOf({ trip });
+          for (let round = 0; round < 6; round++) {
+            const name = `${key}${trip.kind}-${round}`;
+            const { generation } = await acquire(h, name, policy);
+            const reference = reducer.emptyRecord(generation);
+            for (let step = 0; step < 25 && reference.state === 'closed'; step++) {
+              const draw = random();
+              if (draw < 0.2) {
+                await h.advance(Math.floor(random() * 4_000));
+                continue;
+              }
+              const batch: OutcomeBatch =
+                draw < 0.4
+                  ? outcomes(generation, { successes: 1, trailingFailures: 0 })
+                  : failure(generation, `rep-${Math.floor(random() * 3)}`, 1 + Math.floor(random() * 3));
+              const result = await record(h, name, policy, batch);
+              const expected = reducer.record(reference, policy, result.snapshot.now, batch);
+              const at = `${trip.kind}, round ${round}, step ${step}: ${JSON.stringify(batch)}`;
+              assert.equal(result.snapshot.state, expected.snapshot.state, at);
+              assert.equal(result.snapshot.generation, expected.snapshot.generation, at);
+              assert.equal(
+                result.snapshot.counts.consecutiveFailures,
+                expected.snapshot.counts.consecutiveFailures,
+                at,
+              );
+              assert.equal(result.snapshot.counts.failures, expected.snapshot.counts.failures, at);
+              assert.equal(result.belowQuorum === true, expected.belowQuorum === true, at);
+            }
+          }
+        }
       });
 
       test('a quorum of 1 (one active reporter) opens as without one', async (h, key) => {
