@@ -125,6 +125,7 @@ function tenantOutageRows(report: DemoReport): string[][] {
     ],
     ['jobs deferred by retryAfterMs (each job once)', '-', String(b.jobsDeferred), ''],
     ['deferrals (a job can be deferred again)', '-', String(b.deferrals), ''],
+    ...rejectionRows([a, b]).map((row) => [...row, '']),
     ['outage detected after', '-', ms(b.detectMs), ''],
     ['recovered (closed) after the outage ended', '-', ms(b.recoverMs), ''],
   ];
