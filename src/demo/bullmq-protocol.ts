@@ -51,7 +51,8 @@ export type BullmqFromWorker =
   | { readonly t: 'ready' }
   /** Calls that reached the failing downstream while it was down. */
   | { readonly t: 'wasted'; readonly calls: number }
-  | { readonly t: 'deferred'; readonly id: string }
+  /** A breaker rejected the job (for `reason`) and `withBreaker` deferred it. */
+  | { readonly t: 'deferred'; readonly id: string; readonly reason: string }
   | { readonly t: 'done'; readonly tenant: number; readonly enqueuedAt: number }
   | { readonly t: 'state'; readonly tenant: number; readonly to: string }
   | { readonly t: 'metrics'; readonly id: number; readonly metrics: MetricsJson }

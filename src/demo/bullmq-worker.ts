@@ -74,7 +74,7 @@ async function configure(config: Config): Promise<void> {
     ? withBreaker<BullmqJobData>({
         breaker: (job) => breakers[job.data.tenant]!,
         process: (job) => call(job),
-        onDeferred: (job) => send({ t: 'deferred', id: job.id! }),
+        onDeferred: (job, error) => send({ t: 'deferred', id: job.id!, reason: error.reason }),
       })
     : (job: Job<BullmqJobData>) => call(job);
   const w = new Worker<BullmqJobData>(config.queue, processor, {

@@ -80,7 +80,7 @@ async function startWorkers(
             case 'wasted':
               return run.wasted(message.calls);
             case 'deferred':
-              return run.deferred(message.id);
+              return run.deferred(message.id, message.reason);
             case 'done':
               return run.done(message.tenant, message.enqueuedAt);
             case 'state':

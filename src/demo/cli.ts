@@ -7,7 +7,6 @@
  */
 import { writeFileSync } from 'node:fs';
 
-import { BreakerFactory } from '../factory.js';
 import type * as BullmqDemo from './bullmq.js';
 import type { BullmqDeployment } from './bullmq.js';
 import { startDemoDashboard } from './dashboard.js';
@@ -20,8 +19,9 @@ import type { DemoOptions } from './options.js';
 import { checkRedis, maskPassword } from './redis-connection.js';
 import { renderHtml, renderJson, renderText } from './report.js';
 import type { DemoReport } from './report.js';
-import { breakerOptions, runQueue, tenantBreaker } from './simulation.js';
-import type { Deployment, Progress, RunResult, TenantContext } from './simulation.js';
+import { VARIANTS, experimentOf, runQueue } from './simulation.js';
+import type { Deployment, Progress, RunResult } from './simulation.js';
+import { variantBreakers, variantLabel } from './variants.js';
 
 /** Where the runs happen: a `Deployment` of the simulated queue, or a BullMQ queue. */
 type Mode =
@@ -37,7 +37,11 @@ function progressPrinter(options: DemoOptions): (label: string) => (p: Progress)
     let lastLine = -1;
     return (p) => {
       const left = p.left === undefined ? '' : `, draining: ${p.left} jobs left`;
-      const text = `calls to the failing downstream ${p.wastedCalls}, jobs deferred ${p.jobsDeferred}, deferrals ${p.deferrals}, breakers open ${p.open}${left}`;
+      const calls =
+        p.tooManyRequests === undefined
+          ? `calls to the failing downstream ${p.wastedCalls}`
+          : `429s from the downstream ${p.tooManyRequests}`;
+      const text = `${calls}, jobs deferred ${p.jobsDeferred}, deferrals ${p.deferrals}, breakers open ${p.open}${left}`;
       const elapsed = Math.min(p.elapsedMs, scenario.durationMs) / 1000;
       if (tty) {
         const width = 24;
@@ -141,7 +145,7 @@ async function demo(options: DemoOptions): Promise<void> {
           `  (read-only: ${dashboard.url}; the tenants' breakers appear in the run with breakers)\n`,
       );
     }
-    await runBoth(options, mode, metrics, interrupt.signal);
+    await runAll(options, mode, metrics, interrupt.signal);
     stopSignalCleanup();
     if (dashboard !== undefined) {
       process.stderr.write(`\nThe dashboard stays open at ${dashboard.urlWithActions}; Ctrl-C stops it.\n`);
@@ -163,7 +167,7 @@ async function loadBullmq(): Promise<typeof BullmqDemo> {
   }
 }
 
-async function runBoth(
+async function runAll(
   options: DemoOptions,
   mode: Mode,
   metrics: MetricsServer | undefined,
@@ -172,12 +176,11 @@ async function runBoth(
   const { scenario } = options;
   const tty = process.stderr.isTTY && options.json !== '-';
   const progress = progressPrinter(options);
-  const runs: Array<{ label: string; withBreakers: boolean }> = [
-    { label: 'without breakers', withBreakers: false },
-    { label: 'with per-tenant breakers', withBreakers: true },
-  ];
+  const bullmq = mode.kind === 'bullmq';
   const results: RunResult[] = [];
-  for (const { label, withBreakers } of runs) {
+  for (const variant of VARIANTS[experimentOf(scenario)]) {
+    const withBreakers = variant !== 'none';
+    const label = variant === 'none' ? 'without breakers' : `with ${variantLabel(variant, scenario)}`;
     const onMetrics =
       metrics !== undefined && withBreakers
         ? { onMetrics: (source: MetricsSource) => metrics.serve(source) }
@@ -195,39 +198,32 @@ async function runBoth(
         ...onMetrics,
       });
     } else {
-      // In this process, one factory for the run with breakers (the other has none).
-      const factory =
-        withBreakers && mode.deployment.kind === 'in-process'
-          ? new BreakerFactory<TenantContext>(breakerOptions(scenario, undefined))
-          : undefined;
-      if (factory !== undefined && metrics !== undefined) {
-        const read = await factoryMetrics(factory);
+      // In this process, one factory per run with breakers (the first run has none).
+      const made = mode.deployment.kind === 'in-process' ? variantBreakers(variant, scenario) : undefined;
+      if (made !== undefined && metrics !== undefined) {
+        const read = await factoryMetrics(made.factory);
         metrics.serve(async () => [await read()]);
       }
       result = await runQueue(scenario, {
         withBreakers,
+        variant,
         deployment: mode.deployment,
-        makeBreakers: () =>
-          factory === undefined
-            ? []
-            : Array.from({ length: scenario.tenants }, (_, i) => tenantBreaker(factory, i)),
+        ...(made === undefined ? {} : { makeBreakers: made.breakers }),
         onProgress: progress(label),
         ...onMetrics,
       });
-      await factory?.close();
+      await made?.factory.close();
     }
     if (tty) process.stderr.write('\n');
     results.push(result);
   }
-  const [without, withBreakers] = results as [RunResult, RunResult];
   if (tty) process.stderr.write('\n');
 
   const report: DemoReport = {
     scenario,
     store: storeDescription(options, mode),
-    without,
-    with: withBreakers,
-    ...(mode.kind === 'bullmq' ? { bullmq: true } : {}),
+    runs: results,
+    ...(bullmq ? { bullmq: true } : {}),
   };
   if (options.json === '-') {
     process.stdout.write(renderJson(report));

@@ -9,9 +9,17 @@ import { parseArgs } from 'node:util';
 import { DemoError } from './demo-error.js';
 import { DEFAULT_SCENARIO } from './simulation.js';
 import type { FailurePattern, Scenario } from './simulation.js';
+import { ESCALATION, THROTTLE } from './variants.js';
+
+/** `--provider-outage` without `--tenants`, `--workers` or `--rate`: see docs/demo.md. */
+export const PROVIDER_OUTAGE_DEFAULTS = Object.freeze({ tenants: 40, workers: 16, jobsPerSecond: 6 });
+/** `--downstream-limit N` without `--tenants`, `--workers` or `--rate`: see docs/demo.md. */
+export const DOWNSTREAM_LIMIT_DEFAULTS = Object.freeze({ tenants: 6, workers: 16, jobsPerSecond: 120 });
 
 export const HELP = `circuitry demo: a multi-tenant job queue with one failing downstream, run twice:
 workers retrying failed jobs in place, then per-tenant circuit breakers deferring them.
+Or the downstream down for every tenant (--provider-outage), or limiting the calls in flight
+(--downstream-limit N), each run with the breakers' answers to it.
 
 Usage: npm start -- [options]              (in a clone of the repository)
        npx circuitry demo [options]        (where the package is installed)
@@ -61,6 +69,20 @@ Also:  npm run flaky-server -- --help      (a flaky HTTP service for your own te
                      the run and keep it open after the run until Ctrl-C, to watch tenants
                      open and close
   --dashboard-port N the dashboard's port (default 7070; 0 picks a free one)
+  --provider-outage  another comparison: the downstream is down for every tenant during the
+                     outage. Three runs: retry in worker, per-tenant breakers, and per-tenant
+                     breakers with escalate { maxOpenFraction: ${ESCALATION.maxOpenFraction}, minBreakers: ${ESCALATION.minBreakers} }
+                     (downstream/* opens for every tenant once enough of them are open).
+                     Defaults then: --tenants ${PROVIDER_OUTAGE_DEFAULTS.tenants}, --workers ${PROVIDER_OUTAGE_DEFAULTS.workers}, --rate ${PROVIDER_OUTAGE_DEFAULTS.jobsPerSecond}; --failing does
+                     not apply. In this process only: not with --redis, --bullmq, --dashboard
+  --downstream-limit N
+                     another comparison: no outage, but the downstream answers 429 at once to
+                     any call beyond N in flight (across every worker). Four runs: retry in
+                     worker, per-tenant breakers, per-tenant breakers with trip:
+                     adaptiveThrottle({ windowMs: ${THROTTLE.windowMs} }), and one breaker for the downstream
+                     with maxConcurrent: N. N must be below --workers (default then ${DOWNSTREAM_LIMIT_DEFAULTS.workers});
+                     --failing, --outage and --pattern do not apply. In this process only:
+                     not with --redis, --bullmq, --dashboard
   --help             this text
 
 Exit codes: 0 done, 1 the store cannot be reached or the run failed, 2 bad usage,
@@ -165,6 +187,8 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
         bullmq: { type: 'boolean' },
         dashboard: { type: 'boolean' },
         'dashboard-port': { type: 'string' },
+        'provider-outage': { type: 'boolean' },
+        'downstream-limit': { type: 'string' },
         help: { type: 'boolean' },
       },
     }).values;
@@ -172,9 +196,53 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
     return usage((error as Error).message);
   }
   if (parsed.help) return 'help';
-  const tenants = positive('tenants', parsed.tenants, DEFAULT_SCENARIO.tenants);
-  const failing = parsed.failing === '0' ? 0 : positive('failing', parsed.failing, DEFAULT_SCENARIO.failing);
-  if (failing >= tenants) usage('--failing must leave at least one healthy tenant');
+  const providerOutage = parsed['provider-outage'] === true;
+  const downstreamLimit =
+    parsed['downstream-limit'] === undefined
+      ? 0
+      : positive('downstream-limit', parsed['downstream-limit'], 0);
+  if (providerOutage && downstreamLimit > 0)
+    usage('--provider-outage and --downstream-limit are two different comparisons: give one of them');
+  const inProcessOnly = providerOutage
+    ? '--provider-outage'
+    : downstreamLimit > 0
+      ? '--downstream-limit'
+      : null;
+  if (inProcessOnly !== null) {
+    const other = ['redis', 'bullmq', 'dashboard'].find((flag) => parsed[flag as 'redis'] !== undefined);
+    if (other !== undefined)
+      usage(`${inProcessOnly} runs its workers in this process only: --${other} is not supported with it`);
+  }
+  if (providerOutage && parsed.failing !== undefined)
+    usage('--provider-outage takes the downstream down for every tenant: --failing does not apply');
+  if (downstreamLimit > 0) {
+    const other = ['failing', 'outage', 'pattern'].find((flag) => parsed[flag as 'failing'] !== undefined);
+    if (other !== undefined)
+      usage(`--downstream-limit has no outage, only the limit: --${other} does not apply`);
+  }
+  const defaults = providerOutage
+    ? PROVIDER_OUTAGE_DEFAULTS
+    : downstreamLimit > 0
+      ? DOWNSTREAM_LIMIT_DEFAULTS
+      : DEFAULT_SCENARIO;
+  const tenants = positive('tenants', parsed.tenants, defaults.tenants);
+  const failing = providerOutage
+    ? tenants
+    : downstreamLimit > 0
+      ? 0
+      : parsed.failing === '0'
+        ? 0
+        : positive('failing', parsed.failing, DEFAULT_SCENARIO.failing);
+  if (!providerOutage && downstreamLimit === 0 && failing >= tenants)
+    usage('--failing must leave at least one healthy tenant');
+  const workers = positive('workers', parsed.workers, defaults.workers);
+  if (downstreamLimit >= workers) {
+    usage(
+      `--downstream-limit ${downstreamLimit} must be below --workers (${workers}): with no more workers than the limit, no call is ever over it`,
+    );
+  }
+  if (downstreamLimit > 1_000)
+    usage('--downstream-limit must be at most 1000 (maxConcurrent allows 1 to 1,000)');
   let outage = DEFAULT_SCENARIO.outage;
   if (parsed.outage !== undefined) {
     const m = /^(0?\.\d+|0)-(0?\.\d+|1)$/.exec(parsed.outage);
@@ -232,13 +300,15 @@ export function parseDemoArgs(args: readonly string[]): DemoOptions | 'help' {
       ...DEFAULT_SCENARIO,
       tenants,
       failing,
-      workers: positive('workers', parsed.workers, DEFAULT_SCENARIO.workers),
+      workers,
       durationMs: positive('duration', parsed.duration, DEFAULT_SCENARIO.durationMs / 1000, false) * 1000,
-      jobsPerSecond: positive('rate', parsed.rate, DEFAULT_SCENARIO.jobsPerSecond),
+      jobsPerSecond: positive('rate', parsed.rate, defaults.jobsPerSecond),
       outage,
       pattern,
       seed,
       rampMs,
+      providerOutage,
+      downstreamLimit,
     },
     redisUrl,
     bullmq: parsed.bullmq === true,

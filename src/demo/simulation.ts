@@ -48,6 +48,16 @@ export interface Scenario {
   readonly retryBackoffMs: number;
   /** The breakers' recovery ramp after a close (`recovery.rampMs`; 0: none). */
   readonly rampMs: number;
+  /**
+   * `--provider-outage`: the downstream is down for every tenant during the outage (`failing` is
+   * then every tenant), and the run with breakers is repeated with escalation to the provider.
+   */
+  readonly providerOutage: boolean;
+  /**
+   * `--downstream-limit N`: the downstream answers 429 (a failure, at once) to any call beyond
+   * this many in flight at once across every worker; no tenant has an outage. 0: no limit.
+   */
+  readonly downstreamLimit: number;
 }
 
 export const DEFAULT_SCENARIO: Scenario = {
@@ -64,6 +74,34 @@ export const DEFAULT_SCENARIO: Scenario = {
   retries: 3,
   retryBackoffMs: 25,
   rampMs: 0,
+  providerOutage: false,
+  downstreamLimit: 0,
+};
+
+/**
+ * What a demo run compares: one tenant's outage (the default), the provider's outage for every
+ * tenant (`--provider-outage`), or a downstream that limits calls in flight (`--downstream-limit`).
+ */
+export type Experiment = 'tenant-outage' | 'provider-outage' | 'downstream-limit';
+
+export function experimentOf(scenario: Scenario): Experiment {
+  if (scenario.providerOutage) return 'provider-outage';
+  return scenario.downstreamLimit > 0 ? 'downstream-limit' : 'tenant-outage';
+}
+
+/**
+ * How one run protects the downstream: `none` (retries in the worker, or BullMQ's), `breakers`
+ * (one per tenant), `escalation` (one per tenant, and the base name opens for all of them when
+ * enough are open), `throttle` (one per tenant, `trip: adaptiveThrottle()`), `concurrency` (one
+ * breaker for the downstream with `maxConcurrent` its limit).
+ */
+export type Variant = 'none' | 'breakers' | 'escalation' | 'throttle' | 'concurrency';
+
+/** The runs of each experiment, in order. */
+export const VARIANTS: Readonly<Record<Experiment, readonly Variant[]>> = {
+  'tenant-outage': ['none', 'breakers'],
+  'provider-outage': ['none', 'breakers', 'escalation'],
+  'downstream-limit': ['none', 'breakers', 'throttle', 'concurrency'],
 };
 
 export interface Job {
@@ -76,8 +114,8 @@ export interface Job {
 /** What a worker did with a job. */
 export type JobOutcome =
   | { readonly kind: 'done' }
-  /** The breaker rejected it: run it again after `notBefore`. */
-  | { readonly kind: 'deferred'; readonly notBefore: number }
+  /** The breaker rejected it (for `reason`): run it again after `notBefore`. */
+  | { readonly kind: 'deferred'; readonly notBefore: number; readonly reason: string }
   /** Failed after every in-worker retry: back to the end of the queue. */
   | { readonly kind: 'gave-up' };
 
@@ -92,6 +130,8 @@ export interface Sample {
 
 export interface RunResult {
   readonly withBreakers: boolean;
+  /** How this run protected the downstream (`none` is the run without breakers). */
+  readonly variant: Variant;
   /** Calls that reached a failing downstream while it was down. */
   readonly wastedCalls: number;
   /** Jobs of healthy tenants completed per second, over the whole run. */
@@ -100,14 +140,40 @@ export interface RunResult {
   readonly healthyThroughputDuringOutage: number;
   readonly healthyP50Ms: number;
   readonly healthyP99Ms: number;
+  /**
+   * The healthy tenants' lowest jobs per second in any 250 ms window from the outage's start to
+   * the run's end (from the run's start with `--downstream-limit`, which has no outage); null
+   * when every tenant failed (`--provider-outage`).
+   */
+  readonly healthyMinThroughput: number | null;
+  /** `healthyMinThroughput` as a share (0-1) of the rate the healthy tenants enqueue jobs at. */
+  readonly healthyMinThroughputShare: number | null;
+  /** Jobs of every tenant completed per second, over the whole run. */
+  readonly throughput: number;
+  /** Jobs of every tenant completed per second while the downstream was down. */
+  readonly throughputDuringOutage: number;
+  /** Every tenant's jobs: p50 and p99 latency, enqueue to completion. */
+  readonly p50Ms: number;
+  readonly p99Ms: number;
   /** Distinct jobs a breaker deferred by its retryAfterMs at least once. */
   readonly jobsDeferred: number;
   /** Deferrals: a job deferred three times counts three. */
   readonly deferrals: number;
+  /** The deferrals by the breaker's reject reason (`open`, `base-open`, `concurrency-limit`...). */
+  readonly rejections: Readonly<Record<string, number>>;
   /** From the outage's start to the first failing tenant's breaker opening (ms), or null. */
   readonly detectMs: number | null;
   /** From the outage's end to the last failing tenant's breaker closing (ms), or null. */
   readonly recoverMs: number | null;
+  /** From the outage's start to the base name's breaker (`downstream/*`) opening (ms), or null. */
+  readonly escalatedMs: number | null;
+  /**
+   * From the outage's end until every failing tenant (every tenant, with `--provider-outage`)
+   * had a job completed again (ms), or null if one had none before the run ended.
+   */
+  readonly servedAgainMs: number | null;
+  /** `--downstream-limit`: what the downstream saw. */
+  readonly downstream?: DownstreamStats;
   /** Transitions announced (one per transition, whichever process won it): `transitions.length`. */
   readonly transitionCount: number;
   /** Each of them: when (ms into the run), which tenant, to which state. */
@@ -119,8 +185,22 @@ export interface RunResult {
 
 export interface Transition {
   readonly t: number;
+  /** The tenant whose breaker it was; -1 for a breaker of no one tenant (see `breaker`). */
   readonly tenant: number;
   readonly to: string;
+  /** The name of a breaker of no one tenant: `downstream/*` (escalation), `downstream`. */
+  readonly breaker?: string;
+}
+
+/** `--downstream-limit`: the calls the downstream saw, and those it refused with a 429. */
+export interface DownstreamStats {
+  readonly limit: number;
+  /** Calls that reached it, refused ones included. */
+  readonly calls: number;
+  /** Calls it answered 429 because `limit` calls were in flight already. */
+  readonly tooManyRequests: number;
+  /** The most calls it had in flight at once (never above `limit`: those over it are refused). */
+  readonly maxInFlight: number;
 }
 
 export interface Progress {
@@ -132,6 +212,8 @@ export interface Progress {
   readonly deferrals: number;
   /** Jobs still to complete after the run (BullMQ drains its queue). */
   readonly left?: number;
+  /** `--downstream-limit`: the downstream's 429s so far. */
+  readonly tooManyRequests?: number;
   readonly open: number;
 }
 
@@ -201,10 +283,13 @@ export class Downstream {
   readonly #scenario: Scenario;
   readonly #now: () => number;
   readonly #decide: (tenant: number) => boolean;
+  readonly #limit: DownstreamLimit | undefined;
 
-  constructor(scenario: Scenario, now: () => number, salt = 0) {
+  /** `limit`: the calls in flight, shared by every worker's view of the downstream. */
+  constructor(scenario: Scenario, now: () => number, salt = 0, limit?: DownstreamLimit) {
     this.#scenario = scenario;
     this.#now = now;
+    this.#limit = limit;
     const pattern = scenario.pattern;
     if (pattern.kind === 'rate') {
       const random = seededRandom(scenario.seed + salt * 104_729);
@@ -230,6 +315,25 @@ export class Downstream {
   }
 
   async call(tenant: number): Promise<void> {
+    const limit = this.#limit;
+    if (limit === undefined) return this.#serve(tenant);
+    limit.calls += 1;
+    if (limit.inFlight >= limit.limit) {
+      limit.tooManyRequests += 1;
+      // Refused at once: the answer costs a round trip, not the work.
+      await sleep(1);
+      throw new TooManyRequestsError(limit.limit);
+    }
+    limit.inFlight += 1;
+    limit.maxInFlight = Math.max(limit.maxInFlight, limit.inFlight);
+    try {
+      await this.#serve(tenant);
+    } finally {
+      limit.inFlight -= 1;
+    }
+  }
+
+  async #serve(tenant: number): Promise<void> {
     if (this.isDown(tenant)) {
       this.wastedCalls += 1;
       if (!this.#decide(tenant)) {
@@ -240,6 +344,35 @@ export class Downstream {
     await sleep(this.#scenario.callMs);
   }
 }
+
+/** The downstream's answer to a call beyond its limit: HTTP 429, Too Many Requests. */
+export class TooManyRequestsError extends Error {
+  readonly status = 429;
+  constructor(limit: number) {
+    super(`429 Too Many Requests: ${limit} calls in flight already`);
+    this.name = 'TooManyRequestsError';
+  }
+}
+
+/**
+ * `--downstream-limit N`: the downstream's calls in flight, across every worker of this process,
+ * and what it answered.
+ */
+export class DownstreamLimit {
+  inFlight = 0;
+  calls = 0;
+  tooManyRequests = 0;
+  maxInFlight = 0;
+  constructor(readonly limit: number) {}
+
+  stats(): DownstreamStats {
+    const { limit, calls, tooManyRequests, maxInFlight } = this;
+    return { limit, calls, tooManyRequests, maxInFlight };
+  }
+}
+
+/** The shortest deferral of a job a breaker rejected (ms). */
+export const MIN_DEFER_MS = 10;
 
 /**
  * One worker's handling of one job. Without a breaker, a failed call is retried in place with
@@ -259,8 +392,13 @@ export async function processJob(
       else await breaker.execute(() => downstream.call(job.tenant));
       return { kind: 'done' };
     } catch (error) {
-      // The breaker's answer: come back later, and let this worker serve someone else.
-      if (isCircuitOpenError(error)) return { kind: 'deferred', notBefore: now() + error.retryAfterMs };
+      // The breaker's answer: come back later, and let this worker serve someone else. Not
+      // sooner than MIN_DEFER_MS, as a queue defers (circuitry/bullmq: `minDelayMs`): a hint of
+      // 1 ms would have the workers take the same jobs again and again.
+      if (isCircuitOpenError(error)) {
+        const delay = Math.max(MIN_DEFER_MS, error.retryAfterMs);
+        return { kind: 'deferred', notBefore: now() + delay, reason: error.reason };
+      }
       if (attempt >= scenario.retries) return { kind: 'gave-up' };
       await sleep(scenario.retryBackoffMs * 2 ** attempt);
     }
@@ -285,7 +423,7 @@ class Run extends Measurements {
   settle(job: Job, outcome: JobOutcome, wastedCalls: number): void {
     this.wasted(wastedCalls);
     if (outcome.kind === 'deferred') {
-      this.deferred(job.id);
+      this.deferred(job.id, outcome.reason);
       job.notBefore = outcome.notBefore;
       this.queue.push(job);
     } else if (outcome.kind === 'gave-up') {
@@ -307,10 +445,12 @@ function inProcessWorkers(
   scenario: Scenario,
   breakers: ReadonlyArray<CircuitBreaker<TenantContext>>,
   isRunning: () => boolean,
+  limit: DownstreamLimit | undefined,
 ): Workers {
   const worker = async (index: number): Promise<void> => {
-    // One per worker, so the calls counted while a job runs are this worker's own.
-    const downstream = new Downstream(scenario, run.now, index + 1);
+    // One per worker, so the calls counted while a job runs are this worker's own (the calls in
+    // flight, for --downstream-limit, are every worker's).
+    const downstream = new Downstream(scenario, run.now, index + 1, limit);
     while (isRunning()) {
       const job = run.take();
       if (job === undefined) {
@@ -320,6 +460,9 @@ function inProcessWorkers(
       const before = downstream.wastedCalls;
       const outcome = await processJob(job, breakers[job.tenant], downstream, scenario, run.now);
       run.settle(job, outcome, downstream.wastedCalls - before);
+      // A rejection settles in microtasks alone: yield, as a queue's round trip would, so the
+      // timers (the calls, the sampling) are not starved by workers deferring job after job.
+      if (outcome.kind === 'deferred') await new Promise((resolve) => setImmediate(resolve));
     }
   };
   const all = Array.from({ length: scenario.workers }, (_, i) => worker(i));
@@ -428,18 +571,30 @@ async function processWorkers(
   };
 }
 
+/** The breakers of an in-process run. */
+export interface BreakerSet {
+  /** The breaker each tenant's calls go through: its own, or one every tenant shares. */
+  readonly byTenant: ReadonlyArray<CircuitBreaker<TenantContext>>;
+  /** Whether `byTenant[i]` is tenant i's own: its state changes are then reported as tenant i's. */
+  readonly perTenant: boolean;
+  /** Breakers of no one tenant, reported by name: the base name's (`downstream/*`), the downstream's. */
+  readonly shared: ReadonlyArray<CircuitBreaker<TenantContext>>;
+}
+
 /**
  * Runs the job queue once, for real time, and measures it: every tenant enqueues
  * `jobsPerSecond` jobs, `workers` workers take them, and the failing tenants' downstream fails
- * during the outage. `makeBreakers` builds one breaker per tenant (in-process runs); `null` runs
- * without breakers.
+ * during the outage. `makeBreakers` builds the breakers (in-process runs: one per tenant, see
+ * `variantBreakers`); without it, or with `withBreakers` false, the run has none.
  */
 export async function runQueue(
   scenario: Scenario,
   options: {
     readonly withBreakers: boolean;
+    /** What the result says the run was: by default `breakers` or `none`, as `withBreakers`. */
+    readonly variant?: Variant;
     readonly deployment: Deployment;
-    readonly makeBreakers?: () => Array<CircuitBreaker<TenantContext>>;
+    readonly makeBreakers?: () => BreakerSet;
     readonly onProgress?: (progress: Progress) => void;
     /**
      * Worker processes with `deployment.metrics`: where to read their metrics during the run,
@@ -451,6 +606,7 @@ export async function runQueue(
   const run = new Run(scenario);
   let running = true;
   let workers: Workers;
+  let limit: DownstreamLimit | undefined;
   if (options.deployment.kind === 'processes') {
     const started = await processWorkers(run, scenario, options.withBreakers, options.deployment);
     // The clock starts once every process is connected.
@@ -469,27 +625,57 @@ export async function runQueue(
     onMetrics?.(started.metrics);
     started.start();
   } else {
-    const breakers = options.withBreakers && options.makeBreakers !== undefined ? options.makeBreakers() : [];
-    breakers.forEach((breaker, i) => breaker.onStateChange((event) => run.stateChanged(i, event.to)));
-    workers = inProcessWorkers(run, scenario, breakers, () => running);
+    const breakers =
+      options.withBreakers && options.makeBreakers !== undefined
+        ? options.makeBreakers()
+        : { byTenant: [], perTenant: true, shared: [] };
+    if (breakers.perTenant) {
+      breakers.byTenant.forEach((breaker, i) =>
+        breaker.onStateChange((event) => run.stateChanged(i, event.to)),
+      );
+    }
+    for (const breaker of breakers.shared)
+      breaker.onStateChange((event) => run.sharedStateChanged(breaker.name, event.to));
+    limit = scenario.downstreamLimit > 0 ? new DownstreamLimit(scenario.downstreamLimit) : undefined;
+    workers = inProcessWorkers(run, scenario, breakers.byTenant, () => running, limit);
   }
 
-  // Every tenant enqueues jobs at the same rate, for the whole run.
+  // Every tenant enqueues jobs at the same rate, for the whole run: a job each at every tick.
+  // Against a limit of calls in flight (--downstream-limit), the jobs of a tick come in a seeded
+  // random order: in a fixed one, the same tenants would always be the last of each burst, the
+  // ones the downstream refuses.
+  const order = Array.from({ length: scenario.tenants }, (_, i) => i);
+  const shuffle = scenario.downstreamLimit > 0 ? seededRandom(scenario.seed * 7_727 + 1) : null;
   const producer = (async () => {
     const interval = 1_000 / scenario.jobsPerSecond;
     let next = 0;
     while (running) {
       const t = run.now();
       while (next <= t) {
-        for (let tenant = 0; tenant < scenario.tenants; tenant++) run.enqueue(tenant, next);
+        if (shuffle !== null) {
+          for (let i = order.length - 1; i > 0; i--) {
+            const j = Math.floor(shuffle() * (i + 1));
+            [order[i], order[j]] = [order[j]!, order[i]!];
+          }
+        }
+        for (const tenant of order) run.enqueue(tenant, next);
         next += interval;
       }
       await sleep(Math.max(1, next - t));
     }
   })();
 
-  const timeline = await run.sample(options.onProgress);
+  const onProgress = options.onProgress;
+  const timeline = await run.sample(
+    onProgress === undefined
+      ? undefined
+      : (progress) =>
+          onProgress(
+            limit === undefined ? progress : { ...progress, tooManyRequests: limit.tooManyRequests },
+          ),
+  );
   running = false;
   await Promise.all([producer, workers.stop()]);
-  return run.result(options.withBreakers, timeline);
+  const result = run.result(options.withBreakers, timeline, options.variant);
+  return limit === undefined ? result : { ...result, downstream: limit.stats() };
 }

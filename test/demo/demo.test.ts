@@ -456,3 +456,189 @@ describe('the demo (npm start)', { timeout: 120_000 }, () => {
     assert.match(out, /answered 3 requests, 1 failed/);
   });
 });
+
+interface Rejections {
+  readonly [reason: string]: number;
+}
+
+interface RunOf extends Run {
+  variant: string;
+  throughput: number;
+  p99Ms: number;
+  healthyMinThroughput: number | null;
+  healthyMinThroughputShare: number | null;
+  rejections: Rejections;
+  escalatedMs: number | null;
+  servedAgainMs: number | null;
+  downstream?: { limit: number; calls: number; tooManyRequests: number; maxInFlight: number };
+}
+
+interface ReportOf {
+  scenario: {
+    tenants: number;
+    failing: number;
+    workers: number;
+    jobsPerSecond: number;
+    providerOutage: boolean;
+    downstreamLimit: number;
+  };
+  experiment: string;
+  without: RunOf;
+  with: RunOf;
+  withEscalation?: RunOf;
+  withThrottle?: RunOf;
+  withMaxConcurrent?: RunOf;
+}
+
+/** Every deferral has the reason the breaker gave; none without breakers. */
+function assertRejectionsAddUp(run: RunOf): void {
+  const sum = Object.values(run.rejections).reduce((a, b) => a + b, 0);
+  assert.equal(sum, run.deferrals, `${run.variant}: ${JSON.stringify(run.rejections)} vs ${run.deferrals}`);
+}
+
+describe('the demo: the worst window, --provider-outage and --downstream-limit', { timeout: 150_000 }, () => {
+  it("reports the healthy tenants' worst 250 ms after the outage began, and marks --ramp in the HTML report", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'circuitry-demo-'));
+    const html = join(dir, 'report.html');
+    const json = join(dir, 'report.json');
+    try {
+      // The outage ends early, so tenant-a's breaker closes, and ramps, within the run.
+      const { stdout } = await demo(
+        ...['--duration', '4', '--outage', '0.2-0.4', '--ramp', '500', '--json', json, '--html', html],
+      );
+      assert.match(
+        stdout,
+        /^healthy tenants: jobs\/s in the worst 250 ms since the outage began +\d+ \(\d+% of 300\) +\d+ \(\d+% of 300\)/m,
+      );
+      const report = JSON.parse(readFileSync(json, 'utf8')) as ReportOf;
+      assert.equal(report.experiment, 'tenant-outage');
+      // Two runs, as ever: no withEscalation, withThrottle or withMaxConcurrent.
+      assert.deepEqual(
+        Object.keys(report).filter((key) => key.startsWith('with')),
+        ['without', 'with'],
+      );
+      for (const run of [report.without, report.with]) {
+        assert.equal(typeof run.healthyMinThroughput, 'number');
+        // A share of the rate the five healthy tenants enqueue (5 x 60 jobs/s).
+        assert.equal(run.healthyMinThroughputShare, run.healthyMinThroughput! / 300);
+        assert.ok(run.healthyMinThroughput! >= 0);
+        assertRejectionsAddUp(run);
+      }
+      assert.deepEqual(report.without.rejections, {});
+      assert.equal(report.without.variant, 'none');
+      assert.equal(report.with.variant, 'breakers');
+      assert.ok((report.with.rejections.open ?? 0) > 0, JSON.stringify(report.with.rejections));
+
+      const page = readFileSync(html, 'utf8');
+      const closed = report.with.transitions.find(
+        (t) => t.breaker === 'downstream/tenant-a' && t.to === 'closed',
+      );
+      assert.ok(closed !== undefined, 'tenant-a closed within the run');
+      assert.match(page, /<title>tenant-a: recovery ramp from \d+\.\d\d s to \d+\.\d\d s<\/title>/);
+      assert.match(page, /recovery ramp \(--ramp 500/, 'in the legend');
+      assert.equal(page.match(/<figure><figcaption>/g)?.length, 2);
+      assert.doesNotMatch(page, /<script|<link|<img|url\(/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('--provider-outage: every tenant down; escalation sends fewer calls to the provider than per-tenant breakers', async () => {
+    const { stdout } = await demo('--provider-outage', '--duration', '6', '--json');
+    const report = JSON.parse(stdout) as ReportOf;
+    assert.equal(report.experiment, 'provider-outage');
+    // The scenario's defaults: 40 tenants, all of them failing, on 16 workers.
+    assert.equal(report.scenario.providerOutage, true);
+    assert.equal(report.scenario.tenants, 40);
+    assert.equal(report.scenario.failing, 40);
+    assert.equal(report.scenario.workers, 16);
+    const { without, with: breakers, withEscalation: escalated } = report;
+    assert.ok(escalated !== undefined);
+    assert.deepEqual(
+      [without.variant, breakers.variant, escalated.variant],
+      ['none', 'breakers', 'escalation'],
+    );
+    // The breakers stop calling the provider; escalation stops every tenant once enough are open.
+    assert.ok(
+      escalated.wastedCalls < breakers.wastedCalls && breakers.wastedCalls < without.wastedCalls,
+      `calls while down: ${without.wastedCalls}, ${breakers.wastedCalls}, ${escalated.wastedCalls}`,
+    );
+    assert.ok((escalated.rejections['base-open'] ?? 0) > 0, JSON.stringify(escalated.rejections));
+    assert.equal(breakers.rejections['base-open'], undefined);
+    assert.notEqual(escalated.escalatedMs, null);
+    assert.equal(breakers.escalatedMs, null);
+    assert.ok(escalated.transitions.some((t) => t.breaker === 'downstream/*' && t.to === 'open'));
+    for (const run of [without, breakers, escalated]) {
+      assertRejectionsAddUp(run);
+      // No healthy tenant to measure.
+      assert.equal(run.healthyMinThroughput, null);
+      assert.equal(typeof run.throughput, 'number');
+    }
+  });
+
+  it('--downstream-limit N: maxConcurrent N keeps the downstream within its limit, so no 429s', async () => {
+    const { stdout } = await demo('--downstream-limit', '4', '--duration', '4', '--json');
+    const report = JSON.parse(stdout) as ReportOf;
+    assert.equal(report.experiment, 'downstream-limit');
+    assert.equal(report.scenario.downstreamLimit, 4);
+    assert.equal(report.scenario.failing, 0);
+    const runs = [report.without, report.with, report.withThrottle, report.withMaxConcurrent];
+    assert.deepEqual(
+      runs.map((run) => run?.variant),
+      ['none', 'breakers', 'throttle', 'concurrency'],
+    );
+    for (const run of runs) {
+      assert.ok(run?.downstream !== undefined);
+      assert.equal(run.downstream.limit, 4);
+      // Calls over the limit are refused, so the downstream never has more than 4 in flight.
+      assert.ok(run.downstream.maxInFlight <= 4, `${run.variant}: ${run.downstream.maxInFlight} in flight`);
+      assert.ok(run.downstream.tooManyRequests <= run.downstream.calls);
+      assertRejectionsAddUp(run);
+    }
+    // 16 workers against 4 slots: retried in place, calls beyond the limit meet 429s.
+    assert.ok(report.without.downstream!.tooManyRequests > 0);
+    // One breaker for the downstream with maxConcurrent 4 never calls beyond it.
+    const limited = report.withMaxConcurrent!;
+    assert.equal(limited.downstream!.tooManyRequests, 0);
+    assert.ok(limited.throughput > 0);
+    for (const reason of Object.keys(limited.rejections)) assert.equal(reason, 'concurrency-limit');
+    for (const reason of Object.keys(report.withThrottle!.rejections)) assert.equal(reason, 'throttled');
+  });
+
+  it('refuses the new comparisons with --redis, --bullmq, --dashboard or the flags they do not use (exit code 2)', async () => {
+    const refusals = [
+      [
+        ['--provider-outage', '--redis', 'redis://127.0.0.1:1'],
+        /--provider-outage runs its workers in this process only: --redis is not supported/,
+      ],
+      [['--provider-outage', '--bullmq'], /--provider-outage runs .*: --bullmq is not supported/],
+      [
+        ['--downstream-limit', '4', '--redis', 'redis://127.0.0.1:1', '--dashboard'],
+        /--downstream-limit runs .*: --redis is not supported/,
+      ],
+      [
+        ['--provider-outage', '--failing', '2'],
+        /--provider-outage takes the downstream down for every tenant: --failing does not apply/,
+      ],
+      [['--provider-outage', '--downstream-limit', '4'], /two different comparisons/],
+      [
+        ['--downstream-limit', '4', '--outage', '0.1-0.5'],
+        /--downstream-limit has no outage.*--outage does not apply/,
+      ],
+      [['--downstream-limit', '16'], /--downstream-limit 16 must be below --workers \(16\)/],
+      [['--downstream-limit', 'many'], /--downstream-limit must be a positive integer/],
+    ] as const;
+    // One after the other: each is a Node process of its own.
+    for (const [args, message] of refusals) {
+      const { code, stdout, stderr } = await demoEnds(args);
+      assert.equal(code, 2, `${args.join(' ')}: ${stderr}`);
+      assert.equal(stdout, '');
+      assert.match(stderr, message);
+      assert.match(stderr, /\(--help lists the options\)\n$/);
+    }
+    const { stdout } = await demo('--help');
+    assert.match(stdout, /--provider-outage {2}/);
+    assert.match(stdout, /--downstream-limit N\n/);
+    assert.match(stdout, /not with --redis, --bullmq, --dashboard/);
+  });
+});
