@@ -513,7 +513,9 @@ export class Coordination implements View, WriterOwner {
     const o = this.#o;
     if (this.#throttle !== null && outcome !== 'failure') this.#throttle.accept(o.clock.now());
     if (outcome === 'success') this.#localReopens = 0;
-    if (admission.lease !== null && !admission.local && this.#probeStartedAt !== 0) {
+    // A probe given back without an outcome (ignored: it may never have run, e.g. a base name's
+    // probe its tenant's own breaker turned away) says nothing of how long probes take.
+    if (admission.lease !== null && !admission.local && this.#probeStartedAt !== 0 && outcome !== 'ignored') {
       const ms = performance.now() - this.#probeStartedAt;
       this.#probeMs = this.#probeMs === 0 ? ms : this.#probeMs + (ms - this.#probeMs) / 4;
     }

@@ -143,6 +143,46 @@ describe('escalation to the provider (escalate)', () => {
     await factory.close();
   });
 
+  it('a base probe its tenant turned away says nothing of how long probes take (the base-open hint)', async () => {
+    const clock = new ManualClock();
+    const factory = factoryWith(clock, { escalate: { maxOpenFraction: 0.5, minBreakers: 2 }, jitter: 0 });
+    for (const tenant of ['b', 'c', 'd']) {
+      for (let i = 0; i < 5; i++) {
+        await factory
+          .breakerFor('api', { tenantId: tenant })
+          .execute(fail)
+          .catch(() => undefined);
+      }
+    }
+    assert.equal((await factory.baseBreaker('api')?.state())?.state, 'open');
+    // Tenant a is forced open by an operator: each base probe it takes is given back unused.
+    await factory.breakerFor('api', { tenantId: 'a' }).force('forced-open');
+    clock.advance(5_000);
+    for (let i = 0; i < 20; i++) {
+      await factory
+        .breakerFor('api', { tenantId: 'a' })
+        .execute(ok)
+        .catch(() => undefined);
+    }
+    let release!: () => void;
+    const running = factory.breakerFor('api', { tenantId: 'x' }).execute(
+      () =>
+        new Promise<string>((resolve) => {
+          release = () => resolve('ok');
+        }),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    await assert.rejects(factory.breakerFor('api', { tenantId: 'y' }).execute(ok), (error: unknown) => {
+      assert.ok(isCircuitOpenError(error));
+      assert.equal(error.reason, 'base-open');
+      assert.ok(error.retryAfterMs >= 100, `retryAfterMs ${error.retryAfterMs}: a hint, not a spin`);
+      return true;
+    });
+    release();
+    assert.equal(await running, 'ok');
+    await factory.close();
+  });
+
   it('a failed probe opens the base name again, with backoff', async () => {
     const clock = new ManualClock();
     const factory = factoryWith(clock, { escalate: { maxOpenFraction: 0.5, minBreakers: 2 }, jitter: 0 });
