@@ -357,6 +357,7 @@ export async function tenantsCases(): Promise<void> {
         'cockatiel, a policy per tenant (Map)': 'cockatiel, a policy per tenant (Map)',
         'circuitry, one breaker': `${COMPILED}, one breaker (no breakerFor)`,
         'circuitry, breakerFor': `${COMPILED}, breakerFor + execute`,
+        'circuitry, held breakers': `${COMPILED}, execute on the same breakers, held in an array (no breakerFor)`,
       },
       false,
     );
