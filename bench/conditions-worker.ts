@@ -286,7 +286,18 @@ async function warm(fresh: boolean): Promise<void> {
   const newPolicy = (): ReturnType<typeof circuitBreaker> =>
     circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) });
   cleanups.push(() => Promise.all(factories.map((f) => f.close())));
+  // Beside them, in the same rounds: the breaker and policy of the warm-paths measurement, the same
+  // every round (what a new breaker changes), and a bare loop.
   measurements.freshClosed = await interleaved(OPS, {
+    bare: async () => {
+      for (let i = 0; i < OPS; i++) await noop();
+    },
+    'circuitry, same breaker': async () => {
+      for (let i = 0; i < OPS; i++) await breaker.execute(noop);
+    },
+    'cockatiel, same policy': async () => {
+      for (let i = 0; i < OPS; i++) await policy.execute(noop);
+    },
     'circuitry, new name': async () => {
       const b = factory.breakerFor(`fresh-${n++}`);
       for (let i = 0; i < OPS; i++) await b.execute(noop);
@@ -301,6 +312,15 @@ async function warm(fresh: boolean): Promise<void> {
     },
   });
   measurements.freshInFlight = await interleaved(OPS, {
+    bare: concurrently(async (more) => {
+      while (more()) await tick();
+    }),
+    'circuitry, same breaker': concurrently(async (more) => {
+      while (more()) await breaker.execute(tick);
+    }),
+    'cockatiel, same policy': concurrently(async (more) => {
+      while (more()) await policy.execute(tick);
+    }),
     'circuitry, new name': async () => {
       const b = factory.breakerFor(`fresh-${n++}`);
       await concurrently(async (more) => {

@@ -180,6 +180,9 @@ export async function warmPathsCases(warm: boolean, fresh: boolean): Promise<voi
     const closed = c.freshClosed!;
     const inFlight = c.freshInFlight!;
     const names = {
+      bare: 'bare',
+      'circuitry, same breaker': `${COMPILED}, the same breaker every round (warm-paths')`,
+      'cockatiel, same policy': "cockatiel, the same policy every round (warm-paths')",
       'circuitry, new name': `${COMPILED}, breakerFor(a new name) each round`,
       'circuitry, new factory': `${COMPILED}, a new BreakerFactory each round`,
       cockatiel: 'cockatiel, a new policy each round',
