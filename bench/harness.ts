@@ -6,6 +6,23 @@ export const quick = process.argv.includes('--quick');
 export const ROUNDS = quick ? 3 : 9;
 export const scale = quick ? 0.1 : 1;
 
+/**
+ * `--only a,b` (or `--only=a,b`): the cases (or groups of cases) to run; null runs them all.
+ * bench/index.ts knows the names.
+ */
+export const only: ReadonlySet<string> | null = (() => {
+  const at = process.argv.findIndex((a) => a === '--only' || a.startsWith('--only='));
+  if (at === -1) return null;
+  const arg = process.argv[at]!;
+  const value = arg === '--only' ? (process.argv[at + 1] ?? '') : arg.slice('--only='.length);
+  return new Set(
+    value
+      .split(',')
+      .map((name) => name.trim())
+      .filter((name) => name !== ''),
+  );
+})();
+
 export type Run = () => Promise<void>;
 
 export interface Result {

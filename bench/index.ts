@@ -1,9 +1,10 @@
 /**
  * `npm run bench`: circuitry side by side with opossum and cockatiel, libraries interleaved round
  * by round so machine drift cancels; medians; then circuitry's stores (Redis, Postgres, DynamoDB on
- * dynalite) and the cases that need other processes (open propagation, a million tenants). Prints
- * a results table and the targets of issue 13 with a verdict each, and writes
- * bench/results/latest.json. `--quick` for a smoke run. See bench/README.md.
+ * dynalite) and the cases that need other processes (open propagation, a million tenants, the
+ * closed path in the conditions of issue 26). Prints a results table and the targets of issues 13
+ * and 26 with a verdict each, and writes bench/results/latest.json. `--quick` for a smoke run;
+ * `--only <case or group>[,...]` for some cases (then bench/results/only.json). See bench/README.md.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
@@ -20,7 +21,19 @@ import { Registry } from 'prom-client';
 import { compiledLibrary } from './compiled.js';
 import { dynamoDBCase } from './dynamodb-case.js';
 import { fetchCase } from './fetch-case.js';
-import { failing, interleaved, noop, quick, ratio, results, scale, swallow, targets } from './harness.js';
+import { librariesCases, tenantsCases, warmPathsCases } from './conditions.js';
+import {
+  failing,
+  interleaved,
+  noop,
+  only,
+  quick,
+  ratio,
+  results,
+  scale,
+  swallow,
+  targets,
+} from './harness.js';
 import type { Result, Run } from './harness.js';
 import { propagationCase } from './propagation.js';
 import { redisCases } from './redis-cases.js';
@@ -29,7 +42,7 @@ import { tenantMemoryCase } from './tenant-memory.js';
 /** The library as tsc builds it (bench/compiled.ts); plain `circuitry` rows run src through tsx. */
 const COMPILED = 'circuitry (compiled)';
 
-// opossum keeps timers for its rolling stats: shut every one down before the idle measurement.
+// opossum keeps timers for its rolling stats: every one is shut down before the idle measurement.
 const opossums: Opossum[] = [];
 function track(breaker: Opossum): Opossum {
   opossums.push(breaker);
@@ -247,6 +260,7 @@ async function perTenant(): Promise<void> {
 }
 
 // ---- PostgresStore, per-call coordination ------------------------------------------------------
+const POSTGRES_TARGET = 'PostgresStore per call vs SELECT 1';
 async function postgres(): Promise<void> {
   const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
   const pool = new pg.Pool({ connectionString: url, max: 1, connectionTimeoutMillis: 2_000 });
@@ -256,6 +270,13 @@ async function postgres(): Promise<void> {
     await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
   } catch {
     console.warn(`no Postgres at ${url}: skipping the PostgresStore case`);
+    targets.push({
+      case: POSTGRES_TARGET,
+      target: '≤ 1.5x',
+      measured: '',
+      verdict: 'skipped',
+      note: `no Postgres at ${url}`,
+    });
     await pool.end();
     return;
   }
@@ -289,6 +310,14 @@ async function postgres(): Promise<void> {
     for (let i = 0; i < ops; i++) await breaker.execute(noop);
     const perCall = statements / ops;
     const floor = ns['SELECT 1 round trip (floor)']!;
+    const byStore = ns['circuitry + PostgresStore']!;
+    targets.push({
+      case: POSTGRES_TARGET,
+      target: '≤ 1.5x',
+      measured: `${ratio(byStore, floor)} (${(byStore / 1_000).toFixed(0)} µs vs ${(floor / 1_000).toFixed(0)} µs; ${perCall.toFixed(2)} statements/call)`,
+      verdict: byStore / floor <= 1.5 ? 'met' : 'missed',
+      note: 'default options (consecutiveFailures(5), per call): sequential calls that succeed',
+    });
     for (const [library, value] of Object.entries(ns)) {
       results.push({
         case: 'PostgresStore, per-call coordination',
@@ -308,18 +337,54 @@ async function postgres(): Promise<void> {
   }
 }
 
-await closedPath();
-await openPath();
-await inFlight();
-await failureAfterSuccesses();
-for (const breaker of opossums) breaker.shutdown();
-await perTenant();
-await fetchCase();
-await redisCases();
-await propagationCase();
-await postgres();
-await dynamoDBCase();
-await tenantMemoryCase();
+// The cases in the order they run, by the names `--only` takes.
+const CASES: Record<string, () => Promise<void>> = {
+  closed: closedPath,
+  open: openPath,
+  'in-flight': inFlight,
+  'failure-after-successes': failureAfterSuccesses,
+  'per-tenant': perTenant,
+  // Each in child processes of their own (bench/conditions.ts); warm-paths and fresh-breaker share one.
+  'warm-paths': () => warmPathsCases(true, selected('fresh-breaker')),
+  'fresh-breaker': () => (selected('warm-paths') ? Promise.resolve() : warmPathsCases(false, true)),
+  libraries: librariesCases,
+  tenants: tenantsCases,
+  fetch: fetchCase,
+  redis: redisCases,
+  propagation: propagationCase,
+  postgres,
+  dynamodb: dynamoDBCase,
+  'tenant-memory': tenantMemoryCase,
+};
+const GROUPS: Record<string, readonly string[]> = {
+  // Issue 26: the closed path and 1,000 in flight in the conditions users run in.
+  'hot-path': ['warm-paths', 'fresh-breaker', 'libraries', 'tenants'],
+  stores: ['redis', 'postgres', 'dynamodb'],
+};
+const chosen: ReadonlySet<string> | null =
+  only === null ? null : new Set([...only].flatMap((name) => GROUPS[name] ?? [name]));
+const unknown = chosen === null ? [] : [...chosen].filter((name) => !(name in CASES));
+if (chosen !== null && (chosen.size === 0 || unknown.length > 0)) {
+  console.error(
+    `--only takes case names or groups, comma-separated: ${[...Object.keys(CASES), ...Object.keys(GROUPS)].join(', ')}${unknown.length > 0 ? ` (unknown: ${unknown.join(', ')})` : ''}`,
+  );
+  process.exit(2);
+}
+function selected(name: string): boolean {
+  return chosen === null || chosen.has(name);
+}
+
+// The in-process comparisons keep their opossums to the end of the last of them; opossum keeps
+// timers for its rolling stats, so they are shut down before anything else runs (the idle CPU).
+const COMPARISONS = new Set(['closed', 'open', 'in-flight', 'failure-after-successes']);
+for (const [name, run] of Object.entries(CASES)) {
+  if (!selected(name)) continue;
+  if (!COMPARISONS.has(name)) for (const breaker of opossums.splice(0)) breaker.shutdown();
+  const start = performance.now();
+  await run();
+  console.error(`${name}: ${((performance.now() - start) / 1_000).toFixed(1)} s`);
+}
+for (const breaker of opossums.splice(0)) breaker.shutdown();
 
 const machine = {
   date: new Date().toISOString(),
@@ -327,6 +392,7 @@ const machine = {
   platform: `${platform()} ${arch()}`,
   cpus: `${cpus().length} x ${cpus()[0]?.model ?? 'unknown'}`,
   quick,
+  only: chosen === null ? null : [...chosen],
 };
 const format = (r: Result): string =>
   r.unit === 'calls/s'
@@ -334,19 +400,22 @@ const format = (r: Result): string =>
     : r.value < 100
       ? r.value.toFixed(1)
       : Math.round(r.value).toLocaleString('en-US');
-console.log(`\n${machine.date}, Node ${machine.node}, ${machine.cpus}${quick ? ' (--quick)' : ''}\n`);
+console.log(
+  `\n${machine.date}, Node ${machine.node}, ${machine.cpus}${quick ? ' (--quick)' : ''}${chosen === null ? '' : ` (--only ${[...chosen].join(',')})`}\n`,
+);
 console.log('| case | library | value | unit | note |');
 console.log('| --- | --- | ---: | --- | --- |');
 for (const r of results)
   console.log(`| ${r.case} | ${r.library} | ${format(r)} | ${r.unit} | ${r.note ?? ''} |`);
-console.log('\n### Targets (issue 13)\n');
+console.log('\n### Targets (issues 13 and 26)\n');
 console.log('| case | target | measured | verdict | note |');
 console.log('| --- | --- | --- | --- | --- |');
 for (const t of targets)
   console.log(`| ${t.case} | ${t.target} | ${t.measured} | ${t.verdict} | ${t.note ?? ''} |`);
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+// A run of some cases only goes to only.json (not kept in git), so latest.json stays a whole run.
 writeFileSync(
-  new URL('./results/latest.json', import.meta.url),
+  new URL(chosen === null ? './results/latest.json' : './results/only.json', import.meta.url),
   `${JSON.stringify({ machine, results, targets }, null, 2)}\n`,
 );
 process.exit(0);

@@ -5,5 +5,6 @@ declare module 'opossum' {
     fire(...args: unknown[]): Promise<R>;
     open(): void;
     shutdown(): void;
+    on(event: string, listener: (...args: unknown[]) => void): this;
   }
 }

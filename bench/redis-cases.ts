@@ -44,7 +44,7 @@ function skipped(cases: readonly string[], why: string): void {
 
 export const REDIS_TARGETS = [
   'RedisStore per call vs GET (consecutiveFailures)',
-  'RedisStore per call, failureRate',
+  'RedisStore per call vs GET (failureRate)',
   'success-only tenant, local-first, 3 s: Redis writes',
   'keys for 2,000 success-only tenants',
   'Redis memory per breaker with state',
@@ -170,10 +170,10 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
     },
     {
       case: REDIS_TARGETS[1],
-      target: 'report',
-      measured: `${ratio(byRate, floor)} (${(byRate / 1_000).toFixed(0)} µs; ${perCallRate})`,
-      verdict: 'report',
-      note: 'a failure rate counts every success, so every call is an acquire and a record: two round trips, ≥ 2x by construction',
+      target: '≤ 1.5x',
+      measured: `${ratio(byRate, floor)} (${(byRate / 1_000).toFixed(0)} µs vs ${(floor / 1_000).toFixed(0)} µs; ${perCallRate})`,
+      verdict: byRate / floor <= 1.5 ? 'met' : 'missed',
+      note: 'failureRate(0.5, { minimumCalls: 20, windowMs: 60_000 }): every success is part of the rate, so each call has an acquire and a record to send (scripts/call)',
     },
   );
 }
