@@ -504,7 +504,9 @@ export class BreakerFactory<Context = unknown> {
   }
 
   #evict(): void {
-    const excess = this.#breakers.size - this.#maxBreakers;
+    // A sixty-fourth more than needed at a time: a Map keeps deleted entries at its start until it
+    // is rebuilt, so evicting one per insert would walk them all on every new tenant.
+    const excess = this.#breakers.size - this.#maxBreakers + Math.floor(this.#maxBreakers / 64);
     let evicted = 0;
     for (const [name, breaker] of this.#breakers) {
       if (evicted >= excess) break;
