@@ -59,7 +59,7 @@ function assertRowShape(row: BreakerRow): void {
   ]);
 }
 
-describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
+describe('npx circuitry against Redis', { timeout: 240_000 }, () => {
   let server: RedisServer;
   let client: Redis;
   let prefix: string;
@@ -418,7 +418,6 @@ describe('npx circuitry against Redis', { timeout: 60_000 }, () => {
     const rows = listed(run.stdout);
     assert.equal(rows.length, 100_000);
     assert.equal(new Set(rows.map((r) => r.name)).size, 100_000);
-    // Generous: about 4 s on a loaded 2-core machine.
     // How long it took is for the bench, not a test: a busy machine makes any bound flaky.
     console.log(`# list of 100,000 breakers: ${run.ms} ms`);
     await client.flushdb();
