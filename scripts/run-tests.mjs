@@ -38,7 +38,7 @@ if (files.length === 0) {
 // A failing test must not hang the run: each test times out, and the whole run too (a file
 // that a failed test left busy, with a timer or a connection, would otherwise keep it alive).
 // Not --test-force-exit: on Node 24 it ends a file before all of its tests have run, silently.
-const LIMIT_MS = Number(process.env.TEST_RUN_LIMIT_MS ?? 10 * 60_000);
+const LIMIT_MS = Number(process.env.TEST_RUN_LIMIT_MS ?? 14 * 60_000);
 const logDir = join(root, '.tmp', 'test-logs');
 rmSync(logDir, { recursive: true, force: true });
 mkdirSync(logDir, { recursive: true });
