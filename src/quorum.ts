@@ -15,9 +15,14 @@ export class Reporter {
   /** The incarnation id: random per factory, so a restarted process is a new reporter. */
   readonly id = randomBytes(6).toString('base64url');
   readonly #store: Store;
-  /** 0 until the store answered a heartbeat: then the quorum is `minReporters` (see `stamp`). */
+  /** 0 until the store answered a heartbeat. */
   #active = 0;
   #beatAt = -Infinity;
+  /** When the heartbeat whose answer `#active` holds was sent. */
+  #countedAt = -Infinity;
+  /** When the current run of failing writes began (the first after a quiet beat interval). */
+  #failingSince = -Infinity;
+  #failedAt = -Infinity;
   #beating = false;
 
   constructor(store: Store) {
@@ -36,20 +41,27 @@ export class Reporter {
   stamp(batch: OutcomeBatch, rule: Readonly<Required<QuorumOptions>>, windowMs: number): OutcomeBatch {
     const now = performance.now();
     const failing = batch.failures > 0 || batch.trip === true;
+    const beatEveryMs = Math.min(windowMs / 2, MAX_BEAT_MS);
+    if (failing) {
+      // Failures after a quiet beat interval begin a new run of them.
+      if (now - this.#failedAt >= beatEveryMs) this.#failingSince = now;
+      this.#failedAt = now;
+    }
+    // Whether the count was asked since this run of failures began: one from before may miss
+    // reporters that started since (a fleet that starts together).
+    const current = this.#countedAt >= this.#failingSince;
     // Active while it writes: a beat every half window (at most every 10 s), and, while it
-    // fails, a fresh count at most 250 ms old for the failures that may trip the policy (asked
-    // again at once while it knows of no other reporter: others may have started since).
+    // fails, a count asked since it began failing and refreshed every 250 ms, for the failures
+    // that may trip the policy.
     const age = now - this.#beatAt;
-    if (
-      !this.#beating &&
-      (age >= Math.min(windowMs / 2, MAX_BEAT_MS) || (failing && (age >= FRESH_MS || this.#active <= 1)))
-    ) {
+    if (!this.#beating && (age >= beatEveryMs || (failing && (!current || age >= FRESH_MS)))) {
       this.#beat(now, windowMs);
     }
     if (!failing) return batch;
-    // Until the store says how many are active, the most a quorum can ask: a process that starts
-    // sick must not open the breaker for everyone before its first heartbeat is answered.
-    const quorum = this.#active === 0 ? rule.minReporters : requiredReporters(rule, this.#active);
+    // Until the store has answered a count asked since this run of failures began, the most a
+    // quorum can ask: a process that fails must not open the breaker for everyone on a count
+    // that missed the others (nor before its first heartbeat is answered).
+    const quorum = current ? requiredReporters(rule, this.#active) : rule.minReporters;
     return { ...batch, reporter: this.id, quorum };
   }
 
@@ -57,7 +69,10 @@ export class Reporter {
     this.#beatAt = now;
     this.#beating = true;
     const done = (active: number): void => {
-      if (Number.isSafeInteger(active) && active >= 1) this.#active = active;
+      if (Number.isSafeInteger(active) && active >= 1) {
+        this.#active = active;
+        this.#countedAt = now;
+      }
       this.#beating = false;
     };
     try {

@@ -44,6 +44,28 @@ function fleet(n: number, options: BreakerOptions = {}) {
   return { clock, store, factories, events };
 }
 
+/** `store`, with heartbeats answered only when `answer()` is called (a slow store). */
+function heldHeartbeats(store: MemoryStore) {
+  const pending: (() => void)[] = [];
+  const held = new Proxy(store, {
+    get(target, property) {
+      if (property === 'heartbeat') {
+        return (reporter: string, ttlMs: number) =>
+          new Promise<number>((resolve) => pending.push(() => resolve(target.heartbeat(reporter, ttlMs))));
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+  return {
+    store: held as Store,
+    async answer(): Promise<void> {
+      for (const resolve of pending.splice(0)) resolve();
+      await new Promise((resolve) => setImmediate(resolve));
+    },
+  };
+}
+
 async function reasonOf(promise: Promise<unknown>): Promise<string> {
   try {
     await promise;
@@ -129,6 +151,46 @@ describe('quorum', () => {
     const { factories } = fleet(1);
     const breaker = factories[0]!.breakerFor('api');
     for (let i = 0; i < 3; i++) await reasonOf(breaker.execute(fail));
+    assert.equal(await reasonOf(breaker.execute(ok)), 'open');
+  });
+
+  it('a count taken before the others started does not let one process open the fleet', async () => {
+    // A fleet that starts together: the sick process's heartbeat was answered when only it and
+    // one other had written (2 active: one reporter would do), and the answer to the heartbeat
+    // its failures send is slow. Until that answer, the failures ask for `minReporters`.
+    const clock = new ManualClock();
+    const held = heldHeartbeats(new MemoryStore({ clock }));
+    const quorum = { minReporters: 2, minFraction: 0.5 };
+    const { factories, events } = fleet(4, { clock, store: held.store, quorum });
+    const [first, sick, ...others] = factories.map((f) => f.breakerFor('api'));
+    for (const breaker of [first!, sick!]) {
+      await breaker.execute(ok);
+      await held.answer();
+    }
+    for (const breaker of others) {
+      await breaker.execute(ok);
+      await held.answer();
+    }
+    for (let i = 0; i < 3; i++) assert.equal(await reasonOf(sick!.execute(fail)), 'failed');
+    assert.equal(await reasonOf(sick!.execute(ok)), 'local-open');
+    assert.equal((await first!.state()).state, 'closed', 'the shared breaker stays closed');
+    assert.deepEqual(events, ['1: api closed -> open (local)']);
+  });
+
+  it('once a count asked since the failures began is answered, a lone process opens for all', async () => {
+    const clock = new ManualClock();
+    const held = heldHeartbeats(new MemoryStore({ clock }));
+    const { factories } = fleet(1, {
+      clock,
+      store: held.store,
+      quorum: { minReporters: 2, minFraction: 0.5 },
+    });
+    const breaker = factories[0]!.breakerFor('api');
+    await breaker.execute(ok);
+    await held.answer();
+    assert.equal(await reasonOf(breaker.execute(fail)), 'failed');
+    await held.answer();
+    for (let i = 0; i < 2; i++) assert.equal(await reasonOf(breaker.execute(fail)), 'failed');
     assert.equal(await reasonOf(breaker.execute(ok)), 'open');
   });
 
