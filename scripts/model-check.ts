@@ -98,7 +98,7 @@ for (const store of only === undefined ? STORES : [only]) {
         : await replayModelCheck(harness, seed, options);
     console.log(
       `${store}: seed ${report.seed}: ${report.histories} histories, ${report.steps} steps, ` +
-        `${report.faults} faults, no violation (${((performance.now() - started) / 1_000).toFixed(0)} s)`,
+        `${report.faults} faults, ${report.quorum.histories} with a quorum (${report.quorum.localOpens} local opens), no violation (${((performance.now() - started) / 1_000).toFixed(0)} s)`,
     );
   } catch (error) {
     failed = true;

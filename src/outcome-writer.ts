@@ -95,8 +95,7 @@ export class OutcomeWriter implements KeptOutcomesOwner {
     let result: Awaitable<UpdateResult>;
     try {
       const reporter = this.#host.reporter;
-      const sent =
-        reporter === null || o.quorum === null ? batch : reporter.stamp(batch, o.quorum, o.policy.windowMs);
+      const sent = reporter === null || o.quorum === null ? batch : reporter.stamp(batch, o.quorum, o.policy);
       result = this.#owner.own(() => o.store.record(this.#host.name, o.policy, sent));
     } catch (error) {
       this.#owner.storeFailed('record', error);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 
 import { isPromiseLike } from './coordination.js';
-import type { OutcomeBatch } from './core/types.js';
+import type { BreakerPolicy, OutcomeBatch } from './core/types.js';
 import type { QuorumOptions } from './options.js';
 import type { Store } from './store.js';
 
@@ -36,10 +36,12 @@ export class Reporter {
 
   /**
    * `batch` as the store should get it: failures (or a trip request) name this reporter and
-   * the quorum needed now. Heartbeats first, when the last one is half a window old.
+   * the quorum needed now; successes under a failure rate (which can complete its
+   * `minimumCalls`) carry `minReporters`. Heartbeats first, when the last one is half a window old.
    */
-  stamp(batch: OutcomeBatch, rule: Readonly<Required<QuorumOptions>>, windowMs: number): OutcomeBatch {
+  stamp(batch: OutcomeBatch, rule: Readonly<Required<QuorumOptions>>, policy: BreakerPolicy): OutcomeBatch {
     const now = performance.now();
+    const windowMs = policy.windowMs;
     const failing = batch.failures > 0 || batch.trip === true;
     const beatEveryMs = Math.min(windowMs / 2, MAX_BEAT_MS);
     if (failing) {
@@ -57,7 +59,13 @@ export class Reporter {
     if (!this.#beating && (age >= beatEveryMs || (failing && (!current || age >= FRESH_MS)))) {
       this.#beat(now, windowMs);
     }
-    if (!failing) return batch;
+    // A success that completes a failure rate's minimumCalls may trip it: it asks for the most a
+    // quorum can ask (its count may be from before the failing processes started; the next
+    // failure, with a count asked since, opens the breaker if the quorum is smaller).
+    if (!failing) {
+      if (batch.successes === 0 || policy.trip.kind !== 'failure-rate') return batch;
+      return { ...batch, quorum: rule.minReporters };
+    }
     // Until the store has answered a count asked since this run of failures began, the most a
     // quorum can ask: a process that fails must not open the breaker for everyone on a count
     // that missed the others (nor before its first heartbeat is answered).

@@ -7,6 +7,7 @@ import {
   InvalidOptionError,
   MemoryStore,
   consecutiveFailures,
+  failureRate,
   isCircuitOpenError,
 } from '../src/index.js';
 import type { BreakerOptions, Store } from '../src/index.js';
@@ -145,6 +146,24 @@ describe('quorum', () => {
       assert.equal(await reasonOf(b!.execute(ok)), 'open', `quorum ${JSON.stringify(quorum)}`);
       assert.equal(await reasonOf(a!.execute(ok)), 'open');
     }
+  });
+
+  it("under a failure rate, another process's success that completes minimumCalls does not open it", async () => {
+    const trip = failureRate(0.5, { minimumCalls: 4, windowMs: 10_000 });
+    const { factories, events } = fleet(2, { trip });
+    const [sick, well] = factories.map((f) => f.breakerFor('api'));
+    assert.equal(await well!.execute(ok), 'ok');
+    for (let i = 0; i < 2; i++) assert.equal(await reasonOf(sick!.execute(fail)), 'failed');
+    // 2 failures in 4 calls, all from one reporter: this success trips the policy, below the quorum.
+    assert.equal(await well!.execute(ok), 'ok');
+    assert.equal(await well!.execute(ok), 'ok', 'the success that completed minimumCalls opened nothing');
+    assert.equal((await well!.state()).state, 'closed');
+    assert.deepEqual(events, [], 'and opened nobody on their own');
+    // 3 failures in 6 calls: the sick process's own failure trips it, below the quorum.
+    assert.equal(await reasonOf(sick!.execute(fail)), 'failed');
+    assert.equal(await reasonOf(sick!.execute(ok)), 'local-open');
+    assert.equal(await well!.execute(ok), 'ok');
+    assert.deepEqual(events, ['0: api closed -> open (local)']);
   });
 
   it('a lone process needs only itself', async () => {

@@ -412,7 +412,9 @@ export function record(
     ) {
       const quorum = batch.quorum ?? 1;
       if (quorum <= 1 || reportersInWindow(record, policy, now) >= quorum) open(record, policy, now, batch);
-      else belowQuorum = true;
+      // Below the quorum the breaker stays closed; the reporter of the failures opens on its own
+      // (a success that completed a failure rate's minimumCalls reports nothing).
+      else belowQuorum = batch.reporter !== undefined;
     }
   } else if (record.state === 'half-open' && batch.probes.length > 0) {
     let failed = false;
@@ -577,6 +579,7 @@ export function tripIfDue(
   generation: number,
   random: number,
   jitterMs = 0,
+  quorum = 1,
 ): UpdateResult {
   expireLeases(record, now);
   if (!admittedUnder(record, generation) || record.override === 'forced-closed') {
@@ -584,7 +587,11 @@ export function tripIfDue(
   }
   const from = circuitState(record);
   const counts = windowCounts(record, now, policy.bucketMs, policy.bucketCount);
-  if (record.state === 'closed' && shouldTrip(policy.trip, counts)) {
+  if (
+    record.state === 'closed' &&
+    shouldTrip(policy.trip, counts) &&
+    (quorum <= 1 || reportersInWindow(record, policy, now) >= quorum)
+  ) {
     open(record, policy, now, { ...NOTHING, generation, random, jitterMs });
   }
   return {

@@ -679,7 +679,8 @@ export function describeStoreConformance(
         // A differential check: each batch goes to the store, then to the reducer at the time the
         // store answered; state, generation, run, window failures and belowQuorum must agree.
         const random = seededRandom(key.length * 7919 + 11);
-        for (const trip of [consecutiveFailures(3), failuresInWindow(4, 10_000)]) {
+        const rate = failureRate(0.5, { minimumCalls: 4, windowMs: 10_000 });
+        for (const trip of [consecutiveFailures(3), failuresInWindow(4, 10_000), rate]) {
           const policy = policyOf({ trip });
           for (let round = 0; round < 6; round++) {
             const name = `${key}${trip.kind}-${round}`;
@@ -691,10 +692,14 @@ export function describeStoreConformance(
                 await h.advance(Math.floor(random() * 4_000));
                 continue;
               }
+              const quorum = 1 + Math.floor(random() * 3);
+              // Successes carry a quorum too (a breaker stamps them under a failure rate).
               const batch: OutcomeBatch =
-                draw < 0.4
-                  ? outcomes(generation, { successes: 1, trailingFailures: 0 })
-                  : failure(generation, `rep-${Math.floor(random() * 3)}`, 1 + Math.floor(random() * 3));
+                draw < 0.35
+                  ? { ...outcomes(generation, { successes: 1, trailingFailures: 0 }), quorum }
+                  : draw < 0.45
+                    ? { ...outcomes(generation, { ignored: 1 }), quorum }
+                    : failure(generation, `rep-${Math.floor(random() * 3)}`, quorum);
               const result = await record(h, name, policy, batch);
               const expected = reducer.record(reference, policy, result.snapshot.now, batch);
               const at = `${trip.kind}, round ${round}, step ${step}: ${JSON.stringify(batch)}`;
@@ -710,6 +715,26 @@ export function describeStoreConformance(
             }
           }
         }
+      });
+
+      test('below a quorum, a success that completes a failure rate neither opens it nor reports below', async (h, key) => {
+        const policy = policyOf({ trip: failureRate(0.5, { minimumCalls: 4, windowMs: 10_000 }) });
+        const { generation } = await acquire(h, key, policy);
+        for (let i = 0; i < 3; i++) await record(h, key, policy, failure(generation, 'rep-a'));
+        // Three calls: under minimumCalls. An ignored call does not count, and says closed.
+        let result = await record(h, key, policy, { ...outcomes(generation, { ignored: 1 }), quorum: 2 });
+        assert.equal(result.snapshot.state, 'closed');
+        // A success by another process completes minimumCalls at 3 failures of 4: the policy
+        // trips, but one reporter failed: closed, and the success's writer is not below anything.
+        result = await record(h, key, policy, { ...outcomes(generation, { successes: 1 }), quorum: 2 });
+        assert.equal(result.snapshot.state, 'closed');
+        assert.notEqual(result.belowQuorum, true);
+        assert.equal(result.snapshot.counts.failures, 3);
+        result = await record(h, key, policy, { ...outcomes(generation, { ignored: 1 }), quorum: 2 });
+        assert.equal(result.snapshot.state, 'closed', 'an ignored outcome reports the breaker as it is');
+        assert.equal((await h.store.inspect(key, policy))?.state, 'closed');
+        result = await record(h, key, policy, failure(generation, 'rep-b'));
+        assert.equal(result.snapshot.state, 'open', 'a second reporter makes the quorum');
       });
 
       test('a quorum of 1 (one active reporter) opens as without one', async (h, key) => {

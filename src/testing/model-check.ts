@@ -88,6 +88,14 @@ export interface ModelCheckOptions {
    * @defaultValue whether the store says it limits concurrency (`Store.limitsConcurrency`)
    */
   readonly concurrencyLimit?: boolean;
+  /**
+   * Some histories (two in five) run with a quorum (`quorum: { minReporters: 2, minFraction: 0.5
+   * }`): every client is a reporter, each failure is recorded with the reporter and quorum its
+   * breaker sent, and a client whose failures trip the policy below the quorum must open on its
+   * own (`'local-open'`, for its open period, with backoff) while the store stays closed.
+   * @defaultValue whether the store has `heartbeat`
+   */
+  readonly quorum?: boolean;
   /** Shorten a failing history before reporting it. @defaultValue true */
   readonly shrink?: boolean;
   /** Progress lines (one per 50 histories, and the shrinking). @defaultValue none */
@@ -104,6 +112,8 @@ export interface ModelCheckReport {
   readonly steps: number;
   /** How many store faults those histories injected. */
   readonly faults: number;
+  /** How many of those histories ran with a quorum, and how many local opens they checked. */
+  readonly quorum: { readonly histories: number; readonly localOpens: number };
 }
 
 /** One step of a history. `pick` chooses among the permits held at that moment (modulo their count). */
@@ -172,6 +182,8 @@ export class ModelCheckViolation extends Error {
   readonly policy: ModelCheckPolicy;
   /** The concurrency limit the history ran under (0: none). */
   readonly maxConcurrent: number;
+  /** Whether the history ran with a quorum. */
+  readonly quorum: boolean;
   /** The failing history, shortened unless `shrink` was false. */
   readonly history: readonly ModelStep[];
   constructor(
@@ -180,8 +192,9 @@ export class ModelCheckViolation extends Error {
     history: readonly ModelStep[],
     failure: string,
     maxConcurrent = 0,
+    quorum = false,
   ) {
-    const limit = maxConcurrent > 0 ? `, maxConcurrent ${maxConcurrent}` : '';
+    const limit = `${maxConcurrent > 0 ? `, maxConcurrent ${maxConcurrent}` : ''}${quorum ? ', quorum' : ''}`;
     super(
       `model check violation (seed ${seed}, ${policy}${limit}, ${history.length} steps; replay with --seed ${seed}):\n` +
         `${failure}\nhistory:\n${history.map((s, i) => `  ${i + 1}. ${describeStep(s)}`).join('\n')}`,
@@ -190,6 +203,7 @@ export class ModelCheckViolation extends Error {
     this.seed = seed;
     this.policy = policy;
     this.maxConcurrent = maxConcurrent;
+    this.quorum = quorum;
     this.history = history;
   }
 }
@@ -219,6 +233,8 @@ const MAX_HISTORY_MS = 40_000;
 /** The concurrency limit of histories that run under one, and how long a slot lasts (see MODEL_OPTIONS). */
 const MODEL_LIMIT = 2;
 const MODEL_SLOT_LEASE_MS = 4_500;
+/** The quorum of histories that run with one (see `ModelCheckOptions.quorum`). */
+const MODEL_QUORUM = { minReporters: 2, minFraction: 0.5 };
 
 function tripOf(policy: ModelCheckPolicy): TripPolicy {
   switch (policy) {
@@ -297,6 +313,32 @@ export function randomHistory(
 }
 
 /**
+ * `history` with client 0 sick: it makes half the other clients' calls through `execute` too, and
+ * its calls fail three times in four; the other clients' never fail (a failure of theirs is
+ * ignored, and so is half their successes, so they seldom end client 0's runs), and 70 % of the
+ * failures of settled permits (any client's) are ignored.
+ */
+function sickenOne(history: readonly ModelStep[], clients: number, random: () => number): ModelStep[] {
+  return history.map((step): ModelStep => {
+    if (step.op === 'execute') {
+      if (step.client % clients === 0) {
+        return step.outcome === 'failure' || random() < 0.5 ? step : { ...step, outcome: 'failure' };
+      }
+      if (random() < 0.5) return { ...step, client: 0, outcome: 'failure' };
+      return step.outcome === 'failure' || (step.outcome === 'success' && random() < 0.5)
+        ? { ...step, outcome: 'ignored' }
+        : step;
+    }
+    if (step.op === 'settle' && step.outcome === 'failure' && random() < 0.7)
+      return { ...step, outcome: 'ignored' };
+    return step;
+  });
+}
+
+/** What a breaker under a quorum adds to a batch it sends (`OutcomeBatch.quorum`, `reporter`). */
+type Stamp = Pick<OutcomeBatch, 'quorum' | 'reporter'>;
+
+/**
  * Wraps one client's store: counts the calls in flight (so a step can wait for all of them, those
  * the breaker does not wait for included), injects the fault a step asks for into the next
  * `record`, and leaves out `subscribe` (pushes arrive whenever they like; the model check wants
@@ -309,6 +351,9 @@ class ModelStore implements Store {
   readonly timing: Store['timing'];
   readonly limitsConcurrency: Store['limitsConcurrency'];
   readonly reset?: (key: string, policy: BreakerPolicy) => Promise<UpdateResult>;
+  readonly heartbeat?: (reporter: string, ttlMs: number) => Promise<number>;
+  /** Quorum (and reporter, of failures) of the batches that reached the store (`record`), in order. */
+  readonly stamps: Stamp[] = [];
   readonly #lateMs: number;
 
   constructor(inner: Store, lateMs: number) {
@@ -318,6 +363,10 @@ class ModelStore implements Store {
     this.limitsConcurrency = inner.limitsConcurrency;
     const reset = inner.reset?.bind(inner);
     if (reset !== undefined) this.reset = (key, policy) => this.#track(Promise.resolve(reset(key, policy)));
+    const heartbeat = inner.heartbeat?.bind(inner);
+    if (heartbeat !== undefined) {
+      this.heartbeat = (reporter, ttlMs) => this.#track(Promise.resolve(heartbeat(reporter, ttlMs)));
+    }
   }
 
   #track<T>(promise: Promise<T>): Promise<T> {
@@ -340,6 +389,13 @@ class ModelStore implements Store {
   record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
     const fault = this.fault;
     this.fault = null;
+    if (fault !== 'failed-write' && batch.quorum !== undefined) {
+      this.stamps.push(
+        batch.reporter === undefined
+          ? { quorum: batch.quorum }
+          : { quorum: batch.quorum, reporter: batch.reporter },
+      );
+    }
     if (fault === null) return this.#track(Promise.resolve(this.inner.record(key, policy, batch)));
     const inner = this.inner;
     const lateMs = this.#lateMs;
@@ -415,6 +471,7 @@ class Reference {
     lease: string | null,
     slot: string | null,
     outcome: Outcome,
+    stamp?: Stamp,
   ): UpdateResult | null {
     const counted: OutcomeBatch =
       lease === null
@@ -438,7 +495,8 @@ class Reference {
             probes: [{ lease, outcome }],
             random: 0,
           };
-    const batch: OutcomeBatch = slot === null ? counted : { ...counted, slots: [slot] };
+    const limited: OutcomeBatch = slot === null ? counted : { ...counted, slots: [slot] };
+    const batch: OutcomeBatch = stamp === undefined ? limited : { ...limited, ...stamp };
     if (this.record === null) {
       // No record: only an outcome that changes what the policy reads makes one.
       const counts = this.policy.trip.kind === 'failure-rate' || batch.failures > 0;
@@ -478,7 +536,11 @@ interface Client {
   readonly store: ModelStore;
   readonly factory: BreakerFactory;
   readonly breaker: CircuitBreaker;
-  readonly transitions: Array<{ from: CircuitState; to: CircuitState }>;
+  readonly transitions: Move[];
+  /** Under a quorum: until when the reference has this client open on its own (0: it is not). */
+  localUntil: number;
+  /** Its local opens in a row (backoff); a success ends them. */
+  localReopens: number;
 }
 
 /** Runs histories until the budget or the count is spent; throws `ModelCheckViolation` on the first failure. */
@@ -505,34 +567,46 @@ export async function runModelCheck(
   for (let i = 0; i < clientCount; i++) stores.push(new ModelStore(await harness.makeStore(clock), 500));
   const observer = await harness.makeStore(clock);
   const limits = options.concurrencyLimit ?? observer.limitsConcurrency === true;
+  const quorums = options.quorum ?? typeof observer.heartbeat === 'function';
   const runner = new HistoryRunner(stores, observer, clock);
   const started = performance.now();
   let histories = 0;
   let steps = 0;
   let faulted = 0;
+  let quorumHistories = 0;
   try {
     while (histories < maxHistories && performance.now() - started < budgetMs) {
       const historySeed = (seed + histories * 7_919) >>> 0;
       const random = seededRandom(historySeed);
       const policy = policies[Math.floor(random() * policies.length)]!;
       const limit = limits && random() < 0.5 ? MODEL_LIMIT : 0;
-      const history = randomHistory(random, stepsPerHistory, clientCount, faults);
-      const failure = await runner.run(policy, limit, history);
+      const drawn = randomHistory(random, stepsPerHistory, clientCount, faults);
+      const variant: Variant = { policy, limit, quorum: quorums && random() < 0.4 };
+      // Under a quorum, client 0 is the sick one: most failures come from it alone, so they
+      // often trip the policy below the quorum.
+      const history = variant.quorum ? sickenOne(drawn, clientCount, random) : drawn;
+      const failure = await runner.run(variant, history);
       if (failure !== null) {
-        const shortest =
-          options.shrink === false ? history : await shrink(runner, policy, limit, history, log);
-        const final = (await runner.run(policy, limit, shortest)) ?? failure;
-        throw new ModelCheckViolation(historySeed, policy, shortest, final, limit);
+        const shortest = options.shrink === false ? history : await shrink(runner, variant, history, log);
+        const final = (await runner.run(variant, shortest)) ?? failure;
+        throw new ModelCheckViolation(historySeed, policy, shortest, final, limit, variant.quorum);
       }
       histories += 1;
       steps += history.length;
       faulted += history.filter((s) => 'fault' in s && s.fault !== null).length;
+      if (variant.quorum) quorumHistories += 1;
       if (histories % 50 === 0) log(`${histories} histories, ${steps} steps, ${faulted} faults`);
     }
   } finally {
     await harness.close?.();
   }
-  return { seed, histories, steps, faults: faulted };
+  return {
+    seed,
+    histories,
+    steps,
+    faults: faulted,
+    quorum: { histories: quorumHistories, localOpens: runner.localOpens },
+  };
 }
 
 /** Replays one history (`seed` and its policy) and throws on a violation: `--seed` of the report. */
@@ -550,8 +624,7 @@ export async function replayModelCheck(
 /** Drops steps while the history still fails: first halves, then single steps. */
 async function shrink(
   runner: HistoryRunner,
-  policy: ModelCheckPolicy,
-  limit: number,
+  variant: Variant,
   history: readonly ModelStep[],
   log: (line: string) => void,
 ): Promise<readonly ModelStep[]> {
@@ -560,7 +633,7 @@ async function shrink(
     for (let at = current.length - chunk; at >= 0; at -= chunk) {
       const candidate = [...current.slice(0, at), ...current.slice(at + chunk)];
       if (candidate.length === 0) continue;
-      if ((await runner.run(policy, limit, candidate)) !== null) {
+      if ((await runner.run(variant, candidate)) !== null) {
         current = candidate;
         at = Math.min(at, current.length);
       }
@@ -572,11 +645,20 @@ async function shrink(
 
 let runs = 0;
 
+/** What a history runs under: its trip policy, concurrency limit (0: none) and whether a quorum. */
+interface Variant {
+  readonly policy: ModelCheckPolicy;
+  readonly limit: number;
+  readonly quorum: boolean;
+}
+
 class HistoryRunner {
   readonly #stores: readonly ModelStore[];
   readonly #observer: Store;
   readonly #clock: ManualClock;
   #eager: boolean | null = null;
+  /** Local opens (below a quorum) the histories that passed checked. */
+  localOpens = 0;
 
   constructor(stores: readonly ModelStore[], observer: Store, clock: ManualClock) {
     this.#stores = stores;
@@ -584,12 +666,9 @@ class HistoryRunner {
     this.#clock = clock;
   }
 
-  /** Runs one history on a breaker of its own, under `limit` (0: none); returns what went wrong, or null. */
-  async run(
-    policyName: ModelCheckPolicy,
-    limit: number,
-    history: readonly ModelStep[],
-  ): Promise<string | null> {
+  /** Runs one history on a breaker of its own, under `variant`; returns what went wrong, or null. */
+  async run(variant: Variant, history: readonly ModelStep[]): Promise<string | null> {
+    const { policy: policyName, limit } = variant;
     const clock = this.#clock;
     // A new second, mid-bucket, for every history: buckets and open periods start afresh.
     clock.set(Math.ceil(clock.now() / 1_000) * 1_000 + 500);
@@ -600,6 +679,7 @@ class HistoryRunner {
       trip: tripOf(policyName),
       clock,
       ...(limit > 0 ? { maxConcurrent: limit, concurrencyLeaseMs: MODEL_SLOT_LEASE_MS } : {}),
+      ...(variant.quorum ? { quorum: MODEL_QUORUM } : {}),
     };
     const policy = resolveOptions(options).policy;
     const clients: Client[] = this.#stores.map((store) => {
@@ -610,9 +690,11 @@ class HistoryRunner {
         isFailure: (error) => (error === IGNORED ? 'ignore' : true),
       });
       const breaker = factory.breakerFor(name);
-      const transitions: Client['transitions'] = [];
-      breaker.onStateChange((event) => transitions.push({ from: event.from, to: event.to }));
-      return { store, factory, breaker, transitions };
+      const transitions: Move[] = [];
+      breaker.onStateChange((event) =>
+        transitions.push({ from: event.from, to: event.to, local: event.local === true }),
+      );
+      return { store, factory, breaker, transitions, localUntil: 0, localReopens: 0 };
     });
     const held: HeldPermit[] = [];
     let reference: Reference | null = null;
@@ -621,14 +703,18 @@ class HistoryRunner {
       for (const c of clients) await c.store.idle();
     };
     let failure: string | null = null;
+    let opened = 0;
     const fail = (at: number, what: string): void => {
       failure ??= `step ${at + 1}: ${what}`;
     };
     try {
       for (let i = 0; i < history.length && failure === null; i++) {
         const step = history[i]!;
-        for (const c of clients) c.transitions.length = 0;
-        const expected: Array<{ from: CircuitState; to: CircuitState }> = [];
+        for (const c of clients) {
+          c.transitions.length = 0;
+          c.store.stamps.length = 0;
+        }
+        const expected: Move[] = [];
         let lostTransitions = false;
         const now = clock.now();
         const ref = (reference ??= await this.#reference(policy, name));
@@ -636,13 +722,36 @@ class HistoryRunner {
           result: { transition: { from: CircuitState; to: CircuitState } | null } | null,
         ): void => {
           if (result?.transition != null)
-            expected.push({ from: result.transition.from, to: result.transition.to });
+            expected.push({ from: result.transition.from, to: result.transition.to, local: false });
+        };
+        // Under a quorum, a failure that trips the policy below it opens its client on its own
+        // (unless its reply was lost: then the client may never have heard of it).
+        const settled = (
+          client: Client,
+          result: UpdateResult | null,
+          outcome: Outcome,
+          fault: Fault | null,
+        ) => {
+          note(result);
+          if (outcome === 'success') client.localReopens = 0;
+          if (result?.belowQuorum !== true || client.localUntil !== 0) return;
+          const heard = client.transitions.some((t) => t.local && t.to === 'open');
+          if (fault === 'lost-reply' && !heard) return;
+          client.localUntil = now + Math.max(1, reducer.openPeriodMs(policy, client.localReopens, 0, 0));
+          client.localReopens += 1;
+          expected.push({ from: 'closed', to: 'open', local: true });
+          opened += 1;
         };
         switch (step.op) {
           case 'acquire':
           case 'execute': {
             const client = clients[step.client % clients.length]!;
-            const want = ref.acquire(now);
+            if (client.localUntil !== 0 && now >= client.localUntil) {
+              client.localUntil = 0;
+              expected.push({ from: 'open', to: 'closed', local: true });
+            }
+            // Open on its own: the client rejects without asking the store.
+            const want = client.localUntil !== 0 ? LOCAL_OPEN : ref.acquire(now);
             note(want);
             if (step.op === 'acquire') {
               let permit: Permit | null = null;
@@ -691,7 +800,16 @@ class HistoryRunner {
               }
               if (!ran) break;
               lostTransitions = await this.#heal(client, fault);
-              note(ref.settle(now, want.generation, want.lease, want.slot ?? null, step.outcome));
+              const stamp = client.store.stamps[0];
+              const result = ref.settle(
+                now,
+                want.generation,
+                want.lease,
+                want.slot ?? null,
+                step.outcome,
+                stamp,
+              );
+              settled(client, result, step.outcome, fault);
             }
             break;
           }
@@ -707,7 +825,9 @@ class HistoryRunner {
                 ? permit.failure()
                 : permit.ignore());
             lostTransitions = await this.#heal(client, step.fault);
-            note(ref.settle(now, one!.generation, one!.lease, one!.slot, step.outcome));
+            const stamp = client.store.stamps[0];
+            const result = ref.settle(now, one!.generation, one!.lease, one!.slot, step.outcome, stamp);
+            settled(client, result, step.outcome, step.fault);
             break;
           }
           case 'advance':
@@ -752,6 +872,7 @@ class HistoryRunner {
         }
       }
       if (failure === null) {
+        this.localOpens += opened;
         // Whatever is still held is settled (ignored), and every factory closes with nothing unwritten.
         for (const one of held.splice(0)) await one.permit.ignore();
         await idle();
@@ -822,6 +943,20 @@ class HistoryRunner {
   }
 }
 
+/** What the reference says of a call by a client open on its own. */
+const LOCAL_OPEN: AcquireResult = {
+  admitted: false,
+  reason: 'local-open',
+  retryAfterMs: 0,
+  generation: 0,
+  lease: null,
+  state: 'closed',
+  override: null,
+  openUntil: 0,
+  now: 0,
+  transition: null,
+};
+
 function admissionMismatch(
   want: AcquireResult,
   permit: Pick<Permit, 'probe'> | null,
@@ -842,10 +977,11 @@ function admissionMismatch(
   return null;
 }
 
-type Move = { from: CircuitState; to: CircuitState };
+/** A state change reported (or expected); `local`: of one client alone, below a quorum. */
+type Move = { from: CircuitState; to: CircuitState; local: boolean };
 
 function key(t: Move): string {
-  return `${t.from}>${t.to}`;
+  return `${t.from}>${t.to}${t.local ? ' (local)' : ''}`;
 }
 
 function sameTransitions(a: readonly Move[], b: readonly Move[]): boolean {
@@ -888,7 +1024,8 @@ export function describeModelCheck(
         ...(seed === undefined ? {} : { seed }),
       });
       t.diagnostic(
-        `seed ${report.seed}: ${report.histories} histories, ${report.steps} steps, ${report.faults} faults`,
+        `seed ${report.seed}: ${report.histories} histories, ${report.steps} steps, ${report.faults} faults, ` +
+          `${report.quorum.histories} with a quorum (${report.quorum.localOpens} local opens)`,
       );
       if (report.histories === 0) throw new Error('the model check ran no history within its budget');
     },

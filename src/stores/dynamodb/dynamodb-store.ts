@@ -351,10 +351,14 @@ export class DynamoDBStore implements Store, RecordExaminer {
     }
     const parsed = reply.Attributes === undefined ? null : fromItem(reply.Attributes);
     if (parsed === null) return null;
-    const result = reducer.tripIfDue(parsed.record, policy, now, batch.generation, 0);
-    if (!outcomesCanTrip(policy.trip, batch.successes, batch.failures) || result.transition === null) {
-      return { ...result, transition: null };
+    // Outcomes that cannot trip the policy (ignored ones; successes but under a failure rate)
+    // leave it closed, even when the window holds enough failures: below a quorum it stays so.
+    if (!outcomesCanTrip(policy.trip, batch.successes, batch.failures)) {
+      return { snapshot: reducer.snapshot(parsed.record, policy, now), transition: null, stale: false };
     }
+    const quorum = batch.quorum ?? 1;
+    const result = reducer.tripIfDue(parsed.record, policy, now, batch.generation, 0, 0, quorum);
+    if (result.transition === null) return result;
     // The counts trip it: open it with a write conditional on the version the update returned
     // (one more round trip); if someone wrote meanwhile, from a fresh read.
     const fresh = fromItem(reply.Attributes!)!;
@@ -362,7 +366,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
       name,
       policy,
       (record, at) =>
-        reducer.tripIfDue(record, policy, at, batch.generation, batch.random, batch.jitterMs ?? 0),
+        reducer.tripIfDue(record, policy, at, batch.generation, batch.random, batch.jitterMs ?? 0, quorum),
       {
         known: {
           record: fresh.record,

@@ -634,7 +634,8 @@ BEGIN
       IF coalesce(quorum_, 1) <= 1 OR reporters_ >= quorum_ THEN
         ${OPEN}
       ELSE
-        o_below := true;
+        -- The reporter of the failures opens on its own (a success reports nothing).
+        o_below := reporter_ IS NOT NULL AND failures_ > 0;
       END IF;
       dirty := true;
     END IF;

@@ -226,7 +226,8 @@ else
       if quorum <= 1 or reporters_in_window(r, p, now) >= quorum then
         open(r, p, now, random, jitterMs)
       else
-        below = true
+        -- The reporter of the failures opens on its own (a success reports nothing).
+        below = reporting
       end
       dirty = true
     end
