@@ -1,21 +1,11 @@
 // A worker process for the multi-process tests: one BreakerFactory on a shared store (Redis,
 // DynamoDB or Postgres), driven by the parent over IPC. Reports every state change its own store operations
 // made.
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { Redis } from 'ioredis';
-import pg from 'pg';
+import type { RedisOptions } from 'ioredis';
 
 import { BreakerFactory, consecutiveFailures, failureRate, isCircuitOpenError } from '../../src/index.js';
-import type { Store } from '../../src/index.js';
-import { DynamoDBStore } from '../../src/stores/dynamodb/index.js';
-import { PostgresStore } from '../../src/stores/postgres/index.js';
-import { RedisStore } from '../../src/stores/redis/index.js';
-
-/** Where the shared state is, as the parent passes it. */
-export type StoreSpec =
-  | { readonly kind: 'redis'; readonly url: string; readonly prefix: string }
-  | { readonly kind: 'dynamodb'; readonly endpoint: string; readonly table: string }
-  | { readonly kind: 'postgres'; readonly connection: pg.PoolConfig; readonly table: string };
+import { openStore } from './store-spec.js';
+import type { StoreSpec } from './store-spec.js';
 
 interface Run {
   readonly cmd: 'run';
@@ -49,7 +39,7 @@ const settings = options as {
   /** Leave storeTimeoutMs and connectTimeoutMs at their defaults (else a generous 5 s). */
   defaultTimeouts?: boolean;
   /** ioredis options for the worker's own client. */
-  redisOptions?: object;
+  redisOptions?: RedisOptions;
   maxConcurrent?: number;
   concurrencyLeaseMs?: number;
   queueMs?: number;
@@ -61,27 +51,7 @@ interface Setup {
 }
 
 function setUp(): Setup {
-  let store: Store;
-  let disconnect: () => void;
-  if (spec.kind === 'redis') {
-    const client = new Redis(spec.url, settings.redisOptions ?? {});
-    store = new RedisStore({ client, prefix: spec.prefix });
-    disconnect = () => client.disconnect();
-  } else if (spec.kind === 'postgres') {
-    const pool = new pg.Pool({ max: 4, ...spec.connection });
-    // A pooled connection that drops is replaced by the next query; its error must not crash us.
-    pool.on('error', () => undefined);
-    store = new PostgresStore({ pool, table: spec.table });
-    disconnect = () => void pool.end();
-  } else {
-    const client = new DynamoDBClient({
-      endpoint: spec.endpoint,
-      region: 'us-east-1',
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-    });
-    store = new DynamoDBStore({ client, tableName: spec.table });
-    disconnect = () => client.destroy();
-  }
+  const { store, disconnect } = openStore(spec, settings.redisOptions ?? {});
   const factory = new BreakerFactory({
     store,
     ...(settings.defaultTimeouts === true ? {} : { storeTimeoutMs: 5_000 }),

@@ -1,15 +1,18 @@
-// A process for test/redis/quorum.test.ts: one BreakerFactory on a RedisStore, with or without a
-// quorum, that runs calls when told (each failing or not) and reports what happened to each.
-import { Redis } from 'ioredis';
-
+// A process for the quorum tests across processes (test/helpers/quorum-fleet.ts): one
+// BreakerFactory on a shared store, with or without a quorum, that runs calls when told (each
+// failing or not) and reports what happened to each.
 import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
-import { RedisStore } from '../../src/stores/redis/index.js';
+import { openStore } from './store-spec.js';
+import type { StoreSpec } from './store-spec.js';
 
-const [url, prefix, quorumJson] = process.argv.slice(2) as [string, string, string];
+const [specJson, quorumJson] = process.argv.slice(2) as [string, string];
 const quorum = JSON.parse(quorumJson) as { minReporters: number; minFraction: number } | false;
-const client = new Redis(url);
+const { store, disconnect } = openStore(JSON.parse(specJson) as StoreSpec);
 const factory = new BreakerFactory({
-  store: new RedisStore({ client, prefix }),
+  store,
+  // Generous: four processes share two busy cores, and a timed-out write would open the
+  // process's local fallback instead of testing the store.
+  storeTimeoutMs: 5_000,
   trip: consecutiveFailures(5),
   openMs: 60_000,
   quorum,
@@ -22,7 +25,7 @@ process.on(
   (message: { cmd: string; name: string; calls: number; fail: boolean; delayMs: number }) => {
     if (message.cmd === 'stop') {
       void factory.close().then(() => {
-        client.disconnect();
+        disconnect();
         process.exit(0);
       });
       return;

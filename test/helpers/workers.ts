@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 
-import type { StoreSpec } from './breaker-worker.js';
+import type { StoreSpec } from './store-spec.js';
 import { failureRate } from '../../src/index.js';
 import { policyOf } from '../../src/testing/conformance.js';
 

@@ -15,14 +15,16 @@ import type { RedisServer } from '../helpers/redis-server.js';
 import { useRedisServer } from '../helpers/redis-server.js';
 import { Workers, sum } from '../helpers/workers.js';
 
-// maxConcurrent across processes, on one redis-server: worker processes, each with many callers,
-// call a local HTTP server that counts the requests in flight. The dependency must never see more
+// maxConcurrent across processes, on one redis-server: 8 worker processes, each with 20 callers,
+// make 10,080 calls to a local HTTP server that counts the requests in flight. The dependency must never see more
 // than maxConcurrent at once; a process killed while it holds slots must not hold them past
 // concurrencyLeaseMs.
 
-const WORKERS = 4;
+const WORKERS = 8;
 const CALLERS = 20;
-const LIMIT = 5;
+/** Calls per caller: 10,080 calls in all. */
+const CALLS = 63;
+const LIMIT = 8;
 const LEASE_MS = 3_000;
 const SETTINGS = {
   threshold: 1_000, // never trips: this test is about the limit
@@ -30,7 +32,8 @@ const SETTINGS = {
   halfOpenMaxCalls: 1,
   maxConcurrent: LIMIT,
   concurrencyLeaseMs: LEASE_MS,
-  queueMs: 1_000,
+  // Long enough that a caller waits for a slot rather than being turned away, on a busy machine.
+  queueMs: 10_000,
 };
 
 /** The dependency: answers each GET after `holdMs`, counting the requests in flight. */
@@ -71,7 +74,7 @@ class CountingServer {
 
 describe(
   `maxConcurrent ${LIMIT} across ${WORKERS} processes x ${CALLERS} callers on Redis`,
-  { timeout: 60_000 },
+  { timeout: 120_000 },
   () => {
     let server: RedisServer;
     let client: Redis;
@@ -79,7 +82,7 @@ describe(
       server = s;
       client = c;
     });
-    const dependency = new CountingServer(15);
+    const dependency = new CountingServer(2);
     let url: string;
     let workers: Workers;
     const prefix = `cl-${randomUUID()}:`;
@@ -99,17 +102,24 @@ describe(
     });
 
     it('the dependency never sees more than maxConcurrent calls at once, and every slot is given back', async () => {
-      const tallies = await workers.run({ name: 'dep', callsPerCaller: 4, failEvery: 0, fnDelayMs: 0, url });
+      const tallies = await workers.run({
+        name: 'dep',
+        callsPerCaller: CALLS,
+        failEvery: 0,
+        fnDelayMs: 0,
+        url,
+      });
       assert.equal(sum(tallies, 'other'), 0, JSON.stringify(tallies));
       assert.equal(sum(tallies, 'boom'), 0);
       assert.equal(sum(tallies, 'value'), dependency.served);
-      assert.equal(sum(tallies, 'value') + sum(tallies, 'rejected'), WORKERS * CALLERS * 4);
+      assert.equal(sum(tallies, 'value') + sum(tallies, 'rejected'), WORKERS * CALLERS * CALLS);
       assert.ok(
         tallies.every((t) => Object.keys(t.reasons).every((reason) => reason === 'concurrency-limit')),
         JSON.stringify(tallies.map((t) => t.reasons)),
       );
       assert.ok(dependency.most <= LIMIT, `the dependency saw ${dependency.most} calls at once`);
       assert.equal(dependency.most, LIMIT, 'the limit was reached (else this test proves nothing)');
+      assert.ok(dependency.served >= 10_000, `the dependency served ${dependency.served} calls`);
       const store = new RedisStore({ client, prefix });
       assert.equal((await store.inspect('dep', policy))?.activeSlots, 0);
     });
