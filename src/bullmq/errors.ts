@@ -11,16 +11,16 @@ export class TooManyDeferralsError extends CircuitryError {
   declare readonly code: 'TOO_MANY_DEFERRALS';
   /** The id of the job. */
   readonly jobId: string | undefined;
-  /** How often the job had been deferred (started without consuming an attempt) before. */
+  /** How often the job had been deferred (started without consuming an attempt) before, in all its attempts. */
   readonly deferrals: number;
-  /** The `maxDeferrals` option in force. */
+  /** The `maxDeferrals` option in force (per attempt). */
   readonly maxDeferrals: number;
 
   constructor(jobId: string | undefined, deferrals: number, maxDeferrals: number, cause: CircuitOpenError) {
     super(
       'TOO_MANY_DEFERRALS',
       `Job ${jobId ?? '(no id)'} was rejected by circuit breaker "${cause.breakerName}" (${cause.reason}) ` +
-        `after ${deferrals} deferrals (maxDeferrals: ${maxDeferrals}); not deferring it again`,
+        `after ${deferrals} deferrals (maxDeferrals: ${maxDeferrals} per attempt); not deferring it again`,
       { cause },
     );
     this.name = 'TooManyDeferralsError';

@@ -41,9 +41,11 @@ export interface WithBreakerOptions<
    */
   readonly defer?: DeferRule;
   /**
-   * How often one job may be deferred; met by an open breaker once more, it is not deferred but
-   * fails that attempt with `TooManyDeferralsError`. Counted by `deferralsOf(job)` from BullMQ's own
-   * counters (starts that consumed no attempt), so nothing is written to the job.
+   * How often one job may be deferred per attempt; met by an open breaker once more, it is not
+   * deferred but fails that attempt with `TooManyDeferralsError`, and its next attempt (if
+   * `attempts` allows one) may be deferred as often again: a job may be deferred up to
+   * `maxDeferrals x (attemptsMade + 1)` times in all. Counted by `deferralsOf(job)` from BullMQ's
+   * own counters (starts that consumed no attempt), so nothing is written to the job.
    * @defaultValue Infinity
    */
   readonly maxDeferrals?: number;

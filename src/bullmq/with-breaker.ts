@@ -72,8 +72,10 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
     token: string | undefined,
     error: CircuitOpenError,
   ): Promise<never> {
+    // `maxDeferrals` per attempt: each retry of a job that ran out of deferrals gets as many again
+    // (else every retry would fail at once against a breaker that is still open).
     const deferrals = deferralsOf(job);
-    if (deferrals >= o.maxDeferrals)
+    if (deferrals >= o.maxDeferrals * ((job.attemptsMade ?? 0) + 1))
       throw new TooManyDeferralsError(job.id, deferrals, o.maxDeferrals, error);
     const delayMs = delayFor(error);
     if (o.rateLimitQueue && worker !== undefined) {

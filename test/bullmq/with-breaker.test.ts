@@ -296,7 +296,42 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       const job = (await h.queue.getJob(added.id!))!;
       assert.equal(await job.getState(), 'failed');
       assert.equal(job.attemptsMade, 1);
-      assert.match(job.failedReason, /after 2 deferrals \(maxDeferrals: 2\)/);
+      assert.match(job.failedReason, /after 2 deferrals \(maxDeferrals: 2 per attempt\)/);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('gives each attempt maxDeferrals deferrals: a retry is deferred again, not failed at once', async () => {
+    const h = new Harness(server);
+    try {
+      const breaker = await forcedOpen(30);
+      const deferrals: number[] = [];
+      h.worker(
+        withBreaker<Data>({
+          breaker,
+          process: async () => 'never',
+          maxDeferrals: 2,
+          minDelayMs: 10,
+          jitter: 0,
+          onDeferred: (job) => {
+            deferrals.push(job.attemptsMade);
+          },
+        }),
+      );
+      const added = await h.queue.add('sync', { tenantId: 'acme' }, { attempts: 3 });
+      // The worker reports each failed attempt; the third is the last.
+      const { error } = await until(() => h.failed[2], 'the third attempt to fail');
+      assert.ok(error instanceof TooManyDeferralsError);
+      assert.equal(error.deferrals, 6);
+      assert.deepEqual(
+        h.failed.map((f) => (f.error as TooManyDeferralsError).deferrals),
+        [2, 4, 6],
+      );
+      // Two deferrals in each of the three attempts (by the attempts made before each).
+      assert.deepEqual(deferrals, [0, 0, 1, 1, 2, 2]);
+      const job = (await h.queue.getJob(added.id!))!;
+      assert.equal(job.attemptsMade, 3);
     } finally {
       await h.close();
     }
