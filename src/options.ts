@@ -62,8 +62,9 @@ export interface BreakerOptions<Context = unknown> {
   /** Probe successes needed to close a half-open breaker. @defaultValue 1 */
   readonly successThreshold?: number;
   /**
-   * How long a probe may run before its slot is given to another caller; with `timeoutMs` given,
-   * at least `timeoutMs + 1_000`. @defaultValue `max(30_000, timeoutMs + 1_000)`
+   * How long a probe may run before its slot is given to another caller (a process that died
+   * while probing holds the slot this long); with `timeoutMs` given, at least `timeoutMs + 1_000`.
+   * @defaultValue `timeoutMs + 1_000` with `timeoutMs`, else `30_000`
    */
   readonly probeLeaseMs?: number;
   /** A successful call slower than this counts as a failure. @defaultValue off */
@@ -454,10 +455,12 @@ export function resolveOptions<Context>(
     max: 10_000,
   });
   const timeoutMs = readNumber(`${at}timeoutMs`, o.timeoutMs, 0, { integer: true, min: 1, max: MAX_MS });
+  // With a timeout, a probe's call ends by then: its lease ends a second later, so a process that
+  // died holding it keeps the breaker half-open-full for little more than one call's time.
   const probeLeaseMs = readNumber(
     `${at}probeLeaseMs`,
     o.probeLeaseMs,
-    Math.max(30_000, timeoutMs + PROBE_MARGIN_MS),
+    timeoutMs > 0 ? timeoutMs + PROBE_MARGIN_MS : 30_000,
     { integer: true, min: 1, max: MAX_MS },
   );
   // A lease that ends before its probe can finish gives the slot to a second probe mid-call.

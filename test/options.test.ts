@@ -209,7 +209,9 @@ describe('probeLeaseMs must outlive a call of timeoutMs', () => {
 
   it('accepts one that does, and either option alone', () => {
     assert.equal(resolveOptions({ timeoutMs: 5_000, probeLeaseMs: 6_000 }).policy.probeLeaseMs, 6_000);
-    assert.equal(resolveOptions({ timeoutMs: 5_000 }).policy.probeLeaseMs, 30_000);
+    // A probe's lease ends a second after its call must have: a crashed prober holds it no longer.
+    assert.equal(resolveOptions({ timeoutMs: 5_000 }).policy.probeLeaseMs, 6_000);
+    assert.equal(resolveOptions({}).policy.probeLeaseMs, 30_000);
     assert.equal(resolveOptions({ timeoutMs: 60_000 }).policy.probeLeaseMs, 61_000);
     assert.equal(resolveOptions({ probeLeaseMs: 100 }).policy.probeLeaseMs, 100);
   });

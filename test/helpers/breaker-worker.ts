@@ -42,6 +42,7 @@ const settings = options as {
   redisOptions?: RedisOptions;
   maxConcurrent?: number;
   concurrencyLeaseMs?: number;
+  timeoutMs?: number;
   queueMs?: number;
 };
 
@@ -65,6 +66,7 @@ function setUp(): Setup {
     maxStalenessMs: settings.maxStalenessMs ?? 0,
     flushIntervalMs: settings.flushIntervalMs ?? 0,
     ...(settings.maxConcurrent === undefined ? {} : { maxConcurrent: settings.maxConcurrent }),
+    ...(settings.timeoutMs === undefined ? {} : { timeoutMs: settings.timeoutMs }),
     ...(settings.concurrencyLeaseMs === undefined ? {} : { concurrencyLeaseMs: settings.concurrencyLeaseMs }),
     ...(settings.queueMs === undefined ? {} : { queueMs: settings.queueMs }),
     onStateChange: (name, _context, from, to) => process.send!({ transition: { name, from, to } }),

@@ -88,7 +88,7 @@ export class Workers {
 
   /**
    * Has worker `index` start calls that never end (each holds what it was given: a concurrency
-   * slot), `callers` of them; nothing is sent back.
+   * slot, a probe's lease), `callers` of them; nothing is sent back.
    */
   hold(index: number, name: string, callers: number): void {
     this.children[index]!.send({
