@@ -187,6 +187,13 @@ export interface BreakerInternals {
   };
   /** The share of calls the adaptive throttle turns away now, or null without one. */
   throttleRate(): number | null;
+  /**
+   * Calls `listener` whenever this process's view goes from turning callers away (open,
+   * half-open, forced-open) to admitting them; the breaker is kept while anyone listens.
+   */
+  onAdmitting(listener: () => void): Disposer;
+  /** What is left of the recovery ramp in this process, in ms (0: none). */
+  rampLeftMs(): number;
 }
 
 /**
@@ -884,7 +891,7 @@ export class CircuitBreaker<Context = unknown> {
       notify: (message) => co.notify(message),
       resync: () => co.resync(),
       // A breaker someone listens to is kept: dropping it would drop their listeners silently.
-      busy: () => co.busy() || this.#ownListeners > 0,
+      busy: () => co.busy() || this.#ownListeners > 0 || co.admitting !== null,
       drain: (deadline) => co.drain(deadline),
       instrument: (stats) => {
         this.#stats = stats;
@@ -897,6 +904,15 @@ export class CircuitBreaker<Context = unknown> {
       }),
       unwritten: () => co.unwritten(),
       throttleRate: () => (this.#o.throttle === null ? null : co.throttleRate()),
+      onAdmitting: (listener) => {
+        const listeners = (co.admitting ??= new Set());
+        listeners.add(listener);
+        return () => {
+          listeners.delete(listener);
+          if (listeners.size === 0 && co.admitting === listeners) co.admitting = null;
+        };
+      },
+      rampLeftMs: () => (co.rampUntil === 0 ? 0 : Math.max(0, co.rampUntil - this.#o.clock.now())),
     };
   }
 

@@ -122,6 +122,12 @@ export class Coordination implements View, WriterOwner {
   // The view of the shared state. Read by the breaker's in-process fast path.
   state: BreakerState = 'closed';
   override: Override | null = null;
+  /**
+   * Called when this process's view goes from turning callers away (open, half-open,
+   * forced-open) to admitting them, however it learnt it (its own write, an answer, a push); null
+   * while nobody listens. The BullMQ integration brings deferred jobs back with it.
+   */
+  admitting: Set<() => void> | null = null;
   generation = 0;
   /** Whether the store has answered for this breaker (a generation of 0 then means: no record). */
   known = false;
@@ -402,10 +408,12 @@ export class Coordination implements View, WriterOwner {
     // generation this process knew is gone, and outcomes go under 0 until a record exists again.
     if (result.generation < this.generation && result.generation !== NO_RECORD) return;
     const o = this.#o;
+    const watched = this.admitting !== null && turnsAway(this.state, this.override);
     this.known = true;
     this.generation = result.generation;
     this.state = result.state;
     this.override = result.override;
+    if (watched) this.#admittingIf();
     if (o.maxStalenessMs > 0) this.viewAt = o.clock.now();
     if (!result.admitted && result.reason === 'open' && result.override !== 'metrics-only') {
       this.openUntil = o.clock.now() + result.retryAfterMs;
@@ -708,10 +716,12 @@ export class Coordination implements View, WriterOwner {
   /** Takes a snapshot from the store as this process's view. */
   #absorb(snapshot: Snapshot): void {
     if (snapshot.generation < this.generation) return;
+    const watched = this.admitting !== null && turnsAway(this.state, this.override);
     this.known = true;
     this.generation = snapshot.generation;
     this.state = snapshot.state;
     this.override = snapshot.override;
+    if (watched) this.#admittingIf();
     this.counts = snapshot.counts;
     if (snapshot.closedAt > 0) this.#learnClose(snapshot.closedAt, snapshot.now);
     const knownOpen = snapshot.state === 'open' && snapshot.override === null && snapshot.retryAfterMs > 0;
@@ -744,6 +754,7 @@ export class Coordination implements View, WriterOwner {
   notify(message: StateChangeMessage): void {
     if (message.generation <= this.generation) return;
     if (!this.selfCall) this.#host.learnt(message.from, message.to);
+    const watched = this.admitting !== null && turnsAway(this.state, this.override);
     const localNow = this.#o.clock.now();
     this.known = true;
     this.generation = message.generation;
@@ -769,6 +780,20 @@ export class Coordination implements View, WriterOwner {
     // A close after rejecting (probes succeeded, a reset, a forced-open cleared) starts the ramp.
     if (to === 'closed' && message.from !== 'closed' && message.from !== 'forced-closed') {
       this.#learnClose(message.now, message.now);
+    }
+    if (watched) this.#admittingIf();
+  }
+
+  /** Tells the `admitting` listeners when the view, which turned callers away, now admits them. */
+  #admittingIf(): void {
+    const listeners = this.admitting;
+    if (listeners === null || turnsAway(this.state, this.override)) return;
+    for (const listener of [...listeners]) {
+      try {
+        listener();
+      } catch {
+        // A listener's failure is its own; the others still hear of it.
+      }
     }
   }
 
@@ -878,4 +903,9 @@ function isUpdateResult(result: unknown): result is UpdateResult {
     typeof (result as UpdateResult).snapshot === 'object' &&
     (result as UpdateResult).snapshot !== null
   );
+}
+
+/** Whether a breaker in this state turns ordinary callers away (a half-open one admits only probes). */
+function turnsAway(state: BreakerState, override: Override | null): boolean {
+  return override === 'forced-open' || (override === null && state !== 'closed');
 }

@@ -1,9 +1,11 @@
 import { DelayedError, Worker } from 'bullmq';
 import type { Job, Processor } from 'bullmq';
 
+import { CircuitBreaker, internal } from '../breaker.js';
 import { isCircuitOpenError, type CircuitOpenError } from '../errors.js';
+import type { Disposer } from '../listeners.js';
 import { TooManyDeferralsError } from './errors.js';
-import { resolveWithBreakerOptions, type WithBreakerOptions } from './options.js';
+import { resolveWithBreakerOptions, type GuardingBreaker, type WithBreakerOptions } from './options.js';
 import { anySignal, closingSignal, workerOf, type WorkerHandle } from './signals.js';
 
 /**
@@ -16,6 +18,61 @@ import { anySignal, closingSignal, workerOf, type WorkerHandle } from './signals
  */
 export function deferralsOf(job: Pick<Job, 'attemptsStarted' | 'attemptsMade'>): number {
   return Math.max(0, (job.attemptsStarted ?? 0) - (job.attemptsMade ?? 0) - 1);
+}
+
+/** Past this many deferred jobs waiting in one worker, more are not brought back early. */
+const MAX_TRACKED = 10_000;
+
+/**
+ * The jobs this worker deferred, by the breaker that turned them away: when that breaker admits
+ * calls again in this process (its close, however this process learnt it: its own probe, a push,
+ * an answer; a reset or an operator's close too), they come back at once, or spread over what is
+ * left of its recovery ramp, instead of waiting out the delay they were given.
+ */
+class DeferredJobs {
+  readonly #byBreaker = new Map<CircuitBreaker, { jobs: Map<string, Job>; stop: Disposer }>();
+  #size = 0;
+
+  add(breaker: CircuitBreaker, job: Job): void {
+    const id = job.id;
+    if (id === undefined || this.#size >= MAX_TRACKED) return;
+    let entry = this.#byBreaker.get(breaker);
+    if (entry === undefined) {
+      const stop = breaker[internal].onAdmitting(() => this.#bringBack(breaker));
+      entry = { jobs: new Map(), stop };
+      this.#byBreaker.set(breaker, entry);
+    }
+    if (!entry.jobs.has(id)) this.#size += 1;
+    entry.jobs.set(id, job);
+  }
+
+  /** The job runs again: no longer waiting. */
+  started(breaker: CircuitBreaker, job: Job): void {
+    const entry = this.#byBreaker.get(breaker);
+    if (entry === undefined || job.id === undefined || !entry.jobs.delete(job.id)) return;
+    this.#size -= 1;
+    if (entry.jobs.size === 0) this.#forget(breaker, entry);
+  }
+
+  #forget(breaker: CircuitBreaker, entry: { stop: Disposer }): void {
+    this.#byBreaker.delete(breaker);
+    entry.stop();
+  }
+
+  #bringBack(breaker: CircuitBreaker): void {
+    const entry = this.#byBreaker.get(breaker);
+    if (entry === undefined) return;
+    this.#forget(breaker, entry);
+    const jobs = [...entry.jobs.values()];
+    this.#size -= jobs.length;
+    // Spread over the ramp: the breaker admits a growing share of calls meanwhile.
+    const rampMs = breaker[internal].rampLeftMs();
+    jobs.forEach((job, i) => {
+      const delayMs = Math.floor((rampMs * i) / jobs.length);
+      // A job that is no longer delayed (it started, or was removed) is left as it is.
+      void (delayMs === 0 ? job.promote() : job.changeDelay(delayMs)).catch(() => undefined);
+    });
+  }
 }
 
 /**
@@ -41,6 +98,7 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
   options: WithBreakerOptions<DataType, ResultType, NameType>,
 ): Processor<DataType, ResultType, NameType> {
   const o = resolveWithBreakerOptions(options);
+  const waiting = new DeferredJobs();
 
   function delayFor(error: CircuitOpenError): number {
     const retryAfterMs =
@@ -71,6 +129,7 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
     job: Job<DataType, ResultType, NameType>,
     token: string | undefined,
     error: CircuitOpenError,
+    breaker: GuardingBreaker,
   ): Promise<never> {
     // `maxDeferrals` per attempt: each retry of a job that ran out of deferrals gets as many again
     // (else every retry would fail at once against a breaker that is still open).
@@ -84,6 +143,8 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
       throw Worker.RateLimitError();
     }
     await job.moveToDelayed(Date.now() + delayMs, token);
+    // Turned away by the job's own breaker: brought back when it admits calls again.
+    if (breaker instanceof CircuitBreaker && error.breakerName === breaker.name) waiting.add(breaker, job);
     notify(worker, job, error, delayMs);
     throw new DelayedError(
       `Deferred by circuit breaker "${error.breakerName}" (${error.reason}) for ${delayMs} ms`,
@@ -101,19 +162,22 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
     const worker = workerOf(this);
     const closing = o.abortOnClose && worker !== undefined ? closingSignal(worker) : undefined;
     const linked = anySignal([signal, closing]);
+    let breaker: GuardingBreaker | undefined;
     try {
-      return await o
-        .breakerOf(job)
-        .execute(
-          (callSignal) => o.process(job, callSignal, token),
-          linked.signal === undefined ? undefined : { signal: linked.signal },
-        );
+      breaker = o.breakerOf(job);
+      if (breaker instanceof CircuitBreaker) waiting.started(breaker, job);
+      return await breaker.execute(
+        (callSignal) => o.process(job, callSignal, token),
+        linked.signal === undefined ? undefined : { signal: linked.signal },
+      );
     } catch (error) {
       // The job's breaker rejected it, or a breaker inside the work did (an HTTP call through
       // circuitry/fetch to an origin that is down, or that asked for Retry-After): either way the
       // dependency is not there now, so the job is deferred for the rejection's retryAfterMs. (The
       // job's breaker counts an inner rejection as neither a success nor a failure.)
-      if (isCircuitOpenError(error) && o.defer(error)) return await defer(worker, job, token, error);
+      if (isCircuitOpenError(error) && o.defer(error) && breaker !== undefined) {
+        return await defer(worker, job, token, error, breaker);
+      }
       if (closing?.aborted === true) {
         // Interrupted by shutdown: back to the queue, now, without consuming an attempt.
         await job.moveToDelayed(Date.now(), token);

@@ -22,6 +22,7 @@ import {
   isCircuitOpenError,
 } from '../../src/index.js';
 import type { CircuitBreaker } from '../../src/index.js';
+import { RedisStore } from '../../src/stores/redis/index.js';
 import type { RedisServer } from '../helpers/redis-server.js';
 import { useRedisServer } from '../helpers/redis-server.js';
 
@@ -334,6 +335,87 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       assert.equal(job.attemptsMade, 3);
     } finally {
       await h.close();
+    }
+  });
+
+  it('brings deferred jobs back when their breaker closes, not when their delay ends', async () => {
+    const h = new Harness(server);
+    try {
+      // Deferred for the open period, 8 s; closed by an operator after the deferrals.
+      const breaker = await forcedOpen(8_000);
+      const deferred: number[] = [];
+      h.worker(
+        withBreaker<Data>({
+          breaker,
+          process: async () => 'done',
+          jitter: 0,
+          onDeferred: (_job, _error, delayMs) => deferred.push(delayMs),
+        }),
+        { concurrency: 3 },
+      );
+      await h.queue.addBulk([0, 1, 2].map(() => ({ name: 'sync', data: { tenantId: 'acme' } })));
+      await until(() => deferred.length === 3, 'three deferrals');
+      assert.ok(
+        deferred.every((ms) => ms >= 7_000),
+        JSON.stringify(deferred),
+      );
+      const closedAt = Date.now();
+      await breaker.force(null);
+      await until(() => h.completed.length === 3, 'the three jobs to complete', 5_000);
+      const after = Date.now() - closedAt;
+      assert.ok(after < 2_000, `completed ${after} ms after the close`);
+      assert.deepEqual(h.failed, []);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a close another process made (a push) brings them back too, spread over the recovery ramp', async () => {
+    const h = new Harness(server);
+    const prefix = `back-${randomUUID()}:`;
+    const storeClient = server.client();
+    const operatorClient = server.client();
+    const workers = factory({
+      store: new RedisStore({ client: storeClient, prefix }),
+      openMs: 8_000,
+      recovery: { rampMs: 1_000 },
+    });
+    const operator = factory({ store: new RedisStore({ client: operatorClient, prefix }), openMs: 8_000 });
+    try {
+      const breaker = workers.breakerFor('sync', { tenantId: 'acme' });
+      await operator.breakerFor('sync', { tenantId: 'acme' }).force('forced-open');
+      // The worker's breaker learns it on its first call.
+      const deferred: number[] = [];
+      const ran: number[] = [];
+      h.worker(
+        withBreaker<Data>({
+          breaker,
+          process: async () => {
+            ran.push(Date.now());
+            return 'done';
+          },
+          jitter: 0,
+          onDeferred: (_job, _error, delayMs) => deferred.push(delayMs),
+        }),
+        { concurrency: 4 },
+      );
+      await h.queue.addBulk([0, 1, 2, 3].map(() => ({ name: 'sync', data: { tenantId: 'acme' } })));
+      await until(() => deferred.length === 4, 'four deferrals');
+      const closedAt = Date.now();
+      // An operator's reset, from a process of its own: the workers' breaker hears it by a push.
+      await operator.breakerFor('sync', { tenantId: 'acme' }).force(null);
+      await until(() => h.completed.length === 4, 'the four jobs to complete', 6_000);
+      const spread = ran.map((t) => t - closedAt).sort((a, b) => a - b);
+      assert.ok(spread.at(-1)! < 3_000, `ran ${JSON.stringify(spread)} ms after the close`);
+      // Not all at once: the ramp spreads them (and admits a growing share meanwhile).
+      assert.ok(spread.at(-1)! - spread[0]! >= 300, `ran ${JSON.stringify(spread)} ms after the close`);
+      assert.deepEqual(h.failed, []);
+    } finally {
+      await h.close();
+      await workers.close();
+      await operator.close();
+      storeClient.disconnect();
+      operatorClient.disconnect();
     }
   });
 
