@@ -113,7 +113,12 @@ export interface ModelCheckReport {
   /** How many store faults those histories injected. */
   readonly faults: number;
   /** How many of those histories ran with a quorum, and how many local opens they checked. */
-  readonly quorum: { readonly histories: number; readonly localOpens: number };
+  readonly quorum: {
+    /** Histories that ran with a quorum. */
+    readonly histories: number;
+    /** Local opens (a trip below the quorum) those histories checked. */
+    readonly localOpens: number;
+  };
 }
 
 /** One step of a history. `pick` chooses among the permits held at that moment (modulo their count). */
