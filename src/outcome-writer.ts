@@ -29,6 +29,8 @@ export interface WriterOwner {
   writeAnsweredLate(result: UpdateResult): void;
   /** Reads the breaker's generation, for outcomes kept before the store ever answered. */
   learnGeneration(): Promise<void>;
+  /** The share of calls the adaptive throttle turns away now (0 without one). */
+  throttleRate(): number;
 }
 
 /**
@@ -95,7 +97,13 @@ export class OutcomeWriter implements KeptOutcomesOwner {
     let result: Awaitable<UpdateResult>;
     try {
       const reporter = this.#host.reporter;
-      const sent = reporter === null || o.quorum === null ? batch : reporter.stamp(batch, o.quorum, o.policy);
+      const stamped =
+        reporter === null || o.quorum === null ? batch : reporter.stamp(batch, o.quorum, o.policy);
+      // Failures of a throttled breaker tell the store its rejection rate, for operators.
+      const sent =
+        o.throttle === null || batch.failures === 0
+          ? stamped
+          : { ...stamped, throttleRate: this.#owner.throttleRate() };
       result = this.#owner.own(() => o.store.record(this.#host.name, o.policy, sent));
     } catch (error) {
       this.#owner.storeFailed('record', error);

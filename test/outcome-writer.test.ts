@@ -33,6 +33,7 @@ function writerOver(store: Store, trip = failureRate(0.99, { minimumCalls: 1_000
     own: (call) => call(),
     storeFailed: (operation) => void told.failed.push(operation),
     storeTimeoutMs: () => 1_000,
+    throttleRate: () => 0,
     writeAnswered: (result) => void told.answered.push(result),
     writeAnsweredLate: (result) => void told.answered.push(result),
     learnGeneration: async () => undefined,

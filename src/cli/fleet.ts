@@ -37,6 +37,13 @@ export interface BreakerRow {
   readonly overrideUntil: number;
   /** Why the override was set (an `openFor` reason, an operator's `--reason`), or null. */
   readonly overrideReason: string | null;
+  /** Calls holding a concurrency slot now (`maxConcurrent`; 0 without a limit). */
+  readonly activeSlots: number;
+  /**
+   * The adaptive throttle's rejection rate a process reported with its latest failures, and when
+   * (the store's clock); null when none did.
+   */
+  readonly throttle: { readonly rate: number; readonly reportedAt: number } | null;
 }
 
 export function toRow(name: string, s: Snapshot): BreakerRow {
@@ -54,6 +61,8 @@ export function toRow(name: string, s: Snapshot): BreakerRow {
     readAt: s.now,
     overrideUntil: s.overrideUntil ?? 0,
     overrideReason: s.overrideReason ?? null,
+    activeSlots: s.activeSlots ?? 0,
+    throttle: s.throttle === undefined ? null : { rate: s.throttle.rate, reportedAt: s.throttle.reportedAt },
   };
 }
 

@@ -89,8 +89,22 @@ export function formatStatus(row: BreakerRow): string {
     `counts         ${c.failures} failed of ${c.total} (${formatRate(c.failureRate)}), ${c.slow} slow, ${c.ignored} ignored, ${c.consecutiveFailures} consecutive failures`,
     `retry after    ${formatRetryAfter(row)}`,
     `probes         ${row.activeProbes} in flight; ${row.reopens} re-opens without a close`,
+    `slots          ${row.activeSlots} calls holding a concurrency slot (maxConcurrent)`,
+    `throttle       ${formatThrottle(row)}`,
     `generation     ${row.generation}`,
   ].join('\n');
+}
+
+/**
+ * What the adaptive throttle's processes last reported: `rejecting 37% of calls (reported 4.2 s
+ * ago, with failures)`, or `none reported`. Each process throttles on what it sees; the rate is
+ * that of the last one that wrote failures, and is not refreshed while calls succeed.
+ */
+export function formatThrottle(row: Pick<BreakerRow, 'throttle' | 'readAt'>): string {
+  const t = row.throttle;
+  if (t === null) return 'none reported';
+  const age = formatDuration(Math.max(0, row.readAt - t.reportedAt));
+  return `rejecting ${formatRate(t.rate)} of calls (reported ${age} ago, with failures)`;
 }
 
 /** The override, with the time it has left and why it was set: `forced-open for 28 s more (Retry-After from ...)`. */

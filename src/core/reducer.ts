@@ -395,6 +395,7 @@ export function record(
   let belowQuorum = false;
   if (record.state === 'closed') {
     if (batch.reporter !== undefined && batch.failures > 0) noteReporter(record, policy, now, batch.reporter);
+    if (batch.throttleRate !== undefined && batch.failures > 0) noteThrottle(record, now, batch.throttleRate);
     if (batch.successes + batch.failures + batch.slow + batch.ignored > 0) {
       const bucket = bucketAt(record, now, policy);
       bucket.successes += batch.successes;
@@ -435,6 +436,19 @@ export function record(
     stale: false,
   };
   return belowQuorum ? { ...result, belowQuorum } : result;
+}
+
+/**
+ * Keeps the throttle rate a breaker reported with its failures (`OutcomeBatch.throttleRate`), in
+ * millionths (what every store can hold as an integer), and when.
+ */
+export function noteThrottle(record: BreakerRecord, now: number, rate: number): void {
+  record.throttle = { rate: throttleMillionths(rate) / 1_000_000, at: now };
+}
+
+/** A reported throttle rate as an integer number of millionths in [0, 1_000_000] (NaN: 0). */
+export function throttleMillionths(rate: number): number {
+  return Number.isFinite(rate) ? Math.round(Math.min(1, Math.max(0, rate)) * 1_000_000) : 0;
 }
 
 /** How many reporters a record remembers at most (`BreakerRecord.reporters`): the latest ones. */
@@ -697,7 +711,7 @@ export function snapshot(
   for (const lease of record.leases) if (lease.expiresAt > now) activeProbes += 1;
   let activeSlots = 0;
   if (record.slots !== undefined) for (const slot of record.slots) if (slot.expiresAt > now) activeSlots += 1;
-  return {
+  const taken: Snapshot = {
     state: record.state,
     override: record.override,
     circuitState: state,
@@ -714,6 +728,10 @@ export function snapshot(
     overrideReason: record.override === null ? null : (record.overrideReason ?? null),
     closedAt: record.closedAt ?? 0,
   };
+  const throttle = record.throttle;
+  return throttle === undefined
+    ? taken
+    : { ...taken, throttle: { rate: throttle.rate, reportedAt: throttle.at } };
 }
 
 /** Whether `value` is a record this schema version can use (stores reset anything else). */
@@ -760,9 +778,16 @@ export function isValidRecord(value: unknown): value is BreakerRecord {
             Number.isInteger((x as Reporter).bucket),
         ))) &&
     (r.closedAt === undefined || isCount(r.closedAt)) &&
+    (r.throttle === undefined || isThrottle(r.throttle)) &&
     (r.overrideReason === undefined ||
       (typeof r.overrideReason === 'string' && r.overrideReason.length <= MAX_REASON_LENGTH))
   );
+}
+
+function isThrottle(t: unknown): boolean {
+  if (typeof t !== 'object' || t === null) return false;
+  const { rate, at } = t as { rate?: unknown; at?: unknown };
+  return typeof rate === 'number' && rate >= 0 && rate <= 1 && isCount(at);
 }
 
 function isLease(l: unknown): boolean {

@@ -211,6 +211,16 @@ export interface BreakerRecord {
    * the bucket of its latest failure, at most `MAX_REPORTERS`. Absent: no batch named a reporter.
    */
   reporters?: Reporter[];
+  /**
+   * The adaptive throttle's rejection rate (0–1) the last breaker that wrote failures reported
+   * (`OutcomeBatch.throttleRate`), and when (the store's time): for operators. Absent: none.
+   */
+  throttle?: {
+    /** The share of calls that breaker turned away (0–1), to a millionth. */
+    rate: number;
+    /** When it was reported, in the store's time (ms). */
+    at: number;
+  };
 }
 
 /** How `force` sets an override. */
@@ -277,6 +287,17 @@ export interface Snapshot {
   readonly overrideReason: string | null;
   /** When callers last saw it close after rejecting, in the store's time (0: never). */
   readonly closedAt: number;
+  /**
+   * The adaptive throttle's rejection rate a process reported with its latest failures
+   * (`trip: adaptiveThrottle()`), and when, in the store's time; absent when none did. The rate
+   * is that process's: each process throttles on what it sees.
+   */
+  readonly throttle?: {
+    /** The share of calls that process turned away (0–1), to a millionth. */
+    readonly rate: number;
+    /** When it was reported, in the store's time (ms). */
+    readonly reportedAt: number;
+  };
 }
 
 /** A state change, reported only by the operation that performed it. */
@@ -336,6 +357,12 @@ export interface OutcomeBatch {
    * `belowQuorum`: the reporter opens on its own only (`'local-open'`).
    */
   readonly quorum?: number;
+  /**
+   * The sender's adaptive-throttle rejection rate (0–1: the share of calls it turns away now), on
+   * batches with failures of a breaker with `trip: adaptiveThrottle()`: the store keeps the latest
+   * (`Snapshot.throttle`), so operators see it. It changes nothing else.
+   */
+  readonly throttleRate?: number;
 }
 
 /** The outcome of one half-open probe. */

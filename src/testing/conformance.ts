@@ -746,6 +746,40 @@ export function describeStoreConformance(
       });
     });
 
+    describe('throttle rate (what operators see of an adaptive throttle)', () => {
+      test("keeps the rate a breaker's failures reported, and when; nothing else writes it", async (h, key) => {
+        // What a breaker with `trip: adaptiveThrottle()` gives its store: a policy that never trips.
+        const policy = policyOf({ trip: failuresInWindow(2 ** 31 - 1, 120_000) });
+        const { generation } = await acquire(h, key, policy);
+        assert.equal((await h.store.inspect(key, policy))?.throttle, undefined, 'none reported yet');
+        const first = await record(h, key, policy, {
+          ...outcomes(generation, { failures: 1 }),
+          throttleRate: 0.37,
+        });
+        let snapshot = await h.store.inspect(key, policy);
+        assert.equal(snapshot?.throttle?.rate, 0.37);
+        assert.ok(
+          Math.abs(snapshot.throttle.reportedAt - first.snapshot.now) < 1_000,
+          `reported at ${snapshot.throttle.reportedAt}, written at ${first.snapshot.now}`,
+        );
+        await h.advance(2_000);
+        // A success, a failure without a rate, and a success with one (never sent) change nothing.
+        await record(h, key, policy, outcomes(generation, { successes: 1 }));
+        await record(h, key, policy, outcomes(generation, { failures: 1 }));
+        await record(h, key, policy, { ...outcomes(generation, { successes: 1 }), throttleRate: 0.9 });
+        snapshot = await h.store.inspect(key, policy);
+        assert.equal(snapshot?.throttle?.rate, 0.37);
+        assert.equal(snapshot?.counts.failures, 2, 'the failures still count');
+        const later = await record(h, key, policy, {
+          ...outcomes(generation, { failures: 1 }),
+          throttleRate: 0.123456789,
+        });
+        snapshot = await h.store.inspect(key, policy);
+        assert.equal(snapshot?.throttle?.rate, 0.123457, 'kept to a millionth');
+        assert.ok(Math.abs(snapshot.throttle.reportedAt - later.snapshot.now) < 1_000);
+      });
+    });
+
     describe('concurrency limit (maxConcurrent)', () => {
       if (options.concurrencyLimit !== true) {
         test('the store does not say it limits concurrency', async (h) => {

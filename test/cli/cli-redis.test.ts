@@ -32,6 +32,7 @@ const COMMANDS = [
 function assertRowShape(row: BreakerRow): void {
   assert.deepEqual(Object.keys(row).sort(), [
     'activeProbes',
+    'activeSlots',
     'circuitState',
     'counts',
     'generation',
@@ -44,7 +45,10 @@ function assertRowShape(row: BreakerRow): void {
     'reopens',
     'retryAfterMs',
     'state',
+    'throttle',
   ]);
+  assert.equal(typeof row.activeSlots, 'number');
+  assert.ok(row.throttle === null || typeof row.throttle.rate === 'number');
   assert.ok(['closed', 'open', 'half-open'].includes(row.state));
   assert.ok(row.override === null || typeof row.override === 'string');
   assert.equal(typeof row.retryAfterMs, 'number');

@@ -12,6 +12,9 @@ import {
   isCircuitOpenError,
 } from '../../src/index.js';
 import type { Clock } from '../../src/index.js';
+import { toRow } from '../../src/cli/fleet.js';
+import { formatStatus } from '../../src/cli/format.js';
+import { resolveOptions } from '../../src/options.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { useRedisServer } from '../helpers/redis-server.js';
 import type { RedisServer } from '../helpers/redis-server.js';
@@ -178,6 +181,15 @@ describe('breakers on a RedisStore', () => {
       assert.deepEqual(await client.keys(`${prefix}*`), [], 'no key for a healthy tenant');
       for (let i = 0; i < 400; i++) await breaker.execute(fail).catch(() => undefined);
       await breaker.flush();
+      // Operators see the rate the failures reported (CLI status, dashboard).
+      const policy = resolveOptions({ trip: adaptiveThrottle() }).policy;
+      const seen = await new RedisStore({ client, prefix }).inspect('dep', policy);
+      assert.ok(seen?.throttle !== undefined && seen.throttle.rate > 0.5, JSON.stringify(seen?.throttle));
+      assert.ok(Math.abs(seen.throttle.reportedAt - seen.now) < 5_000);
+      assert.match(
+        formatStatus(toRow('dep', seen)),
+        /^throttle {7}rejecting \d+\.\d% of calls \(reported .* ago, with failures\)$/m,
+      );
       await client.config('RESETSTAT');
       let throttled = 0;
       for (let i = 0; i < 100; i++) {

@@ -43,6 +43,9 @@ function sameRow(a: BreakerRow, b: BreakerRow): boolean {
     a.generation === b.generation &&
     a.openUntil === b.openUntil &&
     a.activeProbes === b.activeProbes &&
+    a.activeSlots === b.activeSlots &&
+    a.throttle?.rate === b.throttle?.rate &&
+    a.throttle?.reportedAt === b.throttle?.reportedAt &&
     a.counts.successes === b.counts.successes &&
     a.counts.failures === b.counts.failures &&
     a.counts.slow === b.counts.slow &&

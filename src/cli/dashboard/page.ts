@@ -140,6 +140,12 @@ function rowNode(row) {
   var note = row.override === 'metrics-only' ? 'metrics-only' : row.override ? 'computed ' + row.state : '';
   // Why it was set (an openFor from a Retry-After, an operator's --reason) and for how long.
   if (row.override && row.overrideReason) note += (note ? '; ' : '') + row.overrideReason;
+  // Calls in flight under maxConcurrent, and what an adaptive throttle last reported.
+  if (row.activeSlots > 0) note += (note ? '; ' : '') + row.activeSlots + ' in flight (slots)';
+  if (row.throttle) {
+    note += (note ? '; ' : '') + 'throttling ' + Math.round(row.throttle.rate * 100) + '% (reported ' +
+      duration(Math.max(0, row.readAt - row.throttle.reportedAt)) + ' ago)';
+  }
   var retry = el('td', { className: 'num retry', text: retryText(row) });
   retry.dataset.name = row.name;
   var tr = el('tr', { 'data-state': row.state, 'data-circuit-state': row.circuitState }, [

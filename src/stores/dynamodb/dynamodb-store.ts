@@ -289,6 +289,8 @@ export class DynamoDBStore implements Store, RecordExaminer {
     released.forEach((held, i) => {
       releasing[`#r${i}`] = held;
     });
+    // A throttled breaker's failures tell operators its rejection rate (reducer.ts noteThrottle).
+    const throttled = batch.throttleRate !== undefined && batch.failures > 0;
     let reply;
     try {
       reply = await this.#client.send(
@@ -297,6 +299,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
           Key: { pk: { S: itemKey(name) } },
           UpdateExpression:
             `SET cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
+            (throttled ? ', tr = :tr, ta = :now ' : '') +
             `ADD #s :s, #f :f, #l :l, #g :g, v :one${id === null ? '' : ', ids :id'}` +
             (released.length === 0
               ? ''
@@ -321,6 +324,12 @@ export class DynamoDBStore implements Store, RecordExaminer {
           },
           ExpressionAttributeValues: {
             ...(batch.successes > 0 ? { ':trailing': { N: String(batch.trailingFailures) } } : {}),
+            ...(throttled
+              ? {
+                  ':tr': { N: String(reducer.throttleMillionths(batch.throttleRate)) },
+                  ':now': { N: String(now) },
+                }
+              : {}),
             ':ttl': { N: String(expiresAt(policy, { openUntil: 0 }, now)) },
             ':s': { N: String(batch.successes) },
             ':f': { N: String(batch.failures) },
@@ -744,7 +753,15 @@ function toItem(name: string, policy: BreakerPolicy, record: BreakerRecord, vers
     pk: { S: itemKey(name) },
     name: { S: name },
     v: { N: String(version) },
-    rec: { S: JSON.stringify({ ...record, buckets: [], consecutiveFailures: 0, slots: undefined }) },
+    rec: {
+      S: JSON.stringify({
+        ...record,
+        buckets: [],
+        consecutiveFailures: 0,
+        slots: undefined,
+        throttle: undefined,
+      }),
+    },
     st: { S: record.state },
     gen: { N: String(record.generation) },
     ov: { S: record.override ?? NO_OVERRIDE },
@@ -758,6 +775,10 @@ function toItem(name: string, policy: BreakerPolicy, record: BreakerRecord, vers
     item[`b${slot}f`] = { N: String(bucket.failures) };
     item[`b${slot}l`] = { N: String(bucket.slow) };
     item[`b${slot}g`] = { N: String(bucket.ignored) };
+  }
+  if (record.throttle !== undefined) {
+    item.tr = { N: String(reducer.throttleMillionths(record.throttle.rate)) };
+    item.ta = { N: String(record.throttle.at) };
   }
   if (record.slots !== undefined && record.slots.length > 0) {
     const held: Record<string, AttributeValue> = {};
@@ -814,8 +835,22 @@ function fromItem(item: Record<string, AttributeValue>): { record: BreakerRecord
       slots.push({ id, expiresAt });
     }
   }
+  // The throttle rate a breaker reported (`tr` millionths, `ta` when), kept apart: counting sets it.
+  let throttle: BreakerRecord['throttle'];
+  if (item.tr !== undefined || item.ta !== undefined) {
+    const rate = count(item.tr);
+    const at = count(item.ta);
+    if (rate === null || at === null || rate > 1_000_000) return null;
+    throttle = { rate: rate / 1_000_000, at };
+  }
   return {
-    record: { ...record, consecutiveFailures: cf, buckets, ...(slots === undefined ? {} : { slots }) },
+    record: {
+      ...record,
+      consecutiveFailures: cf,
+      buckets,
+      ...(slots === undefined ? {} : { slots }),
+      ...(throttle === undefined ? {} : { throttle }),
+    },
     version,
   };
 }

@@ -13,7 +13,7 @@ import type {
   Transition,
   UpdateResult,
 } from '../../core/types.js';
-import { MAX_REASON_LENGTH, resetsOnly } from '../../core/reducer.js';
+import { MAX_REASON_LENGTH, resetsOnly, throttleMillionths } from '../../core/reducer.js';
 import { SCHEMA_VERSION } from '../../core/types.js';
 import { StoreError } from '../../errors.js';
 import { snapshotFrom } from '../snapshot-fields.js';
@@ -89,6 +89,8 @@ interface ReplyRow {
   o_slot: string | null;
   o_active_slots: number | null;
   o_below: boolean | null;
+  o_throttle_rate: number | null;
+  o_throttle_at: string | number | null;
   o_from: string | null;
   o_to: string | null;
   o_transition_generation: string | null;
@@ -268,7 +270,7 @@ export class PostgresStore implements Store, RecordExaminer {
     const leading = '$1, $2, $3, $4';
     this.#sql = {
       acquire: `SELECT * FROM ${o.acquire}(${leading}, $5)`,
-      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+      record: `SELECT * FROM ${o.record}(${leading}, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
       inspect: `SELECT * FROM ${o.inspect}(${leading})`,
       force: `SELECT * FROM ${o.force}(${leading}, $5, $6, $7, $8, $9)`,
       reset: `SELECT * FROM ${o.reset}(${leading}, $5)`,
@@ -374,6 +376,7 @@ export class PostgresStore implements Store, RecordExaminer {
       batch.slots ?? [],
       batch.reporter ?? null,
       batch.quorum ?? 1,
+      batch.throttleRate === undefined ? null : throttleMillionths(batch.throttleRate),
     ]);
     return this.#update(reply, policy);
   }
@@ -397,7 +400,15 @@ export class PostgresStore implements Store, RecordExaminer {
         reason: `the row does not hold a breaker record of schema ${SCHEMA_VERSION}`,
       };
     }
-    return { kind: 'record', snapshot: reply.snapshot(policy) };
+    const snapshot = reply.snapshot(policy);
+    const { o_throttle_rate: rate, o_throttle_at: at } = reply.row;
+    const reportedAt = at === null ? 0 : Number(at);
+    if (rate === null || reportedAt <= 0 || !Number.isSafeInteger(reportedAt))
+      return { kind: 'record', snapshot };
+    return {
+      kind: 'record',
+      snapshot: { ...snapshot, throttle: { rate: Number(rate) / 1_000_000, reportedAt } },
+    };
   }
 
   async force(

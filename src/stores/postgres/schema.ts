@@ -50,7 +50,8 @@ export const REPLY_COLUMNS = `o_corrupt boolean, o_stale boolean, o_now bigint, 
   o_generation bigint, o_open_until bigint, o_successes bigint, o_failures bigint, o_slow bigint,
   o_ignored bigint, o_consecutive bigint, o_active_probes integer, o_probe_successes integer,
   o_reopens integer, o_from text, o_to text, o_transition_generation bigint, o_override_until bigint,
-  o_override_reason text, o_closed_at bigint, o_slot text, o_active_slots integer, o_below boolean`;
+  o_override_reason text, o_closed_at bigint, o_slot text, o_active_slots integer, o_below boolean,
+  o_throttle_rate integer, o_throttle_at bigint`;
 
 const LEADING = 'name_ text, kind_ text, p_ float8[], offset_ bigint';
 
@@ -78,6 +79,7 @@ function valid(a: string): string {
       AND ${a}consecutive_failures >= 0 AND ${a}probe_successes >= 0 AND ${a}lease_seq >= 0
       AND coalesce(cardinality(${a}reporter_ids), 0) = coalesce(cardinality(${a}reporter_buckets), 0)
       AND coalesce(${a}override_until, 0) >= 0 AND coalesce(${a}closed_at, 0) >= 0 AND coalesce(length(${a}override_reason), 0) <= ${MAX_REASON_LENGTH}
+      AND coalesce(${a}throttle_rate, 0) BETWEEN 0 AND 1000000 AND coalesce(${a}throttle_at, 0) >= 0
       AND CASE WHEN coalesce(array_ndims(${a}lease_ids), 1) = 1 AND coalesce(array_ndims(${a}lease_expires), 1) = 1
           AND coalesce(array_ndims(${a}buckets), 1) = 1
           AND coalesce(array_ndims(${a}slot_ids), 1) = 1 AND coalesce(array_ndims(${a}slot_expires), 1) = 1
@@ -123,7 +125,8 @@ const FRESH = `r.version := ${SCHEMA_VERSION}; r.state := 'closed'; r.override :
     r.consecutive_failures := 0; r.probe_successes := 0; r.lease_seq := 0;
     r.lease_ids := '{}'; r.lease_expires := '{}'; r.buckets := '{}';
     r.override_until := NULL; r.override_reason := NULL; r.closed_at := NULL;
-    r.slot_ids := NULL; r.slot_expires := NULL; r.reporter_ids := NULL; r.reporter_buckets := NULL;`;
+    r.slot_ids := NULL; r.slot_expires := NULL; r.reporter_ids := NULL; r.reporter_buckets := NULL;
+    r.throttle_rate := NULL; r.throttle_at := NULL;`;
 
 /**
  * The GC horizon of `r` (Lua gc_ttl_ms): never before anything the record still remembers (an
@@ -216,6 +219,7 @@ function write(o: SchemaObjects): string {
         override_until = r.override_until, override_reason = r.override_reason, closed_at = r.closed_at,
         slot_ids = r.slot_ids, slot_expires = r.slot_expires,
         reporter_ids = r.reporter_ids, reporter_buckets = r.reporter_buckets,
+        throttle_rate = r.throttle_rate, throttle_at = r.throttle_at,
         expires_at = CASE WHEN r.override IS NOT NULL AND coalesce(r.override_until, 0) = 0 THEN NULL
           WHEN b.expires_at >= need THEN b.expires_at ELSE need + ${EXPIRY_SLACK_MS} END
       WHERE key = k;`;
@@ -260,7 +264,8 @@ function snapshot(o: SchemaObjects): string {
   o_probe_successes := r.probe_successes; o_reopens := r.reopens; o_now := now_;
   o_override_until := CASE WHEN r.override IS NULL THEN 0 ELSE coalesce(r.override_until, 0) END;
   o_override_reason := CASE WHEN r.override IS NULL THEN NULL ELSE r.override_reason END;
-  o_closed_at := coalesce(r.closed_at, 0); o_active_slots := coalesce(cardinality(r.slot_ids), 0);`;
+  o_closed_at := coalesce(r.closed_at, 0); o_active_slots := coalesce(cardinality(r.slot_ids), 0);
+  o_throttle_rate := r.throttle_rate; o_throttle_at := coalesce(r.throttle_at, 0);`;
 }
 
 function declarations(o: SchemaObjects): string {
@@ -315,7 +320,9 @@ CREATE TABLE IF NOT EXISTS ${o.table} (
   slot_ids text[],
   slot_expires bigint[],
   reporter_ids text[],
-  reporter_buckets bigint[]
+  reporter_buckets bigint[],
+  throttle_rate integer,
+  throttle_at bigint
 ) WITH (fillfactor = 70);
 -- Added by later versions (timed overrides, the recovery ramp, concurrency limits): a table made
 -- before gets them here.
@@ -326,6 +333,8 @@ ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS slot_ids text[];
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS slot_expires bigint[];
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS reporter_ids text[];
 ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS reporter_buckets bigint[];
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS throttle_rate integer;
+ALTER TABLE ${o.table} ADD COLUMN IF NOT EXISTS throttle_at bigint;
 CREATE INDEX IF NOT EXISTS ${index('_expires_at')} ON ${o.table} (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Batch ids seen in the last ${BATCH_ID_MS / 1000} s, so a batch re-sent after a lost reply is counted once.
@@ -351,7 +360,7 @@ BEGIN
   FOR f IN SELECT p.oid::regprocedure FROM pg_proc AS p
     WHERE p.pronamespace = (SELECT n.oid FROM pg_namespace AS n WHERE n.nspname = ${quoteLiteral(name.schema)})
       AND p.proname IN (${['_acquire', '_record', '_inspect', '_force', '_reset'].map((suffix) => quoteLiteral(`${name.table}${suffix}`)).join(', ')})
-      AND (pg_get_function_result(p.oid) NOT LIKE '%o_below%'
+      AND (pg_get_function_result(p.oid) NOT LIKE '%o_throttle_at%'
         OR (p.proname = ${quoteLiteral(`${name.table}_force`)} AND p.pronargs <> 9))
   LOOP
     EXECUTE 'DROP FUNCTION ' || f;
@@ -513,7 +522,7 @@ END $$;
 CREATE OR REPLACE FUNCTION ${o.record}(${LEADING}, gc_ boolean,
   generation_ bigint, successes_ bigint, failures_ bigint, trailing_ bigint, slow_ bigint, ignored_ bigint,
   trip_ boolean, random_ float8, jitter_ float8, batch_ text, probe_leases_ text[], probe_outcomes_ text[],
-  slots_ text[], reporter_ text, quorum_ bigint)
+  slots_ text[], reporter_ text, quorum_ bigint, throttle_ integer)
 RETURNS TABLE (${REPLY_COLUMNS})
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -609,6 +618,10 @@ BEGIN
       END IF;
       r.reporter_ids := ids; r.reporter_buckets := exps;
       dirty := true;
+    END IF;
+    -- A throttled breaker's failures tell operators its rejection rate (reducer.ts noteThrottle).
+    IF throttle_ IS NOT NULL AND failures_ > 0 THEN
+      r.throttle_rate := throttle_; r.throttle_at := now_; dirty := true;
     END IF;
     IF successes_ + failures_ + slow_ + ignored_ > 0 THEN
       r.buckets := ${o.add}(r.buckets, now_, p_[5]::bigint, p_[6]::bigint, successes_, failures_, slow_, ignored_);

@@ -11,7 +11,7 @@ import type {
   Transition,
   UpdateResult,
 } from '../../core/types.js';
-import { MAX_REASON_LENGTH } from '../../core/reducer.js';
+import { MAX_REASON_LENGTH, throttleMillionths } from '../../core/reducer.js';
 import { StoreError } from '../../errors.js';
 import { snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
@@ -277,6 +277,7 @@ export class RedisStore implements Store, RecordExaminer {
       batch.id ?? '',
       batch.reporter ?? '',
       batch.quorum ?? 1,
+      batch.throttleRate === undefined ? '' : throttleMillionths(batch.throttleRate),
     ];
     const slots = batch.slots ?? [];
     args.push(slots.length, ...slots);
@@ -306,7 +307,16 @@ export class RedisStore implements Store, RecordExaminer {
     if (kind === 'none') return { kind: 'none' };
     if (kind === 'corrupt') return { kind: 'corrupt', reason: reply.string() };
     if (kind !== 'snapshot') throw malformed('inspect', raw);
-    return { kind: 'record', snapshot: reply.snapshot(policy) };
+    const snapshot = reply.snapshot(policy);
+    const throttleRate = reply.number();
+    const reportedAt = reply.number();
+    return {
+      kind: 'record',
+      snapshot:
+        reportedAt === 0
+          ? snapshot
+          : { ...snapshot, throttle: { rate: throttleRate / 1_000_000, reportedAt } },
+    };
   }
 
   async force(

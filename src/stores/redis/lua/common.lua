@@ -36,6 +36,8 @@ breaker with a failure is v, state, gen, cf and buckets), so a record costs litt
   buckets    '<index>:<successes>:<failures>:<slow>:<ignored>,...' oldest first (default: none)
   rp         who reported failures in the window (a quorum): '<reporter>=<bucket>,...' oldest
              first, at most MAX_REPORTERS (default: none; never written without a quorum)
+  tr, ta     the adaptive-throttle rejection rate the last throttled breaker reported with its
+             failures, in millionths, and when, in the server's ms (default 0: none reported)
 
 Errors raised (as Redis error replies): CIRCUITRY_BADARG <what> when an argument is malformed.
 A stored record that is not valid is never an error: it is reset, and the reply's corrupt flag is 1.
@@ -136,6 +138,7 @@ local function empty_record(now)
   return {
     state = 'closed', override = '', gen = math.max(1, math.floor(now)) * 100, openedAt = 0, openUntil = 0,
     reopens = 0, cf = 0, ps = 0, seq = 0, leases = {}, slots = {}, buckets = {}, ou = 0, ovr = '', ca = 0, rp = {},
+    tr = 0, ta = 0,
   }
 end
 
@@ -259,10 +262,12 @@ local function parse_record(h)
     ps = count_or_zero(h.ps), seq = count_or_zero(h.seq), leases = parse_leases(h.leases or ''),
     slots = parse_leases(h.slots or ''), buckets = parse_buckets(h.buckets or ''), ou = count_or_zero(h.ou),
     ovr = h['or'] or '', ca = count_or_zero(h.ca), rp = parse_reporters(h.rp or ''),
+    tr = count_or_zero(h.tr), ta = count_or_zero(h.ta),
   }
   if r.gen == nil or r.gen < 1 or r.openedAt == nil or r.openUntil == nil or r.reopens == nil
     or r.cf == nil or r.ps == nil or r.seq == nil or r.leases == nil or r.slots == nil or r.buckets == nil
-    or r.ou == nil or #r.ovr > MAX_REASON or r.ca == nil or r.rp == nil then
+    or r.ou == nil or #r.ovr > MAX_REASON or r.ca == nil or r.rp == nil or r.tr == nil or r.tr > 1000000
+    or r.ta == nil then
     return nil
   end
   -- The fields the hash holds, so save() removes only those that went back to their default.
@@ -361,6 +366,8 @@ local function save(key, p, r, now)
   field('or', r.ovr, '')
   field('ca', int(r.ca), '0')
   field('rp', encode_reporters(r.rp), '')
+  field('tr', int(r.tr), '0')
+  field('ta', int(r.ta), '0')
   redis.call('HSET', key, unpack(set))
   if #unset > 0 then
     redis.call('HDEL', key, unpack(unset))

@@ -8,7 +8,8 @@ KEYS[1]   the breaker's hash (keys.ts breakerKey)
 ARGV      the policy (common.lua read_policy); nothing else
 Returns   { 'none' } when nothing is stored at KEYS[1],
           { 'corrupt', <reason> } when what is stored is not a readable record, else
-          { 'snapshot', <snapshot as in common.lua snapshot_reply> }
+          { 'snapshot', <snapshot as in common.lua snapshot_reply>, throttle rate (millionths),
+            when it was reported (0: never) }
 Errors    CIRCUITRY_BADARG <what>
 ]]
 
@@ -66,6 +67,11 @@ local function why(h)
   if parse_reporters(h.rp or '') == nil then
     return 'field rp is ' .. shown(h.rp)
   end
+  for _, f in ipairs({ 'ca', 'ou', 'tr', 'ta' }) do
+    if count_or_zero(h[f]) == nil or (f == 'tr' and count_or_zero(h[f]) > 1000000) then
+      return 'field ' .. f .. ' is ' .. shown(h[f])
+    end
+  end
   return 'field buckets is ' .. shown(h.buckets)
 end
 
@@ -75,4 +81,7 @@ if r == nil then
 end
 expire_leases(r, now)
 lapse(r, now) -- a timed override whose time is up reads as lapsed (nothing is written)
-return snapshot_reply({ 'snapshot' }, r, p, now)
+local out = snapshot_reply({ 'snapshot' }, r, p, now)
+out[#out + 1] = r.tr
+out[#out + 1] = r.ta
+return out

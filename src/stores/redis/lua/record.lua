@@ -7,7 +7,9 @@ ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
           generation, successes, failures, trailingFailures, slow, ignored,
           trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
           jitterMs, batch id ('' for none), reporter ('' for none: a quorum's reporter of the
-          batch's failures), quorum (distinct reporters in the window needed to open; 1: any), n, then n concurrency slot ids to give back, then pairs
+          batch's failures), quorum (distinct reporters in the window needed to open; 1: any),
+          throttle (the sender's adaptive-throttle rejection rate in millionths, '' for none),
+          n, then n concurrency slot ids to give back, then pairs
           of (lease id, outcome: success | failure | ignored) for probes
 Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
             successes, failures, slow, ignored, consecutiveFailures, activeProbes,
@@ -38,8 +40,15 @@ local jitterMs = arg_number(ARGV[b + 9], 'jitterMs')
 local batchId = ARGV[b + 10]
 local reporter = ARGV[b + 11]
 local quorum = arg_number(ARGV[b + 12], 'quorum')
-local slotCount = arg_number(ARGV[b + 13], 'slots')
-local firstSlot = b + 14
+local throttle = nil
+if ARGV[b + 13] ~= '' then
+  throttle = arg_number(ARGV[b + 13], 'throttle')
+  if throttle < 0 or throttle > 1000000 or throttle % 1 ~= 0 then
+    bad_arg('throttle')
+  end
+end
+local slotCount = arg_number(ARGV[b + 14], 'slots')
+local firstSlot = b + 15
 local firstProbe = firstSlot + slotCount
 if type(reporter) ~= 'string' or (reporter ~= '' and (#reporter > 64 or not string.find(reporter, '^[%w_%.%-]+$'))) then
   bad_arg('reporter')
@@ -186,6 +195,10 @@ if #ARGV < firstProbe and not reporting then
           else
             redis.call('HSET', key, 'buckets', encode_buckets(r.buckets))
           end
+          -- A throttled breaker's failures tell operators its rejection rate (`tr`, `ta`).
+          if throttle ~= nil and failures > 0 then
+            redis.call('HSET', key, 'tr', int(throttle), 'ta', int(now))
+          end
           redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
           remember_batch()
         end
@@ -217,6 +230,11 @@ else
   if r.state == 'closed' then
     if reporting then
       note_reporter(r, p, now, reporter)
+    end
+    if throttle ~= nil and failures > 0 then
+      r.tr = throttle
+      r.ta = now
+      dirty = true
     end
     if count_batch(r, p, now) then
       dirty = true
