@@ -29,11 +29,6 @@ export class Reporter {
     this.#store = store;
   }
 
-  /** Active reporters as the store last said (this one included); 0 before it answered. */
-  get active(): number {
-    return this.#active;
-  }
-
   /**
    * `batch` as the store should get it: failures (or a trip request) name this reporter and
    * the quorum needed now; successes under a failure rate (which can complete its

@@ -69,6 +69,14 @@ class Fleet {
     });
   }
 
+  /** Every process calls once (and so tells the store it is active), then a moment passes. */
+  async warmUp(): Promise<void> {
+    await Promise.all(
+      this.children.map((_, i) => this.run(i, { name: 'warm', calls: 1, fail: false, delayMs: 0 })),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+
   async stop(): Promise<void> {
     await Promise.all(
       this.children.map(
@@ -107,11 +115,7 @@ export function describeQuorumFleet(
         const name = `api-${randomUUID()}`;
         const fleet = await Fleet.start(4, spec(), quorum);
         try {
-          // Every process has called once (and so has told the store it is active).
-          await Promise.all(
-            [0, 1, 2, 3].map((i) => fleet.run(i, { name: 'warm', calls: 1, fail: false, delayMs: 0 })),
-          );
-          await new Promise((resolve) => setTimeout(resolve, 200));
+          await fleet.warmUp();
           // The sick process fails on its own first (so its failures are in a row, whatever the
           // machine's load), then keeps failing while the others call.
           const first = await fleet.run(0, { name, calls: 10, fail: true, delayMs: 1 });
@@ -156,10 +160,7 @@ export function describeQuorumFleet(
         const name = `api-${randomUUID()}`;
         const fleet = await Fleet.start(4, spec(), quorum);
         try {
-          await Promise.all(
-            [0, 1, 2, 3].map((i) => fleet.run(i, { name: 'warm', calls: 1, fail: false, delayMs: 0 })),
-          );
-          await new Promise((resolve) => setTimeout(resolve, 200));
+          await fleet.warmUp();
           const tallies = await Promise.all(
             [0, 1, 2, 3].map((i) => fleet.run(i, { name, calls: 10, fail: true, delayMs: 20 })),
           );
