@@ -15,10 +15,16 @@ export class Reporter {
   /** The incarnation id: random per factory, so a restarted process is a new reporter. */
   readonly id = randomBytes(6).toString('base64url');
   readonly #store: Store;
-  /** 0 until the store answered a heartbeat. */
-  #active = 0;
+  /**
+   * The most active reporters answered within the last window, and when it was last answered:
+   * a count that drops is believed only a window later, when every reporter that still writes has
+   * beaten again. A store that lost its reporters (a Redis restart without persistence) answers
+   * this process alone; the others beat again within a beat interval.
+   */
+  #peak = 0; // until the store answered a heartbeat
+  #peakAt = -Infinity;
   #beatAt = -Infinity;
-  /** When the heartbeat whose answer `#active` holds was sent. */
+  /** When the last heartbeat the store answered was sent. */
   #countedAt = -Infinity;
   /** When the current run of failing writes began (the first after a quiet beat interval). */
   #failingSince = -Infinity;
@@ -64,7 +70,7 @@ export class Reporter {
     // Until the store has answered a count asked since this run of failures began, the most a
     // quorum can ask: a process that fails must not open the breaker for everyone on a count
     // that missed the others (nor before its first heartbeat is answered).
-    const quorum = current ? requiredReporters(rule, this.#active) : rule.minReporters;
+    const quorum = current ? requiredReporters(rule, this.#peak) : rule.minReporters;
     return { ...batch, reporter: this.id, quorum };
   }
 
@@ -73,8 +79,11 @@ export class Reporter {
     this.#beating = true;
     const done = (active: number): void => {
       if (Number.isSafeInteger(active) && active >= 1) {
-        this.#active = active;
         this.#countedAt = now;
+        if (active >= this.#peak || now - this.#peakAt >= windowMs) {
+          this.#peak = active;
+          this.#peakAt = now;
+        }
       }
       this.#beating = false;
     };

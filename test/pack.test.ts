@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+
+import { RedisServer } from './helpers/redis-server.js';
 
 // Packs the real tarball, installs it into a fresh project and imports every subpath from it,
 // at run time and through the shipped types, as a user would.
@@ -150,6 +156,113 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     symlinkSync(join(root, 'node_modules', 'axios'), join(project, 'node_modules', 'axios'));
   });
 
+  it('holds the quorum, escalation, concurrency limit and throttle across fresh processes, and the CLI shows them', async () => {
+    // What issues 25 and 27 promise, run from the installed package (dist/, no tsx) by plain
+    // node processes on a redis-server of the test's own, and read back with the packaged CLI.
+    writeFileSync(join(project, 'worker.mjs'), WORKER);
+    const redis = await RedisServer.start();
+    const prefix = `pack-${randomUUID()}:`;
+    const workers: Worker[] = [];
+    const start = (options: object): Worker => {
+      const worker = new Worker(project, { url: redis.url, prefix, options });
+      workers.push(worker);
+      return worker;
+    };
+    const cli = (...args: string[]): string =>
+      execFileSync(
+        process.execPath,
+        [
+          join(project, 'node_modules', '.bin', 'circuitry'),
+          ...args,
+          '--redis',
+          redis.url,
+          '--prefix',
+          prefix,
+        ],
+        {
+          cwd: project,
+          encoding: 'utf8',
+        },
+      );
+    try {
+      // Quorum: one sick process of three opens only for itself.
+      const quorum = {
+        trip: ['consecutiveFailures', 5],
+        openMs: 60_000,
+        quorum: { minReporters: 2, minFraction: 0.5 },
+      };
+      const fleet = [start(quorum), start(quorum), start(quorum)];
+      await Promise.all(fleet.map((w) => w.ready));
+      for (const w of [fleet[1]!, fleet[2]!, fleet[0]!]) await w.run({ name: 'warm', calls: 1 });
+      const sick = await fleet[0]!.run({ name: 'api', calls: 10, fail: 1 });
+      const well = await Promise.all([fleet[1]!, fleet[2]!].map((w) => w.run({ name: 'api', calls: 20 })));
+      assert.deepEqual(sick.reasons, { 'local-open': 5 }, JSON.stringify(sick));
+      for (const tally of well) assert.deepEqual(tally, { ran: 20, failed: 0, reasons: {} });
+      assert.match(cli('status', 'api'), /state\s+closed/);
+
+      // Escalation: one process sees its tenants' provider down; another's new tenant is refused.
+      const escalate = {
+        trip: ['consecutiveFailures', 2],
+        openMs: 60_000,
+        escalate: { maxOpenFraction: 0.5, minBreakers: 4 },
+      };
+      const [first, second] = [start(escalate), start(escalate)];
+      await Promise.all([first.ready, second.ready]);
+      for (const tenant of ['t1', 't2', 't3', 't4']) {
+        await first.run({ name: 'provider', tenant, calls: 3, fail: 1 });
+      }
+      let reasons: Record<string, number> = {};
+      for (let i = 0; i < 50 && reasons['base-open'] === undefined; i++) {
+        reasons = (await second.run({ name: 'provider', tenant: 'never-seen', calls: 1 })).reasons;
+        if (reasons['base-open'] === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.deepEqual(reasons, { 'base-open': 1 }, 'a tenant never seen before is refused by the open base');
+      assert.match(cli('status', 'provider/*'), /state\s+open/);
+
+      // maxConcurrent: 4 processes x 10 callers, never more than 3 in flight at the server.
+      let inFlight = 0;
+      let most = 0;
+      const server = createServer((_request, response) => {
+        inFlight += 1;
+        most = Math.max(most, inFlight);
+        setTimeout(() => {
+          inFlight -= 1;
+          response.end('ok');
+        }, 5);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+      try {
+        const limited = { trip: ['consecutiveFailures', 1_000], maxConcurrent: 3, queueMs: 20_000 };
+        const pool = [start(limited), start(limited), start(limited), start(limited)];
+        await Promise.all(pool.map((w) => w.ready));
+        const tallies = await Promise.all(
+          pool.map((w) => w.run({ name: 'limited', calls: 10, callers: 10, url })),
+        );
+        const ran = tallies.reduce((n, t) => n + t.ran, 0);
+        assert.equal(ran, 400, JSON.stringify(tallies));
+        assert.ok(most <= 3 && most >= 2, `at most 3 in flight at the server: ${most}`);
+        assert.match(
+          cli('status', 'limited'),
+          /slots +0 calls holding a concurrency slot/,
+          'every slot was given back',
+        );
+      } finally {
+        server.close();
+      }
+
+      // adaptiveThrottle: 60 % failures; the process rejects some calls and the CLI says so.
+      const throttled = start({ trip: ['adaptiveThrottle', { windowMs: 60_000, minimumCalls: 10 }] });
+      await throttled.ready;
+      const tally = await throttled.run({ name: 'throttled', calls: 300, fail: 0.6 });
+      assert.ok((tally.reasons.throttled ?? 0) > 0, JSON.stringify(tally));
+      assert.match(cli('status', 'throttled'), /throttle\s+rejecting \d+(\.\d)?% of calls/);
+    } finally {
+      await Promise.all(workers.map((w) => w.stop()));
+      await redis.stop();
+    }
+  });
+
   it('type-checks every subpath through the shipped declarations', () => {
     writeFileSync(
       join(project, 'tsconfig.json'),
@@ -214,3 +327,94 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     });
   });
 });
+
+interface Tally {
+  ran: number;
+  failed: number;
+  reasons: Record<string, number>;
+}
+
+/** A plain node process running the installed package (worker.mjs), told what to call over IPC. */
+class Worker {
+  readonly child: ChildProcess;
+  readonly ready: Promise<void>;
+  constructor(cwd: string, config: object) {
+    this.child = fork(join(cwd, 'worker.mjs'), [JSON.stringify(config)], {
+      cwd,
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      // Plain node, as a user runs it: not the test runner's --import tsx.
+      execArgv: [],
+    });
+    this.ready = new Promise((resolve, reject) => {
+      this.child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
+      this.child.once('message', () => resolve());
+    });
+  }
+
+  run(load: {
+    name: string;
+    tenant?: string;
+    calls: number;
+    callers?: number;
+    fail?: number;
+    url?: string;
+  }): Promise<Tally> {
+    return new Promise((resolve) => {
+      this.child.once('message', (tally: Tally) => resolve(tally));
+      this.child.send(load);
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null) return;
+    this.child.removeAllListeners('exit');
+    const exited = new Promise((resolve) => this.child.once('exit', resolve));
+    this.child.send({ stop: true });
+    await exited;
+  }
+}
+
+/** The worker: imports only what a user's code would, from node_modules. */
+const WORKER = `
+import { BreakerFactory, adaptiveThrottle, consecutiveFailures, isCircuitOpenError } from 'circuitry';
+import { RedisStore } from 'circuitry/redis';
+import { Redis } from 'ioredis';
+
+const { url, prefix, options } = JSON.parse(process.argv[2]);
+const [trip, arg] = options.trip;
+const client = new Redis(url);
+const factory = new BreakerFactory({
+  ...options,
+  store: new RedisStore({ client, prefix }),
+  storeTimeoutMs: 5_000,
+  trip: trip === 'adaptiveThrottle' ? adaptiveThrottle(arg) : consecutiveFailures(arg),
+});
+process.on('message', async (m) => {
+  if (m.stop) {
+    await factory.close();
+    client.disconnect();
+    process.exit(0);
+  }
+  const tally = { ran: 0, failed: 0, reasons: {} };
+  const breaker = factory.breakerFor(m.name, m.tenant === undefined ? undefined : { tenantId: m.tenant });
+  const caller = async () => {
+    for (let i = 0; i < m.calls; i++) {
+      try {
+        await breaker.execute(async () => {
+          tally.ran += 1;
+          if (m.url !== undefined) await (await fetch(m.url)).text();
+          else await new Promise((resolve) => setTimeout(resolve, 1));
+          if (Math.random() < (m.fail ?? 0)) throw new Error('down');
+        });
+      } catch (error) {
+        if (isCircuitOpenError(error)) tally.reasons[error.reason] = (tally.reasons[error.reason] ?? 0) + 1;
+        else tally.failed += 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: m.callers ?? 1 }, caller));
+  await breaker.flush();
+  process.send(tally);
+});
+process.send('ready');
+`;

@@ -8,6 +8,7 @@ import {
   MemoryStore,
   consecutiveFailures,
   failureRate,
+  failuresInWindow,
   isCircuitOpenError,
 } from '../src/index.js';
 import type { BreakerOptions, Store } from '../src/index.js';
@@ -211,6 +212,53 @@ describe('quorum', () => {
     await held.answer();
     for (let i = 0; i < 2; i++) assert.equal(await reasonOf(breaker.execute(fail)), 'failed');
     assert.equal(await reasonOf(breaker.execute(ok)), 'open');
+  });
+
+  it('a store that lost its reporters (a restart) does not let one process open the fleet', async () => {
+    // Redis restarted without persistence: the reporters are gone, and the sick process's next
+    // heartbeat answers itself alone. The others beat again within a beat interval; until a
+    // window has passed, the sick process still counts the four it saw.
+    const clock = new ManualClock();
+    const shared = new MemoryStore({ clock });
+    let reporters = shared;
+    const restarted = new Proxy(shared, {
+      get(target, property) {
+        if (property === 'heartbeat') return (id: string, ttlMs: number) => reporters.heartbeat(id, ttlMs);
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const quorum = { minReporters: 2, minFraction: 0.5 };
+    const { factories, events } = fleet(4, { clock, store: restarted, quorum });
+    const [sick, ...others] = factories.map((f) => f.breakerFor('api'));
+    for (const breaker of [...others, sick!]) await breaker.execute(ok);
+    reporters = new MemoryStore({ clock });
+    for (let i = 0; i < 3; i++) assert.equal(await reasonOf(sick!.execute(fail)), 'failed');
+    assert.equal(reporters.heartbeat('probe', 1), 2, 'the sick process beat again and was alone');
+    assert.equal(await reasonOf(sick!.execute(ok)), 'local-open');
+    assert.equal((await others[0]!.state()).state, 'closed', 'the shared breaker stays closed');
+    assert.deepEqual(events, ['0: api closed -> open (local)']);
+  });
+
+  it('a fleet that shrank is believed a window later', async () => {
+    const clock = new ManualClock();
+    const shared = new MemoryStore({ clock });
+    const windowMs = 300;
+    const { factories, events } = fleet(4, {
+      clock,
+      store: shared,
+      trip: failuresInWindow(3, windowMs),
+      quorum: { minReporters: 2, minFraction: 0.5 },
+    });
+    const [last, ...gone] = factories.map((f) => f.breakerFor('api'));
+    for (const breaker of [...gone, last!]) await breaker.execute(ok);
+    // The three others stop; the store forgets them a window later (its time), and the last
+    // process's heartbeats a window later (its own time) answer it alone.
+    clock.advance(windowMs + 1);
+    await new Promise((resolve) => setTimeout(resolve, windowMs + 50));
+    for (let i = 0; i < 3; i++) assert.equal(await reasonOf(last!.execute(fail)), 'failed');
+    assert.equal(await reasonOf(last!.execute(ok)), 'open', 'alone, it opens the breaker for all');
+    assert.deepEqual(events, ['0: api closed -> open']);
   });
 
   it('refuses a store without heartbeat, and checks its options', () => {

@@ -114,8 +114,9 @@ Usage: npx circuitry list [--state S] [--match GLOB] [--json] <store>
                      forced-open, forced-closed or metrics-only
   --match GLOB       only names matching GLOB (* any characters, ? one), e.g. 'charge-card/*'
   --concurrency N    breakers read at once (default 64)
-  --json             a JSON array of { name, state, override, circuitState, counts,
-                     retryAfterMs, openUntil, generation, activeProbes, reopens, readAt }
+  --json             a JSON array of { name, state, override, overrideReason, overrideUntil,
+                     circuitState, counts, retryAfterMs, openUntil, generation, activeProbes,
+                     activeSlots, throttle, reopens, readAt }
   --help             this text
 
 ${STORE_HELP}`;
@@ -172,8 +173,9 @@ const STATUS_HELP = `circuitry status: one breaker's state, override, counts, re
 
 Usage: npx circuitry status NAME [--json] <store>
 
-  --json             a JSON object { name, state, override, circuitState, counts,
-                     retryAfterMs, openUntil, generation, activeProbes, reopens, readAt }
+  --json             a JSON object { name, state, override, overrideReason, overrideUntil,
+                     circuitState, counts, retryAfterMs, openUntil, generation, activeProbes,
+                     activeSlots, throttle, reopens, readAt }
   --help             this text
 
 A breaker the store holds nothing for (one that never failed) is "not found": exit code 1.

@@ -24,7 +24,7 @@ interface Transition {
   local: boolean;
 }
 
-class Fleet {
+export class Fleet {
   readonly transitions: Transition[][] = [];
   private constructor(readonly children: ChildProcess[]) {}
 
