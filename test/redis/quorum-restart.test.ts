@@ -23,20 +23,28 @@ describe('quorum through a Redis restart', { timeout: 120_000 }, () => {
 
   it('one sick process still opens only for itself after the reporters were lost', async () => {
     const name = `api-${randomUUID()}`;
-    const fleet = await Fleet.start(4, { kind: 'redis', url: server.url, prefix }, {
-      minReporters: 2,
-      minFraction: 0.5,
-    });
+    const fleet = await Fleet.start(
+      4,
+      { kind: 'redis', url: server.url, prefix },
+      {
+        minReporters: 2,
+        minFraction: 0.5,
+      },
+    );
     try {
       // The healthy three write first, so the sick process's first count is all four (as it
       // is for a process that has been running a while).
-      await Promise.all([1, 2, 3].map((i) => fleet.run(i, { name: 'warm', calls: 1, fail: false, delayMs: 0 })));
+      await Promise.all(
+        [1, 2, 3].map((i) => fleet.run(i, { name: 'warm', calls: 1, fail: false, delayMs: 0 })),
+      );
       await fleet.run(0, { name: 'warm', calls: 1, fail: false, delayMs: 0 });
       await new Promise((resolve) => setTimeout(resolve, 200));
       await server.kill();
       await server.restart();
       // Every process is connected again (its commands waited in the client's offline queue).
-      await Promise.all([0, 1, 2, 3].map((i) => fleet.run(i, { name: 'back', calls: 1, fail: false, delayMs: 0 })));
+      await Promise.all(
+        [0, 1, 2, 3].map((i) => fleet.run(i, { name: 'back', calls: 1, fail: false, delayMs: 0 })),
+      );
       const client = server.client();
       try {
         assert.equal(await client.exists(`${prefix}reporters`), 0, 'the restart lost the reporters');
@@ -51,7 +59,10 @@ describe('quorum through a Redis restart', { timeout: 120_000 }, () => {
       ]);
       const sick = { ...first.reasons };
       for (const [reason, n] of Object.entries(then.reasons)) sick[reason] = (sick[reason] ?? 0) + n;
-      assert.ok((sick['local-open'] ?? 0) > 0, `the sick process rejects its own calls: ${JSON.stringify(sick)}`);
+      assert.ok(
+        (sick['local-open'] ?? 0) > 0,
+        `the sick process rejects its own calls: ${JSON.stringify(sick)}`,
+      );
       assert.equal(sick.open ?? 0, 0, JSON.stringify(sick));
       for (const tally of well) {
         assert.deepEqual(tally.reasons, {}, 'the others are never rejected');
