@@ -273,3 +273,76 @@ export async function callThrough<T>(
 }
 
 const NOT_THROWN = Symbol('not thrown');
+
+/**
+ * The origin of an http(s) URL whose origin is its start as written (most calls), else null (the
+ * URL parser decides): a lower-case scheme; a host that is lower-case ASCII labels whose last
+ * starts with a letter (an optional trailing dot), or four decimal octets as URL writes them; no
+ * user info; a port without leading zeros up to 65,535 that is not the scheme's default (which
+ * URL drops). Anything else (upper case, `\`, IPv6, an international name or a punycode
+ * label, other IPv4 forms) returns null.
+ */
+export function plainOrigin(url: string): string | null {
+  const start = url.startsWith('http://') ? 7 : url.startsWith('https://') ? 8 : 0;
+  if (start === 0) return null;
+  const n = url.length;
+  let i = start;
+  let labels = 0;
+  let lastFirst = 0; // the first character of the last label
+  let octets = true; // every label is a decimal octet as URL writes it (0 to 255, no leading zero)
+  let trailingDot = false;
+  for (;;) {
+    const labelStart = i;
+    let digits = true;
+    for (; i < n; i++) {
+      const c = url.charCodeAt(i);
+      if (c >= 48 && c <= 57) continue;
+      if ((c >= 97 && c <= 122) || c === 45 /* - */) digits = false;
+      else break;
+    }
+    const length = i - labelStart;
+    if (length === 0) {
+      // An empty label: only after a dot that ends the host ("example.com."), never "a..b".
+      if (labels === 0 || (i < n && url.charCodeAt(i) === 46)) return null;
+      trailingDot = true;
+      break;
+    }
+    labels += 1;
+    lastFirst = url.charCodeAt(labelStart);
+    // Punycode ("xn--"): URL decodes and checks it, and may refuse it.
+    if (length >= 4 && url.startsWith('xn--', labelStart)) return null;
+    if (!digits || length > 3 || (length > 1 && lastFirst === 48) || Number(url.slice(labelStart, i)) > 255) {
+      octets = false;
+    }
+    if (i < n && url.charCodeAt(i) === 46 /* . */) {
+      i += 1;
+      continue;
+    }
+    break;
+  }
+  const named = lastFirst >= 97 && lastFirst <= 122;
+  if (!named && !(octets && labels === 4 && !trailingDot)) return null;
+  let end = i;
+  if (end < n && url.charCodeAt(end) === 58 /* : */) {
+    for (end += 1; end < n; end++) {
+      const c = url.charCodeAt(end);
+      if (c < 48 || c > 57) break;
+    }
+    // URL drops a scheme's default port and leading zeros, and refuses a port above 65,535.
+    const port = url.slice(i + 1, end);
+    if (
+      port.length === 0 ||
+      port.length > 5 ||
+      port.charCodeAt(0) === 48 ||
+      (port.length === 5 && Number(port) > 65_535) ||
+      port === (start === 7 ? '80' : '443')
+    ) {
+      return null;
+    }
+  }
+  if (end < n) {
+    const c = url.charCodeAt(end);
+    if (c !== 47 /* / */ && c !== 63 /* ? */ && c !== 35 /* # */) return null;
+  }
+  return url.slice(0, end);
+}

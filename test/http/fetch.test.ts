@@ -11,6 +11,7 @@ import {
 } from '../../src/index.js';
 import type { BreakerOptions } from '../../src/index.js';
 import { breakerFetch, isHttpStatusError } from '../../src/fetch/index.js';
+import { plainOrigin } from '../../src/fetch/http-outcome.js';
 import { freePort } from '../helpers/redis-server.js';
 import { STATUS_TABLE, startServer, within } from './server.js';
 import type { TestServer } from './server.js';
@@ -94,6 +95,82 @@ describe('breakerFetch', () => {
     );
   });
 
+  it('reads a plain origin without the URL parser, and only where URL would say the same', () => {
+    // The common forms take the fast path.
+    for (const url of [
+      'https://api.example.com/v1/x',
+      'http://127.0.0.1:8080/',
+      'http://localhost:3000?x=1',
+      'https://x.y:8443#frag',
+      'http://example.com.:8080/x',
+      'http://10.0.0.255',
+    ]) {
+      assert.equal(plainOrigin(url), new URL(url).origin, url);
+    }
+    // Random URLs built from the characters that change what URL makes of an origin: whenever
+    // the fast path answers, it answers what URL does.
+    let seed = 7;
+    const random = (n: number): number => {
+      // mulberry32: a seeded generator with no short cycles
+      seed = (seed + 0x6d2b79f5) | 0;
+      let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) % n;
+    };
+    const pick = <T>(items: readonly T[]): T => items[random(items.length)]!;
+    const plain = ['a', 'b', 'z', 'x0', 'api', '0', '1', '25', '255', '127', '-'];
+    const odd = [
+      '00',
+      '256',
+      '0x7f',
+      '.',
+      '..',
+      'A',
+      'é',
+      '%41',
+      '@',
+      ':',
+      '[',
+      ']',
+      '\\',
+      ' ',
+      'xn--p1ai',
+      'xn--x',
+      '1e3',
+    ];
+    const piece = (): string => (random(4) === 0 ? pick(odd) : pick(plain));
+    const ports = [
+      ':65536',
+      ':40000',
+      ':443',
+      ':080',
+      '',
+      ':',
+      ':0',
+      ':08',
+      ':80',
+      ':443',
+      ':8080',
+      ':65535',
+      ':99999',
+      ':1',
+      ':9999',
+    ];
+    const tails = ['', '/', '/x?y', '?q', '#f', '\\x', ' /', '/../'];
+    let fast = 0;
+    for (let n = 0; n < 100_000; n++) {
+      let host = '';
+      for (let k = 1 + random(5); k > 0; k--) host += piece() + (random(3) === 0 ? '' : '.');
+      const url =
+        pick(['http://', 'https://', 'HTTP://', 'ftp://', 'http:/']) + host + pick(ports) + pick(tails);
+      const got = plainOrigin(url);
+      if (got === null) continue;
+      fast += 1;
+      assert.equal(got, new URL(url).origin, url);
+    }
+    assert.ok(fast > 1_500, `${fast} of 100,000 took the fast path`);
+  });
+
   it('classify overrides the default; undefined keeps it', async () => {
     const factory = factoryOf();
     const fetch = breakerFetch(factory, {
@@ -104,6 +181,22 @@ describe('breakerFetch', () => {
       await (await fetch(`${server.origin}/status/${status}`)).text();
     const { counts } = await factory.breakerFor('http', { origin: server.origin }).state();
     assert.deepEqual([counts.failures, counts.successes, counts.ignored], [2, 1, 1]);
+  });
+
+  it('classify decides for a request with no answer too; the caller gets fetch’s own error', async () => {
+    const factory = factoryOf();
+    const refused = new TypeError('fetch failed');
+    let verdict: 'success' | 'ignore' | 'failure' = 'success';
+    const fetch = breakerFetch(factory, {
+      classify: (result) => (result.error === undefined ? undefined : verdict),
+      fetch: () => Promise.reject(refused),
+    });
+    for (const next of ['success', 'ignore', 'failure'] as const) {
+      verdict = next;
+      await assert.rejects(fetch(`${server.origin}/x`), (error) => error === refused);
+    }
+    const { counts } = await factory.breakerFor('http', { origin: server.origin }).state();
+    assert.deepEqual([counts.successes, counts.ignored, counts.failures], [1, 1, 1]);
   });
 
   it('throwOnFailureStatus throws an HttpStatusError with the status, and keeps the connection', async () => {
