@@ -263,6 +263,37 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     }
   });
 
+  it('breakerFetch from the tarball obeys a Retry-After and makes no request while open', () => {
+    const script = `
+      import { createServer } from 'node:http';
+      import { BreakerFactory, isCircuitOpenError } from 'circuitry';
+      import { breakerFetch } from 'circuitry/fetch';
+      let requests = 0;
+      const server = createServer((_req, res) => {
+        requests += 1;
+        res.writeHead(503, { 'retry-after': '2' }).end('busy');
+      });
+      await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const url = 'http://127.0.0.1:' + server.address().port + '/x';
+      const fetch = breakerFetch(new BreakerFactory());
+      const first = await fetch(url);
+      await first.text();
+      let rejected;
+      try { await fetch(url); } catch (error) { rejected = isCircuitOpenError(error) ? error : undefined; }
+      server.close();
+      console.log(JSON.stringify({ status: first.status, requests, reason: rejected?.reason, retryAfterMs: rejected?.retryAfterMs }));
+    `;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: project,
+      encoding: 'utf8',
+    });
+    const got = JSON.parse(out) as { status: number; requests: number; reason: string; retryAfterMs: number };
+    assert.equal(got.status, 503, 'the caller gets the response');
+    assert.equal(got.requests, 1, 'the second call made no request');
+    assert.equal(got.reason, 'forced-open');
+    assert.ok(got.retryAfterMs > 1_000 && got.retryAfterMs <= 2_000, JSON.stringify(got));
+  });
+
   it('type-checks every subpath through the shipped declarations', () => {
     writeFileSync(
       join(project, 'tsconfig.json'),
