@@ -61,6 +61,19 @@ export interface StateChangeEvent<Context> {
   readonly local?: boolean;
 }
 
+/** This process's view admitting calls again, as `onAdmitting` listeners get it. */
+export interface AdmittingEvent<Context> {
+  /** The breaker's name. */
+  readonly name: string;
+  /** The context the breaker was made for (`breakerFor`), or undefined. */
+  readonly context: Context | undefined;
+  /**
+   * What is left of the recovery ramp (`recovery.rampMs`) in ms, 0 without one: bring deferred
+   * work back spread over it, since the breaker admits only a growing share of calls meanwhile.
+   */
+  readonly rampLeftMs: number;
+}
+
 /** A call that counted as a success, as `onSuccess` listeners get it. */
 export interface SuccessEvent<Context> {
   /** The breaker's name. */
@@ -434,6 +447,22 @@ export class CircuitBreaker<Context = unknown> {
   /** Fires for every call the breaker rejects without running it (with a `CircuitOpenError`). */
   onReject(listener: (event: RejectEvent<Context>) => void): Disposer {
     return this.#listen((this.#reject = own(this.#reject)).add(listener));
+  }
+
+  /**
+   * Fires when this process's view goes from turning callers away (open, half-open, forced-open)
+   * to admitting them, however it learnt it: its own probe, another process's (a push, an
+   * answer), a reset or an operator's close. A job queue brings the work it deferred back then,
+   * spread over `rampLeftMs`, instead of letting it wait out its delay (`circuitry/bullmq` does).
+   * The factory keeps the breaker while a listener is added.
+   */
+  onAdmitting(listener: (event: AdmittingEvent<Context>) => void): Disposer {
+    const internals = this[internal];
+    return this.#listen(
+      internals.onAdmitting(() =>
+        listener({ name: this.name, context: this.context, rampLeftMs: internals.rampLeftMs() }),
+      ),
+    );
   }
 
   /** Fires when the store fails or times out (the breaker keeps working; see `onStoreFailure`). */

@@ -364,10 +364,11 @@ export class Coordination implements View, WriterOwner {
   }
 
   /**
-   * The recovery ramp (`recovery.rampMs`): in the `rampMs` after a close, a call is admitted with a
-   * probability that grows from 0 to 1, the same share in every process (anchored to the close
-   * in the store's time); the others are rejected with reason `'recovering'` and a `retryAfterMs`
-   * spread over what is left of the ramp. Null: admit (and ask the store as usual).
+   * The recovery ramp (`recovery.rampMs`): at a fraction `p` of the `rampMs` after a close, a call
+   * is admitted with probability `√p` (from 0 to 1, the same in every process: anchored to the
+   * close in the store's time); the others are rejected with reason `'recovering'` and a
+   * `retryAfterMs` drawn over what is left of the ramp, later more likely than sooner (see
+   * `lateInRamp`). Null: admit (and ask the store as usual).
    */
   #ramp(now: number): CircuitOpenError | null {
     if (now >= this.rampUntil) {
@@ -375,18 +376,18 @@ export class Coordination implements View, WriterOwner {
       return null;
     }
     if (this.state !== 'closed' || this.override !== null) return null;
-    if (Math.random() * this.#o.rampMs < now - this.#rampStart) return null;
-    return this.#host.rejected('recovering', Math.max(1, Math.ceil(Math.random() * (this.rampUntil - now))));
+    if (Math.random() < Math.sqrt((now - this.#rampStart) / this.#o.rampMs)) return null;
+    return this.#host.rejected('recovering', Math.max(1, Math.ceil(lateInRamp() * (this.rampUntil - now))));
   }
 
   /**
-   * A retry-after for a call rejected while open: the open period's end, plus a share of the
-   * recovery ramp drawn at random, so deferred work comes back at the pace the ramp admits it
-   * instead of all at the moment the breaker probes.
+   * A retry-after for a call rejected while open: the open period's end, plus a part of the
+   * recovery ramp drawn at random (later more likely than sooner: `lateInRamp`), so deferred work
+   * comes back at the pace the ramp admits it instead of all at the moment the breaker probes.
    */
   #spread(retryAfterMs: number): number {
     const ramp = this.#o.rampMs;
-    return ramp > 0 ? retryAfterMs + Math.floor(Math.random() * ramp) : retryAfterMs;
+    return ramp > 0 ? retryAfterMs + Math.floor(lateInRamp() * ramp) : retryAfterMs;
   }
 
   /** A close callers saw at `closedAt` (the store's time, read at `storeNow`) starts the ramp. */
@@ -908,4 +909,14 @@ function isUpdateResult(result: unknown): result is UpdateResult {
 /** Whether a breaker in this state turns ordinary callers away (a half-open one admits only probes). */
 function turnsAway(state: BreakerState, override: Override | null): boolean {
   return override === 'forced-open' || (override === null && state !== 'closed');
+}
+
+/**
+ * Where in (what is left of) a recovery ramp deferred work comes back, from 0 to 1: `√u` of a
+ * uniform `u`, so density `2x`, rising as the ramp's admitted share (`√x`) does. Returns drawn
+ * uniformly met a share of 1/2 on average and half were turned away again; drawn so, and with
+ * the share rising as `√x`, a return is turned away a fifth of the time (∫(1 − √x)·2x dx).
+ */
+function lateInRamp(): number {
+  return Math.sqrt(Math.random());
 }

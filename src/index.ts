@@ -1,5 +1,6 @@
 export { CircuitBreaker } from './breaker.js';
 export type {
+  AdmittingEvent,
   ExecuteOptions,
   FailureEvent,
   OverrideOptions,

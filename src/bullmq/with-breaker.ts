@@ -4,6 +4,7 @@ import type { Job, Processor } from 'bullmq';
 import { CircuitBreaker, internal } from '../breaker.js';
 import { isCircuitOpenError, type CircuitOpenError } from '../errors.js';
 import type { Disposer } from '../listeners.js';
+import { PARKED_DELAY_FACTOR, rampSlot } from './deferral.js';
 import { TooManyDeferralsError } from './errors.js';
 import { resolveWithBreakerOptions, type GuardingBreaker, type WithBreakerOptions } from './options.js';
 import { anySignal, closingSignal, workerOf, type WorkerHandle } from './signals.js';
@@ -31,7 +32,23 @@ const MAX_TRACKED = 10_000;
  */
 class DeferredJobs {
   readonly #byBreaker = new Map<CircuitBreaker, { jobs: Map<string, Job>; stop: Disposer }>();
+  /** When the job this worker deferred on each open breaker's own schedule comes back. */
+  readonly #proberDue = new WeakMap<CircuitBreaker, number>();
   #size = 0;
+
+  /**
+   * The delay of a job its own breaker turned away while open: the first such job (while none is
+   * due back) keeps the breaker's `delayMs`, so a call comes back when the breaker probes; the
+   * others wait for the breaker to admit calls again, when `#bringBack` returns them, and their
+   * delay (`PARKED_DELAY_FACTOR` times as long) only bounds the wait if that never comes here (the
+   * worker stopped). So a job is not deferred again at each probe of a long outage.
+   */
+  delayWhileOpen(breaker: CircuitBreaker, delayMs: number, now: number): number {
+    if (this.#size >= MAX_TRACKED) return delayMs;
+    if ((this.#proberDue.get(breaker) ?? 0) > now) return delayMs * PARKED_DELAY_FACTOR;
+    this.#proberDue.set(breaker, now + delayMs);
+    return delayMs;
+  }
 
   add(breaker: CircuitBreaker, job: Job): void {
     const id = job.id;
@@ -65,12 +82,16 @@ class DeferredJobs {
     this.#forget(breaker, entry);
     const jobs = [...entry.jobs.values()];
     this.#size -= jobs.length;
-    // Spread over the ramp: the breaker admits a growing share of calls meanwhile.
+    // Spread over the ramp as it admits them (`rampSlot`), each promoted when its time comes:
+    // changing every job's delay at once is a burst of commands on the queue's connection that
+    // the other tenants' jobs wait behind. A worker that stops first leaves the rest to their
+    // delay. A job that is no longer delayed (it started, or was removed) is left as it is.
     const rampMs = breaker[internal].rampLeftMs();
     jobs.forEach((job, i) => {
-      const delayMs = Math.floor((rampMs * i) / jobs.length);
-      // A job that is no longer delayed (it started, or was removed) is left as it is.
-      void (delayMs === 0 ? job.promote() : job.changeDelay(delayMs)).catch(() => undefined);
+      const delayMs = rampSlot(rampMs, i, jobs.length);
+      const promote = (): void => void job.promote().catch(() => undefined);
+      if (delayMs === 0) promote();
+      else setTimeout(promote, delayMs).unref();
     });
   }
 }
@@ -79,7 +100,10 @@ class DeferredJobs {
  * A BullMQ processor that runs `process` through the job's circuit breaker. When the breaker
  * rejects (`CircuitOpenError`), the job is deferred instead of failed: it goes back to the delayed
  * set for `retryAfterMs` plus jitter (`job.moveToDelayed` with the worker's token, then
- * `DelayedError`), so it consumes no attempt and keeps no worker busy. With `rateLimitQueue`, the
+ * `DelayedError`), so it consumes no attempt and keeps no worker busy. While the job's own
+ * breaker is open, only the first job a worker defers (while none is due back) comes back when it
+ * probes; the others wait four times as long, and are brought back when the breaker admits calls
+ * again (spread over the recovery ramp). With `rateLimitQueue`, the
  * queue is rate-limited for that long instead and the job goes back to the wait list. The work's
  * own errors go to BullMQ untouched.
  *
@@ -136,15 +160,22 @@ export function withBreaker<DataType = unknown, ResultType = unknown, NameType e
     const deferrals = deferralsOf(job);
     if (deferrals >= o.maxDeferrals * ((job.attemptsMade ?? 0) + 1))
       throw new TooManyDeferralsError(job.id, deferrals, o.maxDeferrals, error);
-    const delayMs = delayFor(error);
+    // Turned away by the job's own breaker: brought back when it admits calls again.
+    const own =
+      breaker instanceof CircuitBreaker &&
+      error.breakerName === breaker.name &&
+      !(o.rateLimitQueue && worker !== undefined);
+    let delayMs = delayFor(error);
+    if (own && (error.reason === 'open' || error.reason === 'forced-open')) {
+      delayMs = waiting.delayWhileOpen(breaker, delayMs, Date.now());
+    }
     if (o.rateLimitQueue && worker !== undefined) {
       await worker.rateLimit(delayMs);
       notify(worker, job, error, delayMs);
       throw Worker.RateLimitError();
     }
     await job.moveToDelayed(Date.now() + delayMs, token);
-    // Turned away by the job's own breaker: brought back when it admits calls again.
-    if (breaker instanceof CircuitBreaker && error.breakerName === breaker.name) waiting.add(breaker, job);
+    if (own) waiting.add(breaker, job);
     notify(worker, job, error, delayMs);
     throw new DelayedError(
       `Deferred by circuit breaker "${error.breakerName}" (${error.reason}) for ${delayMs} ms`,

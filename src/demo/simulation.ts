@@ -4,8 +4,10 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { CircuitBreaker } from '../breaker.js';
+import { PARKED_DELAY_FACTOR, rampSlot } from '../bullmq/deferral.js';
 import { consecutiveFailures } from '../core/policy.js';
 import { isCircuitOpenError } from '../errors.js';
+import type { CircuitOpenError } from '../errors.js';
 import type { BreakerFactory, FactoryOptions } from '../factory.js';
 import type { Store } from '../store.js';
 import { IntermittentFailer } from '../testing/intermittent-failer.js';
@@ -385,6 +387,7 @@ export async function processJob(
   downstream: Downstream,
   scenario: Scenario,
   now: () => number,
+  deferrals: Deferrals,
 ): Promise<JobOutcome> {
   for (let attempt = 0; ; attempt++) {
     try {
@@ -396,12 +399,36 @@ export async function processJob(
       // sooner than MIN_DEFER_MS, as a queue defers (circuitry/bullmq: `minDelayMs`): a hint of
       // 1 ms would have the workers take the same jobs again and again.
       if (isCircuitOpenError(error)) {
-        const delay = Math.max(MIN_DEFER_MS, error.retryAfterMs);
-        return { kind: 'deferred', notBefore: now() + delay, reason: error.reason };
+        const t = now();
+        return {
+          kind: 'deferred',
+          notBefore: t + deferrals.delay(job.tenant, error, t),
+          reason: error.reason,
+        };
       }
       if (attempt >= scenario.retries) return { kind: 'gave-up' };
       await sleep(scenario.retryBackoffMs * 2 ** attempt);
     }
+  }
+}
+
+/**
+ * How one worker (process) defers the jobs its tenants' breakers turn away, as
+ * `circuitry/bullmq`'s `withBreaker` does: by the rejection's `retryAfterMs` (at least
+ * `MIN_DEFER_MS`), except that while a breaker is open only the first job (while none is due
+ * back) keeps it, to come back when the breaker probes; the others wait for the breaker to admit
+ * calls again, when the queue brings them back (`Run.bringBack`, from `onAdmitting`), and their
+ * delay, `PARKED_DELAY_FACTOR` times as long, only bounds the wait.
+ */
+export class Deferrals {
+  readonly #proberDue = new Map<number, number>();
+
+  delay(tenant: number, error: CircuitOpenError, now: number): number {
+    const delay = Math.max(MIN_DEFER_MS, error.retryAfterMs);
+    if (error.reason !== 'open' && error.reason !== 'forced-open') return delay;
+    if ((this.#proberDue.get(tenant) ?? -Infinity) > now) return delay * PARKED_DELAY_FACTOR;
+    this.#proberDue.set(tenant, now + delay);
+    return delay;
   }
 }
 
@@ -418,6 +445,18 @@ class Run extends Measurements {
     const t = this.now();
     const at = this.queue.findIndex((job) => job.notBefore <= t);
     return at === -1 ? undefined : this.queue.splice(at, 1)[0];
+  }
+
+  /**
+   * A tenant's breaker admits calls again: its deferred jobs come back now, spread over what is
+   * left of the recovery ramp, as `withBreaker` promotes delayed BullMQ jobs.
+   */
+  bringBack(tenant: number, rampLeftMs: number): void {
+    const t = this.now();
+    const waiting = this.queue.filter((job) => job.tenant === tenant && job.notBefore > t);
+    waiting.forEach((job, i) => {
+      job.notBefore = t + rampSlot(rampLeftMs, i, waiting.length);
+    });
   }
 
   settle(job: Job, outcome: JobOutcome, wastedCalls: number): void {
@@ -451,6 +490,7 @@ function inProcessWorkers(
     // One per worker, so the calls counted while a job runs are this worker's own (the calls in
     // flight, for --downstream-limit, are every worker's).
     const downstream = new Downstream(scenario, run.now, index + 1, limit);
+    const deferrals = new Deferrals();
     while (isRunning()) {
       const job = run.take();
       if (job === undefined) {
@@ -458,7 +498,7 @@ function inProcessWorkers(
         continue;
       }
       const before = downstream.wastedCalls;
-      const outcome = await processJob(job, breakers[job.tenant], downstream, scenario, run.now);
+      const outcome = await processJob(job, breakers[job.tenant], downstream, scenario, run.now, deferrals);
       run.settle(job, outcome, downstream.wastedCalls - before);
       // A rejection settles in microtasks alone: yield, as a queue's round trip would, so the
       // timers (the calls, the sampling) are not starved by workers deferring job after job.
@@ -490,6 +530,7 @@ export type FromWorker =
   | { readonly t: 'take' }
   | { readonly t: 'result'; readonly job: Job; readonly outcome: JobOutcome; readonly wastedCalls: number }
   | { readonly t: 'state'; readonly tenant: number; readonly to: string }
+  | { readonly t: 'admitting'; readonly tenant: number; readonly rampLeftMs: number }
   | { readonly t: 'metrics'; readonly id: number; readonly metrics: MetricsJson }
   | { readonly t: 'error'; readonly message: string };
 
@@ -530,6 +571,8 @@ async function processWorkers(
               return run.settle(message.job, message.outcome, message.wastedCalls);
             case 'state':
               return run.stateChanged(message.tenant, message.to);
+            case 'admitting':
+              return run.bringBack(message.tenant, message.rampLeftMs);
             case 'metrics':
               return metricsRequests.answer(message.id, message.metrics);
             case 'error':
@@ -630,9 +673,10 @@ export async function runQueue(
         ? options.makeBreakers()
         : { byTenant: [], perTenant: true, shared: [] };
     if (breakers.perTenant) {
-      breakers.byTenant.forEach((breaker, i) =>
-        breaker.onStateChange((event) => run.stateChanged(i, event.to)),
-      );
+      breakers.byTenant.forEach((breaker, i) => {
+        breaker.onStateChange((event) => run.stateChanged(i, event.to));
+        breaker.onAdmitting((event) => run.bringBack(i, event.rampLeftMs));
+      });
     }
     for (const breaker of breakers.shared)
       breaker.onStateChange((event) => run.sharedStateChanged(breaker.name, event.to));

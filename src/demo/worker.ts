@@ -7,7 +7,7 @@ import { BreakerFactory } from '../factory.js';
 import type { CircuitBreaker } from '../breaker.js';
 import { factoryMetrics } from './metrics-server.js';
 import type { MetricsJson } from './metrics-server.js';
-import { Downstream, breakerOptions, processJob, sleep, tenantBreaker } from './simulation.js';
+import { Deferrals, Downstream, breakerOptions, processJob, sleep, tenantBreaker } from './simulation.js';
 import type { FromWorker, Job, TenantContext, ToWorker } from './simulation.js';
 
 const send = (message: FromWorker): void => {
@@ -69,6 +69,7 @@ async function main(): Promise<void> {
       const breaker = tenantBreaker(factory, tenant);
       // Only the process that won a transition is told, so each change is reported once.
       breaker.onStateChange((event) => send({ t: 'state', tenant, to: event.to }));
+      breaker.onAdmitting((event) => send({ t: 'admitting', tenant, rampLeftMs: event.rampLeftMs }));
       breakers.push(breaker);
     }
   }
@@ -76,6 +77,7 @@ async function main(): Promise<void> {
   const startWall = await started;
   const now = (): number => Date.now() - startWall;
   const downstream = new Downstream(scenario, now, config.index + 1);
+  const deferrals = new Deferrals();
   while (!stopping) {
     const job = await take();
     if (job === null) {
@@ -83,7 +85,7 @@ async function main(): Promise<void> {
       continue;
     }
     const before = downstream.wastedCalls;
-    const outcome = await processJob(job, breakers[job.tenant], downstream, scenario, now);
+    const outcome = await processJob(job, breakers[job.tenant], downstream, scenario, now, deferrals);
     send({ t: 'result', job, outcome, wastedCalls: downstream.wastedCalls - before });
   }
   await factory.close();

@@ -370,6 +370,44 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     }
   });
 
+  it('while open, one job comes back when the breaker probes; the others wait for it to admit again', async () => {
+    const h = new Harness(server);
+    try {
+      // Opened by a failure (not an operator): it probes after openMs, 2 s.
+      const breaker = factory({ openMs: 2_000, trip: consecutiveFailures(1) }).breakerFor('sync', {
+        tenantId: 'acme',
+      });
+      await breaker.execute(() => Promise.reject(new Error('down'))).catch(() => undefined);
+      const deferred: number[] = [];
+      let calls = 0;
+      h.worker(
+        withBreaker<Data>({
+          breaker,
+          process: async () => {
+            calls += 1;
+            return 'done';
+          },
+          jitter: 0,
+          onDeferred: (_job, _error, delayMs) => deferred.push(delayMs),
+        }),
+        { concurrency: 1 },
+      );
+      await h.queue.addBulk([0, 1, 2, 3].map(() => ({ name: 'sync', data: { tenantId: 'acme' } })));
+      await until(() => deferred.length === 4, 'four deferrals');
+      // The first keeps the breaker's retry-after (at most the open period): it brings the probe.
+      assert.ok(deferred[0]! <= 2_000, JSON.stringify(deferred));
+      // The others are brought back by the close: their delay, four times theirs, only bounds it.
+      for (const ms of deferred.slice(1)) assert.ok(ms > 4_000, JSON.stringify(deferred));
+      // The first comes back, probes, closes the breaker, and the others come back with it.
+      await until(() => h.completed.length === 4, 'the four jobs to complete', 5_000);
+      assert.equal(calls, 4);
+      assert.equal(deferred.length, 4, 'none was deferred twice');
+      assert.deepEqual(h.failed, []);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('a close another process made (a push) brings them back too, spread over the recovery ramp', async () => {
     const h = new Harness(server);
     const prefix = `back-${randomUUID()}:`;
