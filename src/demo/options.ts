@@ -42,7 +42,7 @@ Also:  npm run flaky-server -- --help      (a flaky HTTP service for your own te
                      The breakers trip on 5 consecutive failures.
   --seed N           seeds the failure draws and the breakers' jitter (default ${DEFAULT_SCENARIO.seed})
   --ramp MS          the breakers' recovery ramp: after a close, a share of jobs growing to all
-                     over MS is admitted, the rest deferred (default ${DEFAULT_SCENARIO.rampMs}: none)
+                     over MS is admitted, the rest deferred (default ${DEFAULT_SCENARIO.rampMs}; 0: none)
   --redis URL        run the workers as separate processes whose breakers share state
                      through a RedisStore at URL (e.g. redis://127.0.0.1:6379); the demo
                      checks it can reach URL first (exit 1 within seconds when it cannot)

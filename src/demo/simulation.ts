@@ -75,7 +75,7 @@ export const DEFAULT_SCENARIO: Scenario = {
   failMs: 40,
   retries: 3,
   retryBackoffMs: 25,
-  rampMs: 0,
+  rampMs: 3_000,
   providerOutage: false,
   downstreamLimit: 0,
 };
