@@ -1,6 +1,6 @@
 import * as reducer from './core/reducer.js';
 import { NO_RECORD } from './core/reducer.js';
-import { outcomesCanTrip } from './core/policy.js';
+import { outcomesCanTrip, shouldTrip } from './core/policy.js';
 import type {
   AcquireResult,
   BreakerState,
@@ -147,6 +147,10 @@ export class Coordination implements View, WriterOwner {
    * writes nothing when there is none, and the caller does not wait for it (see `record`).
    */
   readonly #resetOnly: boolean;
+  /** Whether the store can carry a waiting outcome on an acquire (`Store.recordThenAcquire`). */
+  readonly #carries: boolean;
+  /** Whether the store applies this process's calls in the order they are made (`Store.ordered`). */
+  readonly #ordered: boolean;
 
   readonly #host: CoordinationHost;
   readonly #o: ResolvedOptions<unknown>;
@@ -174,6 +178,8 @@ export class Coordination implements View, WriterOwner {
     this.#writer = new OutcomeWriter(this, host, options, this.#health, this.#fallback);
     const kind = options.policy.trip.kind;
     this.#resetOnly = kind === 'consecutive-failures' || kind === 'failures-in-window';
+    this.#carries = typeof options.store.recordThenAcquire === 'function';
+    this.#ordered = options.store.ordered === true;
     this.#viewAdmits = options.maxStalenessMs > 0 && options.policy.maxConcurrent === 0;
     this.#throttle = options.throttle === null ? null : new LocalThrottle(options.throttle);
   }
@@ -264,7 +270,14 @@ export class Coordination implements View, WriterOwner {
     }
     let result: Awaitable<AcquireResult>;
     try {
-      result = this.own(() => o.store.acquire(this.#host.name, o.policy));
+      const carried = this.#carries ? this.#writer.takeCarried() : null;
+      const preceding = this.#ordered ? null : this.#writer.preceding;
+      result =
+        carried !== null
+          ? this.#acquireCarrying(carried)
+          : preceding === null
+            ? this.own(() => o.store.acquire(this.#host.name, o.policy))
+            : preceding.then(() => this.own(() => o.store.acquire(this.#host.name, o.policy)));
     } catch (error) {
       return this.#acquireFailed(error);
     }
@@ -277,6 +290,24 @@ export class Coordination implements View, WriterOwner {
         );
     }
     return this.#acquired(result, queueable);
+  }
+
+  /**
+   * The store's acquire, carrying `batch` (an outcome nobody waits for, not sent yet) before it:
+   * `Store.recordThenAcquire`, one round trip. The writer sends the batch (its id, kept in doubt if
+   * no answer comes, as any write); the acquire's half comes back here. If the writer keeps the
+   * batch instead of sending it, a plain acquire.
+   */
+  #acquireCarrying(batch: OutcomeBatch): Awaitable<AcquireResult> {
+    const o = this.#o;
+    const name = this.#host.name;
+    const carried: { acquire: Promise<AcquireResult> | null } = { acquire: null };
+    this.#writer.writeInBackground(batch, (sent) => {
+      const both = Promise.resolve(o.store.recordThenAcquire!(name, o.policy, sent));
+      carried.acquire = both.then((answer) => answer.acquire);
+      return both.then((answer) => answer.update);
+    });
+    return carried.acquire ?? this.own(() => o.store.acquire(name, o.policy));
   }
 
   /**
@@ -586,17 +617,39 @@ export class Coordination implements View, WriterOwner {
     // The slot travels with the outcome: the store gives it back in the same write, even when the
     // write otherwise changes nothing (a success with no run to reset, a stale generation).
     const batch: OutcomeBatch = slot === null ? counted : { ...counted, slots: [slot] };
-    if (admission.lease === null && outcome !== 'failure' && this.#resetOnly) {
+    if (
+      admission.lease === null &&
+      outcome !== 'failure' &&
+      (this.#resetOnly || outcome === 'ignored' || !this.#successMayTrip())
+    ) {
       // Under a count policy a success only resets a run of failures, which other processes may
       // have built since this call was admitted: it is always sent (skipping it when the run
       // looked empty at admission let non-consecutive failures trip), and the store writes only
-      // when there is a run to reset. Nothing the caller does next depends on it, so the caller
-      // does not wait: a healthy call costs its caller one round trip (the acquire). The write
-      // still leaves now, in completion order, and `flush()`/`close()` wait for it.
-      this.#writer.writeInBackground(batch);
+      // when there is a run to reset. Under a failure rate a success is counted, and it can open
+      // the breaker only when the counts last seen say it may (then the caller waits, below).
+      // Otherwise nothing the caller does next depends on it: the caller does not wait, and
+      // `flush()`/`close()` do. It leaves by the end of this event-loop turn, in completion
+      // order, and a call this breaker admits before then carries it on its acquire (a store
+      // with `recordThenAcquire`): one round trip per call, not two. A slot is given back at
+      // once: callers in other processes may be waiting for it.
+      if (this.#carries && slot === null) this.#writer.carry(batch);
+      else this.#writer.writeInBackground(batch);
       return undefined;
     }
     return this.#writer.write(batch);
+  }
+
+  /**
+   * Whether one more success could open the breaker, by the counts last seen: only under a
+   * failure rate (a success can complete `minimumCalls`) or a custom policy (anything can).
+   */
+  #successMayTrip(): boolean {
+    const trip = this.#o.policy.trip;
+    if (trip.kind !== 'failure-rate') return trip.kind === 'custom';
+    const c = this.counts;
+    const successes = c.successes + 1;
+    const total = successes + c.failures;
+    return shouldTrip(trip, { ...c, successes, total, failureRate: c.failures / total });
   }
 
   /** A write was answered in time (for the writer). */

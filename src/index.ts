@@ -74,6 +74,7 @@ export type {
 export type {
   Awaitable,
   ListPage,
+  RecordedAcquire,
   StateChangeMessage,
   Store,
   StoreTiming,

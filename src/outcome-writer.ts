@@ -14,6 +14,18 @@ import type { Awaitable } from './store.js';
 /** Batches handed to a store's `record` at least once (so a re-send of one is in doubt). */
 const SENT = new WeakSet<OutcomeBatch>();
 
+/** How a batch goes to the store when not by `record` alone (a carrying acquire: `carry`). */
+export type Send = (batch: OutcomeBatch) => Awaitable<UpdateResult>;
+
+/** Writers holding a carried batch, sent at the end of the event-loop turn (one immediate for all). */
+const carrying: OutcomeWriter[] = [];
+let carryScheduled = false;
+
+function sendCarried(): void {
+  carryScheduled = false;
+  for (const writer of carrying.splice(0)) writer.sendCarried();
+}
+
 /** What the writer needs from the coordination that owns it: its view, and how it calls the store. */
 export interface WriterOwner {
   readonly generation: number;
@@ -56,6 +68,8 @@ export class OutcomeWriter implements KeptOutcomesOwner {
   readonly #background = new Set<Promise<void>>();
   /** While closing: write whatever is held even if the store is being left alone. */
   #draining = false;
+  /** A batch nobody waits for, held until the breaker's next acquire carries it or the turn ends. */
+  #carried: OutcomeBatch | null = null;
 
   constructor(
     owner: WriterOwner,
@@ -75,16 +89,73 @@ export class OutcomeWriter implements KeptOutcomesOwner {
    * Writes `batch` without the caller waiting for it (what a success under a count policy does:
    * it only resets a run); `flush()` and `close()` wait for it.
    */
-  writeInBackground(batch: OutcomeBatch): void {
-    const writing = this.write(batch);
+  writeInBackground(batch: OutcomeBatch, send?: Send): void {
+    const writing = this.write(batch, send);
     if (writing === undefined) return;
     const background = this.#background;
     background.add(writing);
     void writing.finally(() => background.delete(writing));
+    if (send === undefined && this.#changesAdmission(batch)) {
+      this.preceding = writing;
+      void writing.finally(() => {
+        if (this.preceding === writing) this.preceding = null;
+      });
+    }
   }
 
-  /** Sends one batch to the store. Never rejects: a store failure never replaces the call's outcome. */
-  write(batch: OutcomeBatch): Promise<void> | undefined {
+  /**
+   * The latest write nobody waits for that can change what an acquire answers, while it is in
+   * flight (see `#changesAdmission`): this breaker's next acquire is sent after it has landed, so
+   * a call that starts after another ended never finds the store as if that one had not.
+   */
+  preceding: Promise<void> | null = null;
+
+  /** Whether `batch` can change what an acquire answers: it gives back a slot, or counts a success that may trip. */
+  #changesAdmission(batch: OutcomeBatch): boolean {
+    if (batch.slots !== undefined && batch.slots.length > 0) return true;
+    const kind = this.#o.policy.trip.kind;
+    return batch.successes > 0 && kind !== 'consecutive-failures' && kind !== 'failures-in-window';
+  }
+
+  /**
+   * Like `writeInBackground`, but the batch waits for the rest of this event-loop turn: a call the
+   * breaker admits meanwhile carries it on its acquire (`takeCarried`, `Store.recordThenAcquire`),
+   * so a caller making calls one after another pays one round trip per call, not two. Otherwise
+   * it leaves at the end of the turn, by itself. Only for a store with `recordThenAcquire`.
+   */
+  carry(batch: OutcomeBatch): void {
+    const held = this.#carried;
+    this.#carried = batch;
+    if (held !== null) {
+      // One batch waits at a time: the one before leaves now, so they reach the store in order.
+      this.writeInBackground(held);
+      return;
+    }
+    carrying.push(this);
+    if (!carryScheduled) {
+      carryScheduled = true;
+      setImmediate(sendCarried);
+    }
+  }
+
+  /** The batch waiting to be carried, which the caller now sends (null when none). */
+  takeCarried(): OutcomeBatch | null {
+    const batch = this.#carried;
+    this.#carried = null;
+    return batch;
+  }
+
+  /** Sends the batch waiting to be carried, if any, by itself. */
+  sendCarried(): void {
+    const batch = this.takeCarried();
+    if (batch !== null) this.writeInBackground(batch);
+  }
+
+  /**
+   * Sends one batch to the store (by `record`, or by `send`). Never rejects: a store failure never
+   * replaces the call's outcome.
+   */
+  write(batch: OutcomeBatch, send?: Send): Promise<void> | undefined {
     const o = this.#o;
     const health = this.#health;
     // A batch sent before (an in-doubt one being re-sent) may have landed: if it is not sent now,
@@ -104,7 +175,9 @@ export class OutcomeWriter implements KeptOutcomesOwner {
         o.throttle === null || batch.failures === 0
           ? stamped
           : { ...stamped, throttleRate: this.#owner.throttleRate() };
-      result = this.#owner.own(() => o.store.record(this.#host.name, o.policy, sent));
+      result = this.#owner.own(() =>
+        send === undefined ? o.store.record(this.#host.name, o.policy, sent) : send(sent),
+      );
     } catch (error) {
       this.#owner.storeFailed('record', error);
       this.keep(batch, sentBefore);
@@ -256,6 +329,7 @@ export class OutcomeWriter implements KeptOutcomesOwner {
 
   /** Writes buffered outcomes now, and those kept while the store did not answer. */
   async flush(): Promise<void> {
+    this.sendCarried();
     if (this.#background.size > 0) await Promise.all(this.#background);
     if (this.#flushing !== null) await this.#flushing;
     const pending = this.#flushBuffer();
@@ -297,6 +371,7 @@ export class OutcomeWriter implements KeptOutcomesOwner {
     const unwritten = sumCounts([
       kept?.unsent ?? null,
       countsOf(this.#buffer === null ? [] : [this.#buffer]),
+      countsOf(this.#carried === null ? [] : [this.#carried]),
     ]);
     const inDoubt = sumCounts([kept?.inDoubt ?? null, countsOf([...this.#writing.keys()])]);
     if (unwritten === null && inDoubt === null) return null;
@@ -310,6 +385,7 @@ export class OutcomeWriter implements KeptOutcomesOwner {
   get holding(): boolean {
     return (
       this.#buffer !== null ||
+      this.#carried !== null ||
       this.#flushing !== null ||
       this.#background.size > 0 ||
       this.#fallback.holdsOutcomes

@@ -60,6 +60,14 @@ export interface SubscribeOptions {
   readonly signal?: AbortSignal;
 }
 
+/** What `Store.recordThenAcquire` answers: each half as `record` and `acquire` would. */
+export interface RecordedAcquire {
+  /** The record's answer. */
+  readonly update: UpdateResult;
+  /** The acquire's answer, made after the record. */
+  readonly acquire: AcquireResult;
+}
+
 /** One page of `Store.list`. */
 export interface ListPage {
   /** The breaker names on this page that start with the prefix. */
@@ -81,6 +89,17 @@ export interface Store {
   acquire(key: string, policy: BreakerPolicy): Awaitable<AcquireResult>;
   /** Record the outcomes of calls admitted under `batch.generation`. */
   record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Awaitable<UpdateResult>;
+  /**
+   * `record(key, policy, batch)` then `acquire(key, policy)`, atomically one after the other, in
+   * one round trip: what a breaker sends when a call starts while the outcome of a call that just
+   * ended (one its caller does not wait for) has not left yet, so the two cost one round trip
+   * instead of two and reach the store in the order they happened. Each half answers exactly what
+   * the method alone would (the record's batch id deduplicated as usual; a record that fails
+   * fails the whole call, acquiring nothing). Optional: a breaker on a store without it sends the
+   * two apart. `RedisStore` and `PostgresStore` have it; the conformance suite checks it against
+   * the two calls made apart.
+   */
+  recordThenAcquire?(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Awaitable<RecordedAcquire>;
   /** The breaker's state, or null when the store holds nothing for `key`. Changes nothing. */
   inspect(key: string, policy: BreakerPolicy): Awaitable<Snapshot | null>;
   /**
@@ -127,6 +146,14 @@ export interface Store {
     listener: (message: StateChangeMessage) => void,
     options?: SubscribeOptions,
   ): Promise<() => Promise<void>>;
+  /**
+   * True when the calls one process makes reach the store, and are applied, in the order it makes
+   * them (one connection answered in order, as `RedisStore`'s). A breaker on a store that does not
+   * say so sends its next `acquire` only after a write it did not wait for has landed, when that
+   * write can change the answer (a concurrency slot given back, a success under a failure rate):
+   * a call that starts after another ended must find the store as that one left it. @defaultValue false
+   */
+  readonly ordered?: boolean;
   /** Latency bounds for the breaker's default timeouts. @defaultValue 5,000 ms first contact, 200–2,000 ms per call */
   readonly timing?: StoreTiming;
   /**

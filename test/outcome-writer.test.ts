@@ -169,4 +169,37 @@ describe('OutcomeWriter', () => {
     assert.equal(told.answered.length, 1);
     assert.equal(writer.holding, false);
   });
+
+  it('a carried batch waits for the end of the turn, leaves by itself if no acquire takes it, and counts as unwritten until then', async () => {
+    const memory = new MemoryStore();
+    const sent: string[] = [];
+    const store: Store = {
+      acquire: async (key, policy) => memory.acquire(key, policy),
+      record: async (key, policy, b) => {
+        sent.push(b.id ?? '');
+        return memory.record(key, policy, b);
+      },
+      inspect: async (key, policy) => memory.inspect(key, policy),
+      force: async (key, policy, override) => memory.force(key, policy, override),
+      list: async (prefix, cursor) => memory.list(prefix, cursor),
+    };
+    const { writer } = writerOver(store);
+    writer.carry(batch(0, { successes: 1 }, 'c.1'));
+    assert.deepEqual(sent, [], 'not sent in the turn it was carried in');
+    assert.deepEqual(writer.unwritten()?.unwritten, { name: 'dep', successes: 1, failures: 0, ignored: 0 });
+    assert.equal(writer.holding, true);
+    // A second one sends the first at once (one waits at a time, and they stay in order).
+    writer.carry(batch(0, { successes: 1 }, 'c.2'));
+    assert.deepEqual(sent, ['c.1']);
+    // Taken by an acquire: the writer no longer holds it.
+    assert.equal(writer.takeCarried()?.id, 'c.2');
+    assert.equal(writer.takeCarried(), null);
+    writer.carry(batch(0, { successes: 1 }, 'c.3'));
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(sent, ['c.1', 'c.3'], 'left by itself at the end of the turn');
+    writer.carry(batch(0, { successes: 1 }, 'c.4'));
+    await writer.flush();
+    assert.deepEqual(sent, ['c.1', 'c.3', 'c.4'], 'flush() sends it');
+    assert.equal(writer.unwritten(), null);
+  });
 });

@@ -79,6 +79,12 @@ export interface ConformanceOptions {
    * `heartbeat`. @defaultValue false
    */
   readonly quorum?: boolean;
+  /**
+   * The store implements the optional `recordThenAcquire` (a record and an acquire in one round
+   * trip): checks that each half answers what `record` then `acquire` would. A store without it
+   * must not have the method; the suite checks that. @defaultValue false
+   */
+  readonly recordThenAcquire?: boolean;
 }
 
 /** A policy from breaker options, as the breaker would build it. */
@@ -1540,6 +1546,88 @@ export function describeStoreConformance(
           assert.equal(snapshot?.counts.failures, 1);
           await record(h, key, policy, { ...batch, id: 'x.3' });
           assert.equal((await h.store.inspect(key, policy))?.counts.successes, 2);
+        });
+      }
+    });
+
+    describe('record then acquire (one round trip)', () => {
+      if (options.recordThenAcquire !== true) {
+        test('the store has no recordThenAcquire (breakers send the two apart)', async (h) => {
+          assert.equal('recordThenAcquire' in h.store && h.store.recordThenAcquire !== undefined, false);
+        });
+        return;
+      }
+      const both = async (
+        h: ConformanceHarness,
+        key: string,
+        policy: BreakerPolicy,
+        batch: OutcomeBatch,
+      ): Promise<{ update: UpdateResult; acquire: AcquireResult }> => {
+        const method = h.store.recordThenAcquire?.bind(h.store);
+        assert.ok(method !== undefined, 'the store has no recordThenAcquire');
+        return method(key, policy, batch);
+      };
+
+      test('a healthy tenant: the success resets nothing, the acquire admits, and no record is made', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const first = await h.store.acquire(key, policy);
+        assert.equal(first.generation, NO_RECORD);
+        const answer = await both(h, key, policy, { ...outcomes(NO_RECORD, { successes: 1 }), id: 'c.1' });
+        assert.equal(answer.update.stale, false);
+        assert.equal(answer.update.snapshot.state, 'closed');
+        assert.equal(answer.acquire.admitted, true);
+        assert.equal(answer.acquire.generation, NO_RECORD);
+        assert.equal(await h.store.inspect(key, policy), null);
+      });
+
+      test('the record lands first: a failure that trips opens, and the acquire after it is rejected', async (h, key) => {
+        const policy = policyOf({ trip: tripped });
+        const { generation } = await acquire(h, key, policy);
+        await record(h, key, policy, outcomes(generation, { failures: 2 }));
+        const answer = await both(h, key, policy, { ...outcomes(generation, { failures: 1 }), id: 'c.2' });
+        assert.equal(answer.update.snapshot.state, 'open');
+        assert.deepEqual(
+          answer.update.transition && [answer.update.transition.from, answer.update.transition.to],
+          ['closed', 'open'],
+        );
+        assert.equal(answer.acquire.admitted, false);
+        assert.equal(answer.acquire.reason, 'open');
+        assert.equal(answer.acquire.transition, null, 'the transition is reported once, by the record');
+        assert.equal(answer.acquire.generation, answer.update.snapshot.generation);
+      });
+
+      test('a success resets the run before the acquire reads it; a probe success closes, then the acquire admits closed', async (h, key) => {
+        const policy = policyOf({ trip: tripped, halfOpenMaxCalls: 1, successThreshold: 1 });
+        const { generation } = await acquire(h, key, policy);
+        await record(h, key, policy, outcomes(generation, { failures: 2 }));
+        const reset = await both(h, key, policy, {
+          ...outcomes(generation, { successes: 1, trailingFailures: 0 }),
+          id: 'c.3',
+        });
+        assert.equal(reset.update.snapshot.counts.consecutiveFailures, 0);
+        assert.equal(reset.acquire.admitted, true);
+        const probe = await halfOpen(h, key, policy);
+        const closing = await both(h, key, policy, {
+          ...outcomes(probe.generation, { probes: [{ lease: probe.lease!, outcome: 'success' }] }),
+          id: 'c.4',
+        });
+        assert.equal(closing.update.snapshot.state, 'closed');
+        assert.equal(closing.acquire.admitted, true);
+        assert.equal(closing.acquire.state, 'closed');
+        assert.equal(closing.acquire.lease, null);
+      });
+
+      if (options.idempotentBatches === true) {
+        test('a batch carried twice (a re-send after a lost reply) is counted once', async (h, key) => {
+          const policy = policyOf({ trip: consecutiveFailures(100) });
+          const { generation } = await acquire(h, key, policy);
+          const batch = { ...outcomes(generation, { failures: 1 }), id: 'c.5' };
+          const first = await both(h, key, policy, batch);
+          const again = await both(h, key, policy, batch);
+          assert.equal(first.update.stale, false);
+          assert.equal(again.update.stale, true);
+          assert.equal(again.acquire.admitted, true);
+          assert.equal((await h.store.inspect(key, policy))?.counts.failures, 1);
         });
       }
     });

@@ -25,7 +25,7 @@ import { BreakerFactory } from '../factory.js';
 import type { BreakerOptions } from '../options.js';
 import { resolveOptions } from '../options.js';
 import { StoreHealth } from '../store-health.js';
-import type { ListPage, Store } from '../store.js';
+import type { Awaitable, ListPage, RecordedAcquire, Store } from '../store.js';
 import { ManualClock } from './manual-clock.js';
 import { seededRandom } from './seeded-random.js';
 
@@ -138,6 +138,18 @@ export type ModelStep =
       readonly outcome: Outcome;
       /** The store fault injected into the write of the outcome, or null. */
       readonly fault: Fault | null;
+    }
+  | {
+      /**
+       * A held permit is settled and, in the same event-loop turn (before an outcome its caller
+       * does not wait for has left), its client asks for a permit again: the acquire carries the
+       * outcome where the store can (`Store.recordThenAcquire`).
+       */
+      readonly op: 'settle-acquire';
+      /** Which held permit (modulo how many are held); nothing happens when none is. */
+      readonly pick: number;
+      /** How the permit is settled. */
+      readonly outcome: Outcome;
     }
   | {
       /** A client runs a call through `execute`. */
@@ -263,6 +275,8 @@ export function describeStep(step: ModelStep): string {
       return `client ${step.client} acquires a permit`;
     case 'settle':
       return `permit #${step.pick} settles: ${step.outcome}${step.fault === null ? '' : ` (${step.fault})`}`;
+    case 'settle-acquire':
+      return `permit #${step.pick} settles: ${step.outcome}, and its client acquires again at once`;
     case 'execute':
       return `client ${step.client} executes: ${step.outcome}${step.fault === null ? '' : ` (${step.fault})`}`;
     case 'advance':
@@ -298,8 +312,10 @@ export function randomHistory(
     const r = random();
     const client = Math.floor(random() * clients);
     if (r < 0.25) history.push({ op: 'acquire', client });
-    else if (r < 0.5)
+    else if (r < 0.42)
       history.push({ op: 'settle', pick: Math.floor(random() * 8), outcome: outcome(), fault: fault() });
+    else if (r < 0.5)
+      history.push({ op: 'settle-acquire', pick: Math.floor(random() * 8), outcome: outcome() });
     else if (r < 0.75) history.push({ op: 'execute', client, outcome: outcome(), fault: fault() });
     else if (r < 0.91) history.push({ op: 'advance', ms: random() < 0.7 ? 1_000 : 2_000 });
     else if (r < 0.95) {
@@ -355,8 +371,14 @@ class ModelStore implements Store {
   #inFlight = new Set<Promise<unknown>>();
   readonly timing: Store['timing'];
   readonly limitsConcurrency: Store['limitsConcurrency'];
+  readonly ordered: Store['ordered'];
   readonly reset?: (key: string, policy: BreakerPolicy) => Promise<UpdateResult>;
   readonly heartbeat?: (reporter: string, ttlMs: number) => Promise<number>;
+  readonly recordThenAcquire?: (
+    key: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+  ) => Promise<RecordedAcquire>;
   /** Quorum (and reporter, of failures) of the batches that reached the store (`record`), in order. */
   readonly stamps: Stamp[] = [];
   readonly #lateMs: number;
@@ -366,8 +388,26 @@ class ModelStore implements Store {
     this.#lateMs = lateMs;
     this.timing = inner.timing;
     this.limitsConcurrency = inner.limitsConcurrency;
+    // A fault delays a reply, never the call itself: the order calls land in is the inner store's.
+    this.ordered = inner.ordered;
     const reset = inner.reset?.bind(inner);
     if (reset !== undefined) this.reset = (key, policy) => this.#track(Promise.resolve(reset(key, policy)));
+    const carry = inner.recordThenAcquire?.bind(inner);
+    if (carry !== undefined) {
+      // A carried batch is a record like any other: stamped, and given the step's fault.
+      this.recordThenAcquire = (key, policy, batch) => {
+        const acquired: { result: Promise<AcquireResult> | null } = { result: null };
+        const update = this.record(key, policy, batch, (k, p, b) => {
+          const answer = Promise.resolve(carry(k, p, b));
+          acquired.result = answer.then((a) => a.acquire);
+          return answer.then((a) => a.update);
+        });
+        return Promise.all([
+          update,
+          acquired.result ?? Promise.reject(new Error('model check: injected write failure')),
+        ]).then(([u, a]) => ({ update: u, acquire: a }));
+      };
+    }
     const heartbeat = inner.heartbeat?.bind(inner);
     if (heartbeat !== undefined) {
       this.heartbeat = (reporter, ttlMs) => this.#track(Promise.resolve(heartbeat(reporter, ttlMs)));
@@ -384,6 +424,8 @@ class ModelStore implements Store {
   }
 
   async idle(): Promise<void> {
+    // An outcome waiting to be carried on an acquire leaves at the end of the turn: let it.
+    await new Promise((resolve) => setImmediate(resolve));
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
   }
 
@@ -391,7 +433,13 @@ class ModelStore implements Store {
     return this.#track(Promise.resolve(this.inner.acquire(key, policy)));
   }
 
-  record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+  record(
+    key: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+    send: (key: string, policy: BreakerPolicy, batch: OutcomeBatch) => Awaitable<UpdateResult> = (k, p, b) =>
+      this.inner.record(k, p, b),
+  ): Promise<UpdateResult> {
     const fault = this.fault;
     this.fault = null;
     if (fault !== 'failed-write' && batch.quorum !== undefined) {
@@ -401,13 +449,12 @@ class ModelStore implements Store {
           : { quorum: batch.quorum, reporter: batch.reporter },
       );
     }
-    if (fault === null) return this.#track(Promise.resolve(this.inner.record(key, policy, batch)));
-    const inner = this.inner;
+    if (fault === null) return this.#track(Promise.resolve(send(key, policy, batch)));
     const lateMs = this.#lateMs;
     return this.#track(
       (async () => {
         if (fault === 'failed-write') throw new Error('model check: injected write failure');
-        const result = await inner.record(key, policy, batch);
+        const result = await send(key, policy, batch);
         if (fault === 'lost-reply') throw new Error('model check: injected lost reply');
         await new Promise((resolve) => setTimeout(resolve, lateMs));
         return result;
@@ -833,6 +880,56 @@ class HistoryRunner {
             const stamp = client.store.stamps[0];
             const result = ref.settle(now, one!.generation, one!.lease, one!.slot, step.outcome, stamp);
             settled(client, result, step.outcome, step.fault);
+            break;
+          }
+          case 'settle-acquire': {
+            if (held.length === 0) break;
+            const [one] = held.splice(step.pick % held.length, 1);
+            const client = clients[one!.client % clients.length]!;
+            const permit = one!.permit;
+            await (step.outcome === 'success'
+              ? permit.success()
+              : step.outcome === 'failure'
+                ? permit.failure()
+                : permit.ignore());
+            // No wait for the store: the acquire starts in the turn the outcome ended in.
+            let next: Permit | null = null;
+            let rejected: RejectReason | null = null;
+            const acquiring = client.breaker.acquire().then(
+              (p) => {
+                next = p;
+              },
+              (error: unknown) => {
+                if (!isCircuitOpenError(error)) throw error;
+                rejected = error.reason;
+              },
+            );
+            const stamp = client.store.stamps[0];
+            settled(
+              client,
+              ref.settle(now, one!.generation, one!.lease, one!.slot, step.outcome, stamp),
+              step.outcome,
+              null,
+            );
+            if (client.localUntil !== 0 && now >= client.localUntil) {
+              client.localUntil = 0;
+              expected.push({ from: 'open', to: 'closed', local: true });
+            }
+            const want = client.localUntil !== 0 ? LOCAL_OPEN : ref.acquire(now);
+            note(want);
+            await acquiring;
+            await idle();
+            const got = admissionMismatch(want, next, rejected);
+            if (got !== null) fail(i, got);
+            else if (next !== null) {
+              held.push({
+                client: one!.client,
+                permit: next,
+                generation: want.generation,
+                lease: want.lease,
+                slot: want.slot ?? null,
+              });
+            }
             break;
           }
           case 'advance':

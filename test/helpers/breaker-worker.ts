@@ -126,6 +126,9 @@ async function run(factory: BreakerFactory, r: Run) {
       }
     }),
   );
+  // What the calls wrote without their callers waiting (a success, a slot given back) has landed
+  // before the parent hears the run is over and reads the store.
+  await breaker.flush();
   return { fnCalls, ...tally };
 }
 

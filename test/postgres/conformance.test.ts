@@ -51,6 +51,6 @@ describe('PostgresStore', () => {
         corrupt: (name: string, kind: CorruptionKind) => corruptPostgresRow(pool, table, name, kind),
       };
     },
-    { idempotentBatches: true, concurrencyLimit: true, quorum: true },
+    { idempotentBatches: true, concurrencyLimit: true, quorum: true, recordThenAcquire: true },
   );
 });

@@ -61,6 +61,7 @@ describe('RedisStore on one server', () => {
     idempotentBatches: true,
     concurrencyLimit: true,
     quorum: true,
+    recordThenAcquire: true,
   });
 });
 
@@ -79,5 +80,6 @@ describe('RedisStore on a 3-master cluster', () => {
     idempotentBatches: true,
     concurrencyLimit: true,
     quorum: true,
+    recordThenAcquire: true,
   });
 });

@@ -14,7 +14,7 @@ import { useRedisServer } from '../helpers/redis-server.js';
 
 /** A RedisStore that counts its operations. */
 class CountingStore extends RedisStore {
-  readonly calls = { acquire: 0, record: 0, heartbeat: 0 };
+  readonly calls = { acquire: 0, record: 0, carried: 0, heartbeat: 0 };
   override acquire(key: string, policy: BreakerPolicy) {
     this.calls.acquire += 1;
     return super.acquire(key, policy);
@@ -22,6 +22,10 @@ class CountingStore extends RedisStore {
   override record(key: string, policy: BreakerPolicy, batch: OutcomeBatch) {
     this.calls.record += 1;
     return super.record(key, policy, batch);
+  }
+  override recordThenAcquire(key: string, policy: BreakerPolicy, batch: OutcomeBatch) {
+    this.calls.carried += 1;
+    return super.recordThenAcquire(key, policy, batch);
   }
   override heartbeat(reporter: string, ttlMs: number) {
     this.calls.heartbeat += 1;
@@ -49,8 +53,10 @@ describe('what a quorum costs on Redis', () => {
 
   it('a success costs what it costs without one; a failure, the same write and few heartbeats', async (t) => {
     const CALLS = 200;
-    const figures: Record<string, { acquire: number; record: number; heartbeat: number; commands: number }> =
-      {};
+    const figures: Record<
+      string,
+      { acquire: number; record: number; carried: number; heartbeat: number; commands: number }
+    > = {};
     for (const quorum of [false, { minReporters: 2, minFraction: 0.5 }] as const) {
       const store = new CountingStore({ client, prefix: `qc-${randomUUID()}:` });
       const factory = new BreakerFactory({ store, trip: failuresInWindow(1_000_000, 60_000), quorum });
@@ -69,6 +75,7 @@ describe('what a quorum costs on Redis', () => {
         figures[`${quorum === false ? 'without' : 'with'} a quorum, ${label}`] = {
           acquire: after.acquire - before.acquire,
           record: after.record - before.record,
+          carried: after.carried - before.carried,
           heartbeat: after.heartbeat - before.heartbeat,
           // The INFO call itself is not a script: not counted.
           commands: after.commands - before.commands,
@@ -92,8 +99,14 @@ describe('what a quorum costs on Redis', () => {
       const withQuorum = figures[`with a quorum, ${label}`]!;
       assert.equal(withQuorum.acquire, without.acquire, label);
       assert.equal(withQuorum.record, without.record, label);
-      // Every store call is one script: the commands sent are the calls made.
-      assert.equal(withQuorum.commands, withQuorum.acquire + withQuorum.record + withQuorum.heartbeat, label);
+      assert.equal(withQuorum.carried, without.carried, label);
+      // Every store call is one script (an acquire carrying a record too): the commands sent are
+      // the calls made.
+      assert.equal(
+        withQuorum.commands,
+        withQuorum.acquire + withQuorum.record + withQuorum.carried + withQuorum.heartbeat,
+        label,
+      );
     }
     // The first write of a factory tells the store it is active: one heartbeat, then none while
     // it only succeeds (the next is due after half a window).

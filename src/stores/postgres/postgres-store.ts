@@ -19,7 +19,14 @@ import { StoreError } from '../../errors.js';
 import { snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
-import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions } from '../../store.js';
+import type {
+  ListPage,
+  RecordedAcquire,
+  StateChangeMessage,
+  Store,
+  StoreTiming,
+  SubscribeOptions,
+} from '../../store.js';
 import type { SchemaObjects, TableName } from './names.js';
 import { DEFAULT_TABLE, likePrefix, objectsOf, parseTableName } from './names.js';
 import { listen } from './listener.js';
@@ -297,27 +304,41 @@ export class PostgresStore implements Store, RecordExaminer {
   }
 
   async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
+    return this.#acquire(name, policy, this.#gc());
+  }
+
+  /**
+   * `record` then `acquire`. A success with nothing to reset and a call to admit (the healthy
+   * tenant's steady state: no row) are both answered by one plain read; anything else is the two
+   * statements, one after the other.
+   */
+  async recordThenAcquire(
+    name: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+  ): Promise<RecordedAcquire> {
     const gc = this.#gc();
+    let peeked = false;
+    if (!gc && policy.maxConcurrent === 0 && resetsOnly(policy, batch) && (batch.slots?.length ?? 0) === 0) {
+      const peek = await this.#peek(name);
+      if (peek !== null && peek.generation === 0) {
+        const snapshot = snapshotFrom({ ...FRESH_FIELDS, now: peek.now }, policy);
+        return { update: { snapshot, transition: null, stale: false }, acquire: closedAdmission(peek) };
+      }
+      peeked = true;
+    }
+    const update = await this.#record(name, policy, batch, peeked);
+    return { update, acquire: await this.#acquire(name, policy, gc) };
+  }
+
+  async #acquire(name: string, policy: BreakerPolicy, gc: boolean): Promise<AcquireResult> {
     if (!gc && policy.maxConcurrent === 0) {
       // A closed breaker without an override (or none at all) admits without a write: a plain
       // read answers it; anything else (a slot to take too) asks the function, which decides
       // under the row's lock.
       const peek = await this.#peek(name);
       if (peek !== null && (peek.generation === 0 || (peek.state === 'closed' && peek.override === null))) {
-        return {
-          admitted: true,
-          reason: null,
-          retryAfterMs: 0,
-          generation: peek.generation,
-          lease: null,
-          slot: null,
-          state: 'closed',
-          override: null,
-          openUntil: 0,
-          now: peek.now,
-          transition: null,
-          closedAt: peek.closedAt,
-        };
+        return closedAdmission(peek);
       }
     }
     const reply = await this.#run('acquire', this.#sql.acquire, name, policy, [gc]);
@@ -349,8 +370,18 @@ export class PostgresStore implements Store, RecordExaminer {
     };
   }
 
-  async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
-    if (resetsOnly(policy, batch) && (batch.slots === undefined || batch.slots.length === 0)) {
+  record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    return this.#record(name, policy, batch, false);
+  }
+
+  /** `peeked`: the caller read the row already and found one (the plain read is left out). */
+  async #record(
+    name: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+    peeked: boolean,
+  ): Promise<UpdateResult> {
+    if (!peeked && resetsOnly(policy, batch) && (batch.slots === undefined || batch.slots.length === 0)) {
       // A success with no row to reset writes nothing: a plain read says so (the function would
       // read the same, at twice the cost).
       const peek = await this.#peek(name);
@@ -658,4 +689,22 @@ const SURROGATE = /[\uD800-\uDFFF]/;
 function isWellFormed(name: string): boolean {
   if (!SURROGATE.test(name)) return true;
   return Buffer.from(name, 'utf8').toString('utf8') === name;
+}
+
+/** A closed admission without a write, from the plain read of the breaker's row (or of none). */
+function closedAdmission(peek: Peek): AcquireResult {
+  return {
+    admitted: true,
+    reason: null,
+    retryAfterMs: 0,
+    generation: peek.generation,
+    lease: null,
+    slot: null,
+    state: 'closed',
+    override: null,
+    openUntil: 0,
+    now: peek.now,
+    transition: null,
+    closedAt: peek.closedAt,
+  };
 }

@@ -16,7 +16,14 @@ import { StoreError } from '../../errors.js';
 import { snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
-import type { ListPage, StateChangeMessage, Store, StoreTiming, SubscribeOptions } from '../../store.js';
+import type {
+  ListPage,
+  RecordedAcquire,
+  StateChangeMessage,
+  Store,
+  StoreTiming,
+  SubscribeOptions,
+} from '../../store.js';
 import type { RecordExaminer, RecordReport } from '../record-report.js';
 import {
   DEFAULT_PREFIX,
@@ -32,6 +39,7 @@ import type { LuaScript } from './scripts.generated.js';
 import { policyFields } from '../policy-fields.js';
 import {
   acquireScript,
+  carryScript,
   forceScript,
   heartbeatScript,
   inspectScript,
@@ -196,6 +204,8 @@ export class RedisStore implements Store, RecordExaminer {
   #loading: Promise<void> | null = null;
   /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's hash. */
   readonly limitsConcurrency = true;
+  /** One connection (per cluster node), answered in order: this process's calls land in order. */
+  readonly ordered = true;
 
   constructor(options: RedisStoreOptions) {
     if (typeof options !== 'object' || options === null) {
@@ -220,7 +230,35 @@ export class RedisStore implements Store, RecordExaminer {
   }
 
   async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
-    const raw = await this.#run(acquireScript, name, policy, []);
+    return this.#acquired(name, await this.#run(acquireScript, name, policy, []));
+  }
+
+  /**
+   * `record` then `acquire` in one script (carry.lua), so a breaker whose call starts while the
+   * outcome of the one before is still to be written pays one round trip for both.
+   */
+  async recordThenAcquire(
+    name: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+  ): Promise<RecordedAcquire> {
+    const raw = await this.#run(
+      carryScript,
+      name,
+      policy,
+      recordArgs(batch),
+      batchIdsKey(this.#prefix, name),
+    );
+    const [recorded, acquired] = raw;
+    if (raw.length !== 2 || !Array.isArray(recorded) || !Array.isArray(acquired))
+      throw malformed('carry', raw);
+    return {
+      update: this.#update('record', recorded, name, policy),
+      acquire: this.#acquired(name, acquired),
+    };
+  }
+
+  #acquired(name: string, raw: unknown[]): AcquireResult {
     const reply = new Reply('acquire', raw);
     if (reply.string() !== 'acquire') throw malformed('acquire', raw);
     this.#corrupt(name, reply.number());
@@ -264,25 +302,13 @@ export class RedisStore implements Store, RecordExaminer {
   }
 
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
-    const args: (string | number)[] = [
-      batch.generation,
-      batch.successes,
-      batch.failures,
-      batch.trailingFailures,
-      batch.slow,
-      batch.ignored,
-      batch.trip === true ? 1 : 0,
-      batch.random,
-      batch.jitterMs ?? 0,
-      batch.id ?? '',
-      batch.reporter ?? '',
-      batch.quorum ?? 1,
-      batch.throttleRate === undefined ? '' : throttleMillionths(batch.throttleRate),
-    ];
-    const slots = batch.slots ?? [];
-    args.push(slots.length, ...slots);
-    for (const probe of batch.probes) args.push(probe.lease, probe.outcome);
-    const raw = await this.#run(recordScript, name, policy, args, batchIdsKey(this.#prefix, name));
+    const raw = await this.#run(
+      recordScript,
+      name,
+      policy,
+      recordArgs(batch),
+      batchIdsKey(this.#prefix, name),
+    );
     return this.#update('record', raw, name, policy);
   }
 
@@ -623,4 +649,27 @@ function parseCursor(cursor: string, nodes: number): [number, string] {
   if (match === null || node >= nodes)
     throw new TypeError(`Not a cursor from this store's list(): ${cursor}`);
   return [node, match[2]!];
+}
+
+/** ARGV of record.lua after the policy (op-record.lua documents them). */
+function recordArgs(batch: OutcomeBatch): (string | number)[] {
+  const args: (string | number)[] = [
+    batch.generation,
+    batch.successes,
+    batch.failures,
+    batch.trailingFailures,
+    batch.slow,
+    batch.ignored,
+    batch.trip === true ? 1 : 0,
+    batch.random,
+    batch.jitterMs ?? 0,
+    batch.id ?? '',
+    batch.reporter ?? '',
+    batch.quorum ?? 1,
+    batch.throttleRate === undefined ? '' : throttleMillionths(batch.throttleRate),
+  ];
+  const slots = batch.slots ?? [];
+  args.push(slots.length, ...slots);
+  for (const probe of batch.probes) args.push(probe.lease, probe.outcome);
+  return args;
 }

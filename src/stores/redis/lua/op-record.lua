@@ -1,0 +1,301 @@
+--[[
+op-record.lua: record_op records the outcomes of calls admitted under one generation (reducer.ts
+record): the body of record.lua, and the first half of carry.lua.
+
+KEYS[1]   the breaker's hash (keys.ts breakerKey)
+KEYS[2]   the sorted set of batch ids seen lately (keys.ts batchIdsKey)
+ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
+          generation, successes, failures, trailingFailures, slow, ignored,
+          trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
+          jitterMs, batch id ('' for none), reporter ('' for none: a quorum's reporter of the
+          batch's failures), quorum (distinct reporters in the window needed to open; 1: any),
+          throttle (the sender's adaptive-throttle rejection rate in millionths, '' for none),
+          n, then n concurrency slot ids to give back, then pairs
+          of (lease id, outcome: success | failure | ignored) for probes
+Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
+            successes, failures, slow, ignored, consecutiveFailures, activeProbes,
+            probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration,
+            belowQuorum }
+Writes    only when something changed, and then the batch id. Publishes the transition it made.
+          A batch whose id was remembered in the last DEDUP_MS changes nothing (stale = 1): it
+          was a re-send of a write whose reply was lost. The slots it names are given back first,
+          whatever else it does (a stale batch, a re-send, a success with no run to reset); a batch
+          that only gives back slots makes no record.
+Errors    CIRCUITRY_BADARG <what>
+]]
+local function record_op(KEYS, ARGV)
+  local key = KEYS[1]
+  local p, channel = read_policy(ARGV)
+  local b = POLICY_ARGS
+  local generation = arg_number(ARGV[b + 1], 'generation')
+  local successes = arg_number(ARGV[b + 2], 'successes')
+  local failures = arg_number(ARGV[b + 3], 'failures')
+  local trailing = arg_number(ARGV[b + 4], 'trailingFailures')
+  local slow = arg_number(ARGV[b + 5], 'slow')
+  local ignored = arg_number(ARGV[b + 6], 'ignored')
+  local trip = ARGV[b + 7] == '1'
+  local random = arg_number(ARGV[b + 8], 'random')
+  local jitterMs = arg_number(ARGV[b + 9], 'jitterMs')
+  local batchId = ARGV[b + 10]
+  local reporter = ARGV[b + 11]
+  local quorum = arg_number(ARGV[b + 12], 'quorum')
+  local throttle = nil
+  if ARGV[b + 13] ~= '' then
+    throttle = arg_number(ARGV[b + 13], 'throttle')
+    if throttle < 0 or throttle > 1000000 or throttle % 1 ~= 0 then
+      bad_arg('throttle')
+    end
+  end
+  local slotCount = arg_number(ARGV[b + 14], 'slots')
+  local firstSlot = b + 15
+  local firstProbe = firstSlot + slotCount
+  if type(reporter) ~= 'string' or (reporter ~= '' and (#reporter > 64 or not string.find(reporter, '^[%w_%.%-]+$'))) then
+    bad_arg('reporter')
+  end
+  -- Failures under a quorum are counted on the general path: who reported them is remembered.
+  local reporting = reporter ~= '' and failures > 0
+  if type(batchId) ~= 'string' or slotCount < 0 or slotCount % 1 ~= 0 or #ARGV < firstProbe - 1
+    or (#ARGV - firstProbe + 1) % 2 ~= 0 then
+    bad_arg('probes')
+  end
+
+  local now = now_ms(ARGV)
+
+  --[[ Concurrency slots go back first, whatever the rest of the batch does or is (stale, a re-send,
+  a success that resets nothing): a slot is a call that ended, in any generation. Only the slots
+  field of a record of ours is touched (expired slots are dropped with them). ]]
+  if slotCount > 0 then
+    local q = redis.pcall('HMGET', key, 'v', 'slots')
+    if not q.err and q[1] == SCHEMA and q[2] then
+      local held = parse_leases(q[2])
+      if held ~= nil then
+        local gone = {}
+        for i = firstSlot, firstProbe - 1 do
+          gone[ARGV[i]] = true
+        end
+        local kept = {}
+        for _, l in ipairs(held) do
+          if not gone[l.id] and l.expiresAt > now then
+            kept[#kept + 1] = l
+          end
+        end
+        if #kept == 0 then
+          redis.call('HDEL', key, 'slots')
+        elseif #kept < #held then
+          redis.call('HSET', key, 'slots', encode_leases(kept))
+        end
+      end
+    end
+    if successes + failures + slow + ignored == 0 and not trip and #ARGV < firstProbe then
+      -- Only slots: answered as it stands, and no record made for it.
+      local r, existed = load(key, now)
+      expire_leases(r, now)
+      lapse(r, now) -- a timed override whose time is up reads as lapsed (the next write makes it so)
+      local stale = 0
+      if not existed then
+        r.gen = 0
+      elseif not admitted_under(r, generation) or r.override == 'forced-closed' then
+        stale = 1
+      end
+      return update_reply(false, stale, r, p, now, nil)
+    end
+  end
+
+  --[[ Under a count policy (consecutive-failures, failures-in-window) a batch without failures only
+  resets the run of failures: it changes nothing, and writes nothing, when there is no run (and makes
+  no record when there is none). Its successes are not counted in the window: nothing reads them. ]]
+  local count_policy = p.kind == 'consecutive-failures' or p.kind == 'failures-in-window'
+  local resets_only = count_policy and failures == 0 and not trip and #ARGV < firstProbe
+    and successes + slow + ignored > 0
+
+  -- The healthy tenant's success: no record, so no run to reset and nothing to remember; answered
+  -- as the general path would, without reading the batch ids or building a record.
+  if resets_only and slotCount == 0 and redis.call('EXISTS', key) == 0 then
+    local r = empty_record(now)
+    local stale = admitted_under(r, generation) and 0 or 1
+    r.gen = 0
+    return update_reply(false, stale, r, p, now, nil)
+  end
+
+  --[[ Idempotence: a batch re-sent after a write whose reply was lost (the server may have applied
+  it just before a crash or a dropped connection) carries the same id. The ids of batches that changed
+  the record in the last DEDUP_MS are members of a sorted set beside the record, scored by when they
+  may be forgotten; a batch seen before changes nothing and answers the current state as stale. A
+  batch that changed nothing is not remembered: a tenant that only succeeds costs no key. ]]
+  local DEDUP_MS = 60000
+  local ids = KEYS[2]
+  if batchId ~= '' then
+    local seen = redis.call('ZSCORE', ids, batchId)
+    if seen and tonumber(seen) > now then
+      local r = load(key, now)
+      expire_leases(r, now)
+      return update_reply(false, 1, r, p, now, nil)
+    end
+  end
+
+  local function remember_batch()
+    if batchId ~= '' then
+      redis.call('ZREMRANGEBYSCORE', ids, '-inf', int(now))
+      redis.call('ZADD', ids, int(now + DEDUP_MS), batchId)
+      redis.call('PEXPIRE', ids, DEDUP_MS)
+    end
+  end
+
+  -- Adds the batch's outcomes to the current bucket and the run of failures (reducer.ts record, in
+  -- closed state). Returns whether there was anything to count.
+  local function count_batch(r, p, at)
+    if successes + failures + slow + ignored == 0 then
+      return false
+    end
+    if resets_only then
+      if successes == 0 or r.cf == trailing then
+        return false
+      end
+      r.cf = trailing
+      return true
+    end
+    local bucket = current_bucket(r, p, at)
+    bucket.s = bucket.s + successes
+    bucket.f = bucket.f + failures
+    bucket.sl = bucket.sl + slow
+    bucket.ig = bucket.ig + ignored
+    if successes > 0 then
+      r.cf = trailing
+    else
+      r.cf = r.cf + failures
+    end
+    return true
+  end
+
+  -- Whether the counts, after this batch, open a closed breaker.
+  local function trips(c, r)
+    -- Any failure can trip; a success only under a failure rate (it can complete minimumCalls).
+    return ((failures > 0 or (successes > 0 and p.kind == 'failure-rate')) and should_trip(p, c, r.cf))
+      or (trip and p.kind == 'custom')
+  end
+
+  --[[ The hot path: counting outcomes in a closed breaker with no override, at its generation, that
+  do not trip it. Reads and writes only the fields that change (closed implies no leases, openUntil,
+  probe successes and reopens of 0). Anything else takes the general path below. ]]
+  if #ARGV < firstProbe and not reporting then
+    local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets', 'ca', 'slots')
+    if not q.err and q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
+      local cf = count_or_zero(q[5])
+      local buckets = parse_buckets(q[6] or '')
+      local slots = parse_leases(q[8] or '')
+      if cf ~= nil and buckets ~= nil and slots ~= nil then
+        local r = { buckets = buckets, cf = cf }
+        local changed = count_batch(r, p, now)
+        local c = window_counts(r, p, now)
+        if not trips(c, r) then
+          if resets_only then
+            if changed then
+              if r.cf == 0 then
+                redis.call('HDEL', key, 'cf')
+              else
+                redis.call('HSET', key, 'cf', int(r.cf))
+              end
+              remember_batch()
+            end
+          else
+            if r.cf ~= cf then
+              redis.call('HSET', key, 'cf', int(r.cf), 'buckets', encode_buckets(r.buckets))
+            else
+              redis.call('HSET', key, 'buckets', encode_buckets(r.buckets))
+            end
+            -- A throttled breaker's failures tell operators its rejection rate (`tr`, `ta`).
+            if throttle ~= nil and failures > 0 then
+              redis.call('HSET', key, 'tr', int(throttle), 'ta', int(now))
+            end
+            redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
+            remember_batch()
+          end
+          return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
+            count_or_zero(q[7]) or 0, #unexpired(slots, now), '', '', 0, 0 }
+        end
+      end
+    end
+  end
+
+  local r, existed, corrupt = load(key, now)
+  -- A missing record is made by the first batch that counts (or by an empty batch: a caller asking
+  -- for one), never by one that only resets a run there is none of.
+  local dirty = corrupt or (not existed and not resets_only)
+  expire_leases(r, now)
+  local entry = circuit_state(r)
+  local lapsed = lapse(r, now)
+  if lapsed ~= nil then
+    dirty = true
+  end
+
+  local stale = 0
+  local moved = nil
+  local below = false
+  if not admitted_under(r, generation) or r.override == 'forced-closed' then
+    stale = 1
+  else
+    local from = circuit_state(r)
+    if r.state == 'closed' then
+      if reporting then
+        note_reporter(r, p, now, reporter)
+      end
+      if throttle ~= nil and failures > 0 then
+        r.tr = throttle
+        r.ta = now
+        dirty = true
+      end
+      if count_batch(r, p, now) then
+        dirty = true
+      end
+      local c = window_counts(r, p, now)
+      if trips(c, r) then
+        if quorum <= 1 or reporters_in_window(r, p, now) >= quorum then
+          open(r, p, now, random, jitterMs)
+        else
+          -- The reporter of the failures opens on its own (a success reports nothing).
+          below = reporting
+        end
+        dirty = true
+      end
+    elseif r.state == 'half-open' and #ARGV >= firstProbe then
+      local failed = false
+      for i = firstProbe, #ARGV, 2 do
+        local id, outcome = ARGV[i], ARGV[i + 1]
+        for at, l in ipairs(r.leases) do
+          if l.id == id then
+            -- Found: give the slot back. An expired or unknown lease's slot was already given back.
+            table.remove(r.leases, at)
+            dirty = true
+            if outcome == 'success' then
+              r.ps = r.ps + 1
+            elseif outcome == 'failure' then
+              failed = true
+            end
+            break
+          end
+        end
+      end
+      if failed then
+        open(r, p, now, random, jitterMs)
+      elseif r.ps >= p.successThreshold then
+        close(r)
+      end
+    end
+    moved = transition(from, r)
+  end
+
+  if lapsed ~= nil then
+    moved = transition(lapsed, r)
+  end
+  note_close(entry, r, now)
+  if dirty then
+    save(key, p, r, now)
+    remember_batch()
+  elseif not existed then
+    -- Still no record: say so (NO_RECORD), rather than the generation of one that was not made.
+    r.gen = 0
+  end
+  publish(channel, key, moved, r, now)
+
+  return update_reply(corrupt, stale, r, p, now, moved, below)
+end
