@@ -4,7 +4,7 @@ import type { Job, Processor } from 'bullmq';
 import { CircuitBreaker, internal } from '../breaker.js';
 import { isCircuitOpenError, type CircuitOpenError } from '../errors.js';
 import type { Disposer } from '../listeners.js';
-import { PARKED_DELAY_FACTOR, rampSlot } from './deferral.js';
+import { ProberRule, rampSlot } from './deferral.js';
 import { TooManyDeferralsError } from './errors.js';
 import { resolveWithBreakerOptions, type GuardingBreaker, type WithBreakerOptions } from './options.js';
 import { anySignal, closingSignal, workerOf, type WorkerHandle } from './signals.js';
@@ -32,22 +32,18 @@ const MAX_TRACKED = 10_000;
  */
 class DeferredJobs {
   readonly #byBreaker = new Map<CircuitBreaker, { jobs: Map<string, Job>; stop: Disposer }>();
-  /** When the job this worker deferred on each open breaker's own schedule comes back. */
-  readonly #proberDue = new WeakMap<CircuitBreaker, number>();
+  /** Weak: the factory may drop a breaker that no job of this worker waits on any more. */
+  readonly #probers = new ProberRule<CircuitBreaker>(new WeakMap());
   #size = 0;
 
   /**
-   * The delay of a job its own breaker turned away while open: the first such job (while none is
-   * due back) keeps the breaker's `delayMs`, so a call comes back when the breaker probes; the
-   * others wait for the breaker to admit calls again, when `#bringBack` returns them, and their
-   * delay (`PARKED_DELAY_FACTOR` times as long) only bounds the wait if that never comes here (the
-   * worker stopped). So a job is not deferred again at each probe of a long outage.
+   * The delay of a job its own breaker turned away while open (`ProberRule`): the prober's comes
+   * back when the breaker probes, the others when `#bringBack` returns them. Past `MAX_TRACKED`
+   * nothing would bring them back, so every job keeps the breaker's delay.
    */
   delayWhileOpen(breaker: CircuitBreaker, delayMs: number, now: number): number {
     if (this.#size >= MAX_TRACKED) return delayMs;
-    if ((this.#proberDue.get(breaker) ?? 0) > now) return delayMs * PARKED_DELAY_FACTOR;
-    this.#proberDue.set(breaker, now + delayMs);
-    return delayMs;
+    return this.#probers.delayWhileOpen(breaker, delayMs, now);
   }
 
   add(breaker: CircuitBreaker, job: Job): void {
