@@ -1,7 +1,7 @@
 import { DelayedError, Worker } from 'bullmq';
 import type { Job, Processor } from 'bullmq';
 
-import { CircuitBreaker, internal } from '../breaker.js';
+import { CircuitBreaker } from '../breaker.js';
 import { isCircuitOpenError, type CircuitOpenError } from '../errors.js';
 import type { Disposer } from '../listeners.js';
 import { ProberRule, rampSlot } from './deferral.js';
@@ -51,7 +51,7 @@ class DeferredJobs {
     if (id === undefined || this.#size >= MAX_TRACKED) return;
     let entry = this.#byBreaker.get(breaker);
     if (entry === undefined) {
-      const stop = breaker[internal].onAdmitting(() => this.#bringBack(breaker));
+      const stop = breaker.onAdmitting((event) => this.#bringBack(breaker, event.rampLeftMs));
       entry = { jobs: new Map(), stop };
       this.#byBreaker.set(breaker, entry);
     }
@@ -72,7 +72,7 @@ class DeferredJobs {
     entry.stop();
   }
 
-  #bringBack(breaker: CircuitBreaker): void {
+  #bringBack(breaker: CircuitBreaker, rampLeftMs: number): void {
     const entry = this.#byBreaker.get(breaker);
     if (entry === undefined) return;
     this.#forget(breaker, entry);
@@ -82,9 +82,8 @@ class DeferredJobs {
     // changing every job's delay at once is a burst of commands on the queue's connection that
     // the other tenants' jobs wait behind. A worker that stops first leaves the rest to their
     // delay. A job that is no longer delayed (it started, or was removed) is left as it is.
-    const rampMs = breaker[internal].rampLeftMs();
     jobs.forEach((job, i) => {
-      const delayMs = rampSlot(rampMs, i, jobs.length);
+      const delayMs = rampSlot(rampLeftMs, i, jobs.length);
       const promote = (): void => void job.promote().catch(() => undefined);
       if (delayMs === 0) promote();
       else setTimeout(promote, delayMs).unref();
