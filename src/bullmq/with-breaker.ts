@@ -1,10 +1,10 @@
 import { DelayedError, Worker } from 'bullmq';
 import type { Job, Processor } from 'bullmq';
 
-import { CircuitBreaker, internal } from '../breaker.js';
+import { CircuitBreaker } from '../breaker.js';
 import { isCircuitOpenError, type CircuitOpenError } from '../errors.js';
 import type { Disposer } from '../listeners.js';
-import { PARKED_DELAY_FACTOR, rampSlot } from './deferral.js';
+import { ProberRule, rampSlot } from './deferral.js';
 import { TooManyDeferralsError } from './errors.js';
 import { resolveWithBreakerOptions, type GuardingBreaker, type WithBreakerOptions } from './options.js';
 import { anySignal, closingSignal, workerOf, type WorkerHandle } from './signals.js';
@@ -32,22 +32,18 @@ const MAX_TRACKED = 10_000;
  */
 class DeferredJobs {
   readonly #byBreaker = new Map<CircuitBreaker, { jobs: Map<string, Job>; stop: Disposer }>();
-  /** When the job this worker deferred on each open breaker's own schedule comes back. */
-  readonly #proberDue = new WeakMap<CircuitBreaker, number>();
+  /** Weak: the factory may drop a breaker that no job of this worker waits on any more. */
+  readonly #probers = new ProberRule<CircuitBreaker>(new WeakMap());
   #size = 0;
 
   /**
-   * The delay of a job its own breaker turned away while open: the first such job (while none is
-   * due back) keeps the breaker's `delayMs`, so a call comes back when the breaker probes; the
-   * others wait for the breaker to admit calls again, when `#bringBack` returns them, and their
-   * delay (`PARKED_DELAY_FACTOR` times as long) only bounds the wait if that never comes here (the
-   * worker stopped). So a job is not deferred again at each probe of a long outage.
+   * The delay of a job its own breaker turned away while open (`ProberRule`): the prober's comes
+   * back when the breaker probes, the others when `#bringBack` returns them. Past `MAX_TRACKED`
+   * nothing would bring them back, so every job keeps the breaker's delay.
    */
   delayWhileOpen(breaker: CircuitBreaker, delayMs: number, now: number): number {
     if (this.#size >= MAX_TRACKED) return delayMs;
-    if ((this.#proberDue.get(breaker) ?? 0) > now) return delayMs * PARKED_DELAY_FACTOR;
-    this.#proberDue.set(breaker, now + delayMs);
-    return delayMs;
+    return this.#probers.delayWhileOpen(breaker, delayMs, now);
   }
 
   add(breaker: CircuitBreaker, job: Job): void {
@@ -55,7 +51,7 @@ class DeferredJobs {
     if (id === undefined || this.#size >= MAX_TRACKED) return;
     let entry = this.#byBreaker.get(breaker);
     if (entry === undefined) {
-      const stop = breaker[internal].onAdmitting(() => this.#bringBack(breaker));
+      const stop = breaker.onAdmitting((event) => this.#bringBack(breaker, event.rampLeftMs));
       entry = { jobs: new Map(), stop };
       this.#byBreaker.set(breaker, entry);
     }
@@ -76,7 +72,7 @@ class DeferredJobs {
     entry.stop();
   }
 
-  #bringBack(breaker: CircuitBreaker): void {
+  #bringBack(breaker: CircuitBreaker, rampLeftMs: number): void {
     const entry = this.#byBreaker.get(breaker);
     if (entry === undefined) return;
     this.#forget(breaker, entry);
@@ -86,9 +82,8 @@ class DeferredJobs {
     // changing every job's delay at once is a burst of commands on the queue's connection that
     // the other tenants' jobs wait behind. A worker that stops first leaves the rest to their
     // delay. A job that is no longer delayed (it started, or was removed) is left as it is.
-    const rampMs = breaker[internal].rampLeftMs();
     jobs.forEach((job, i) => {
-      const delayMs = rampSlot(rampMs, i, jobs.length);
+      const delayMs = rampSlot(rampLeftMs, i, jobs.length);
       const promote = (): void => void job.promote().catch(() => undefined);
       if (delayMs === 0) promote();
       else setTimeout(promote, delayMs).unref();

@@ -4,7 +4,7 @@ import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { CircuitBreaker } from '../breaker.js';
-import { PARKED_DELAY_FACTOR, rampSlot } from '../bullmq/deferral.js';
+import { ProberRule, rampSlot } from '../bullmq/deferral.js';
 import { consecutiveFailures } from '../core/policy.js';
 import { isCircuitOpenError } from '../errors.js';
 import type { CircuitOpenError } from '../errors.js';
@@ -418,17 +418,16 @@ export async function processJob(
  * `MIN_DEFER_MS`), except that while a breaker is open only the first job (while none is due
  * back) keeps it, to come back when the breaker probes; the others wait for the breaker to admit
  * calls again, when the queue brings them back (`Run.bringBack`, from `onAdmitting`), and their
- * delay, `PARKED_DELAY_FACTOR` times as long, only bounds the wait.
+ * delay, `PARKED_DELAY_FACTOR` times as long, only bounds the wait (`ProberRule`, shared with
+ * `withBreaker`).
  */
 export class Deferrals {
-  readonly #proberDue = new Map<number, number>();
+  readonly #probers = new ProberRule<number>(new Map());
 
   delay(tenant: number, error: CircuitOpenError, now: number): number {
     const delay = Math.max(MIN_DEFER_MS, error.retryAfterMs);
     if (error.reason !== 'open' && error.reason !== 'forced-open') return delay;
-    if ((this.#proberDue.get(tenant) ?? -Infinity) > now) return delay * PARKED_DELAY_FACTOR;
-    this.#proberDue.set(tenant, now + delay);
-    return delay;
+    return this.#probers.delayWhileOpen(tenant, delay, now);
   }
 }
 

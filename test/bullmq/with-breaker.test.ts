@@ -33,6 +33,13 @@ interface Data {
   readonly tenantId: string;
 }
 
+/** What `onDeferred` was told of one deferral, with the attempts the job had made then. */
+interface Deferral {
+  readonly error: CircuitOpenError;
+  readonly delayMs: number;
+  readonly attemptsMade: number;
+}
+
 async function until<T>(
   check: () => T | undefined | Promise<T | undefined>,
   what: string,
@@ -56,6 +63,8 @@ class Harness {
   readonly failed: Array<{ job: Job<Data> | undefined; error: Error }> = [];
   readonly completed: Array<Job<Data>> = [];
   readonly errors: Error[] = [];
+  /** The deferrals of the workers made by `withBreaker`, in order. */
+  readonly deferred: Deferral[] = [];
 
   constructor(server: RedisServer) {
     this.connection = server.client({ maxRetriesPerRequest: null });
@@ -73,6 +82,21 @@ class Harness {
     worker.on('error', (error) => this.errors.push(error));
     this.workers.push(worker);
     return worker;
+  }
+
+  /** A worker running `withBreaker(options)`, whose `onDeferred` records into `deferred`. */
+  withBreaker(
+    options: Omit<WithBreakerOptions<Data>, 'onDeferred'>,
+    workerOptions: Partial<WorkerOptions> = {},
+  ): Worker<Data> {
+    const onDeferred = (job: Job<Data>, error: CircuitOpenError, delayMs: number): void =>
+      void this.deferred.push({ error, delayMs, attemptsMade: job.attemptsMade });
+    return this.worker(withBreaker<Data>({ ...options, onDeferred }), workerOptions);
+  }
+
+  /** The delay of each deferral, in order. */
+  get delays(): number[] {
+    return this.deferred.map((d) => d.delayMs);
   }
 
   async close(): Promise<void> {
@@ -140,26 +164,21 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     const h = new Harness(server);
     try {
       const breaker = await forcedOpen(400);
-      const deferred: Array<{ error: CircuitOpenError; delayMs: number; attemptsMade: number }> = [];
       let runs = 0;
       let seenDeferrals = -1;
-      h.worker(
-        withBreaker<Data>({
-          breaker: (job) => {
-            assert.equal(job.data.tenantId, 'acme');
-            return breaker;
-          },
-          process: async (job) => {
-            runs += 1;
-            seenDeferrals = deferralsOf(job);
-            return 'synced';
-          },
-          onDeferred: (job, error, delayMs) =>
-            deferred.push({ error, delayMs, attemptsMade: job.attemptsMade }),
-        }),
-      );
+      h.withBreaker({
+        breaker: (job) => {
+          assert.equal(job.data.tenantId, 'acme');
+          return breaker;
+        },
+        process: async (job) => {
+          runs += 1;
+          seenDeferrals = deferralsOf(job);
+          return 'synced';
+        },
+      });
       const added = await h.queue.add('sync', { tenantId: 'acme' });
-      const first = await until(() => deferred[0], 'the first deferral');
+      const first = await until(() => h.deferred[0], 'the first deferral');
       assert.ok(first.error instanceof CircuitOpenError);
       assert.equal(first.error.reason, 'forced-open');
       // retryAfterMs is openMs for a forced-open breaker; the default jitter adds up to 10%.
@@ -177,9 +196,9 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       assert.equal(done.returnvalue, 'synced');
       // BullMQ counts an attempt when it finishes, completed or failed: only the one that completed.
       assert.equal(done.attemptsMade, 1, 'deferrals consume no attempt');
-      assert.equal(done.attemptsStarted, deferred.length + 1);
-      assert.equal(seenDeferrals, deferred.length, 'deferralsOf(job) in the processor');
-      assert.ok(deferred.every((d) => d.attemptsMade === 0));
+      assert.equal(done.attemptsStarted, h.deferred.length + 1);
+      assert.equal(seenDeferrals, h.deferred.length, 'deferralsOf(job) in the processor');
+      assert.ok(h.deferred.every((d) => d.attemptsMade === 0));
       assert.equal(runs, 1);
       assert.deepEqual(h.failed, []);
     } finally {
@@ -193,20 +212,16 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       const jobBreaker = factory({ openMs: 60_000 }).breakerFor('sync', { tenantId: 'acme' });
       const inner = factory().breakerFor('http', { tenantId: 'origin' });
       await inner.openFor(300, { reason: 'Retry-After from the API' });
-      const deferred: Array<{ error: CircuitOpenError; delayMs: number }> = [];
       let runs = 0;
-      h.worker(
-        withBreaker<Data>({
-          breaker: jobBreaker,
-          process: async () => {
-            runs += 1;
-            return inner.execute(async () => 'called the API');
-          },
-          onDeferred: (_job, error, delayMs) => deferred.push({ error, delayMs }),
-        }),
-      );
+      h.withBreaker({
+        breaker: jobBreaker,
+        process: async () => {
+          runs += 1;
+          return inner.execute(async () => 'called the API');
+        },
+      });
       await h.queue.add('sync', { tenantId: 'acme' });
-      const first = await until(() => deferred[0], 'the first deferral');
+      const first = await until(() => h.deferred[0], 'the first deferral');
       assert.equal(first.error.breakerName, 'http/origin');
       assert.equal(first.error.reason, 'forced-open');
       // The time left of the open, plus up to 10 % of jitter.
@@ -235,9 +250,8 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       await new Promise((resolve) => setTimeout(resolve, 60));
       let releaseProbe = (): void => {};
       let probes = 0;
-      const deferred: Array<{ reason: string; retryAfterMs: number; delayMs: number }> = [];
-      h.worker(
-        withBreaker<Data>({
+      h.withBreaker(
+        {
           breaker,
           // The first job is the probe and holds its lease until released (or the worker closes).
           process: (_job, signal) =>
@@ -247,17 +261,15 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
               signal.addEventListener('abort', () => reject(signal.reason as Error));
             }),
           jitter: 0,
-          onDeferred: (_job, error, delayMs) =>
-            deferred.push({ reason: error.reason, retryAfterMs: error.retryAfterMs, delayMs }),
-        }),
+        },
         { concurrency: 2 },
       );
       await h.queue.add('sync', { tenantId: 'acme' });
       await h.queue.add('sync', { tenantId: 'acme' });
-      const first = await until(() => deferred[0], 'the second job to be deferred', 3_000);
-      assert.equal(first.reason, 'half-open-full');
+      const first = await until(() => h.deferred[0], 'the second job to be deferred', 3_000);
+      assert.equal(first.error.reason, 'half-open-full');
       // The breaker's own hint (no probe seen yet: 1 s), not the 30 s until the probe lease expires.
-      assert.ok(first.retryAfterMs <= 1_000, `retryAfterMs ${first.retryAfterMs}`);
+      assert.ok(first.error.retryAfterMs <= 1_000, `retryAfterMs ${first.error.retryAfterMs}`);
       assert.ok(first.delayMs <= 1_000, `delayMs ${first.delayMs}`);
       releaseProbe();
       await until(() => h.completed[1], 'both jobs to complete');
@@ -271,19 +283,7 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     const h = new Harness(server);
     try {
       const breaker = await forcedOpen(30);
-      let hooks = 0;
-      h.worker(
-        withBreaker<Data>({
-          breaker,
-          process: async () => 'never',
-          maxDeferrals: 2,
-          minDelayMs: 10,
-          jitter: 0,
-          onDeferred: () => {
-            hooks += 1;
-          },
-        }),
-      );
+      h.withBreaker({ breaker, process: async () => 'never', maxDeferrals: 2, minDelayMs: 10, jitter: 0 });
       const added = await h.queue.add('sync', { tenantId: 'acme' }, { attempts: 1 });
       const { error } = await until(() => h.failed[0], 'the job to fail');
       assert.ok(error instanceof TooManyDeferralsError);
@@ -293,7 +293,7 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       assert.equal(error.maxDeferrals, 2);
       assert.equal(error.jobId, added.id);
       assert.ok(isCircuitOpenError(error.cause));
-      assert.equal(hooks, 2);
+      assert.equal(h.deferred.length, 2);
       const job = (await h.queue.getJob(added.id!))!;
       assert.equal(await job.getState(), 'failed');
       assert.equal(job.attemptsMade, 1);
@@ -307,19 +307,7 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     const h = new Harness(server);
     try {
       const breaker = await forcedOpen(30);
-      const deferrals: number[] = [];
-      h.worker(
-        withBreaker<Data>({
-          breaker,
-          process: async () => 'never',
-          maxDeferrals: 2,
-          minDelayMs: 10,
-          jitter: 0,
-          onDeferred: (job) => {
-            deferrals.push(job.attemptsMade);
-          },
-        }),
-      );
+      h.withBreaker({ breaker, process: async () => 'never', maxDeferrals: 2, minDelayMs: 10, jitter: 0 });
       const added = await h.queue.add('sync', { tenantId: 'acme' }, { attempts: 3 });
       // The worker reports each failed attempt; the third is the last.
       const { error } = await until(() => h.failed[2], 'the third attempt to fail');
@@ -330,7 +318,10 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
         [2, 4, 6],
       );
       // Two deferrals in each of the three attempts (by the attempts made before each).
-      assert.deepEqual(deferrals, [0, 0, 1, 1, 2, 2]);
+      assert.deepEqual(
+        h.deferred.map((d) => d.attemptsMade),
+        [0, 0, 1, 1, 2, 2],
+      );
       const job = (await h.queue.getJob(added.id!))!;
       assert.equal(job.attemptsMade, 3);
     } finally {
@@ -343,21 +334,12 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     try {
       // Deferred for the open period, 8 s; closed by an operator after the deferrals.
       const breaker = await forcedOpen(8_000);
-      const deferred: number[] = [];
-      h.worker(
-        withBreaker<Data>({
-          breaker,
-          process: async () => 'done',
-          jitter: 0,
-          onDeferred: (_job, _error, delayMs) => deferred.push(delayMs),
-        }),
-        { concurrency: 3 },
-      );
+      h.withBreaker({ breaker, process: async () => 'done', jitter: 0 }, { concurrency: 3 });
       await h.queue.addBulk([0, 1, 2].map(() => ({ name: 'sync', data: { tenantId: 'acme' } })));
-      await until(() => deferred.length === 3, 'three deferrals');
+      await until(() => h.deferred.length === 3, 'three deferrals');
       assert.ok(
-        deferred.every((ms) => ms >= 7_000),
-        JSON.stringify(deferred),
+        h.delays.every((ms) => ms >= 7_000),
+        JSON.stringify(h.delays),
       );
       const closedAt = Date.now();
       await breaker.force(null);
@@ -378,30 +360,29 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
         tenantId: 'acme',
       });
       await breaker.execute(() => Promise.reject(new Error('down'))).catch(() => undefined);
-      const deferred: number[] = [];
       let calls = 0;
-      h.worker(
-        withBreaker<Data>({
+      h.withBreaker(
+        {
           breaker,
           process: async () => {
             calls += 1;
             return 'done';
           },
           jitter: 0,
-          onDeferred: (_job, _error, delayMs) => deferred.push(delayMs),
-        }),
+        },
         { concurrency: 1 },
       );
       await h.queue.addBulk([0, 1, 2, 3].map(() => ({ name: 'sync', data: { tenantId: 'acme' } })));
-      await until(() => deferred.length === 4, 'four deferrals');
+      await until(() => h.deferred.length === 4, 'four deferrals');
+      const delays = h.delays;
       // The first keeps the breaker's retry-after (at most the open period): it brings the probe.
-      assert.ok(deferred[0]! <= 2_000, JSON.stringify(deferred));
+      assert.ok(delays[0]! <= 2_000, JSON.stringify(delays));
       // The others are brought back by the close: their delay, four times theirs, only bounds it.
-      for (const ms of deferred.slice(1)) assert.ok(ms > 4_000, JSON.stringify(deferred));
+      for (const ms of delays.slice(1)) assert.ok(ms > 4_000, JSON.stringify(delays));
       // The first comes back, probes, closes the breaker, and the others come back with it.
       await until(() => h.completed.length === 4, 'the four jobs to complete', 5_000);
       assert.equal(calls, 4);
-      assert.equal(deferred.length, 4, 'none was deferred twice');
+      assert.equal(h.deferred.length, 4, 'none was deferred twice');
       assert.deepEqual(h.failed, []);
     } finally {
       await h.close();
@@ -424,22 +405,20 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       const breaker = workers.breakerFor('sync', { tenantId: 'acme' });
       await operator.breakerFor('sync', { tenantId: 'acme' }).force('forced-open');
       // The worker's breaker learns it on its first call.
-      const deferred: number[] = [];
       const ran: number[] = [];
-      h.worker(
-        withBreaker<Data>({
+      h.withBreaker(
+        {
           breaker,
           process: async () => {
             ran.push(Date.now());
             return 'done';
           },
           jitter: 0,
-          onDeferred: (_job, _error, delayMs) => deferred.push(delayMs),
-        }),
+        },
         { concurrency: 4 },
       );
       await h.queue.addBulk([0, 1, 2, 3].map(() => ({ name: 'sync', data: { tenantId: 'acme' } })));
-      await until(() => deferred.length === 4, 'four deferrals');
+      await until(() => h.deferred.length === 4, 'four deferrals');
       const closedAt = Date.now();
       // An operator's reset, from a process of its own: the workers' breaker hears it by a push.
       await operator.breakerFor('sync', { tenantId: 'acme' }).force(null);
@@ -463,23 +442,13 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     const h = new Harness(server);
     try {
       const breaker = await forcedOpen(1_000);
-      let hooks = 0;
-      h.worker(
-        withBreaker<Data>({
-          breaker,
-          process: async () => 'never',
-          defer: ['open', 'half-open-full'],
-          onDeferred: () => {
-            hooks += 1;
-          },
-        }),
-      );
+      h.withBreaker({ breaker, process: async () => 'never', defer: ['open', 'half-open-full'] });
       await h.queue.add('sync', { tenantId: 'acme' });
       const { error, job } = await until(() => h.failed[0], 'the job to fail');
       assert.ok(isCircuitOpenError(error));
       assert.equal(error.reason, 'forced-open');
       assert.equal(job?.attemptsMade, 1);
-      assert.equal(hooks, 0);
+      assert.equal(h.deferred.length, 0);
     } finally {
       await h.close();
     }
@@ -614,21 +583,14 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
     const h = new Harness(server);
     try {
       const breaker = await forcedOpen(600);
-      const deferred: number[] = [];
       // BullMQ checks a manual rate limit only for workers with a `limiter`.
-      h.worker(
-        withBreaker<Data>({
-          breaker,
-          process: async () => 'synced',
-          rateLimitQueue: true,
-          jitter: 0,
-          onDeferred: (_job, _error, delayMs) => deferred.push(delayMs),
-        }),
+      h.withBreaker(
+        { breaker, process: async () => 'synced', rateLimitQueue: true, jitter: 0 },
         { limiter: { max: 1_000, duration: 1_000 } },
       );
       const added = await h.queue.add('sync', { tenantId: 'acme' });
-      await until(() => deferred[0], 'the queue to be rate-limited');
-      assert.equal(deferred[0], 600);
+      await until(() => h.deferred[0], 'the queue to be rate-limited');
+      assert.equal(h.deferred[0]!.delayMs, 600);
       const ttl = await h.queue.getRateLimitTtl();
       assert.ok(ttl > 300 && ttl <= 600, `rate limit ttl ${ttl}`);
       const job = (await h.queue.getJob(added.id!))!;
@@ -639,7 +601,7 @@ describe('withBreaker (circuitry/bullmq)', { timeout: 60_000 }, () => {
       await until(() => h.completed[0], 'the job to complete after the rate limit');
       const done = (await h.queue.getJob(added.id!))!;
       assert.equal(done.attemptsMade, 1, 'the rate-limited start consumed no attempt');
-      assert.equal(done.attemptsStarted, deferred.length + 1);
+      assert.equal(done.attemptsStarted, h.deferred.length + 1);
       assert.deepEqual(h.failed, []);
     } finally {
       await h.close();
