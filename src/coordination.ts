@@ -225,7 +225,7 @@ export class Coordination implements View, WriterOwner {
     }
   }
 
-  #attempt(queueable: boolean): Attempt | Promise<Attempt> {
+  #attempt(queueable: boolean, waited = false): Attempt | Promise<Attempt> {
     const o = this.#o;
     let now = 0;
     if (this.#localOpenUntil !== 0) {
@@ -268,16 +268,18 @@ export class Coordination implements View, WriterOwner {
       if (now === 0) now = o.clock.now();
       if (!health.usable(now)) return this.#admitWithoutStore(now);
     }
+    // A write of this breaker's that can change the answer, still in flight on a store that may
+    // apply calls out of order: the acquire waits for it (at most its store timeout), then asks
+    // again from the top (once: a busy breaker's next write does not hold it back again).
+    const preceding = this.#ordered || waited ? null : this.#writer.preceding;
+    if (preceding !== null) return preceding.then(() => this.#attempt(queueable, true));
     let result: Awaitable<AcquireResult>;
     try {
       const carried = this.#carries ? this.#writer.takeCarried() : null;
-      const preceding = this.#ordered ? null : this.#writer.preceding;
       result =
-        carried !== null
-          ? this.#acquireCarrying(carried)
-          : preceding === null
-            ? this.own(() => o.store.acquire(this.#host.name, o.policy))
-            : preceding.then(() => this.own(() => o.store.acquire(this.#host.name, o.policy)));
+        carried === null
+          ? this.own(() => o.store.acquire(this.#host.name, o.policy))
+          : this.#acquireCarrying(carried);
     } catch (error) {
       return this.#acquireFailed(error);
     }

@@ -223,12 +223,17 @@ describe('when the store fails', () => {
         }),
       );
       assert.equal(await running, 'value');
+      // Its caller did not wait for the write (a success that cannot open the breaker): wait for
+      // it to time out.
+      await breaker.flush();
       store.mode = 'up';
       clock.advance(1_000);
       await breaker.execute(ok);
       store.release(late === 'fails');
       await new Promise((resolve) => setImmediate(resolve));
       await new Promise((resolve) => setImmediate(resolve));
+      // A success that cannot open the breaker is written without its caller waiting.
+      await breaker.flush();
       const { counts } = await breaker.state();
       assert.equal(counts.successes, 3);
     });
