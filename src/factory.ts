@@ -122,7 +122,10 @@ export class BreakerFactory<Context = unknown> {
   readonly #tenants = new Map<string, Map<string, CircuitBreaker<Context>>>();
   #lastBase: string | null = null;
   #lastTenants: Map<string, CircuitBreaker<Context>> | undefined = undefined;
-  /** `breakerFor` calls so far, and how many of them keep a breaker "young" (see `breakerFor`). */
+  /**
+   * `breakerFor` calls so far (each stamps the breaker it answers), and within how many of the
+   * last ones a breaker counts as used lately: spared by an eviction (see `#evict`).
+   */
   #lookups = 0;
   readonly #youngLookups: number;
   #unsubscribe: Promise<(() => Promise<void>) | null> | null = null;
@@ -369,13 +372,8 @@ export class BreakerFactory<Context = unknown> {
    * it, so it is never the one evicted, and a hot breaker costs a lookup, not a delete and a set.
    */
   #touch(breaker: CircuitBreaker<Context>): CircuitBreaker<Context> {
-    const tick = ++this.#lookups;
-    if (tick - breaker[lruTick] > this.#youngLookups) {
-      const breakers = this.#breakers;
-      breakers.delete(breaker.name);
-      breakers.set(breaker.name, breaker);
-      breaker[lruTick] = tick;
-    }
+    // Only a stamp: the order of the map catches up when a breaker has to go (`#evict`).
+    breaker[lruTick] = ++this.#lookups;
     return breaker;
   }
 
@@ -504,18 +502,41 @@ export class BreakerFactory<Context = unknown> {
   }
 
   #evict(): void {
+    const breakers = this.#breakers;
     // A sixty-fourth more than needed at a time: a Map keeps deleted entries at its start until it
     // is rebuilt, so evicting one per insert would walk them all on every new tenant.
-    const excess = this.#breakers.size - this.#maxBreakers + Math.floor(this.#maxBreakers / 64);
+    const excess = breakers.size - this.#maxBreakers + Math.floor(this.#maxBreakers / 64);
+    // The map is in the order breakers were made or last moved, oldest first; a lookup only stamps
+    // the breaker (`#touch`). So a breaker found here that was used in the last half of
+    // `maxBreakers` lookups gets a second chance: it moves to the end, and an older one goes.
+    const recent = this.#lookups - this.#youngLookups;
+    const spared: CircuitBreaker<Context>[] = [];
     let evicted = 0;
-    for (const [name, breaker] of this.#breakers) {
+    for (const [name, breaker] of breakers) {
       if (evicted >= excess) break;
       if (breaker[internal].busy()) continue;
-      this.#breakers.delete(name);
-      const tenant = breaker[tenantKey];
-      if (tenant !== null) this.#tenants.get(breaker.baseName)?.delete(tenant);
-      evicted += 1;
+      if (breaker[lruTick] >= recent) spared.push(breaker);
+      else evicted += this.#drop(name, breaker);
     }
+    for (const breaker of spared) {
+      breakers.delete(breaker.name);
+      breakers.set(breaker.name, breaker);
+    }
+    // Every one used lately (a factory too small for the tenants in play): the oldest go anyway.
+    if (evicted < excess) {
+      for (const [name, breaker] of breakers) {
+        if (evicted >= excess) break;
+        if (!breaker[internal].busy()) evicted += this.#drop(name, breaker);
+      }
+    }
+  }
+
+  /** Forgets `breaker` (its state stays in the store). Returns 1, for counting. */
+  #drop(name: string, breaker: CircuitBreaker<Context>): number {
+    this.#breakers.delete(name);
+    const tenant = breaker[tenantKey];
+    if (tenant !== null) this.#tenants.get(breaker.baseName)?.delete(tenant);
+    return 1;
   }
 
   #subscribe(): void {
