@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 
 import pg from 'pg';
 
-import { consecutiveFailures } from '../../src/index.js';
+import { BreakerFactory, consecutiveFailures } from '../../src/index.js';
 import { PostgresStore, createBreakerSchema, schemaSql } from '../../src/stores/postgres/index.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import type { StateChangeMessage } from '../../src/store.js';
@@ -103,6 +103,31 @@ describe('PostgresStore', { timeout: 30_000 }, () => {
     assert.equal(failed.stale, false);
     assert.equal(failed.snapshot.counts.failures, 1);
     assert.equal(failed.snapshot.generation % 100, 0, 'a new row starts at a multiple of 100');
+  });
+
+  it('a healthy tenant costs one statement per call: the acquire carries the success before it', async () => {
+    const store = new PostgresStore({ pool, table });
+    let statements = 0;
+    const counted = new Proxy(pool, {
+      get(target, key, receiver) {
+        if (key !== 'query') return Reflect.get(target, key, receiver) as unknown;
+        return (...args: Parameters<pg.Pool['query']>) => {
+          statements += 1;
+          return (target.query as (...a: unknown[]) => unknown)(...args);
+        };
+      },
+    });
+    const factory = new BreakerFactory({ store: new PostgresStore({ pool: counted, table }) });
+    const breaker = factory.breakerFor('steady');
+    await breaker.execute(async () => 'warm');
+    await breaker.flush();
+    statements = 0;
+    for (let i = 0; i < 50; i++) await breaker.execute(async () => 'ok');
+    await breaker.flush();
+    // 50 acquires (49 carrying the success before them) and the last success at the flush.
+    assert.equal(statements, 51);
+    assert.equal(await store.inspect('steady', policy), null, 'still no row');
+    await factory.close();
   });
 
   it('transitions never land on a multiple of 100 (those mean: not changed since made)', async () => {
