@@ -92,14 +92,14 @@ export async function dynamoDBCase(): Promise<void> {
       library: 'per call, a failing call',
       value: failingRequests / calls,
       unit: 'requests/call',
-      note: `the last one: ${failingShape}`,
+      note: `the last one: ${failingShape}; its acquire carries the success before it, which resets the run (a read and a write)`,
     });
     results.push({
       case: c,
       library: 'per call, the success after a failure',
       value: afterRequests / calls,
       unit: 'requests/call',
-      note: 'it resets the run of failures: a write',
+      note: 'its acquire (a read); its reset of the run leaves with the next call (recordThenAcquire)',
     });
     measured.push(
       `per call, a failing call: ${(failingRequests / calls).toFixed(2)}`,

@@ -90,14 +90,15 @@ export interface Store {
   /** Record the outcomes of calls admitted under `batch.generation`. */
   record(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Awaitable<UpdateResult>;
   /**
-   * `record(key, policy, batch)` then `acquire(key, policy)`, atomically one after the other, in
-   * one round trip: what a breaker sends when a call starts while the outcome of a call that just
-   * ended (one its caller does not wait for) has not left yet, so the two cost one round trip
-   * instead of two and reach the store in the order they happened. Each half answers exactly what
-   * the method alone would (the record's batch id deduplicated as usual; a record that fails
-   * fails the whole call, acquiring nothing). Optional: a breaker on a store without it sends the
-   * two apart. `RedisStore` and `PostgresStore` have it; the conformance suite checks it against
-   * the two calls made apart.
+   * `record(key, policy, batch)` then `acquire(key, policy)`, the acquire after the record has
+   * landed: what a breaker sends when a call starts while the outcome of a call that just ended
+   * (one its caller does not wait for) has not left yet, so the two reach the store in the order
+   * they happened and, where the store can, cost one round trip instead of two. Each half answers
+   * exactly what the method alone would (the record's batch id deduplicated as usual; a record that
+   * fails fails the whole call, acquiring nothing). Optional: a breaker on a store without it sends
+   * the two apart. Every store circuitry ships has it (`RedisStore`: one script; `PostgresStore`
+   * and `DynamoDBStore`: one read when the breaker has no record and the batch only resets a run,
+   * else the two calls in order); the conformance suite checks it.
    */
   recordThenAcquire?(key: string, policy: BreakerPolicy, batch: OutcomeBatch): Awaitable<RecordedAcquire>;
   /** The breaker's state, or null when the store holds nothing for `key`. Changes nothing. */

@@ -62,7 +62,7 @@ describe('DynamoDBStore on dynalite', () => {
         corrupt: (name, kind) => corrupt(client, name, kind),
       };
     },
-    { idempotentBatches: true, concurrencyLimit: true, quorum: true },
+    { idempotentBatches: true, concurrencyLimit: true, quorum: true, recordThenAcquire: true },
   );
 
   it('createBreakerTable is idempotent, and the store works on a table it created', async () => {
@@ -110,6 +110,11 @@ describe('DynamoDBStore on dynalite', () => {
     // A breaker without an item is admitted under generation 0 and gets no item: one read.
     assert.deepEqual(await measure(() => store.acquire(name, policy)), { GetItemCommand: 1 });
     assert.equal((await store.acquire(name, policy)).generation, 0);
+    // Its success carried on the next acquire: one read answers both.
+    const carried = { ...outcomes(0, { successes: 1 }), id: `c-${name}` };
+    assert.deepEqual(await measure(() => store.recordThenAcquire(name, policy, carried)), {
+      GetItemCommand: 1,
+    });
     assert.equal(await store.inspect(name, policy), null);
     // The first batch under generation 0 makes it (an empty one here: nothing counted yet).
     const made = await store.record(name, policy, outcomes(0));

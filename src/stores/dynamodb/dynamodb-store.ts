@@ -31,7 +31,7 @@ import type {
 import { StoreError } from '../../errors.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
-import type { ListPage, Store, StoreTiming } from '../../store.js';
+import type { ListPage, RecordedAcquire, Store, StoreTiming } from '../../store.js';
 import type { RecordExaminer, RecordReport } from '../record-report.js';
 
 /** Options of `DynamoDBStore`. */
@@ -215,6 +215,39 @@ export class DynamoDBStore implements Store, RecordExaminer {
   }
 
   /**
+   * `record` then `acquire`. A success with nothing to reset and a call to admit, for a breaker
+   * with no item (the healthy tenant's steady state), are both answered by one `GetItem`; anything
+   * else is the two operations, one after the other.
+   */
+  async recordThenAcquire(
+    name: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+  ): Promise<RecordedAcquire> {
+    if (
+      policy.maxConcurrent === 0 &&
+      reducer.resetsOnly(policy, batch) &&
+      (batch.slots === undefined || batch.slots.length === 0)
+    ) {
+      const loaded = await this.#load(name);
+      if (!loaded.exists) {
+        const now = this.#clock.now();
+        const reset = reducer.resetRun(loaded.record, policy, now, batch);
+        const admitted = reducer.acquire(loaded.record, policy, now, '');
+        return {
+          update: { ...reset, snapshot: { ...reset.snapshot, generation: reducer.NO_RECORD } },
+          acquire: { ...admitted, generation: reducer.NO_RECORD },
+        };
+      }
+      // A run to reset (or none): from the item just read, then the acquire.
+      const update = await this.#resetRun(name, policy, batch, loaded);
+      return { update, acquire: await this.acquire(name, policy) };
+    }
+    const update = await this.record(name, policy, batch);
+    return { update, acquire: await this.acquire(name, policy) };
+  }
+
+  /**
    * Records outcomes. Batches for one breaker that arrive while a write of it is in flight are
    * merged and written together when it is done (a group commit), so calls in this process do not
    * race each other's conditional writes; the transition, if any, is reported to one of them.
@@ -234,26 +267,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
         { create: false },
       );
     }
-    if (reducer.resetsOnly(policy, batch)) {
-      // One read; a write only when there is a run to reset (conditional on the version read).
-      return this.#change(
-        name,
-        policy,
-        (record, now, exists, seen, remember) => {
-          if (batch.id !== undefined && seen(batch.id)) return stale(record, policy, now);
-          const result = reducer.resetRun(record, policy, now, batch);
-          if (!exists) return { ...result, snapshot: { ...result.snapshot, generation: reducer.NO_RECORD } };
-          if (
-            batch.id !== undefined &&
-            result.snapshot.counts.consecutiveFailures !== record.consecutiveFailures
-          ) {
-            remember(batch.id);
-          }
-          return result;
-        },
-        { create: false },
-      );
-    }
+    if (reducer.resetsOnly(policy, batch)) return this.#resetRun(name, policy, batch);
     // Probes, a trip request, and failures under a quorum (who reported them is remembered in
     // the record, and the open depends on it) are read, reduced and written whole.
     if (
@@ -269,6 +283,30 @@ export class DynamoDBStore implements Store, RecordExaminer {
     }
     const counted = await this.#count(name, policy, batch);
     return counted ?? this.#recordInGroup(name, policy, batch);
+  }
+
+  /**
+   * A batch that only resets a run (`reducer.resetsOnly`): one read (or the item `known` already
+   * read), and a write only when there is a run to reset, conditional on the version read.
+   */
+  #resetRun(name: string, policy: BreakerPolicy, batch: OutcomeBatch, known?: Loaded): Promise<UpdateResult> {
+    return this.#change(
+      name,
+      policy,
+      (record, now, exists, seen, remember) => {
+        if (batch.id !== undefined && seen(batch.id)) return stale(record, policy, now);
+        const result = reducer.resetRun(record, policy, now, batch);
+        if (!exists) return { ...result, snapshot: { ...result.snapshot, generation: reducer.NO_RECORD } };
+        if (
+          batch.id !== undefined &&
+          result.snapshot.counts.consecutiveFailures !== record.consecutiveFailures
+        ) {
+          remember(batch.id);
+        }
+        return result;
+      },
+      { create: false, ...(known === undefined ? {} : { known }) },
+    );
   }
 
   /**
