@@ -294,6 +294,25 @@ describe('the packed tarball', { timeout: 180_000 }, () => {
     assert.ok(got.retryAfterMs > 1_000 && got.retryAfterMs <= 2_000, JSON.stringify(got));
   });
 
+  it('the packaged demo recovers quietly: jobs deferred once or so, the ramp turning the rest away', () => {
+    // Issue 23 as users meet it: `npx circuitry demo` from the installed package, default options
+    // (a 3 s recovery ramp). Counts only, no timings: the machine may be busy.
+    const out = execFileSync(
+      process.execPath,
+      [join(project, 'node_modules', '.bin', 'circuitry'), 'demo', '--json'],
+      { cwd: project, encoding: 'utf8' },
+    );
+    const { with: breakers, without } = JSON.parse(out) as Record<
+      'with' | 'without',
+      { wastedCalls: number; jobsDeferred: number; deferrals: number; rejections: Record<string, number> }
+    >;
+    assert.ok(breakers.wastedCalls < without.wastedCalls / 5, out);
+    assert.ok(breakers.jobsDeferred > 100, out);
+    // Each deferred job comes back about once (1.2-1.5 measured), not at every probe (3.7 before).
+    assert.ok(breakers.deferrals / breakers.jobsDeferred < 2, out);
+    assert.ok((breakers.rejections.recovering ?? 0) > 0, 'the ramp turned some calls away');
+  });
+
   it('type-checks every subpath through the shipped declarations', () => {
     writeFileSync(
       join(project, 'tsconfig.json'),
