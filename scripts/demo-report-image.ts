@@ -19,19 +19,9 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { chromium } from 'playwright-core';
+import { CHROMIUM_FLAGS, CHROMIUM_PATH } from './chromium.js';
 
 const root = resolve(import.meta.dirname, '..');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// As the dashboard's browser test launches it: no sandbox (root), no GPU, nothing fetched.
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 const USAGE = `npm run demo:image -- [demo options] [--out FILE] [--width PX]
   Runs the demo (npm start -- --help lists its options) and saves a screenshot of its HTML report.
@@ -89,15 +79,15 @@ async function main(): Promise<void> {
       demoArgs.push(token.rawName, ...(token.value === undefined ? [] : [token.value]));
     else if (token.kind === 'positional') demoArgs.push(token.value);
   }
-  if (!existsSync(CHROMIUM))
-    fail(`no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`, 1);
+  if (!existsSync(CHROMIUM_PATH))
+    fail(`no Chromium at ${CHROMIUM_PATH} (apt-get install chromium, or set CHROMIUM_PATH)`, 1);
 
   const work = mkdtempSync(join(tmpdir(), 'circuitry-demo-image-'));
   try {
     const html = join(work, 'report.html');
     await runDemo([...demoArgs, '--html', html]);
     if (!existsSync(html)) throw new Error('the demo wrote no report');
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_FLAGS] });
     try {
       const page = await browser.newPage({ viewport: { width, height: 800 }, deviceScaleFactor: 1 });
       const errors: string[] = [];

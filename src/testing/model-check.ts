@@ -268,6 +268,15 @@ function tripOf(policy: ModelCheckPolicy): TripPolicy {
 const IGNORED = new Error('model check: ignored');
 const FAILED = new Error('model check: failure');
 
+/** Settles a held permit as `outcome` says. */
+function settlePermit(permit: Permit, outcome: Outcome): Promise<void> {
+  return outcome === 'success'
+    ? permit.success()
+    : outcome === 'failure'
+      ? permit.failure()
+      : permit.ignore();
+}
+
 /** A step in words, as a violation's message lists it. */
 export function describeStep(step: ModelStep): string {
   switch (step.op) {
@@ -871,11 +880,7 @@ class HistoryRunner {
             const client = clients[one!.client % clients.length]!;
             if (step.fault !== null) client.store.fault = step.fault;
             const permit = one!.permit;
-            await (step.outcome === 'success'
-              ? permit.success()
-              : step.outcome === 'failure'
-                ? permit.failure()
-                : permit.ignore());
+            await settlePermit(permit, step.outcome);
             lostTransitions = await this.#heal(client, step.fault);
             const stamp = client.store.stamps[0];
             const result = ref.settle(now, one!.generation, one!.lease, one!.slot, step.outcome, stamp);
@@ -887,11 +892,7 @@ class HistoryRunner {
             const [one] = held.splice(step.pick % held.length, 1);
             const client = clients[one!.client % clients.length]!;
             const permit = one!.permit;
-            await (step.outcome === 'success'
-              ? permit.success()
-              : step.outcome === 'failure'
-                ? permit.failure()
-                : permit.ignore());
+            await settlePermit(permit, step.outcome);
             // No wait for the store: the acquire starts in the turn the outcome ended in.
             let next: Permit | null = null;
             let rejected: RejectReason | null = null;

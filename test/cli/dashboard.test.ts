@@ -18,17 +18,8 @@ import { breakerKey } from '../../src/stores/redis/keys.js';
 import { count, root, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
 import { useRedisServer } from '../helpers/redis-server.js';
 import type { RedisServer } from '../helpers/redis-server.js';
+import { CHROMIUM_FLAGS, CHROMIUM_PATH } from '../../scripts/chromium.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 const TOKEN = `token-${randomUUID()}`;
 const EVIL = '<img src=x onerror="window.__xss=1">/tenant';
 // UPDATE_SCREENSHOT=1 npm run test:unit -- dashboard  rewrites the README's screenshot.
@@ -41,7 +32,7 @@ describe(
   'npx circuitry dashboard, in headless Chromium',
   {
     timeout: 60_000,
-    skip: existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (apt-get install chromium)`,
+    skip: existsSync(CHROMIUM_PATH) ? false : `no Chromium at ${CHROMIUM_PATH} (apt-get install chromium)`,
   },
   () => {
     let server: RedisServer;
@@ -97,7 +88,7 @@ describe(
       const printed = await waitForOutput(dashboard.stdout!, /Ctrl-C stops it/);
       url = /read-only: +(\S+)/.exec(printed)![1]!;
       assert.match(printed, new RegExp(`with actions: +${url.replace(/[.]/g, '\\.')}#token=${TOKEN}`));
-      browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+      browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: [...CHROMIUM_FLAGS] });
     });
 
     after(async () => {

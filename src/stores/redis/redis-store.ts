@@ -242,13 +242,7 @@ export class RedisStore implements Store, RecordExaminer {
     policy: BreakerPolicy,
     batch: OutcomeBatch,
   ): Promise<RecordedAcquire> {
-    const raw = await this.#run(
-      carryScript,
-      name,
-      policy,
-      recordArgs(batch),
-      batchIdsKey(this.#prefix, name),
-    );
+    const raw = await this.#runRecord(carryScript, name, policy, batch);
     const [recorded, acquired] = raw;
     if (raw.length !== 2 || !Array.isArray(recorded) || !Array.isArray(acquired))
       throw malformed('carry', raw);
@@ -302,13 +296,7 @@ export class RedisStore implements Store, RecordExaminer {
   }
 
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
-    const raw = await this.#run(
-      recordScript,
-      name,
-      policy,
-      recordArgs(batch),
-      batchIdsKey(this.#prefix, name),
-    );
+    const raw = await this.#runRecord(recordScript, name, policy, batch);
     return this.#update('record', raw, name, policy);
   }
 
@@ -558,6 +546,16 @@ export class RedisStore implements Store, RecordExaminer {
     const reply = await this.#call(script, keys, args);
     if (!Array.isArray(reply)) throw malformed(script.name, reply);
     return reply as unknown[];
+  }
+
+  /** A script that records `batch` (record.lua, carry.lua): its ARGV, and the batch ids' key. */
+  #runRecord(
+    script: LuaScript,
+    name: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+  ): Promise<unknown[]> {
+    return this.#run(script, name, policy, recordArgs(batch), batchIdsKey(this.#prefix, name));
   }
 
   /**
