@@ -45,6 +45,11 @@ const workers = Array.from({ length: WORKERS }, () => {
   return child;
 });
 
+// Redis is first killed once every worker has heard from it: a process that starts while its store
+// is down admits one trial call at a time (cold-start safety), which rejects the others by design.
+await Promise.all(
+  workers.map((child) => new Promise<void>((resolve) => child.once('message', () => resolve()))),
+);
 console.log(`soak: ${WORKERS} workers x ${CALLERS} callers for ${seconds} s, Redis killed every few seconds`);
 const end = Date.now() + seconds * 1_000;
 let kills = 0;
