@@ -22,7 +22,7 @@ import type { View } from './fallback.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { WriterOwner } from './outcome-writer.js';
 import type { ResolvedOptions } from './options.js';
-import { NO_PROBES, nextBatchId } from './pending-batch.js';
+import { NO_PROBES } from './pending-batch.js';
 import { StoreHealth } from './store-health.js';
 import { LocalThrottle } from './throttle.js';
 import type { Reporter } from './quorum.js';
@@ -483,7 +483,7 @@ export class Coordination implements View, WriterOwner {
         probes: result.lease === null ? NO_PROBES : [{ lease: result.lease, outcome: 'ignored' }],
         ...(slot === null ? {} : { slots: [slot] }),
         random: 0,
-        id: nextBatchId(),
+        // No id: it is sent once and never again (giving back twice frees nothing more).
       };
       try {
         const written = this.own(() => o.store.record(this.#host.name, o.policy, release));
@@ -602,7 +602,8 @@ export class Coordination implements View, WriterOwner {
             // What an open this outcome may start needs (a success can trip a failure rate).
             random: canTrip ? Math.random() : 0,
             jitterMs: canTrip ? this.#host.jitterMs() : 0,
-            id: nextBatchId(),
+            id: this.#writer.nextId(),
+            idFloor: this.#writer.idFloor(),
           }
         : {
             generation: admission.generation,
@@ -614,7 +615,8 @@ export class Coordination implements View, WriterOwner {
             probes: [{ lease: admission.lease, outcome }],
             random: Math.random(),
             jitterMs: failures === 1 ? this.#host.jitterMs() : 0,
-            id: nextBatchId(),
+            id: this.#writer.nextId(),
+            idFloor: this.#writer.idFloor(),
           };
     // The slot travels with the outcome: the store gives it back in the same write, even when the
     // write otherwise changes nothing (a success with no run to reset, a stale generation).
@@ -725,7 +727,8 @@ export class Coordination implements View, WriterOwner {
       trip: true,
       random: Math.random(),
       jitterMs: this.#host.jitterMs(),
-      id: nextBatchId(),
+      id: this.#writer.nextId(),
+      idFloor: this.#writer.idFloor(),
     });
   }
 

@@ -13,7 +13,7 @@ import type {
 } from './core/types.js';
 import type { StoreFailurePolicy } from './options.js';
 import type { PendingBatch } from './pending-batch.js';
-import { NO_PROBES, addOutcome, emptyBatch, isEmptyBatch, mergeInto, nextBatchId } from './pending-batch.js';
+import { NO_PROBES, addOutcome, emptyBatch, isEmptyBatch, mergeInto } from './pending-batch.js';
 
 /** What this process last saw of the shared state (see `Coordination`). */
 export interface View {
@@ -221,6 +221,11 @@ export class LocalFallback {
     return unsent;
   }
 
+  /** The batches kept whole (in doubt, or probe results), to be sent again under their ids. */
+  keptBatches(): readonly OutcomeBatch[] {
+    return this.#whole.map((k) => k.batch);
+  }
+
   get holdsOutcomes(): boolean {
     return (
       this.#unsent !== null || this.#unsentZero !== null || this.#whole.length > 0 || this.#slots.length > 0
@@ -235,7 +240,7 @@ export class LocalFallback {
   /**
    * Hands over what is kept, as batches to write: the in-doubt ones under their own ids (a store
    * that remembers ids counts each once), then the merged ones as a new batch, then the slots to
-   * give back. `generation` is used for outcomes admitted before the store ever answered
+   * give back (those two without an id: the writer numbers them). `generation` is used for outcomes admitted before the store ever answered
    * (generation 0), and for the slots (freed whatever the generation).
    */
   take(generation: number, policy: BreakerPolicy, jitterMs: () => number): OutcomeBatch[] {
@@ -249,7 +254,6 @@ export class LocalFallback {
         probes: NO_PROBES,
         random: Math.random(),
         jitterMs: outcomesCanTrip(policy.trip, unsent.successes, unsent.failures) ? jitterMs() : 0,
-        id: nextBatchId(),
       });
     }
     this.#unsentZero = null;
@@ -260,7 +264,6 @@ export class LocalFallback {
         probes: NO_PROBES,
         slots: this.#slots,
         random: 0,
-        id: nextBatchId(),
       });
       this.#slots = [];
     }

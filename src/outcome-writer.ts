@@ -6,7 +6,7 @@ import { countsOf } from './fallback.js';
 import type { KeptCounts, LocalFallback } from './fallback.js';
 import type { ResolvedOptions } from './options.js';
 import type { PendingBatch } from './pending-batch.js';
-import { NO_PROBES, addOutcome, emptyBatch, nextBatchId } from './pending-batch.js';
+import { NO_PROBES, addOutcome, batchNumber, emptyBatch, nextWriterTag } from './pending-batch.js';
 import type { KeptOutcomesOwner, StoreHealth } from './store-health.js';
 import { isStoreTimeout } from './store-health.js';
 import type { Awaitable } from './store.js';
@@ -70,6 +70,9 @@ export class OutcomeWriter implements KeptOutcomesOwner {
   #draining = false;
   /** A batch nobody waits for, held until the breaker's next acquire carries it or the turn ends. */
   #carried: OutcomeBatch | null = null;
+  /** This writer's tag in batch ids (made with the first id), and the number of the last batch. */
+  #tag: string | null = null;
+  #numbered = 0;
 
   constructor(
     owner: WriterOwner,
@@ -83,6 +86,30 @@ export class OutcomeWriter implements KeptOutcomesOwner {
     this.#o = options;
     this.#health = health;
     this.#fallback = fallback;
+  }
+
+  /**
+   * The id of a new batch of this breaker's: `<writer>.<n>`, `n` one more than the last (in base
+   * 36). Give the batch `idFloor()` too, taken right after.
+   */
+  nextId(): string {
+    this.#tag ??= nextWriterTag();
+    this.#numbered += 1;
+    return `${this.#tag}.${this.#numbered.toString(36)}`;
+  }
+
+  /**
+   * The batch just numbered's `OutcomeBatch.idFloor`: the lowest number of this writer's batches
+   * that may still be sent (in flight, kept in doubt, waiting to be carried, or the new one). Only
+   * ever too low, never too high: a batch keeps the floor it was given, and numbers only grow.
+   */
+  idFloor(): number {
+    let floor = this.#numbered;
+    if (this.#writing.size === 0 && this.#carried === null && !this.#fallback.holdsOutcomes) return floor;
+    for (const batch of this.#writing.keys()) floor = lowerNumber(floor, batch);
+    if (this.#carried !== null) floor = lowerNumber(floor, this.#carried);
+    for (const batch of this.#fallback.keptBatches()) floor = lowerNumber(floor, batch);
+    return floor;
   }
 
   /**
@@ -253,7 +280,15 @@ export class OutcomeWriter implements KeptOutcomesOwner {
       this.#health.keep(this); // still unknown: try again when the store answers
       return;
     }
-    const batches = this.#fallback.take(this.#owner.generation, this.#o.policy, () => this.#host.jitterMs());
+    const taken = this.#fallback.take(this.#owner.generation, this.#o.policy, () => this.#host.jitterMs());
+    // What was merged is numbered now, below the floor of the in-doubt batches re-sent with it.
+    let low = Infinity;
+    for (const batch of taken) if (batch.id !== undefined) low = lowerNumber(low, batch);
+    const batches = taken.map((batch) =>
+      batch.id !== undefined
+        ? batch
+        : { ...batch, id: this.nextId(), idFloor: Math.min(this.idFloor(), low) },
+    );
     // Written under the generation they were admitted in: if the shared state moved on meanwhile,
     // the store fences them off rather than counting them twice or wrongly.
     await Promise.all(batches.map((batch) => this.write(batch) ?? Promise.resolve()));
@@ -317,7 +352,8 @@ export class OutcomeWriter implements KeptOutcomesOwner {
       jitterMs: outcomesCanTrip(this.#o.policy.trip, buffer.successes, buffer.failures)
         ? this.#host.jitterMs()
         : 0,
-      id: nextBatchId(),
+      id: this.nextId(),
+      idFloor: this.idFloor(),
     });
     if (written === undefined) return undefined;
     const flushing = written.finally(() => {
@@ -391,6 +427,12 @@ export class OutcomeWriter implements KeptOutcomesOwner {
       this.#fallback.holdsOutcomes
     );
   }
+}
+
+/** The lower of `floor` and `batch`'s number (a batch not numbered by a writer leaves it). */
+function lowerNumber(floor: number, batch: OutcomeBatch): number {
+  const n = batchNumber(batch.id);
+  return n < floor ? n : floor;
 }
 
 /** Sums outcome counts (null parts left out), or null when every part is null. */

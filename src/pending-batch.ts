@@ -43,14 +43,22 @@ export function isEmptyBatch(batch: Omit<PendingBatch, 'generation'>): boolean {
   return batch.successes + batch.failures + batch.slow + batch.ignored === 0;
 }
 
-// Batch ids: a random prefix per process and a counter, so ids are unique across processes
-// without a clock or a UUID per write.
+// Batch ids are `<writer>.<n>`: the writer's tag (a random prefix per process, then a count of
+// writers in this process, so tags are unique across processes without a clock or a UUID per
+// write), and the number of the batch among that writer's, in base 36 (`OutcomeBatch.idFloor`).
 const PROCESS_TAG = Math.floor(Math.random() * 36 ** 8)
   .toString(36)
   .padStart(8, '0');
-let batchCounter = 0;
+let writerCount = 0;
 
-export function nextBatchId(): string {
-  batchCounter += 1;
-  return `${PROCESS_TAG}.${batchCounter.toString(36)}`;
+/** A new writer tag, unique in this process and (by its random prefix) across processes. */
+export function nextWriterTag(): string {
+  writerCount += 1;
+  return `${PROCESS_TAG}${writerCount.toString(36)}`;
+}
+
+/** The number of a batch whose id is `<writer>.<n>` (n in base 36), or NaN for another id. */
+export function batchNumber(id: string | undefined): number {
+  if (id === undefined) return NaN;
+  return parseInt(id.slice(id.lastIndexOf('.') + 1), 36);
 }

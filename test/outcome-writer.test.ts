@@ -202,4 +202,57 @@ describe('OutcomeWriter', () => {
     assert.deepEqual(sent, ['c.1', 'c.3', 'c.4'], 'flush() sends it');
     assert.equal(writer.unwritten(), null);
   });
+
+  it('numbers its batches, and each floor stays at or below every batch that may still be sent', async () => {
+    const memory = new MemoryStore();
+    const pending: Array<() => void> = [];
+    let hold = true;
+    let fail = false;
+    const store: Store = {
+      acquire: async (key, policy) => memory.acquire(key, policy),
+      record: async (key, policy, b) => {
+        if (fail) throw new Error('lost');
+        if (hold) await new Promise<void>((resolve) => pending.push(resolve));
+        return memory.record(key, policy, b);
+      },
+      inspect: async (key, policy) => memory.inspect(key, policy),
+      force: async (key, policy, override) => memory.force(key, policy, override),
+      list: async (prefix, cursor) => memory.list(prefix, cursor),
+    };
+    const { writer } = writerOver(store);
+    const numbered = (): OutcomeBatch => ({
+      ...outcomes(0, { failures: 1, trailingFailures: 1 }),
+      id: writer.nextId(),
+      idFloor: writer.idFloor(),
+    });
+    const first = numbered();
+    assert.match(first.id!, /^[0-9a-z]+\.1$/);
+    assert.equal(first.idFloor, 1);
+    const writing = writer.write(first);
+    // The first is in flight: the second's floor stays at it.
+    const second = numbered();
+    assert.equal(second.id, first.id!.replace(/1$/, '2'));
+    assert.equal(second.idFloor, 1);
+    // Carried (waiting for the turn's end): still below any floor given meanwhile.
+    writer.carry(second);
+    assert.equal(numbered().idFloor, 1);
+    for (const resolve of pending.splice(0)) resolve();
+    await writing;
+    await writer.flush();
+    for (const resolve of pending.splice(0)) resolve();
+    await writer.flush();
+    // Nothing in flight: a new batch is its own floor.
+    assert.equal(numbered().idFloor, 4);
+    // A write that failed is kept in doubt, and holds the floor until it is re-sent and answered.
+    hold = false;
+    fail = true;
+    const lost = numbered();
+    await writer.write(lost);
+    assert.equal(numbered().idFloor, 5);
+    fail = false;
+    await writer.flush();
+    assert.equal(numbered().idFloor, 7);
+    // Another writer has a tag of its own.
+    assert.notEqual(writerOver(store).writer.nextId().split('.')[0], first.id!.split('.')[0]);
+  });
 });

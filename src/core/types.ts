@@ -347,6 +347,14 @@ export interface OutcomeBatch {
    */
   readonly id?: string;
   /**
+   * Set by circuitry's breakers, whose batch ids are `<writer>.<n>` (one writer per breaker
+   * instance; `n` counts its batches, in base 36): the lowest `n` of this writer's batches that may
+   * still reach a store, sent for the first time or again. A store that remembers ids may forget
+   * this writer's ids below it (RedisStore keeps one entry per writer, not one per batch). Absent:
+   * the id is opaque, and a store remembers it for as long as it remembers any id.
+   */
+  readonly idFloor?: number;
+  /**
    * Who sends the batch (a factory's incarnation id, at most 64 characters of `[A-Za-z0-9_.-]`):
    * with `quorum`, the store remembers who reported failures in the window.
    */

@@ -1547,7 +1547,39 @@ export function describeStoreConformance(
           await record(h, key, policy, { ...batch, id: 'x.3' });
           assert.equal((await h.store.inspect(key, policy))?.counts.successes, 2);
         });
+
+        test('numbered batches (idFloor): out of order above the floor each counts, every re-send once', async (h, key) => {
+          const policy = policyOf({ trip: consecutiveFailures(100) });
+          const { generation } = await acquire(h, key, policy);
+          const failure = (id: string, idFloor: number): OutcomeBatch => ({
+            ...outcomes(generation, { failures: 1, trailingFailures: 1 }),
+            id,
+            idFloor,
+          });
+          const failures = async () => (await h.store.inspect(key, policy))?.counts.failures;
+          // Two in flight: the later lands first.
+          assert.equal((await record(h, key, policy, failure('w1.2', 1))).stale, false);
+          assert.equal((await record(h, key, policy, failure('w1.1', 1))).stale, false);
+          assert.equal(await failures(), 2);
+          // A later batch raises the floor; re-sends of the earlier ones still count once.
+          assert.equal((await record(h, key, policy, failure('w1.3', 3))).stale, false);
+          for (const id of ['w1.1', 'w1.2', 'w1.3']) {
+            assert.equal((await record(h, key, policy, failure(id, 1))).stale, true, id);
+          }
+          // Another writer's batch of the same number counts.
+          assert.equal((await record(h, key, policy, failure('w2.3', 3))).stale, false);
+          assert.equal(await failures(), 4);
+        });
       }
+
+      test('a batch with an idFloor is counted like one without', async (h, key) => {
+        const policy = policyOf({ trip: counting });
+        const { generation } = await acquire(h, key, policy);
+        const batch = { ...outcomes(generation, { successes: 2 }), id: 'f.a', idFloor: 7 };
+        const result = await record(h, key, policy, batch);
+        assert.equal(result.stale, false);
+        assert.equal(result.snapshot.counts.successes, 2);
+      });
     });
 
     describe('record then acquire (one round trip)', () => {

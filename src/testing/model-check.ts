@@ -25,6 +25,7 @@ import { BreakerFactory } from '../factory.js';
 import type { BreakerOptions } from '../options.js';
 import { resolveOptions } from '../options.js';
 import { StoreHealth } from '../store-health.js';
+import { batchNumber } from '../pending-batch.js';
 import type { Awaitable, ListPage, RecordedAcquire, Store } from '../store.js';
 import { ManualClock } from './manual-clock.js';
 import { seededRandom } from './seeded-random.js';
@@ -150,6 +151,18 @@ export type ModelStep =
       readonly pick: number;
       /** How the permit is settled. */
       readonly outcome: Outcome;
+    }
+  | {
+      /**
+       * Two permits a client holds fail in the same event-loop turn, so both writes are in flight
+       * at once, each with a fault of its own (one may be re-sent after the other landed). Both
+       * fail: in whichever order the store applies them, the reference's counts are the same.
+       */
+      readonly op: 'settle-pair';
+      /** Which held permit (modulo how many are held); the other is the next one its client holds. */
+      readonly pick: number;
+      /** The store faults injected into the two writes, in settling order. */
+      readonly faults: readonly [Fault | null, Fault | null];
     }
   | {
       /** A client runs a call through `execute`. */
@@ -286,6 +299,8 @@ export function describeStep(step: ModelStep): string {
       return `permit #${step.pick} settles: ${step.outcome}${step.fault === null ? '' : ` (${step.fault})`}`;
     case 'settle-acquire':
       return `permit #${step.pick} settles: ${step.outcome}, and its client acquires again at once`;
+    case 'settle-pair':
+      return `permit #${step.pick} and the next of its client's fail in one turn${step.faults.some((f) => f !== null) ? ` (${step.faults.map((f) => f ?? 'no fault').join(', ')})` : ''}`;
     case 'execute':
       return `client ${step.client} executes: ${step.outcome}${step.fault === null ? '' : ` (${step.fault})`}`;
     case 'advance':
@@ -321,9 +336,13 @@ export function randomHistory(
     const r = random();
     const client = Math.floor(random() * clients);
     if (r < 0.25) history.push({ op: 'acquire', client });
-    else if (r < 0.42)
+    else if (r < 0.38)
       history.push({ op: 'settle', pick: Math.floor(random() * 8), outcome: outcome(), fault: fault() });
-    else if (r < 0.5)
+    else if (r < 0.42) {
+      // Faults are likelier here: what the step is for is a re-send beside another write.
+      const pairFault = (): Fault | null => (random() < 0.3 ? (fault() ?? faults[0] ?? null) : null);
+      history.push({ op: 'settle-pair', pick: Math.floor(random() * 8), faults: [pairFault(), pairFault()] });
+    } else if (r < 0.5)
       history.push({ op: 'settle-acquire', pick: Math.floor(random() * 8), outcome: outcome() });
     else if (r < 0.75) history.push({ op: 'execute', client, outcome: outcome(), fault: fault() });
     else if (r < 0.91) history.push({ op: 'advance', ms: random() < 0.7 ? 1_000 : 2_000 });
@@ -377,6 +396,8 @@ type Stamp = Pick<OutcomeBatch, 'quorum' | 'reporter'>;
 class ModelStore implements Store {
   readonly inner: Store;
   fault: Fault | null = null;
+  /** The id of the batch of each of `stamps` (a re-send repeats one). */
+  readonly stampIds: Array<string | undefined> = [];
   #inFlight = new Set<Promise<unknown>>();
   readonly timing: Store['timing'];
   readonly limitsConcurrency: Store['limitsConcurrency'];
@@ -457,6 +478,7 @@ class ModelStore implements Store {
           ? { quorum: batch.quorum }
           : { quorum: batch.quorum, reporter: batch.reporter },
       );
+      this.stampIds.push(batch.id);
     }
     if (fault === null) return this.#track(Promise.resolve(send(key, policy, batch)));
     const lateMs = this.#lateMs;
@@ -774,6 +796,7 @@ class HistoryRunner {
         for (const c of clients) {
           c.transitions.length = 0;
           c.store.stamps.length = 0;
+          c.store.stampIds.length = 0;
         }
         const expected: Move[] = [];
         let lostTransitions = false;
@@ -885,6 +908,44 @@ class HistoryRunner {
             const stamp = client.store.stamps[0];
             const result = ref.settle(now, one!.generation, one!.lease, one!.slot, step.outcome, stamp);
             settled(client, result, step.outcome, step.fault);
+            break;
+          }
+          case 'settle-pair': {
+            if (held.length === 0) break;
+            const [one] = held.splice(step.pick % held.length, 1);
+            const at = held.findIndex((h) => h.client === one!.client);
+            if (at === -1) {
+              held.push(one!); // the client holds one permit: nothing happens
+              break;
+            }
+            const [other] = held.splice(at, 1);
+            const client = clients[one!.client % clients.length]!;
+            const settling: Promise<void>[] = [];
+            for (const [k, h] of [one!, other!].entries()) {
+              client.store.fault = step.faults[k]!;
+              settling.push(settlePermit(h.permit, 'failure'));
+              // A failure's write leaves in the turn it ended in: the fault went with it.
+              if (client.store.fault !== null)
+                throw new Error('model check: a failure was not written at once');
+            }
+            await Promise.all(settling);
+            const fault =
+              step.faults.find((f) => f === 'lost-reply') ?? step.faults.find((f) => f !== null) ?? null;
+            lostTransitions = await this.#heal(client, fault);
+            // Each batch's stamp is that of its first send that landed (a failed write sent none),
+            // the first batch's the one with the lower number.
+            const first = new Map<string, Stamp>();
+            client.store.stampIds.forEach((id, k) => {
+              if (id !== undefined && !first.has(id)) first.set(id, client.store.stamps[k]!);
+            });
+            const stamps = [...first.keys()]
+              .sort((a, b) => batchNumber(a) - batchNumber(b))
+              .map((id) => first.get(id));
+            for (const [k, h] of [one!, other!].entries()) {
+              const stamp = stamps[k];
+              const result = ref.settle(now, h.generation, h.lease, h.slot, 'failure', stamp);
+              settled(client, result, 'failure', step.faults[k]!);
+            }
             break;
           }
           case 'settle-acquire': {

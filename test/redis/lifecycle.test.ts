@@ -15,7 +15,7 @@ import type {
   SubscribeOptions,
 } from '../../src/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
-import { batchIdsKey, breakerKey } from '../../src/stores/redis/keys.js';
+import { breakerKey } from '../../src/stores/redis/keys.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { RedisServer, freePort } from '../helpers/redis-server.js';
 import { useRedisServer } from '../helpers/redis-server.js';
@@ -183,6 +183,68 @@ describe('RedisStore through a rolling deploy', { timeout: 120_000 }, () => {
     assert.deepEqual(again.snapshot.counts, first.snapshot.counts);
     const other = await store.record('dep', policy, { ...batch, id: 'p1.43' });
     assert.equal(other.snapshot.counts.successes, 6);
-    assert.ok((await client.pttl(batchIdsKey(prefix, 'dep'))) > 0, 'the ids expire');
+    // Remembered inside the record: one key, one entry per opaque id.
+    assert.deepEqual(await client.keys(`${prefix}*`), [breakerKey(prefix, 'dep')]);
+    assert.match(
+      (await client.hget(breakerKey(prefix, 'dep'), 'w')) ?? '',
+      /^\.p1\.42=0:\d+:0,\.p1\.43=0:\d+:0$/,
+    );
+  });
+
+  it('numbered batches: one entry per writer, numbers below its floor forgotten, re-sends counted once', async () => {
+    const prefix = `dup-${randomUUID()}:`;
+    let offset = 0;
+    const store = new RedisStore({ client, prefix, timeOffsetMs: () => offset });
+    const policy = policyOf({ trip: consecutiveFailures(100) });
+    const { generation } = await store.acquire('dep', policy);
+    const failure = (id: string, idFloor: number) => ({
+      ...outcomes(generation, { failures: 1, trailingFailures: 1 }),
+      id,
+      idFloor,
+    });
+    const failures = async () => (await store.inspect('dep', policy))!.counts.failures;
+    const key = breakerKey(prefix, 'dep');
+    // Two batches in flight (floor 1); the second lands first, then the first: both count.
+    assert.equal((await store.record('dep', policy, failure('w1.2', 1))).stale, false);
+    assert.equal((await store.record('dep', policy, failure('w1.1', 1))).stale, false);
+    assert.equal(await failures(), 2);
+    assert.match((await client.hget(key, 'w')) ?? '', /^w1=1:\d+:2:1$/);
+    // Each re-sent: counted once.
+    assert.equal((await store.record('dep', policy, failure('w1.2', 1))).stale, true);
+    assert.equal((await store.record('dep', policy, failure('w1.1', 1))).stale, true);
+    assert.equal(await failures(), 2);
+    // A batch whose floor is its own number: the writer will send nothing older; one number kept.
+    await store.record('dep', policy, failure('w1.a', 10));
+    assert.match((await client.hget(key, 'w')) ?? '', /^w1=10:\d+:10$/);
+    assert.equal((await store.record('dep', policy, failure('w1.3', 1))).stale, true, 'below the floor');
+    // Another writer has an entry of its own; the same number from it counts.
+    await store.record('dep', policy, failure('w2.a', 10));
+    assert.equal(await failures(), 4);
+    assert.match((await client.hget(key, 'w')) ?? '', /^w1=10:\d+:10,w2=10:\d+:10$/);
+    // A writer silent for the dedupe period is forgotten at the next write.
+    offset = 61_000;
+    await store.record('dep', policy, failure('w3.1', 1));
+    assert.match((await client.hget(key, 'w')) ?? '', /^w3=1:\d+:1$/);
+    assert.deepEqual(await client.keys(`${prefix}*`), [key]);
+  });
+
+  it('rejects an idFloor its id cannot carry', async () => {
+    const store = new RedisStore({ client, prefix: `dup-${randomUUID()}:` });
+    const policy = policyOf({ trip: consecutiveFailures(100) });
+    const batch = outcomes(0, { failures: 1, trailingFailures: 1 });
+    for (const [id, idFloor] of [
+      ['opaque', 0],
+      ['w.1', 2],
+      ['w.1', -1],
+      ['w.1', 0.5],
+      ['w.x!', 0],
+      ['.1', 0],
+    ] as const) {
+      await assert.rejects(
+        () => store.record('dep', policy, { ...batch, id, idFloor }),
+        (error: Error) => error instanceof TypeError && /idFloor/.test(error.message),
+        `${id} ${idFloor}`,
+      );
+    }
   });
 });

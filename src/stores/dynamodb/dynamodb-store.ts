@@ -57,13 +57,18 @@ export interface DynamoDBStoreOptions {
   readonly maxAttempts?: number;
 }
 
-type MutableBatch = { -readonly [K in keyof OutcomeBatch]: OutcomeBatch[K] };
-
 interface Group {
   readonly policy: BreakerPolicy;
   /** The batches merged into this write, each counted unless its id was seen (a re-send). */
   readonly members: OutcomeBatch[];
+  /** Members (by place) left out as re-sends (their id seen before, or earlier in the group): told stale. */
+  readonly skipped: Set<number>;
   result: Promise<UpdateResult>;
+}
+
+/** The group's answer as its member at `place` gets it: stale if it was left out as a re-send. */
+function answerFor(group: Group, place: number, result: UpdateResult): UpdateResult {
+  return group.skipped.has(place) ? { ...result, stale: true, transition: null } : result;
 }
 
 /**
@@ -86,27 +91,10 @@ function seenAt(entries: ReadonlySet<string>, id: string, now: number): boolean 
 function keptIds(entries: ReadonlySet<string>, added: readonly string[], now: number): string[] {
   const epoch = Math.floor(now / ID_EPOCH_MS);
   const kept = [...entries].filter((entry) => Number(entry.slice(0, entry.indexOf(':'))) >= epoch - 1);
-  const all = [...kept, ...added.map((id) => `${epoch}:${id}`)];
+  const all = [...new Set([...kept, ...added.map((id) => `${epoch}:${id}`)])];
   if (all.length < MAX_IDS) return all;
   all.sort((a, b) => Number(a.slice(0, a.indexOf(':'))) - Number(b.slice(0, b.indexOf(':'))));
   return all.slice(all.length - KEPT_IDS);
-}
-
-/**
- * Under a count policy (`consecutiveFailures`, `failuresInWindow`), a batch of successes or ignored
- * calls without failures only resets the run of failures (reducer.ts `resetsOnly`): it is written
- * only when there is a run to reset, and makes no item when there is none.
- */
-
-/** Adds `next`'s outcomes to `into`, as if they had happened after it (and its slots to give back). */
-function merge(into: MutableBatch, next: OutcomeBatch): void {
-  into.trailingFailures = next.successes > 0 ? next.trailingFailures : into.trailingFailures + next.failures;
-  into.successes += next.successes;
-  into.failures += next.failures;
-  into.slow += next.slow;
-  into.ignored += next.ignored;
-  into.jitterMs = Math.max(into.jitterMs ?? 0, next.jitterMs ?? 0);
-  if (next.slots !== undefined && next.slots.length > 0) into.slots = [...(into.slots ?? []), ...next.slots];
 }
 
 /** Seconds past what a record must remember before DynamoDB's TTL may delete it. */
@@ -249,8 +237,9 @@ export class DynamoDBStore implements Store, RecordExaminer {
 
   /**
    * Records outcomes. Batches for one breaker that arrive while a write of it is in flight are
-   * merged and written together when it is done (a group commit), so calls in this process do not
-   * race each other's conditional writes; the transition, if any, is reported to one of them.
+   * written together when it is done (a group commit: each applied in arrival order, in one write),
+   * so calls in this process do not race each other's conditional writes; the transition, if any,
+   * is reported to one of them.
    */
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
     if (reducer.releasesOnly(batch)) {
@@ -281,8 +270,24 @@ export class DynamoDBStore implements Store, RecordExaminer {
         return reducer.record(record, policy, now, batch);
       });
     }
-    const counted = await this.#count(name, policy, batch);
-    return counted ?? this.#recordInGroup(name, policy, batch);
+    // One write of a breaker at a time from this process: a batch that arrives while one is in
+    // flight (a count, or a group) joins the next group. Two counts in flight at once could both
+    // land before the open the first one trips (a second write): the second would be counted in
+    // the window of a breaker its completion found open (the model check's settle-pair step).
+    if (!this.#writing.has(name) && !this.#waiting.has(name)) {
+      const counting = this.#count(name, policy, batch);
+      const done: Promise<void> = counting.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.#writing.set(name, done);
+      void done.then(() => {
+        if (this.#writing.get(name) === done) this.#writing.delete(name);
+      });
+      const counted = await counting;
+      if (counted !== null) return counted;
+    }
+    return this.#recordInGroup(name, policy, batch);
   }
 
   /**
@@ -434,29 +439,44 @@ export class DynamoDBStore implements Store, RecordExaminer {
       waiting.members[0]!.generation === batch.generation &&
       waiting.policy === policy
     ) {
-      waiting.members.push(batch);
+      const place = waiting.members.push(batch) - 1;
       return waiting.result.then((result) =>
-        result.transition === null ? result : { ...result, transition: null },
+        answerFor(waiting, place, result.transition === null ? result : { ...result, transition: null }),
       );
     }
-    const group: Group = { policy, members: [batch], result: Promise.resolve(null as never) };
+    const group: Group = {
+      policy,
+      members: [batch],
+      skipped: new Set(),
+      result: Promise.resolve(null as never),
+    };
     this.#waiting.set(name, group);
     const previous = this.#writing.get(name) ?? Promise.resolve();
     group.result = previous.then(() => {
       if (this.#waiting.get(name) === group) this.#waiting.delete(name);
       return this.#change(name, policy, (record, now, _exists, seen, remember) => {
-        // Members seen before (re-sends of writes that landed) are left out of the merged batch.
-        let merged: MutableBatch | null = null;
-        for (const member of group.members) {
+        // Each member in the order it arrived, as if written alone: one after a member that opened
+        // the breaker is stale (its generation is gone), as it would be from the store. Members
+        // seen before (re-sends of writes that landed, or of one earlier in the group) are left out.
+        let last: UpdateResult | null = null;
+        let moved: UpdateResult['transition'] = null;
+        const taken = new Set<string>();
+        group.skipped.clear();
+        for (const [place, member] of group.members.entries()) {
           if (member.id !== undefined) {
-            if (seen(member.id)) continue;
+            if (seen(member.id) || taken.has(member.id)) {
+              group.skipped.add(place);
+              continue;
+            }
+            taken.add(member.id);
             remember(member.id);
           }
-          if (merged === null) merged = { ...member };
-          else merge(merged, member);
+          last = reducer.record(record, policy, now, member);
+          if (last.stale) group.skipped.add(place);
+          moved ??= last.transition;
         }
-        if (merged === null) return stale(record, policy, now);
-        return reducer.record(record, policy, now, merged);
+        if (last === null) return stale(record, policy, now);
+        return { ...last, transition: moved };
       });
     });
     const done: Promise<void> = group.result.then(
@@ -467,7 +487,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
     void done.then(() => {
       if (this.#writing.get(name) === done) this.#writing.delete(name);
     });
-    return group.result;
+    return group.result.then((result) => answerFor(group, 0, result));
   }
 
   force(

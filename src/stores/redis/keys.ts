@@ -5,8 +5,8 @@ import { InvalidOptionError } from '../../errors.js';
  *
  * One breaker is one hash at `<prefix>{<encoded name>}`:
  * - the prefix comes first, so `SCAN MATCH <prefix>*` and ACL key patterns work;
- * - the encoded name is the hash tag, so every key of a breaker (there is one today, and any
- *   added later) lands in one Cluster slot;
+ * - the encoded name is the hash tag, so every key of a breaker (there is one, and any added
+ *   later) lands in one Cluster slot;
  * - the name is encoded as lowercase hex of its UTF-8 bytes. Hex never contains `{` or `}`, so a
  *   name with braces cannot move the hash tag; the encoding is injective, so two names never share
  *   a key; and the hex of a name prefix is a prefix of the hex of the name, so `list(prefix)` is
@@ -65,14 +65,6 @@ export function decodeName(encoded: string): string | null {
 /** The hash holding one breaker's record. */
 export function breakerKey(prefix: string, name: string): string {
   return `${prefix}{${encodeName(name)}}`;
-}
-
-/**
- * The sorted set of batch ids a breaker's record script saw lately (for idempotent re-sends):
- * beside the record, in its hash slot, and never mistaken for a record by `nameFromKey`.
- */
-export function batchIdsKey(prefix: string, name: string): string {
-  return `${breakerKey(prefix, name)}:ids`;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 
 import type {
@@ -27,7 +28,6 @@ import type {
 import type { RecordExaminer, RecordReport } from '../record-report.js';
 import {
   DEFAULT_PREFIX,
-  batchIdsKey,
   breakerKey,
   eventsChannel,
   nameFromKey,
@@ -548,14 +548,14 @@ export class RedisStore implements Store, RecordExaminer {
     return reply as unknown[];
   }
 
-  /** A script that records `batch` (record.lua, carry.lua): its ARGV, and the batch ids' key. */
+  /** A script that records `batch` (record.lua, carry.lua). */
   #runRecord(
     script: LuaScript,
     name: string,
     policy: BreakerPolicy,
     batch: OutcomeBatch,
   ): Promise<unknown[]> {
-    return this.#run(script, name, policy, recordArgs(batch), batchIdsKey(this.#prefix, name));
+    return this.#run(script, name, policy, recordArgs(batch));
   }
 
   /**
@@ -649,6 +649,42 @@ function parseCursor(cursor: string, nodes: number): [number, string] {
   return [node, match[2]!];
 }
 
+/** A writer in a batch id: what `OutcomeBatch.idFloor` promises of (`<writer>.<n>`). */
+const WRITER = /^[\w-]{1,64}$/;
+/** An opaque id that can name its own writer as it is (after a '.', which no writer above starts with). */
+const OPAQUE = /^[\w.-]{1,64}$/;
+
+/**
+ * A batch's id as record.lua reads it: its writer, its number and the writer's floor
+ * (`OutcomeBatch.idFloor`); an opaque id is a writer of its own, number and floor 0; no id: ''.
+ */
+function batchIdArgs(batch: OutcomeBatch): [string, number, number] {
+  const id = batch.id;
+  if (id === undefined) return ['', 0, 0];
+  const floor = batch.idFloor;
+  if (floor === undefined) {
+    const opaque = OPAQUE.test(id) ? id : createHash('sha1').update(id).digest('hex');
+    return [`.${opaque}`, 0, 0];
+  }
+  const dot = id.lastIndexOf('.');
+  const writer = id.slice(0, dot);
+  const digits = id.slice(dot + 1);
+  const n = parseInt(digits, 36);
+  if (
+    dot < 0 ||
+    !WRITER.test(writer) ||
+    !/^[0-9a-z]{1,10}$/.test(digits) ||
+    !Number.isSafeInteger(floor) ||
+    floor < 0 ||
+    floor > n
+  ) {
+    throw new TypeError(
+      `OutcomeBatch.idFloor needs an id of the form <writer>.<n> (writer: 1-64 of [A-Za-z0-9_-], n: base 36) and 0 <= idFloor <= n; got id ${JSON.stringify(id)}, idFloor ${String(floor)}`,
+    );
+  }
+  return [writer, n, floor];
+}
+
 /** ARGV of record.lua after the policy (op-record.lua documents them). */
 function recordArgs(batch: OutcomeBatch): (string | number)[] {
   const args: (string | number)[] = [
@@ -661,7 +697,7 @@ function recordArgs(batch: OutcomeBatch): (string | number)[] {
     batch.trip === true ? 1 : 0,
     batch.random,
     batch.jitterMs ?? 0,
-    batch.id ?? '',
+    ...batchIdArgs(batch),
     batch.reporter ?? '',
     batch.quorum ?? 1,
     batch.throttleRate === undefined ? '' : throttleMillionths(batch.throttleRate),

@@ -3,26 +3,112 @@ op-record.lua: record_op records the outcomes of calls admitted under one genera
 record): the body of record.lua, and the first half of carry.lua.
 
 KEYS[1]   the breaker's hash (keys.ts breakerKey)
-KEYS[2]   the sorted set of batch ids seen lately (keys.ts batchIdsKey)
 ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
           generation, successes, failures, trailingFailures, slow, ignored,
           trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
-          jitterMs, batch id ('' for none), reporter ('' for none: a quorum's reporter of the
-          batch's failures), quorum (distinct reporters in the window needed to open; 1: any),
-          throttle (the sender's adaptive-throttle rejection rate in millionths, '' for none),
+          jitterMs, writer ('' for a batch without an id), n, floor (the batch's id as its writer
+          and number, and the lowest number the writer may still send: see field w below),
+          reporter ('' for none: a quorum's reporter of the batch's failures), quorum (distinct
+          reporters in the window needed to open; 1: any), throttle (the sender's
+          adaptive-throttle rejection rate in millionths, '' for none),
           n, then n concurrency slot ids to give back, then pairs
           of (lease id, outcome: success | failure | ignored) for probes
 Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
             successes, failures, slow, ignored, consecutiveFailures, activeProbes,
             probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration,
             belowQuorum }
-Writes    only when something changed, and then the batch id. Publishes the transition it made.
-          A batch whose id was remembered in the last DEDUP_MS changes nothing (stale = 1): it
-          was a re-send of a write whose reply was lost. The slots it names are given back first,
+Writes    only when something changed, and then the batch's number (field w). Publishes the
+          transition it made. A batch its writer's entry says was applied changes nothing
+          (stale = 1): it was a re-send of a write whose reply was lost. The slots it names are given back first,
           whatever else it does (a stale batch, a re-send, a success with no run to reset); a batch
           that only gives back slots makes no record.
 Errors    CIRCUITRY_BADARG <what>
 ]]
+--[[ Field w: what the record remembers of the batches written to it, per writer (a breaker
+instance in one process: the part of OutcomeBatch.id before its last '.'), so that a batch re-sent
+after a lost reply is counted once. '<writer>=<floor>:<until>[:<n>]...,...', oldest writer first:
+floor is the lowest number the writer said it may still send (OutcomeBatch.idFloor: below it,
+nothing of the writer's comes again), until is when the entry may be forgotten (the server's
+seconds, DEDUP_MS after the writer's last batch), then the numbers at or above the floor of the
+writer's batches that changed the record. A writer sending one batch at a time keeps one number.
+A batch with an opaque id (no idFloor) is a writer of its own, with number and floor 0. At most
+MAX_WRITERS entries (the oldest go first). A malformed field is forgotten, never an error. ]]
+local DEDUP_MS = 60000
+local MAX_WRITERS = 512
+
+-- Field w as { list = writers oldest first, by = entry by writer }; an entry is
+-- { id, floor, untilS, numbers }. Entries past their time are left out.
+local function parse_writers(s, now)
+  local writers = { list = {}, by = {} }
+  if s == nil or s == '' then
+    return writers
+  end
+  local nowS = now / 1000
+  for entry in string.gmatch(s, '[^,]+') do
+    local id, floor, untilS, rest = string.match(entry, '^([%w_%.%-]+)=(%d+):(%d+)([:%d]*)$')
+    if id == nil then
+      return { list = {}, by = {} }
+    end
+    local e = { id = id, floor = tonumber(floor), untilS = tonumber(untilS), numbers = {} }
+    for n in string.gmatch(rest, ':(%d+)') do
+      e.numbers[#e.numbers + 1] = tonumber(n)
+    end
+    if e.untilS > nowS and writers.by[id] == nil then
+      writers.list[#writers.list + 1] = e
+      writers.by[id] = e
+    end
+  end
+  return writers
+end
+
+-- Whether the writer's batch numbered n changed the record already (or is below its floor).
+local function was_applied(e, n)
+  if n < e.floor then
+    return true
+  end
+  for _, x in ipairs(e.numbers) do
+    if x == n then
+      return true
+    end
+  end
+  return false
+end
+
+local function encode_entry(id, floor, untilS, numbers)
+  local parts = { id .. '=' .. int(floor) .. ':' .. int(untilS) }
+  for _, x in ipairs(numbers) do
+    parts[#parts + 1] = int(x)
+  end
+  return table.concat(parts, ':')
+end
+
+-- Field w with batch n of `writer` (floor `floor`) remembered: the writer's entry moves last, its
+-- numbers below its floor are forgotten, and past MAX_WRITERS the oldest entries are.
+local function encode_writers(writers, writer, n, floor, now)
+  local parts = {}
+  for _, e in ipairs(writers.list) do
+    if e.id ~= writer then
+      parts[#parts + 1] = encode_entry(e.id, e.floor, e.untilS, e.numbers)
+    end
+  end
+  local e = writers.by[writer]
+  local numbers = {}
+  if e ~= nil then
+    if e.floor > floor then
+      floor = e.floor
+    end
+    for _, x in ipairs(e.numbers) do
+      if x >= floor then
+        numbers[#numbers + 1] = x
+      end
+    end
+  end
+  numbers[#numbers + 1] = n
+  parts[#parts + 1] = encode_entry(writer, floor, math.floor((now + DEDUP_MS) / 1000) + 1, numbers)
+  local first = math.max(1, #parts - MAX_WRITERS + 1)
+  return table.concat(parts, ',', first)
+end
+
 local function record_op(KEYS, ARGV)
   local key = KEYS[1]
   local p, channel = read_policy(ARGV)
@@ -36,25 +122,31 @@ local function record_op(KEYS, ARGV)
   local trip = ARGV[b + 7] == '1'
   local random = arg_number(ARGV[b + 8], 'random')
   local jitterMs = arg_number(ARGV[b + 9], 'jitterMs')
-  local batchId = ARGV[b + 10]
-  local reporter = ARGV[b + 11]
-  local quorum = arg_number(ARGV[b + 12], 'quorum')
+  local writer = ARGV[b + 10]
+  local number = arg_number(ARGV[b + 11], 'n')
+  local floor = arg_number(ARGV[b + 12], 'floor')
+  local reporter = ARGV[b + 13]
+  local quorum = arg_number(ARGV[b + 14], 'quorum')
   local throttle = nil
-  if ARGV[b + 13] ~= '' then
-    throttle = arg_number(ARGV[b + 13], 'throttle')
+  if ARGV[b + 15] ~= '' then
+    throttle = arg_number(ARGV[b + 15], 'throttle')
     if throttle < 0 or throttle > 1000000 or throttle % 1 ~= 0 then
       bad_arg('throttle')
     end
   end
-  local slotCount = arg_number(ARGV[b + 14], 'slots')
-  local firstSlot = b + 15
+  local slotCount = arg_number(ARGV[b + 16], 'slots')
+  local firstSlot = b + 17
   local firstProbe = firstSlot + slotCount
   if type(reporter) ~= 'string' or (reporter ~= '' and (#reporter > 64 or not string.find(reporter, '^[%w_%.%-]+$'))) then
     bad_arg('reporter')
   end
   -- Failures under a quorum are counted on the general path: who reported them is remembered.
   local reporting = reporter ~= '' and failures > 0
-  if type(batchId) ~= 'string' or slotCount < 0 or slotCount % 1 ~= 0 or #ARGV < firstProbe - 1
+  if type(writer) ~= 'string' or (writer ~= '' and (#writer > 65 or not string.find(writer, '^[%w_%.%-]+$')))
+    or number < 0 or number % 1 ~= 0 or number > MAX_SAFE or floor < 0 or floor % 1 ~= 0 or floor > number then
+    bad_arg('batch id')
+  end
+  if slotCount < 0 or slotCount % 1 ~= 0 or #ARGV < firstProbe - 1
     or (#ARGV - firstProbe + 1) % 2 ~= 0 then
     bad_arg('probes')
   end
@@ -118,26 +210,36 @@ local function record_op(KEYS, ARGV)
   end
 
   --[[ Idempotence: a batch re-sent after a write whose reply was lost (the server may have applied
-  it just before a crash or a dropped connection) carries the same id. The ids of batches that changed
-  the record in the last DEDUP_MS are members of a sorted set beside the record, scored by when they
-  may be forgotten; a batch seen before changes nothing and answers the current state as stale. A
-  batch that changed nothing is not remembered: a tenant that only succeeds costs no key. ]]
-  local DEDUP_MS = 60000
-  local ids = KEYS[2]
-  if batchId ~= '' then
-    local seen = redis.call('ZSCORE', ids, batchId)
-    if seen and tonumber(seen) > now then
+  it just before a crash or a dropped connection) carries the same id. The record remembers, per
+  writer (a breaker instance of one process), the numbers of its batches that changed the record
+  and that it may still send again: those at or above the lowest number it says it may still send
+  (its floor; below it, nothing comes again). A batch seen before changes nothing and answers the
+  current state as stale. A batch that changed nothing is not remembered: a tenant that only
+  succeeds costs no record. ]]
+  local writers = nil
+  if writer ~= '' then
+    local w = redis.pcall('HGET', key, 'w')
+    writers = parse_writers(type(w) == 'string' and w or nil, now)
+    local seen = writers.by[writer]
+    if seen ~= nil and was_applied(seen, number) then
       local r = load(key, now)
       expire_leases(r, now)
       return update_reply(false, 1, r, p, now, nil)
     end
   end
 
+  -- The writers' entries with this batch in them, as field w's new value ('' when no id).
+  local function remembered()
+    if writers == nil then
+      return nil
+    end
+    return encode_writers(writers, writer, number, floor, now)
+  end
+
   local function remember_batch()
-    if batchId ~= '' then
-      redis.call('ZREMRANGEBYSCORE', ids, '-inf', int(now))
-      redis.call('ZADD', ids, int(now + DEDUP_MS), batchId)
-      redis.call('PEXPIRE', ids, DEDUP_MS)
+    local w = remembered()
+    if w ~= nil then
+      redis.call('HSET', key, 'w', w)
     end
   end
 
@@ -198,17 +300,25 @@ local function record_op(KEYS, ARGV)
               remember_batch()
             end
           else
+            local set = { 'buckets', encode_buckets(r.buckets) }
             if r.cf ~= cf then
-              redis.call('HSET', key, 'cf', int(r.cf), 'buckets', encode_buckets(r.buckets))
-            else
-              redis.call('HSET', key, 'buckets', encode_buckets(r.buckets))
+              set[#set + 1] = 'cf'
+              set[#set + 1] = int(r.cf)
             end
             -- A throttled breaker's failures tell operators its rejection rate (`tr`, `ta`).
             if throttle ~= nil and failures > 0 then
-              redis.call('HSET', key, 'tr', int(throttle), 'ta', int(now))
+              set[#set + 1] = 'tr'
+              set[#set + 1] = int(throttle)
+              set[#set + 1] = 'ta'
+              set[#set + 1] = int(now)
             end
+            local w = remembered()
+            if w ~= nil then
+              set[#set + 1] = 'w'
+              set[#set + 1] = w
+            end
+            redis.call('HSET', key, unpack(set))
             redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
-            remember_batch()
           end
           return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
             count_or_zero(q[7]) or 0, #unexpired(slots, now), '', '', 0, 0 }
