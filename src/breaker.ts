@@ -517,22 +517,28 @@ export class CircuitBreaker<Context = unknown> {
       return this[baseGate] === null ? this.#execute(fn, options) : this.#gated(fn, options);
     }
     const fast = this.#fast;
+    if (fast === null) return this.#viewShared(fn);
     const co = this.#co;
-    if (fast !== null) {
-      if (co.openUntil === 0 && co.rampUntil === 0) {
-        const generation = fast.admitClosed((this.#slot ??= fast.slot(this.name)));
-        const warm = this.#onSuccess !== null || this.#warmUp();
-        if (warm && generation !== 0 && this.#sharesGeneration(generation)) {
-          co.admittedClosed(generation);
-          return this.#runShared(fn, generation);
-        }
+    if (co.openUntil === 0 && co.rampUntil === 0) {
+      const generation = fast.admitClosed((this.#slot ??= fast.slot(this.name)));
+      const warm = this.#onSuccess !== null || this.#warmUp();
+      if (warm && generation !== 0 && this.#sharesGeneration(generation)) {
+        co.admittedClosed(generation);
+        return this.#runShared(fn, generation);
       }
-    } else if (
-      this.#o.maxStalenessMs > 0 &&
-      this.#o.slowCallMs === 0 &&
-      this.#o.throttle === null &&
-      this.#o.policy.maxConcurrent === 0
-    ) {
+    }
+    return this.#execute(fn, options);
+  }
+
+  /**
+   * `execute` without options on a breaker without the in-process path: the local-first view's
+   * shared path when the view admits the call, else the general path. Apart from `execute`, which
+   * then stays small enough for V8 to inline into the caller.
+   */
+  #viewShared<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>): Promise<T> {
+    const o = this.#o;
+    if (o.maxStalenessMs > 0 && o.slowCallMs === 0 && o.throttle === null && o.policy.maxConcurrent === 0) {
+      const co = this.#co;
       const generation = co.admitFromView();
       const warm = this.#onSuccess !== null || this.#warmUp();
       if (warm && generation >= 0 && this.#sharesGeneration(generation)) {
@@ -540,7 +546,7 @@ export class CircuitBreaker<Context = unknown> {
         return this.#runShared(fn, generation);
       }
     }
-    return this.#execute(fn, options);
+    return this.#execute(fn, undefined);
   }
 
   #sharesGeneration(generation: number): boolean {
@@ -597,8 +603,16 @@ export class CircuitBreaker<Context = unknown> {
     }
     const running: Promise<T> = result instanceof Promise ? (result as Promise<T>) : Promise.resolve(result);
     if (stats === null) return running.then(this.#onSuccess, this.#onFailure) as Promise<T>;
-    // With metrics, each call's duration. A call with no other in flight on this path keeps its
-    // start in `#aloneSince` (no later call writes it while this one runs): shared handlers.
+    return this.#timedShared(running, stats, alone, started);
+  }
+
+  /**
+   * `#runShared` with metrics: each call's duration. Apart, because its closures would make every
+   * call on the shared path allocate a context for the variables they share.
+   */
+  #timedShared<T>(running: Promise<T>, stats: BaseStats, alone: boolean, started: number): Promise<T> {
+    // A call with no other in flight on this path keeps its start in `#aloneSince` (no later call
+    // writes it while this one runs): shared handlers.
     if (alone) {
       const timed = (this.#timed ??= this.#timedHandlers(stats));
       return running.then(timed[0], timed[1]) as Promise<T>;
