@@ -253,15 +253,8 @@ function checkExecuteOptions(options: ExecuteOptions<unknown>): void {
   }
 }
 
-/** Handlers of a breaker's shared closed path (see `execute`), made once per breaker. */
-interface SharedPath {
-  /** Records one outcome; a promise when the caller should wait for the store. */
-  readonly settle: (outcome: Outcome) => Promise<void> | undefined;
-  readonly onSuccess: (value: unknown) => unknown;
-  readonly onFailure: (error: unknown) => unknown;
-  /** With metrics: handlers timing a call that runs alone on the path, made on first need. */
-  timed: readonly [(value: unknown) => unknown, (error: unknown) => unknown] | null;
-}
+/** A pair of `then` handlers of a breaker's shared closed path (see `execute`). */
+type Handlers = readonly [(value: unknown) => unknown, (error: unknown) => unknown];
 
 /** Rethrows `error` (fn's own), once `settled` is, if there is anything to wait for. */
 function rethrow(error: unknown, settled: Promise<void> | undefined): Promise<never> {
@@ -301,38 +294,59 @@ export interface BaseGate {
  * store does not answer is in `fallback.ts` and `store-health.ts`.
  */
 export class CircuitBreaker<Context = unknown> {
-  /** The breaker's name: the key of its state in the store. */
-  readonly name: string;
+  // The fields a closed call reads come first, in the order it reads them: fields are laid out in
+  // the object in the order they are declared, so these share two or three cache lines. A factory
+  // calling a thousand tenants' breakers in turn finds each one out of cache (issue 26).
+  readonly #o: ResolvedOptions<Context>;
+  readonly #co: Coordination;
+  /** The allocation-free closed path of a `MemoryStore`, when nothing needs the general path. */
+  readonly #fast: InProcessPath | null;
+  /** @internal */
+  [baseGate]: BaseGate | null = null;
+  // Shared empty lists until a listener is added (`own`): most breakers never have one.
+  #success = noListeners<SuccessEvent<Context>>();
+  #failure = noListeners<FailureEvent<Context>>();
+  /** This breaker's record in the in-process path (see `RecordSlot`), made on first use. */
+  #slot: RecordSlot | null = null;
   /**
-   * The factory's lookup count when it last moved this breaker to the young end of its LRU.
+   * The `then` handlers of the shared closed path (see `execute`), made once per breaker, on its
+   * second call; held here rather than in an object of their own, one object less per call.
+   */
+  #onSuccess: ((value: unknown) => unknown) | null = null;
+  #onFailure: ((error: unknown) => unknown) | null = null;
+  /** The generation of the calls in flight on the shared path (see `execute`). */
+  #sharedGeneration = 0;
+  #sharedInFlight = 0;
+  /** This base name's metrics, once the factory's metrics were asked for (`circuitry/prometheus`). */
+  #stats: BaseStats | null = null;
+  /** Start of the call running alone on the shared path (see `#runShared`). */
+  #aloneSince = 0;
+  /**
+   * The factory's lookup count when it last found this breaker (see `BreakerFactory.breakerFor`).
    * @internal
    */
   [lruTick] = 0;
+
+  /** The breaker's name: the key of its state in the store. */
+  readonly name: string;
   /** @internal */
   [tenantKey]: string | null = null;
-  /** @internal */
-  [baseGate]: BaseGate | null = null;
   /** The base name it was made for (`breakerFor`); its name when made with `new`. */
   readonly baseName: string;
   /** The context it was made for (`breakerFor`); undefined when made with `new`. */
   readonly context: Context | undefined;
 
-  readonly #o: ResolvedOptions<Context>;
-  readonly #co: Coordination;
-  // Shared empty lists until a listener is added (`own`): most breakers never have one.
   #stateChange = noListeners<StateChangeEvent<Context>>();
-  #success = noListeners<SuccessEvent<Context>>();
-  #failure = noListeners<FailureEvent<Context>>();
   #reject = noListeners<RejectEvent<Context>>();
   #storeError = noListeners<StoreErrorEvent>();
-
-  /** The allocation-free closed path of a `MemoryStore`, when nothing needs the general path. */
-  readonly #fast: InProcessPath | null;
   /** User functions that threw and were reported with a process warning (once each). */
   #warned: Set<string> | null = null;
-  /** This base name's metrics, once the factory's metrics were asked for (`circuitry/prometheus`). */
-  #stats: BaseStats | null = null;
   #ownListeners = 0;
+  readonly #reporter: Reporter | null;
+  /** Whether a call took the path that makes the shared handlers (see `#warmUp`). */
+  #warm = false;
+  /** With metrics: handlers timing a call that runs alone on the shared path, made on first need. */
+  #timed: Handlers | null = null;
 
   /**
    * The breaker as its `Coordination` sees it: one object per breaker holding only the breaker,
@@ -488,9 +502,10 @@ export class CircuitBreaker<Context = unknown> {
    */
   execute<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T> {
     // Two closed paths without options or outcome listeners settle through handlers the breaker
-    // makes once (`SharedPath`), with no async frame: a call on an in-process `MemoryStore`, and
-    // one the local-first view admits (`maxStalenessMs`). Calls in flight on them share one
-    // generation; a call admitted under another one takes the general path, so fencing holds.
+    // makes once (`#onSuccess`, `#onFailure`), with no async frame: a call on an in-process
+    // `MemoryStore`, and one the local-first view admits (`maxStalenessMs`). Calls in flight on
+    // them share one generation; a call admitted under another one takes the general path, so
+    // fencing holds.
     if (
       options !== undefined ||
       typeof fn !== 'function' ||
@@ -502,64 +517,76 @@ export class CircuitBreaker<Context = unknown> {
       return this[baseGate] === null ? this.#execute(fn, options) : this.#gated(fn, options);
     }
     const fast = this.#fast;
+    if (fast === null) return this.#viewShared(fn);
     const co = this.#co;
-    if (fast !== null) {
-      if (co.openUntil === 0 && co.rampUntil === 0) {
-        const generation = fast.admitClosed((this.#slot ??= fast.slot(this.name)));
-        const path = this.#shared ?? (this.#shared = this.#warmUp(() => this.#memoryPath(fast)));
-        if (path !== null && generation !== 0 && this.#sharesGeneration(generation)) {
-          co.admittedClosed(generation);
-          return this.#runShared(fn, path, generation);
-        }
-      }
-    } else if (
-      this.#o.maxStalenessMs > 0 &&
-      this.#o.slowCallMs === 0 &&
-      this.#o.throttle === null &&
-      this.#o.policy.maxConcurrent === 0
-    ) {
-      const generation = co.admitFromView();
-      const path = this.#shared ?? (this.#shared = this.#warmUp(() => this.#viewPath(co)));
-      if (path !== null && generation >= 0 && this.#sharesGeneration(generation)) {
-        co.inFlight += 1;
-        return this.#runShared(fn, path, generation);
+    if (co.openUntil === 0 && co.rampUntil === 0) {
+      const generation = fast.admitClosed((this.#slot ??= fast.slot(this.name)));
+      const warm = this.#onSuccess !== null || this.#warmUp();
+      if (warm && generation !== 0 && this.#sharesGeneration(generation)) {
+        co.admittedClosed(generation);
+        return this.#runShared(fn, generation);
       }
     }
     return this.#execute(fn, options);
   }
 
-  readonly #reporter: Reporter | null;
-  /** This breaker's record in the in-process path (see `RecordSlot`), made on first use. */
-  #slot: RecordSlot | null = null;
-  /** The generation of the calls in flight on the shared path (see `execute`). */
-  #sharedGeneration = 0;
-  #sharedInFlight = 0;
-  #shared: SharedPath | null = null;
-  /** Whether a call took the path that makes the shared handlers (see `#warmUp`). */
-  #warm = false;
+  /**
+   * `execute` without options on a breaker without the in-process path: the local-first view's
+   * shared path when the view admits the call, else the general path. Apart from `execute`, which
+   * then stays small enough for V8 to inline into the caller.
+   */
+  #viewShared<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>): Promise<T> {
+    const o = this.#o;
+    if (o.maxStalenessMs > 0 && o.slowCallMs === 0 && o.throttle === null && o.policy.maxConcurrent === 0) {
+      const co = this.#co;
+      const generation = co.admitFromView();
+      const warm = this.#onSuccess !== null || this.#warmUp();
+      if (warm && generation >= 0 && this.#sharesGeneration(generation)) {
+        co.inFlight += 1;
+        return this.#runShared(fn, generation);
+      }
+    }
+    return this.#execute(fn, undefined);
+  }
 
   #sharesGeneration(generation: number): boolean {
     return this.#sharedInFlight === 0 || generation === this.#sharedGeneration;
   }
 
   /**
-   * The shared handlers, made on a breaker's second call: the first takes the general path, so a
-   * breaker used once (a tenant seen once) keeps none. Null on that first call.
+   * Makes the shared handlers on a breaker's second call: the first takes the general path, so a
+   * breaker used once (a tenant seen once) keeps none. False on that first call.
    */
-  #warmUp(make: () => SharedPath): SharedPath | null {
+  #warmUp(): boolean {
     if (!this.#warm) {
       this.#warm = true;
-      return null;
+      return false;
     }
-    return make();
+    // Each closes over `this` alone: a call reaches the breaker through the handler's context,
+    // with no settle function and context of its own in between.
+    this.#onSuccess = (value) => {
+      const settled = this.#settleShared('success');
+      return settled === undefined ? value : settled.then(() => value);
+    };
+    this.#onFailure = (error) => rethrow(error, this.#settleShared(this.#classify(error)));
+    return true;
+  }
+
+  /**
+   * Records one outcome of the shared path: on the in-process path of a `MemoryStore` when the
+   * breaker has one, else through the local-first view. A promise when the caller should wait for
+   * the store.
+   */
+  #settleShared(outcome: Outcome): Promise<void> | undefined {
+    this.#sharedInFlight -= 1;
+    const fast = this.#fast;
+    if (fast === null) return this.#co.recordViewed(this.#sharedGeneration, outcome);
+    this.#settleClosed(fast, this.#sharedGeneration, outcome);
+    return undefined;
   }
 
   /** Runs `fn`, admitted on the shared path under `generation`, and settles it there. */
-  #runShared<T>(
-    fn: (signal: AbortSignal) => T | PromiseLike<T>,
-    path: SharedPath,
-    generation: number,
-  ): Promise<T> {
+  #runShared<T>(fn: (signal: AbortSignal) => T | PromiseLike<T>, generation: number): Promise<T> {
     this.#sharedGeneration = generation;
     const alone = this.#sharedInFlight === 0;
     this.#sharedInFlight += 1;
@@ -575,75 +602,53 @@ export class CircuitBreaker<Context = unknown> {
       result = Promise.reject(error);
     }
     const running: Promise<T> = result instanceof Promise ? (result as Promise<T>) : Promise.resolve(result);
-    if (stats === null) return running.then(path.onSuccess, path.onFailure) as Promise<T>;
-    // With metrics, each call's duration. A call with no other in flight on this path keeps its
-    // start in `#aloneSince` (no later call writes it while this one runs): shared handlers.
+    if (stats === null) return running.then(this.#onSuccess, this.#onFailure) as Promise<T>;
+    return this.#timedShared(running, stats, alone, started);
+  }
+
+  /**
+   * `#runShared` with metrics: each call's duration. Apart, because its closures would make every
+   * call on the shared path allocate a context for the variables they share.
+   */
+  #timedShared<T>(running: Promise<T>, stats: BaseStats, alone: boolean, started: number): Promise<T> {
+    // A call with no other in flight on this path keeps its start in `#aloneSince` (no later call
+    // writes it while this one runs): shared handlers.
     if (alone) {
-      const timed = (path.timed ??= this.#timedHandlers(path, stats));
+      const timed = (this.#timed ??= this.#timedHandlers(stats));
       return running.then(timed[0], timed[1]) as Promise<T>;
     }
     // Calls that overlap: two closures per call, as on the general path.
     return running.then(
       (value: T) => {
-        const settled = path.settle('success');
+        const settled = this.#settleShared('success');
         if (started !== 0) stats.ran('success', stats.now() - started);
         return settled === undefined ? value : settled.then(() => value);
       },
       (error: unknown) => {
         const outcome = this.#classify(error);
-        const settled = path.settle(outcome);
+        const settled = this.#settleShared(outcome);
         if (started !== 0) stats.ran(outcome, stats.now() - started);
         return rethrow(error, settled);
       },
     );
   }
 
-  /** Start of the call running alone on the shared path (see `#runShared`). */
-  #aloneSince = 0;
-
-  #timedHandlers(path: SharedPath, stats: BaseStats): NonNullable<SharedPath['timed']> {
+  #timedHandlers(stats: BaseStats): Handlers {
     return [
       (value) => {
         const started = this.#aloneSince;
-        const settled = path.settle('success');
+        const settled = this.#settleShared('success');
         if (started !== 0) stats.ran('success', stats.now() - started);
         return settled === undefined ? value : settled.then(() => value);
       },
       (error) => {
         const started = this.#aloneSince;
         const outcome = this.#classify(error);
-        const settled = path.settle(outcome);
+        const settled = this.#settleShared(outcome);
         if (started !== 0) stats.ran(outcome, stats.now() - started);
         return rethrow(error, settled);
       },
     ];
-  }
-
-  #makeSharedPath(settle: (outcome: Outcome) => Promise<void> | undefined): SharedPath {
-    return {
-      timed: null,
-      settle,
-      onSuccess: (value) => {
-        const settled = settle('success');
-        return settled === undefined ? value : settled.then(() => value);
-      },
-      onFailure: (error) => rethrow(error, settle(this.#classify(error))),
-    };
-  }
-
-  #memoryPath(fast: InProcessPath): SharedPath {
-    return this.#makeSharedPath((outcome) => {
-      this.#sharedInFlight -= 1;
-      this.#settleClosed(fast, this.#sharedGeneration, outcome);
-      return undefined;
-    });
-  }
-
-  #viewPath(co: Coordination): SharedPath {
-    return this.#makeSharedPath((outcome) => {
-      this.#sharedInFlight -= 1;
-      return co.recordViewed(this.#sharedGeneration, outcome);
-    });
   }
 
   async #execute<T>(

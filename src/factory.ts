@@ -190,6 +190,25 @@ export class BreakerFactory<Context = unknown> {
    * (see the `name` option).
    */
   breakerFor(baseName: string, context?: Context): CircuitBreaker<Context> {
+    // The per-job or per-request call, `{ tenantId }` or `{ origin }` alone, for a breaker held
+    // already: found by that value in a map of its base name (both name `base/value`), without
+    // building the name (a new string, hashed on every lookup, costs more than the call). Kept
+    // apart from the rest so this function stays small enough for V8 to inline into the caller.
+    // A base name that is not a valid one has no map: the rest says what is wrong with it.
+    if (context !== undefined && this.#name === null) {
+      const tenant = singleKey(context);
+      if (tenant !== null) {
+        // Per-job calls name one base name again and again: its map is kept at hand.
+        const tenants = baseName === this.#lastBase ? this.#lastTenants : this.#tenantsOf(baseName);
+        const found = tenants?.get(tenant);
+        if (found !== undefined) return this.#touch(found);
+      }
+    }
+    return this.#find(baseName, context);
+  }
+
+  /** `breakerFor` past its fast path: checks the base name, names the breaker, finds or makes it. */
+  #find(baseName: string, context: Context | undefined): CircuitBreaker<Context> {
     if (typeof baseName !== 'string' || baseName.length === 0) {
       throw new TypeError(`Expected the base name to be a non-empty string, got ${String(baseName)}`);
     }
@@ -207,16 +226,9 @@ export class BreakerFactory<Context = unknown> {
       // No context, no `name` option: the base name itself, with nothing allocated.
       name = baseName;
     } else {
-      // `{ tenantId }` or `{ origin }` alone, the per-job or per-request call: found by that value
-      // in a map of its base name (both name `base/value`), without building the name: a new
-      // string, hashed on every lookup, costs more than the call.
+      // Not held yet (`breakerFor` looked in the map of its base name), or not `{ tenantId }` or
+      // `{ origin }` alone: named in full.
       tenant = singleKey(context);
-      if (tenant !== null) {
-        // Per-job calls name one base name again and again: its map is kept at hand.
-        const tenants = baseName === this.#lastBase ? this.#lastTenants : this.#tenantsOf(baseName);
-        const found = tenants?.get(tenant);
-        if (found !== undefined) return this.#touch(found);
-      }
       name = defaultBreakerName(baseName, context);
     }
     const found = this.#breakers.get(name);

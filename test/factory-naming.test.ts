@@ -143,6 +143,19 @@ describe('the default breaker name', () => {
     assert.ok(factory.size <= 3);
   });
 
+  it('refuses a base name that is not one before looking for the tenant', () => {
+    const factory = new BreakerFactory<{ tenantId: string }>();
+    const a = factory.breakerFor('api', { tenantId: 'a' });
+    for (const baseName of ['', undefined, null, 1]) {
+      assert.throws(
+        () => factory.breakerFor(baseName as unknown as string, { tenantId: 'a' }),
+        TypeError,
+        `base name ${String(baseName)}`,
+      );
+    }
+    assert.equal(factory.breakerFor('api', { tenantId: 'a' }), a, 'the tenant is found again after them');
+  });
+
   it('a `name` option still decides, for any context', () => {
     const factory = new BreakerFactory<{ tenant: string }>({
       name: (base, context) => `${base}:${context?.tenant ?? '-'}`,
