@@ -61,14 +61,22 @@ interface Group {
   readonly policy: BreakerPolicy;
   /** The batches merged into this write, each counted unless its id was seen (a re-send). */
   readonly members: OutcomeBatch[];
-  /** Members (by place) left out as re-sends (their id seen before, or earlier in the group): told stale. */
-  readonly skipped: Set<number>;
+  /**
+   * Members (by place) that counted nothing: re-sends (their id seen before, or earlier in the
+   * group), and members stale by generation.
+   */
+  readonly stale: Set<number>;
   result: Promise<UpdateResult>;
 }
 
-/** The group's answer as its member at `place` gets it: stale if it was left out as a re-send. */
+/**
+ * The group's answer as its member at `place` gets it: stale as that member was; the transition
+ * the write made (an open, a lapsed override) goes to the first member only.
+ */
 function answerFor(group: Group, place: number, result: UpdateResult): UpdateResult {
-  return group.skipped.has(place) ? { ...result, stale: true, transition: null } : result;
+  const stale = group.stale.has(place);
+  if (place === 0) return result.stale === stale ? result : { ...result, stale };
+  return { ...result, stale, transition: null };
 }
 
 /**
@@ -440,14 +448,12 @@ export class DynamoDBStore implements Store, RecordExaminer {
       waiting.policy === policy
     ) {
       const place = waiting.members.push(batch) - 1;
-      return waiting.result.then((result) =>
-        answerFor(waiting, place, result.transition === null ? result : { ...result, transition: null }),
-      );
+      return waiting.result.then((result) => answerFor(waiting, place, result));
     }
     const group: Group = {
       policy,
       members: [batch],
-      skipped: new Set(),
+      stale: new Set(),
       result: Promise.resolve(null as never),
     };
     this.#waiting.set(name, group);
@@ -461,18 +467,18 @@ export class DynamoDBStore implements Store, RecordExaminer {
         let last: UpdateResult | null = null;
         let moved: UpdateResult['transition'] = null;
         const taken = new Set<string>();
-        group.skipped.clear();
+        group.stale.clear();
         for (const [place, member] of group.members.entries()) {
           if (member.id !== undefined) {
             if (seen(member.id) || taken.has(member.id)) {
-              group.skipped.add(place);
+              group.stale.add(place);
               continue;
             }
             taken.add(member.id);
             remember(member.id);
           }
           last = reducer.record(record, policy, now, member);
-          if (last.stale) group.skipped.add(place);
+          if (last.stale) group.stale.add(place);
           moved ??= last.transition;
         }
         if (last === null) return stale(record, policy, now);
