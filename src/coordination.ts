@@ -16,7 +16,7 @@ import type {
   WindowCounts,
 } from './core/types.js';
 import type { CircuitOpenError } from './errors.js';
-import { StoreError } from './errors.js';
+import { StoreError, isCircuitOpenError } from './errors.js';
 import { LocalFallback } from './fallback.js';
 import type { View } from './fallback.js';
 import { OutcomeWriter } from './outcome-writer.js';
@@ -207,22 +207,93 @@ export class Coordination implements View, WriterOwner {
   }
 
   /**
-   * A call that found every concurrency slot taken waits for one, up to `queueMs`: it asks again
-   * after a short pause that doubles (10 ms to 100 ms, jittered), and takes whatever an attempt
-   * answers other than "full" (a slot, or another rejection: the breaker opened meanwhile).
+   * A call that found every concurrency slot taken waits for one, up to `queueMs`. This breaker's
+   * queued calls in this process wait in order: the first asks the store again after a short pause
+   * that doubles (10 ms to 100 ms, jittered; cut short when this process gives a slot back), the
+   * others wait for their turn, which comes when it is admitted or gives up. A call takes whatever
+   * an attempt answers other than "full" (a slot, or another rejection: the breaker opened
+   * meanwhile, and the calls behind it then ask at once).
    */
   async #queue(retryAfterMs: number): Promise<Admitted> {
     const deadline = performance.now() + this.#o.queueMs;
     let pause = QUEUE_PAUSE_MS;
-    for (;;) {
-      const left = deadline - performance.now();
-      if (left <= 0) return this.#reject('concurrency-limit', retryAfterMs);
-      await new Promise((resolve) => setTimeout(resolve, Math.min(left, pause * (0.5 + Math.random() / 2))));
-      pause = Math.min(MAX_QUEUE_PAUSE_MS, pause * 2);
-      const attempt = await this.#attempt(true);
-      if (typeof attempt !== 'number') return attempt;
-      retryAfterMs = attempt;
+    if (this.#asking) {
+      const turn = await this.#waitTurn(deadline);
+      if (turn === null) return this.#reject('concurrency-limit', retryAfterMs);
+      if (turn === 'at-once') pause = 0;
     }
+    this.#asking = true;
+    let answer: Admitted | null = null;
+    try {
+      for (;;) {
+        const left = deadline - performance.now();
+        if (left <= 0) return this.#reject('concurrency-limit', retryAfterMs);
+        if (pause > 0) await this.#pause(Math.min(left, pause * (0.5 + Math.random() / 2)));
+        pause = Math.min(MAX_QUEUE_PAUSE_MS, Math.max(QUEUE_PAUSE_MS, pause * 2));
+        const given = this.#slotsGivenBack;
+        const attempt = await this.#attempt(true);
+        if (typeof attempt !== 'number') {
+          answer = attempt;
+          return attempt;
+        }
+        retryAfterMs = attempt;
+        // A slot given back in this process while the attempt was in flight: ask again at once.
+        if (this.#slotsGivenBack !== given) pause = 0;
+      }
+    } finally {
+      // The next call in line asks now (at once if this one found the breaker rejecting).
+      const next = this.#inLine.shift();
+      if (next === undefined) this.#asking = false;
+      else next(answer !== null && isCircuitOpenError(answer) ? 'at-once' : 'paused');
+    }
+  }
+
+  /** Calls queued behind the one asking the store (`#queue`), oldest first: each one's turn. */
+  readonly #inLine: Array<(turn: 'paused' | 'at-once') => void> = [];
+  /** Whether a queued call of this breaker in this process is asking the store (`#queue`). */
+  #asking = false;
+  /** Cuts short the pause of the call asking, when this process gives a slot back. */
+  #wakeAsker: (() => void) | null = null;
+  /** Slots this breaker gave back in this process, counted so an asker sees one it missed. */
+  #slotsGivenBack = 0;
+
+  /** Waits for this call's turn to ask (`#queue`); null when `deadline` passes first. */
+  #waitTurn(deadline: number): Promise<'paused' | 'at-once' | null> {
+    return new Promise((resolve) => {
+      const inLine = this.#inLine;
+      const turn = (how: 'paused' | 'at-once'): void => {
+        clearTimeout(timer);
+        resolve(how);
+      };
+      const timer = setTimeout(
+        () => {
+          const at = inLine.indexOf(turn);
+          if (at !== -1) inLine.splice(at, 1);
+          resolve(null);
+        },
+        Math.max(0, deadline - performance.now()),
+      );
+      inLine.push(turn);
+    });
+  }
+
+  /** The asker's pause, cut short when this process gives a slot back (`slotGivenBack`). */
+  #pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        if (this.#wakeAsker === done) this.#wakeAsker = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#wakeAsker = done;
+    });
+  }
+
+  /** A call of this breaker gave its concurrency slot back: the queued call asking may ask now. */
+  #slotGivenBack(): void {
+    this.#slotsGivenBack += 1;
+    this.#wakeAsker?.();
   }
 
   #attempt(queueable: boolean, waited = false): Attempt | Promise<Attempt> {
@@ -487,6 +558,7 @@ export class Coordination implements View, WriterOwner {
       };
       try {
         const written = this.own(() => o.store.record(this.#host.name, o.policy, release));
+        if (slot !== null) this.#slotGivenBack();
         if (isPromiseLike(written)) {
           this.#health
             .call(written, this.storeTimeoutMs(), 'record', (late) => this.#applyUpdate(late))
@@ -621,6 +693,7 @@ export class Coordination implements View, WriterOwner {
     // The slot travels with the outcome: the store gives it back in the same write, even when the
     // write otherwise changes nothing (a success with no run to reset, a stale generation).
     const batch: OutcomeBatch = slot === null ? counted : { ...counted, slots: [slot] };
+    if (slot !== null) this.#slotGivenBack();
     if (
       admission.lease === null &&
       outcome !== 'failure' &&

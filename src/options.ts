@@ -142,8 +142,10 @@ export interface BreakerOptions<Context = unknown> {
    */
   readonly concurrencyLeaseMs?: number;
   /**
-   * A call that finds every concurrency slot taken waits up to this long for one (asking the store
-   * again with a short, growing pause) before it is rejected. 0: rejected at once. @defaultValue 0
+   * A call that finds every concurrency slot taken waits up to this long for one before it is
+   * rejected. A breaker's queued calls in one process take their turns in order: the first asks the
+   * store again with a short, growing pause (10 to 100 ms; at once when this process gives a slot
+   * back), the others wait behind it. 0: rejected at once. @defaultValue 0
    */
   readonly queueMs?: number;
   /**

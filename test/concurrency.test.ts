@@ -193,6 +193,36 @@ describe('maxConcurrent: at most n calls in flight', () => {
 });
 
 describe('maxConcurrent: queueMs', () => {
+  it("a process's queued calls take their slots in the order they queued, and only the first asks the store", async () => {
+    const { clock, store, acquires } = networked();
+    const breaker = new CircuitBreaker('dep', {
+      ...LIMITED,
+      maxConcurrent: 1,
+      queueMs: 10_000,
+      store,
+      clock,
+    });
+    const holders = Array.from({ length: 6 }, () => gate());
+    const order: number[] = [];
+    const first = breaker.execute(() => holders[0]!.promise);
+    await sleep(5);
+    const queued = holders.slice(1).map((held, i) =>
+      breaker.execute(async () => {
+        order.push(i + 1);
+        await held.promise;
+      }),
+    );
+    // Five calls wait for about 300 ms: one asks the store (pauses of 10 to 100 ms), not five.
+    const before = acquires();
+    await sleep(300);
+    const asked = acquires() - before;
+    assert.ok(asked >= 1 && asked <= 12, `${asked} acquires while five calls waited`);
+    holders[0]!.open();
+    for (const held of holders.slice(1)) held.open();
+    await Promise.all([first, ...queued]);
+    assert.deepEqual(order, [1, 2, 3, 4, 5]);
+  });
+
   it('a call waits for a slot up to queueMs, and is rejected once (one event) when none frees', async () => {
     const { clock, store } = networked();
     const breaker = new CircuitBreaker('dep', { ...LIMITED, maxConcurrent: 1, queueMs: 2_000, store, clock });
