@@ -277,7 +277,7 @@ export class Coordination implements View, WriterOwner {
     });
   }
 
-  /** The asker's pause, cut short when this process gives a slot back (`slotGivenBack`). */
+  /** The asker's pause, cut short when this process gives a slot back (`#slotGivenBack`). */
   #pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
