@@ -25,7 +25,6 @@ import { BreakerFactory } from '../factory.js';
 import type { BreakerOptions } from '../options.js';
 import { resolveOptions } from '../options.js';
 import { StoreHealth } from '../store-health.js';
-import { batchNumber } from '../pending-batch.js';
 import type { Awaitable, ListPage, RecordedAcquire, Store } from '../store.js';
 import { ManualClock } from './manual-clock.js';
 import { seededRandom } from './seeded-random.js';
@@ -398,6 +397,8 @@ class ModelStore implements Store {
   fault: Fault | null = null;
   /** The id of the batch of each of `stamps` (a re-send repeats one). */
   readonly stampIds: Array<string | undefined> = [];
+  /** The id of the batch of the last `record` call, faulted or not. */
+  lastRecordId: string | undefined = undefined;
   #inFlight = new Set<Promise<unknown>>();
   readonly timing: Store['timing'];
   readonly limitsConcurrency: Store['limitsConcurrency'];
@@ -472,6 +473,7 @@ class ModelStore implements Store {
   ): Promise<UpdateResult> {
     const fault = this.fault;
     this.fault = null;
+    this.lastRecordId = batch.id;
     if (fault !== 'failed-write' && batch.quorum !== undefined) {
       this.stamps.push(
         batch.reporter === undefined
@@ -921,9 +923,13 @@ class HistoryRunner {
             const [other] = held.splice(at, 1);
             const client = clients[one!.client % clients.length]!;
             const settling: Promise<void>[] = [];
+            // The id of each permit's batch (none when its outcome was not written: a stale one).
+            const ids: Array<string | undefined> = [];
             for (const [k, h] of [one!, other!].entries()) {
               client.store.fault = step.faults[k]!;
+              client.store.lastRecordId = undefined;
               settling.push(settlePermit(h.permit, 'failure'));
+              ids.push(client.store.lastRecordId);
               // A failure's write leaves in the turn it ended in: the fault went with it.
               if (client.store.fault !== null)
                 throw new Error('model check: a failure was not written at once');
@@ -932,17 +938,13 @@ class HistoryRunner {
             const fault =
               step.faults.find((f) => f === 'lost-reply') ?? step.faults.find((f) => f !== null) ?? null;
             lostTransitions = await this.#heal(client, fault);
-            // Each batch's stamp is that of its first send that landed (a failed write sent none),
-            // the first batch's the one with the lower number.
-            const first = new Map<string, Stamp>();
-            client.store.stampIds.forEach((id, k) => {
-              if (id !== undefined && !first.has(id)) first.set(id, client.store.stamps[k]!);
-            });
-            const stamps = [...first.keys()]
-              .sort((a, b) => batchNumber(a) - batchNumber(b))
-              .map((id) => first.get(id));
+            // Each batch's stamp is that of its first send that landed (a failed write sent none).
+            const stampOf = (id: string | undefined): Stamp | undefined => {
+              const at = id === undefined ? -1 : client.store.stampIds.indexOf(id);
+              return at === -1 ? undefined : client.store.stamps[at];
+            };
             for (const [k, h] of [one!, other!].entries()) {
-              const stamp = stamps[k];
+              const stamp = stampOf(ids[k]);
               const result = ref.settle(now, h.generation, h.lease, h.slot, 'failure', stamp);
               settled(client, result, 'failure', step.faults[k]!);
             }
