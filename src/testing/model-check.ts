@@ -379,6 +379,10 @@ function sickenOne(history: readonly ModelStep[], clients: number, random: () =>
     }
     if (step.op === 'settle' && step.outcome === 'failure' && random() < 0.7)
       return { ...step, outcome: 'ignored' };
+    // Under a quorum, which of two failures in one turn answers below it first (and opens its
+    // client on its own) is not modelled: one settles.
+    if (step.op === 'settle-pair')
+      return { op: 'settle', pick: step.pick, outcome: 'failure', fault: step.faults[0] };
     return step;
   });
 }
