@@ -387,8 +387,11 @@ function sickenOne(history: readonly ModelStep[], clients: number, random: () =>
   });
 }
 
-/** What a breaker under a quorum adds to a batch it sends (`OutcomeBatch.quorum`, `reporter`). */
-type Stamp = Pick<OutcomeBatch, 'quorum' | 'reporter'>;
+/**
+ * What a breaker under a quorum adds to a batch it sends (`OutcomeBatch.quorum`, `reporter`), with
+ * the batch's id (the reducer ignores it).
+ */
+type Stamp = Pick<OutcomeBatch, 'quorum' | 'reporter' | 'id'>;
 
 /**
  * Wraps one client's store: counts the calls in flight (so a step can wait for all of them, those
@@ -399,8 +402,6 @@ type Stamp = Pick<OutcomeBatch, 'quorum' | 'reporter'>;
 class ModelStore implements Store {
   readonly inner: Store;
   fault: Fault | null = null;
-  /** The id of the batch of each of `stamps` (a re-send repeats one). */
-  readonly stampIds: Array<string | undefined> = [];
   /** The id of the batch of the last `record` call, faulted or not. */
   lastRecordId: string | undefined = undefined;
   #inFlight = new Set<Promise<unknown>>();
@@ -414,7 +415,10 @@ class ModelStore implements Store {
     policy: BreakerPolicy,
     batch: OutcomeBatch,
   ) => Promise<RecordedAcquire>;
-  /** Quorum (and reporter, of failures) of the batches that reached the store (`record`), in order. */
+  /**
+   * Quorum (and reporter, of failures) of the batches that reached the store (`record`), in order,
+   * with their ids (a re-send repeats one).
+   */
   readonly stamps: Stamp[] = [];
   readonly #lateMs: number;
 
@@ -479,12 +483,11 @@ class ModelStore implements Store {
     this.fault = null;
     this.lastRecordId = batch.id;
     if (fault !== 'failed-write' && batch.quorum !== undefined) {
-      this.stamps.push(
-        batch.reporter === undefined
-          ? { quorum: batch.quorum }
-          : { quorum: batch.quorum, reporter: batch.reporter },
-      );
-      this.stampIds.push(batch.id);
+      this.stamps.push({
+        quorum: batch.quorum,
+        ...(batch.reporter === undefined ? {} : { reporter: batch.reporter }),
+        ...(batch.id === undefined ? {} : { id: batch.id }),
+      });
     }
     if (fault === null) return this.#track(Promise.resolve(send(key, policy, batch)));
     const lateMs = this.#lateMs;
@@ -802,7 +805,6 @@ class HistoryRunner {
         for (const c of clients) {
           c.transitions.length = 0;
           c.store.stamps.length = 0;
-          c.store.stampIds.length = 0;
         }
         const expected: Move[] = [];
         let lostTransitions = false;
@@ -943,10 +945,8 @@ class HistoryRunner {
               step.faults.find((f) => f === 'lost-reply') ?? step.faults.find((f) => f !== null) ?? null;
             lostTransitions = await this.#heal(client, fault);
             // Each batch's stamp is that of its first send that landed (a failed write sent none).
-            const stampOf = (id: string | undefined): Stamp | undefined => {
-              const at = id === undefined ? -1 : client.store.stampIds.indexOf(id);
-              return at === -1 ? undefined : client.store.stamps[at];
-            };
+            const stampOf = (id: string | undefined): Stamp | undefined =>
+              id === undefined ? undefined : client.store.stamps.find((stamp) => stamp.id === id);
             for (const [k, h] of [one!, other!].entries()) {
               const stamp = stampOf(ids[k]);
               const result = ref.settle(now, h.generation, h.lease, h.slot, 'failure', stamp);

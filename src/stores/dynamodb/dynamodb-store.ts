@@ -160,7 +160,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
   readonly #logger: Logger | null;
   readonly #onCorruptRecord: ((name: string) => void) | null;
   readonly #maxAttempts: number;
-  /** Per breaker: the batch waiting for the write in flight to finish, and that write. */
+  /**
+   * Per breaker: the group waiting for the write in flight to finish, and this process's write in
+   * flight (a count or a group, set from the moment a group is made: see `#inFlight`).
+   */
   readonly #waiting = new Map<string, Group>();
   readonly #writing = new Map<string, Promise<void>>();
   /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's item. */
@@ -282,16 +285,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
     // flight (a count, or a group) joins the next group. Two counts in flight at once could both
     // land before the open the first one trips (a second write): the second would be counted in
     // the window of a breaker its completion found open (the model check's settle-pair step).
-    if (!this.#writing.has(name) && !this.#waiting.has(name)) {
+    // (A group waiting to start is in `#writing` too: it is set when the group is made.)
+    if (!this.#writing.has(name)) {
       const counting = this.#count(name, policy, batch);
-      const done: Promise<void> = counting.then(
-        () => undefined,
-        () => undefined,
-      );
-      this.#writing.set(name, done);
-      void done.then(() => {
-        if (this.#writing.get(name) === done) this.#writing.delete(name);
-      });
+      this.#inFlight(name, counting);
       const counted = await counting;
       if (counted !== null) return counted;
     }
@@ -485,7 +482,13 @@ export class DynamoDBStore implements Store, RecordExaminer {
         return { ...last, transition: moved };
       });
     });
-    const done: Promise<void> = group.result.then(
+    this.#inFlight(name, group.result);
+    return group.result.then((result) => answerFor(group, 0, result));
+  }
+
+  /** Marks `writing` as this process's write of breaker `name` in flight, until it settles. */
+  #inFlight(name: string, writing: Promise<unknown>): void {
+    const done: Promise<void> = writing.then(
       () => undefined,
       () => undefined,
     );
@@ -493,7 +496,6 @@ export class DynamoDBStore implements Store, RecordExaminer {
     void done.then(() => {
       if (this.#writing.get(name) === done) this.#writing.delete(name);
     });
-    return group.result.then((result) => answerFor(group, 0, result));
   }
 
   force(

@@ -19,8 +19,8 @@ Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, op
             belowQuorum }
 Writes    only when something changed, and then the batch's number (field w). Publishes the
           transition it made. A batch its writer's entry says was applied changes nothing
-          (stale = 1): it was a re-send of a write whose reply was lost. The slots it names are given back first,
-          whatever else it does (a stale batch, a re-send, a success with no run to reset); a batch
+          (stale = 1): it was a re-send of a write whose reply was lost. The slots it names are
+          given back first, whatever else it does (a stale batch, a re-send, a success with no run to reset); a batch
           that only gives back slots makes no record.
 Errors    CIRCUITRY_BADARG <what>
 ]]
@@ -228,7 +228,7 @@ local function record_op(KEYS, ARGV)
     end
   end
 
-  -- The writers' entries with this batch in them, as field w's new value ('' when no id).
+  -- The writers' entries with this batch in them, as field w's new value (nil: a batch without an id).
   local function remembered()
     if writers == nil then
       return nil
