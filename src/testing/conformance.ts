@@ -12,7 +12,14 @@ import {
 import * as reducer from '../core/reducer.js';
 import { NO_RECORD } from '../core/reducer.js';
 import { seededRandom } from './seeded-random.js';
-import type { AcquireResult, BreakerPolicy, OutcomeBatch, ProbeResult, UpdateResult } from '../core/types.js';
+import type {
+  AcquireResult,
+  BreakerPolicy,
+  OutcomeBatch,
+  Override,
+  ProbeResult,
+  UpdateResult,
+} from '../core/types.js';
 import type { BreakerOptions } from '../options.js';
 import { resolveOptions } from '../options.js';
 import type { StateChangeMessage, Store } from '../store.js';
@@ -1647,6 +1654,64 @@ export function describeStoreConformance(
         assert.equal(closing.acquire.admitted, true);
         assert.equal(closing.acquire.state, 'closed');
         assert.equal(closing.acquire.lease, null);
+      });
+
+      test('the carried acquire answers as an acquire sent after the record would', async (h, key) => {
+        // Under a failure rate every outcome counts; after a close from half-open the breaker has a
+        // closedAt; with a limit, an admission takes a slot (never given back here, so many are
+        // allowed); metrics-only admits but is an override.
+        const rate = failureRate(0.5, { minimumCalls: 1_000, windowMs: 60_000 });
+        const cases: { name: string; policy: BreakerPolicy; override?: Override; reclose?: boolean }[] = [
+          { name: 'rate', policy: policyOf({ trip: rate }) },
+          { name: 'count', policy: policyOf({ trip: tripped }) },
+          { name: 'limit', policy: policyOf({ trip: rate, maxConcurrent: 100 }) },
+          { name: 'metrics', policy: policyOf({ trip: rate }), override: 'metrics-only' },
+          { name: 'reclosed', policy: policyOf({ trip: tripped, successThreshold: 1 }), reclose: true },
+        ];
+        let n = 10;
+        for (const { name, policy, override, reclose } of cases) {
+          const k = `${key}-${name}`;
+          if (reclose === true) {
+            const probe = await halfOpen(h, k, policy);
+            const closed = await record(
+              h,
+              k,
+              policy,
+              outcomes(probe.generation, { probes: [{ lease: probe.lease!, outcome: 'success' }] }),
+            );
+            assert.equal(closed.snapshot.state, 'closed');
+          }
+          const { generation } = await acquire(h, k, policy);
+          await record(h, k, policy, outcomes(generation, { failures: 1 }));
+          if (override !== undefined) await h.store.force(k, policy, override);
+          const g = (await acquire(h, k, policy)).generation;
+          for (const batch of [
+            outcomes(g, { successes: 1, trailingFailures: 0 }),
+            outcomes(g, { failures: 1 }),
+            outcomes(g, { successes: 2, failures: 1, trailingFailures: 0 }),
+          ]) {
+            const carried = await both(h, k, policy, { ...batch, id: `c.${n++}` });
+            const after = await h.store.acquire(k, policy);
+            const shape = (a: AcquireResult) => ({
+              admitted: a.admitted,
+              reason: a.reason,
+              generation: a.generation,
+              state: a.state,
+              override: a.override,
+              openUntil: a.openUntil,
+              lease: a.lease === null,
+              slot: (a.slot ?? null) === null,
+              consecutiveFailures: a.consecutiveFailures,
+              closedAt: a.closedAt,
+              transition: a.transition,
+            });
+            assert.deepEqual(shape(carried.acquire), shape(after), `${name}: ${JSON.stringify(batch)}`);
+            if (carried.acquire.consecutiveFailures !== undefined) {
+              assert.equal(carried.acquire.consecutiveFailures, carried.update.snapshot.counts.consecutiveFailures);
+            }
+            assert.ok(carried.acquire.now >= carried.update.snapshot.now);
+          }
+        }
       });
 
       if (options.idempotentBatches === true) {

@@ -71,6 +71,66 @@ describe('Redis records', () => {
     );
   });
 
+  it('read buckets strictly: any stray character, empty entry or sixth number is corrupt', async () => {
+    const reset: string[] = [];
+    const store = new RedisStore({ client, prefix: 'buckets:', onCorruptRecord: (name) => reset.push(name) });
+    const policy = policyOf({ trip: consecutiveFailures(100) });
+    const key = breakerKey('buckets:', 'b');
+    const index = Math.floor(Date.now() / policy.bucketMs);
+    const bucket = (i: number, f: number) => `${i}:0:${f}:0:0`;
+    // A failure recorded onto a record whose buckets field is `buckets`: its failures after.
+    const record = async (buckets: string) => {
+      await client.del(key);
+      await client.hset(key, 'v', '1', 'state', 'closed', 'gen', '100', 'buckets', buckets);
+      const failure = { ...outcomes(100, { failures: 1 }), id: 'a.1', idFloor: 1 };
+      return (await store.record('b', policy, failure)).snapshot.counts.failures;
+    };
+    assert.equal(await record(`${bucket(index - 1, 2)},${bucket(index, 3)}`), 6);
+    assert.equal(await record(bucket(index, 3)), 4);
+    assert.deepEqual(reset, []);
+    for (const bad of [
+      `${bucket(index - 1, 2)}:${bucket(index, 3)}`, // ':' between entries
+      `${bucket(index - 1, 2)}-${bucket(index, 3)}`, // '-' between entries
+      `${bucket(index - 1, 2)},`,
+      `,${bucket(index, 3)}`,
+      `${bucket(index - 1, 2)},,${bucket(index, 3)}`,
+      `${bucket(index, 3)}:0`,
+      `x${bucket(index, 3)}`,
+      `${bucket(index, 3)} `,
+      `${index}:0:${'9'.repeat(17)}:0:0`,
+    ]) {
+      reset.length = 0;
+      // Reset: a fresh record, of which the batch (admitted under the old generation) is stale.
+      assert.equal(await record(bad), 0, bad);
+      assert.deepEqual(reset, ['b'], bad);
+    }
+  });
+
+  it('a malformed field w is forgotten; a well-formed one still dedupes', async () => {
+    const store = new RedisStore({ client, prefix: 'writers:' });
+    const policy = policyOf({ trip: consecutiveFailures(100) });
+    const key = breakerKey('writers:', 'w');
+    const { generation } = await store.acquire('w', policy);
+    const failure = (n: number) => ({ ...outcomes(generation, { failures: 1 }), id: `a.${n}`, idFloor: n });
+    await store.record('w', policy, failure(1));
+    assert.match((await client.hget(key, 'w')) ?? '', /^a=1:\d+:1$/);
+    assert.equal((await store.record('w', policy, failure(1))).stale, true, 'a re-send');
+    // Two entries, one with several numbers, parse: batch 5 of writer a was applied.
+    const until = Math.floor(Date.now() / 1000) + 60;
+    await client.hset(key, 'w', `b=1:${until}:1,a=4:${until}:4:5`);
+    assert.equal((await store.record('w', policy, failure(5))).stale, true);
+    assert.equal((await store.record('w', policy, { ...failure(3), idFloor: 3 })).stale, true, 'below its floor');
+    // Malformed: the field is forgotten, so the batch counts (and is remembered again).
+    for (const bad of [`a=4:${until}:5,`, `a=4:${until}:5;b=1:${until}:1`, `a=4:${until}:5,,b=1:${until}:1`]) {
+      await client.hset(key, 'w', bad);
+      const before = (await store.inspect('w', policy))!.counts.failures;
+      const result = await store.record('w', policy, failure(5));
+      assert.equal(result.stale, false, bad);
+      assert.equal(result.snapshot.counts.failures, before + 1, bad);
+      assert.match((await client.hget(key, 'w')) ?? '', /^a=5:\d+:5$/, bad);
+    }
+  });
+
   it('a reply of the wrong shape is a StoreError, not a crash (functions and scripts)', async () => {
     const wrong = async () => ['acquire', 'not-a-number'];
     for (const fake of [

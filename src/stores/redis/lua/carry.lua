@@ -14,5 +14,12 @@ Errors    CIRCUITRY_BADARG <what> (from the record: then nothing was acquired ei
 -- @include op-record.lua
 -- @include op-acquire.lua
 
-local recorded = record_op(KEYS, ARGV)
+local recorded, closed = record_op(KEYS, ARGV)
+if closed ~= nil then
+  -- The record took its hot path and left the breaker closed with no override, at the generation
+  -- it wrote (and there is no concurrency limit): acquire_op's hot path answer, without reading
+  -- the same fields again.
+  return { recorded, { 'acquire', 0, closed.now, 1, '', 0, closed.gen, '', 'closed', '', 0, '', '', 0, closed.cf,
+    closed.ca, '' } }
+end
 return { recorded, acquire_op(KEYS, ARGV) }

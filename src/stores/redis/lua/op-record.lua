@@ -16,7 +16,8 @@ ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
 Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
             successes, failures, slow, ignored, consecutiveFailures, activeProbes,
             probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration,
-            belowQuorum }
+            belowQuorum }, and a second value for carry.lua when the batch took the hot path and
+          left the breaker closed with no override and no concurrency limit: { gen, cf, ca, now }
 Writes    only when something changed, and then the batch's number (field w). Publishes the
           transition it made. A batch its writer's entry says was applied changes nothing
           (stale = 1): it was a re-send of a write whose reply was lost. The slots it names are
@@ -37,28 +38,40 @@ local DEDUP_MS = 60000
 local MAX_WRITERS = 512
 
 -- Field w as { list = writers oldest first, by = entry by writer }; an entry is
--- { id, floor, untilS, numbers }. Entries past their time are left out.
+-- { id, floor, untilS, numbers }. Entries past their time are left out. One pattern pass for the
+-- entries (as parse_buckets), and none for the common entry of one number.
 local function parse_writers(s, now)
   local writers = { list = {}, by = {} }
   if s == nil or s == '' then
     return writers
   end
   local nowS = now / 1000
-  for entry in string.gmatch(s, '[^,]+') do
-    local id, floor, untilS, rest = string.match(entry, '^([%w_%.%-]+)=(%d+):(%d+)([:%d]*)$')
-    if id == nil then
+  local at = 1
+  for first, id, floor, untilS, rest, after in string.gmatch(s, '()([%w_%.%-]+)=(%d+):(%d+)([:%d]*)()') do
+    if first ~= at or (after <= #s and string.byte(s, after) ~= 44) then -- ','
       return { list = {}, by = {} }
     end
     local e = { id = id, floor = tonumber(floor), untilS = tonumber(untilS), numbers = {} }
-    for n in string.gmatch(rest, ':(%d+)') do
-      e.numbers[#e.numbers + 1] = tonumber(n)
+    if rest ~= '' then
+      local one = string.find(rest, ':', 2, true) == nil and tonumber(string.sub(rest, 2))
+      if one then
+        e.numbers[1] = one
+      else
+        for n in string.gmatch(rest, ':(%d+)') do
+          e.numbers[#e.numbers + 1] = tonumber(n)
+        end
+      end
     end
     if e.untilS > nowS and writers.by[id] == nil then
       writers.list[#writers.list + 1] = e
       writers.by[id] = e
     end
+    if after > #s then
+      return writers
+    end
+    at = after + 1
   end
-  return writers
+  return { list = {}, by = {} }
 end
 
 -- Whether the writer's batch numbered n changed the record already (or is below its floor).
@@ -75,7 +88,10 @@ local function was_applied(e, n)
 end
 
 local function encode_entry(id, floor, untilS, numbers)
-  local parts = { id .. '=' .. int(floor) .. ':' .. int(untilS) }
+  if #numbers == 1 then
+    return string.format('%s=%d:%d:%d', id, floor, untilS, numbers[1])
+  end
+  local parts = { string.format('%s=%d:%d', id, floor, untilS) }
   for _, x in ipairs(numbers) do
     parts[#parts + 1] = int(x)
   end
@@ -216,9 +232,23 @@ local function record_op(KEYS, ARGV)
   (its floor; below it, nothing comes again). A batch seen before changes nothing and answers the
   current state as stale. A batch that changed nothing is not remembered: a tenant that only
   succeeds costs no record. ]]
+  -- The fields the hot path below reads, with field w: one read for both (nil: the batch cannot
+  -- take the hot path, or the key is not a hash).
+  local q = nil
+  if #ARGV < firstProbe and not reporting then
+    q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets', 'ca', 'slots', 'w')
+    if q.err then
+      q = nil
+    end
+  end
   local writers = nil
   if writer ~= '' then
-    local w = redis.pcall('HGET', key, 'w')
+    local w
+    if q ~= nil then
+      w = q[9]
+    else
+      w = redis.pcall('HGET', key, 'w')
+    end
     writers = parse_writers(type(w) == 'string' and w or nil, now)
     local seen = writers.by[writer]
     if seen ~= nil and was_applied(seen, number) then
@@ -279,9 +309,8 @@ local function record_op(KEYS, ARGV)
   --[[ The hot path: counting outcomes in a closed breaker with no override, at its generation, that
   do not trip it. Reads and writes only the fields that change (closed implies no leases, openUntil,
   probe successes and reopens of 0). Anything else takes the general path below. ]]
-  if #ARGV < firstProbe and not reporting then
-    local q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets', 'ca', 'slots')
-    if not q.err and q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
+  if q ~= nil then
+    if q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
       local cf = count_or_zero(q[5])
       local buckets = parse_buckets(q[6] or '')
       local slots = parse_leases(q[8] or '')
@@ -320,8 +349,14 @@ local function record_op(KEYS, ARGV)
             redis.call('HSET', key, unpack(set))
             redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
           end
-          return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
-            count_or_zero(q[7]) or 0, #unexpired(slots, now), '', '', 0, 0 }
+          local ca = count_or_zero(q[7])
+          local reply = { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
+            ca or 0, #unexpired(slots, now), '', '', 0, 0 }
+          if p.maxConcurrent == 0 and ca ~= nil and generation >= 1 then
+            -- The breaker as acquire_op's hot path would read it now (carry.lua need not read it again).
+            return reply, { gen = generation, cf = r.cf, ca = ca, now = now }
+          end
+          return reply
         end
       end
     end
