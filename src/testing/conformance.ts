@@ -1707,7 +1707,10 @@ export function describeStoreConformance(
             });
             assert.deepEqual(shape(carried.acquire), shape(after), `${name}: ${JSON.stringify(batch)}`);
             if (carried.acquire.consecutiveFailures !== undefined) {
-              assert.equal(carried.acquire.consecutiveFailures, carried.update.snapshot.counts.consecutiveFailures);
+              assert.equal(
+                carried.acquire.consecutiveFailures,
+                carried.update.snapshot.counts.consecutiveFailures,
+              );
             }
             assert.ok(carried.acquire.now >= carried.update.snapshot.now);
           }

@@ -119,9 +119,17 @@ describe('Redis records', () => {
     const until = Math.floor(Date.now() / 1000) + 60;
     await client.hset(key, 'w', `b=1:${until}:1,a=4:${until}:4:5`);
     assert.equal((await store.record('w', policy, failure(5))).stale, true);
-    assert.equal((await store.record('w', policy, { ...failure(3), idFloor: 3 })).stale, true, 'below its floor');
+    assert.equal(
+      (await store.record('w', policy, { ...failure(3), idFloor: 3 })).stale,
+      true,
+      'below its floor',
+    );
     // Malformed: the field is forgotten, so the batch counts (and is remembered again).
-    for (const bad of [`a=4:${until}:5,`, `a=4:${until}:5;b=1:${until}:1`, `a=4:${until}:5,,b=1:${until}:1`]) {
+    for (const bad of [
+      `a=4:${until}:5,`,
+      `a=4:${until}:5;b=1:${until}:1`,
+      `a=4:${until}:5,,b=1:${until}:1`,
+    ]) {
       await client.hset(key, 'w', bad);
       const before = (await store.inspect('w', policy))!.counts.failures;
       const result = await store.record('w', policy, failure(5));
