@@ -475,6 +475,56 @@ describe('the factory', () => {
     assert.equal((await again.state()).state, 'open', 'the state was in the store all along');
   });
 
+  it('never drops a breaker with calls in flight on the closed path of a MemoryStore, first or shared', async () => {
+    // A breaker's first call takes the general closed path (counted in the view's `inFlight`), the
+    // later ones the shared path (counted by the breaker alone): the registry must see both.
+    const factory = new BreakerFactory({ maxBreakers: 2 });
+    const held = factory.breakerFor('held');
+    let others = 0;
+    const crowd = (): void => {
+      for (let i = 0; i < 5; i++) factory.breakerFor(`other-${others++}`);
+    };
+    const releases: Array<() => void> = [];
+    const pending = (): Promise<void> => new Promise<void>((resolve) => releases.push(resolve));
+    const first = held.execute(pending);
+    crowd();
+    assert.equal(factory.breakerFor('held'), held, 'kept while its first call runs');
+    releases.shift()!();
+    await first;
+    const shared = [held.execute(pending), held.execute(pending)];
+    crowd();
+    assert.equal(factory.breakerFor('held'), held, 'kept while two calls run on the shared path');
+    releases.shift()!();
+    await shared[0];
+    crowd();
+    assert.equal(factory.breakerFor('held'), held, 'kept while one of them still runs');
+    releases.shift()!();
+    await shared[1];
+    crowd();
+    assert.notEqual(factory.breakerFor('held'), held, 'dropped once idle');
+  });
+
+  it('keeps count of calls in flight when the state moves while a shared-path call runs', async () => {
+    // The call settles through the general path (its generation is gone): a call counted by the
+    // breaker alone must not be taken off the view's count as well, or a later permit would not
+    // keep the breaker.
+    const factory = new BreakerFactory({ maxBreakers: 2, trip: consecutiveFailures(1) });
+    const held = factory.breakerFor('held');
+    await held.execute(ok); // the next call takes the shared path
+    let release = (): void => undefined;
+    const running = held.execute(() => new Promise<void>((resolve) => (release = resolve)));
+    await held.force('forced-closed');
+    await held.force(null);
+    release();
+    await running;
+    const permit = await held.acquire();
+    for (let i = 0; i < 5; i++) factory.breakerFor(`other-${i}`);
+    assert.equal(factory.breakerFor('held'), held, 'kept while its permit is out');
+    await permit.success();
+    for (let i = 5; i < 10; i++) factory.breakerFor(`other-${i}`);
+    assert.notEqual(factory.breakerFor('held'), held, 'dropped once idle');
+  });
+
   it('health() lists the breakers with state, counts and failure rate', async () => {
     const factory = new BreakerFactory({ trip: consecutiveFailures(2) });
     await factory.breakerFor('up').execute(ok);

@@ -100,6 +100,47 @@ describe('MemoryStore retention', () => {
     assert.equal(store.inspect('busy', strict)?.state, 'open');
   });
 
+  it('ages on the plain successes of the in-process path alone: a quiet breaker is forgotten', async () => {
+    // A plain success of the closed path ages the map only when a rotation is due (the period
+    // covers its retention already): with nothing else written, rotations must still happen.
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    store.record('quiet', policy, batch(1, 0));
+    const busy = new CircuitBreaker('busy', {
+      store,
+      clock,
+      openMs: 1_000,
+      backoff: { multiplier: 2, maxOpenMs: 8_000 },
+      jitter: 0.5,
+    });
+    for (let i = 0; i < 8; i++) {
+      assert.equal(await busy.execute(() => Promise.resolve(i)), i);
+      clock.advance(retention / 2);
+    }
+    assert.equal(store.inspect('quiet', policy), null);
+    assert.deepEqual(store.list('').keys, ['busy']);
+  });
+
+  it('a longer retention first seen on the in-process path still lengthens the period', async () => {
+    // Two breakers of one name with different policies share the record: the second one's plain
+    // successes go through the closed path, and its retention (an hour's open period) must count.
+    const clock = new ManualClock();
+    const store = new MemoryStore({ clock });
+    const short = new CircuitBreaker('shared', { store, clock });
+    const long = new CircuitBreaker('shared', { store, clock, openMs: 3_600_000 });
+    const defaults = resolveOptions({}).policy;
+    await short.execute(() => Promise.resolve(1));
+    await short.execute(() => Promise.resolve(2));
+    await long.execute(() => Promise.resolve(3));
+    store.record('quiet', defaults, batch(1, 0));
+    // 20 minutes of the short breaker's successes: more than two default retentions (~6 minutes).
+    for (let i = 0; i < 20; i++) {
+      clock.advance(60_000);
+      await short.execute(() => Promise.resolve(i));
+    }
+    assert.notEqual(store.inspect('quiet', defaults), null, 'kept for the hour the period now covers');
+  });
+
   it('touching a breaker, even by reading it, keeps it', () => {
     const clock = new ManualClock();
     const store = new MemoryStore({ clock });
