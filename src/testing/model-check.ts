@@ -41,7 +41,9 @@ import { seededRandom } from './seeded-random.js';
  *
  * Steps run one at a time and wait until every store call they started has settled (writes the
  * breaker does not make its caller wait for included), so the store applies outcomes in completion
- * order and the reference knows that order.
+ * order and the reference knows that order, but for `settle-cross` (two clients' writes in flight
+ * at once), whose order the reference takes from the store's state: either order is right, a
+ * state neither order gives is a violation.
  */
 
 /** What the model check needs of a store. */
@@ -96,6 +98,12 @@ export interface ModelCheckOptions {
    * @defaultValue whether the store has `heartbeat`
    */
   readonly quorum?: boolean;
+  /**
+   * Histories include `settle-cross` steps: permits of two clients settled in one event-loop turn,
+   * whose writes the store applies in either order (not in histories with a quorum).
+   * @defaultValue true
+   */
+  readonly crossClientPairs?: boolean;
   /** Shorten a failing history before reporting it. @defaultValue true */
   readonly shrink?: boolean;
   /** Progress lines (one per 50 histories, and the shrinking). @defaultValue none */
@@ -162,6 +170,19 @@ export type ModelStep =
       readonly pick: number;
       /** The store faults injected into the two writes, in settling order. */
       readonly faults: readonly [Fault | null, Fault | null];
+    }
+  | {
+      /**
+       * Two permits of different clients are settled in the same event-loop turn: their writes
+       * are in flight at once on two connections, and the store applies them in an order the
+       * model check cannot see. The reference takes the order the store's state matches (either
+       * of the two); a store that matches neither lost, doubled or misplaced an outcome.
+       */
+      readonly op: 'settle-cross';
+      /** Which held permit (modulo how many are held); the other is the first of another client. */
+      readonly pick: number;
+      /** How the two permits are settled, in that order. */
+      readonly outcomes: readonly [Outcome, Outcome];
     }
   | {
       /** A client runs a call through `execute`. */
@@ -300,6 +321,8 @@ export function describeStep(step: ModelStep): string {
       return `permit #${step.pick} settles: ${step.outcome}, and its client acquires again at once`;
     case 'settle-pair':
       return `permit #${step.pick} and the next of its client's fail in one turn${step.faults.some((f) => f !== null) ? ` (${step.faults.map((f) => f ?? 'no fault').join(', ')})` : ''}`;
+    case 'settle-cross':
+      return `permit #${step.pick} settles: ${step.outcomes[0]}, and in the same turn the first permit of another client: ${step.outcomes[1]}`;
     case 'execute':
       return `client ${step.client} executes: ${step.outcome}${step.fault === null ? '' : ` (${step.fault})`}`;
     case 'advance':
@@ -319,6 +342,7 @@ export function randomHistory(
   steps: number,
   clients: number,
   faults: readonly Fault[],
+  crossClient = true,
 ): ModelStep[] {
   const history: ModelStep[] = [];
   const outcome = (): Outcome => {
@@ -335,9 +359,17 @@ export function randomHistory(
     const r = random();
     const client = Math.floor(random() * clients);
     if (r < 0.25) history.push({ op: 'acquire', client });
-    else if (r < 0.38)
+    else if (r < 0.31)
       history.push({ op: 'settle', pick: Math.floor(random() * 8), outcome: outcome(), fault: fault() });
-    else if (r < 0.42) {
+    else if (r < 0.38) {
+      if (crossClient)
+        history.push({
+          op: 'settle-cross',
+          pick: Math.floor(random() * 8),
+          outcomes: [outcome(), outcome()],
+        });
+      else history.push({ op: 'settle', pick: Math.floor(random() * 8), outcome: outcome(), fault: null });
+    } else if (r < 0.42) {
       // Faults are likelier here: what the step is for is a re-send beside another write.
       const pairFault = (): Fault | null => (random() < 0.3 ? (fault() ?? faults[0] ?? null) : null);
       history.push({ op: 'settle-pair', pick: Math.floor(random() * 8), faults: [pairFault(), pairFault()] });
@@ -383,6 +415,9 @@ function sickenOne(history: readonly ModelStep[], clients: number, random: () =>
     // client on its own) is not modelled: one settles.
     if (step.op === 'settle-pair')
       return { op: 'settle', pick: step.pick, outcome: 'failure', fault: step.faults[0] };
+    // Nor which of two clients' failures in one turn answers first: one settles.
+    if (step.op === 'settle-cross')
+      return { op: 'settle', pick: step.pick, outcome: step.outcomes[0], fault: null };
     return step;
   });
 }
@@ -534,6 +569,14 @@ class Reference {
     readonly eager: boolean,
   ) {}
 
+  /** A copy that goes its own way from here (the same record and lease numbers). */
+  clone(): Reference {
+    const copy = new Reference(this.policy, this.eager);
+    copy.record = this.record === null ? null : structuredClone(this.record);
+    copy.#leases = this.#leases;
+    return copy;
+  }
+
   #make(now: number): BreakerRecord {
     this.record ??= reducer.emptyRecord(reducer.initialGeneration(now));
     return this.record;
@@ -672,7 +715,13 @@ export async function runModelCheck(
       const random = seededRandom(historySeed);
       const policy = policies[Math.floor(random() * policies.length)]!;
       const limit = limits && random() < 0.5 ? MODEL_LIMIT : 0;
-      const drawn = randomHistory(random, stepsPerHistory, clientCount, faults);
+      const drawn = randomHistory(
+        random,
+        stepsPerHistory,
+        clientCount,
+        faults,
+        options.crossClientPairs !== false,
+      );
       const variant: Variant = { policy, limit, quorum: quorums && random() < 0.4 };
       // Under a quorum, client 0 is the sick one: most failures come from it alone, so they
       // often trip the policy below the quorum.
@@ -954,6 +1003,47 @@ class HistoryRunner {
             }
             break;
           }
+          case 'settle-cross': {
+            const first = held.length === 0 ? -1 : step.pick % held.length;
+            const second = first === -1 ? -1 : held.findIndex((h) => h.client !== held[first]!.client);
+            if (second === -1) break; // one client holds every permit: nothing happens
+            const pair = [held[first]!, held[second]!] as const;
+            held.splice(Math.max(first, second), 1);
+            held.splice(Math.min(first, second), 1);
+            await Promise.all(pair.map((h, k) => settlePermit(h.permit, step.outcomes[k]!)));
+            await idle();
+            // The store applied the two in one order or the other: the reference takes the one
+            // whose state (and transitions) the store shows. Without a quorum, a batch's stamp
+            // adds only its id, which the reducer ignores.
+            const reported = clients.flatMap((c) => c.transitions);
+            const why: string[] = [];
+            for (const order of [
+              [0, 1],
+              [1, 0],
+            ] as const) {
+              const candidate = ref.clone();
+              const moves: Move[] = [];
+              for (const k of order) {
+                const h = pair[k];
+                const result = candidate.settle(now, h.generation, h.lease, h.slot, step.outcomes[k]);
+                if (result?.transition != null)
+                  moves.push({ from: result.transition.from, to: result.transition.to, local: false });
+              }
+              const mismatch = await this.#compare(candidate, name, policy, clock.now());
+              if (mismatch === null && sameTransitions(moves, reported)) {
+                reference = candidate;
+                expected.push(...moves);
+                why.length = 0;
+                break;
+              }
+              const which = order[0] === 0 ? 'in the order settled' : 'the other way round';
+              why.push(
+                `${which}, ${mismatch ?? `transitions reported ${JSON.stringify(reported)}, the reference made ${JSON.stringify(moves)}`}`,
+              );
+            }
+            if (why.length > 0) fail(i, `in neither order of the two: ${why.join('; ')}`);
+            break;
+          }
           case 'settle-acquire': {
             if (held.length === 0) break;
             const [one] = held.splice(step.pick % held.length, 1);
@@ -1031,7 +1121,7 @@ class HistoryRunner {
           }
         }
         if (failure !== null) break;
-        const mismatch = await this.#compare(ref, name, policy, clock.now());
+        const mismatch = await this.#compare(reference, name, policy, clock.now());
         if (mismatch !== null) fail(i, mismatch);
         const reported = clients.flatMap((c) => c.transitions);
         if (!sameTransitions(expected, reported) && !(lostTransitions && isSubset(reported, expected))) {

@@ -10,7 +10,7 @@ import { itemKey } from '../../src/stores/dynamodb/dynamodb-store.js';
 import { describeStoreConformance, outcomes, policyOf } from '../../src/testing/conformance.js';
 import type { CorruptionKind } from '../../src/testing/conformance.js';
 import { ManualClock } from '../../src/testing/manual-clock.js';
-import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../src/index.js';
+import { BreakerFactory, consecutiveFailures, failureRate, isCircuitOpenError } from '../../src/index.js';
 import { useDynalite } from '../helpers/dynalite.js';
 import type { Dynalite } from '../helpers/dynalite.js';
 
@@ -158,5 +158,62 @@ describe('DynamoDBStore on dynalite', () => {
     assert.equal(opened?.snapshot.counts.failures, 5);
     assert.deepEqual(await measure(() => store.acquire(name, policy)), { GetItemCommand: 1 });
     counting.destroy();
+  });
+
+  it("a batch another process counts while one's open is due (its second write) comes after the open", async () => {
+    // Process A's failure trips the policy with a count; the open is a second write, held back
+    // here. Meanwhile process B writes: in the order the store applied them, B's outcome came
+    // after A's, which opened the breaker, so it must not count (and a success must not end the
+    // run that tripped it, which would leave the breaker closed).
+    const held: Array<() => void> = [];
+    let holding = false;
+    const slow = server.client();
+    slow.middlewareStack.add(
+      (next) => async (args) => {
+        if (holding && (args.input as { Item?: unknown }).Item !== undefined) {
+          await new Promise<void>((resolve) => held.push(resolve));
+        }
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const a = new DynamoDBStore({ client: slow, tableName: TABLE });
+    const b = new DynamoDBStore({ client, tableName: TABLE });
+    const cases = [
+      { trip: consecutiveFailures(3), before: { failures: 2 }, late: { successes: 1, trailingFailures: 0 } },
+      { trip: consecutiveFailures(3), before: { failures: 2 }, late: { failures: 1 } },
+      {
+        trip: failureRate(0.5, { minimumCalls: 4, windowMs: 60_000 }),
+        before: { successes: 1, failures: 2, trailingFailures: 2 },
+        late: { successes: 1, trailingFailures: 0 },
+      },
+    ];
+    for (const [n, { trip, before, late }] of cases.entries()) {
+      const name = `pending-${n}-${randomUUID()}`;
+      const policy = policyOf({ trip, jitter: 0 });
+      const { generation } = await b.acquire(name, policy);
+      await b.record(name, policy, { ...outcomes(generation, before), id: `b.1` });
+      const g = (await b.acquire(name, policy)).generation;
+      holding = true;
+      const tripping = a.record(name, policy, { ...outcomes(g, { failures: 1 }), id: 'a.1', idFloor: 1 });
+      while (held.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      const after = await b.record(name, policy, { ...outcomes(g, late), id: 'b.2', idFloor: 2 });
+      holding = false;
+      held.splice(0).forEach((release) => release());
+      const opened = await tripping;
+      assert.equal(after.stale, true, `${n}: B's batch came after the open`);
+      const stored = (await b.inspect(name, policy))!;
+      assert.equal(stored.state, 'open', `${n}`);
+      assert.equal(stored.counts.failures, before.failures + 1, `${n}: A's failure counts, B's batch not`);
+      assert.equal(stored.counts.successes, before.successes ?? 0, `${n}`);
+      assert.equal(
+        stored.counts.consecutiveFailures,
+        (before.trailingFailures ?? before.failures) + 1,
+        `${n}`,
+      );
+      const transitions = [opened.transition, after.transition].filter((t) => t !== null);
+      assert.equal(transitions.length, 1, `${n}: the open is reported once`);
+    }
+    slow.destroy();
   });
 });

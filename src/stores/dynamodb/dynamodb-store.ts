@@ -305,6 +305,9 @@ export class DynamoDBStore implements Store, RecordExaminer {
       policy,
       (record, now, exists, seen, remember) => {
         if (batch.id !== undefined && seen(batch.id)) return stale(record, policy, now);
+        // An open another process's count made due comes first: this success came after it.
+        const opened = openIfDue(record, policy, now, batch);
+        if (opened !== null) return { ...opened, stale: true };
         const result = reducer.resetRun(record, policy, now, batch);
         if (!exists) return { ...result, snapshot: { ...result.snapshot, generation: reducer.NO_RECORD } };
         if (
@@ -346,7 +349,8 @@ export class DynamoDBStore implements Store, RecordExaminer {
           TableName: this.#table,
           Key: { pk: { S: itemKey(name) } },
           UpdateExpression:
-            `SET cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
+            // pcf: the run of failures before this count (the update's values are read before it).
+            `SET pcf = cf, cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
             (throttled ? ', tr = :tr, ta = :now ' : '') +
             `ADD #s :s, #f :f, #l :l, #g :g, v :one${id === null ? '' : ', ids :id'}` +
             (released.length === 0
@@ -408,12 +412,22 @@ export class DynamoDBStore implements Store, RecordExaminer {
     }
     const parsed = reply.Attributes === undefined ? null : fromItem(reply.Attributes);
     if (parsed === null) return null;
+    const quorum = batch.quorum ?? 1;
+    // The counts tripped the policy before this batch landed: another process's count did, and its
+    // open (a second write) has not landed yet. In the order the store applied them this batch came
+    // after the open, so it must not count (a success would even end the run that tripped it).
+    const previous = Number(reply.Attributes!.pcf?.N);
+    if (Number.isSafeInteger(previous) && previous >= 0) {
+      const before = beforeCount(parsed.record, index, batch, previous);
+      if (before !== null && openDue(before, policy, now, quorum)) {
+        return this.#afterPendingOpen(name, policy, batch, index, slot, parsed.record, previous);
+      }
+    }
     // Outcomes that cannot trip the policy (ignored ones; successes but under a failure rate)
     // leave it closed, even when the window holds enough failures: below a quorum it stays so.
     if (!outcomesCanTrip(policy.trip, batch.successes, batch.failures)) {
       return { snapshot: reducer.snapshot(parsed.record, policy, now), transition: null, stale: false };
     }
-    const quorum = batch.quorum ?? 1;
     const result = reducer.tripIfDue(parsed.record, policy, now, batch.generation, 0, 0, quorum);
     if (result.transition === null) return result;
     // The counts trip it: open it with a write conditional on the version the update returned
@@ -435,6 +449,73 @@ export class DynamoDBStore implements Store, RecordExaminer {
         },
       },
     );
+  }
+
+  /**
+   * A count that landed while another process's open was due (`#count`): takes its outcomes back
+   * out of the bucket, and its run of failures back to what it replaced (unless someone changed it
+   * since), then makes sure the open lands (the process that tripped it may have gone away). The
+   * batch is stale; the transition is this write's if it made the open. Given-back slots stay
+   * given back (a slot is a call that ended, whatever the state).
+   */
+  async #afterPendingOpen(
+    name: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+    index: number,
+    slot: number,
+    counted: BreakerRecord,
+    previousRun: number,
+  ): Promise<UpdateResult> {
+    const undo = (run: boolean) =>
+      this.#client.send(
+        new UpdateItemCommand({
+          TableName: this.#table,
+          Key: { pk: { S: itemKey(name) } },
+          UpdateExpression: `${run ? 'SET cf = :pcf ' : ''}ADD #s :s, #f :f, #l :l, #g :g, v :one`,
+          ConditionExpression: `#i = :index${run ? ' AND cf = :cf' : ''}`,
+          ExpressionAttributeNames: {
+            '#i': `b${slot}i`,
+            '#s': `b${slot}s`,
+            '#f': `b${slot}f`,
+            '#l': `b${slot}l`,
+            '#g': `b${slot}g`,
+          },
+          ExpressionAttributeValues: {
+            ...(run
+              ? { ':pcf': { N: String(previousRun) }, ':cf': { N: String(counted.consecutiveFailures) } }
+              : {}),
+            ':s': { N: String(-batch.successes) },
+            ':f': { N: String(-batch.failures) },
+            ':l': { N: String(-batch.slow) },
+            ':g': { N: String(-batch.ignored) },
+            ':one': { N: '1' },
+            ':index': { N: String(index) },
+          },
+        }),
+      );
+    try {
+      try {
+        await undo(true);
+      } catch (error) {
+        // Someone set the run since (a later count, or a write that reset it): the counts alone.
+        if (!isConditionFailure(error)) throw error;
+        await undo(false);
+      }
+    } catch (error) {
+      // The bucket moved on (a write past the bucket's end rewrote it): nothing of ours is left to
+      // take out of the window's current bucket.
+      if (!isConditionFailure(error)) {
+        throw new StoreError(`DynamoDB update of breaker ${JSON.stringify(name.slice(0, 100))} failed`, {
+          cause: error,
+        });
+      }
+    }
+    const quorum = batch.quorum ?? 1;
+    const opened = await this.#change(name, policy, (record, at) =>
+      reducer.tripIfDue(record, policy, at, record.generation, batch.random, batch.jitterMs ?? 0, quorum),
+    );
+    return { ...opened, stale: true };
   }
 
   #recordInGroup(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
@@ -462,7 +543,9 @@ export class DynamoDBStore implements Store, RecordExaminer {
         // the breaker is stale (its generation is gone), as it would be from the store. Members
         // seen before (re-sends of writes that landed, or of one earlier in the group) are left out.
         let last: UpdateResult | null = null;
-        let moved: UpdateResult['transition'] = null;
+        // An open another process's count made due comes first: every member came after it.
+        let moved: UpdateResult['transition'] =
+          openIfDue(record, policy, now, group.members[0]!)?.transition ?? null;
         const taken = new Set<string>();
         group.stale.clear();
         for (const [place, member] of group.members.entries()) {
@@ -791,6 +874,53 @@ const NO_IDS: ReadonlySet<string> = new Set();
 function idsOf(item: Record<string, AttributeValue>): ReadonlySet<string> {
   const entries = item.ids?.SS;
   return entries === undefined ? NO_IDS : new Set(entries);
+}
+
+/**
+ * `record` (what a count returned) as it was before the count: the batch's outcomes out of the
+ * current bucket, and the run of failures the count replaced. Null when the bucket is not there.
+ */
+function beforeCount(
+  record: BreakerRecord,
+  index: number,
+  batch: OutcomeBatch,
+  previousRun: number,
+): BreakerRecord | null {
+  const at = record.buckets.findIndex((b) => b.index === index);
+  if (at === -1) return null;
+  const b = record.buckets[at]!;
+  const buckets = record.buckets.slice();
+  buckets[at] = {
+    index,
+    successes: b.successes - batch.successes,
+    failures: b.failures - batch.failures,
+    slow: b.slow - batch.slow,
+    ignored: b.ignored - batch.ignored,
+  };
+  return { ...record, buckets, consecutiveFailures: previousRun, leases: record.leases.slice() };
+}
+
+/**
+ * Whether `record` is closed with counts that trip the policy: an open is due that has not
+ * landed (DynamoDB opens with a second write). Below a quorum a closed breaker may keep such
+ * counts, so under one (a batch's `quorum` above 1, or reporters in the record) this says no.
+ */
+function openDue(record: BreakerRecord, policy: BreakerPolicy, now: number, quorum: number): boolean {
+  if (quorum > 1 || record.reporters !== undefined || record.state !== 'closed' || record.override !== null) {
+    return false;
+  }
+  return reducer.tripIfDue(structuredClone(record), policy, now, record.generation, 0).transition !== null;
+}
+
+/** Opens `record` when an open is due (`openDue`), with the batch's jitter: the result, else null. */
+function openIfDue(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  now: number,
+  batch: OutcomeBatch,
+): UpdateResult | null {
+  if (!openDue(record, policy, now, batch.quorum ?? 1)) return null;
+  return reducer.tripIfDue(record, policy, now, record.generation, batch.random, batch.jitterMs ?? 0);
 }
 
 /** The answer to a batch seen before: nothing changed. */
