@@ -216,4 +216,32 @@ describe('DynamoDBStore on dynalite', () => {
     }
     slow.destroy();
   });
+
+  it('counts that trip the policy only because time passed are no open due: the next outcome counts, then trips', async () => {
+    // Successes leave the window and the failures left behind trip the rate, with no write: no
+    // process saw a trip, so a success arriving now is counted (then trips it), as a reducer would.
+    const clock = new ManualClock();
+    const store = new DynamoDBStore({ client, tableName: TABLE, clock });
+    const policy = policyOf({ trip: failureRate(0.6, { minimumCalls: 4, windowMs: 10_000 }), jitter: 0 });
+    const name = `slid-${randomUUID()}`;
+    const { generation } = await store.acquire(name, policy);
+    await store.record(name, policy, { ...outcomes(generation, { successes: 4 }), id: 'a.1', idFloor: 1 });
+    const g = (await store.acquire(name, policy)).generation;
+    clock.advance(5_000);
+    const failed = await store.record(name, policy, {
+      ...outcomes(g, { failures: 4 }),
+      id: 'a.2',
+      idFloor: 2,
+    });
+    assert.equal(failed.snapshot.state, 'closed', '4 of 8 is below 0.6');
+    clock.advance(5_500);
+    const success = await store.record(name, policy, {
+      ...outcomes(g, { successes: 1, trailingFailures: 0 }),
+      id: 'a.3',
+      idFloor: 3,
+    });
+    assert.equal(success.stale, false);
+    assert.equal(success.snapshot.state, 'open');
+    assert.deepEqual([success.snapshot.counts.successes, success.snapshot.counts.failures], [1, 4]);
+  });
 });

@@ -119,6 +119,20 @@ interface Loaded {
   /** The version to write next. */
   readonly nextVersion: number;
   readonly corrupt: boolean;
+  /** The item's last write, when it was a count (`lt`, `lk`): see `LastCount`. */
+  readonly lastCount: LastCount | null;
+}
+
+/**
+ * The last count written to an item (attributes `lt`, `lk`; a whole-item write leaves them out):
+ * when, by the writer's clock, and whether its outcomes could trip the policy. A closed item whose
+ * counts trip the policy at that time was tripped by that count, whose process opens it with a
+ * second write: an open is due. (Counts can also come to trip the policy as time passes and older
+ * successes leave the window; no open is due then: the next outcome counts, then trips.)
+ */
+interface LastCount {
+  readonly at: number;
+  readonly canTrip: boolean;
 }
 
 /** Longest name stored as the key itself; longer ones are keyed by their SHA-256 (keys max 2 KB). */
@@ -303,10 +317,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
     return this.#change(
       name,
       policy,
-      (record, now, exists, seen, remember) => {
+      (record, now, exists, seen, remember, lastCount) => {
         if (batch.id !== undefined && seen(batch.id)) return stale(record, policy, now);
         // An open another process's count made due comes first: this success came after it.
-        const opened = openIfDue(record, policy, now, batch);
+        const opened = openIfDue(record, policy, now, batch, lastCount);
         if (opened !== null) return { ...opened, stale: true };
         const result = reducer.resetRun(record, policy, now, batch);
         if (!exists) return { ...result, snapshot: { ...result.snapshot, generation: reducer.NO_RECORD } };
@@ -349,8 +363,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
           TableName: this.#table,
           Key: { pk: { S: itemKey(name) } },
           UpdateExpression:
-            // pcf: the run of failures before this count (the update's values are read before it).
-            `SET pcf = cf, cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
+            // pcf, plt, plk: the run of failures and the last count before this one (an update's
+            // values are read before it); lt, lk: this count (see LastCount).
+            'SET pcf = if_not_exists(cf, :zero), plt = if_not_exists(lt, :zero), plk = if_not_exists(lk, :zero), ' +
+            `lt = :now, lk = :kind, cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
             (throttled ? ', tr = :tr, ta = :now ' : '') +
             `ADD #s :s, #f :f, #l :l, #g :g, v :one${id === null ? '' : ', ids :id'}` +
             (released.length === 0
@@ -376,12 +392,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
           },
           ExpressionAttributeValues: {
             ...(batch.successes > 0 ? { ':trailing': { N: String(batch.trailingFailures) } } : {}),
-            ...(throttled
-              ? {
-                  ':tr': { N: String(reducer.throttleMillionths(batch.throttleRate)) },
-                  ':now': { N: String(now) },
-                }
-              : {}),
+            ...(throttled ? { ':tr': { N: String(reducer.throttleMillionths(batch.throttleRate)) } } : {}),
+            ':now': { N: String(now) },
+            ':zero': { N: '0' },
+            ':kind': { N: outcomesCanTrip(policy.trip, batch.successes, batch.failures) ? '1' : '0' },
             ':ttl': { N: String(expiresAt(policy, { openUntil: 0 }, now)) },
             ':s': { N: String(batch.successes) },
             ':f': { N: String(batch.failures) },
@@ -417,10 +431,11 @@ export class DynamoDBStore implements Store, RecordExaminer {
     // open (a second write) has not landed yet. In the order the store applied them this batch came
     // after the open, so it must not count (a success would even end the run that tripped it).
     const previous = Number(reply.Attributes!.pcf?.N);
-    if (Number.isSafeInteger(previous) && previous >= 0) {
+    const last = lastCountOf(reply.Attributes!.plt, reply.Attributes!.plk);
+    if (last !== null && last.canTrip && Number.isSafeInteger(previous) && previous >= 0) {
       const before = beforeCount(parsed.record, index, batch, previous);
-      if (before !== null && openDue(before, policy, now, quorum)) {
-        return this.#afterPendingOpen(name, policy, batch, index, slot, parsed.record, previous);
+      if (before !== null && openDue(before, policy, last.at, quorum)) {
+        return this.#afterPendingOpen(name, policy, batch, index, slot, parsed.record, previous, now, last);
       }
     }
     // Outcomes that cannot trip the policy (ignored ones; successes but under a failure rate)
@@ -445,6 +460,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
           exists: true,
           rawVersion: reply.Attributes!.v,
           nextVersion: fresh.version + 1,
+          lastCount: lastCountOf(reply.Attributes!.lt, reply.Attributes!.lk),
           corrupt: false,
         },
       },
@@ -466,14 +482,16 @@ export class DynamoDBStore implements Store, RecordExaminer {
     slot: number,
     counted: BreakerRecord,
     previousRun: number,
+    countedAt: number,
+    last: LastCount,
   ): Promise<UpdateResult> {
     const undo = (run: boolean) =>
       this.#client.send(
         new UpdateItemCommand({
           TableName: this.#table,
           Key: { pk: { S: itemKey(name) } },
-          UpdateExpression: `${run ? 'SET cf = :pcf ' : ''}ADD #s :s, #f :f, #l :l, #g :g, v :one`,
-          ConditionExpression: `#i = :index${run ? ' AND cf = :cf' : ''}`,
+          UpdateExpression: `${run ? 'SET cf = :pcf, lt = :plt, lk = :plk ' : ''}ADD #s :s, #f :f, #l :l, #g :g, v :one`,
+          ConditionExpression: `#i = :index${run ? ' AND cf = :cf AND lt = :lt' : ''}`,
           ExpressionAttributeNames: {
             '#i': `b${slot}i`,
             '#s': `b${slot}s`,
@@ -483,7 +501,13 @@ export class DynamoDBStore implements Store, RecordExaminer {
           },
           ExpressionAttributeValues: {
             ...(run
-              ? { ':pcf': { N: String(previousRun) }, ':cf': { N: String(counted.consecutiveFailures) } }
+              ? {
+                  ':pcf': { N: String(previousRun) },
+                  ':cf': { N: String(counted.consecutiveFailures) },
+                  ':plt': { N: String(last.at) },
+                  ':plk': { N: '1' },
+                  ':lt': { N: String(countedAt) },
+                }
               : {}),
             ':s': { N: String(-batch.successes) },
             ':f': { N: String(-batch.failures) },
@@ -498,7 +522,8 @@ export class DynamoDBStore implements Store, RecordExaminer {
       try {
         await undo(true);
       } catch (error) {
-        // Someone set the run since (a later count, or a write that reset it): the counts alone.
+        // Someone wrote the run or a count since (a later count, or a write that reset it): the
+        // counts alone.
         if (!isConditionFailure(error)) throw error;
         await undo(false);
       }
@@ -538,14 +563,14 @@ export class DynamoDBStore implements Store, RecordExaminer {
     const previous = this.#writing.get(name) ?? Promise.resolve();
     group.result = previous.then(() => {
       if (this.#waiting.get(name) === group) this.#waiting.delete(name);
-      return this.#change(name, policy, (record, now, _exists, seen, remember) => {
+      return this.#change(name, policy, (record, now, _exists, seen, remember, lastCount) => {
         // Each member in the order it arrived, as if written alone: one after a member that opened
         // the breaker is stale (its generation is gone), as it would be from the store. Members
         // seen before (re-sends of writes that landed, or of one earlier in the group) are left out.
         let last: UpdateResult | null = null;
         // An open another process's count made due comes first: every member came after it.
         let moved: UpdateResult['transition'] =
-          openIfDue(record, policy, now, group.members[0]!)?.transition ?? null;
+          openIfDue(record, policy, now, group.members[0]!, lastCount)?.transition ?? null;
         const taken = new Set<string>();
         group.stale.clear();
         for (const [place, member] of group.members.entries()) {
@@ -738,6 +763,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
       exists: boolean,
       seen: (id: string) => boolean,
       remember: (id: string) => void,
+      lastCount: LastCount | null,
     ) => T,
     { known, create = true }: { known?: Loaded; create?: boolean } = {},
   ): Promise<T> {
@@ -752,6 +778,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
         loaded.exists,
         (id) => seenAt(loaded.ids, id, now),
         (id) => added.push(id),
+        loaded.lastCount,
       );
       if (!loaded.exists && !create) return result;
       const after = JSON.stringify(loaded.record);
@@ -817,6 +844,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
         rawVersion: undefined,
         nextVersion: 1,
         corrupt: false,
+        lastCount: null,
       };
     }
     const parsed = fromItem(item);
@@ -828,6 +856,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
         rawVersion: item.v,
         nextVersion: parsed.version + 1,
         corrupt: false,
+        lastCount: lastCountOf(item.lt, item.lk),
       };
     }
     this.#corrupt(name);
@@ -841,6 +870,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
       rawVersion: item.v,
       nextVersion: valid ? version + 1 : 1,
       corrupt: true,
+      lastCount: null,
     };
   }
 
@@ -901,25 +931,37 @@ function beforeCount(
 }
 
 /**
- * Whether `record` is closed with counts that trip the policy: an open is due that has not
- * landed (DynamoDB opens with a second write). Below a quorum a closed breaker may keep such
- * counts, so under one (a batch's `quorum` above 1, or reporters in the record) this says no.
+ * Whether `record`, as the last count left it, is closed with counts that trip the policy at
+ * `at`, the time of that count: that count's process saw the trip and opens it with a second write
+ * (DynamoDB), so an open is due. Below a quorum a closed breaker may keep such counts, so under one
+ * (a batch's `quorum` above 1, or reporters in the record) this says no.
  */
-function openDue(record: BreakerRecord, policy: BreakerPolicy, now: number, quorum: number): boolean {
+function openDue(record: BreakerRecord, policy: BreakerPolicy, at: number, quorum: number): boolean {
   if (quorum > 1 || record.reporters !== undefined || record.state !== 'closed' || record.override !== null) {
     return false;
   }
-  return reducer.tripIfDue(structuredClone(record), policy, now, record.generation, 0).transition !== null;
+  return reducer.tripIfDue(structuredClone(record), policy, at, record.generation, 0).transition !== null;
 }
 
-/** Opens `record` when an open is due (`openDue`), with the batch's jitter: the result, else null. */
+/** The last count of an item from its `lt`/`lk` (or `plt`/`plk`) attributes; null when absent or 0. */
+function lastCountOf(at: AttributeValue | undefined, kind: AttributeValue | undefined): LastCount | null {
+  const when = Number(at?.N);
+  if (!Number.isSafeInteger(when) || when <= 0) return null;
+  return { at: when, canTrip: kind?.N === '1' };
+}
+
+/**
+ * Opens `record` when the last count tripped it and its open has not landed (`LastCount`), with
+ * the batch's jitter: the result, else null.
+ */
 function openIfDue(
   record: BreakerRecord,
   policy: BreakerPolicy,
   now: number,
   batch: OutcomeBatch,
+  last: LastCount | null,
 ): UpdateResult | null {
-  if (!openDue(record, policy, now, batch.quorum ?? 1)) return null;
+  if (last === null || !last.canTrip || !openDue(record, policy, last.at, batch.quorum ?? 1)) return null;
   return reducer.tripIfDue(record, policy, now, record.generation, batch.random, batch.jitterMs ?? 0);
 }
 
