@@ -432,9 +432,9 @@ export class DynamoDBStore implements Store, RecordExaminer {
     // after the open, so it must not count (a success would even end the run that tripped it).
     const previous = Number(reply.Attributes!.pcf?.N);
     const last = lastCountOf(reply.Attributes!.plt, reply.Attributes!.plk);
-    if (last !== null && last.canTrip && Number.isSafeInteger(previous) && previous >= 0) {
+    if (last !== null && Number.isSafeInteger(previous) && previous >= 0) {
       const before = beforeCount(parsed.record, index, batch, previous);
-      if (before !== null && openDue(before, policy, last.at, quorum)) {
+      if (before !== null && openDue(before, policy, last, quorum)) {
         return this.#afterPendingOpen(name, policy, batch, index, slot, parsed.record, previous, now, last);
       }
     }
@@ -927,20 +927,34 @@ function beforeCount(
     slow: b.slow - batch.slow,
     ignored: b.ignored - batch.ignored,
   };
-  return { ...record, buckets, consecutiveFailures: previousRun, leases: record.leases.slice() };
+  return { ...record, buckets, consecutiveFailures: previousRun };
 }
 
 /**
  * Whether `record`, as the last count left it, is closed with counts that trip the policy at
- * `at`, the time of that count: that count's process saw the trip and opens it with a second write
- * (DynamoDB), so an open is due. Below a quorum a closed breaker may keep such counts, so under one
+ * `last.at`, the time of that count (one whose outcomes could trip it): that count's process saw
+ * the trip and opens it with a second write (DynamoDB), so an open is due. Below a quorum a closed breaker may keep such counts, so under one
  * (a batch's `quorum` above 1, or reporters in the record) this says no.
  */
-function openDue(record: BreakerRecord, policy: BreakerPolicy, at: number, quorum: number): boolean {
-  if (quorum > 1 || record.reporters !== undefined || record.state !== 'closed' || record.override !== null) {
+function openDue(
+  record: BreakerRecord,
+  policy: BreakerPolicy,
+  last: LastCount | null,
+  quorum: number,
+): boolean {
+  if (
+    last === null ||
+    !last.canTrip ||
+    quorum > 1 ||
+    record.reporters !== undefined ||
+    record.state !== 'closed' ||
+    record.override !== null
+  ) {
     return false;
   }
-  return reducer.tripIfDue(structuredClone(record), policy, at, record.generation, 0).transition !== null;
+  return (
+    reducer.tripIfDue(structuredClone(record), policy, last.at, record.generation, 0).transition !== null
+  );
 }
 
 /** The last count of an item from its `lt`/`lk` (or `plt`/`plk`) attributes; null when absent or 0. */
@@ -961,7 +975,7 @@ function openIfDue(
   batch: OutcomeBatch,
   last: LastCount | null,
 ): UpdateResult | null {
-  if (last === null || !last.canTrip || !openDue(record, policy, last.at, batch.quorum ?? 1)) return null;
+  if (!openDue(record, policy, last, batch.quorum ?? 1)) return null;
   return reducer.tripIfDue(record, policy, now, record.generation, batch.random, batch.jitterMs ?? 0);
 }
 
