@@ -1717,6 +1717,114 @@ export function describeStoreConformance(
         }
       });
 
+      test('a carried batch answers, in both halves, as a record then an acquire sent apart would', async (h, key) => {
+        // Two keys set up alike: one gets the batch carried, the other the record and then the
+        // acquire. A store may answer the common cases in a shorter form (RedisStore does for a
+        // healthy tenant's two paths): what it implies must be what the long form says. Times
+        // and generations differ between the keys (each made its record at its own time), so
+        // generations are compared as "the key's own" or none.
+        const rate = failureRate(0.5, { minimumCalls: 1_000, windowMs: 60_000 });
+        const cases: {
+          name: string;
+          policy: BreakerPolicy;
+          setup: 'none' | 'failure';
+          batch: Partial<OutcomeBatch>;
+          gen?: 'stale';
+        }[] = [
+          {
+            name: 'no record, a success',
+            policy: policyOf({ trip: tripped }),
+            setup: 'none',
+            batch: { successes: 1 },
+          },
+          {
+            name: 'no record, a stale success',
+            policy: policyOf({ trip: tripped }),
+            setup: 'none',
+            batch: { successes: 1 },
+            gen: 'stale',
+          },
+          {
+            name: 'closed, rate, a success',
+            policy: policyOf({ trip: rate }),
+            setup: 'failure',
+            batch: { successes: 1, trailingFailures: 0 },
+          },
+          {
+            name: 'closed, rate, a failure',
+            policy: policyOf({ trip: rate }),
+            setup: 'failure',
+            batch: { failures: 1 },
+          },
+          {
+            name: 'closed, count, a failure',
+            policy: policyOf({ trip: tripped }),
+            setup: 'failure',
+            batch: { failures: 1 },
+          },
+          {
+            name: 'closed, count, a success',
+            policy: policyOf({ trip: tripped }),
+            setup: 'failure',
+            batch: { successes: 2, trailingFailures: 0 },
+          },
+          {
+            name: 'closed, a limit',
+            policy: policyOf({ trip: rate, maxConcurrent: 100 }),
+            setup: 'failure',
+            batch: { successes: 1, slow: 1, trailingFailures: 0 },
+          },
+        ];
+        let n = 40;
+        for (const c of cases) {
+          const generations: number[] = [];
+          const keys = [`${key}-${n}-carried`, `${key}-${n}-apart`];
+          for (const k of keys) {
+            // (The suite's `acquire` makes a record; `store.acquire` does not.)
+            let { generation } = await (c.setup === 'none'
+              ? h.store.acquire(k, c.policy)
+              : acquire(h, k, c.policy));
+            if (c.setup === 'failure') {
+              await record(h, k, c.policy, outcomes(generation, { failures: 1 }));
+              generation = (await acquire(h, k, c.policy)).generation;
+            }
+            generations.push(c.gen === 'stale' ? generation + 7 : generation);
+          }
+          const batchOf = (i: number): OutcomeBatch => ({
+            ...outcomes(generations[i]!, c.batch),
+            id: `c.${n++}`,
+          });
+          const carried = await both(h, keys[0]!, c.policy, batchOf(0));
+          const update = await h.store.record(keys[1]!, c.policy, batchOf(1));
+          const acquired = await h.store.acquire(keys[1]!, c.policy);
+          const own = (i: number, generation: number) =>
+            generation === generations[i]! - (c.gen === 'stale' ? 7 : 0) && generation !== NO_RECORD
+              ? 'own'
+              : generation;
+          const updateShape = (u: UpdateResult, i: number) => ({
+            ...u,
+            snapshot: { ...u.snapshot, now: 0, generation: own(i, u.snapshot.generation) },
+          });
+          const acquireShape = (a: AcquireResult, i: number) => ({
+            ...a,
+            now: 0,
+            generation: own(i, a.generation),
+            lease: a.lease === null,
+            slot: (a.slot ?? null) === null,
+          });
+          assert.deepEqual(
+            updateShape(carried.update, 0),
+            updateShape(update, 1),
+            `${c.name}: the record's answer`,
+          );
+          assert.deepEqual(
+            acquireShape(carried.acquire, 0),
+            acquireShape(acquired, 1),
+            `${c.name}: the acquire's answer`,
+          );
+        }
+      });
+
       if (options.idempotentBatches === true) {
         test('a batch carried twice (a re-send after a lost reply) is counted once', async (h, key) => {
           const policy = policyOf({ trip: consecutiveFailures(100) });

@@ -243,6 +243,7 @@ export class RedisStore implements Store, RecordExaminer {
     batch: OutcomeBatch,
   ): Promise<RecordedAcquire> {
     const raw = await this.#runRecord(carryScript, name, policy, batch);
+    if (typeof raw[0] === 'string' && raw[0] !== 'update') return shortCarry(raw, policy);
     const [recorded, acquired] = raw;
     if (raw.length !== 2 || !Array.isArray(recorded) || !Array.isArray(acquired))
       throw malformed('carry', raw);
@@ -686,21 +687,95 @@ function batchIdArgs(batch: OutcomeBatch): [string, number, number] {
 }
 
 /** ARGV of record.lua after the policy (op-record.lua documents them). */
+/**
+ * carry.lua's short reply, for the two paths a healthy tenant's call takes (what the two full
+ * replies would say, the rest implied):
+ * - `{ 'closed', successes, failures, slow, ignored, consecutiveFailures, generation, closedAt,
+ *   now, activeSlots }`: the record counted in a closed breaker with no override, at its
+ *   generation, without tripping it; the acquire admits under that generation;
+ * - `{ 'none', stale, now }`: a success found no record (no run to reset); the acquire admits
+ *   under generation 0 (no record), and the record's answer is a fresh record's at generation 0.
+ */
+function shortCarry(raw: unknown[], policy: BreakerPolicy): RecordedAcquire {
+  const reply = new Reply('carry', raw);
+  const kind = reply.string();
+  let stale = false;
+  let counts = NO_COUNTS;
+  let generation = 0;
+  let closedAt = 0;
+  let activeSlots = 0;
+  let now: number;
+  if (kind === 'closed' && raw.length === 10) {
+    counts = [reply.number(), reply.number(), reply.number(), reply.number(), reply.number()];
+    generation = reply.number();
+    closedAt = reply.number();
+    now = reply.number();
+    activeSlots = reply.number();
+  } else if (kind === 'none' && raw.length === 3) {
+    const flag = reply.number();
+    if (flag !== 0 && flag !== 1) throw malformed('carry', raw);
+    stale = flag === 1;
+    now = reply.number();
+  } else {
+    throw malformed('carry', raw);
+  }
+  const [successes, failures, slow, ignored, consecutiveFailures] = counts;
+  const snapshot = snapshotFrom(
+    {
+      state: 'closed',
+      override: null,
+      generation,
+      openUntil: 0,
+      successes,
+      failures,
+      slow,
+      ignored,
+      consecutiveFailures,
+      activeProbes: 0,
+      probeSuccesses: 0,
+      reopens: 0,
+      now,
+      overrideUntil: 0,
+      overrideReason: '',
+      closedAt,
+      activeSlots,
+    },
+    policy,
+  );
+  return {
+    update: { snapshot, transition: null, stale },
+    acquire: {
+      admitted: true,
+      reason: null,
+      retryAfterMs: 0,
+      generation,
+      lease: null,
+      slot: null,
+      state: 'closed',
+      override: null,
+      openUntil: 0,
+      now,
+      transition: null,
+      consecutiveFailures,
+      closedAt,
+    },
+  };
+}
+
+/** Successes, failures, slow, ignored, consecutive failures: none (carry.lua's `none` reply). */
+const NO_COUNTS: readonly [number, number, number, number, number] = [0, 0, 0, 0, 0];
+
+/**
+ * The arguments of record.lua and carry.lua after the policy (op-record.lua): the batch's numbers
+ * and id in one string joined by `:` (none of them can hold one: the id's parts and the reporter
+ * are of `[A-Za-z0-9_.-]`), then the slots given back and the probes. One argument instead of 15:
+ * each costs the client and the server on every call.
+ */
 function recordArgs(batch: OutcomeBatch): (string | number)[] {
+  const [writer, n, floor] = batchIdArgs(batch);
+  const throttle = batch.throttleRate === undefined ? '' : throttleMillionths(batch.throttleRate);
   const args: (string | number)[] = [
-    batch.generation,
-    batch.successes,
-    batch.failures,
-    batch.trailingFailures,
-    batch.slow,
-    batch.ignored,
-    batch.trip === true ? 1 : 0,
-    batch.random,
-    batch.jitterMs ?? 0,
-    ...batchIdArgs(batch),
-    batch.reporter ?? '',
-    batch.quorum ?? 1,
-    batch.throttleRate === undefined ? '' : throttleMillionths(batch.throttleRate),
+    `${batch.generation}:${batch.successes}:${batch.failures}:${batch.trailingFailures}:${batch.slow}:${batch.ignored}:${batch.trip === true ? 1 : 0}:${batch.random}:${batch.jitterMs ?? 0}:${writer}:${n}:${floor}:${batch.reporter ?? ''}:${batch.quorum ?? 1}:${throttle}`,
   ];
   const slots = batch.slots ?? [];
   args.push(slots.length, ...slots);

@@ -3,21 +3,27 @@ op-record.lua: record_op records the outcomes of calls admitted under one genera
 record): the body of record.lua, and the first half of carry.lua.
 
 KEYS[1]   the breaker's hash (keys.ts breakerKey)
-ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]:
-          generation, successes, failures, trailingFailures, slow, ignored,
-          trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
+ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]: the batch, one
+          string of 15 fields joined by ':' (redis-store.ts recordArgs; one argument, not 15:
+          each costs on every call): generation, successes, failures, trailingFailures, slow,
+          ignored, trip (1 to ask a custom policy to open, else 0), random ([0, 1), for jitter),
           jitterMs, writer ('' for a batch without an id), n, floor (the batch's id as its writer
           and number, and the lowest number the writer may still send: see field w below),
           reporter ('' for none: a quorum's reporter of the batch's failures), quorum (distinct
           reporters in the window needed to open; 1: any), throttle (the sender's
-          adaptive-throttle rejection rate in millionths, '' for none),
+          adaptive-throttle rejection rate in millionths, '' for none); then
           n, then n concurrency slot ids to give back, then pairs
           of (lease id, outcome: success | failure | ignored) for probes
 Returns   { 'update', corrupt, stale, <snapshot: state, override, generation, openUntil,
             successes, failures, slow, ignored, consecutiveFailures, activeProbes,
             probeSuccesses, reopens, now>, transitionFrom, transitionTo, transitionGeneration,
-            belowQuorum }, and a second value for carry.lua when the batch took the hot path and
-          left the breaker closed with no override and no concurrency limit: { gen, cf, ca, now }
+            belowQuorum }. With `short` (carry.lua), when the breaker now admits a call without
+          reading or writing anything more: nil and carry.lua's reply in short (see there). Both
+          come from the two paths a healthy tenant's call takes: the record counted in a closed
+          breaker with no override at its generation, without tripping it (and there is no
+          concurrency limit): { 'closed', successes, failures, slow, ignored, consecutiveFailures,
+          generation, closedAt, now, activeSlots }; or a success found no record to reset a run
+          in (and there is no concurrency limit): { 'none', stale, now }
 Writes    only when something changed, and then the batch's number (field w). Publishes the
           transition it made. A batch its writer's entry says was applied changes nothing
           (stale = 1): it was a re-send of a write whose reply was lost. The slots it names are
@@ -37,19 +43,24 @@ MAX_WRITERS entries (the oldest go first). A malformed field is forgotten, never
 local DEDUP_MS = 60000
 local MAX_WRITERS = 512
 
+-- Field w read as nothing remembered (absent, or malformed: forgotten, never an error).
+local function no_writers()
+  return { list = {}, by = {} }
+end
+
 -- Field w as { list = writers oldest first, by = entry by writer }; an entry is
 -- { id, floor, untilS, numbers }. Entries past their time are left out. One pattern pass for the
 -- entries (as parse_buckets), and none for the common entry of one number.
 local function parse_writers(s, now)
-  local writers = { list = {}, by = {} }
   if s == nil or s == '' then
-    return writers
+    return no_writers()
   end
+  local writers = no_writers()
   local nowS = now / 1000
   local at = 1
   for first, id, floor, untilS, rest, after in string.gmatch(s, '()([%w_%.%-]+)=(%d+):(%d+)([:%d]*)()') do
     if first ~= at or (after <= #s and string.byte(s, after) ~= 44) then -- ','
-      return { list = {}, by = {} }
+      return no_writers()
     end
     local e = { id = id, floor = tonumber(floor), untilS = tonumber(untilS), numbers = {} }
     if rest ~= '' then
@@ -71,7 +82,7 @@ local function parse_writers(s, now)
     end
     at = after + 1
   end
-  return { list = {}, by = {} }
+  return no_writers()
 end
 
 -- Whether the writer's batch numbered n changed the record already (or is below its floor).
@@ -125,33 +136,40 @@ local function encode_writers(writers, writer, n, floor, now)
   return table.concat(parts, ',', first)
 end
 
-local function record_op(KEYS, ARGV)
+-- The batch's numbers and id, one argument: 15 fields joined by ':' (see the header). (Written
+-- out: a function library may not call `string` while it loads.)
+local BATCH_PATTERN = '^([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*)$'
+
+local function record_op(KEYS, ARGV, short)
   local key = KEYS[1]
   local p, channel = read_policy(ARGV)
   local b = POLICY_ARGS
-  local generation = arg_number(ARGV[b + 1], 'generation')
-  local successes = arg_number(ARGV[b + 2], 'successes')
-  local failures = arg_number(ARGV[b + 3], 'failures')
-  local trailing = arg_number(ARGV[b + 4], 'trailingFailures')
-  local slow = arg_number(ARGV[b + 5], 'slow')
-  local ignored = arg_number(ARGV[b + 6], 'ignored')
-  local trip = ARGV[b + 7] == '1'
-  local random = arg_number(ARGV[b + 8], 'random')
-  local jitterMs = arg_number(ARGV[b + 9], 'jitterMs')
-  local writer = ARGV[b + 10]
-  local number = arg_number(ARGV[b + 11], 'n')
-  local floor = arg_number(ARGV[b + 12], 'floor')
-  local reporter = ARGV[b + 13]
-  local quorum = arg_number(ARGV[b + 14], 'quorum')
+  local g, su, fa, tf, sl, ig, tp, rnd, jit, writer, nb, fl, reporter, qu, th = string.match(
+    type(ARGV[b + 1]) == 'string' and ARGV[b + 1] or '', BATCH_PATTERN)
+  if g == nil then
+    bad_arg('batch')
+  end
+  local generation = arg_number(g, 'generation')
+  local successes = arg_number(su, 'successes')
+  local failures = arg_number(fa, 'failures')
+  local trailing = arg_number(tf, 'trailingFailures')
+  local slow = arg_number(sl, 'slow')
+  local ignored = arg_number(ig, 'ignored')
+  local trip = tp == '1'
+  local random = arg_number(rnd, 'random')
+  local jitterMs = arg_number(jit, 'jitterMs')
+  local number = arg_number(nb, 'n')
+  local floor = arg_number(fl, 'floor')
+  local quorum = arg_number(qu, 'quorum')
   local throttle = nil
-  if ARGV[b + 15] ~= '' then
-    throttle = arg_number(ARGV[b + 15], 'throttle')
+  if th ~= '' then
+    throttle = arg_number(th, 'throttle')
     if throttle < 0 or throttle > 1000000 or throttle % 1 ~= 0 then
       bad_arg('throttle')
     end
   end
-  local slotCount = arg_number(ARGV[b + 16], 'slots')
-  local firstSlot = b + 17
+  local slotCount = arg_number(ARGV[b + 2], 'slots')
+  local firstSlot = b + 3
   local firstProbe = firstSlot + slotCount
   if type(reporter) ~= 'string' or (reporter ~= '' and (#reporter > 64 or not string.find(reporter, '^[%w_%.%-]+$'))) then
     bad_arg('reporter')
@@ -222,6 +240,10 @@ local function record_op(KEYS, ARGV)
     local r = empty_record(now)
     local stale = admitted_under(r, generation) and 0 or 1
     r.gen = 0
+    if short and p.maxConcurrent == 0 then
+      -- (Without a concurrency limit, an acquire now admits under generation 0 and makes no record.)
+      return nil, { 'none', stale, now }
+    end
     return update_reply(false, stale, r, p, now, nil)
   end
 
@@ -350,13 +372,14 @@ local function record_op(KEYS, ARGV)
             redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
           end
           local ca = count_or_zero(q[7])
-          local reply = { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
-            ca or 0, #unexpired(slots, now), '', '', 0, 0 }
-          if p.maxConcurrent == 0 and ca ~= nil and generation >= 1 then
-            -- The breaker as acquire_op's hot path would read it now (carry.lua need not read it again).
-            return reply, { gen = generation, cf = r.cf, ca = ca, now = now }
+          local activeSlots = #slots == 0 and 0 or #unexpired(slots, now)
+          if short and p.maxConcurrent == 0 and ca ~= nil and generation >= 1 then
+            -- The breaker as acquire_op's hot path would read it now (carry.lua need not read it
+            -- again): the counts of the reply, then the breaker.
+            return nil, { 'closed', c.s, c.f, c.sl, c.ig, r.cf, generation, ca, now, activeSlots }
           end
-          return reply
+          return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
+            ca or 0, activeSlots, '', '', 0, 0 }
         end
       end
     end

@@ -3,4 +3,4 @@
 -- @include common.lua
 -- @include op-record.lua
 
-return (record_op(KEYS, ARGV)) -- the reply alone (see op-record.lua)
+return record_op(KEYS, ARGV, false)
