@@ -1,7 +1,9 @@
-// The model check, long: `npm run model-check -- --minutes 10 [--store redis] [--seed N]`.
-// Runs the concurrent model check (src/testing/model-check.ts) on every store in turn (or one),
-// each for the given minutes, against servers it starts itself (Redis, a Redis Cluster, dynalite)
-// and the machine's Postgres. `--seed N` replays one history (as a failure report prints it).
+// The model check, long: `npm run model-check -- --minutes 10 [--store redis] [--seed N]
+// [--cross all|pairs|none]`. Runs the concurrent model check (src/testing/model-check.ts) on every
+// store in turn (or one), each for the given minutes, against servers it starts itself (Redis, a
+// Redis Cluster, dynalite) and the machine's Postgres. `--seed N` replays one history (as a failure
+// report prints it). `--cross` says which settle-cross steps run (ModelCheckOptions.crossClient):
+// all by default, pairs on DynamoDB.
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 
@@ -30,6 +32,9 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '1' },
     store: { type: 'string' },
     seed: { type: 'string' },
+    // settle-cross steps: of two or three clients (all), two (pairs), or none. By default all,
+    // but pairs on DynamoDB (known to fail with three: docs/dynamodb.md, "Known limits").
+    cross: { type: 'string' },
   },
 });
 const minutes = Number(values.minutes);
@@ -43,6 +48,12 @@ if (only !== undefined && !STORES.includes(only)) {
   process.exit(2);
 }
 const seed = values.seed === undefined ? undefined : Number(values.seed);
+const CROSS = { all: true, pairs: 'pairs', none: false } as const;
+if (values.cross !== undefined && !(values.cross in CROSS)) {
+  console.error(`--cross: expected one of ${Object.keys(CROSS).join(', ')}, got ${values.cross}`);
+  process.exit(2);
+}
+const cross = values.cross === undefined ? undefined : CROSS[values.cross as keyof typeof CROSS];
 
 /** Starts what a store needs; returns its harness and how to stop it. */
 async function start(store: StoreName): Promise<{ harness: ModelCheckHarness; stop: () => Promise<void> }> {
@@ -89,6 +100,7 @@ for (const store of only === undefined ? STORES : [only]) {
   const options: ModelCheckOptions = {
     log: (line) => console.log(`  ${store}: ${line}`),
     ...(store === 'memory' ? { faults: ['failed-write', 'late-reply'] as const } : {}),
+    crossClient: cross ?? (store === 'dynamodb' ? 'pairs' : true),
   };
   const started = performance.now();
   try {
