@@ -217,6 +217,75 @@ describe('DynamoDBStore on dynalite', () => {
     slow.destroy();
   });
 
+  it('three processes racing a trip under consecutiveFailures land in an order of the three', async () => {
+    // A's failure trips the policy; its open (a second write) is held back. C's ignored outcome
+    // and then B's success land meanwhile: each reads the item first (under a count policy they
+    // only reset the run), finds the open due and makes it land before applying theirs, so
+    // neither ends the run that tripped it. (Under a count policy only failures are counted with
+    // the atomic update, and every one after the trip sees the run at or past the threshold: the
+    // one-count-back take-back holds with any number of processes. A second write of C's, were
+    // there one, is held back too.)
+    const hold = (
+      client: ReturnType<typeof server.client>,
+      holds: (input: Record<string, unknown>) => boolean,
+    ) => {
+      const held: Array<() => void> = [];
+      client.middlewareStack.add(
+        (next) => async (args) => {
+          if (holds(args.input as Record<string, unknown>))
+            await new Promise<void>((resolve) => held.push(resolve));
+          return next(args);
+        },
+        { step: 'initialize' },
+      );
+      return held;
+    };
+    let holding = false;
+    const aClient = server.client();
+    const heldA = hold(aClient, (input) => holding && input.Item !== undefined);
+    const cClient = server.client();
+    let cUpdates = 0;
+    const heldC = hold(cClient, (input) => holding && input.UpdateExpression !== undefined && ++cUpdates > 1);
+    const a = new DynamoDBStore({ client: aClient, tableName: TABLE });
+    const b = new DynamoDBStore({ client, tableName: TABLE });
+    const c = new DynamoDBStore({ client: cClient, tableName: TABLE });
+    const policy = policyOf({ trip: consecutiveFailures(3), jitter: 0 });
+    const name = `three-${randomUUID()}`;
+    const { generation } = await b.acquire(name, policy);
+    await b.record(name, policy, { ...outcomes(generation, { failures: 2 }), id: 'b.1', idFloor: 1 });
+    const g = (await b.acquire(name, policy)).generation;
+    holding = true;
+    const tripping = a.record(name, policy, { ...outcomes(g, { failures: 1 }), id: 'a.1', idFloor: 1 });
+    while (heldA.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    const ignoring = c.record(name, policy, { ...outcomes(g, { ignored: 1 }), id: 'c.1', idFloor: 1 });
+    // C's count lands, then it either returns or waits on its second write.
+    let ignored = false;
+    void ignoring.then(() => (ignored = true));
+    while (heldC.length === 0 && !ignored) await new Promise((resolve) => setTimeout(resolve, 5));
+    await b.record(name, policy, {
+      ...outcomes(g, { successes: 1, trailingFailures: 0 }),
+      id: 'b.2',
+      idFloor: 2,
+    });
+    holding = false;
+    heldC.splice(0).forEach((release) => release());
+    await ignoring;
+    heldA.splice(0).forEach((release) => release());
+    await tripping;
+    const stored = (await b.inspect(name, policy))!;
+    // In the order A, C, B (or A first in any order) the breaker is open with the run of three;
+    // with B's success before A's failure it is closed with a run of one. Nothing else.
+    const seen = `${stored.state}, run ${stored.counts.consecutiveFailures}, failures ${stored.counts.failures}`;
+    assert.ok(
+      (stored.state === 'open' && stored.counts.consecutiveFailures === 3) ||
+        (stored.state === 'closed' && stored.counts.consecutiveFailures === 1),
+      `the breaker is in a state no order of the three gives: ${seen}`,
+    );
+    assert.equal(stored.counts.failures, 3, `A's failure is counted once: ${seen}`);
+    aClient.destroy();
+    cClient.destroy();
+  });
+
   it('counts that trip the policy only because time passed are no open due: the next outcome counts, then trips', async () => {
     // Successes leave the window and the failures left behind trip the rate, with no write: no
     // process saw a trip, so a success arriving now is counted (then trips it), as a reducer would.
