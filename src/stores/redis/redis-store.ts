@@ -686,7 +686,6 @@ function batchIdArgs(batch: OutcomeBatch): [string, number, number] {
   return [writer, n, floor];
 }
 
-/** ARGV of record.lua after the policy (op-record.lua documents them). */
 /**
  * carry.lua's short reply, for the two paths a healthy tenant's call takes (what the two full
  * replies would say, the rest implied):

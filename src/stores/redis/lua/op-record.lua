@@ -241,7 +241,8 @@ local function record_op(KEYS, ARGV, short)
     local stale = admitted_under(r, generation) and 0 or 1
     r.gen = 0
     if short and p.maxConcurrent == 0 then
-      -- (Without a concurrency limit, an acquire now admits under generation 0 and makes no record.)
+      -- (Without a concurrency limit, an acquire now admits under generation 0, making no
+      -- record.)
       return nil, { 'none', stale, now }
     end
     return update_reply(false, stale, r, p, now, nil)
