@@ -1,5 +1,6 @@
 import { circuitState } from '../core/reducer.js';
 import type { BreakerPolicy, BreakerState, Override, Snapshot } from '../core/types.js';
+import type { AcquireResult } from '../store.js';
 
 /** What a server-side store (Redis, Postgres) answers for a snapshot: the stored values alone. */
 export interface SnapshotFields {
@@ -64,5 +65,47 @@ export function snapshotFrom(f: SnapshotFields, policy: BreakerPolicy): Snapshot
     overrideUntil: f.override === null ? 0 : f.overrideUntil,
     overrideReason: f.override === null || f.overrideReason === '' ? null : f.overrideReason,
     closedAt: f.closedAt,
+  };
+}
+
+/**
+ * The values of a closed breaker with nothing counted, no override and no record (generation 0):
+ * what a store answers for a key it holds nothing for, once `now` is added; with `generation`,
+ * the counts and `closedAt` put in, a closed record's.
+ */
+export const FRESH_FIELDS = {
+  state: 'closed',
+  override: null,
+  generation: 0,
+  openUntil: 0,
+  successes: 0,
+  failures: 0,
+  slow: 0,
+  ignored: 0,
+  consecutiveFailures: 0,
+  activeProbes: 0,
+  probeSuccesses: 0,
+  activeSlots: 0,
+  reopens: 0,
+  overrideUntil: 0,
+  overrideReason: null,
+  closedAt: 0,
+} as const;
+
+/** A closed breaker's admission of a call under `generation`, with no lease or slot. */
+export function closedAdmission(generation: number, now: number, closedAt: number): AcquireResult {
+  return {
+    admitted: true,
+    reason: null,
+    retryAfterMs: 0,
+    generation,
+    lease: null,
+    slot: null,
+    state: 'closed',
+    override: null,
+    openUntil: 0,
+    now,
+    transition: null,
+    closedAt,
   };
 }

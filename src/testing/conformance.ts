@@ -1723,84 +1723,43 @@ export function describeStoreConformance(
         // healthy tenant's two paths): what it implies must be what the long form says. Times
         // and generations differ between the keys (each made its record at its own time), so
         // generations are compared as "the key's own" or none.
-        const rate = failureRate(0.5, { minimumCalls: 1_000, windowMs: 60_000 });
-        const cases: {
-          name: string;
-          policy: BreakerPolicy;
-          setup: 'none' | 'failure';
-          batch: Partial<OutcomeBatch>;
-          gen?: 'stale';
-        }[] = [
-          {
-            name: 'no record, a success',
-            policy: policyOf({ trip: tripped }),
-            setup: 'none',
-            batch: { successes: 1 },
-          },
-          {
-            name: 'no record, a stale success',
-            policy: policyOf({ trip: tripped }),
-            setup: 'none',
-            batch: { successes: 1 },
-            gen: 'stale',
-          },
-          {
-            name: 'closed, rate, a success',
-            policy: policyOf({ trip: rate }),
-            setup: 'failure',
-            batch: { successes: 1, trailingFailures: 0 },
-          },
-          {
-            name: 'closed, rate, a failure',
-            policy: policyOf({ trip: rate }),
-            setup: 'failure',
-            batch: { failures: 1 },
-          },
-          {
-            name: 'closed, count, a failure',
-            policy: policyOf({ trip: tripped }),
-            setup: 'failure',
-            batch: { failures: 1 },
-          },
-          {
-            name: 'closed, count, a success',
-            policy: policyOf({ trip: tripped }),
-            setup: 'failure',
-            batch: { successes: 2, trailingFailures: 0 },
-          },
-          {
-            name: 'closed, a limit',
-            policy: policyOf({ trip: rate, maxConcurrent: 100 }),
-            setup: 'failure',
-            batch: { successes: 1, slow: 1, trailingFailures: 0 },
-          },
+        const count = policyOf({ trip: tripped });
+        const rate = policyOf({ trip: failureRate(0.5, { minimumCalls: 1_000, windowMs: 60_000 }) });
+        const limited = policyOf({ trip: rate.trip, maxConcurrent: 100 });
+        const success = { successes: 1, trailingFailures: 0 };
+        // name, policy, whether the keys have a record (after a failure), the batch, and how far
+        // the batch's generation is off the key's (a stale batch).
+        const cases: [string, BreakerPolicy, boolean, Partial<OutcomeBatch>, number][] = [
+          ['no record, a success', count, false, success, 0],
+          ['no record, a stale success', count, false, success, 7],
+          ['closed, rate, a success', rate, true, success, 0],
+          ['closed, rate, a failure', rate, true, { failures: 1 }, 0],
+          ['closed, count, a failure', count, true, { failures: 1 }, 0],
+          ['closed, count, a success', count, true, { ...success, successes: 2 }, 0],
+          ['closed, a limit', limited, true, { ...success, slow: 1 }, 0],
         ];
         let n = 40;
-        for (const c of cases) {
-          const generations: number[] = [];
+        for (const [name, policy, made, batch, off] of cases) {
           const keys = [`${key}-${n}-carried`, `${key}-${n}-apart`];
+          const generations: number[] = [];
           for (const k of keys) {
             // (The suite's `acquire` makes a record; `store.acquire` does not.)
-            let { generation } = await (c.setup === 'none'
-              ? h.store.acquire(k, c.policy)
-              : acquire(h, k, c.policy));
-            if (c.setup === 'failure') {
-              await record(h, k, c.policy, outcomes(generation, { failures: 1 }));
-              generation = (await acquire(h, k, c.policy)).generation;
+            let { generation } = await (made ? acquire(h, k, policy) : h.store.acquire(k, policy));
+            if (made) {
+              await record(h, k, policy, outcomes(generation, { failures: 1 }));
+              generation = (await acquire(h, k, policy)).generation;
             }
-            generations.push(c.gen === 'stale' ? generation + 7 : generation);
+            generations.push(generation);
           }
           const batchOf = (i: number): OutcomeBatch => ({
-            ...outcomes(generations[i]!, c.batch),
+            ...outcomes(generations[i]! + off, batch),
             id: `c.${n++}`,
           });
-          const carried = await both(h, keys[0]!, c.policy, batchOf(0));
-          const update = await h.store.record(keys[1]!, c.policy, batchOf(1));
-          const acquired = await h.store.acquire(keys[1]!, c.policy);
+          const carried = await both(h, keys[0]!, policy, batchOf(0));
+          const update = await h.store.record(keys[1]!, policy, batchOf(1));
+          const acquired = await h.store.acquire(keys[1]!, policy);
           const own = (i: number, generation: number) =>
-            generation === generations[i]! - (c.gen === 'stale' ? 7 : 0) && generation !== NO_RECORD
-              ? 'own'
-              : generation;
+            generation === generations[i]! && generation !== NO_RECORD ? 'own' : generation;
           const updateShape = (u: UpdateResult, i: number) => ({
             ...u,
             snapshot: { ...u.snapshot, now: 0, generation: own(i, u.snapshot.generation) },
@@ -1815,12 +1774,12 @@ export function describeStoreConformance(
           assert.deepEqual(
             updateShape(carried.update, 0),
             updateShape(update, 1),
-            `${c.name}: the record's answer`,
+            `${name}: the record's answer`,
           );
           assert.deepEqual(
             acquireShape(carried.acquire, 0),
             acquireShape(acquired, 1),
-            `${c.name}: the acquire's answer`,
+            `${name}: the acquire's answer`,
           );
         }
       });

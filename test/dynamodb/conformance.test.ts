@@ -44,6 +44,26 @@ async function corrupt(client: DynamoDBClient, name: string, kind: CorruptionKin
   }
 }
 
+/**
+ * Holds back the requests of `client` that `holds` picks (by their input) until released: each
+ * held request's release function is pushed on the returned array.
+ */
+function holdBack(
+  client: DynamoDBClient,
+  holds: (input: Record<string, unknown>) => boolean,
+): Array<() => void> {
+  const held: Array<() => void> = [];
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      if (holds(args.input as Record<string, unknown>))
+        await new Promise<void>((resolve) => held.push(resolve));
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+  return held;
+}
+
 describe('DynamoDBStore on dynalite', () => {
   let server: Dynalite;
   let client: DynamoDBClient;
@@ -165,18 +185,9 @@ describe('DynamoDBStore on dynalite', () => {
     // here. Meanwhile process B writes: in the order the store applied them, B's outcome came
     // after A's, which opened the breaker, so it must not count (and a success must not end the
     // run that tripped it, which would leave the breaker closed).
-    const held: Array<() => void> = [];
     let holding = false;
     const slow = server.client();
-    slow.middlewareStack.add(
-      (next) => async (args) => {
-        if (holding && (args.input as { Item?: unknown }).Item !== undefined) {
-          await new Promise<void>((resolve) => held.push(resolve));
-        }
-        return next(args);
-      },
-      { step: 'initialize' },
-    );
+    const held = holdBack(slow, (input) => holding && input.Item !== undefined);
     const a = new DynamoDBStore({ client: slow, tableName: TABLE });
     const b = new DynamoDBStore({ client, tableName: TABLE });
     const cases = [
@@ -225,27 +236,15 @@ describe('DynamoDBStore on dynalite', () => {
     // the atomic update, and every one after the trip sees the run at or past the threshold: the
     // one-count-back take-back holds with any number of processes. A second write of C's, were
     // there one, is held back too.)
-    const hold = (
-      client: ReturnType<typeof server.client>,
-      holds: (input: Record<string, unknown>) => boolean,
-    ) => {
-      const held: Array<() => void> = [];
-      client.middlewareStack.add(
-        (next) => async (args) => {
-          if (holds(args.input as Record<string, unknown>))
-            await new Promise<void>((resolve) => held.push(resolve));
-          return next(args);
-        },
-        { step: 'initialize' },
-      );
-      return held;
-    };
     let holding = false;
     const aClient = server.client();
-    const heldA = hold(aClient, (input) => holding && input.Item !== undefined);
+    const heldA = holdBack(aClient, (input) => holding && input.Item !== undefined);
     const cClient = server.client();
     let cUpdates = 0;
-    const heldC = hold(cClient, (input) => holding && input.UpdateExpression !== undefined && ++cUpdates > 1);
+    const heldC = holdBack(
+      cClient,
+      (input) => holding && input.UpdateExpression !== undefined && ++cUpdates > 1,
+    );
     const a = new DynamoDBStore({ client: aClient, tableName: TABLE });
     const b = new DynamoDBStore({ client, tableName: TABLE });
     const c = new DynamoDBStore({ client: cClient, tableName: TABLE });

@@ -16,7 +16,7 @@ import type {
 import { MAX_REASON_LENGTH, resetsOnly, throttleMillionths } from '../../core/reducer.js';
 import { SCHEMA_VERSION } from '../../core/types.js';
 import { StoreError } from '../../errors.js';
-import { snapshotFrom } from '../snapshot-fields.js';
+import { FRESH_FIELDS, closedAdmission, snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
 import type {
@@ -123,26 +123,6 @@ interface Peek {
   readonly now: number;
   readonly closedAt: number;
 }
-
-/** The snapshot of a breaker without a record (`now` apart): the functions' FRESH, at generation 0. */
-const FRESH_FIELDS = {
-  state: 'closed',
-  override: null,
-  generation: 0,
-  openUntil: 0,
-  successes: 0,
-  failures: 0,
-  slow: 0,
-  ignored: 0,
-  consecutiveFailures: 0,
-  activeProbes: 0,
-  probeSuccesses: 0,
-  activeSlots: 0,
-  reopens: 0,
-  overrideUntil: 0,
-  overrideReason: null,
-  closedAt: 0,
-} as const;
 
 const STATES = new Set<string>(['closed', 'open', 'half-open']);
 const OVERRIDES = new Set<string>(['forced-open', 'forced-closed', 'metrics-only']);
@@ -323,7 +303,10 @@ export class PostgresStore implements Store, RecordExaminer {
       const peek = await this.#peek(name);
       if (peek !== null && peek.generation === 0) {
         const snapshot = snapshotFrom({ ...FRESH_FIELDS, now: peek.now }, policy);
-        return { update: { snapshot, transition: null, stale: false }, acquire: closedAdmission(peek) };
+        return {
+          update: { snapshot, transition: null, stale: false },
+          acquire: closedAdmission(peek.generation, peek.now, peek.closedAt),
+        };
       }
       peeked = true;
     }
@@ -338,7 +321,7 @@ export class PostgresStore implements Store, RecordExaminer {
       // under the row's lock.
       const peek = await this.#peek(name);
       if (peek !== null && (peek.generation === 0 || (peek.state === 'closed' && peek.override === null))) {
-        return closedAdmission(peek);
+        return closedAdmission(peek.generation, peek.now, peek.closedAt);
       }
     }
     const reply = await this.#run('acquire', this.#sql.acquire, name, policy, [gc]);
@@ -689,22 +672,4 @@ const SURROGATE = /[\uD800-\uDFFF]/;
 function isWellFormed(name: string): boolean {
   if (!SURROGATE.test(name)) return true;
   return Buffer.from(name, 'utf8').toString('utf8') === name;
-}
-
-/** A closed admission without a write, from the plain read of the breaker's row (or of none). */
-function closedAdmission(peek: Peek): AcquireResult {
-  return {
-    admitted: true,
-    reason: null,
-    retryAfterMs: 0,
-    generation: peek.generation,
-    lease: null,
-    slot: null,
-    state: 'closed',
-    override: null,
-    openUntil: 0,
-    now: peek.now,
-    transition: null,
-    closedAt: peek.closedAt,
-  };
 }

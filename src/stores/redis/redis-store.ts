@@ -12,9 +12,9 @@ import type {
   Transition,
   UpdateResult,
 } from '../../core/types.js';
-import { MAX_REASON_LENGTH, throttleMillionths } from '../../core/reducer.js';
+import { MAX_REASON_LENGTH, NO_RECORD, throttleMillionths } from '../../core/reducer.js';
 import { StoreError } from '../../errors.js';
-import { snapshotFrom } from '../snapshot-fields.js';
+import { FRESH_FIELDS, closedAdmission, snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
 import type {
@@ -698,71 +698,46 @@ function batchIdArgs(batch: OutcomeBatch): [string, number, number] {
 function shortCarry(raw: unknown[], policy: BreakerPolicy): RecordedAcquire {
   const reply = new Reply('carry', raw);
   const kind = reply.string();
-  let stale = false;
-  let counts = NO_COUNTS;
-  let generation = 0;
-  let closedAt = 0;
-  let activeSlots = 0;
-  let now: number;
-  if (kind === 'closed' && raw.length === 10) {
-    counts = [reply.number(), reply.number(), reply.number(), reply.number(), reply.number()];
-    generation = reply.number();
-    closedAt = reply.number();
-    now = reply.number();
-    activeSlots = reply.number();
-  } else if (kind === 'none' && raw.length === 3) {
+  if (kind === 'none' && raw.length === 3) {
     const flag = reply.number();
     if (flag !== 0 && flag !== 1) throw malformed('carry', raw);
-    stale = flag === 1;
-    now = reply.number();
-  } else {
-    throw malformed('carry', raw);
+    const now = reply.number();
+    const snapshot = snapshotFrom({ ...FRESH_FIELDS, now }, policy);
+    return {
+      update: { snapshot, transition: null, stale: flag === 1 },
+      acquire: { ...closedAdmission(NO_RECORD, now, 0), consecutiveFailures: 0 },
+    };
   }
-  const [successes, failures, slow, ignored, consecutiveFailures] = counts;
+  if (kind !== 'closed' || raw.length !== 10) throw malformed('carry', raw);
+  const successes = reply.number();
+  const failures = reply.number();
+  const slow = reply.number();
+  const ignored = reply.number();
+  const consecutiveFailures = reply.number();
+  const generation = reply.number();
+  const closedAt = reply.number();
+  const now = reply.number();
+  const activeSlots = reply.number();
   const snapshot = snapshotFrom(
     {
-      state: 'closed',
-      override: null,
+      ...FRESH_FIELDS,
       generation,
-      openUntil: 0,
       successes,
       failures,
       slow,
       ignored,
       consecutiveFailures,
-      activeProbes: 0,
-      probeSuccesses: 0,
-      reopens: 0,
       now,
-      overrideUntil: 0,
-      overrideReason: '',
       closedAt,
       activeSlots,
     },
     policy,
   );
   return {
-    update: { snapshot, transition: null, stale },
-    acquire: {
-      admitted: true,
-      reason: null,
-      retryAfterMs: 0,
-      generation,
-      lease: null,
-      slot: null,
-      state: 'closed',
-      override: null,
-      openUntil: 0,
-      now,
-      transition: null,
-      consecutiveFailures,
-      closedAt,
-    },
+    update: { snapshot, transition: null, stale: false },
+    acquire: { ...closedAdmission(generation, now, closedAt), consecutiveFailures },
   };
 }
-
-/** Successes, failures, slow, ignored, consecutive failures: none (carry.lua's `none` reply). */
-const NO_COUNTS: readonly [number, number, number, number, number] = [0, 0, 0, 0, 0];
 
 /**
  * The arguments of record.lua and carry.lua after the policy (op-record.lua): the batch's numbers
