@@ -32,8 +32,7 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '1' },
     store: { type: 'string' },
     seed: { type: 'string' },
-    // settle-cross steps: of two or three clients (all), two (pairs), or none. By default all,
-    // but pairs on DynamoDB (known to fail with three: docs/dynamodb.md, "Known limits").
+    // settle-cross steps: of two or three clients (all, the default), two (pairs), or none.
     cross: { type: 'string' },
   },
 });
@@ -100,7 +99,7 @@ for (const store of only === undefined ? STORES : [only]) {
   const options: ModelCheckOptions = {
     log: (line) => console.log(`  ${store}: ${line}`),
     ...(store === 'memory' ? { faults: ['failed-write', 'late-reply'] as const } : {}),
-    crossClient: cross ?? (store === 'dynamodb' ? 'pairs' : true),
+    crossClient: cross ?? true,
   };
   const started = performance.now();
   try {

@@ -12,11 +12,5 @@ describe('DynamoDBStore on dynalite', () => {
   useDynalite(TABLE, (s) => {
     server = s;
   });
-  // Known to fail with three processes' writes racing a trip of a window policy (docs/dynamodb.md,
-  // "Known limits"): cross-client steps of two clients only, until that trip is made atomic with
-  // the count that causes it. Under consecutiveFailures it holds with three (checked below).
-  describeModelCheck('DynamoDBStore', () => dynamoHarness(server.endpoint, TABLE), { crossClient: 'pairs' });
-  describeModelCheck('DynamoDBStore, consecutiveFailures', () => dynamoHarness(server.endpoint, TABLE), {
-    policies: ['consecutive-failures'],
-  });
+  describeModelCheck('DynamoDBStore', () => dynamoHarness(server.endpoint, TABLE));
 });

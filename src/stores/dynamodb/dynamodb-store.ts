@@ -119,20 +119,6 @@ interface Loaded {
   /** The version to write next. */
   readonly nextVersion: number;
   readonly corrupt: boolean;
-  /** The item's last write, when it was a count (`lt`, `lk`): see `LastCount`. */
-  readonly lastCount: LastCount | null;
-}
-
-/**
- * The last count written to an item (attributes `lt`, `lk`; a whole-item write leaves them out):
- * when, by the writer's clock, and whether its outcomes could trip the policy. A closed item whose
- * counts trip the policy at that time was tripped by that count, whose process opens it with a
- * second write: an open is due. (Counts can also come to trip the policy as time passes and older
- * successes leave the window; no open is due then: the next outcome counts, then trips.)
- */
-interface LastCount {
-  readonly at: number;
-  readonly canTrip: boolean;
 }
 
 /** Longest name stored as the key itself; longer ones are keyed by their SHA-256 (keys max 2 KB). */
@@ -152,10 +138,12 @@ export function itemKey(name: string): string {
  * Breaker state in a DynamoDB table, one item per breaker: `pk` (`n:` + the breaker name, or `h:` +
  * its SHA-256 when longer than 1,000 bytes: keys are limited to 2 KB), `name`, `rec` (the record
  * as JSON), `v` (a version every write bumps), `ttl` (epoch seconds, for DynamoDB's
- * time-to-live) and, while a breaker with `maxConcurrent` holds any, `sl` (its concurrency slots:
- * a map of slot id to expiry). Every operation is a strongly consistent `GetItem`, the reducer,
- * and, only when something changed, one `PutItem` conditional on the version read; a conflict is
- * retried with the fresh item. No lock table, no lock.
+ * time-to-live), the window's buckets and totals (see `toItem`, `windowTotals`) and, while a
+ * breaker with `maxConcurrent` holds any, `sl` (its concurrency slots: a map of slot id to
+ * expiry). Outcomes in a closed breaker that do not trip it are one atomic `UpdateItem`
+ * (`#count`); every other operation is a strongly consistent `GetItem`, the reducer, and, only
+ * when something changed, one `PutItem` conditional on the version read; a conflict is retried
+ * with the fresh item. No lock table, no lock.
  */
 export class DynamoDBStore implements Store, RecordExaminer {
   /**
@@ -317,11 +305,8 @@ export class DynamoDBStore implements Store, RecordExaminer {
     return this.#change(
       name,
       policy,
-      (record, now, exists, seen, remember, lastCount) => {
+      (record, now, exists, seen, remember) => {
         if (batch.id !== undefined && seen(batch.id)) return stale(record, policy, now);
-        // An open another process's count made due comes first: this success came after it.
-        const opened = openIfDue(record, policy, now, batch, lastCount);
-        if (opened !== null) return { ...opened, stale: true };
         const result = reducer.resetRun(record, policy, now, batch);
         if (!exists) return { ...result, snapshot: { ...result.snapshot, generation: reducer.NO_RECORD } };
         if (
@@ -338,12 +323,16 @@ export class DynamoDBStore implements Store, RecordExaminer {
 
   /**
    * Counts a closed breaker's outcomes with one atomic `UpdateItem` (ADD to the current bucket's
-   * counters, REMOVE of the slots it gives back), conditional on the breaker being closed, without
-   * override, at the batch's generation, with the current bucket in its slot (and holding slots,
-   * if it gives any back). Null when the condition fails: the general path then reads, reduces
-   * and writes. If the new counts trip the policy, a second, conditional write opens the breaker.
+   * counters and the window's totals, REMOVE of the slots it gives back), conditional on the
+   * breaker being closed, without override, at the batch's generation, with the current bucket in
+   * its slot (and holding slots, if it gives any back), and on the count not tripping the policy
+   * (`tripGuard`). Null when the condition fails, or when the batch would trip the policy whatever
+   * the counts: the general path then reads, reduces and writes, the count and the open in one
+   * write, so no other process's count can land between them.
    */
   async #count(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult | null> {
+    const guard = tripGuard(policy, batch);
+    if (guard === null) return null;
     const now = this.#clock.now();
     const index = Math.floor(now / policy.bucketMs);
     const slot = ((index % policy.bucketCount) + policy.bucketCount) % policy.bucketCount;
@@ -354,6 +343,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
     released.forEach((held, i) => {
       releasing[`#r${i}`] = held;
     });
+    const removed = Object.keys(releasing).map((n) => `sl.${n}`);
+    // A count that does not keep the failure-rate score up to date takes away the ratio it was
+    // kept for: no failure-rate count is guarded by a stale score (until a whole write redoes it).
+    if (guard.score === null && policy.trip.kind !== 'failure-rate') removed.push('wr');
     // A throttled breaker's failures tell operators its rejection rate (reducer.ts noteThrottle).
     const throttled = batch.throttleRate !== undefined && batch.failures > 0;
     let reply;
@@ -363,19 +356,15 @@ export class DynamoDBStore implements Store, RecordExaminer {
           TableName: this.#table,
           Key: { pk: { S: itemKey(name) } },
           UpdateExpression:
-            // pcf, plt, plk: the run of failures and the last count before this one (an update's
-            // values are read before it); lt, lk: this count (see LastCount).
-            'SET pcf = if_not_exists(cf, :zero), plt = if_not_exists(lt, :zero), plk = if_not_exists(lk, :zero), ' +
-            `lt = :now, lk = :kind, cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
+            `SET cf = ${batch.successes > 0 ? ':trailing' : 'cf + :f'}, #ttl = :ttl ` +
             (throttled ? ', tr = :tr, ta = :now ' : '') +
-            `ADD #s :s, #f :f, #l :l, #g :g, v :one${id === null ? '' : ', ids :id'}` +
-            (released.length === 0
-              ? ''
-              : ` REMOVE ${Object.keys(releasing)
-                  .map((n) => `sl.${n}`)
-                  .join(', ')}`),
+            `ADD #s :s, #f :f, #l :l, #g :g, wt :calls, wf :f, v :one` +
+            (guard.score === null ? '' : ', wx :score') +
+            (id === null ? '' : ', ids :id') +
+            (removed.length === 0 ? '' : ` REMOVE ${removed.join(', ')}`),
           ConditionExpression:
             'st = :closed AND gen = :gen AND ov = :none AND #i = :index' +
+            guard.condition +
             (released.length === 0 ? '' : ' AND attribute_exists(sl)') +
             (id === null
               ? ''
@@ -391,16 +380,21 @@ export class DynamoDBStore implements Store, RecordExaminer {
             ...releasing,
           },
           ExpressionAttributeValues: {
+            ...guard.values,
             ...(batch.successes > 0 ? { ':trailing': { N: String(batch.trailingFailures) } } : {}),
-            ...(throttled ? { ':tr': { N: String(reducer.throttleMillionths(batch.throttleRate)) } } : {}),
-            ':now': { N: String(now) },
-            ':zero': { N: '0' },
-            ':kind': { N: outcomesCanTrip(policy.trip, batch.successes, batch.failures) ? '1' : '0' },
+            ...(throttled
+              ? {
+                  ':tr': { N: String(reducer.throttleMillionths(batch.throttleRate)) },
+                  ':now': { N: String(now) },
+                }
+              : {}),
+            ...(guard.score === null ? {} : { ':score': { N: String(guard.score) } }),
             ':ttl': { N: String(expiresAt(policy, { openUntil: 0 }, now)) },
             ':s': { N: String(batch.successes) },
             ':f': { N: String(batch.failures) },
             ':l': { N: String(batch.slow) },
             ':g': { N: String(batch.ignored) },
+            ':calls': { N: String(batch.successes + batch.failures) },
             ':one': { N: '1' },
             ':closed': { S: 'closed' },
             ':gen': { N: String(batch.generation) },
@@ -426,27 +420,17 @@ export class DynamoDBStore implements Store, RecordExaminer {
     }
     const parsed = reply.Attributes === undefined ? null : fromItem(reply.Attributes);
     if (parsed === null) return null;
-    const quorum = batch.quorum ?? 1;
-    // The counts tripped the policy before this batch landed: another process's count did, and its
-    // open (a second write) has not landed yet. In the order the store applied them this batch came
-    // after the open, so it must not count (a success would even end the run that tripped it).
-    const previous = Number(reply.Attributes!.pcf?.N);
-    const last = lastCountOf(reply.Attributes!.plt, reply.Attributes!.plk);
-    if (last !== null && Number.isSafeInteger(previous) && previous >= 0) {
-      const before = beforeCount(parsed.record, index, batch, previous);
-      if (before !== null && openDue(before, policy, last, quorum)) {
-        return this.#afterPendingOpen(name, policy, batch, index, slot, parsed.record, previous, now, last);
-      }
-    }
     // Outcomes that cannot trip the policy (ignored ones; successes but under a failure rate)
     // leave it closed, even when the window holds enough failures: below a quorum it stays so.
     if (!outcomesCanTrip(policy.trip, batch.successes, batch.failures)) {
       return { snapshot: reducer.snapshot(parsed.record, policy, now), transition: null, stale: false };
     }
+    const quorum = batch.quorum ?? 1;
     const result = reducer.tripIfDue(parsed.record, policy, now, batch.generation, 0, 0, quorum);
     if (result.transition === null) return result;
-    // The counts trip it: open it with a write conditional on the version the update returned
-    // (one more round trip); if someone wrote meanwhile, from a fresh read.
+    // Not expected: the guard lets no count that trips the policy through. Should the totals ever
+    // disagree with the buckets, the breaker still opens, with a write conditional on the version
+    // the update returned (if someone wrote meanwhile, from a fresh read).
     const fresh = fromItem(reply.Attributes!)!;
     return this.#change(
       name,
@@ -460,87 +444,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
           exists: true,
           rawVersion: reply.Attributes!.v,
           nextVersion: fresh.version + 1,
-          lastCount: lastCountOf(reply.Attributes!.lt, reply.Attributes!.lk),
           corrupt: false,
         },
       },
     );
-  }
-
-  /**
-   * A count that landed while another process's open was due (`#count`): takes its outcomes back
-   * out of the bucket, and its run of failures back to what it replaced (unless someone changed it
-   * since), then makes sure the open lands (the process that tripped it may have gone away). The
-   * batch is stale; the transition is this write's if it made the open. Given-back slots stay
-   * given back (a slot is a call that ended, whatever the state).
-   */
-  async #afterPendingOpen(
-    name: string,
-    policy: BreakerPolicy,
-    batch: OutcomeBatch,
-    index: number,
-    slot: number,
-    counted: BreakerRecord,
-    previousRun: number,
-    countedAt: number,
-    last: LastCount,
-  ): Promise<UpdateResult> {
-    const undo = (run: boolean) =>
-      this.#client.send(
-        new UpdateItemCommand({
-          TableName: this.#table,
-          Key: { pk: { S: itemKey(name) } },
-          UpdateExpression: `${run ? 'SET cf = :pcf, lt = :plt, lk = :plk ' : ''}ADD #s :s, #f :f, #l :l, #g :g, v :one`,
-          ConditionExpression: `#i = :index${run ? ' AND cf = :cf AND lt = :lt' : ''}`,
-          ExpressionAttributeNames: {
-            '#i': `b${slot}i`,
-            '#s': `b${slot}s`,
-            '#f': `b${slot}f`,
-            '#l': `b${slot}l`,
-            '#g': `b${slot}g`,
-          },
-          ExpressionAttributeValues: {
-            ...(run
-              ? {
-                  ':pcf': { N: String(previousRun) },
-                  ':cf': { N: String(counted.consecutiveFailures) },
-                  ':plt': { N: String(last.at) },
-                  ':plk': { N: '1' },
-                  ':lt': { N: String(countedAt) },
-                }
-              : {}),
-            ':s': { N: String(-batch.successes) },
-            ':f': { N: String(-batch.failures) },
-            ':l': { N: String(-batch.slow) },
-            ':g': { N: String(-batch.ignored) },
-            ':one': { N: '1' },
-            ':index': { N: String(index) },
-          },
-        }),
-      );
-    try {
-      try {
-        await undo(true);
-      } catch (error) {
-        // Someone wrote the run or a count since (a later count, or a write that reset it): the
-        // counts alone.
-        if (!isConditionFailure(error)) throw error;
-        await undo(false);
-      }
-    } catch (error) {
-      // The bucket moved on (a write past the bucket's end rewrote it): nothing of ours is left to
-      // take out of the window's current bucket.
-      if (!isConditionFailure(error)) {
-        throw new StoreError(`DynamoDB update of breaker ${JSON.stringify(name.slice(0, 100))} failed`, {
-          cause: error,
-        });
-      }
-    }
-    const quorum = batch.quorum ?? 1;
-    const opened = await this.#change(name, policy, (record, at) =>
-      reducer.tripIfDue(record, policy, at, record.generation, batch.random, batch.jitterMs ?? 0, quorum),
-    );
-    return { ...opened, stale: true };
   }
 
   #recordInGroup(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
@@ -563,14 +470,12 @@ export class DynamoDBStore implements Store, RecordExaminer {
     const previous = this.#writing.get(name) ?? Promise.resolve();
     group.result = previous.then(() => {
       if (this.#waiting.get(name) === group) this.#waiting.delete(name);
-      return this.#change(name, policy, (record, now, _exists, seen, remember, lastCount) => {
+      return this.#change(name, policy, (record, now, _exists, seen, remember) => {
         // Each member in the order it arrived, as if written alone: one after a member that opened
         // the breaker is stale (its generation is gone), as it would be from the store. Members
         // seen before (re-sends of writes that landed, or of one earlier in the group) are left out.
         let last: UpdateResult | null = null;
-        // An open another process's count made due comes first: every member came after it.
-        let moved: UpdateResult['transition'] =
-          openIfDue(record, policy, now, group.members[0]!, lastCount)?.transition ?? null;
+        let moved: UpdateResult['transition'] = null;
         const taken = new Set<string>();
         group.stale.clear();
         for (const [place, member] of group.members.entries()) {
@@ -763,7 +668,6 @@ export class DynamoDBStore implements Store, RecordExaminer {
       exists: boolean,
       seen: (id: string) => boolean,
       remember: (id: string) => void,
-      lastCount: LastCount | null,
     ) => T,
     { known, create = true }: { known?: Loaded; create?: boolean } = {},
   ): Promise<T> {
@@ -778,7 +682,6 @@ export class DynamoDBStore implements Store, RecordExaminer {
         loaded.exists,
         (id) => seenAt(loaded.ids, id, now),
         (id) => added.push(id),
-        loaded.lastCount,
       );
       if (!loaded.exists && !create) return result;
       const after = JSON.stringify(loaded.record);
@@ -844,7 +747,6 @@ export class DynamoDBStore implements Store, RecordExaminer {
         rawVersion: undefined,
         nextVersion: 1,
         corrupt: false,
-        lastCount: null,
       };
     }
     const parsed = fromItem(item);
@@ -856,7 +758,6 @@ export class DynamoDBStore implements Store, RecordExaminer {
         rawVersion: item.v,
         nextVersion: parsed.version + 1,
         corrupt: false,
-        lastCount: lastCountOf(item.lt, item.lk),
       };
     }
     this.#corrupt(name);
@@ -870,7 +771,6 @@ export class DynamoDBStore implements Store, RecordExaminer {
       rawVersion: item.v,
       nextVersion: valid ? version + 1 : 1,
       corrupt: true,
-      lastCount: null,
     };
   }
 
@@ -907,76 +807,110 @@ function idsOf(item: Record<string, AttributeValue>): ReadonlySet<string> {
 }
 
 /**
- * `record` (what a count returned) as it was before the count: the batch's outcomes out of the
- * current bucket, and the run of failures the count replaced. Null when the bucket is not there.
+ * The window's totals an item keeps beside its buckets, so a count's condition can tell whether
+ * it trips the policy: `wt` calls (successes and failures) and `wf` failures in the window ending
+ * at the newest bucket (a whole write sets them from the buckets, a count adds to them: while the
+ * current bucket stays in its slot the window is the same buckets); under a failure rate also
+ * `wx`, a score of the counts for the ratio in `wr`, which is below 0 only while the rate is (see
+ * `rateWeights`).
  */
-function beforeCount(
-  record: BreakerRecord,
-  index: number,
-  batch: OutcomeBatch,
-  previousRun: number,
-): BreakerRecord | null {
-  const at = record.buckets.findIndex((b) => b.index === index);
-  if (at === -1) return null;
-  const b = record.buckets[at]!;
-  const buckets = record.buckets.slice();
-  buckets[at] = {
-    index,
-    successes: b.successes - batch.successes,
-    failures: b.failures - batch.failures,
-    slow: b.slow - batch.slow,
-    ignored: b.ignored - batch.ignored,
-  };
-  return { ...record, buckets, consecutiveFailures: previousRun };
-}
-
-/**
- * Whether `record`, as the last count left it, is closed with counts that trip the policy at
- * `last.at`, the time of that count (one whose outcomes could trip it): that count's process saw
- * the trip and opens it with a second write (DynamoDB), so an open is due. Below a quorum a closed breaker may keep such counts, so under one
- * (a batch's `quorum` above 1, or reporters in the record) this says no.
- */
-function openDue(
-  record: BreakerRecord,
-  policy: BreakerPolicy,
-  last: LastCount | null,
-  quorum: number,
-): boolean {
-  if (
-    last === null ||
-    !last.canTrip ||
-    quorum > 1 ||
-    record.reporters !== undefined ||
-    record.state !== 'closed' ||
-    record.override !== null
-  ) {
-    return false;
+function windowTotals(record: BreakerRecord, policy: BreakerPolicy): Record<string, AttributeValue> {
+  const newest = record.buckets.at(-1)?.index ?? 0;
+  let successes = 0;
+  let failures = 0;
+  for (const bucket of record.buckets) {
+    if (bucket.index > newest - policy.bucketCount) {
+      successes += bucket.successes;
+      failures += bucket.failures;
+    }
   }
-  return (
-    reducer.tripIfDue(structuredClone(record), policy, last.at, record.generation, 0).transition !== null
-  );
+  const totals: Record<string, AttributeValue> = {
+    wt: { N: String(successes + failures) },
+    wf: { N: String(failures) },
+  };
+  if (policy.trip.kind === 'failure-rate') {
+    const weight = rateWeights(policy.trip.ratio);
+    totals.wr = { S: String(policy.trip.ratio) };
+    totals.wx = { N: String(weight.failure * failures - weight.success * successes) };
+  }
+  return totals;
 }
 
-/** The last count of an item from its `lt`/`lk` (or `plt`/`plk`) attributes; null when absent or 0. */
-function lastCountOf(at: AttributeValue | undefined, kind: AttributeValue | undefined): LastCount | null {
-  const when = Number(at?.N);
-  if (!Number.isSafeInteger(when) || when <= 0) return null;
-  return { at: when, canTrip: kind?.N === '1' };
-}
+/** `wx` scale, and the most calls in a window for which `wx` below -1 proves the rate is below. */
+export const RATE_SCALE = 2 ** 20;
+export const RATE_MAX_CALLS = 2 ** 33;
 
 /**
- * Opens `record` when the last count tripped it and its open has not landed (`LastCount`), with
- * the batch's jitter: the result, else null.
+ * The integer weights of the failure-rate score: `failure` per failure, minus `success` per
+ * success. They round the exact weights `(1 - ratio)` and `ratio` (times `RATE_SCALE`) up and down,
+ * so the score is never below the exact `RATE_SCALE * (failures - ratio * calls)`: a score below -1
+ * means the rate is below the ratio by more than `1 / (RATE_SCALE * calls)`, more than the rounding
+ * of the quotient `shouldTrip` takes for up to `RATE_MAX_CALLS` calls. Near the ratio a count is
+ * refused and goes the whole way (exact), never let through wrongly.
  */
-function openIfDue(
-  record: BreakerRecord,
-  policy: BreakerPolicy,
-  now: number,
-  batch: OutcomeBatch,
-  last: LastCount | null,
-): UpdateResult | null {
-  if (!openDue(record, policy, last, batch.quorum ?? 1)) return null;
-  return reducer.tripIfDue(record, policy, now, record.generation, batch.random, batch.jitterMs ?? 0);
+export function rateWeights(ratio: number): { failure: number; success: number } {
+  return {
+    failure: Math.ceil((1 - ratio) * RATE_SCALE) + 1,
+    success: Math.max(0, Math.floor(ratio * RATE_SCALE) - 1),
+  };
+}
+
+/** The part of a count's condition that keeps it from tripping the policy (`tripGuard`). */
+interface TripGuard {
+  readonly condition: string;
+  readonly values: Record<string, AttributeValue>;
+  /** What the count adds to `wx` (a failure rate's score), or null when it leaves `wx` alone. */
+  readonly score: number | null;
+}
+
+const UNGUARDED: TripGuard = { condition: '', values: {}, score: null };
+
+/**
+ * What a count of `batch` must find for it not to trip the policy, or null when it trips whatever
+ * it finds. A count that trips the policy must not be an `UpdateItem` followed by an open: a
+ * count of another process could land between the two (after the trip, so it must not count, and
+ * a success would even end the run that tripped it). Refused, it is read, reduced and written with
+ * the open, in one conditional write.
+ */
+function tripGuard(policy: BreakerPolicy, batch: OutcomeBatch): TripGuard | null {
+  const trip = policy.trip;
+  const calls = batch.successes + batch.failures;
+  switch (trip.kind) {
+    case 'consecutive-failures':
+      if (batch.failures === 0) return UNGUARDED;
+      // A success sets the run to the failures after it.
+      if (batch.successes > 0) return batch.trailingFailures < trip.threshold ? UNGUARDED : null;
+      return {
+        condition: ' AND cf < :runBelow',
+        values: { ':runBelow': { N: String(trip.threshold - batch.failures) } },
+        score: null,
+      };
+    case 'failures-in-window':
+      if (batch.failures === 0) return UNGUARDED;
+      return {
+        condition: ' AND wf < :failuresBelow',
+        values: { ':failuresBelow': { N: String(trip.threshold - batch.failures) } },
+        score: null,
+      };
+    case 'failure-rate': {
+      if (calls === 0) return UNGUARDED;
+      const weight = rateWeights(trip.ratio);
+      const score = weight.failure * batch.failures - weight.success * batch.successes;
+      return {
+        // Below minimumCalls after the count, or a rate surely below the ratio.
+        condition: ' AND wr = :ratio AND (wt < :callsBelow OR (wx < :scoreBelow AND wt < :callsAtMost))',
+        values: {
+          ':ratio': { S: String(trip.ratio) },
+          ':callsBelow': { N: String(trip.minimumCalls - calls) },
+          ':scoreBelow': { N: String(-1 - score) },
+          ':callsAtMost': { N: String(RATE_MAX_CALLS - calls) },
+        },
+        score,
+      };
+    }
+    default:
+      return UNGUARDED;
+  }
 }
 
 /** The answer to a batch seen before: nothing changed. */
@@ -997,8 +931,9 @@ const NO_OVERRIDE = 'none';
 /**
  * The item for a record. The window's counters live in attributes of their own, one set per
  * bucket slot (`b<slot>i` the bucket's index, then `s`, `f`, `l`, `g`: successes, failures, slow,
- * ignored), with the run of failures in `cf`, so counting is an atomic ADD; the rest of the record
- * is JSON in `rec`, mirrored in `st`, `gen` and `ov` for conditions.
+ * ignored), with the run of failures in `cf` and the window's totals beside them
+ * (`windowTotals`), so counting is an atomic ADD; the rest of the record is JSON in `rec`, mirrored
+ * in `st`, `gen` and `ov` for conditions.
  */
 function toItem(name: string, policy: BreakerPolicy, record: BreakerRecord, version: number, now: number) {
   const item: Record<string, AttributeValue> = {
@@ -1019,6 +954,7 @@ function toItem(name: string, policy: BreakerPolicy, record: BreakerRecord, vers
     ov: { S: record.override ?? NO_OVERRIDE },
     cf: { N: String(record.consecutiveFailures) },
     ttl: { N: String(expiresAt(policy, record, now)) },
+    ...windowTotals(record, policy),
   };
   for (const bucket of record.buckets) {
     const slot = ((bucket.index % policy.bucketCount) + policy.bucketCount) % policy.bucketCount;
