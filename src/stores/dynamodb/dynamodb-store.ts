@@ -344,9 +344,10 @@ export class DynamoDBStore implements Store, RecordExaminer {
       releasing[`#r${i}`] = held;
     });
     const removed = Object.keys(releasing).map((n) => `sl.${n}`);
-    // A count that does not keep the failure-rate score up to date takes away the ratio it was
-    // kept for: no failure-rate count is guarded by a stale score (until a whole write redoes it).
-    if (guard.score === null && policy.trip.kind !== 'failure-rate') removed.push('wr');
+    // A count under another policy (one breaker name, two policies: a misconfiguration) leaves the
+    // failure-rate score behind, so it takes away the ratio the score was kept for: no count is
+    // let through by a stale score (a whole write redoes it).
+    if (policy.trip.kind !== 'failure-rate') removed.push('wr');
     // A throttled breaker's failures tell operators its rejection rate (reducer.ts noteThrottle).
     const throttled = batch.throttleRate !== undefined && batch.failures > 0;
     let reply;
