@@ -343,6 +343,36 @@ describe('DynamoDBStore on dynalite', () => {
     }
   });
 
+  it('a failure-rate count is not let through by a score another policy left behind', async () => {
+    // One breaker name under two policies (a misconfiguration): counts under consecutiveFailures
+    // do not keep the failure-rate score, so they drop the ratio it was kept for, and the next
+    // failure-rate count that trips is refused and written whole (a read and one write), not let
+    // through on the stale score (then opened by a second write, which is what the guard prevents).
+    const commands: string[] = [];
+    const counting = server.client();
+    counting.middlewareStack.add(
+      (next, context) => async (args) => {
+        commands.push(context.commandName!.replace('Command', ''));
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const store = new DynamoDBStore({ client: counting, tableName: TABLE });
+    const rate = policyOf({ trip: failureRate(0.5, { minimumCalls: 4, windowMs: 60_000 }), jitter: 0 });
+    const run = policyOf({ trip: consecutiveFailures(100), jitter: 0 });
+    const name = `mixed-${randomUUID()}`;
+    const { generation } = await store.acquire(name, rate);
+    await store.record(name, rate, outcomes(generation, { successes: 3 }));
+    const g = (await store.acquire(name, rate)).generation;
+    await store.record(name, rate, outcomes(g, { successes: 1 })); // a count: the score is kept
+    await store.record(name, run, outcomes(g, { failures: 3 })); // counts the score does not see
+    commands.length = 0;
+    const tripped = await store.record(name, rate, outcomes(g, { failures: 1 }));
+    assert.equal(tripped.transition?.to, 'open', '4 failures of 8 reach 0.5');
+    assert.deepEqual(commands, ['UpdateItem', 'GetItem', 'PutItem']);
+    counting.destroy();
+  });
+
   it('counts that trip the policy only because time passed are no open due: the next outcome counts, then trips', async () => {
     // Successes leave the window and the failures left behind trip the rate, with no write: no
     // process saw a trip, so a success arriving now is counted (then trips it), as a reducer would.
