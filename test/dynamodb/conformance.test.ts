@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 
 import { PutItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
@@ -130,6 +130,58 @@ describe('DynamoDBStore on dynalite', () => {
     },
     { idempotentBatches: true, concurrencyLimit: true, quorum: true, recordThenAcquire: true },
   );
+
+  // The same suite where a failed condition hands the item back, as DynamoDB does and dynalite does
+  // not: a refused count's general path starts from that item.
+  let awsLike: DynamoDBClient | undefined;
+  after(() => awsLike?.destroy());
+  describeStoreConformance(
+    'DynamoDBStore, a failed condition answered with the item',
+    () => {
+      const clock = new ManualClock();
+      awsLike ??= server.awsLikeClient();
+      return {
+        store: new DynamoDBStore({
+          client: awsLike,
+          tableName: TABLE,
+          clock,
+          onCorruptRecord: () => undefined,
+        }),
+        advance: (ms) => clock.advance(ms),
+        corrupt: (name, kind) => corrupt(client, name, kind),
+      };
+    },
+    { idempotentBatches: true, concurrencyLimit: true, quorum: true, recordThenAcquire: true },
+  );
+
+  it('a refused count starts from the item the refusal handed back: no read where DynamoDB answers with it', async () => {
+    const commands: string[] = [];
+    const counting = server.awsLikeClient();
+    counting.middlewareStack.add(
+      (next, context) => async (args) => {
+        commands.push(context.commandName!.replace('Command', ''));
+        return next(args);
+      },
+      { step: 'initialize' },
+    );
+    const store = new DynamoDBStore({ client: counting, tableName: TABLE });
+    const policy = policyOf({ trip: consecutiveFailures(3), jitter: 0 });
+    const name = `handed-${randomUUID()}`;
+    const generation = (await store.record(name, policy, outcomes(0))).snapshot.generation;
+    const failing = outcomes(generation, { failures: 1 });
+    const measure = async (): Promise<string[]> => {
+      commands.length = 0;
+      await store.record(name, policy, failing);
+      return [...commands];
+    };
+    // The first outcome in a bucket: the update is refused (no bucket yet), then the write.
+    assert.deepEqual(await measure(), ['UpdateItem', 'PutItem']);
+    assert.deepEqual(await measure(), ['UpdateItem']);
+    // The one that trips it: refused (it would trip the policy), then the count and the open.
+    assert.deepEqual(await measure(), ['UpdateItem', 'PutItem']);
+    assert.equal((await store.inspect(name, policy))?.state, 'open');
+    counting.destroy();
+  });
 
   it('createBreakerTable is idempotent, and the store works on a table it created', async () => {
     const table = `made-${randomUUID().slice(0, 8)}`;

@@ -3,7 +3,8 @@ import type { Server } from 'node:http';
 
 import { after, before } from 'node:test';
 
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBClient, GetItemCommand } from '@aws-sdk/client-dynamodb';
+import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 
 import { createBreakerTable } from '../../src/stores/dynamodb/index.js';
@@ -37,6 +38,13 @@ export class Dynalite {
     });
   }
 
+  /** A client that answers a failed condition with the item, as DynamoDB does (`answerWithItem`). */
+  awsLikeClient(): DynamoDBClient {
+    const client = this.client();
+    answerWithItem(client, this.client());
+    return client;
+  }
+
   async restart(): Promise<void> {
     const server = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
     await new Promise<void>((resolve, reject) => {
@@ -56,6 +64,47 @@ export class Dynalite {
     server.closeAllConnections();
     await new Promise<void>((resolve) => HttpServer.prototype.close.call(server, () => resolve()));
   }
+}
+
+/**
+ * Makes `client` answer a failed condition as DynamoDB does when asked
+ * (`ReturnValuesOnConditionCheckFailure: 'ALL_OLD'`): the error carries the item. dynalite ignores
+ * the option; here a consistent read on `reader` fills it in after the failure (not at the same
+ * instant, as DynamoDB's is: a write of another process may land between, which a store must take
+ * as it takes any item it read). `client.destroy()` destroys `reader` too.
+ */
+export function answerWithItem(client: DynamoDBClient, reader: DynamoDBClient): void {
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      try {
+        return await next(args);
+      } catch (error) {
+        const input = args.input as {
+          TableName?: string;
+          Key?: Record<string, AttributeValue>;
+          ReturnValuesOnConditionCheckFailure?: string;
+        };
+        const failed = error as { name?: string; Item?: Record<string, AttributeValue> };
+        if (
+          failed.name === 'ConditionalCheckFailedException' &&
+          input.ReturnValuesOnConditionCheckFailure === 'ALL_OLD' &&
+          failed.Item === undefined
+        ) {
+          const { Item } = await reader.send(
+            new GetItemCommand({ TableName: input.TableName, Key: input.Key, ConsistentRead: true }),
+          );
+          if (Item !== undefined) failed.Item = Item;
+        }
+        throw error;
+      }
+    },
+    { step: 'initialize' },
+  );
+  const destroy = client.destroy.bind(client);
+  client.destroy = () => {
+    reader.destroy();
+    destroy();
+  };
 }
 
 /**

@@ -9,6 +9,7 @@ import { MemoryStore } from '../../src/stores/memory.js';
 import { PostgresStore } from '../../src/stores/postgres/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import type { ModelCheckHarness } from '../../src/testing/model-check.js';
+import { answerWithItem } from './dynalite.js';
 
 /** Model-check harnesses: one store per client, each on a connection of its own, on the model's clock. */
 
@@ -38,12 +39,16 @@ export function dynamoHarness(endpoint: string, tableName: string): ModelCheckHa
   const clients: DynamoDBClient[] = [];
   return {
     makeStore: (clock: Clock) => {
-      const client = new DynamoDBClient({
-        endpoint,
-        region: 'us-east-1',
-        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
-        maxAttempts: 1,
-      });
+      const connect = () =>
+        new DynamoDBClient({
+          endpoint,
+          region: 'us-east-1',
+          credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+          maxAttempts: 1,
+        });
+      const client = connect();
+      // Every other client has its failed conditions answered with the item, as DynamoDB does.
+      if (clients.length % 2 === 1) answerWithItem(client, connect());
       clients.push(client);
       return new DynamoDBStore({ client, tableName, clock });
     },

@@ -121,6 +121,16 @@ interface Loaded {
   readonly corrupt: boolean;
 }
 
+/**
+ * A count `#count` did not make (its condition failed, or it would trip the policy): the batch goes
+ * the general way, starting from `item` when the refusal handed the item back (else a read).
+ */
+class Refused {
+  constructor(readonly item: Record<string, AttributeValue> | null) {}
+}
+
+const NOT_TRIED = new Refused(null);
+
 /** Longest name stored as the key itself; longer ones are keyed by their SHA-256 (keys max 2 KB). */
 const MAX_PLAIN_KEY_BYTES = 1_000;
 
@@ -292,7 +302,8 @@ export class DynamoDBStore implements Store, RecordExaminer {
       const counting = this.#count(name, policy, batch);
       this.#inFlight(name, counting);
       const counted = await counting;
-      if (counted !== null) return counted;
+      if (!(counted instanceof Refused)) return counted;
+      return this.#recordInGroup(name, policy, batch, counted.item);
     }
     return this.#recordInGroup(name, policy, batch);
   }
@@ -326,13 +337,13 @@ export class DynamoDBStore implements Store, RecordExaminer {
    * counters and the window's totals, REMOVE of the slots it gives back), conditional on the
    * breaker being closed, without override, at the batch's generation, with the current bucket in
    * its slot (and holding slots, if it gives any back), and on the count not tripping the policy
-   * (`tripGuard`). Null when the condition fails, or when the batch would trip the policy whatever
-   * the counts: the general path then reads, reduces and writes, the count and the open in one
-   * write, so no other process's count can land between them.
+   * (`tripGuard`). `Refused` when the condition fails, or when the batch would trip the policy
+   * whatever the counts: the general path then reads, reduces and writes, the count and the open in
+   * one write, so no other process's count can land between them.
    */
-  async #count(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult | null> {
+  async #count(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult | Refused> {
     const guard = tripGuard(policy, batch);
-    if (guard === null) return null;
+    if (guard === null) return NOT_TRIED;
     const now = this.#clock.now();
     const index = Math.floor(now / policy.bucketMs);
     const slot = ((index % policy.bucketCount) + policy.bucketCount) % policy.bucketCount;
@@ -411,16 +422,22 @@ export class DynamoDBStore implements Store, RecordExaminer {
                 }),
           },
           ReturnValues: 'ALL_NEW',
+          // DynamoDB answers a failed condition with the item as it found it: the general path
+          // starts from it instead of reading it again (dynalite answers without it: then it reads).
+          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         }),
       );
     } catch (error) {
-      if (isConditionFailure(error)) return null;
+      if (isConditionFailure(error)) {
+        const item = (error as { Item?: Record<string, AttributeValue> }).Item;
+        return item === undefined ? NOT_TRIED : new Refused(item);
+      }
       throw new StoreError(`DynamoDB update of breaker ${JSON.stringify(name.slice(0, 100))} failed`, {
         cause: error,
       });
     }
     const parsed = reply.Attributes === undefined ? null : fromItem(reply.Attributes);
-    if (parsed === null) return null;
+    if (parsed === null) return NOT_TRIED;
     // Outcomes that cannot trip the policy (ignored ones; successes but under a failure rate)
     // leave it closed, even when the window holds enough failures: below a quorum it stays so.
     if (!outcomesCanTrip(policy.trip, batch.successes, batch.failures)) {
@@ -451,7 +468,16 @@ export class DynamoDBStore implements Store, RecordExaminer {
     );
   }
 
-  #recordInGroup(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+  /**
+   * Writes `batch` in the group of this breaker's next write (see `record`). `found`: the item as
+   * a refused count found it, the first attempt's read when this batch starts a group.
+   */
+  #recordInGroup(
+    name: string,
+    policy: BreakerPolicy,
+    batch: OutcomeBatch,
+    found: Record<string, AttributeValue> | null = null,
+  ): Promise<UpdateResult> {
     const waiting = this.#waiting.get(name);
     if (
       waiting !== undefined &&
@@ -471,30 +497,35 @@ export class DynamoDBStore implements Store, RecordExaminer {
     const previous = this.#writing.get(name) ?? Promise.resolve();
     group.result = previous.then(() => {
       if (this.#waiting.get(name) === group) this.#waiting.delete(name);
-      return this.#change(name, policy, (record, now, _exists, seen, remember) => {
-        // Each member in the order it arrived, as if written alone: one after a member that opened
-        // the breaker is stale (its generation is gone), as it would be from the store. Members
-        // seen before (re-sends of writes that landed, or of one earlier in the group) are left out.
-        let last: UpdateResult | null = null;
-        let moved: UpdateResult['transition'] = null;
-        const taken = new Set<string>();
-        group.stale.clear();
-        for (const [place, member] of group.members.entries()) {
-          if (member.id !== undefined) {
-            if (seen(member.id) || taken.has(member.id)) {
-              group.stale.add(place);
-              continue;
+      return this.#change(
+        name,
+        policy,
+        (record, now, _exists, seen, remember) => {
+          // Each member in the order it arrived, as if written alone: one after a member that opened
+          // the breaker is stale (its generation is gone), as it would be from the store. Members
+          // seen before (re-sends of writes that landed, or of one earlier in the group) are left out.
+          let last: UpdateResult | null = null;
+          let moved: UpdateResult['transition'] = null;
+          const taken = new Set<string>();
+          group.stale.clear();
+          for (const [place, member] of group.members.entries()) {
+            if (member.id !== undefined) {
+              if (seen(member.id) || taken.has(member.id)) {
+                group.stale.add(place);
+                continue;
+              }
+              taken.add(member.id);
+              remember(member.id);
             }
-            taken.add(member.id);
-            remember(member.id);
+            last = reducer.record(record, policy, now, member);
+            if (last.stale) group.stale.add(place);
+            moved ??= last.transition;
           }
-          last = reducer.record(record, policy, now, member);
-          if (last.stale) group.stale.add(place);
-          moved ??= last.transition;
-        }
-        if (last === null) return stale(record, policy, now);
-        return { ...last, transition: moved };
-      });
+          if (last === null) return stale(record, policy, now);
+          return { ...last, transition: moved };
+        },
+        found === null ? {} : { known: this.#loadedFrom(found, name) },
+      );
     });
     this.#inFlight(name, group.result);
     return group.result.then((result) => answerFor(group, 0, result));
@@ -739,7 +770,11 @@ export class DynamoDBStore implements Store, RecordExaminer {
   }
 
   async #load(name: string): Promise<Loaded> {
-    const item = await this.#read(name);
+    return this.#loadedFrom(await this.#read(name), name);
+  }
+
+  /** What an item read (or handed back by a refused write) says; `name` to report a corrupt one. */
+  #loadedFrom(item: Record<string, AttributeValue> | undefined, name: string): Loaded {
     if (item === undefined) {
       return {
         record: reducer.emptyRecord(reducer.initialGeneration(this.#clock.now())),
