@@ -72,6 +72,19 @@ function holdBack(
   return held;
 }
 
+/** The commands `client` sends from now on, by name (`UpdateItem`, ...), in the order sent. */
+function commandLog(client: DynamoDBClient): string[] {
+  const commands: string[] = [];
+  client.middlewareStack.add(
+    (next, context) => async (args) => {
+      commands.push(context.commandName!.replace(/Command$/, ''));
+      return next(args);
+    },
+    { step: 'initialize' },
+  );
+  return commands;
+}
+
 type Outcomes = Parameters<typeof outcomes>[1];
 
 /**
@@ -155,15 +168,8 @@ describe('DynamoDBStore on dynalite', () => {
   );
 
   it('a refused count starts from the item the refusal handed back: no read where DynamoDB answers with it', async () => {
-    const commands: string[] = [];
     const counting = server.awsLikeClient();
-    counting.middlewareStack.add(
-      (next, context) => async (args) => {
-        commands.push(context.commandName!.replace('Command', ''));
-        return next(args);
-      },
-      { step: 'initialize' },
-    );
+    const commands = commandLog(counting);
     const store = new DynamoDBStore({ client: counting, tableName: TABLE });
     const policy = policyOf({ trip: consecutiveFailures(3), jitter: 0 });
     const name = `handed-${randomUUID()}`;
@@ -400,15 +406,8 @@ describe('DynamoDBStore on dynalite', () => {
     // do not keep the failure-rate score, so they drop the ratio it was kept for, and the next
     // failure-rate count that trips is refused and written whole (a read and one write), not let
     // through on the stale score (then opened by a second write, which is what the guard prevents).
-    const commands: string[] = [];
     const counting = server.client();
-    counting.middlewareStack.add(
-      (next, context) => async (args) => {
-        commands.push(context.commandName!.replace('Command', ''));
-        return next(args);
-      },
-      { step: 'initialize' },
-    );
+    const commands = commandLog(counting);
     const store = new DynamoDBStore({ client: counting, tableName: TABLE });
     const rate = policyOf({ trip: failureRate(0.5, { minimumCalls: 4, windowMs: 60_000 }), jitter: 0 });
     const run = policyOf({ trip: consecutiveFailures(100), jitter: 0 });
