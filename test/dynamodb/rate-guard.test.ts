@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 
 import fc from 'fast-check';
 
-import { RATE_MAX_CALLS, rateWeights } from '../../src/stores/dynamodb/dynamodb-store.js';
+import { RATE_MAX_CALLS, rateScore } from '../../src/stores/dynamodb/dynamodb-store.js';
 import { failureRate, shouldTrip } from '../../src/core/policy.js';
 import { windowCounts } from '../../src/core/window.js';
 
@@ -18,12 +18,6 @@ function trips(ratio: number, successes: number, failures: number): boolean {
   return shouldTrip(failureRate(ratio, { minimumCalls: 1, windowMs: 10_000 }), counts);
 }
 
-/** The score an item keeps for these counts (`wx`). */
-function score(ratio: number, successes: number, failures: number): number {
-  const weight = rateWeights(ratio);
-  return weight.failure * failures - weight.success * successes;
-}
-
 describe('DynamoDBStore failure-rate guard (wx)', () => {
   it('a score below -1 means the rate does not trip', () => {
     fc.assert(
@@ -36,7 +30,8 @@ describe('DynamoDBStore failure-rate guard (wx)', () => {
         fc.integer({ min: 0, max: 2 ** 24 }),
         (ratio, successes, failures) => {
           fc.pre(successes + failures > 0 && successes + failures <= RATE_MAX_CALLS);
-          if (score(ratio, successes, failures) < -1) assert.equal(trips(ratio, successes, failures), false);
+          if (rateScore(ratio, successes, failures) < -1)
+            assert.equal(trips(ratio, successes, failures), false);
         },
       ),
       { numRuns: 20_000 },
@@ -57,10 +52,10 @@ describe('DynamoDBStore failure-rate guard (wx)', () => {
     ] as const) {
       const failures = Math.ceil(ratio * calls - 1e-9);
       assert.equal(trips(ratio, calls - failures, failures), true, `${failures} of ${calls} trips ${ratio}`);
-      assert.ok(score(ratio, calls - failures, failures) >= -1, `${failures} of ${calls} at ${ratio}`);
+      assert.ok(rateScore(ratio, calls - failures, failures) >= -1, `${failures} of ${calls} at ${ratio}`);
     }
     // Far below the ratio the guard lets counts through (else every count is a whole write).
-    assert.ok(score(0.5, 90, 10) < -1);
-    assert.ok(score(0.1, 1_000, 50) < -1);
+    assert.ok(rateScore(0.5, 90, 10) < -1);
+    assert.ok(rateScore(0.1, 1_000, 50) < -1);
   });
 });

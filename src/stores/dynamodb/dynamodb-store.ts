@@ -17,6 +17,7 @@ import type { AttributeValue, DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Clock } from '../../core/clock.js';
 import { systemClock } from '../../core/clock.js';
 import { outcomesCanTrip } from '../../core/policy.js';
+import { windowCounts } from '../../core/window.js';
 import * as reducer from '../../core/reducer.js';
 import type {
   AcquireResult,
@@ -851,30 +852,31 @@ function idsOf(item: Record<string, AttributeValue>): ReadonlySet<string> {
  * `rateWeights`).
  */
 function windowTotals(record: BreakerRecord, policy: BreakerPolicy): Record<string, AttributeValue> {
-  const newest = record.buckets.at(-1)?.index ?? 0;
-  let successes = 0;
-  let failures = 0;
-  for (const bucket of record.buckets) {
-    if (bucket.index > newest - policy.bucketCount) {
-      successes += bucket.successes;
-      failures += bucket.failures;
-    }
-  }
+  // At no time at all, the window is the one ending at the newest bucket.
+  const counts = windowCounts(record, -Infinity, policy.bucketMs, policy.bucketCount);
   const totals: Record<string, AttributeValue> = {
-    wt: { N: String(successes + failures) },
-    wf: { N: String(failures) },
+    wt: { N: String(counts.total) },
+    wf: { N: String(counts.failures) },
   };
   if (policy.trip.kind === 'failure-rate') {
-    const weight = rateWeights(policy.trip.ratio);
     totals.wr = { S: String(policy.trip.ratio) };
-    totals.wx = { N: String(weight.failure * failures - weight.success * successes) };
+    totals.wx = { N: String(rateScore(policy.trip.ratio, counts.successes, counts.failures)) };
   }
   return totals;
 }
 
 /** `wx` scale, and the most calls in a window for which `wx` below -1 proves the rate is below. */
-export const RATE_SCALE = 2 ** 20;
+const RATE_SCALE = 2 ** 20;
 export const RATE_MAX_CALLS = 2 ** 33;
+
+/**
+ * The failure-rate score of these counts (`wx`), or of a count's outcomes (what it adds to `wx`):
+ * `failure` per failure minus `success` per success (`rateWeights`).
+ */
+export function rateScore(ratio: number, successes: number, failures: number): number {
+  const weight = rateWeights(ratio);
+  return weight.failure * failures - weight.success * successes;
+}
 
 /**
  * The integer weights of the failure-rate score: `failure` per failure, minus `success` per
@@ -884,7 +886,7 @@ export const RATE_MAX_CALLS = 2 ** 33;
  * of the quotient `shouldTrip` takes for up to `RATE_MAX_CALLS` calls. Near the ratio a count is
  * refused and goes the whole way (exact), never let through wrongly.
  */
-export function rateWeights(ratio: number): { failure: number; success: number } {
+function rateWeights(ratio: number): { failure: number; success: number } {
   return {
     failure: Math.ceil((1 - ratio) * RATE_SCALE) + 1,
     success: Math.max(0, Math.floor(ratio * RATE_SCALE) - 1),
@@ -930,8 +932,7 @@ function tripGuard(policy: BreakerPolicy, batch: OutcomeBatch): TripGuard | null
       };
     case 'failure-rate': {
       if (calls === 0) return UNGUARDED;
-      const weight = rateWeights(trip.ratio);
-      const score = weight.failure * batch.failures - weight.success * batch.successes;
+      const score = rateScore(trip.ratio, batch.successes, batch.failures);
       return {
         // Below minimumCalls after the count, or a rate surely below the ratio.
         condition: ' AND wr = :ratio AND (wt < :callsBelow OR (wx < :scoreBelow AND wt < :callsAtMost))',
