@@ -424,6 +424,45 @@ describe('DynamoDBStore on dynalite', () => {
     counting.destroy();
   });
 
+  it('a process whose clock lags counts in the newest bucket, as the reducer does', async () => {
+    // Near a bucket boundary a process whose clock is a little behind still sees the bucket before
+    // the newest in its slot. Its count must go where the reducer puts it (the newest bucket), or
+    // the outcome leaves the window a bucket early; the reference is a MemoryStore whose clock
+    // steps back for the lagging call.
+    const start = 1_700_000_000_000;
+    const ahead = new ManualClock(start);
+    const behind = new ManualClock(start);
+    const a = new DynamoDBStore({ client, tableName: TABLE, clock: ahead });
+    const b = new DynamoDBStore({ client, tableName: TABLE, clock: behind });
+    const reference = new ManualClock(start);
+    const memory = new MemoryStore({ clock: reference });
+    const policy = policyOf({ trip: failuresInWindow(100, 10_000), jitter: 0 });
+    const name = `lag-${randomUUID()}`;
+    const first = (await a.acquire(name, policy)).generation;
+    await a.record(name, policy, outcomes(first, { failures: 1 }));
+    memory.record(name, policy, outcomes(memory.acquire(name, policy).generation, { failures: 1 }));
+    const g = (await a.acquire(name, policy)).generation;
+    const m = memory.acquire(name, policy).generation;
+    const fail = (store: DynamoDBStore, n: number) =>
+      store.record(name, policy, { ...outcomes(g, { failures: 1 }), id: `${n}.1`, idFloor: 1 });
+    for (const clock of [ahead, reference]) clock.advance(1_000);
+    await fail(a, 1);
+    memory.record(name, policy, outcomes(m, { failures: 1 }));
+    reference.set(start); // the lagging process's time: the bucket before the newest
+    const commands = commandLog(client);
+    await fail(b, 2);
+    memory.record(name, policy, outcomes(m, { failures: 1 }));
+    reference.set(start + 10_000);
+    ahead.set(start + 10_000); // the first bucket has left the window, the newest has not
+    assert.equal(
+      summary(policy, await a.inspect(name, policy)),
+      summary(policy, memory.inspect(name, policy)),
+    );
+    assert.equal((await a.inspect(name, policy))?.counts.failures, 2);
+    // (Refused, then written whole by the reducer; on DynamoDB from the item the refusal handed back.)
+    assert.deepEqual(commands.slice(0, 3), ['UpdateItem', 'GetItem', 'PutItem']);
+  });
+
   it('counts that trip the policy only because time passed are no open due: the next outcome counts, then trips', async () => {
     // Successes leave the window and the failures left behind trip the rate, with no write: no
     // process saw a trip, so a success arriving now is counted (then trips it), as a reducer would.

@@ -336,8 +336,8 @@ export class DynamoDBStore implements Store, RecordExaminer {
   /**
    * Counts a closed breaker's outcomes with one atomic `UpdateItem` (ADD to the current bucket's
    * counters and the window's totals, REMOVE of the slots it gives back), conditional on the
-   * breaker being closed, without override, at the batch's generation, with the current bucket in
-   * its slot (and holding slots, if it gives any back), and on the count not tripping the policy
+   * breaker being closed, without override, at the batch's generation, with the current bucket the
+   * newest (`wn`; holding slots, if it gives any back), and on the count not tripping the policy
    * (`tripGuard`). `Refused` when the condition fails, or when the batch would trip the policy
    * whatever the counts: the general path then reads, reduces and writes, the count and the open in
    * one write, so no other process's count can land between them.
@@ -376,7 +376,7 @@ export class DynamoDBStore implements Store, RecordExaminer {
             (id === null ? '' : ', ids :id') +
             (removed.length === 0 ? '' : ` REMOVE ${removed.join(', ')}`),
           ConditionExpression:
-            'st = :closed AND gen = :gen AND ov = :none AND #i = :index' +
+            'st = :closed AND gen = :gen AND ov = :none AND wn = :index' +
             guard.condition +
             (released.length === 0 ? '' : ' AND attribute_exists(sl)') +
             (id === null
@@ -385,7 +385,6 @@ export class DynamoDBStore implements Store, RecordExaminer {
                 ' AND NOT contains(ids, :seen) AND NOT contains(ids, :seenBefore)))'),
           ExpressionAttributeNames: {
             '#ttl': 'ttl',
-            '#i': `b${slot}i`,
             '#s': `b${slot}s`,
             '#f': `b${slot}f`,
             '#l': `b${slot}l`,
@@ -846,8 +845,8 @@ function idsOf(item: Record<string, AttributeValue>): ReadonlySet<string> {
 /**
  * The window's totals an item keeps beside its buckets, so a count's condition can tell whether
  * it trips the policy: `wt` calls (successes and failures) and `wf` failures in the window ending
- * at the newest bucket (a whole write sets them from the buckets, a count adds to them: while the
- * current bucket stays in its slot the window is the same buckets); under a failure rate also
+ * at the newest bucket, `wn` (a whole write sets them from the buckets, a count adds to them: it
+ * lands only in bucket `wn`, so the window is the same buckets); under a failure rate also
  * `wx`, a score of the counts for the ratio in `wr`, which is below 0 only while the rate is (see
  * `rateWeights`).
  */
@@ -858,6 +857,10 @@ function windowTotals(record: BreakerRecord, policy: BreakerPolicy): Record<stri
     wt: { N: String(counts.total) },
     wf: { N: String(counts.failures) },
   };
+  // The newest bucket: a count lands only there (where the reducer counts, at any time up to its
+  // end: a process whose clock lags counts in it too), and the totals hold that bucket's window.
+  const newest = record.buckets.at(-1);
+  if (newest !== undefined) totals.wn = { N: String(newest.index) };
   if (policy.trip.kind === 'failure-rate') {
     totals.wr = { S: String(policy.trip.ratio) };
     totals.wx = { N: String(rateScore(policy.trip.ratio, counts.successes, counts.failures)) };
