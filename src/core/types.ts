@@ -409,9 +409,10 @@ export interface AcquireResult {
   /** The state change this call made (open to half-open, an override that lapsed), or null. */
   readonly transition: Transition | null;
   /**
-   * The run of failures the store holds, when it tells (RedisStore does). A caller whose call
-   * succeeds with no run to reset under a count policy need not write at all; a store that leaves
-   * this out gets every outcome written.
+   * The run of failures the store holds, when it tells (RedisStore does), for information: the
+   * breaker writes every outcome whatever it says (a success not written because the run was
+   * empty at acquire would let other processes' failures land before it and trip on a run that
+   * was not consecutive).
    */
   readonly consecutiveFailures?: number;
   /**

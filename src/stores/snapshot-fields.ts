@@ -68,32 +68,83 @@ export function snapshotFrom(f: SnapshotFields, policy: BreakerPolicy): Snapshot
   };
 }
 
-/**
- * The values of a closed breaker with nothing counted, no override and no record (generation 0):
- * what a store answers for a key it holds nothing for, once `now` is added; with `generation`,
- * the counts and `closedAt` put in, a closed record's.
- */
-export const FRESH_FIELDS = {
-  state: 'closed',
-  override: null,
+/** What a store answers of a closed breaker without override, beside its time (`closedFields`). */
+export interface ClosedCounts {
+  readonly generation: number;
+  readonly successes: number;
+  readonly failures: number;
+  readonly slow: number;
+  readonly ignored: number;
+  readonly consecutiveFailures: number;
+  readonly closedAt: number;
+  readonly activeSlots: number;
+}
+
+const NOTHING_COUNTED: ClosedCounts = Object.freeze({
   generation: 0,
-  openUntil: 0,
   successes: 0,
   failures: 0,
   slow: 0,
   ignored: 0,
   consecutiveFailures: 0,
-  activeProbes: 0,
-  probeSuccesses: 0,
-  activeSlots: 0,
-  reopens: 0,
-  overrideUntil: 0,
-  overrideReason: null,
   closedAt: 0,
-} as const;
+  activeSlots: 0,
+});
 
-/** A closed breaker's admission of a call under `generation`, with no lease or slot. */
-export function closedAdmission(generation: number, now: number, closedAt: number): AcquireResult {
+/**
+ * The values of a closed breaker with no override at `now`: with `c`, the counts a store answered;
+ * without, a key it holds nothing for (generation 0, nothing counted). One literal, on a healthy
+ * tenant's every call: `{ ...constant, now }` costs ~1.5 µs on Node 20 (a V8 slow path for a
+ * spread that adds a key; ~25 ns on 22 and 24).
+ */
+export function closedFields(now: number, c: ClosedCounts = NOTHING_COUNTED): SnapshotFields {
+  return {
+    state: 'closed',
+    override: null,
+    generation: c.generation,
+    openUntil: 0,
+    successes: c.successes,
+    failures: c.failures,
+    slow: c.slow,
+    ignored: c.ignored,
+    consecutiveFailures: c.consecutiveFailures,
+    activeProbes: 0,
+    probeSuccesses: 0,
+    activeSlots: c.activeSlots,
+    reopens: 0,
+    now,
+    overrideUntil: 0,
+    overrideReason: null,
+    closedAt: c.closedAt,
+  };
+}
+
+/**
+ * A closed breaker's admission of a call under `generation`, with no lease or slot; with the run
+ * of failures when the store tells it (`AcquireResult.consecutiveFailures`).
+ */
+export function closedAdmission(
+  generation: number,
+  now: number,
+  closedAt: number,
+  consecutiveFailures?: number,
+): AcquireResult {
+  if (consecutiveFailures === undefined) {
+    return {
+      admitted: true,
+      reason: null,
+      retryAfterMs: 0,
+      generation,
+      lease: null,
+      slot: null,
+      state: 'closed',
+      override: null,
+      openUntil: 0,
+      now,
+      transition: null,
+      closedAt,
+    };
+  }
   return {
     admitted: true,
     reason: null,
@@ -107,5 +158,6 @@ export function closedAdmission(generation: number, now: number, closedAt: numbe
     now,
     transition: null,
     closedAt,
+    consecutiveFailures,
   };
 }

@@ -16,7 +16,7 @@ import type {
 import { MAX_REASON_LENGTH, resetsOnly, throttleMillionths } from '../../core/reducer.js';
 import { SCHEMA_VERSION } from '../../core/types.js';
 import { StoreError } from '../../errors.js';
-import { FRESH_FIELDS, closedAdmission, snapshotFrom } from '../snapshot-fields.js';
+import { closedAdmission, closedFields, snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
 import type {
@@ -302,7 +302,7 @@ export class PostgresStore implements Store, RecordExaminer {
     if (!gc && policy.maxConcurrent === 0 && resetsOnly(policy, batch) && (batch.slots?.length ?? 0) === 0) {
       const peek = await this.#peek(name);
       if (peek !== null && peek.generation === 0) {
-        const snapshot = snapshotFrom({ ...FRESH_FIELDS, now: peek.now }, policy);
+        const snapshot = snapshotFrom(closedFields(peek.now), policy);
         return {
           update: { snapshot, transition: null, stale: false },
           acquire: closedAdmission(peek.generation, peek.now, peek.closedAt),
@@ -369,7 +369,7 @@ export class PostgresStore implements Store, RecordExaminer {
       // read the same, at twice the cost).
       const peek = await this.#peek(name);
       if (peek !== null && peek.generation === 0) {
-        const snapshot = snapshotFrom({ ...FRESH_FIELDS, now: peek.now }, policy);
+        const snapshot = snapshotFrom(closedFields(peek.now), policy);
         return { snapshot, transition: null, stale: false };
       }
     }

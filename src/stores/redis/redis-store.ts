@@ -14,7 +14,7 @@ import type {
 } from '../../core/types.js';
 import { MAX_REASON_LENGTH, NO_RECORD, throttleMillionths } from '../../core/reducer.js';
 import { StoreError } from '../../errors.js';
-import { FRESH_FIELDS, closedAdmission, snapshotFrom } from '../snapshot-fields.js';
+import { closedAdmission, closedFields, snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
 import { invalid } from '../../options.js';
 import type {
@@ -702,10 +702,9 @@ function shortCarry(raw: unknown[], policy: BreakerPolicy): RecordedAcquire {
     const flag = reply.number();
     if (flag !== 0 && flag !== 1) throw malformed('carry', raw);
     const now = reply.number();
-    const snapshot = snapshotFrom({ ...FRESH_FIELDS, now }, policy);
     return {
-      update: { snapshot, transition: null, stale: flag === 1 },
-      acquire: { ...closedAdmission(NO_RECORD, now, 0), consecutiveFailures: 0 },
+      update: { snapshot: snapshotFrom(closedFields(now), policy), transition: null, stale: flag === 1 },
+      acquire: closedAdmission(NO_RECORD, now, 0, 0),
     };
   }
   if (kind !== 'closed' || raw.length !== 10) throw malformed('carry', raw);
@@ -718,24 +717,19 @@ function shortCarry(raw: unknown[], policy: BreakerPolicy): RecordedAcquire {
   const closedAt = reply.number();
   const now = reply.number();
   const activeSlots = reply.number();
-  const snapshot = snapshotFrom(
-    {
-      ...FRESH_FIELDS,
-      generation,
-      successes,
-      failures,
-      slow,
-      ignored,
-      consecutiveFailures,
-      now,
-      closedAt,
-      activeSlots,
-    },
-    policy,
-  );
+  const counted = {
+    generation,
+    successes,
+    failures,
+    slow,
+    ignored,
+    consecutiveFailures,
+    closedAt,
+    activeSlots,
+  };
   return {
-    update: { snapshot, transition: null, stale: false },
-    acquire: { ...closedAdmission(generation, now, closedAt), consecutiveFailures },
+    update: { snapshot: snapshotFrom(closedFields(now, counted), policy), transition: null, stale: false },
+    acquire: closedAdmission(generation, now, closedAt, consecutiveFailures),
   };
 }
 

@@ -25,8 +25,9 @@ local function acquire_op(KEYS, ARGV)
 
   -- The hot path: a closed breaker with no override admits without reading or writing anything
   -- else (closed implies no leases and openUntil 0).
-  -- The run of failures is answered so that a caller whose call succeeds knows whether there is a
-  -- run for its success to reset (if not, it need not write at all).
+  -- The run of failures is answered for information (AcquireResult.consecutiveFailures): a caller
+  -- still writes every outcome (a success skipped on an empty run let other processes' failures
+  -- land between and trip on a run that was not consecutive).
   if limit == 0 then
     local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'ca')
     if not quick.err then
