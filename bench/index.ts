@@ -407,7 +407,7 @@ console.log('| case | library | value | unit | note |');
 console.log('| --- | --- | ---: | --- | --- |');
 for (const r of results)
   console.log(`| ${r.case} | ${r.library} | ${format(r)} | ${r.unit} | ${r.note ?? ''} |`);
-console.log('\n### Targets (issues 13 and 26)\n');
+console.log('\n### Targets (issues 13, 21 and 26)\n');
 console.log('| case | target | measured | verdict | note |');
 console.log('| --- | --- | --- | --- | --- |');
 for (const t of targets)

@@ -164,9 +164,11 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
   targets.push(
     {
       case: REDIS_TARGETS[0],
-      target: '≤ 2.2x',
+      // Issue 13 asked ≤ 2.2x; issue 21 (a success is written on every call again) ≤ 1.5x.
+      target: '≤ 1.5x',
       measured: `${ratio(byDefault, floor)} (${(byDefault / 1_000).toFixed(0)} µs vs ${(floor / 1_000).toFixed(0)} µs; ${perCallDefault}; GET ${onServerGet.serverUs} µs on the server)`,
-      verdict: byDefault / floor <= 2.2 ? 'met' : 'missed',
+      verdict: byDefault / floor <= 1.5 ? 'met' : 'missed',
+      note: `issue 21's target (issue 13's was ≤ 2.2x: ${byDefault / floor <= 2.2 ? 'met' : 'missed'})`,
     },
     {
       case: REDIS_TARGETS[1],
