@@ -129,22 +129,6 @@ export function closedAdmission(
   closedAt: number,
   consecutiveFailures?: number,
 ): AcquireResult {
-  if (consecutiveFailures === undefined) {
-    return {
-      admitted: true,
-      reason: null,
-      retryAfterMs: 0,
-      generation,
-      lease: null,
-      slot: null,
-      state: 'closed',
-      override: null,
-      openUntil: 0,
-      now,
-      transition: null,
-      closedAt,
-    };
-  }
   return {
     admitted: true,
     reason: null,
@@ -158,6 +142,7 @@ export function closedAdmission(
     now,
     transition: null,
     closedAt,
-    consecutiveFailures,
+    // Inside the literal: adding it to a copy would take Node 20's slow path (see closedFields).
+    ...(consecutiveFailures === undefined ? {} : { consecutiveFailures }),
   };
 }
