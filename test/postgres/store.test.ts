@@ -6,6 +6,7 @@ import pg from 'pg';
 
 import { BreakerFactory, consecutiveFailures } from '../../src/index.js';
 import { PostgresStore, createBreakerSchema, schemaSql } from '../../src/stores/postgres/index.js';
+import { keyOf } from '../../src/stores/postgres/names.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import type { StateChangeMessage } from '../../src/store.js';
 import { policyFields } from '../../src/stores/policy-fields.js';
@@ -81,9 +82,49 @@ describe('PostgresStore', { timeout: 30_000 }, () => {
       assert.deepEqual((await store.list('long:')).keys, [long]);
       assert.deepEqual((await store.list(long.slice(0, 700))).keys, [long]);
       assert.deepEqual((await store.list(`${long.slice(0, 700)}x`)).keys, []);
+      // The plain read finds the row under the same key: the open breaker rejects.
+      const after = await store.acquire(long, policy);
+      assert.equal(after.admitted, false);
+      assert.equal(after.reason, 'open');
     } finally {
       await unsubscribe();
     }
+  });
+
+  it('the plain read computes the key the functions store, on both sides of 600 code points', async () => {
+    const store = new PostgresStore({ pool, table });
+    const names = [
+      'a'.repeat(600),
+      'a'.repeat(601),
+      '😀'.repeat(600), // 1,200 UTF-16 units, 600 code points: still the name itself
+      '😀'.repeat(601),
+      `${'é'.repeat(599)}😀x`,
+    ];
+    for (const name of names) {
+      const { generation } = await store.acquire(name, policy);
+      await store.record(name, policy, outcomes(generation, { failures: 3 }));
+      const { rows } = await pool.query<{ key: string }>(`SELECT key FROM ${table} WHERE name = $1`, [name]);
+      assert.equal(rows[0]?.key, keyOf(name), `key of a name of ${Array.from(name).length} code points`);
+      assert.equal((await store.acquire(name, policy)).admitted, false, 'the read found the open row');
+    }
+  });
+
+  it('the plain read leaves a closed row with spoiled arrays to the next write, which resets and reports it', async () => {
+    const corrupt: string[] = [];
+    const store = new PostgresStore({ pool, table, onCorruptRecord: (name) => void corrupt.push(name) });
+    const { generation } = await store.acquire('spoiled', policy);
+    await store.record('spoiled', policy, outcomes(generation, { failures: 1 }));
+    await pool.query(`UPDATE ${table} SET buckets = '{1,2,3}' WHERE name = 'spoiled'`);
+    const admitted = await store.acquire('spoiled', policy);
+    assert.equal(admitted.admitted, true, 'a reset record is closed: the read admits as the function would');
+    assert.deepEqual(corrupt, [], 'the read does not check the arrays');
+    const result = await store.record('spoiled', policy, outcomes(admitted.generation, { failures: 1 }));
+    assert.deepEqual(corrupt, ['spoiled'], 'the write resets the row and reports it');
+    assert.equal(result.stale, true, 'admitted under the spoiled row: stale to the reset one');
+    const next = await store.acquire('spoiled', policy);
+    const counted = await store.record('spoiled', policy, outcomes(next.generation, { failures: 1 }));
+    assert.equal(counted.stale, false);
+    assert.equal(counted.snapshot.counts.consecutiveFailures, 1);
   });
 
   it('a tenant that only succeeds gets no row, and no batch id is kept for it', async () => {

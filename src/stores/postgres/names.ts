@@ -24,6 +24,19 @@ export const DEFAULT_TABLE = 'circuitry_breakers';
  */
 export const MAX_PLAIN_KEY_CHARS = 600;
 
+/**
+ * The row key of a breaker `name` (well-formed UTF-16), as the SQL functions compute it (schema.ts
+ * `KEY`): the name itself up to 600 code points, else its first 600, `#` and the hex SHA-256 of its
+ * UTF-8. The plain read (`peekSql`) takes it from here.
+ */
+export function keyOf(name: string): string {
+  // Fewer UTF-16 units than the limit means fewer code points too.
+  if (name.length <= MAX_PLAIN_KEY_CHARS) return name;
+  const points = Array.from(name);
+  if (points.length <= MAX_PLAIN_KEY_CHARS) return name;
+  return `${points.slice(0, MAX_PLAIN_KEY_CHARS).join('')}#${createHash('sha256').update(name, 'utf8').digest('hex')}`;
+}
+
 export interface TableName {
   /** The schema, or null when the name resolves through `search_path`. */
   readonly schema: string | null;

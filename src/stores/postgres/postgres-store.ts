@@ -28,7 +28,7 @@ import type {
   SubscribeOptions,
 } from '../../store.js';
 import type { SchemaObjects, TableName } from './names.js';
-import { DEFAULT_TABLE, likePrefix, objectsOf, parseTableName } from './names.js';
+import { DEFAULT_TABLE, keyOf, likePrefix, objectsOf, parseTableName } from './names.js';
 import { listen } from './listener.js';
 import { heartbeatSql, peekSql } from './schema.js';
 import { policyFields } from '../policy-fields.js';
@@ -105,14 +105,8 @@ interface ReplyRow {
 
 /** A row of `peekSql` (bigint as text). */
 interface PeekRow {
-  ok: boolean | null;
-  state: string | null;
-  override: string | null;
-  generation: string | null;
-  consecutive_failures: string | null;
-  expires_at: string | null;
-  closed_at: string | null;
   now_: string;
+  row_: string | null;
 }
 
 /** What `#peek` read. */
@@ -570,26 +564,25 @@ export class PostgresStore implements Store, RecordExaminer {
     const { rows } = await this.#pool.query<PeekRow>({
       name: this.#names.get(sql),
       text: sql,
-      values: [name, this.#timeOffsetMs?.() ?? 0],
+      values: [keyOf(name), this.#timeOffsetMs?.() ?? 0],
     });
     const row = rows[0];
     if (row === undefined) throw new StoreError('Postgres peek returned no row');
     const now = Number(row.now_);
     if (!Number.isSafeInteger(now)) throw new StoreError('Postgres peek returned no time');
-    if (row.state === null) return { generation: 0, state: 'closed', override: null, now, closedAt: 0 };
-    if (row.ok !== true) return null;
-    if (row.expires_at !== null && Number(row.expires_at) <= now) {
-      return { generation: 0, state: 'closed', override: null, now, closedAt: 0 };
-    }
-    const generation = Number(row.generation);
-    const closedAt = row.closed_at === null ? 0 : Number(row.closed_at);
-    if (!Number.isSafeInteger(generation) || !Number.isSafeInteger(closedAt)) return null;
+    const fields = row.row_;
+    if (fields === null) return { generation: 0, state: 'closed', override: null, now, closedAt: 0 };
+    const [state, override, generation, closedAt] = fields.split(' ');
+    const g = Number(generation);
+    const c = Number(closedAt);
+    if (!STATES.has(state!) || !Number.isSafeInteger(g) || !Number.isSafeInteger(c)) return null;
+    if (override !== '-' && !OVERRIDES.has(override!)) return null;
     return {
-      generation,
-      state: row.state as BreakerState,
-      override: row.override as Override | null,
+      generation: g,
+      state: state as BreakerState,
+      override: override === '-' ? null : (override as Override),
       now,
-      closedAt,
+      closedAt: c,
     };
   }
 

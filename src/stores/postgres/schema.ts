@@ -70,16 +70,24 @@ const NOW = `floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint + offse
 const KEY = `CASE WHEN length(name_) <= ${MAX_PLAIN_KEY_CHARS} THEN name_
     ELSE left(name_, ${MAX_PLAIN_KEY_CHARS}) || '#' || encode(sha256(convert_to(name_, 'UTF8')), 'hex') END`;
 
-/** Whether the row `a` (an alias with a dot, or '' for bare columns) is a record this version can use. */
-function valid(a: string): string {
-  return `coalesce(${a}version = ${SCHEMA_VERSION}
+/**
+ * The checks of `valid` on the row's scalar columns: cheap to evaluate, and all that `peekSql`
+ * reads (its admission depends on nothing else).
+ */
+function validScalars(a: string): string {
+  return `${a}version = ${SCHEMA_VERSION}
       AND ${a}state IN ('closed', 'open', 'half-open')
       AND (${a}override IS NULL OR ${a}override IN ('forced-open', 'forced-closed', 'metrics-only'))
       AND ${a}generation >= 1 AND ${a}opened_at >= 0 AND ${a}open_until >= 0 AND ${a}reopens >= 0
       AND ${a}consecutive_failures >= 0 AND ${a}probe_successes >= 0 AND ${a}lease_seq >= 0
-      AND coalesce(cardinality(${a}reporter_ids), 0) = coalesce(cardinality(${a}reporter_buckets), 0)
       AND coalesce(${a}override_until, 0) >= 0 AND coalesce(${a}closed_at, 0) >= 0 AND coalesce(length(${a}override_reason), 0) <= ${MAX_REASON_LENGTH}
-      AND coalesce(${a}throttle_rate, 0) BETWEEN 0 AND 1000000 AND coalesce(${a}throttle_at, 0) >= 0
+      AND coalesce(${a}throttle_rate, 0) BETWEEN 0 AND 1000000 AND coalesce(${a}throttle_at, 0) >= 0`;
+}
+
+/** Whether the row `a` (an alias with a dot, or '' for bare columns) is a record this version can use. */
+function valid(a: string): string {
+  return `coalesce(${validScalars(a)}
+      AND coalesce(cardinality(${a}reporter_ids), 0) = coalesce(cardinality(${a}reporter_buckets), 0)
       AND CASE WHEN coalesce(array_ndims(${a}lease_ids), 1) = 1 AND coalesce(array_ndims(${a}lease_expires), 1) = 1
           AND coalesce(array_ndims(${a}buckets), 1) = 1
           AND coalesce(array_ndims(${a}slot_ids), 1) = 1 AND coalesce(array_ndims(${a}slot_expires), 1) = 1
@@ -94,15 +102,25 @@ function valid(a: string): string {
 
 /**
  * A read of what admitting a call or resetting nothing needs, without a function call (a plain
- * indexed SELECT costs about half of one): one row always, with nulls when the table holds none
- * for the name ($1); $2 is the time offset. `ok` is the functions' validity check, so a row they
- * would repair is left to them.
+ * indexed SELECT costs about half of one). $1 is the row's key (`keyOf(name)`: computed by the
+ * caller, as the SQL form costs a tenth of the read), $2 the time offset. One row always, of two
+ * columns (each column costs the client a little on every call): `now_`, and `row_`, which is
+ * NULL when the table holds no record for the key (none, or an expired one), '' for a row the
+ * functions would repair (they report it), else `state override generation closed_at` separated
+ * by spaces (override `-` for none, closed_at 0 for never).
+ *
+ * The check is the functions' own on the row's scalar columns; the arrays (leases, buckets,
+ * slots) are left to them, as checking their shape costs another tenth of the read. What that
+ * leaves: a closed row whose arrays another writer spoiled admits a call here (as the function
+ * would: a reset record is closed), and the next write resets and reports it, as the function
+ * would have one step earlier; the outcome of that one call is stale to the reset record.
  */
 export function peekSql(table: string): string {
-  const key = KEY.replaceAll('name_', '$1::text');
-  return `SELECT ${valid('r.')} AS ok, r.state, r.override, r.generation, r.consecutive_failures,
-    r.expires_at, r.closed_at, ${NOW.replace('offset_', '$2::bigint')} AS now_
-  FROM (SELECT 1) AS one LEFT JOIN ${table} AS r ON r.key = ${key}`;
+  return `SELECT t.now_, CASE WHEN r.key IS NULL THEN NULL
+      WHEN NOT coalesce(${validScalars('r.')}, false) THEN ''
+      WHEN r.expires_at <= t.now_ THEN NULL
+      ELSE concat_ws(' ', r.state, coalesce(r.override, '-'), r.generation, coalesce(r.closed_at, 0)) END AS row_
+  FROM (SELECT ${NOW.replace('offset_', '$2::bigint')} AS now_) AS t LEFT JOIN ${table} AS r ON r.key = $1::text`;
 }
 
 /**
