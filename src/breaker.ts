@@ -10,8 +10,9 @@ import type {
   WindowCounts,
 } from './core/types.js';
 import { MAX_REASON_LENGTH } from './core/reducer.js';
+import type { Admission } from './admission.js';
 import { Coordination, isPromiseLike } from './coordination.js';
-import type { Admission, BreakerLeftovers, CoordinationHost, StoreOperation } from './coordination.js';
+import type { BreakerLeftovers, CoordinationHost, StoreOperation } from './coordination.js';
 import type { CircuitOpenError } from './errors.js';
 import {
   CallTimeoutError,
@@ -290,8 +291,9 @@ export interface BaseGate {
  * tenant of it), usually through `BreakerFactory.breakerFor`.
  *
  * This file is what a call does: `execute` and `acquire`, classifying outcomes, and the events.
- * How the breaker coordinates with its store is in `coordination.ts`; what it does when the
- * store does not answer is in `fallback.ts` and `store-health.ts`.
+ * How the breaker coordinates with its store is in `coordination.ts` (its view of the shared
+ * state), `admission.ts` (whether a call may run) and `outcome-writer.ts` (where outcomes go);
+ * what it does when the store does not answer is in `fallback.ts` and `store-health.ts`.
  */
 export class CircuitBreaker<Context = unknown> {
   // The fields a closed call reads come first, in the order it reads them: fields are laid out in

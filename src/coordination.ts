@@ -1,3 +1,5 @@
+import { Admitter, isAcquireResult } from './admission.js';
+import type { Admission, AdmitterOwner, Admitted } from './admission.js';
 import * as reducer from './core/reducer.js';
 import { NO_RECORD } from './core/reducer.js';
 import { outcomesCanTrip, shouldTrip } from './core/policy.js';
@@ -16,9 +18,8 @@ import type {
   WindowCounts,
 } from './core/types.js';
 import type { CircuitOpenError } from './errors.js';
-import { StoreError, isCircuitOpenError } from './errors.js';
+import { StoreError } from './errors.js';
 import { LocalFallback } from './fallback.js';
-import type { View } from './fallback.js';
 import { OutcomeWriter } from './outcome-writer.js';
 import type { WriterOwner } from './outcome-writer.js';
 import type { ResolvedOptions } from './options.js';
@@ -33,32 +34,6 @@ import type { Awaitable, StateChangeMessage } from './store.js';
  * (read the state), `force` (set or clear an override).
  */
 export type StoreOperation = 'acquire' | 'record' | 'inspect' | 'force';
-
-/** One admitted call, as the breaker tracks it until its outcome is recorded. */
-export interface Admission {
-  readonly generation: number;
-  readonly lease: string | null;
-  /** The concurrency slot the call holds in the store (`maxConcurrent`): its outcome gives it back. */
-  readonly slot: string | null;
-  /** When the slot was granted (`performance.now()`), for the `concurrency-limit` hint. */
-  readonly slotAt?: number;
-  /** Admitted without the store (during a store outage): the outcome goes to the local breaker. */
-  readonly local: boolean;
-  readonly start: number;
-}
-
-type Admitted = Admission | CircuitOpenError;
-/**
- * What one attempt to admit answers when the call may queue for a concurrency slot (`queueMs`):
- * a number is "every slot is taken", the store's wait until one expires.
- */
-type Attempt = Admitted | number;
-
-/** Before this process has seen a call hold a slot: the `concurrency-limit` hint, in ms. */
-const SLOT_HINT_MS = 100;
-/** The first pause of a call queued for a concurrency slot, and the longest (`queueMs`). */
-const QUEUE_PAUSE_MS = 10;
-const MAX_QUEUE_PAUSE_MS = 100;
 
 /** What coordination needs from the breaker that owns it: its name and its events. */
 export interface CoordinationHost {
@@ -116,9 +91,11 @@ export function isPromiseLike<T>(value: Awaitable<T>): value is PromiseLike<T> {
  * How one breaker coordinates with its store: this process's view of the shared state (answered
  * locally while fresh enough, or known open), buffered outcomes and their flush, what late replies
  * and pushes teach it, and — through `LocalFallback` and the store's `StoreHealth` — what happens
- * when the store does not answer.
+ * when the store does not answer. Whether a call may run is the `Admitter`'s (`admission.ts`),
+ * which reads this view and hands it what the store answers; outcomes go out through the
+ * `OutcomeWriter` (`outcome-writer.ts`).
  */
-export class Coordination implements View, WriterOwner {
+export class Coordination implements AdmitterOwner, WriterOwner {
   // The view of the shared state. Read by the breaker's in-process fast path.
   state: BreakerState = 'closed';
   override: Override | null = null;
@@ -136,11 +113,13 @@ export class Coordination implements View, WriterOwner {
   openUntil = 0;
   /** Local time the view was last confirmed by the store. */
   viewAt = -Infinity;
-  /** Local time the recovery ramp after the last close ends (0: none running; see `recovery`). */
+  /**
+   * Local time the recovery ramp after the last close ends (0: none running; see `recovery`). Set
+   * and cleared by the `Admitter`, which runs the ramp.
+   */
   rampUntil = 0;
-  #rampStart = 0;
   inFlight = 0;
-  /** True during a store call of this breaker's own (see `#own`). */
+  /** True during a store call of this breaker's own (see `own`). */
   selfCall = false;
   /**
    * Under a count policy a success (or an ignored call) only resets a run of failures: the store
@@ -149,8 +128,6 @@ export class Coordination implements View, WriterOwner {
   readonly #resetOnly: boolean;
   /** Whether the store can carry a waiting outcome on an acquire (`Store.recordThenAcquire`). */
   readonly #carries: boolean;
-  /** Whether the store applies this process's calls in the order they are made (`Store.ordered`). */
-  readonly #ordered: boolean;
 
   readonly #host: CoordinationHost;
   readonly #o: ResolvedOptions<unknown>;
@@ -160,16 +137,8 @@ export class Coordination implements View, WriterOwner {
   readonly #writer: OutcomeWriter;
   /** The adaptive throttle (`trip: adaptiveThrottle()`), or null. */
   readonly #throttle: LocalThrottle | null;
-  // Smoothed duration of the probes this process ran (ms; 0: none yet), for half-open-full hints.
-  #probeMs = 0;
-  #probeStartedAt = 0;
-  /**
-   * Whether a fresh local view may admit without the store: `maxStalenessMs`, and no concurrency
-   * limit (with one, every call asks the store for its slot).
-   */
-  readonly #viewAdmits: boolean;
-  // Smoothed duration of the calls of this process that held a slot (ms; 0: none yet), for hints.
-  #slotMs = 0;
+  /** Whether a call may run: the view, the ramp, the store's acquire, the queue for a slot. */
+  readonly #admitter: Admitter;
 
   constructor(host: CoordinationHost, options: ResolvedOptions<unknown>) {
     this.#host = host;
@@ -179,9 +148,16 @@ export class Coordination implements View, WriterOwner {
     const kind = options.policy.trip.kind;
     this.#resetOnly = kind === 'consecutive-failures' || kind === 'failures-in-window';
     this.#carries = typeof options.store.recordThenAcquire === 'function';
-    this.#ordered = options.store.ordered === true;
-    this.#viewAdmits = options.maxStalenessMs > 0 && options.policy.maxConcurrent === 0;
     this.#throttle = options.throttle === null ? null : new LocalThrottle(options.throttle);
+    this.#admitter = new Admitter(
+      this,
+      host,
+      options,
+      this.#health,
+      this.#fallback,
+      this.#writer,
+      this.#throttle,
+    );
   }
 
   /** The share of calls the adaptive throttle turns away now (0 without one), for metrics. */
@@ -193,417 +169,19 @@ export class Coordination implements View, WriterOwner {
     return this.#health.timeoutMs(this.#o.storeTimeoutMs, this.#o.connectTimeoutMs);
   }
 
-  // ---- admission ----------------------------------------------------------------------------
+  // ---- admission (`admission.ts`) -------------------------------------------------------------
 
+  /** Asks for permission to run a call: an admission, or the rejection (see `Admitter.admit`). */
   admit(): Admitted | Promise<Admitted> {
-    // Without a queue an attempt never answers a number (see `#acquired`).
-    if (this.#o.queueMs === 0) return this.#attempt(false) as Admitted | Promise<Admitted>;
-    const attempt = this.#attempt(true);
-    if (typeof attempt === 'number') return this.#queue(attempt);
-    if (isPromiseLike(attempt)) {
-      return Promise.resolve(attempt).then((a) => (typeof a === 'number' ? this.#queue(a) : a));
-    }
-    return attempt;
+    return this.#admitter.admit();
   }
 
   /**
-   * A call that found every concurrency slot taken waits for one, up to `queueMs`. This breaker's
-   * queued calls in this process wait in order: the first asks the store again after a short pause
-   * that doubles (10 ms to 100 ms, jittered; cut short when this process gives a slot back), the
-   * others wait for their turn, which comes when it is admitted or gives up. A call takes whatever
-   * an attempt answers other than "full" (a slot, or another rejection: the breaker opened
-   * meanwhile, and the calls behind it then ask at once).
-   */
-  async #queue(retryAfterMs: number): Promise<Admitted> {
-    const deadline = performance.now() + this.#o.queueMs;
-    let pause = QUEUE_PAUSE_MS;
-    if (this.#asking) {
-      const turn = await this.#waitTurn(deadline);
-      if (turn === null) return this.#reject('concurrency-limit', retryAfterMs);
-      if (turn === 'at-once') pause = 0;
-    }
-    this.#asking = true;
-    let answer: Admitted | null = null;
-    try {
-      for (;;) {
-        const left = deadline - performance.now();
-        if (left <= 0) return this.#reject('concurrency-limit', retryAfterMs);
-        if (pause > 0) await this.#pause(Math.min(left, pause * (0.5 + Math.random() / 2)));
-        pause = Math.min(MAX_QUEUE_PAUSE_MS, Math.max(QUEUE_PAUSE_MS, pause * 2));
-        const given = this.#slotsGivenBack;
-        const attempt = await this.#attempt(true);
-        if (typeof attempt !== 'number') {
-          answer = attempt;
-          return attempt;
-        }
-        retryAfterMs = attempt;
-        // A slot given back in this process while the attempt was in flight: ask again at once.
-        if (this.#slotsGivenBack !== given) pause = 0;
-      }
-    } finally {
-      // The next call in line asks now (at once if this one found the breaker rejecting).
-      const next = this.#inLine.shift();
-      if (next === undefined) this.#asking = false;
-      else next(answer !== null && isCircuitOpenError(answer) ? 'at-once' : 'paused');
-    }
-  }
-
-  /** Calls queued behind the one asking the store (`#queue`), oldest first: each one's turn. */
-  readonly #inLine: Array<(turn: 'paused' | 'at-once') => void> = [];
-  /** Whether a queued call of this breaker in this process is asking the store (`#queue`). */
-  #asking = false;
-  /** Cuts short the pause of the call asking, when this process gives a slot back. */
-  #wakeAsker: (() => void) | null = null;
-  /** Slots this breaker gave back in this process, counted so an asker sees one it missed. */
-  #slotsGivenBack = 0;
-
-  /** Waits for this call's turn to ask (`#queue`); null when `deadline` passes first. */
-  #waitTurn(deadline: number): Promise<'paused' | 'at-once' | null> {
-    return new Promise((resolve) => {
-      const inLine = this.#inLine;
-      const turn = (how: 'paused' | 'at-once'): void => {
-        clearTimeout(timer);
-        resolve(how);
-      };
-      const timer = setTimeout(
-        () => {
-          const at = inLine.indexOf(turn);
-          if (at !== -1) inLine.splice(at, 1);
-          resolve(null);
-        },
-        Math.max(0, deadline - performance.now()),
-      );
-      inLine.push(turn);
-    });
-  }
-
-  /** The asker's pause, cut short when this process gives a slot back (`#slotGivenBack`). */
-  #pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        if (this.#wakeAsker === done) this.#wakeAsker = null;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.#wakeAsker = done;
-    });
-  }
-
-  /** A call of this breaker gave its concurrency slot back: the queued call asking may ask now. */
-  #slotGivenBack(): void {
-    this.#slotsGivenBack += 1;
-    this.#wakeAsker?.();
-  }
-
-  #attempt(queueable: boolean, waited = false): Attempt | Promise<Attempt> {
-    const o = this.#o;
-    let now = 0;
-    if (this.#localOpenUntil !== 0) {
-      now = o.clock.now();
-      const rejected = this.#localOpen(now);
-      if (rejected !== null) return rejected;
-    }
-    if (this.openUntil !== 0) {
-      now = o.clock.now();
-      if (now < this.openUntil) return this.#host.rejected('open', this.#spread(this.openUntil - now));
-      this.openUntil = 0;
-    }
-    if (this.rampUntil !== 0) {
-      if (now === 0) now = o.clock.now();
-      const rejected = this.#ramp(now);
-      if (rejected !== null) return rejected;
-    }
-    // An adaptive throttle turns calls away here, before any store call; an override other
-    // than forced-open (which rejects anyway) means the breaker does not reject at all.
-    const throttle = this.#throttle;
-    if (throttle !== null && this.override === null) {
-      if (now === 0) now = o.clock.now();
-      const retryAfterMs = throttle.request(now, Math.random());
-      if (retryAfterMs !== 0) return this.#host.rejected('throttled', retryAfterMs);
-    }
-    if (this.#viewAdmits && this.state === 'closed' && this.override === null && this.known) {
-      if (now === 0) now = o.clock.now();
-      if (now - this.viewAt <= o.maxStalenessMs) {
-        return {
-          generation: this.generation,
-          lease: null,
-          slot: null,
-          local: false,
-          start: this.#host.startTime(),
-        };
-      }
-    }
-    const health = this.#health;
-    if (this.#fallback.active || health.failures > 0) {
-      if (now === 0) now = o.clock.now();
-      if (!health.usable(now)) return this.#admitWithoutStore(now);
-    }
-    // A write of this breaker's that can change the answer, still in flight on a store that may
-    // apply calls out of order: the acquire waits for it (at most its store timeout), then asks
-    // again from the top (once: a busy breaker's next write does not hold it back again).
-    const preceding = this.#ordered || waited ? null : this.#writer.preceding;
-    if (preceding !== null) return preceding.then(() => this.#attempt(queueable, true));
-    let result: Awaitable<AcquireResult>;
-    try {
-      const carried = this.#carries ? this.#writer.takeCarried() : null;
-      result =
-        carried === null
-          ? this.own(() => o.store.acquire(this.#host.name, o.policy))
-          : this.#acquireCarrying(carried);
-    } catch (error) {
-      return this.#acquireFailed(error);
-    }
-    if (isPromiseLike(result)) {
-      return health
-        .call(result, this.storeTimeoutMs(), 'acquire', (late) => this.#lateAcquired(late))
-        .then(
-          (r) => this.#acquired(r, queueable),
-          (error: unknown) => this.#acquireFailed(error),
-        );
-    }
-    return this.#acquired(result, queueable);
-  }
-
-  /**
-   * The store's acquire, carrying `batch` (an outcome nobody waits for, not sent yet) before it:
-   * `Store.recordThenAcquire`, one round trip. The writer sends the batch (its id, kept in doubt if
-   * no answer comes, as any write); the acquire's half comes back here. If the writer keeps the
-   * batch instead of sending it, a plain acquire.
-   */
-  #acquireCarrying(batch: OutcomeBatch): Awaitable<AcquireResult> {
-    const o = this.#o;
-    const name = this.#host.name;
-    const carried: { acquire: Promise<AcquireResult> | null } = { acquire: null };
-    this.#writer.writeInBackground(batch, (sent) => {
-      const both = Promise.resolve(o.store.recordThenAcquire!(name, o.policy, sent));
-      carried.acquire = both.then((answer) => answer.acquire);
-      return both.then((answer) => answer.update);
-    });
-    return carried.acquire ?? this.own(() => o.store.acquire(name, o.policy));
-  }
-
-  /**
-   * The local-first admission alone: the generation of a closed breaker without override whose
-   * view is fresh enough to admit without asking the store, or -1 (then `admit`). Reads the clock.
+   * The local-first admission alone: the generation the fresh view admits a call under without
+   * asking the store, or -1 (then `admit`; see `Admitter.admitFromView`).
    */
   admitFromView(): number {
-    const o = this.#o;
-    if (
-      this.openUntil !== 0 ||
-      this.#localOpenUntil !== 0 ||
-      this.rampUntil !== 0 ||
-      !this.#viewAdmits ||
-      this.state !== 'closed' ||
-      this.override !== null
-    ) {
-      return -1;
-    }
-    if (!this.known || o.clock.now() - this.viewAt > o.maxStalenessMs) return -1;
-    return this.generation;
-  }
-
-  /**
-   * Records one closed-state outcome of a call `admitFromView` admitted (no lease, not local, not
-   * slow). Returns a promise only when the caller should wait for the store.
-   */
-  recordViewed(generation: number, outcome: Outcome): Promise<void> | undefined {
-    if (this.#o.flushIntervalMs > 0) {
-      this.inFlight -= 1;
-      this.#writer.buffer(generation, outcome, false);
-      return undefined;
-    }
-    return this.record({ generation, lease: null, slot: null, local: false, start: 0 }, outcome, false);
-  }
-
-  /** `queueable`: a `concurrency-limit` rejection answers its wait instead (see `#queue`). */
-  #acquired(result: AcquireResult, queueable: boolean): Attempt {
-    if (!isAcquireResult(result)) {
-      return this.#acquireFailed(new StoreError('Store acquire returned a malformed reply'));
-    }
-    if (result.transition !== null) this.#host.emitTransition(result.transition);
-    this.#absorbAcquire(result);
-    this.#storeAnswered();
-    if (result.admitted) {
-      if (result.lease !== null) this.#probeStartedAt = performance.now();
-      const slot = result.slot ?? null;
-      return slot === null
-        ? {
-            generation: result.generation,
-            lease: result.lease,
-            slot,
-            local: false,
-            start: this.#host.startTime(),
-          }
-        : {
-            generation: result.generation,
-            lease: result.lease,
-            slot,
-            slotAt: performance.now(),
-            local: false,
-            start: this.#host.startTime(),
-          };
-    }
-    if (queueable && result.reason === 'concurrency-limit') return result.retryAfterMs;
-    return this.#reject(result.reason ?? 'open', result.retryAfterMs);
-  }
-
-  /**
-   * Rejects. A `half-open-full` rejection's `retryAfterMs` is a hint a queue can use: twice the
-   * probe duration this process observed (1 s before it saw one), never later than the store's
-   * answer (when the oldest probe lease expires, `probeLeaseMs` after it was granted). So is a
-   * `concurrency-limit` one: twice the duration of the calls that held a slot here (100 ms before
-   * any), never later than when the oldest slot expires.
-   */
-  #reject(reason: RejectReason, retryAfterMs: number): CircuitOpenError {
-    if (reason === 'open') retryAfterMs = this.#spread(retryAfterMs);
-    if (reason === 'half-open-full') {
-      const hint = this.#probeMs === 0 ? 1_000 : Math.max(1, Math.ceil(2 * this.#probeMs));
-      retryAfterMs = Math.min(retryAfterMs, hint);
-    } else if (reason === 'concurrency-limit') {
-      const hint = this.#slotMs === 0 ? SLOT_HINT_MS : Math.max(1, Math.ceil(2 * this.#slotMs));
-      retryAfterMs = Math.max(1, Math.min(retryAfterMs, hint));
-    }
-    return this.#host.rejected(reason, retryAfterMs);
-  }
-
-  /**
-   * The recovery ramp (`recovery.rampMs`): at a fraction `p` of the `rampMs` after a close, a call
-   * is admitted with probability `√p` (from 0 to 1, the same in every process: anchored to the
-   * close in the store's time); the others are rejected with reason `'recovering'` and a
-   * `retryAfterMs` drawn over what is left of the ramp, later more likely than sooner (see
-   * `lateInRamp`). Null: admit (and ask the store as usual).
-   */
-  #ramp(now: number): CircuitOpenError | null {
-    if (now >= this.rampUntil) {
-      this.rampUntil = 0;
-      return null;
-    }
-    if (this.state !== 'closed' || this.override !== null) return null;
-    if (Math.random() < Math.sqrt((now - this.#rampStart) / this.#o.rampMs)) return null;
-    return this.#host.rejected('recovering', Math.max(1, Math.ceil(lateInRamp() * (this.rampUntil - now))));
-  }
-
-  /**
-   * A retry-after for a call rejected while open: the open period's end, plus a part of the
-   * recovery ramp drawn at random (later more likely than sooner: `lateInRamp`), so deferred work
-   * comes back at the pace the ramp admits it instead of all at the moment the breaker probes.
-   */
-  #spread(retryAfterMs: number): number {
-    const ramp = this.#o.rampMs;
-    return ramp > 0 ? retryAfterMs + Math.floor(lateInRamp() * ramp) : retryAfterMs;
-  }
-
-  /** A close callers saw at `closedAt` (the store's time, read at `storeNow`) starts the ramp. */
-  #learnClose(closedAt: number | undefined, storeNow: number): void {
-    const ramp = this.#o.rampMs;
-    if (ramp <= 0 || closedAt === undefined || closedAt <= 0) return;
-    const age = Math.max(0, storeNow - closedAt);
-    if (age >= ramp) {
-      this.rampUntil = 0;
-      return;
-    }
-    const localNow = this.#o.clock.now();
-    this.#rampStart = localNow - age;
-    this.rampUntil = this.#rampStart + ramp;
-  }
-
-  #absorbAcquire(result: AcquireResult): void {
-    // Generation 0 is the store saying it holds no record (it expired, or was never needed): the
-    // generation this process knew is gone, and outcomes go under 0 until a record exists again.
-    if (result.generation < this.generation && result.generation !== NO_RECORD) return;
-    const o = this.#o;
-    const watched = this.admitting !== null && turnsAway(this.state, this.override);
-    this.known = true;
-    this.generation = result.generation;
-    this.state = result.state;
-    this.override = result.override;
-    if (watched) this.#admittingIf();
-    if (o.maxStalenessMs > 0) this.viewAt = o.clock.now();
-    if (!result.admitted && result.reason === 'open' && result.override !== 'metrics-only') {
-      this.openUntil = o.clock.now() + result.retryAfterMs;
-    }
-    if (result.closedAt !== undefined && result.closedAt > 0) this.#learnClose(result.closedAt, result.now);
-  }
-
-  /**
-   * An acquire that timed out was answered after all. What it says updates the view (a late
-   * "open" closes the door at once), the transition it made is reported (this process made it),
-   * and a probe lease or concurrency slot nobody will use is given back at once instead of
-   * blocking half-open (or a slot) until it expires.
-   */
-  #lateAcquired(result: AcquireResult): void {
-    if (!isAcquireResult(result)) return;
-    if (result.transition !== null) this.#host.emitTransition(result.transition);
-    this.#absorbAcquire(result);
-    this.#giveBack(result);
-  }
-
-  /** Gives back at once the probe lease and concurrency slot of an admission nobody will use. */
-  #giveBack(result: AcquireResult): void {
-    const slot = result.slot ?? null;
-    if (result.admitted && (result.lease !== null || slot !== null)) {
-      const o = this.#o;
-      const release: OutcomeBatch = {
-        generation: result.generation,
-        successes: 0,
-        failures: 0,
-        trailingFailures: 0,
-        slow: 0,
-        ignored: 0,
-        probes: result.lease === null ? NO_PROBES : [{ lease: result.lease, outcome: 'ignored' }],
-        ...(slot === null ? {} : { slots: [slot] }),
-        random: 0,
-        // No id: it is sent once and never again (giving back twice frees nothing more).
-      };
-      try {
-        const written = this.own(() => o.store.record(this.#host.name, o.policy, release));
-        if (slot !== null) this.#slotGivenBack();
-        if (isPromiseLike(written)) {
-          this.#health
-            .call(written, this.storeTimeoutMs(), 'record', (late) => this.#applyUpdate(late))
-            .then(
-              (r) => this.#applyUpdate(r),
-              () => undefined, // the lease expires on its own
-            );
-        } else {
-          this.#applyUpdate(written);
-        }
-      } catch {
-        // the lease expires on its own
-      }
-    }
-  }
-
-  #acquireFailed(error: unknown): Admitted {
-    this.storeFailed('acquire', error);
-    const o = this.#o;
-    const now = o.clock.now();
-    const wait = this.#fallback.refuseTimedOutProbe(o.onStoreFailure, this, o.policy, now);
-    if (wait !== null) return this.#host.rejected('open', wait);
-    return this.#admitWithoutStore(now);
-  }
-
-  /**
-   * Admits or rejects without the store. Under `'local'` the in-process breaker is the reducer, so
-   * it keeps a concurrency limit too, for this process's calls alone (a fleet of p processes runs
-   * at most p * maxConcurrent at once meanwhile): its slots are the local breaker's, given back by
-   * `fallback.settle`.
-   */
-  #admitWithoutStore(now: number): Admitted {
-    const o = this.#o;
-    const result = this.#fallback.admit(o.onStoreFailure, this, o.policy, now, this.#health.downUntil);
-    if ('transition' in result && result.transition !== null) this.#logLocalTransition(result.transition);
-    if (result.admitted) {
-      return {
-        generation: result.generation,
-        lease: result.lease,
-        slot: result.slot ?? null,
-        local: true,
-        start: this.#host.startTime(),
-      };
-    }
-    return this.#reject(result.reason ?? 'open', result.retryAfterMs);
+    return this.#admitter.admitFromView();
   }
 
   // ---- the in-process path of a MemoryStore ---------------------------------------------------
@@ -627,17 +205,9 @@ export class Coordination implements View, WriterOwner {
     const o = this.#o;
     if (this.#throttle !== null && outcome !== 'failure') this.#throttle.accept(o.clock.now());
     if (outcome === 'success') this.#localReopens = 0;
-    // A probe given back without an outcome (ignored: it may never have run, e.g. a base name's
-    // probe its tenant's own breaker turned away) says nothing of how long probes take.
-    if (admission.lease !== null && !admission.local && this.#probeStartedAt !== 0 && outcome !== 'ignored') {
-      const ms = performance.now() - this.#probeStartedAt;
-      this.#probeMs = this.#probeMs === 0 ? ms : this.#probeMs + (ms - this.#probeMs) / 4;
-    }
+    // How long the call held its probe lease or slot, for the hints of later rejections.
+    this.#admitter.ended(admission, outcome);
     const slot = admission.slot;
-    if (slot !== null && admission.slotAt !== undefined) {
-      const ms = performance.now() - admission.slotAt;
-      this.#slotMs = this.#slotMs === 0 ? ms : this.#slotMs + (ms - this.#slotMs) / 4;
-    }
     if (admission.local) {
       const transition = this.#fallback.settle(
         o.onStoreFailure,
@@ -649,7 +219,7 @@ export class Coordination implements View, WriterOwner {
         slow,
         () => this.#host.jitterMs(),
       );
-      if (transition !== null) this.#logLocalTransition(transition);
+      if (transition !== null) this.logLocalTransition(transition);
       if (this.#fallback.holdsOutcomes) this.#health.keep(this.#writer);
       return undefined;
     }
@@ -695,7 +265,7 @@ export class Coordination implements View, WriterOwner {
             idFloor: this.#writer.idFloor(),
             ...(slot === null ? {} : { slots: [slot] }),
           };
-    if (slot !== null) this.#slotGivenBack();
+    if (slot !== null) this.#admitter.slotGivenBack();
     if (
       admission.lease === null &&
       outcome !== 'failure' &&
@@ -719,6 +289,19 @@ export class Coordination implements View, WriterOwner {
   }
 
   /**
+   * Records one closed-state outcome of a call `admitFromView` admitted (no lease, not local, not
+   * slow). Returns a promise only when the caller should wait for the store.
+   */
+  recordViewed(generation: number, outcome: Outcome): Promise<void> | undefined {
+    if (this.#o.flushIntervalMs > 0) {
+      this.inFlight -= 1;
+      this.#writer.buffer(generation, outcome, false);
+      return undefined;
+    }
+    return this.record({ generation, lease: null, slot: null, local: false, start: 0 }, outcome, false);
+  }
+
+  /**
    * Whether one more success could open the breaker, by the counts last seen: only under a
    * failure rate (a success can complete `minimumCalls`) or a custom policy (anything can).
    */
@@ -737,8 +320,8 @@ export class Coordination implements View, WriterOwner {
       this.storeFailed('record', new StoreError('Store record returned a malformed reply'));
       return undefined;
     }
-    this.#storeAnswered();
-    this.#applyUpdate(result);
+    this.storeAnswered();
+    this.applyUpdate(result);
     if (result.belowQuorum === true) this.#openLocally();
     return this.#tripCustom(result);
   }
@@ -746,7 +329,7 @@ export class Coordination implements View, WriterOwner {
   /** A write that timed out landed after all: what it changed is learnt and reported. */
   writeAnsweredLate(result: UpdateResult): void {
     if (!isUpdateResult(result)) return;
-    this.#applyUpdate(result);
+    this.applyUpdate(result);
     if (result.belowQuorum === true) this.#openLocally();
     void this.#tripCustom(result);
   }
@@ -754,7 +337,7 @@ export class Coordination implements View, WriterOwner {
   // ---- below a quorum (`quorum`) --------------------------------------------------------------
 
   /** Local time until which this process alone keeps the breaker open (0: it does not). */
-  #localOpenUntil = 0;
+  localOpenUntil = 0;
   /** Local opens in a row, for backoff; a success ends the run. */
   #localReopens = 0;
 
@@ -764,18 +347,18 @@ export class Coordination implements View, WriterOwner {
    */
   #openLocally(): void {
     const o = this.#o;
-    if (this.#localOpenUntil !== 0) return;
+    if (this.localOpenUntil !== 0) return;
     const now = o.clock.now();
     const ms = reducer.openPeriodMs(o.policy, this.#localReopens, Math.random(), this.#host.jitterMs());
-    this.#localOpenUntil = now + Math.max(1, ms);
+    this.localOpenUntil = now + Math.max(1, ms);
     this.#localReopens += 1;
     this.#host.emitLocal('closed', 'open');
   }
 
   /** While open here only: the rejection; once the period is over, null (and the event). */
-  #localOpen(now: number): CircuitOpenError | null {
-    if (now < this.#localOpenUntil) return this.#host.rejected('local-open', this.#localOpenUntil - now);
-    this.#localOpenUntil = 0;
+  localOpen(now: number): CircuitOpenError | null {
+    if (now < this.localOpenUntil) return this.#host.rejected('local-open', this.localOpenUntil - now);
+    this.localOpenUntil = 0;
     this.#host.emitLocal('open', 'closed');
     return null;
   }
@@ -808,7 +391,7 @@ export class Coordination implements View, WriterOwner {
   }
 
   /** The store answered a call of this breaker in time. */
-  #storeAnswered(): void {
+  storeAnswered(): void {
     if (this.#health.succeeded()) {
       this.#o.logger?.warn({ breaker: this.#host.name }, 'circuit breaker store is reachable again');
     }
@@ -823,7 +406,7 @@ export class Coordination implements View, WriterOwner {
     try {
       const snapshot = await this.#callStore('inspect', () => o.store.inspect(this.#host.name, o.policy));
       if (snapshot !== null) {
-        this.#storeAnswered();
+        this.storeAnswered();
         this.#absorb(snapshot);
         return;
       }
@@ -832,16 +415,17 @@ export class Coordination implements View, WriterOwner {
       const acquired = await this.#callStore('acquire', () => o.store.acquire(this.#host.name, o.policy));
       if (isAcquireResult(acquired)) {
         if (acquired.transition !== null) this.#host.emitTransition(acquired.transition);
-        this.#absorbAcquire(acquired);
-        this.#storeAnswered();
-        this.#giveBack(acquired);
+        this.absorbAcquire(acquired);
+        this.storeAnswered();
+        this.#admitter.giveBack(acquired);
       }
     } catch (error) {
       this.storeFailed('inspect', error);
     }
   }
 
-  #applyUpdate(result: UpdateResult): void {
+  /** Takes a write's answer as the view, and reports the transition it made. */
+  applyUpdate(result: UpdateResult): void {
     if (!isUpdateResult(result)) return;
     if (result.transition !== null) this.#host.emitTransition(result.transition);
     this.#absorb(result.snapshot);
@@ -857,7 +441,7 @@ export class Coordination implements View, WriterOwner {
     this.override = snapshot.override;
     if (watched) this.#admittingIf();
     this.counts = snapshot.counts;
-    if (snapshot.closedAt > 0) this.#learnClose(snapshot.closedAt, snapshot.now);
+    if (snapshot.closedAt > 0) this.#admitter.learnClose(snapshot.closedAt, snapshot.now);
     const knownOpen = snapshot.state === 'open' && snapshot.override === null && snapshot.retryAfterMs > 0;
     // The local clock is read only when the view needs it: it is a visible cost on the hot path.
     if (knownOpen || this.#o.maxStalenessMs > 0) {
@@ -867,6 +451,26 @@ export class Coordination implements View, WriterOwner {
     } else {
       this.openUntil = 0;
     }
+  }
+
+  /** Takes an acquire's answer as the view (see `Admitter`). */
+  absorbAcquire(result: AcquireResult): void {
+    // Generation 0 is the store saying it holds no record (it expired, or was never needed): the
+    // generation this process knew is gone, and outcomes go under 0 until a record exists again.
+    if (result.generation < this.generation && result.generation !== NO_RECORD) return;
+    const o = this.#o;
+    const watched = this.admitting !== null && turnsAway(this.state, this.override);
+    this.known = true;
+    this.generation = result.generation;
+    this.state = result.state;
+    this.override = result.override;
+    if (watched) this.#admittingIf();
+    if (o.maxStalenessMs > 0) this.viewAt = o.clock.now();
+    if (!result.admitted && result.reason === 'open' && result.override !== 'metrics-only') {
+      this.openUntil = o.clock.now() + result.retryAfterMs;
+    }
+    const closedAt = result.closedAt;
+    if (closedAt !== undefined && closedAt > 0) this.#admitter.learnClose(closedAt, result.now);
   }
 
   /** Settles an outcome of the in-process path whose precondition no longer held. */
@@ -913,7 +517,7 @@ export class Coordination implements View, WriterOwner {
     this.viewAt = to === 'closed' ? localNow : -Infinity;
     // A close after rejecting (probes succeeded, a reset, a forced-open cleared) starts the ramp.
     if (to === 'closed' && message.from !== 'closed' && message.from !== 'forced-closed') {
-      this.#learnClose(message.now, message.now);
+      this.#admitter.learnClose(message.now, message.now);
     }
     if (watched) this.#admittingIf();
   }
@@ -979,7 +583,7 @@ export class Coordination implements View, WriterOwner {
     );
     if (!isUpdateResult(result)) throw new StoreError('Store force returned a malformed reply');
     this.openUntil = 0;
-    this.#applyUpdate(result);
+    this.applyUpdate(result);
     return result.snapshot;
   }
 
@@ -1016,18 +620,13 @@ export class Coordination implements View, WriterOwner {
     return undefined;
   }
 
-  #logLocalTransition(transition: Transition): void {
+  /** The local breaker (`onStoreFailure: 'local'`) changed state while the store did not answer. */
+  logLocalTransition(transition: Transition): void {
     this.#o.logger?.warn(
       { breaker: this.#host.name, from: transition.from, to: transition.to },
       'circuit breaker changed state locally while its store is unreachable',
     );
   }
-}
-
-function isAcquireResult(result: unknown): result is AcquireResult {
-  return (
-    typeof result === 'object' && result !== null && typeof (result as AcquireResult).admitted === 'boolean'
-  );
 }
 
 function isUpdateResult(result: unknown): result is UpdateResult {
@@ -1042,14 +641,4 @@ function isUpdateResult(result: unknown): result is UpdateResult {
 /** Whether a breaker in this state turns ordinary callers away (a half-open one admits only probes). */
 function turnsAway(state: BreakerState, override: Override | null): boolean {
   return override === 'forced-open' || (override === null && state !== 'closed');
-}
-
-/**
- * Where in (what is left of) a recovery ramp deferred work comes back, from 0 to 1: `√u` of a
- * uniform `u`, so density `2x`, rising as the ramp's admitted share (`√x`) does. Returns drawn
- * uniformly met a share of 1/2 on average and half were turned away again; drawn so, and with
- * the share rising as `√x`, a return is turned away a fifth of the time (∫(1 − √x)·2x dx).
- */
-function lateInRamp(): number {
-  return Math.sqrt(Math.random());
 }
