@@ -57,6 +57,17 @@ local function parse_writers(s, now)
   end
   local writers = no_writers()
   local nowS = now / 1000
+  -- The common field: one writer, one number (a breaker instance sending one batch at a time),
+  -- read by one anchored pattern instead of the loop below.
+  local id, floor, untilS, n = string.match(s, '^([%w_%.%-]+)=(%d+):(%d+):(%d+)$')
+  if id ~= nil then
+    local e = { id = id, floor = tonumber(floor), untilS = tonumber(untilS), numbers = { tonumber(n) } }
+    if e.untilS > nowS then
+      writers.list[1] = e
+      writers.by[id] = e
+    end
+    return writers
+  end
   local at = 1
   for first, id, floor, untilS, rest, after in string.gmatch(s, '()([%w_%.%-]+)=(%d+):(%d+)([:%d]*)()') do
     if first ~= at or (after <= #s and string.byte(s, after) ~= 44) then -- ','
@@ -237,14 +248,16 @@ local function record_op(KEYS, ARGV, short)
   -- The healthy tenant's success: no record, so no run to reset and nothing to remember; answered
   -- as the general path would, without reading the batch ids or building a record.
   if resets_only and slotCount == 0 and redis.call('EXISTS', key) == 0 then
-    local r = empty_record(now)
-    local stale = admitted_under(r, generation) and 0 or 1
-    r.gen = 0
+    -- admitted_under(empty_record(now), generation), without building the record: a fresh record
+    -- is closed, without an override, at a multiple of 100.
+    local stale = (generation == 0 or generation == math.max(1, math.floor(now)) * 100) and 0 or 1
     if short and p.maxConcurrent == 0 then
       -- (Without a concurrency limit, an acquire now admits under generation 0, making no
       -- record.)
       return nil, { 'none', stale, now }
     end
+    local r = empty_record(now)
+    r.gen = 0
     return update_reply(false, stale, r, p, now, nil)
   end
 
