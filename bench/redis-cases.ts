@@ -7,6 +7,7 @@ import type { Redis } from 'ioredis';
 
 import { BreakerFactory, failureRate } from '../src/index.js';
 import type { FactoryOptions } from '../src/index.js';
+import { RedisStore } from '../src/stores/redis/index.js';
 import { breakerKey } from '../src/stores/redis/keys.js';
 import {
   failing,
@@ -102,6 +103,22 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
     store,
     trip: failureRate(0.5, { minimumCalls: 20, windowMs: 60_000 }),
   }).breakerFor('bench-rate');
+  // The same policy after traffic through the whole window: every one of its 10 buckets holds
+  // calls (filled beforehand, a 6 s bucket at a time, by moving the store's clock back), as for a
+  // tenant called steadily for a minute. The script reads and rewrites every bucket per call.
+  let offset = 0;
+  const steadyStore = new RedisStore({ client, prefix, timeOffsetMs: () => offset });
+  const steadyFactory = new BreakerFactory({
+    store: steadyStore,
+    trip: failureRate(0.5, { minimumCalls: 20, windowMs: 60_000 }),
+  });
+  const steady = steadyFactory.breakerFor('bench-rate-steady');
+  for (let bucket = 9; bucket >= 0; bucket--) {
+    offset = -bucket * 6_000;
+    await steady.execute(noop);
+    await steady.flush();
+  }
+  offset = 0;
   await counting.execute(noop);
   await rate.execute(noop);
   const loop =
@@ -113,6 +130,9 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
     'GET round trip (floor)': loop(() => client.get(`${prefix}floor`)),
     'circuitry + RedisStore': loop(() => counting.execute(noop)),
     'circuitry + RedisStore, failureRate': loop(() => rate.execute(noop)),
+    'circuitry + RedisStore, failureRate, every bucket of the window holding calls': loop(() =>
+      steady.execute(noop),
+    ),
   });
   const onServerGet = await perCallOnServer(
     client,
@@ -132,11 +152,21 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
     SCRIPT_COMMANDS,
     loop(() => rate.execute(noop)),
   );
+  const onServerSteady = await perCallOnServer(
+    client,
+    ops,
+    SCRIPT_COMMANDS,
+    loop(() => steady.execute(noop)),
+  );
+  const steadyBuckets =
+    (await client.hget(breakerKey(prefix, 'bench-rate-steady'), 'buckets'))?.split(',').length ?? 0;
+  await steadyFactory.close();
   const perCallDefault = `${onServerDefault.commands} scripts/call, ${onServerDefault.serverUs} µs/call on the server`;
   const perCallRate = `${onServerRate.commands} scripts/call, ${onServerRate.serverUs} µs/call on the server`;
   const floor = ns['GET round trip (floor)']!;
   const byDefault = ns['circuitry + RedisStore']!;
   const byRate = ns['circuitry + RedisStore, failureRate']!;
+  const bySteady = ns['circuitry + RedisStore, failureRate, every bucket of the window holding calls']!;
   const c = 'RedisStore, per-call coordination';
   results.push(
     {
@@ -159,6 +189,13 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
       value: byRate,
       unit: 'ns/op',
       note: `${ratio(byRate, floor)} the GET floor, ${perCallRate}`,
+    },
+    {
+      case: c,
+      library: 'circuitry + RedisStore, failureRate, every bucket of the window holding calls',
+      value: bySteady,
+      unit: 'ns/op',
+      note: `${ratio(bySteady, floor)} the GET floor, ${onServerSteady.commands} scripts/call, ${onServerSteady.serverUs} µs/call on the server; ${steadyBuckets} buckets at the end`,
     },
   );
   targets.push(

@@ -6,7 +6,12 @@ import type { Redis } from 'ioredis';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { breakerKey, decodeName, encodeName, validatePrefix } from '../../src/stores/redis/keys.js';
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
-import { consecutiveFailures } from '../../src/index.js';
+import { consecutiveFailures, failureRate } from '../../src/index.js';
+
+/** Successes and failures over a buckets field. */
+function sum(field: string): number {
+  return field === '' ? 0 : field.split(',').reduce((t, e) => t + Number(e.split(':')[1]) + Number(e.split(':')[2]), 0);
+}
 import { useRedisServer } from '../helpers/redis-server.js';
 
 describe('Redis keys', () => {
@@ -103,6 +108,42 @@ describe('Redis records', () => {
       // Reset: a fresh record, of which the batch (admitted under the old generation) is stale.
       assert.equal(await record(bad), 0, bad);
       assert.deepEqual(reset, ['b'], bad);
+    }
+  });
+
+  it('a counted write rewrites only the newest bucket, leaving the field as a whole write would', async () => {
+    // The hot path takes the other buckets' text as it was (encode_counted): through buckets
+    // dropped from the front, a new one, a gap and the clock stepping back, the field must say
+    // exactly what every outcome sent added to the bucket it landed in.
+    let offset = 0;
+    const store = new RedisStore({ client, prefix: 'counted:', timeOffsetMs: () => offset });
+    const policy = policyOf({ trip: failureRate(0.99, { minimumCalls: 1_000_000, windowMs: 10_000 }) });
+    const key = breakerKey('counted:', 'c');
+    const sent = new Map<number, [number, number]>(); // bucket index -> successes, failures
+    let generation = 0;
+    let n = 0;
+    for (const at of [0, 0, 1, 1, 3, 9, 9, 8, 7, 12, 12, 13, 30, 30, 31, 32, 35, 41, 40, 41]) {
+      offset = at * policy.bucketMs;
+      const successes = (n % 3) + 1;
+      const failures = n % 2;
+      n += 1;
+      const batch = { ...outcomes(generation, { successes, failures }), id: `c.${n}`, idFloor: n };
+      const result = await store.record('c', policy, batch);
+      assert.equal(result.stale, false);
+      generation = result.snapshot.generation;
+      const field = (await client.hget(key, 'buckets')) ?? '';
+      const entries = field.split(',').map((e) => e.split(':').map(Number));
+      // The outcome landed in the newest bucket (the clock stepping back counts there too).
+      const newest = entries.at(-1)![0]!;
+      const [s, f] = sent.get(newest) ?? [0, 0];
+      sent.set(newest, [s + successes, f + failures]);
+      const expected = [...sent]
+        .filter(([index]) => index > newest - policy.bucketCount)
+        .sort(([a], [b]) => a - b)
+        .map(([index, [s2, f2]]) => `${index}:${s2}:${f2}:0:0`)
+        .join(',');
+      assert.equal(field, expected, `after a write at bucket +${at}`);
+      assert.equal(result.snapshot.counts.successes + result.snapshot.counts.failures, sum(expected));
     }
   });
 

@@ -228,7 +228,8 @@ local function parse_buckets(s)
     if first ~= at or #i > 17 or #a > 16 or #b > 16 or #c > 16 or #d > 16 then
       return nil
     end
-    local bucket = { index = tonumber(i), s = tonumber(a), f = tonumber(b), sl = tonumber(c), ig = tonumber(d) }
+    -- (at: where its text starts in s, for op-record.lua's encode_counted.)
+    local bucket = { index = tonumber(i), s = tonumber(a), f = tonumber(b), sl = tonumber(c), ig = tonumber(d), at = first }
     if bucket.s > MAX_SAFE or bucket.f > MAX_SAFE or bucket.sl > MAX_SAFE or bucket.ig > MAX_SAFE then
       return nil
     end

@@ -147,6 +147,27 @@ local function encode_writers(writers, writer, n, floor, now)
   return table.concat(parts, ',', first)
 end
 
+--[[ Field buckets on the hot path after count_batch: `buckets` were parsed from `s` (each with
+`at`, where its text starts in s), then some were dropped from the front and the newest was counted
+in: one of s's, or a new one after them. Only the newest changed, so the text of the others is
+taken from s as it is, and one bucket is formatted instead of all of them (a window of 10 buckets
+costs ~5 µs to format). ]]
+local function encode_counted(s, buckets)
+  local n = #buckets
+  if n == 0 then
+    return ''
+  end
+  local newest = buckets[n]
+  local text = string.format('%d:%d:%d:%d:%d', newest.index, newest.s, newest.f, newest.sl, newest.ig)
+  if n == 1 then
+    return text
+  end
+  if newest.at ~= nil then
+    return string.sub(s, buckets[1].at, newest.at - 1) .. text
+  end
+  return string.sub(s, buckets[1].at) .. ',' .. text
+end
+
 -- The batch's numbers and id, one argument: 15 fields joined by ':' (see the header). (Written
 -- out: a function library may not call `string` while it loads.)
 local BATCH_PATTERN = '^([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*):([^:]*)$'
@@ -348,7 +369,8 @@ local function record_op(KEYS, ARGV, short)
   if q ~= nil then
     if q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
       local cf = count_or_zero(q[5])
-      local buckets = parse_buckets(q[6] or '')
+      local bucketsText = q[6] or ''
+      local buckets = parse_buckets(bucketsText)
       local slots = parse_leases(q[8] or '')
       if cf ~= nil and buckets ~= nil and slots ~= nil then
         local r = { buckets = buckets, cf = cf }
@@ -365,7 +387,7 @@ local function record_op(KEYS, ARGV, short)
               remember_batch()
             end
           else
-            local set = { 'buckets', encode_buckets(r.buckets) }
+            local set = { 'buckets', encode_counted(bucketsText, r.buckets) }
             if r.cf ~= cf then
               set[#set + 1] = 'cf'
               set[#set + 1] = int(r.cf)
