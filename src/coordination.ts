@@ -434,12 +434,7 @@ export class Coordination implements AdmitterOwner, WriterOwner {
   /** Takes a snapshot from the store as this process's view. */
   #absorb(snapshot: Snapshot): void {
     if (snapshot.generation < this.generation) return;
-    const watched = this.admitting !== null && turnsAway(this.state, this.override);
-    this.known = true;
-    this.generation = snapshot.generation;
-    this.state = snapshot.state;
-    this.override = snapshot.override;
-    if (watched) this.#admittingIf();
+    this.#take(snapshot.generation, snapshot.state, snapshot.override);
     this.counts = snapshot.counts;
     if (snapshot.closedAt > 0) this.#admitter.learnClose(snapshot.closedAt, snapshot.now);
     const knownOpen = snapshot.state === 'open' && snapshot.override === null && snapshot.retryAfterMs > 0;
@@ -453,18 +448,23 @@ export class Coordination implements AdmitterOwner, WriterOwner {
     }
   }
 
+  /** Takes the store's word for the state, telling `admitting` when it now admits callers. */
+  #take(generation: number, state: BreakerState, override: Override | null): void {
+    const watched = this.admitting !== null && turnsAway(this.state, this.override);
+    this.known = true;
+    this.generation = generation;
+    this.state = state;
+    this.override = override;
+    if (watched) this.#admittingIf();
+  }
+
   /** Takes an acquire's answer as the view (see `Admitter`). */
   absorbAcquire(result: AcquireResult): void {
     // Generation 0 is the store saying it holds no record (it expired, or was never needed): the
     // generation this process knew is gone, and outcomes go under 0 until a record exists again.
     if (result.generation < this.generation && result.generation !== NO_RECORD) return;
     const o = this.#o;
-    const watched = this.admitting !== null && turnsAway(this.state, this.override);
-    this.known = true;
-    this.generation = result.generation;
-    this.state = result.state;
-    this.override = result.override;
-    if (watched) this.#admittingIf();
+    this.#take(result.generation, result.state, result.override);
     if (o.maxStalenessMs > 0) this.viewAt = o.clock.now();
     if (!result.admitted && result.reason === 'open' && result.override !== 'metrics-only') {
       this.openUntil = o.clock.now() + result.retryAfterMs;
