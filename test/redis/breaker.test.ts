@@ -47,6 +47,12 @@ async function commands(client: Redis): Promise<Record<string, number>> {
   return counts;
 }
 
+/** EXISTS commands since the stats were reset: the store's own, and those its scripts ran. */
+async function existsCalls(client: Redis): Promise<number> {
+  const info = await client.info('commandstats');
+  return Number(/^cmdstat_exists:calls=(\d+)/m.exec(info)?.[1] ?? 0);
+}
+
 /** Changes to the dataset since the server started (Redis's dirty counter): 0 means nothing was written. */
 async function writes(client: Redis): Promise<number> {
   const info = await client.info('persistence');
@@ -64,7 +70,7 @@ describe('breakers on a RedisStore', () => {
     client = c;
   });
 
-  it('cost a healthy call under a count policy one script: its acquire, carrying the reset of the call before, which writes nothing; the same under a failure rate (a write); none for a rejection known locally', async () => {
+  it('cost a healthy call under a count policy one EXISTS (no script, no write); with a record, one script carrying the reset of the call before; the same under a failure rate (a write); none for a rejection known locally', async () => {
     const factory = new BreakerFactory({
       store: new RedisStore({ client, prefix: `rt-${randomUUID()}:` }),
       trip: consecutiveFailures(3),
@@ -85,13 +91,11 @@ describe('breakers on a RedisStore', () => {
       for (let i = 0; i < 100; i++) await breaker.execute(ok);
       await breaker.flush();
       // Every success is sent (a run another process built since the acquire must be reset),
-      // without the caller waiting for it; with no run there, it writes nothing. It waits for the
-      // next call's acquire, which carries it (one script for both); the last leaves at the flush.
-      assert.deepEqual(
-        await commands(client),
-        { fcall: 101 },
-        'an acquire per call, carrying the reset before it',
-      );
+      // without the caller waiting for it. It waits for the next call's acquire, which carries
+      // it; the last leaves at the flush. With no record there is no run to reset and the call is
+      // admitted: a plain EXISTS answers both (no script runs, so every EXISTS is the store's).
+      assert.deepEqual(await commands(client), {}, 'no script');
+      assert.equal(await existsCalls(client), 101, 'an EXISTS per call, carrying the success before it');
       assert.equal(await writes(client), before, 'a success with no run to reset writes nothing');
 
       // A failure starts a run; the success after it resets the run (one write), the next ones do not.
@@ -109,6 +113,10 @@ describe('breakers on a RedisStore', () => {
         { fcall: 12 },
         'the reset, then ten acquires carrying nine resets, and one',
       );
+      // The breaker has a record: its calls go straight to the script. These 10 are the scripts'
+      // own (a carried success looks for the record it resets); an EXISTS before each call would
+      // add 11.
+      assert.equal(await existsCalls(client), 10, 'no EXISTS before the scripts');
       assert.equal(await writes(client), afterReset, 'the others had no run to reset');
 
       await client.config('RESETSTAT');

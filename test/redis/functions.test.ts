@@ -29,14 +29,15 @@ describe('RedisStore runs its Lua as a FUNCTION library', () => {
     const store = new RedisStore({ client, prefix: `fn-${randomUUID()}:` });
     const policy = policyOf();
     await client.call('FUNCTION', 'FLUSH');
-    const { generation } = await store.acquire('dep', policy);
+    // (A failure: an acquire with no record is answered by a plain EXISTS, no script.)
+    const first = await store.record('dep', policy, outcomes(0, { failures: 1 }));
     const libraries = (await client.call('FUNCTION', 'LIST', 'LIBRARYNAME', library.name)) as unknown[];
     assert.equal(libraries.length, 1, 'the library is loaded under its versioned name');
 
     await client.call('FUNCTION', 'FLUSH'); // as a restart without persistence would
     await client.config('RESETSTAT');
-    const result = await store.record('dep', policy, outcomes(generation, { failures: 1 }));
-    assert.equal(result.snapshot.counts.failures, 1);
+    const result = await store.record('dep', policy, outcomes(first.snapshot.generation, { failures: 1 }));
+    assert.equal(result.snapshot.counts.failures, 2);
     for (let i = 0; i < 10; i++) await store.acquire('dep', policy);
     assert.equal(await calls(client, 'fcall'), 12, 'one failed FCALL, then one per operation');
     assert.equal(await calls(client, 'evalsha'), 0);
@@ -64,6 +65,7 @@ describe('RedisStore runs its Lua as a FUNCTION library', () => {
   });
 
   it('parses a policy once per library load, and still rejects a malformed one', async () => {
+    await new RedisStore({ client, prefix: `fn-${randomUUID()}:` }).inspect('dep', policyOf()); // loads it
     await assert.rejects(
       client.fcall(library.functions.inspect!, 1, 'fn-bad:{00}', 'ch', 'no-such-kind:1', 0),
       /CIRCUITRY_BADARG policy/,

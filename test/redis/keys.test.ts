@@ -10,7 +10,9 @@ import { consecutiveFailures, failureRate } from '../../src/index.js';
 
 /** Successes and failures over a buckets field. */
 function sum(field: string): number {
-  return field === '' ? 0 : field.split(',').reduce((t, e) => t + Number(e.split(':')[1]) + Number(e.split(':')[2]), 0);
+  return field === ''
+    ? 0
+    : field.split(',').reduce((t, e) => t + Number(e.split(':')[1]) + Number(e.split(':')[2]), 0);
 }
 import { useRedisServer } from '../helpers/redis-server.js';
 
@@ -145,6 +147,42 @@ describe('Redis records', () => {
       assert.equal(field, expected, `after a write at bucket +${at}`);
       assert.equal(result.snapshot.counts.successes + result.snapshot.counts.failures, sum(expected));
     }
+  });
+
+  it('a breaker with no record is answered by EXISTS; one another process made or removed since, by the script', async () => {
+    const prefix = `exists-${Date.now()}:`;
+    const mine = new RedisStore({ client, prefix });
+    const other = new RedisStore({ client, prefix }); // another process sharing the breaker
+    const policy = policyOf({ trip: consecutiveFailures(2), openMs: 60_000 });
+    const scripts = async (): Promise<number> =>
+      Number(/^cmdstat_fcall:calls=(\d+)/m.exec(await client.info('commandstats'))?.[1] ?? 0);
+    await client.config('RESETSTAT');
+    const first = await mine.acquire('x', policy);
+    assert.equal(first.admitted, true);
+    assert.equal(first.generation, 0, 'no record');
+    assert.equal(await scripts(), 0, 'a plain EXISTS, no script');
+    // The other process opens it: this one's next acquire finds the record and asks the script.
+    const opened = await other.record('x', policy, outcomes(0, { failures: 2 }));
+    assert.equal(opened.snapshot.state, 'open');
+    const rejected = await mine.acquire('x', policy);
+    assert.equal(rejected.admitted, false);
+    assert.equal(rejected.reason, 'open');
+    assert.equal(await scripts(), 2, "the other's write, then this acquire's script");
+    // The record is gone (an operator reset, or its TTL): the script says so, and the next call
+    // is an EXISTS again.
+    await client.del(breakerKey(prefix, 'x'));
+    assert.equal((await mine.acquire('x', policy)).generation, 0);
+    assert.equal(await scripts(), 3);
+    const success = await mine.record('x', policy, outcomes(0, { successes: 1 }));
+    assert.equal(success.stale, false);
+    assert.equal((await mine.acquire('x', policy)).admitted, true);
+    assert.equal(await scripts(), 3, 'no record: EXISTS for the success and the acquire');
+    // A success admitted under a record that is gone since is stale, as the script says.
+    assert.equal(
+      (await mine.record('x', policy, outcomes(opened.snapshot.generation, { successes: 1 }))).stale,
+      true,
+    );
+    assert.equal(await client.exists(breakerKey(prefix, 'x')), 0, 'a success made no record');
   });
 
   it('a malformed field w is forgotten; a well-formed one still dedupes', async () => {

@@ -33,16 +33,18 @@ class CountingStore extends RedisStore {
   }
 }
 
-/** Top-level commands clients sent (what commandstats counts, less the ones scripts ran). */
-async function sentCommands(client: Redis): Promise<number> {
-  const info = await client.info('commandstats');
+/**
+ * Counts the round trips `client` sends for the store: scripts, and the plain EXISTS that answers
+ * for a breaker with no record (what the scripts run inside is not sent).
+ */
+function countSent(client: Redis): { readonly sent: () => number; restore: () => void } {
+  const original = client.sendCommand.bind(client);
   let n = 0;
-  for (const match of info.matchAll(
-    /^cmdstat_(fcall|fcall_ro|evalsha|eval|get|hmget|hgetall):calls=(\d+)/gm,
-  )) {
-    if (match[1]!.startsWith('fcall') || match[1]!.startsWith('eval')) n += Number(match[2]);
-  }
-  return n;
+  client.sendCommand = (command: { name: string }, ...rest: unknown[]) => {
+    if (/^(fcall|fcall_ro|evalsha|eval|exists)$/i.test(command.name)) n += 1;
+    return (original as (...args: unknown[]) => unknown)(command, ...rest);
+  };
+  return { sent: () => n, restore: () => void (client.sendCommand = original) };
 }
 
 describe('what a quorum costs on Redis', () => {
@@ -57,12 +59,15 @@ describe('what a quorum costs on Redis', () => {
       string,
       { acquire: number; record: number; carried: number; heartbeat: number; commands: number }
     > = {};
+    const counter = countSent(client);
+    t.after(counter.restore);
+    const sentCommands = async (): Promise<number> => counter.sent();
     for (const quorum of [false, { minReporters: 2, minFraction: 0.5 }] as const) {
       const store = new CountingStore({ client, prefix: `qc-${randomUUID()}:` });
       const factory = new BreakerFactory({ store, trip: failuresInWindow(1_000_000, 60_000), quorum });
       const breaker = factory.breakerFor('api');
       const phase = async (label: string, fail: boolean): Promise<void> => {
-        const before = { ...store.calls, commands: await sentCommands(client) };
+        const before = { ...store.calls, commands: await sentCommands() };
         const started = performance.now();
         for (let i = 0; i < CALLS; i++) {
           await breaker
@@ -71,13 +76,12 @@ describe('what a quorum costs on Redis', () => {
         }
         await breaker.flush();
         const ms = performance.now() - started;
-        const after = { ...store.calls, commands: await sentCommands(client) };
+        const after = { ...store.calls, commands: await sentCommands() };
         figures[`${quorum === false ? 'without' : 'with'} a quorum, ${label}`] = {
           acquire: after.acquire - before.acquire,
           record: after.record - before.record,
           carried: after.carried - before.carried,
           heartbeat: after.heartbeat - before.heartbeat,
-          // The INFO call itself is not a script: not counted.
           commands: after.commands - before.commands,
         };
         if (quorum !== false && fail) {
@@ -100,8 +104,8 @@ describe('what a quorum costs on Redis', () => {
       assert.equal(withQuorum.acquire, without.acquire, label);
       assert.equal(withQuorum.record, without.record, label);
       assert.equal(withQuorum.carried, without.carried, label);
-      // Every store call is one script (an acquire carrying a record too): the commands sent are
-      // the calls made.
+      // Every store call is one round trip (a script, an acquire carrying a record too, or an
+      // EXISTS for a breaker with no record): the commands sent are the calls made.
       assert.equal(
         withQuorum.commands,
         withQuorum.acquire + withQuorum.record + withQuorum.carried + withQuorum.heartbeat,

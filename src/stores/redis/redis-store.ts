@@ -12,7 +12,7 @@ import type {
   Transition,
   UpdateResult,
 } from '../../core/types.js';
-import { MAX_REASON_LENGTH, NO_RECORD, throttleMillionths } from '../../core/reducer.js';
+import { MAX_REASON_LENGTH, NO_RECORD, resetsOnly, throttleMillionths } from '../../core/reducer.js';
 import { StoreError } from '../../errors.js';
 import { closedAdmission, closedFields, snapshotFrom } from '../snapshot-fields.js';
 import type { Logger } from '../../options.js';
@@ -180,12 +180,16 @@ class Reply {
   }
 }
 
+/** How many names `RedisStore` remembers as having a record before it forgets them all. */
+const MAX_WITH_RECORD = 10_000;
+
 /**
  * Breaker state in Redis (or Redis Cluster), shared by every process that uses the same server
  * and prefix. Each operation is one round trip running one Lua script, atomic on the server and
- * timed by the server's clock, so workers with skewed clocks agree. One hash per breaker at
- * `<prefix>{<hex name>}`; a garbage-collection TTL longer than anything the breaker remembers;
- * transitions published on `<prefix>events`.
+ * timed by the server's clock, so workers with skewed clocks agree; what a missing record answers
+ * alone (an acquire without a concurrency limit, a success under a count policy) is one `EXISTS`.
+ * One hash per breaker at `<prefix>{<hex name>}`; a garbage-collection TTL longer than anything
+ * the breaker remembers; transitions published on `<prefix>events`.
  */
 export class RedisStore implements Store, RecordExaminer {
   /** First contact 5 s (ioredis connects in the background); per call 200–2,000 ms, adaptive. */
@@ -202,6 +206,12 @@ export class RedisStore implements Store, RecordExaminer {
   readonly #timeOffsetMs: (() => number) | null;
   #mode: LuaMode = 'function';
   #loading: Promise<void> | null = null;
+  /**
+   * Breakers this store's last answer said have a record (see `#noRecord`): their calls go
+   * straight to the script. Forgotten whole past MAX_WITH_RECORD names (a tenant forgotten here
+   * costs one `EXISTS` more, once).
+   */
+  readonly #withRecord = new Set<string>();
   /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's hash. */
   readonly limitsConcurrency = true;
   /** One connection (per cluster node), answered in order: this process's calls land in order. */
@@ -230,7 +240,54 @@ export class RedisStore implements Store, RecordExaminer {
   }
 
   async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
-    return this.#acquired(name, await this.#run(acquireScript, name, policy, []));
+    if (policy.maxConcurrent === 0 && (await this.#noRecord(name))) {
+      return closedAdmission(NO_RECORD, this.#now(), 0, 0);
+    }
+    const acquired = this.#acquired(name, await this.#run(acquireScript, name, policy, []));
+    this.#saw(name, acquired.generation);
+    return acquired;
+  }
+
+  /**
+   * Whether the breaker has no record, by a plain `EXISTS` (no script: about a `GET`), for the
+   * calls a missing record answers alone: an acquire without a concurrency limit (closed,
+   * admitted under generation 0, nothing written, as the script's own first check), and a
+   * success under a count policy (no run to reset: nothing written). A breaker this store last
+   * saw with a record is not asked: false, and its call goes to the script.
+   */
+  async #noRecord(name: string): Promise<boolean> {
+    if (this.#withRecord.has(name) || typeof this.#client.exists !== 'function') return false;
+    if ((await this.#client.exists(breakerKey(this.#prefix, name))) === 0) return true;
+    this.#saw(name, 1);
+    return false;
+  }
+
+  /** Notes what an answer said of the breaker's record (generation 0: none). */
+  #saw(name: string, generation: number): void {
+    if (generation === NO_RECORD) {
+      this.#withRecord.delete(name);
+    } else if (!this.#withRecord.has(name)) {
+      if (this.#withRecord.size >= MAX_WITH_RECORD) this.#withRecord.clear();
+      this.#withRecord.add(name);
+    }
+  }
+
+  /**
+   * The store's time for an answer given without a script (no record: nothing to compare it
+   * with), from this process's clock and `timeOffsetMs`.
+   */
+  #now(): number {
+    return Date.now() + (this.#timeOffsetMs?.() ?? 0);
+  }
+
+  /** A success under a count policy with no record to reset a run in: what the script answers. */
+  #nothingToReset(policy: BreakerPolicy, batch: OutcomeBatch, now: number): UpdateResult {
+    return {
+      snapshot: snapshotFrom(closedFields(now), policy),
+      transition: null,
+      // Admitted under a record that is gone since (it expired or was deleted): stale to none.
+      stale: batch.generation !== NO_RECORD,
+    };
   }
 
   /**
@@ -242,15 +299,33 @@ export class RedisStore implements Store, RecordExaminer {
     policy: BreakerPolicy,
     batch: OutcomeBatch,
   ): Promise<RecordedAcquire> {
+    if (
+      policy.maxConcurrent === 0 &&
+      resetsOnly(policy, batch) &&
+      (batch.slots?.length ?? 0) === 0 &&
+      (await this.#noRecord(name))
+    ) {
+      const now = this.#now();
+      return {
+        update: this.#nothingToReset(policy, batch, now),
+        acquire: closedAdmission(NO_RECORD, now, 0, 0),
+      };
+    }
     const raw = await this.#runRecord(carryScript, name, policy, batch);
-    if (typeof raw[0] === 'string' && raw[0] !== 'update') return shortCarry(raw, policy);
+    if (typeof raw[0] === 'string' && raw[0] !== 'update') {
+      const short = shortCarry(raw, policy);
+      this.#saw(name, short.acquire.generation);
+      return short;
+    }
     const [recorded, acquired] = raw;
     if (raw.length !== 2 || !Array.isArray(recorded) || !Array.isArray(acquired))
       throw malformed('carry', raw);
-    return {
+    const result = {
       update: this.#update('record', recorded, name, policy),
       acquire: this.#acquired(name, acquired),
     };
+    this.#saw(name, result.acquire.generation);
+    return result;
   }
 
   #acquired(name: string, raw: unknown[]): AcquireResult {
@@ -297,8 +372,13 @@ export class RedisStore implements Store, RecordExaminer {
   }
 
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
+    if (resetsOnly(policy, batch) && (batch.slots?.length ?? 0) === 0 && (await this.#noRecord(name))) {
+      return this.#nothingToReset(policy, batch, this.#now());
+    }
     const raw = await this.#runRecord(recordScript, name, policy, batch);
-    return this.#update('record', raw, name, policy);
+    const update = this.#update('record', raw, name, policy);
+    this.#saw(name, update.snapshot.generation);
+    return update;
   }
 
   /**
