@@ -73,7 +73,8 @@ export interface BreakerLeftovers {
   readonly inDoubt: UnwrittenOutcomes | null;
 }
 
-const ZERO_COUNTS: WindowCounts = Object.freeze({
+/** The counts of a breaker nothing is known of yet. */
+export const ZERO_COUNTS: WindowCounts = Object.freeze({
   successes: 0,
   failures: 0,
   slow: 0,

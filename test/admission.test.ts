@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 
 import { Admitter } from '../src/admission.js';
 import type { Admission, AdmitterOwner, Admitted } from '../src/admission.js';
+import { ZERO_COUNTS } from '../src/coordination.js';
 import type { CoordinationHost } from '../src/coordination.js';
 import type {
   AcquireResult,
@@ -38,15 +39,7 @@ class Owner implements AdmitterOwner, WriterOwner {
   override: Override | null = null;
   known = false;
   generation = 0;
-  counts: WindowCounts = {
-    successes: 0,
-    failures: 0,
-    slow: 0,
-    ignored: 0,
-    total: 0,
-    failureRate: 0,
-    consecutiveFailures: 0,
-  };
+  counts: WindowCounts = ZERO_COUNTS;
   openUntil = 0;
   rampUntil = 0;
   viewAt = -Infinity;

@@ -280,16 +280,6 @@ export class RedisStore implements Store, RecordExaminer {
     return Date.now() + (this.#timeOffsetMs?.() ?? 0);
   }
 
-  /** A success under a count policy with no record to reset a run in: what the script answers. */
-  #nothingToReset(policy: BreakerPolicy, batch: OutcomeBatch, now: number): UpdateResult {
-    return {
-      snapshot: snapshotFrom(closedFields(now), policy),
-      transition: null,
-      // Admitted under a record that is gone since (it expired or was deleted): stale to none.
-      stale: batch.generation !== NO_RECORD,
-    };
-  }
-
   /**
    * `record` then `acquire` in one script (carry.lua), so a breaker whose call starts while the
    * outcome of the one before is still to be written pays one round trip for both.
@@ -305,11 +295,7 @@ export class RedisStore implements Store, RecordExaminer {
       (batch.slots?.length ?? 0) === 0 &&
       (await this.#noRecord(name))
     ) {
-      const now = this.#now();
-      return {
-        update: this.#nothingToReset(policy, batch, now),
-        acquire: closedAdmission(NO_RECORD, now, 0, 0),
-      };
+      return noRecordCarry(policy, this.#now(), admittedUnderGone(batch));
     }
     const raw = await this.#runRecord(carryScript, name, policy, batch);
     if (typeof raw[0] === 'string' && raw[0] !== 'update') {
@@ -373,7 +359,7 @@ export class RedisStore implements Store, RecordExaminer {
 
   async record(name: string, policy: BreakerPolicy, batch: OutcomeBatch): Promise<UpdateResult> {
     if (resetsOnly(policy, batch) && (batch.slots?.length ?? 0) === 0 && (await this.#noRecord(name))) {
-      return this.#nothingToReset(policy, batch, this.#now());
+      return noRecordUpdate(policy, this.#now(), admittedUnderGone(batch));
     }
     const raw = await this.#runRecord(recordScript, name, policy, batch);
     const update = this.#update('record', raw, name, policy);
@@ -767,6 +753,25 @@ function batchIdArgs(batch: OutcomeBatch): [string, number, number] {
 }
 
 /**
+ * What a breaker with no record answers (the scripts' `none`, or a plain `EXISTS` of 0): the
+ * record's half is a fresh record's snapshot at generation 0 (nothing written), `stale` when the
+ * outcome was admitted under a record that is gone; the acquire admits, closed, under generation 0.
+ */
+function noRecordCarry(policy: BreakerPolicy, now: number, stale: boolean): RecordedAcquire {
+  return { update: noRecordUpdate(policy, now, stale), acquire: closedAdmission(NO_RECORD, now, 0, 0) };
+}
+
+/** The record's half of `noRecordCarry`, for `record` alone. */
+function noRecordUpdate(policy: BreakerPolicy, now: number, stale: boolean): UpdateResult {
+  return { snapshot: snapshotFrom(closedFields(now), policy), transition: null, stale };
+}
+
+/** A batch admitted under a record (not under generation 0): stale to a breaker that has none. */
+function admittedUnderGone(batch: OutcomeBatch): boolean {
+  return batch.generation !== NO_RECORD;
+}
+
+/**
  * carry.lua's short reply, for the two paths a healthy tenant's call takes (what the two full
  * replies would say, the rest implied):
  * - `{ 'closed', successes, failures, slow, ignored, consecutiveFailures, generation, closedAt,
@@ -781,11 +786,7 @@ function shortCarry(raw: unknown[], policy: BreakerPolicy): RecordedAcquire {
   if (kind === 'none' && raw.length === 3) {
     const flag = reply.number();
     if (flag !== 0 && flag !== 1) throw malformed('carry', raw);
-    const now = reply.number();
-    return {
-      update: { snapshot: snapshotFrom(closedFields(now), policy), transition: null, stale: flag === 1 },
-      acquire: closedAdmission(NO_RECORD, now, 0, 0),
-    };
+    return noRecordCarry(policy, reply.number(), flag === 1);
   }
   if (kind !== 'closed' || raw.length !== 10) throw malformed('carry', raw);
   const successes = reply.number();
