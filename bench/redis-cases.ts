@@ -121,6 +121,10 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
   offset = 0;
   await counting.execute(noop);
   await rate.execute(noop);
+  // What any script costs here: a function that does nothing, called with the arguments the
+  // failureRate breaker's last call sent, answering a reply of the same shape (the short
+  // 'closed' one). Only what the script does beyond this is the stored format's to win.
+  const emptyScript = await emptyScriptLike(client, () => rate.execute(noop));
   const loop =
     (call: () => Promise<unknown>): (() => Promise<void>) =>
     async () => {
@@ -128,6 +132,7 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
     };
   const ns = await interleaved(ops, {
     'GET round trip (floor)': loop(() => client.get(`${prefix}floor`)),
+    [EMPTY_SCRIPT]: loop(emptyScript),
     'circuitry + RedisStore': loop(() => counting.execute(noop)),
     'circuitry + RedisStore, failureRate': loop(() => rate.execute(noop)),
     'circuitry + RedisStore, failureRate, every bucket of the window holding calls': loop(() =>
@@ -165,6 +170,8 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
   const perCallDefault = `${onServerDefault.commands} commands/call (a script, or EXISTS for no record), ${onServerDefault.serverUs} µs/call on the server`;
   const perCallRate = `${onServerRate.commands} scripts/call, ${onServerRate.serverUs} µs/call on the server`;
   const floor = ns['GET round trip (floor)']!;
+  const empty = ns[EMPTY_SCRIPT]!;
+  await client.function('DELETE', EMPTY_LIBRARY);
   const byDefault = ns['circuitry + RedisStore']!;
   const byRate = ns['circuitry + RedisStore, failureRate']!;
   const bySteady = ns['circuitry + RedisStore, failureRate, every bucket of the window holding calls']!;
@@ -176,6 +183,13 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
       value: floor,
       unit: 'ns/op',
       note: `1 command, ${onServerGet.serverUs} µs/call on the server`,
+    },
+    {
+      case: c,
+      library: EMPTY_SCRIPT,
+      value: empty,
+      unit: 'ns/op',
+      note: `${ratio(empty, floor)} the GET floor: the failureRate call's arguments and reply, no work`,
     },
     {
       case: c,
@@ -213,9 +227,38 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
       target: '≤ 1.5x',
       measured: `${ratio(byRate, floor)} (${(byRate / 1_000).toFixed(0)} µs vs ${(floor / 1_000).toFixed(0)} µs; ${perCallRate})`,
       verdict: byRate / floor <= 1.5 ? 'met' : 'missed',
-      note: 'failureRate(0.5, { minimumCalls: 20, windowMs: 60_000 }): every success is part of the rate, so each call has an acquire and a record to send (scripts/call)',
+      note: `failureRate(0.5, { minimumCalls: 20, windowMs: 60_000 }): every success is part of the rate, so each call has an acquire and a record to send (scripts/call); a script doing nothing with the same arguments and reply: ${ratio(empty, floor)}`,
     },
   );
+}
+
+const EMPTY_SCRIPT = 'a script that does nothing (floor for a script)';
+const EMPTY_LIBRARY = 'circuitry_bench_empty';
+
+/**
+ * A call of a Redis function that does nothing but answer the short 'closed' reply (10 values),
+ * with the arguments of the FCALL that `call` makes (its last one).
+ */
+async function emptyScriptLike(client: Redis, call: () => Promise<unknown>): Promise<() => Promise<unknown>> {
+  await client.function(
+    'LOAD',
+    'REPLACE',
+    `#!lua name=${EMPTY_LIBRARY}\n` +
+      "redis.register_function('circuitry_bench_empty', function(keys, args) return { 'closed', 0, 0, 0, 0, 0, 1, 0, 0, 0 } end)",
+  );
+  const fcall = client.fcall.bind(client);
+  let sent: unknown[] = [];
+  client.fcall = ((...args: unknown[]) => {
+    sent = args;
+    return (fcall as (...a: unknown[]) => Promise<unknown>)(...args);
+  }) as typeof client.fcall;
+  try {
+    await call();
+  } finally {
+    client.fcall = fcall;
+  }
+  const [, keyCount, ...args] = sent as [string, number, ...Array<string | number>];
+  return () => client.fcall('circuitry_bench_empty', keyCount, ...args);
 }
 
 // ---- a tenant that only succeeds: writes -------------------------------------------------------
@@ -332,10 +375,7 @@ async function successOnlyKeys(client: Redis, prefix: string): Promise<void> {
 // ---- server memory per breaker with state ------------------------------------------------------
 async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
   const breakers = quick ? 2_000 : 10_000;
-  const usedMemory = async (): Promise<number> => {
-    const info = await client.info('memory');
-    return Number(/^used_memory:(\d+)/m.exec(info)![1]);
-  };
+  const usedMemory = (): Promise<number> => usedMemoryOf(client);
   const factory = new BreakerFactory({ store: new CountingRedisStore({ client, prefix }) });
   const before = await usedMemory();
   await pool(breakers, 50, (i) => factory.breakerFor(`tenant-${i}`).execute(failing).catch(swallow));
@@ -358,6 +398,32 @@ async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
     `${atZero.length} at '' or 0 (${atZero.join(', ')}), key ${key.length} B, ${String(await client.object('ENCODING', key))}`;
   const keys = (await keysUnder(client, prefix)).length;
   const delta = (after - before) / breakers;
+  // What Redis itself needs for the same keys with an expiry, whatever a record holds: each name's
+  // key holding a plain string of 2 B (next to nothing) and of 40 B (about the smallest binary
+  // record that could hold a state, a generation, a run, one bucket and one writer's batch
+  // number). The gap between these and the record is all a stored format can win. Each in a
+  // database of its own that holds nothing, as the records' did not: so the keyspace table grows
+  // from the same size in all three (it is part of the records' figure, about 26 B a key).
+  const ttl = Math.max(await client.pttl(key), 60_000);
+  const floors: Array<[number, number]> = [];
+  for (const bytes of [2, 40]) {
+    const db = await emptyDatabase(client, floors.length === 0 ? 15 : 14);
+    if (db === null) continue;
+    const start = await usedMemoryOf(db);
+    for (let i = 0; i < breakers; i += 500) {
+      const batch = db.pipeline();
+      for (let j = i; j < Math.min(breakers, i + 500); j++)
+        batch.set(breakerKey(prefix, `tenant-${j}`), 'x'.repeat(bytes), 'PX', ttl);
+      await batch.exec();
+    }
+    floors.push([bytes, ((await usedMemoryOf(db)) - start) / breakers]);
+    await deleteUnder(db, prefix);
+    db.disconnect();
+  }
+  const floorText =
+    floors.length === 0
+      ? 'not measured (no empty database 14 or 15)'
+      : floors.map(([bytes, b]) => `${b.toFixed(0)} B with ${bytes} B`).join(', ');
   const c = `Redis memory per breaker with state (${breakers.toLocaleString('en-US')} breakers, one failure each)`;
   results.push(
     { case: c, library: 'MEMORY USAGE, record (median)', value: median(hash), unit: 'bytes' },
@@ -368,6 +434,13 @@ async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
       unit: 'bytes',
       note: `${keys} keys for ${breakers} breakers; includes the keyspace and expiry entries`,
     },
+    ...floors.map(([bytes, b]) => ({
+      case: c,
+      library: `floor: the same keys, each a ${bytes} B string with an expiry`,
+      value: b,
+      unit: 'bytes',
+      note: 'used_memory delta / keys: what Redis needs whatever the record holds',
+    })),
   );
   // The batch numbers that make re-sends idempotent live in the record (one entry per writer), so
   // right after the writes is also the state at rest.
@@ -376,9 +449,25 @@ async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
     target: '≤ 200 B',
     measured: `used_memory ${delta.toFixed(0)} B/breaker right after the writes and at rest (${(keys / breakers).toFixed(2)} keys/breaker); record MEMORY USAGE ${median(hash)} B`,
     verdict: delta <= 200 ? 'met' : 'missed',
-    note: anatomy,
+    note: `${anatomy}; Redis's own floor for these keys with an expiry: ${floorText}`,
   });
   await deleteUnder(client, prefix);
+}
+
+async function usedMemoryOf(client: Redis): Promise<number> {
+  return Number(/^used_memory:(\d+)/m.exec(await client.info('memory'))![1]);
+}
+
+/** A connection to database `index` when it holds no key (null when it does, or on a Cluster). */
+async function emptyDatabase(client: Redis, index: number): Promise<Redis | null> {
+  const db = client.duplicate({ db: index });
+  try {
+    if ((await db.dbsize()) === 0) return db;
+  } catch {
+    // (No such database: a Cluster, or `databases` set lower.)
+  }
+  db.disconnect();
+  return null;
 }
 
 // ---- local-first closed path vs MemoryStore ----------------------------------------------------
