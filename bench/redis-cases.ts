@@ -248,10 +248,10 @@ async function emptyScriptLike(client: Redis, call: () => Promise<unknown>): Pro
   );
   const fcall = client.fcall.bind(client);
   let sent: unknown[] = [];
-  client.fcall = ((...args: unknown[]) => {
+  client.fcall = (...args: unknown[]) => {
     sent = args;
     return (fcall as (...a: unknown[]) => Promise<unknown>)(...args);
-  }) as typeof client.fcall;
+  };
   try {
     await call();
   } finally {
@@ -407,7 +407,7 @@ async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
   const ttl = Math.max(await client.pttl(key), 60_000);
   const floors: Array<[number, number]> = [];
   for (const bytes of [2, 40]) {
-    const db = await emptyDatabase(client, floors.length === 0 ? 15 : 14);
+    const db = await emptyDatabase(client, bytes === 2 ? 15 : 14);
     if (db === null) continue;
     const start = await usedMemoryOf(db);
     for (let i = 0; i < breakers; i += 500) {

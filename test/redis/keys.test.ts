@@ -149,6 +149,41 @@ describe('Redis records', () => {
     }
   });
 
+  it('a counted write reads the buckets field as it is, after another writer changed it', async () => {
+    // The hot path keeps the buckets it wrote, parsed, for the breaker's next write; kept buckets
+    // are used only while the field still holds exactly the text they were written as.
+    const store = new RedisStore({ client, prefix: 'kept:' });
+    const policy = policyOf({ trip: failureRate(0.99, { minimumCalls: 1_000_000, windowMs: 10_000 }) });
+    const key = breakerKey('kept:', 'k');
+    let n = 0;
+    const write = async (successes: number): Promise<number> => {
+      n += 1;
+      const { generation } = await store.acquire('k', policy);
+      const batch = { ...outcomes(generation, { successes }), id: `k.${n}`, idFloor: n };
+      const result = await store.record('k', policy, batch);
+      assert.equal(result.stale, false);
+      return result.snapshot.counts.successes;
+    };
+    assert.equal(await write(1), 1);
+    assert.equal(await write(1), 2);
+    const [index] = ((await client.hget(key, 'buckets')) ?? '').split(':');
+    // Another writer (a process of an older version, an operator) rewrote the field: the next
+    // write counts on what it holds now, in each of these shapes.
+    for (const [field, before] of [
+      [`${index}:40:0:0:0`, 40],
+      [`${Number(index) - 1}:7:0:0:0,${index}:40:0:0:0`, 47],
+      [`${Number(index) - 2}:5:0:0:0`, 5],
+    ] as const) {
+      await client.hset(key, 'buckets', field);
+      assert.equal(await write(1), before + 1, field);
+      assert.equal(await write(2), before + 3, `${field}, then the breaker's own field again`);
+    }
+    // And the field the breaker last wrote, written again by someone else as it was: the same.
+    const own = (await client.hget(key, 'buckets'))!;
+    await client.hset(key, 'buckets', own);
+    assert.equal(await write(1), 9);
+  });
+
   it('a breaker with no record is answered by EXISTS; one another process made or removed since, by the script', async () => {
     const prefix = `exists-${Date.now()}:`;
     const mine = new RedisStore({ client, prefix });
