@@ -375,11 +375,10 @@ async function successOnlyKeys(client: Redis, prefix: string): Promise<void> {
 // ---- server memory per breaker with state ------------------------------------------------------
 async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
   const breakers = quick ? 2_000 : 10_000;
-  const usedMemory = (): Promise<number> => usedMemoryOf(client);
   const factory = new BreakerFactory({ store: new CountingRedisStore({ client, prefix }) });
-  const before = await usedMemory();
+  const before = await usedMemoryOf(client);
   await pool(breakers, 50, (i) => factory.breakerFor(`tenant-${i}`).execute(failing).catch(swallow));
-  const after = await usedMemory();
+  const after = await usedMemoryOf(client);
   await factory.close();
   const sample = Array.from({ length: 101 }, (_, i) => `tenant-${Math.floor((i * breakers) / 101)}`);
   const hash: number[] = [];

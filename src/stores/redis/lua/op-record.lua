@@ -179,22 +179,30 @@ end
 `at`, where its text starts in s), then some were dropped from the front and the newest was counted
 in: one of s's, or a new one after them. Only the newest changed, so the text of the others is
 taken from s as it is, and one bucket is formatted instead of all of them (a window of 10 buckets
-costs ~5 µs to format). Returns the field, and the length of the newest bucket's text (which ends
-it). ]]
+costs ~5 µs to format). Returns the field; each bucket's `at` then says where its text starts in it,
+as parse_buckets of the field would (keep_buckets keeps them so). ]]
 local function encode_counted(s, buckets)
   local n = #buckets
   if n == 0 then
-    return '', 0
+    return ''
   end
   local newest = buckets[n]
   local text = string.format('%d:%d:%d:%d:%d', newest.index, newest.s, newest.f, newest.sl, newest.ig)
-  if n == 1 then
-    return text, #text
+  local field = text
+  if n > 1 then
+    -- (The first is one of s's: only the newest can be new.)
+    local first = buckets[1].at
+    if newest.at ~= nil then
+      field = string.sub(s, first, newest.at - 1) .. text
+    else
+      field = string.sub(s, first) .. ',' .. text
+    end
+    for i = 1, n - 1 do
+      buckets[i].at = buckets[i].at - first + 1
+    end
   end
-  if newest.at ~= nil then
-    return string.sub(s, buckets[1].at, newest.at - 1) .. text, #text
-  end
-  return string.sub(s, buckets[1].at) .. ',' .. text, #text
+  newest.at = #field - #text + 1
+  return field
 end
 
 --[[ Buckets the hot path parsed and wrote, by key: { text = field buckets as written, buckets =
@@ -227,21 +235,12 @@ local function hot_buckets(key, text)
   return parse_buckets(text)
 end
 
--- Keeps `buckets` as the parse of `text`, the field encode_counted just made of them: the newest
--- (`newestLength` bytes) ends the text, the others moved to the front by where the first started.
-local function keep_buckets(key, text, buckets, newestLength)
+-- Keeps `buckets` as the parse of `text`, the field encode_counted just made of them.
+local function keep_buckets(key, text, buckets)
   local n = #buckets
   if n == 0 then
     return
   end
-  if n > 1 then
-    -- (The first is one of the old text's: only the newest can be new.)
-    local shift = buckets[1].at - 1
-    for i = 1, n - 1 do
-      buckets[i].at = buckets[i].at - shift
-    end
-  end
-  buckets[n].at = #text - newestLength + 1
   local kept = buckets_kept[key]
   local size = buckets_kept_size + n - (kept == nil and 0 or kept.n)
   if size > BUCKETS_KEPT_MAX then
@@ -478,7 +477,7 @@ local function record_op(KEYS, ARGV, short)
               remember_batch()
             end
           else
-            local newText, newestLength = encode_counted(bucketsText, r.buckets)
+            local newText = encode_counted(bucketsText, r.buckets)
             local set = { 'buckets', newText }
             if r.cf ~= cf then
               set[#set + 1] = 'cf'
@@ -498,7 +497,7 @@ local function record_op(KEYS, ARGV, short)
             end
             redis.call('HSET', key, unpack(set))
             redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
-            keep_buckets(key, newText, r.buckets, newestLength)
+            keep_buckets(key, newText, r.buckets)
           end
           local ca = count_or_zero(q[7])
           local activeSlots = #slots == 0 and 0 or #unexpired(slots, now)
