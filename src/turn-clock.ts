@@ -10,8 +10,9 @@ const READS_PER_SAMPLE = 32;
  * idle) ends the reuse. Time read here lags the wall clock by at most the synchronous work done
  * between 32 reads in one turn: microseconds in practice, and never across I/O or timers.
  *
- * Used only where the system clock is the default (the `MemoryStore` without a `clock`); an
- * injected clock is always read exactly.
+ * Used only where the system clock is the default (the `MemoryStore` without a `clock`, the
+ * local-first view's staleness check of a breaker without one, metrics); an injected clock is
+ * always read exactly.
  */
 export function createTurnClock(): Clock {
   let sample = 0;
