@@ -9,7 +9,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { arch, cpus, platform } from 'node:os';
 
-import { ConsecutiveBreaker, SamplingBreaker, circuitBreaker, handleAll } from 'cockatiel';
+import {
+  ConsecutiveBreaker,
+  SamplingBreaker,
+  TimeoutStrategy,
+  circuitBreaker,
+  handleAll,
+  timeout,
+  wrap,
+} from 'cockatiel';
 import Opossum from 'opossum';
 import pg from 'pg';
 
@@ -92,6 +100,51 @@ async function closedPath(): Promise<void> {
           : library === 'circuitry + metrics'
             ? `${(ns[library]! / ns.circuitry!).toFixed(2)}x without metrics`
             : `${(ns[library]! / ns.bare!).toFixed(2)}x bare`,
+    });
+  }
+}
+
+// ---- closed path with a timeout ----------------------------------------------------------------
+/**
+ * The closed path as most callers run it, with a per-call timeout (1 s, never reached): circuitry
+ * `timeoutMs`, cockatiel a cooperative `timeout` policy wrapped around its breaker, opossum's own
+ * `timeout`. Each gives the call a timer, and circuitry and cockatiel an `AbortSignal` of its own.
+ * A report: no target.
+ */
+async function timeoutPath(): Promise<void> {
+  const ops = Math.round(50_000 * scale);
+  const built = new (await compiledLibrary()).BreakerFactory({ timeoutMs: 1_000 }).breakerFor('bench');
+  const plain = new (await compiledLibrary()).BreakerFactory().breakerFor('bench');
+  const cockatiel = wrap(
+    timeout(1_000, TimeoutStrategy.Cooperative),
+    circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) }),
+  );
+  const opossum = track(new Opossum(noop, { timeout: 1_000, resetTimeout: 30_000 }));
+  // A literal per contender, so each call site sees one library (as a caller's code does).
+  const ns = await interleaved(ops, {
+    [`${COMPILED}, no timeout`]: async () => {
+      for (let i = 0; i < ops; i++) await plain.execute(noop);
+    },
+    [COMPILED]: async () => {
+      for (let i = 0; i < ops; i++) await built.execute(noop);
+    },
+    cockatiel: async () => {
+      for (let i = 0; i < ops; i++) await cockatiel.execute(noop);
+    },
+    opossum: async () => {
+      for (let i = 0; i < ops; i++) await opossum.fire();
+    },
+  });
+  for (const [library, value] of Object.entries(ns)) {
+    results.push({
+      case: 'closed path with a 1 s timeout per call, per execute of an async no-op',
+      library,
+      value,
+      unit: 'ns/op',
+      note:
+        library === 'cockatiel'
+          ? 'timeout policy (cooperative) wrapped around the breaker'
+          : `${ratio(value, ns.cockatiel!)} cockatiel`,
     });
   }
 }
@@ -340,6 +393,7 @@ async function postgres(): Promise<void> {
 // The cases in the order they run, by the names `--only` takes.
 const CASES: Record<string, () => Promise<void>> = {
   closed: closedPath,
+  timeout: timeoutPath,
   open: openPath,
   'in-flight': inFlight,
   'failure-after-successes': failureAfterSuccesses,
@@ -376,7 +430,7 @@ function selected(name: string): boolean {
 
 // The in-process comparisons keep their opossums to the end of the last of them; opossum keeps
 // timers for its rolling stats, so they are shut down before anything else runs (the idle CPU).
-const COMPARISONS = new Set(['closed', 'open', 'in-flight', 'failure-after-successes']);
+const COMPARISONS = new Set(['closed', 'timeout', 'open', 'in-flight', 'failure-after-successes']);
 for (const [name, run] of Object.entries(CASES)) {
   if (!selected(name)) continue;
   if (!COMPARISONS.has(name)) for (const breaker of opossums.splice(0)) breaker.shutdown();

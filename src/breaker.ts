@@ -667,7 +667,6 @@ export class CircuitBreaker<Context = unknown> {
     const co = this.#co;
     if (
       fast !== null &&
-      timeoutMs <= 0 &&
       signal === undefined &&
       co.openUntil === 0 &&
       co.rampUntil === 0 &&
@@ -682,7 +681,7 @@ export class CircuitBreaker<Context = unknown> {
         const started = stats === null ? 0 : stats.now();
         let value: T;
         try {
-          value = await fn(NEVER_ABORTED);
+          value = await (timeoutMs > 0 ? this.#runGuarded(fn, undefined, timeoutMs) : fn(NEVER_ABORTED));
         } catch (error) {
           const outcome = this.#classify(error);
           this.#settleClosed(fast, generation, outcome);
@@ -971,29 +970,61 @@ export class CircuitBreaker<Context = unknown> {
 
   // ---- running the call ---------------------------------------------------------------------
 
-  async #runGuarded<T>(
+  /**
+   * Runs `fn` with a signal of its own, aborted when the caller's `signal` aborts or `timeoutMs`
+   * passes; the timeout also rejects the call with `CallTimeoutError` at once, whether or not
+   * `fn` heeds the signal. One promise and one timer per call, nothing left behind once it settles.
+   */
+  #runGuarded<T>(
     fn: (signal: AbortSignal) => T | PromiseLike<T>,
     signal: AbortSignal | undefined,
     timeoutMs: number,
   ): Promise<T> {
-    if (timeoutMs <= 0 && signal !== undefined) return fn(signal);
-    const controller = new AbortController();
-    const onAbort = (): void => controller.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+    if (timeoutMs <= 0 && signal !== undefined) {
+      try {
+        return Promise.resolve(fn(signal));
+      } catch (error) {
+        // fn's own error, whatever it is, rethrown untouched (as execute always does).
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        return Promise.reject(error);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      const controller = new AbortController();
+      const onAbort = signal === undefined ? null : (): void => controller.abort(signal.reason);
+      if (onAbort !== null) signal!.addEventListener('abort', onAbort, { once: true });
+      const done = (): void => {
+        clearTimeout(timer);
+        if (onAbort !== null) signal!.removeEventListener('abort', onAbort);
+      };
+      const timer = setTimeout(() => {
+        done();
         const error = new CallTimeoutError(this.name, timeoutMs);
         controller.abort(error);
         reject(error);
       }, timeoutMs);
+      let result: T | PromiseLike<T>;
+      try {
+        result = fn(controller.signal);
+      } catch (error) {
+        done();
+        // fn's own error, whatever it is, rethrown untouched (as execute always does).
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+        reject(error);
+        return;
+      }
+      Promise.resolve(result).then(
+        (value) => {
+          done();
+          resolve(value);
+        },
+        (error: unknown) => {
+          done();
+          // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+          reject(error);
+        },
+      );
     });
-    try {
-      return await Promise.race([Promise.resolve().then(() => fn(controller.signal)), timedOut]);
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
-    }
   }
 
   #classify(error: unknown, signal?: AbortSignal): Outcome {

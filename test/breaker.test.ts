@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { describe, it } from 'node:test';
 
 import {
@@ -93,6 +94,45 @@ describe('execute', () => {
     assert.equal(seen?.aborted, true);
     assert.equal((await b.state()).state, 'open');
   });
+
+  for (const [label, store] of [
+    ['in process', undefined],
+    ['through a store that answers later', async(new MemoryStore())],
+  ] as const) {
+    it(`a timed call (${label}): value or error as fn gave it, the timeout even when fn ignores the signal, nothing left behind`, async () => {
+      const timers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      const b = new CircuitBreaker('timed', { timeoutMs: 1_000, ...(store === undefined ? {} : { store }) });
+      const caller = new AbortController();
+      const before = timers();
+      let seen: AbortSignal | undefined;
+      const value = await b.execute((signal) => {
+        seen = signal;
+        return Promise.resolve(7);
+      });
+      assert.equal(value, 7);
+      assert.equal(seen?.aborted, false, 'a signal of its own, not aborted');
+      await assert.rejects(
+        b.execute(() => Promise.reject(boom), { signal: caller.signal }),
+        (error) => error === boom,
+      );
+      await assert.rejects(
+        b.execute(() => {
+          throw boom;
+        }),
+        (error) => error === boom,
+        'a synchronous throw is rejected as it is',
+      );
+      assert.equal(timers(), before, 'every call cleared its timer');
+      assert.equal(getEventListeners(caller.signal, 'abort').length, 0, "the caller's signal is let go");
+      const ignoring = await b
+        .execute(() => new Promise(() => undefined), { timeoutMs: 20 })
+        .catch((e: unknown) => e);
+      assert.ok(isCallTimeoutError(ignoring), 'the timeout rejects whether or not fn heeds the signal');
+      assert.equal(timers(), before);
+      const { counts } = await b.state();
+      assert.equal(counts.failures, 3);
+    });
+  }
 
   it("the caller's own abort is not the dependency's failure", async () => {
     const { breaker: b } = breaker({ trip: consecutiveFailures(1) });
