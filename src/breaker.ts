@@ -13,6 +13,7 @@ import { MAX_REASON_LENGTH } from './core/reducer.js';
 import type { Admission } from './admission.js';
 import { Coordination, isPromiseLike } from './coordination.js';
 import type { BreakerLeftovers, CoordinationHost, StoreOperation } from './coordination.js';
+import { endDeadline, startDeadline } from './deadlines.js';
 import type { CircuitOpenError } from './errors.js';
 import {
   CallTimeoutError,
@@ -973,7 +974,8 @@ export class CircuitBreaker<Context = unknown> {
   /**
    * Runs `fn` with a signal of its own, aborted when the caller's `signal` aborts or `timeoutMs`
    * passes; the timeout also rejects the call with `CallTimeoutError` at once, whether or not
-   * `fn` heeds the signal. One promise and one timer per call, nothing left behind once it settles.
+   * `fn` heeds the signal. One promise per call, timed by the timer of its duration
+   * (`startDeadline`); nothing is left behind once it settles.
    */
   #runGuarded<T>(
     fn: (signal: AbortSignal) => T | PromiseLike<T>,
@@ -993,16 +995,16 @@ export class CircuitBreaker<Context = unknown> {
       const controller = new AbortController();
       const onAbort = signal === undefined ? null : (): void => controller.abort(signal.reason);
       if (onAbort !== null) signal!.addEventListener('abort', onAbort, { once: true });
-      const done = (): void => {
-        clearTimeout(timer);
+      const deadline = startDeadline(timeoutMs, () => {
         if (onAbort !== null) signal!.removeEventListener('abort', onAbort);
-      };
-      const timer = setTimeout(() => {
-        done();
         const error = new CallTimeoutError(this.name, timeoutMs);
         controller.abort(error);
         reject(error);
-      }, timeoutMs);
+      });
+      const done = (): void => {
+        endDeadline(deadline);
+        if (onAbort !== null) signal!.removeEventListener('abort', onAbort);
+      };
       let result: T | PromiseLike<T>;
       try {
         result = fn(controller.signal);
