@@ -113,8 +113,9 @@ async function closedPath(): Promise<void> {
  */
 async function timeoutPath(): Promise<void> {
   const ops = Math.round(50_000 * scale);
-  const built = new (await compiledLibrary()).BreakerFactory({ timeoutMs: 1_000 }).breakerFor('bench');
-  const plain = new (await compiledLibrary()).BreakerFactory().breakerFor('bench');
+  const { BreakerFactory: Compiled } = await compiledLibrary();
+  const built = new Compiled({ timeoutMs: 1_000 }).breakerFor('bench');
+  const plain = new Compiled().breakerFor('bench');
   const cockatiel = wrap(
     timeout(1_000, TimeoutStrategy.Cooperative),
     circuitBreaker(handleAll, { halfOpenAfter: 30_000, breaker: new ConsecutiveBreaker(5) }),

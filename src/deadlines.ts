@@ -71,7 +71,7 @@ class DeadlineQueue {
     // so a call that hangs until its timeout cannot make the queue grow with the call rate.
     const queued = entries.length - this.#head;
     if (queued > COMPACT_MIN && queued > 2 * this.#running) {
-      this.#entries = entries.slice(this.#head).filter((entry) => !entry.done);
+      this.#entries = entries.filter((entry) => !entry.done);
       this.#head = 0;
     }
   }
