@@ -9,6 +9,12 @@ import { BreakerFactory, failureRate } from '../src/index.js';
 import type { FactoryOptions } from '../src/index.js';
 import { RedisStore } from '../src/stores/redis/index.js';
 import { breakerKey } from '../src/stores/redis/keys.js';
+import { policyOf } from '../src/testing/conformance.js';
+import { decodeRecord } from '../test/helpers/redis-record.js';
+
+// The bucket widths the records below are read with (a record's bucket indices are relative).
+const RATE_BUCKET_MS = policyOf({ trip: failureRate(0.5, { minimumCalls: 20, windowMs: 60_000 }) }).bucketMs;
+const DEFAULT_BUCKET_MS = policyOf().bucketMs;
 import {
   failing,
   interleaved,
@@ -164,8 +170,8 @@ async function perCall(client: Redis, prefix: string): Promise<void> {
     SCRIPT_COMMANDS,
     loop(() => steady.execute(noop)),
   );
-  const steadyBuckets =
-    (await client.hget(breakerKey(prefix, 'bench-rate-steady'), 'buckets'))?.split(',').length ?? 0;
+  const steadyRecord = await client.getBuffer(breakerKey(prefix, 'bench-rate-steady'));
+  const steadyBuckets = steadyRecord === null ? 0 : decodeRecord(steadyRecord, RATE_BUCKET_MS).buckets.length;
   await steadyFactory.close();
   const perCallDefault = `${onServerDefault.commands} commands/call (a script, or EXISTS for no record), ${onServerDefault.serverUs} µs/call on the server`;
   const perCallRate = `${onServerRate.commands} scripts/call, ${onServerRate.serverUs} µs/call on the server`;
@@ -387,14 +393,13 @@ async function memoryPerBreaker(client: Redis, prefix: string): Promise<void> {
   }
   // What one breaker's record holds, to say where the bytes go.
   const key = breakerKey(prefix, sample[0]!);
-  const fields = await client.hgetall(key);
-  const atZero = Object.entries(fields)
-    .filter(([, v]) => v === '' || v === '0')
-    .map(([k]) => k);
-  const payload = Object.entries(fields).reduce((n, [k, v]) => n + k.length + v.length, 0);
+  const packed = (await client.getBuffer(key))!;
+  const record = decodeRecord(packed, DEFAULT_BUCKET_MS);
+  const writer = record.w[0];
   const anatomy =
-    `hash: ${Object.keys(fields).length} fields, ${payload} B of names and values (batch numbers, w: ${fields.w?.length ?? 0} B), ` +
-    `${atZero.length} at '' or 0 (${atZero.join(', ')}), key ${key.length} B, ${String(await client.object('ENCODING', key))}`;
+    `packed string of ${packed.length} B (state ${record.state}, run ${record.cf}, ${record.buckets.length} bucket(s), ` +
+    `${record.w.length} writer entry${writer === undefined ? '' : ` of a ${writer.id.length}-character id`}), ` +
+    `key ${key.length} B, ${String(await client.object('ENCODING', key))}`;
   const keys = (await keysUnder(client, prefix)).length;
   const delta = (after - before) / breakers;
   // What Redis itself needs for the same keys with an expiry, whatever a record holds: each name's

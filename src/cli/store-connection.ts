@@ -9,7 +9,7 @@ import type { Redis as RedisClient } from 'ioredis';
 
 import type { Store } from '../store.js';
 import { DEFAULT_TABLE, parseTableName } from '../stores/postgres/names.js';
-import { DEFAULT_PREFIX } from '../stores/redis/keys.js';
+import { DEFAULT_PREFIX, isRecordMarker } from '../stores/redis/keys.js';
 import { CliError } from './usage.js';
 
 /** Store flags for `parseArgs`, shared by every command that talks to a store. */
@@ -356,8 +356,8 @@ async function nearRedisPrefixes(client: RedisClient, prefix: string, timeoutMs:
   }
   const found: string[] = [];
   for (const [near, key] of samples) {
-    const marker = await bounded(client.hget(key, 'v'), timeoutMs, 'hget').catch(() => null);
-    if (marker === '1') found.push(near);
+    const marker = await bounded(client.getrangeBuffer(key, 0, 0), timeoutMs, 'getrange').catch(() => null);
+    if (isRecordMarker(marker)) found.push(near);
   }
   return found.sort();
 }

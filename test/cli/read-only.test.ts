@@ -6,7 +6,9 @@ import type { Redis } from 'ioredis';
 
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { breakerKey } from '../../src/stores/redis/keys.js';
+import { policyOf } from '../../src/testing/conformance.js';
 import { runCli, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
+import { readRecord } from '../helpers/redis-record.js';
 import { useRedisServer } from '../helpers/redis-server.js';
 import type { RedisServer } from '../helpers/redis-server.js';
 
@@ -57,7 +59,12 @@ describe('operator reads never write (Redis)', { timeout: 90_000 }, () => {
     await client.zadd(keys.zset, 1, 'one', 2, 'two');
     await client.pexpire(keys.zset, 7_200_000);
     await client.xadd(keys.stream, '*', 'field', 'value');
-    await client.hset(keys.almost, 'v', '1', 'state', 'closed', 'gen', 'twelve');
+    // A packed record (its first byte marks it) whose generation never ends.
+    const stamp = Math.floor(Date.now() / 1000);
+    await client.set(
+      keys.almost,
+      Buffer.from([0xa0, 0x00, stamp >>> 24, (stamp >>> 16) & 255, (stamp >>> 8) & 255, stamp & 255, 0x80]),
+    );
     await client.pexpire(keys.almost, 5_400_000);
     // A breaker of ours beside them, so every command has something to read.
     await trip(new RedisStore({ client, prefix }), 'ours/tenant');
@@ -89,23 +96,23 @@ describe('operator reads never write (Redis)', { timeout: 90_000 }, () => {
       listed.corrupt.map((r) => [r.name, r.corrupt]),
       [[FOREIGN.almost, true]],
     );
-    assert.match(listed.corrupt[0]!.reason, /gen/);
+    assert.match(listed.corrupt[0]!.reason, /generation/);
     const text = await runCli(['list', ...flags]);
     assert.equal(text.code, 0, text.stderr);
-    assert.match(text.stdout, /foreign-almost: field gen is "twelve"/);
+    assert.match(text.stdout, /foreign-almost: the generation is malformed/);
     assert.doesNotMatch(text.stdout, /foreign-(string|hash|list|set|zset|stream)/);
     await assertUntouched('list');
   });
 
   it('status of each foreign key: exit 1, corrupt with the reason, nothing written', async () => {
     const reasons: Record<string, RegExp> = {
-      string: /holds a string/,
-      hash: /without the marker field v/,
+      string: /a string that is not a circuitry record/,
+      hash: /holds a hash, not a circuitry record/,
       list: /holds a list/,
       set: /holds a set/,
       zset: /holds a zset/,
       stream: /holds a stream/,
-      almost: /field gen is "twelve"/,
+      almost: /the generation is malformed/,
     };
     for (const [kind, name] of Object.entries(FOREIGN)) {
       const run = await runCli(['status', name, '--json', ...flags]);
@@ -162,8 +169,8 @@ describe('operator reads never write (Redis)', { timeout: 90_000 }, () => {
   it('reset NAME is the explicit repair: it replaces an unreadable record', async () => {
     const run = await runCli(['reset', FOREIGN.almost, '--json', ...flags]);
     assert.equal(run.code, 0, run.stderr);
-    assert.equal(await client.hget(keys.almost, 'v'), '1');
-    assert.notEqual(await client.hget(keys.almost, 'gen'), 'twelve');
+    const record = await readRecord(client, keys.almost, policyOf().bucketMs);
+    assert.equal(record?.state, 'closed');
     const status = await runCli(['status', FOREIGN.almost, '--json', ...flags]);
     assert.equal(status.code, 0, status.stderr);
   });

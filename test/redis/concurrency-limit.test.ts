@@ -11,6 +11,7 @@ import { consecutiveFailures } from '../../src/index.js';
 import { breakerKey } from '../../src/stores/redis/keys.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { policyOf } from '../../src/testing/conformance.js';
+import { readRecord } from '../helpers/redis-record.js';
 import type { RedisServer } from '../helpers/redis-server.js';
 import { useRedisServer } from '../helpers/redis-server.js';
 import { Workers, sum } from '../helpers/workers.js';
@@ -137,8 +138,8 @@ describe(
       // Every lease ends at most concurrencyLeaseMs after now, in the server's time.
       const [seconds, micros] = (await client.time()) as [number | string, number | string];
       const now = Number(seconds) * 1_000 + Math.floor(Number(micros) / 1_000);
-      const raw = (await client.hget(breakerKey(prefix, name), 'slots')) ?? '';
-      const ends = raw.split(',').map((entry) => Number(entry.split('=')[1]));
+      const record = await readRecord(client, breakerKey(prefix, name), policy.bucketMs);
+      const ends = record!.slots.map((slot) => slot.expiresAt);
       assert.equal(ends.length, LIMIT);
       assert.ok(
         ends.every((end) => end > now && end <= now + LEASE_MS),

@@ -11,25 +11,36 @@ import { RedisCluster, useRedisServer } from '../helpers/redis-server.js';
 
 const PREFIX = 'conformance:';
 
-/** Spoils the hash of `name` the way `kind` says, as a foreign writer or an old version would. */
+/**
+ * Spoils the record of `name` the way `kind` says, as a foreign writer or another version would.
+ * A record is one packed string (common.lua encode): byte 1 marks it, then the field mask.
+ */
 export async function corruptRedisRecord(
   client: Redis | Cluster,
   key: string,
   kind: CorruptionKind,
 ): Promise<void> {
+  const packed = (await client.getBuffer(key)) ?? Buffer.from([0xa0, 0x00, 0, 0, 0, 1, 2]);
+  const ttl = await client.pttl(key);
+  const put = async (value: Buffer | string) => {
+    await client.del(key);
+    if (ttl > 0) await client.set(key, value, 'PX', ttl);
+    else await client.set(key, value);
+  };
   switch (kind) {
     case 'garbage':
-      await client.del(key);
-      await client.set(key, 'not a hash');
+      await put('not a record');
       return;
     case 'missing-field':
-      await client.hdel(key, 'gen');
+      // Cut short: the fields the mask announces run past the end.
+      await put(packed.subarray(0, packed.length - 1));
       return;
     case 'wrong-type':
-      await client.hset(key, 'openUntil', 'soon');
+      // A mask naming fields this version does not know.
+      await put(Buffer.concat([packed.subarray(0, 1), Buffer.from([0xff, 0xff, 0x7f]), packed.subarray(2)]));
       return;
     case 'foreign-schema':
-      await client.hset(key, 'v', '99');
+      await put(Buffer.concat([Buffer.from([0xb0]), packed.subarray(1)]));
       return;
   }
 }

@@ -8,13 +8,33 @@ import { breakerKey, decodeName, encodeName, validatePrefix } from '../../src/st
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { consecutiveFailures, failureRate } from '../../src/index.js';
 
-/** Successes and failures over a buckets field. */
-function sum(field: string): number {
-  return field === ''
-    ? 0
-    : field.split(',').reduce((t, e) => t + Number(e.split(':')[1]) + Number(e.split(':')[2]), 0);
-}
+import { encodeRecord, readRecord, writeRecord } from '../helpers/redis-record.js';
+import type { PackedBucket, PackedRecord } from '../helpers/redis-record.js';
 import { useRedisServer } from '../helpers/redis-server.js';
+
+/** A closed record holding nothing, to spread a stamp, a generation and fields over. */
+const EMPTY: PackedRecord = {
+  state: 'closed',
+  override: '',
+  stamp: 0,
+  gen: 100,
+  cf: 0,
+  buckets: [],
+  w: [],
+  ca: 0,
+  slots: [],
+  seq: 0,
+  openedAt: 0,
+  openUntil: 0,
+  reopens: 0,
+  ps: 0,
+  leases: [],
+  ou: 0,
+  ovr: '',
+  rp: [],
+  tr: 0,
+  ta: 0,
+};
 
 describe('Redis keys', () => {
   it('hash-tag the hex of the name after the prefix; decode back; refuse braces in the prefix', () => {
@@ -78,45 +98,68 @@ describe('Redis records', () => {
     );
   });
 
-  it('read buckets strictly: any stray character, empty entry or sixth number is corrupt', async () => {
+  it('read records strictly: cut short, bytes past the end, counts past 2^53, buckets out of order or unknown fields are corrupt', async () => {
     const reset: string[] = [];
     const store = new RedisStore({ client, prefix: 'buckets:', onCorruptRecord: (name) => reset.push(name) });
     const policy = policyOf({ trip: consecutiveFailures(100) });
     const key = breakerKey('buckets:', 'b');
-    const index = Math.floor(Date.now() / policy.bucketMs);
-    const bucket = (i: number, f: number) => `${i}:0:${f}:0:0`;
-    // A failure recorded onto a record whose buckets field is `buckets`: its failures after.
-    const record = async (buckets: string) => {
+    const stamp = Math.floor(Date.now() / 1000);
+    const index = Math.floor((stamp * 1000) / policy.bucketMs);
+    const bucket = (i: number, f: number) => ({ index: i, s: 0, f, sl: 0, ig: 0 });
+    const good = (buckets: PackedBucket[]): PackedRecord => ({
+      ...EMPTY,
+      stamp,
+      gen: 100,
+      buckets,
+    });
+    // A failure recorded onto the record `value`: its failures after.
+    const record = async (value: Buffer) => {
       await client.del(key);
-      await client.hset(key, 'v', '1', 'state', 'closed', 'gen', '100', 'buckets', buckets);
+      await client.set(key, value);
       const failure = { ...outcomes(100, { failures: 1 }), id: 'a.1', idFloor: 1 };
       return (await store.record('b', policy, failure)).snapshot.counts.failures;
     };
-    assert.equal(await record(`${bucket(index - 1, 2)},${bucket(index, 3)}`), 6);
-    assert.equal(await record(bucket(index, 3)), 4);
+    assert.equal(
+      await record(encodeRecord(good([bucket(index - 1, 2), bucket(index, 3)]), policy.bucketMs)),
+      6,
+    );
+    assert.equal(await record(encodeRecord(good([bucket(index, 3)]), policy.bucketMs)), 4);
     assert.deepEqual(reset, []);
-    for (const bad of [
-      `${bucket(index - 1, 2)}:${bucket(index, 3)}`, // ':' between entries
-      `${bucket(index - 1, 2)}-${bucket(index, 3)}`, // '-' between entries
-      `${bucket(index - 1, 2)},`,
-      `,${bucket(index, 3)}`,
-      `${bucket(index - 1, 2)},,${bucket(index, 3)}`,
-      `${bucket(index, 3)}:0`,
-      `x${bucket(index, 3)}`,
-      `${bucket(index, 3)} `,
-      `${index}:0:${'9'.repeat(17)}:0:0`,
-    ]) {
+    const two = encodeRecord(good([bucket(index - 1, 2), bucket(index, 3)]), policy.bucketMs);
+    const huge = encodeRecord(good([bucket(index, 3)]), policy.bucketMs);
+    for (const [what, bad] of [
+      ['cut short', two.subarray(0, two.length - 1)],
+      ['a byte past the end', Buffer.concat([two, Buffer.from([0])])],
+      ['buckets out of order', encodeRecord(good([bucket(index, 2), bucket(index, 3)]), policy.bucketMs)],
+      // The failures count (the last byte, 3) as 2^56: a varint of 9 bytes.
+      [
+        'a count past 2^53',
+        Buffer.concat([huge.subarray(0, huge.length - 1), Buffer.from([...Array(8).fill(0x80), 1])]),
+      ],
+      [
+        'an unknown field',
+        Buffer.concat([two.subarray(0, 1), Buffer.from([0x81, 0x80, 0x10]), two.subarray(2)]),
+      ],
+      ['another schema', Buffer.concat([Buffer.from([0xc0]), two.subarray(1)])],
+      ['a hash', null],
+    ] as const) {
       reset.length = 0;
       // Reset: a fresh record, of which the batch (admitted under the old generation) is stale.
-      assert.equal(await record(bad), 0, bad);
-      assert.deepEqual(reset, ['b'], bad);
+      if (bad === null) {
+        await client.del(key);
+        await client.hset(key, 'v', '1', 'state', 'closed', 'gen', '100');
+        const failure = { ...outcomes(100, { failures: 1 }), id: 'a.1', idFloor: 1 };
+        assert.equal((await store.record('b', policy, failure)).snapshot.counts.failures, 0, what);
+        assert.match((await store.examine('b', policy)).kind, /record/, what);
+      } else {
+        assert.equal(await record(bad), 0, what);
+      }
+      assert.deepEqual(reset, ['b'], what);
     }
   });
 
-  it('a counted write rewrites only the newest bucket, leaving the field as a whole write would', async () => {
-    // The hot path takes the other buckets' text as it was (encode_counted): through buckets
-    // dropped from the front, a new one, a gap and the clock stepping back, the field must say
-    // exactly what every outcome sent added to the bucket it landed in.
+  it('a counted write leaves buckets saying what every outcome added to the bucket it landed in', async () => {
+    // Through buckets dropped from the front, a new one, a gap and the clock stepping back.
     let offset = 0;
     const store = new RedisStore({ client, prefix: 'counted:', timeOffsetMs: () => offset });
     const policy = policyOf({ trip: failureRate(0.99, { minimumCalls: 1_000_000, windowMs: 10_000 }) });
@@ -133,25 +176,22 @@ describe('Redis records', () => {
       const result = await store.record('c', policy, batch);
       assert.equal(result.stale, false);
       generation = result.snapshot.generation;
-      const field = (await client.hget(key, 'buckets')) ?? '';
-      const entries = field.split(',').map((e) => e.split(':').map(Number));
+      const { buckets } = (await readRecord(client, key, policy.bucketMs))!;
       // The outcome landed in the newest bucket (the clock stepping back counts there too).
-      const newest = entries.at(-1)![0]!;
+      const newest = buckets.at(-1)!.index;
       const [s, f] = sent.get(newest) ?? [0, 0];
       sent.set(newest, [s + successes, f + failures]);
       const expected = [...sent]
         .filter(([index]) => index > newest - policy.bucketCount)
         .sort(([a], [b]) => a - b)
-        .map(([index, [s2, f2]]) => `${index}:${s2}:${f2}:0:0`)
-        .join(',');
-      assert.equal(field, expected, `after a write at bucket +${at}`);
-      assert.equal(result.snapshot.counts.successes + result.snapshot.counts.failures, sum(expected));
+        .map(([index, [s2, f2]]) => ({ index, s: s2, f: f2, sl: 0, ig: 0 }));
+      assert.deepEqual(buckets, expected, `after a write at bucket +${at}`);
+      const total = expected.reduce((t, b) => t + b.s + b.f, 0);
+      assert.equal(result.snapshot.counts.successes + result.snapshot.counts.failures, total);
     }
   });
 
-  it('a counted write reads the buckets field as it is, after another writer changed it', async () => {
-    // The hot path keeps the buckets it wrote, parsed, for the breaker's next write; kept buckets
-    // are used only while the field still holds exactly the text they were written as.
+  it('a counted write reads the record as it is, after another writer changed it', async () => {
     const store = new RedisStore({ client, prefix: 'kept:' });
     const policy = policyOf({ trip: failureRate(0.99, { minimumCalls: 1_000_000, windowMs: 10_000 }) });
     const key = breakerKey('kept:', 'k');
@@ -166,22 +206,25 @@ describe('Redis records', () => {
     };
     assert.equal(await write(1), 1);
     assert.equal(await write(1), 2);
-    const [index] = ((await client.hget(key, 'buckets')) ?? '').split(':');
-    // Another writer (a process of an older version, an operator) rewrote the field: the next
-    // write counts on what it holds now, in each of these shapes.
-    for (const [field, before] of [
-      [`${index}:40:0:0:0`, 40],
-      [`${Number(index) - 1}:7:0:0:0,${index}:40:0:0:0`, 47],
-      [`${Number(index) - 2}:5:0:0:0`, 5],
+    const { index } = (await readRecord(client, key, policy.bucketMs))!.buckets[0]!;
+    // Another writer (an operator, a test) rewrote the buckets: the next write counts on what the
+    // record holds now, in each of these shapes.
+    for (const [buckets, before] of [
+      [[{ index, s: 40, f: 0, sl: 0, ig: 0 }], 40],
+      [
+        [
+          { index: index - 1, s: 7, f: 0, sl: 0, ig: 0 },
+          { index, s: 40, f: 0, sl: 0, ig: 0 },
+        ],
+        47,
+      ],
+      [[{ index: index - 2, s: 5, f: 0, sl: 0, ig: 0 }], 5],
     ] as const) {
-      await client.hset(key, 'buckets', field);
-      assert.equal(await write(1), before + 1, field);
-      assert.equal(await write(2), before + 3, `${field}, then the breaker's own field again`);
+      const r = (await readRecord(client, key, policy.bucketMs))!;
+      await writeRecord(client, key, { ...r, buckets: buckets.map((b) => ({ ...b })) }, policy.bucketMs);
+      assert.equal(await write(1), before + 1, JSON.stringify(buckets));
+      assert.equal(await write(2), before + 3, `${JSON.stringify(buckets)}, then again`);
     }
-    // And the field the breaker last wrote, written again by someone else as it was: the same.
-    const own = (await client.hget(key, 'buckets'))!;
-    await client.hset(key, 'buckets', own);
-    assert.equal(await write(1), 9);
   });
 
   it('a breaker with no record is answered by EXISTS; one another process made or removed since, by the script', async () => {
@@ -220,37 +263,57 @@ describe('Redis records', () => {
     assert.equal(await client.exists(breakerKey(prefix, 'x')), 0, 'a success made no record');
   });
 
-  it('a malformed field w is forgotten; a well-formed one still dedupes', async () => {
+  it('remember one entry per writer: a re-send or a batch below its floor is stale, a new number counts', async () => {
     const store = new RedisStore({ client, prefix: 'writers:' });
     const policy = policyOf({ trip: consecutiveFailures(100) });
     const key = breakerKey('writers:', 'w');
     const { generation } = await store.acquire('w', policy);
     const failure = (n: number) => ({ ...outcomes(generation, { failures: 1 }), id: `a.${n}`, idFloor: n });
     await store.record('w', policy, failure(1));
-    assert.match((await client.hget(key, 'w')) ?? '', /^a=1:\d+:1$/);
+    const first = (await readRecord(client, key, policy.bucketMs))!;
+    assert.deepEqual(first.w, [{ id: 'a', floor: 1, untilS: first.stamp + 61, numbers: [1] }]);
     assert.equal((await store.record('w', policy, failure(1))).stale, true, 'a re-send');
-    // Two entries, one with several numbers, parse: batch 5 of writer a was applied.
-    const until = Math.floor(Date.now() / 1000) + 60;
-    await client.hset(key, 'w', `b=1:${until}:1,a=4:${until}:4:5`);
+    // Two entries, one with several numbers: batch 5 of writer a was applied.
+    const untilS = first.stamp + 60;
+    await writeRecord(
+      client,
+      key,
+      {
+        ...first,
+        w: [
+          { id: 'b', floor: 1, untilS, numbers: [1] },
+          { id: 'a', floor: 4, untilS, numbers: [4, 5] },
+        ],
+      },
+      policy.bucketMs,
+    );
     assert.equal((await store.record('w', policy, failure(5))).stale, true);
     assert.equal(
       (await store.record('w', policy, { ...failure(3), idFloor: 3 })).stale,
       true,
       'below its floor',
     );
-    // Malformed: the field is forgotten, so the batch counts (and is remembered again).
-    for (const bad of [
-      `a=4:${until}:5,`,
-      `a=4:${until}:5;b=1:${until}:1`,
-      `a=4:${until}:5,,b=1:${until}:1`,
-    ]) {
-      await client.hset(key, 'w', bad);
-      const before = (await store.inspect('w', policy))!.counts.failures;
-      const result = await store.record('w', policy, failure(5));
-      assert.equal(result.stale, false, bad);
-      assert.equal(result.snapshot.counts.failures, before + 1, bad);
-      assert.match((await client.hget(key, 'w')) ?? '', /^a=5:\d+:5$/, bad);
-    }
+    const before = (await store.inspect('w', policy))!.counts.failures;
+    const counted = await store.record('w', policy, failure(6));
+    assert.equal(counted.stale, false);
+    assert.equal(counted.snapshot.counts.failures, before + 1);
+    const after = (await readRecord(client, key, policy.bucketMs))!;
+    assert.deepEqual(
+      after.w.map((e) => [e.id, e.floor, e.numbers]),
+      [
+        ['b', 1, [1]],
+        ['a', 6, [6]],
+      ],
+      "a's numbers below its new floor are forgotten, and its entry moves last",
+    );
+    // An entry past its time is forgotten: the same number counts again.
+    await writeRecord(
+      client,
+      key,
+      { ...after, w: [{ id: 'a', floor: 6, untilS: after.stamp - 1, numbers: [6] }] },
+      policy.bucketMs,
+    );
+    assert.equal((await store.record('w', policy, failure(6))).stale, false);
   });
 
   it('a reply of the wrong shape is a StoreError, not a crash (functions and scripts)', async () => {

@@ -3,7 +3,7 @@ import { InvalidOptionError } from '../../errors.js';
 /**
  * The only place Redis keys and channel names are formatted.
  *
- * One breaker is one hash at `<prefix>{<encoded name>}`:
+ * One breaker is one string (its packed record: common.lua) at `<prefix>{<encoded name>}`:
  * - the prefix comes first, so `SCAN MATCH <prefix>*` and ACL key patterns work;
  * - the encoded name is the hash tag, so every key of a breaker (there is one, and any added
  *   later) lands in one Cluster slot;
@@ -14,6 +14,16 @@ import { InvalidOptionError } from '../../errors.js';
  *   with U+FFFD and collide) is encoded as `u` + 4 hex digits per UTF-16 code unit instead, a form
  *   UTF-8 hex never takes.
  */
+
+/**
+ * Whether `first`, the first byte of a key's string value (`GETRANGE key 0 0`), marks a circuitry
+ * record: common.lua packs every record behind a byte 0xA0 + state * 4 + override (state 0-2).
+ */
+export function isRecordMarker(first: Buffer | null | undefined): boolean {
+  if (first == null || first.length !== 1) return false;
+  const b = first[0]!;
+  return b >= 0xa0 && b < 0xac;
+}
 
 /** The key prefix when none is given. */
 export const DEFAULT_PREFIX = 'circuitry:';

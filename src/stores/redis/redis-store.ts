@@ -30,6 +30,7 @@ import {
   DEFAULT_PREFIX,
   breakerKey,
   eventsChannel,
+  isRecordMarker,
   nameFromKey,
   reportersKey,
   scanPattern,
@@ -69,9 +70,6 @@ export interface RedisStoreOptions {
 }
 
 const PAGE_SIZE = 100;
-
-/** Field `v` of every record hash (common.lua SCHEMA): what marks a key as circuitry's. */
-const RECORD_MARKER = '1';
 
 /**
  * The policy as ARGV[2] of every operation (common.lua read_policy): one string, built once per
@@ -378,7 +376,7 @@ export class RedisStore implements Store, RecordExaminer {
 
   /**
    * What the key of `name` holds, for operators (`RecordExaminer`): a record, something that is
-   * not a readable record (another type, a hash without the marker, a malformed field: with the
+   * not a readable record (another type, a string that is not a packed record: with the
    * reason, left untouched), or nothing. One read-only script; nothing is written.
    */
   async examine(name: string, policy: BreakerPolicy): Promise<RecordReport> {
@@ -425,10 +423,10 @@ export class RedisStore implements Store, RecordExaminer {
    * cluster). For operators and tools: a page may hold fewer names than asked, and a name
    * written during the scan may be missed or, on a cluster resharding, repeated.
    *
-   * Only keys that carry the record marker are listed: a hash whose field `v` is the schema
-   * version. Whatever else matches the key pattern (another application's keys under the same
-   * prefix) is left out, checked with one pipelined `HGET <key> v` per candidate, which writes
-   * nothing and fails harmlessly on a key of another type.
+   * Only keys that carry the record marker are listed: a string whose first byte marks a packed
+   * record (keys.ts isRecordMarker). Whatever else matches the key pattern (another application's
+   * keys under the same prefix) is left out, checked with one pipelined `GETRANGE <key> 0 0` per
+   * candidate, which writes nothing and fails harmlessly on a key of another type.
    */
   async list(prefix: string, cursor: string | null = null): Promise<ListPage> {
     const nodes = 'nodes' in this.#client ? this.#client.nodes('master') : [this.#client];
@@ -445,11 +443,11 @@ export class RedisStore implements Store, RecordExaminer {
       }
       if (candidates.length > 0) {
         const pipeline = client.pipeline();
-        for (const [key] of candidates) pipeline.hget(key, 'v');
+        for (const [key] of candidates) pipeline.getrangeBuffer(key, 0, 0);
         const markers = (await pipeline.exec()) ?? [];
         candidates.forEach(([, name], i) => {
           const [error, marker] = markers[i] ?? [null, null];
-          if (error === null && marker === RECORD_MARKER) keys.push(name);
+          if (error === null && isRecordMarker(marker as Buffer | null)) keys.push(name);
         });
       }
       if (next === '0') {

@@ -3,7 +3,7 @@ carry.lua: records a batch, then asks for a permit, in one call (Store.recordThe
 what a breaker sends when a call starts while the outcome of one that ended is still waiting to
 leave (the outcome is carried on the acquire: one round trip instead of two, in the same order).
 
-KEYS      as op-record.lua: the breaker's hash
+KEYS      as op-record.lua: the breaker's record
 ARGV      as op-record.lua (op-acquire.lua reads only the policy, which leads both)
 Returns   { <op-record.lua's reply>, <op-acquire.lua's reply> }; or, when the record took one of
           a healthy tenant's paths and the breaker admits as closed, the two in short

@@ -1,7 +1,7 @@
 --[[
 force.lua: sets or clears an operator override (reducer.ts force).
 
-KEYS[1]   the breaker's hash (keys.ts breakerKey)
+KEYS[1]   the breaker's record (keys.ts breakerKey)
 ARGV      the policy (common.lua read_policy), then from ARGV[POLICY_ARGS + 1]: the override
           (forced-open | forced-closed | metrics-only, or '' to clear it), forMs (0: no time),
           the reason ('' for none), and yield ('1': only open for a while, yielding to an
@@ -30,7 +30,7 @@ end
 local yield = ARGV[b + 4] == '1'
 
 local now = now_ms(ARGV)
-local r, existed, corrupt = load(key, now)
+local r, existed, corrupt = load(key, p, now)
 local dirty = corrupt or not existed
 expire_leases(r, now)
 local lapsed = lapse(r, now)

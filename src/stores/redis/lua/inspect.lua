@@ -1,10 +1,10 @@
 --[[
 inspect.lua: reads a breaker's snapshot (reducer.ts snapshot). Never writes: no repair, no TTL
 refresh, nothing published. A key that does not hold a record this version can read (another
-type, a hash without the marker field v, another schema, a malformed field) is reported with the
+type, the hash of an earlier version, a string that is not a packed record) is reported with the
 reason, and left exactly as it was: repairing it is an operator's explicit `reset`.
 
-KEYS[1]   the breaker's hash (keys.ts breakerKey)
+KEYS[1]   the breaker's record (keys.ts breakerKey)
 ARGV      the policy (common.lua read_policy); nothing else
 Returns   { 'none' } when nothing is stored at KEYS[1],
           { 'corrupt', <reason> } when what is stored is not a readable record, else
@@ -18,66 +18,22 @@ Errors    CIRCUITRY_BADARG <what>
 local key = KEYS[1]
 local p = read_policy(ARGV)
 local now = now_ms(ARGV)
-local raw = redis.pcall('HGETALL', key)
-if raw.err then
+local raw = redis.pcall('GET', key)
+if type(raw) == 'table' then
   local t = redis.call('TYPE', key)
-  return { 'corrupt', 'the key holds a ' .. (t.ok or tostring(t)) .. ', not a circuitry record (a hash)' }
+  local kind = t.ok or tostring(t)
+  if kind == 'hash' and redis.call('HEXISTS', key, 'v') == 1 then
+    return { 'corrupt', 'a record of circuitry before 0.2 (a hash): this version reads a packed string; '
+      .. '`reset` replaces it' }
+  end
+  return { 'corrupt', 'the key holds a ' .. kind .. ', not a circuitry record (a string)' }
 end
-if #raw == 0 then
+if not raw then
   return { 'none' }
 end
-local h = {}
-for i = 1, #raw, 2 do
-  h[raw[i]] = raw[i + 1]
-end
-
--- Why parse_record refused `h`, checked in the same order; the value shown is cut short.
-local function shown(v)
-  return string.format('%q', string.sub(tostring(v), 1, 40))
-end
-local function why(h)
-  if h.v == nil then
-    return 'a hash without the marker field v: not a circuitry record'
-  end
-  if h.v ~= SCHEMA then
-    return 'record schema v=' .. shown(h.v) .. '; this version reads v=' .. SCHEMA
-  end
-  if h.state ~= 'closed' and h.state ~= 'open' and h.state ~= 'half-open' then
-    return 'field state is ' .. (h.state == nil and 'missing' or shown(h.state))
-  end
-  local o = h.override or ''
-  if o ~= '' and o ~= 'forced-open' and o ~= 'forced-closed' and o ~= 'metrics-only' then
-    return 'field override is ' .. shown(o)
-  end
-  local g = count_or_zero(h.gen)
-  if h.gen == nil or g == nil or g < 1 then
-    return 'field gen is ' .. (h.gen == nil and 'missing' or shown(h.gen))
-  end
-  for _, f in ipairs({ 'openedAt', 'openUntil', 'reopens', 'cf', 'ps', 'seq' }) do
-    if count_or_zero(h[f]) == nil then
-      return 'field ' .. f .. ' is ' .. shown(h[f])
-    end
-  end
-  if parse_leases(h.leases or '') == nil then
-    return 'field leases is ' .. shown(h.leases)
-  end
-  if parse_leases(h.slots or '') == nil then
-    return 'field slots is ' .. shown(h.slots)
-  end
-  if parse_reporters(h.rp or '') == nil then
-    return 'field rp is ' .. shown(h.rp)
-  end
-  for _, f in ipairs({ 'ca', 'ou', 'tr', 'ta' }) do
-    if count_or_zero(h[f]) == nil or (f == 'tr' and count_or_zero(h[f]) > 1000000) then
-      return 'field ' .. f .. ' is ' .. shown(h[f])
-    end
-  end
-  return 'field buckets is ' .. shown(h.buckets)
-end
-
-local r = parse_record(h)
+local r, why = decode(raw, p, now)
 if r == nil then
-  return { 'corrupt', why(h) }
+  return { 'corrupt', why }
 end
 expire_leases(r, now)
 lapse(r, now) -- a timed override whose time is up reads as lapsed (nothing is written)

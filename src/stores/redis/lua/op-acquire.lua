@@ -2,7 +2,7 @@
 op-acquire.lua: acquire_op asks for a permit (reducer.ts acquire): the body of acquire.lua, and the
 second half of carry.lua.
 
-KEYS[1]   the breaker's hash (keys.ts breakerKey)
+KEYS[1]   the breaker's record (keys.ts breakerKey)
 ARGV      the policy (common.lua read_policy); nothing else
 Returns   { 'acquire', corrupt, now, admitted, reason, retryAfterMs, generation, lease, state,
             override, openUntil, transitionFrom, transitionTo, transitionGeneration,
@@ -23,50 +23,51 @@ local function acquire_op(KEYS, ARGV)
   local p, channel = read_policy(ARGV)
   local limit = p.maxConcurrent
 
-  -- The hot path: a closed breaker with no override admits without reading or writing anything
-  -- else (closed implies no leases and openUntil 0).
-  -- The run of failures is answered for information (AcquireResult.consecutiveFailures): a caller
-  -- still writes every outcome (a success skipped on an empty run let other processes' failures
-  -- land between and trip on a run that was not consecutive).
-  if limit == 0 then
-    local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'ca')
-    if not quick.err then
-      if quick[1] == SCHEMA and quick[2] == 'closed' and (not quick[3] or quick[3] == '') then
-        local gen, cf, ca = count(quick[4]), count_or_zero(quick[5]), count_or_zero(quick[6])
-        if gen ~= nil and gen >= 1 and cf ~= nil and ca ~= nil then
-          return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0, cf, ca, '' }
-        end
-      elseif not quick[1] and not quick[2] and not quick[3] and not quick[4] and not quick[5] then
-        -- No record: closed, and admitted under generation 0 without creating one. The first outcome
-        -- that needs a record (a failure, or any outcome under a failure rate) creates it, so a tenant
-        -- that only succeeds costs no key.
-        return { 'acquire', 0, now, 1, '', 0, 0, '', 'closed', '', 0, '', '', 0, 0, 0, '' }
-      end
-    end
+  -- One read of the record serves the hot paths and, when they do not apply, the general path.
+  local raw = redis.pcall('GET', key)
+  if limit == 0 and not raw then
+    -- No record: closed, and admitted under generation 0 without creating one. The first outcome
+    -- that needs a record (a failure, or any outcome under a failure rate) creates it, so a tenant
+    -- that only succeeds costs no key.
+    return { 'acquire', 0, now, 1, '', 0, 0, '', 'closed', '', 0, '', '', 0, 0, 0, '' }
+  end
+  local r, existed, corrupt
+  if type(raw) == 'table' then
+    r, existed, corrupt = fresh_reset(now)
+  elseif not raw then
+    r, existed, corrupt = empty_record(now), false, false
   else
-    -- The hot path with a concurrency limit: a closed breaker with no override takes a slot (or
-    -- finds them all taken), reading and writing only the slots and the lease counter.
-    local quick = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'ca', 'slots', 'seq')
-    if not quick.err and quick[1] == SCHEMA and quick[2] == 'closed' and (not quick[3] or quick[3] == '') then
-      local gen, cf, ca = count(quick[4]), count_or_zero(quick[5]), count_or_zero(quick[6])
-      local slots, seq = parse_leases(quick[7] or ''), count_or_zero(quick[8])
-      if gen ~= nil and gen >= 1 and cf ~= nil and ca ~= nil and slots ~= nil and seq ~= nil then
-        slots = unexpired(slots, now)
-        if #slots >= limit then
-          return { 'acquire', 0, now, 0, 'concurrency-limit', soonest_expiry(slots, now, p.concurrencyLeaseMs), gen,
-            '', 'closed', '', 0, '', '', 0, cf, ca, '' }
+    r = read_record(key, raw, p, now)
+    if r == nil then
+      r, existed, corrupt = fresh_reset(now)
+    else
+      existed, corrupt = true, false
+      if r.state == 'closed' and r.override == '' then
+        if limit == 0 then
+          keep_record(key, raw, r, p) -- (unchanged: kept for the next call)
+          -- The hot path: a closed breaker with no override admits without writing anything
+          -- (closed implies no leases and openUntil 0). The run of failures is answered for
+          -- information (AcquireResult.consecutiveFailures): a caller still writes every outcome
+          -- (a success skipped on an empty run let other processes' failures land between and
+          -- trip on a run that was not consecutive).
+          return { 'acquire', 0, now, 1, '', 0, r.gen, '', 'closed', '', 0, '', '', 0, r.cf, r.ca, '' }
         end
-        local r = { seq = seq }
+        -- The hot path with a concurrency limit: a closed breaker with no override takes a slot
+        -- (or finds them all taken).
+        local slots = unexpired(r.slots, now)
+        if #slots >= limit then
+          return { 'acquire', 0, now, 0, 'concurrency-limit', soonest_expiry(slots, now, p.concurrencyLeaseMs), r.gen,
+            '', 'closed', '', 0, '', '', 0, r.cf, r.ca, '' }
+        end
         local slot = next_id(r, now)
         slots[#slots + 1] = { id = slot, expiresAt = now + p.concurrencyLeaseMs }
-        redis.call('HSET', key, 'slots', encode_leases(slots), 'seq', int(r.seq))
-        redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0, ou = 0 }, now)))
-        return { 'acquire', 0, now, 1, '', 0, gen, '', 'closed', '', 0, '', '', 0, cf, ca, slot }
+        r.slots = slots
+        keep_record(key, save(key, p, r, now), r, p)
+        return { 'acquire', 0, now, 1, '', 0, r.gen, '', 'closed', '', 0, '', '', 0, r.cf, r.ca, slot }
       end
     end
   end
 
-  local r, existed, corrupt = load(key, now)
   local dirty = corrupt or not existed
   expire_leases(r, now)
   local lapsed = lapse(r, now)

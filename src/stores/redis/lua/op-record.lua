@@ -2,7 +2,7 @@
 op-record.lua: record_op records the outcomes of calls admitted under one generation (reducer.ts
 record): the body of record.lua, and the first half of carry.lua.
 
-KEYS[1]   the breaker's hash (keys.ts breakerKey)
+KEYS[1]   the breaker's record (keys.ts breakerKey)
 ARGV      the policy (common.lua read_policy), then, from ARGV[POLICY_ARGS + 1]: the batch, one
           string of 15 fields joined by ':' (redis-store.ts recordArgs; one argument, not 15:
           each costs on every call): generation, successes, failures, trailingFailures, slow,
@@ -33,68 +33,13 @@ Errors    CIRCUITRY_BADARG <what>
 ]]
 --[[ Field w: what the record remembers of the batches written to it, per writer (a breaker
 instance in one process: the part of OutcomeBatch.id before its last '.'), so that a batch re-sent
-after a lost reply is counted once. '<writer>=<floor>:<until>[:<n>]...,...', oldest writer first:
-floor is the lowest number the writer said it may still send (OutcomeBatch.idFloor: below it,
-nothing of the writer's comes again), until is when the entry may be forgotten (the server's
-seconds, DEDUP_MS after the writer's last batch), then the numbers at or above the floor of the
-writer's batches that changed the record. A writer sending one batch at a time keeps one number.
-A batch with an opaque id (no idFloor) is a writer of its own, with number and floor 0. At most
-MAX_WRITERS entries (the oldest go first). A malformed field is forgotten, never an error. ]]
-local DEDUP_MS = 60000
-local MAX_WRITERS = 512
-
--- Field w read as nothing remembered (absent, or malformed: forgotten, never an error).
-local function no_writers()
-  return { list = {}, by = {} }
-end
-
--- Field w as { list = writers oldest first, by = entry by writer }; an entry is
--- { id, floor, untilS, numbers }. Entries past their time are left out. One pattern pass for the
--- entries (as parse_buckets), and none for the common entry of one number.
-local function parse_writers(s, now)
-  if s == nil or s == '' then
-    return no_writers()
-  end
-  local writers = no_writers()
-  local nowS = now / 1000
-  -- The common field: one writer, one number (a breaker instance sending one batch at a time),
-  -- read by one anchored pattern instead of the loop below.
-  local id, floor, untilS, n = string.match(s, '^([%w_%.%-]+)=(%d+):(%d+):(%d+)$')
-  if id ~= nil then
-    local e = { id = id, floor = tonumber(floor), untilS = tonumber(untilS), numbers = { tonumber(n) } }
-    if e.untilS > nowS then
-      writers.list[1] = e
-      writers.by[id] = e
-    end
-    return writers
-  end
-  local at = 1
-  for first, id, floor, untilS, rest, after in string.gmatch(s, '()([%w_%.%-]+)=(%d+):(%d+)([:%d]*)()') do
-    if first ~= at or (after <= #s and string.byte(s, after) ~= 44) then -- ','
-      return no_writers()
-    end
-    local e = { id = id, floor = tonumber(floor), untilS = tonumber(untilS), numbers = {} }
-    if rest ~= '' then
-      local one = string.find(rest, ':', 2, true) == nil and tonumber(string.sub(rest, 2))
-      if one then
-        e.numbers[1] = one
-      else
-        for n in string.gmatch(rest, ':(%d+)') do
-          e.numbers[#e.numbers + 1] = tonumber(n)
-        end
-      end
-    end
-    if e.untilS > nowS and writers.by[id] == nil then
-      writers.list[#writers.list + 1] = e
-      writers.by[id] = e
-    end
-    if after > #s then
-      return writers
-    end
-    at = after + 1
-  end
-  return no_writers()
-end
+after a lost reply is counted once. Each entry (common.lua get_writer) holds floor, the lowest
+number the writer said it may still send (OutcomeBatch.idFloor: below it, nothing of the writer's
+comes again), untilS, when the entry may be forgotten (the server's seconds, DEDUP_MS after the
+writer's last batch), and the numbers at or above the floor of the writer's batches that changed
+the record. A writer sending one batch at a time keeps one number, its floor. A batch with an
+opaque id (no idFloor) is a writer of its own, with number and floor 0. At most MAX_WRITERS entries
+(the oldest go first). ]]
 
 -- Whether the writer's batch numbered n changed the record already (or is below its floor).
 local function was_applied(e, n)
@@ -109,26 +54,11 @@ local function was_applied(e, n)
   return false
 end
 
-local function encode_entry(id, floor, untilS, numbers)
-  if #numbers == 1 then
-    return string.format('%s=%d:%d:%d', id, floor, untilS, numbers[1])
-  end
-  local parts = { string.format('%s=%d:%d', id, floor, untilS) }
-  for _, x in ipairs(numbers) do
-    parts[#parts + 1] = int(x)
-  end
-  return table.concat(parts, ':')
-end
-
--- encode_writers in general: any writers, any numbers (untilS: when the writer's entry may be forgotten).
-local function encode_writers_all(writers, writer, n, floor, untilS)
-  local parts = {}
-  for _, other in ipairs(writers.list) do
-    if other.id ~= writer then
-      parts[#parts + 1] = encode_entry(other.id, other.floor, other.untilS, other.numbers)
-    end
-  end
-  local e = writers.by[writer]
+-- Writers `w` with batch n of `writer` (floor `floor`) remembered at `now`: the writer's entry
+-- moves last, its numbers below its floor are forgotten, and past MAX_WRITERS the oldest entries are.
+local function remember_writer(w, writer, n, floor, now)
+  local untilS = math.floor((now + DEDUP_MS) / 1000) + 1
+  local e = w.by[writer]
   local numbers = {}
   if e ~= nil then
     if e.floor > floor then
@@ -141,121 +71,21 @@ local function encode_writers_all(writers, writer, n, floor, untilS)
     end
   end
   numbers[#numbers + 1] = n
-  parts[#parts + 1] = encode_entry(writer, floor, untilS, numbers)
-  local first = math.max(1, #parts - MAX_WRITERS + 1)
-  return table.concat(parts, ',', first)
-end
-
--- Field w with batch n of `writer` (floor `floor`) remembered: the writer's entry moves last, its
--- numbers below its floor are forgotten, and past MAX_WRITERS the oldest entries are.
-local function encode_writers(writers, writer, n, floor, now)
-  local untilS = math.floor((now + DEDUP_MS) / 1000) + 1
-  local list = writers.list
-  local e = writers.by[writer]
-  -- The common field: this writer alone (or no one), its earlier numbers all below the floor (a
-  -- breaker sending one batch at a time): one entry of one number, as encode_writers_all would
-  -- write it, formatted once (test/redis/lua.test.ts compares the two).
-  if #list == 0 or (#list == 1 and e ~= nil) then
-    local low = floor
-    if e ~= nil and e.floor > low then
-      low = e.floor
-    end
-    local alone = true
-    if e ~= nil then
-      for _, x in ipairs(e.numbers) do
-        if x >= low then
-          alone = false
-        end
-      end
-    end
-    if alone then
-      return string.format('%s=%d:%d:%d', writer, low, untilS, n)
+  local entry = { id = writer, floor = floor, untilS = untilS, numbers = numbers }
+  local list = {}
+  for _, other in ipairs(w.list) do
+    if other.id ~= writer then
+      list[#list + 1] = other
     end
   end
-  return encode_writers_all(writers, writer, n, floor, untilS)
-end
-
---[[ Field buckets on the hot path after count_batch: `buckets` were parsed from `s` (each with
-`at`, where its text starts in s), then some were dropped from the front and the newest was counted
-in: one of s's, or a new one after them. Only the newest changed, so the text of the others is
-taken from s as it is, and one bucket is formatted instead of all of them (a window of 10 buckets
-costs ~5 µs to format). Returns the field; each bucket's `at` then says where its text starts in it,
-as parse_buckets of the field would (keep_buckets keeps them so). ]]
-local function encode_counted(s, buckets)
-  local n = #buckets
-  if n == 0 then
-    return ''
+  list[#list + 1] = entry
+  local first = math.max(1, #list - MAX_WRITERS + 1)
+  local kept = { list = {}, by = {} }
+  for i = first, #list do
+    kept.list[#kept.list + 1] = list[i]
+    kept.by[list[i].id] = list[i]
   end
-  local newest = buckets[n]
-  local text = string.format('%d:%d:%d:%d:%d', newest.index, newest.s, newest.f, newest.sl, newest.ig)
-  local field = text
-  if n > 1 then
-    -- (The first is one of s's: only the newest can be new.)
-    local first = buckets[1].at
-    if newest.at ~= nil then
-      field = string.sub(s, first, newest.at - 1) .. text
-    else
-      field = string.sub(s, first) .. ',' .. text
-    end
-    for i = 1, n - 1 do
-      buckets[i].at = buckets[i].at - first + 1
-    end
-  end
-  newest.at = #field - #text + 1
-  return field
-end
-
---[[ Buckets the hot path parsed and wrote, by key: { text = field buckets as written, buckets =
-its buckets as parse_buckets gives them, `at` included, n = how many }. A breaker called steadily under a failure
-rate finds its own last write there on its next call, and its window of buckets is not parsed again
-(~1 µs a bucket). Parsing is a function of the text alone, so whoever wrote the text, the same text
-gives the same buckets: an entry is used only when the field holds exactly its text, and whatever
-else may have happened to the record does not matter. An entry is taken when used (its tables
-are the caller's to change) and put back by the write. The table lives as long as the function
-library (a script run by EVALSHA starts with an empty one: nothing is kept, nothing is wrong), and
-is dropped whole once it would hold more than BUCKETS_KEPT_MAX buckets in all, as the policy cache
-is past its size: ~460 B of the library's memory a bucket (its table), so ~1.9 MB at most, ~400
-breakers with 10 buckets. (Kept as numbers instead, ~140 B a bucket, a full window measured ~5 µs
-more per call on the server than these tables, ~5 µs less than parsing.) ]]
-local BUCKETS_KEPT_MAX = 4096
-local buckets_kept = {}
-local buckets_kept_size = 0
-
--- The buckets of field text `text` of `key`: kept ones when they are its, else parsed (nil when
--- malformed, as parse_buckets).
-local function hot_buckets(key, text)
-  local kept = buckets_kept[key]
-  if kept ~= nil and kept.text ~= nil then
-    local same = kept.text == text
-    kept.text = nil -- taken, used or not: the caller may change the tables
-    if same then
-      return kept.buckets
-    end
-  end
-  return parse_buckets(text)
-end
-
--- Keeps `buckets` as the parse of `text`, the field encode_counted just made of them.
-local function keep_buckets(key, text, buckets)
-  local n = #buckets
-  if n == 0 then
-    return
-  end
-  local kept = buckets_kept[key]
-  local size = buckets_kept_size + n - (kept == nil and 0 or kept.n)
-  if size > BUCKETS_KEPT_MAX then
-    buckets_kept = {}
-    kept = nil
-    size = n
-  end
-  buckets_kept_size = size
-  if kept == nil then
-    buckets_kept[key] = { text = text, buckets = buckets, n = n }
-  else
-    kept.text = text
-    kept.buckets = buckets
-    kept.n = n
-  end
+  return kept
 end
 
 -- The batch's numbers and id, one argument: 15 fields joined by ':' (see the header). (Written
@@ -310,44 +140,10 @@ local function record_op(KEYS, ARGV, short)
   local now = now_ms(ARGV)
 
   --[[ Concurrency slots go back first, whatever the rest of the batch does or is (stale, a re-send,
-  a success that resets nothing): a slot is a call that ended, in any generation. Only the slots
-  field of a record of ours is touched (expired slots are dropped with them). ]]
-  if slotCount > 0 then
-    local q = redis.pcall('HMGET', key, 'v', 'slots')
-    if not q.err and q[1] == SCHEMA and q[2] then
-      local held = parse_leases(q[2])
-      if held ~= nil then
-        local gone = {}
-        for i = firstSlot, firstProbe - 1 do
-          gone[ARGV[i]] = true
-        end
-        local kept = {}
-        for _, l in ipairs(held) do
-          if not gone[l.id] and l.expiresAt > now then
-            kept[#kept + 1] = l
-          end
-        end
-        if #kept == 0 then
-          redis.call('HDEL', key, 'slots')
-        elseif #kept < #held then
-          redis.call('HSET', key, 'slots', encode_leases(kept))
-        end
-      end
-    end
-    if successes + failures + slow + ignored == 0 and not trip and #ARGV < firstProbe then
-      -- Only slots: answered as it stands, and no record made for it.
-      local r, existed = load(key, now)
-      expire_leases(r, now)
-      lapse(r, now) -- a timed override whose time is up reads as lapsed (the next write makes it so)
-      local stale = 0
-      if not existed then
-        r.gen = 0
-      elseif not admitted_under(r, generation) or r.override == 'forced-closed' then
-        stale = 1
-      end
-      return update_reply(false, stale, r, p, now, nil)
-    end
-  end
+  a success that resets nothing): a slot is a call that ended, in any generation. Only a record of
+  ours is touched (expired slots are dropped with them). ]]
+  local only_slots = slotCount > 0 and successes + failures + slow + ignored == 0 and not trip
+    and #ARGV < firstProbe
 
   --[[ Under a count policy (consecutive-failures, failures-in-window) a batch without failures only
   resets the run of failures: it changes nothing, and writes nothing, when there is no run (and makes
@@ -357,7 +153,7 @@ local function record_op(KEYS, ARGV, short)
     and successes + slow + ignored > 0
 
   -- The healthy tenant's success: no record, so no run to reset and nothing to remember; answered
-  -- as the general path would, without reading the batch ids or building a record.
+  -- as the general path would, without reading the record or building one.
   if resets_only and slotCount == 0 and redis.call('EXISTS', key) == 0 then
     -- admitted_under(empty_record(now), generation), without building the record: a fresh record
     -- is closed, without an override, at a multiple of 100.
@@ -372,6 +168,41 @@ local function record_op(KEYS, ARGV, short)
     return update_reply(false, stale, r, p, now, nil)
   end
 
+  local r, existed, corrupt, raw_text = load(key, p, now)
+  -- Whether slots given back changed a record that nothing else below may write.
+  local slots_given = false
+  if slotCount > 0 and existed and not corrupt and #r.slots > 0 then
+    local gone = {}
+    for i = firstSlot, firstProbe - 1 do
+      gone[ARGV[i]] = true
+    end
+    local kept = {}
+    for _, l in ipairs(r.slots) do
+      if not gone[l.id] and l.expiresAt > now then
+        kept[#kept + 1] = l
+      end
+    end
+    if #kept < #r.slots then
+      r.slots = kept
+      slots_given = true
+    end
+  end
+  if only_slots then
+    -- Only slots: answered as it stands, and no record made for it.
+    if slots_given then
+      save(key, p, r, now)
+    end
+    expire_leases(r, now)
+    lapse(r, now) -- a timed override whose time is up reads as lapsed (the next write makes it so)
+    local stale = 0
+    if not existed then
+      r.gen = 0
+    elseif not admitted_under(r, generation) or r.override == 'forced-closed' then
+      stale = 1
+    end
+    return update_reply(false, stale, r, p, now, nil)
+  end
+
   --[[ Idempotence: a batch re-sent after a write whose reply was lost (the server may have applied
   it just before a crash or a dropped connection) carries the same id. The record remembers, per
   writer (a breaker instance of one process), the numbers of its batches that changed the record
@@ -379,44 +210,21 @@ local function record_op(KEYS, ARGV, short)
   (its floor; below it, nothing comes again). A batch seen before changes nothing and answers the
   current state as stale. A batch that changed nothing is not remembered: a tenant that only
   succeeds costs no record. ]]
-  -- The fields the hot path below reads, with field w: one read for both (nil: the batch cannot
-  -- take the hot path, or the key is not a hash).
-  local q = nil
-  if #ARGV < firstProbe and not reporting then
-    q = redis.pcall('HMGET', key, 'v', 'state', 'override', 'gen', 'cf', 'buckets', 'ca', 'slots', 'w')
-    if q.err then
-      q = nil
-    end
-  end
-  local writers = nil
   if writer ~= '' then
-    local w
-    if q ~= nil then
-      w = q[9]
-    else
-      w = redis.pcall('HGET', key, 'w')
-    end
-    writers = parse_writers(type(w) == 'string' and w or nil, now)
-    local seen = writers.by[writer]
+    local seen = r.w.by[writer]
     if seen ~= nil and was_applied(seen, number) then
-      local r = load(key, now)
+      if slots_given then
+        save(key, p, r, now)
+      end
       expire_leases(r, now)
       return update_reply(false, 1, r, p, now, nil)
     end
   end
 
-  -- The writers' entries with this batch in them, as field w's new value (nil: a batch without an id).
-  local function remembered()
-    if writers == nil then
-      return nil
-    end
-    return encode_writers(writers, writer, number, floor, now)
-  end
-
+  -- Remembers this batch in the record (a batch without an id is not remembered).
   local function remember_batch()
-    local w = remembered()
-    if w ~= nil then
-      redis.call('HSET', key, 'w', w)
+    if writer ~= '' then
+      r.w = remember_writer(r.w, writer, number, floor, now)
     end
   end
 
@@ -454,69 +262,46 @@ local function record_op(KEYS, ARGV, short)
   end
 
   --[[ The hot path: counting outcomes in a closed breaker with no override, at its generation, that
-  do not trip it. Reads and writes only the fields that change (closed implies no leases, openUntil,
-  probe successes and reopens of 0). Anything else takes the general path below. ]]
-  if q ~= nil then
-    if q[1] == SCHEMA and q[2] == 'closed' and (not q[3] or q[3] == '') and count(q[4]) == generation then
-      local cf = count_or_zero(q[5])
-      local bucketsText = q[6] or ''
-      local buckets = hot_buckets(key, bucketsText)
-      local slots = parse_leases(q[8] or '')
-      if cf ~= nil and buckets ~= nil and slots ~= nil then
-        local r = { buckets = buckets, cf = cf }
-        local changed = count_batch(r, p, now)
-        local c = window_counts(r, p, now)
-        if not trips(c, r) then
-          if resets_only then
-            if changed then
-              if r.cf == 0 then
-                redis.call('HDEL', key, 'cf')
-              else
-                redis.call('HSET', key, 'cf', int(r.cf))
-              end
-              remember_batch()
-            end
-          else
-            local newText = encode_counted(bucketsText, r.buckets)
-            local set = { 'buckets', newText }
-            if r.cf ~= cf then
-              set[#set + 1] = 'cf'
-              set[#set + 1] = int(r.cf)
-            end
-            -- A throttled breaker's failures tell operators its rejection rate (`tr`, `ta`).
-            if throttle ~= nil and failures > 0 then
-              set[#set + 1] = 'tr'
-              set[#set + 1] = int(throttle)
-              set[#set + 1] = 'ta'
-              set[#set + 1] = int(now)
-            end
-            local w = remembered()
-            if w ~= nil then
-              set[#set + 1] = 'w'
-              set[#set + 1] = w
-            end
-            redis.call('HSET', key, unpack(set))
-            redis.call('PEXPIRE', key, int(gc_ttl_ms(p, { openUntil = 0 }, now)))
-            keep_buckets(key, newText, r.buckets)
-          end
-          local ca = count_or_zero(q[7])
-          local activeSlots = #slots == 0 and 0 or #unexpired(slots, now)
-          if short and p.maxConcurrent == 0 and ca ~= nil and generation >= 1 then
-            -- The breaker as acquire_op's hot path would read it now (carry.lua need not read it
-            -- again): the counts of the reply, then the breaker.
-            return nil, { 'closed', c.s, c.f, c.sl, c.ig, r.cf, generation, ca, now, activeSlots }
-          end
-          return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
-            ca or 0, activeSlots, '', '', 0, 0 }
+  do not trip it (closed implies no leases, openUntil, probe successes and reopens of 0), and there
+  is no quorum reporter to remember. Anything else takes the general path below. ]]
+  if existed and not corrupt and #ARGV < firstProbe and not reporting and r.state == 'closed'
+    and r.override == '' and r.gen == generation then
+    local cf = r.cf
+    local changed = count_batch(r, p, now)
+    local c = window_counts(r, p, now)
+    if not trips(c, r) then
+      if changed or not resets_only then
+        -- A throttled breaker's failures tell operators its rejection rate (`tr`, `ta`).
+        if throttle ~= nil and failures > 0 then
+          r.tr = throttle
+          r.ta = now
         end
+        remember_batch()
+        keep_record(key, save(key, p, r, now), r, p)
+      elseif slots_given then
+        keep_record(key, save(key, p, r, now), r, p)
+      else
+        keep_record(key, raw_text, r, p)
       end
+      local activeSlots = #r.slots == 0 and 0 or #unexpired(r.slots, now)
+      if short and p.maxConcurrent == 0 then
+        -- The breaker as acquire_op's hot path would read it now (carry.lua need not read it
+        -- again): the counts of the reply, then the breaker.
+        return nil, { 'closed', c.s, c.f, c.sl, c.ig, r.cf, generation, r.ca, now, activeSlots }
+      end
+      return { 'update', 0, 0, 'closed', '', generation, 0, c.s, c.f, c.sl, c.ig, r.cf, 0, 0, 0, now, 0, '',
+        r.ca, activeSlots, '', '', 0, 0 }
     end
+    -- It trips: the general path counts the batch again, in the record as stored (read again: the
+    -- counting above changed this copy; tripping is rare enough for a second read).
+    local given = r.slots
+    r = load(key, p, now)
+    r.slots = given
   end
 
-  local r, existed, corrupt = load(key, now)
   -- A missing record is made by the first batch that counts (or by an empty batch: a caller asking
   -- for one), never by one that only resets a run there is none of.
-  local dirty = corrupt or (not existed and not resets_only)
+  local dirty = corrupt or (not existed and not resets_only) or slots_given
   expire_leases(r, now)
   local entry = circuit_state(r)
   local lapsed = lapse(r, now)
@@ -527,6 +312,7 @@ local function record_op(KEYS, ARGV, short)
   local stale = 0
   local moved = nil
   local below = false
+  local counted = false
   if not admitted_under(r, generation) or r.override == 'forced-closed' then
     stale = 1
   else
@@ -538,10 +324,10 @@ local function record_op(KEYS, ARGV, short)
       if throttle ~= nil and failures > 0 then
         r.tr = throttle
         r.ta = now
-        dirty = true
+        counted = true
       end
       if count_batch(r, p, now) then
-        dirty = true
+        counted = true
       end
       local c = window_counts(r, p, now)
       if trips(c, r) then
@@ -551,7 +337,7 @@ local function record_op(KEYS, ARGV, short)
           -- The reporter of the failures opens on its own (a success reports nothing).
           below = reporting
         end
-        dirty = true
+        counted = true
       end
     elseif r.state == 'half-open' and #ARGV >= firstProbe then
       local failed = false
@@ -561,7 +347,7 @@ local function record_op(KEYS, ARGV, short)
           if l.id == id then
             -- Found: give the slot back. An expired or unknown lease's slot was already given back.
             table.remove(r.leases, at)
-            dirty = true
+            counted = true
             if outcome == 'success' then
               r.ps = r.ps + 1
             elseif outcome == 'failure' then
@@ -584,9 +370,10 @@ local function record_op(KEYS, ARGV, short)
     moved = transition(lapsed, r)
   end
   note_close(entry, r, now)
-  if dirty then
-    save(key, p, r, now)
+  if dirty or counted then
+    -- Whenever the record is written, the batch is remembered with it.
     remember_batch()
+    save(key, p, r, now)
   elseif not existed then
     -- Still no record: say so (NO_RECORD), rather than the generation of one that was not made.
     r.gen = 0

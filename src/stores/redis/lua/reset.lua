@@ -1,7 +1,7 @@
 --[[
 reset.lua: starts a breaker afresh for an operator, keeping its override (reducer.ts reset).
 
-KEYS[1]   the breaker's hash (keys.ts breakerKey)
+KEYS[1]   the breaker's record (keys.ts breakerKey)
 ARGV      the policy (common.lua read_policy); nothing else
 Returns   { 'update', corrupt, 0, <snapshot as in record.lua>, transitionFrom, transitionTo,
             transitionGeneration }. When nothing is stored at KEYS[1], the snapshot of a fresh
@@ -18,7 +18,7 @@ Errors    CIRCUITRY_BADARG <what>
 local key = KEYS[1]
 local p, channel = read_policy(ARGV)
 local now = now_ms(ARGV)
-local r, existed, corrupt = load(key, now)
+local r, existed, corrupt = load(key, p, now)
 
 local moved = nil
 if existed then
