@@ -51,6 +51,32 @@ export interface PackedRecord {
 }
 
 const STATES = ['closed', 'open', 'half-open'] as const;
+
+/** A closed record at `stamp` holding nothing (generation 100), to spread fields over. */
+export function emptyRecord(stamp: number): PackedRecord {
+  return {
+    state: 'closed',
+    override: '',
+    stamp,
+    gen: 100,
+    cf: 0,
+    buckets: [],
+    w: [],
+    ca: 0,
+    slots: [],
+    seq: 0,
+    openedAt: 0,
+    openUntil: 0,
+    reopens: 0,
+    ps: 0,
+    leases: [],
+    ou: 0,
+    ovr: '',
+    rp: [],
+    tr: 0,
+    ta: 0,
+  };
+}
 const OVERRIDES = ['', 'forced-open', 'forced-closed', 'metrics-only'] as const;
 
 /** The record in `value`, with bucket indices in a policy's `bucketMs`; throws when malformed. */
@@ -92,26 +118,11 @@ export function decodeRecord(value: Buffer, bucketMs: number): PackedRecord {
   const leases = (): PackedLease[] =>
     Array.from({ length: u() }, () => ({ id: text(), expiresAt: ms + s() }));
   const r: PackedRecord = {
+    ...emptyRecord(stamp),
     state: STATES[(head - 0xa0) >> 2]!,
     override: OVERRIDES[(head - 0xa0) & 3]!,
-    stamp,
     gen: stamp * 100_000 + s(),
     cf: has(1) ? u() : 0,
-    buckets: [],
-    w: [],
-    ca: 0,
-    slots: [],
-    seq: 0,
-    openedAt: 0,
-    openUntil: 0,
-    reopens: 0,
-    ps: 0,
-    leases: [],
-    ou: 0,
-    ovr: '',
-    rp: [],
-    tr: 0,
-    ta: 0,
   };
   const buckets = has(2) ? 1 : has(4) ? u() : 0;
   let before = base;

@@ -8,33 +8,9 @@ import { breakerKey, decodeName, encodeName, validatePrefix } from '../../src/st
 import { outcomes, policyOf } from '../../src/testing/conformance.js';
 import { consecutiveFailures, failureRate } from '../../src/index.js';
 
-import { encodeRecord, readRecord, writeRecord } from '../helpers/redis-record.js';
+import { emptyRecord, encodeRecord, readRecord, writeRecord } from '../helpers/redis-record.js';
 import type { PackedBucket, PackedRecord } from '../helpers/redis-record.js';
 import { useRedisServer } from '../helpers/redis-server.js';
-
-/** A closed record holding nothing, to spread a stamp, a generation and fields over. */
-const EMPTY: PackedRecord = {
-  state: 'closed',
-  override: '',
-  stamp: 0,
-  gen: 100,
-  cf: 0,
-  buckets: [],
-  w: [],
-  ca: 0,
-  slots: [],
-  seq: 0,
-  openedAt: 0,
-  openUntil: 0,
-  reopens: 0,
-  ps: 0,
-  leases: [],
-  ou: 0,
-  ovr: '',
-  rp: [],
-  tr: 0,
-  ta: 0,
-};
 
 describe('Redis keys', () => {
   it('hash-tag the hex of the name after the prefix; decode back; refuse braces in the prefix', () => {
@@ -106,12 +82,7 @@ describe('Redis records', () => {
     const stamp = Math.floor(Date.now() / 1000);
     const index = Math.floor((stamp * 1000) / policy.bucketMs);
     const bucket = (i: number, f: number) => ({ index: i, s: 0, f, sl: 0, ig: 0 });
-    const good = (buckets: PackedBucket[]): PackedRecord => ({
-      ...EMPTY,
-      stamp,
-      gen: 100,
-      buckets,
-    });
+    const good = (buckets: PackedBucket[]): PackedRecord => ({ ...emptyRecord(stamp), buckets });
     // A failure recorded onto the record `value`: its failures after.
     const record = async (value: Buffer) => {
       await client.del(key);

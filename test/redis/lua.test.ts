@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import type { Redis } from 'ioredis';
 
 import { LUA_DIR } from '../../scripts/build-lua.js';
+import { seededRandom } from '../../src/testing/seeded-random.js';
 import { encodeRecord } from '../helpers/redis-record.js';
 import type { PackedLease, PackedRecord } from '../helpers/redis-record.js';
 import { useRedisServer } from '../helpers/redis-server.js';
@@ -16,18 +17,6 @@ const SOURCE = ['common.lua', 'op-record.lua'].map((f) => readFileSync(join(LUA_
 
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 const ID_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789._-';
-
-/** A seeded generator (mulberry32): the seed is in every message, to replay a failure. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 /** A random record at `stamp` whose writers are all live at `stamp`, edge values included. */
 function randomRecord(next: () => number, stamp: number, bucketMs: number): PackedRecord {
@@ -91,7 +80,7 @@ describe('the packed record, in Lua', () => {
 
   it('reads what the JavaScript codec wrote, writes it back byte for byte, and refuses every record cut short', async () => {
     const seed = Math.floor(Math.random() * 2 ** 31);
-    const next = random(seed);
+    const next = seededRandom(seed);
     for (const bucketMs of [6_000, 1_000, 333.5]) {
       const stamp = 1_700_000_000 + Math.floor(next() * 100_000_000);
       const now = stamp * 1000 + Math.floor(next() * 1000);
