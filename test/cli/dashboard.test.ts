@@ -16,6 +16,7 @@ import { DEFAULT_POLICY } from '../../src/cli/fleet.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 import { breakerKey } from '../../src/stores/redis/keys.js';
 import { count, root, spawnCli, trip, waitForOutput } from '../helpers/cli.js';
+import { emptyRecord, writeRecord } from '../helpers/redis-record.js';
 import { useRedisServer } from '../helpers/redis-server.js';
 import type { RedisServer } from '../helpers/redis-server.js';
 import { CHROMIUM_FLAGS, CHROMIUM_PATH } from '../../scripts/chromium.js';
@@ -59,16 +60,11 @@ describe(
       await store.force('send-email/tenant-d', DEFAULT_POLICY, 'metrics-only');
       await count(store, 'send-email/tenant-d', 10, 4);
       // A valid record whose window is empty (its calls aged out) but which keeps a run of 3.
-      await client.hset(
+      await writeRecord(
+        client,
         breakerKey(prefix, 'run-only/tenant'),
-        'v',
-        '1',
-        'state',
-        'closed',
-        'gen',
-        '100',
-        'cf',
-        '3',
+        { ...emptyRecord(Math.floor(Date.now() / 1000)), cf: 3 },
+        DEFAULT_POLICY.bucketMs,
       );
       dashboard = spawnCli(
         [

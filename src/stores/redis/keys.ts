@@ -72,7 +72,7 @@ export function decodeName(encoded: string): string | null {
   return Buffer.from(encoded, 'hex').toString('utf8');
 }
 
-/** The hash holding one breaker's record. */
+/** The key holding one breaker's record (a packed string: common.lua encode). */
 export function breakerKey(prefix: string, name: string): string {
   return `${prefix}{${encodeName(name)}}`;
 }

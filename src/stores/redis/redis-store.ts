@@ -186,8 +186,9 @@ const MAX_WITH_RECORD = 10_000;
  * and prefix. Each operation is one round trip running one Lua script, atomic on the server and
  * timed by the server's clock, so workers with skewed clocks agree; what a missing record answers
  * alone (an acquire without a concurrency limit, a success under a count policy) is one `EXISTS`.
- * One hash per breaker at `<prefix>{<hex name>}`; a garbage-collection TTL longer than anything
- * the breaker remembers; transitions published on `<prefix>events`.
+ * One key per breaker at `<prefix>{<hex name>}`, its record packed into one string; a
+ * garbage-collection TTL longer than anything the breaker remembers; transitions published on
+ * `<prefix>events`.
  */
 export class RedisStore implements Store, RecordExaminer {
   /** First contact 5 s (ioredis connects in the background); per call 200–2,000 ms, adaptive. */
@@ -210,7 +211,7 @@ export class RedisStore implements Store, RecordExaminer {
    * costs one `EXISTS` more, once).
    */
   readonly #withRecord = new Set<string>();
-  /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's hash. */
+  /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's record. */
   readonly limitsConcurrency = true;
   /** One connection (per cluster node), answered in order: this process's calls land in order. */
   readonly ordered = true;

@@ -349,8 +349,23 @@ local function encode(r, p, now)
   if r.cf ~= 0 then put_u(r.cf) end
   if nb > 1 then put_u(nb) end
   local before = bb
-  for _, b in ipairs(r.buckets) do
-    put_bucket(b, before)
+  for i, b in ipairs(r.buckets) do
+    if i == nb then
+      -- The newest: the one a write usually changes.
+      put_bucket(b, before)
+    elseif b.enc ~= nil and b.encBefore == before and b.encS == b.s and b.encF == b.f and b.encSl == b.sl
+      and b.encIg == b.ig then
+      -- An older bucket packed as before (a steady breaker's window: only the newest changes).
+      flush_bytes()
+      epn = epn + 1
+      ep[epn] = b.enc
+    else
+      -- Packed, and its bytes kept with it (~1 µs a bucket saved on the next writes).
+      local start = en + 1
+      put_bucket(b, before)
+      b.enc = string.char(unpack(eb, start, en))
+      b.encBefore, b.encS, b.encF, b.encSl, b.encIg = before, b.s, b.f, b.sl, b.ig
+    end
     before = b.index
   end
   if nw > 1 then put_u(nw) end

@@ -59,6 +59,15 @@ end
 local function remember_writer(w, writer, n, floor, now)
   local untilS = math.floor((now + DEDUP_MS) / 1000) + 1
   local e = w.by[writer]
+  if e ~= nil and #w.list == 1 and #e.numbers == 1 and e.floor <= floor and e.numbers[1] < floor then
+    -- The common entry: this writer alone, its last number below the new floor (a breaker sending
+    -- one batch at a time). Changed in place (the record is the caller's to change): what the
+    -- general code below makes of it, without a table made.
+    e.floor = floor
+    e.untilS = untilS
+    e.numbers[1] = n
+    return w
+  end
   local numbers = {}
   if e ~= nil then
     if e.floor > floor then
