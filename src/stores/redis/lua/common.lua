@@ -692,20 +692,25 @@ and encode loses nothing, so an entry is used only when the key holds exactly it
 bucket width, with the writers' entries past their time left out as decode leaves them out. An
 entry is taken when used (the caller may change the record) and put back by the next write. The
 table lives as long as the function library (a script run by EVALSHA starts with an empty one:
-nothing is kept, nothing is wrong) and is dropped whole once it holds RECORDS_KEPT_MAX records. ]]
-local RECORDS_KEPT_MAX = 1000
+nothing is kept, nothing is wrong) and is dropped whole once it would weigh more than
+RECORDS_KEPT_MAX: a record weighs 2, plus 1 a bucket and 1 a writer's entry, so it holds ~1,300
+breakers with one bucket, or ~315 with a full window of ten (800 such breakers written in turn:
+used_memory_vm_functions at most 1.4 MB above its start, what Lua's collector had not yet freed
+included; 5.4 MB for a cap of 1,000 records). ]]
+local RECORDS_KEPT_MAX = 4096
 local records_kept = {}
 local records_kept_size = 0
 
 local function keep_record(key, text, r, p)
-  if records_kept[key] == nil then
-    if records_kept_size >= RECORDS_KEPT_MAX then
-      records_kept = {}
-      records_kept_size = 0
-    end
-    records_kept_size = records_kept_size + 1
+  local weight = 2 + #r.buckets + #r.w.list
+  local kept = records_kept[key]
+  local size = records_kept_size + weight - (kept == nil and 0 or kept.weight)
+  if size > RECORDS_KEPT_MAX then
+    records_kept = {}
+    size = weight
   end
-  records_kept[key] = { text = text, r = r, bucketMs = p.bucketMs }
+  records_kept_size = size
+  records_kept[key] = { text = text, r = r, bucketMs = p.bucketMs, weight = weight }
 end
 
 -- The record packed in `text` at `key` (decode's answer, from the kept record when it is that text's).
