@@ -78,7 +78,7 @@ describe('the packed record, in Lua', () => {
     client = c;
   });
 
-  it('reads what the JavaScript codec wrote, writes it back byte for byte, and refuses every record cut short', async () => {
+  it('reads what the JavaScript codec wrote, writes it back byte for byte, and refuses records cut short', async () => {
     const seed = Math.floor(Math.random() * 2 ** 31);
     const next = seededRandom(seed);
     for (const bucketMs of [6_000, 1_000, 333.5]) {
@@ -101,8 +101,10 @@ describe('the packed record, in Lua', () => {
           else
             local again = encode(r, p, now)
             local short = ''
+            -- Every prefix of the first 64 bytes and the last 16, one in 13 between (a long
+            -- reason or many writers would make every prefix quadratic).
             for n = 0, #s - 1 do
-              if decode(string.sub(s, 1, n), p, now) ~= nil then
+              if (n < 64 or n >= #s - 16 or n % 13 == 0) and decode(string.sub(s, 1, n), p, now) ~= nil then
                 short = 'read a record from its first ' .. n .. ' bytes'
                 break
               end
