@@ -5,8 +5,8 @@
 //
 // The console shows one line per file, failures in full and a summary (scripts/test-reporter.mjs);
 // what each file printed is in .tmp/test-logs/<file>.log and the whole run as TAP in
-// .tmp/test-logs/run.tap. The summary ends with node's `# tests N` / `# fail N` lines (.ci/run
-// reads them).
+// .tmp/test-logs/run.tap (another directory with CIRCUITRY_TEST_LOG_DIR). The summary ends with
+// node's `# tests N` / `# fail N` lines (.ci/run reads them).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -39,7 +39,8 @@ if (files.length === 0) {
 // that a failed test left busy, with a timer or a connection, would otherwise keep it alive).
 // Not --test-force-exit: on Node 24 it ends a file before all of its tests have run, silently.
 const LIMIT_MS = Number(process.env.TEST_RUN_LIMIT_MS ?? 14 * 60_000);
-const logDir = join(root, '.tmp', 'test-logs');
+// Another directory with CIRCUITRY_TEST_LOG_DIR: .ci/run runs two passes side by side.
+const logDir = process.env.CIRCUITRY_TEST_LOG_DIR ?? join(root, '.tmp', 'test-logs');
 rmSync(logDir, { recursive: true, force: true });
 mkdirSync(logDir, { recursive: true });
 const result = spawnSync(

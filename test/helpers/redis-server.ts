@@ -29,18 +29,39 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+async function until(
+  check: () => Promise<boolean>,
+  what: string,
+  timeoutMs = 10_000,
+  gone: () => void = () => {},
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
+    gone();
+    const done = await check().catch((error: unknown) => {
+      if (error instanceof PortTaken) throw error;
+      return false;
+    });
+    if (done) return;
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`timed out waiting for ${what}`);
 }
 
-async function pings(port: number): Promise<boolean> {
-  const { stdout } = await run('redis-cli', ['-p', String(port), 'PING']);
-  return stdout.trim() === 'PONG';
+class PortTaken extends Error {}
+
+/**
+ * Whether the server on `port` answers and is process `pid`: a port found free can be taken by
+ * another test run's server before this one binds it (the CI runs test passes side by side), and
+ * then the other server would answer the PING.
+ */
+async function answers(port: number, pid: number | undefined): Promise<boolean> {
+  const { stdout } = await run('redis-cli', ['-p', String(port), 'INFO', 'server']);
+  const found = /^process_id:(\d+)/m.exec(stdout);
+  if (found !== null && Number(found[1]) !== pid) {
+    throw new PortTaken(`port ${port} is another process's redis-server (${found[1]}), not ours (${pid})`);
+  }
+  return found !== null;
 }
 
 /**
@@ -57,9 +78,17 @@ export class RedisServer {
   ) {}
 
   static async start(extraArgs: readonly string[] = []): Promise<RedisServer> {
-    const server = new RedisServer(await freePort(), extraArgs);
-    await server.restart();
-    return server;
+    // A port taken between finding it free and binding it: another port (three tries).
+    for (let attempt = 1; ; attempt++) {
+      const server = new RedisServer(await freePort(), extraArgs);
+      try {
+        await server.restart();
+        return server;
+      } catch (error) {
+        await server.stop();
+        if (!(error instanceof PortTaken) || attempt === 3) throw error;
+      }
+    }
   }
 
   get url(): string {
@@ -95,7 +124,15 @@ export class RedisServer {
     child.on('exit', () => {
       if (this.#process === child) this.#process = null;
     });
-    await until(() => pings(this.port), `redis-server on ${this.port}`);
+    await until(
+      () => answers(this.port, child.pid),
+      `redis-server on ${this.port}`,
+      10_000,
+      () => {
+        // Ours exited (its port was taken, say): waiting longer cannot help.
+        if (this.#process !== child) throw new PortTaken(`redis-server on ${this.port} exited at start`);
+      },
+    );
   }
 
   /** SIGKILL: the server is gone at once, with everything it held. */
