@@ -11,7 +11,9 @@ import type { TestServer } from './server.js';
 // One worker's call gets a 503 with `Retry-After: 2`: every worker process, each with its own
 // factory on one real Redis, rejects within milliseconds, no request reaches the server for 2 s,
 // then they are admitted again. The wall clock is the point here, so the bounds are generous
-// (±100 ms, as issue 24 asks), and measured on the server's side.
+// (±100 ms, as issue 24 asks), and measured on the server's side: each request says when its
+// call began (a call admitted before the open reached its process can arrive late on a loaded
+// machine; the workers' own rejections are what show how fast the open spread).
 
 const WORKERS = 4;
 const RETRY_AFTER_S = 2;
@@ -22,14 +24,16 @@ describe('Retry-After across processes (Redis)', { timeout: 60_000 }, () => {
   let server: TestServer;
   let armed = false;
   let trippedAt = 0;
+  /** When each `/api` call began, for the requests that reached the server. */
   const apiRequests: number[] = [];
 
   before(async () => {
     redis = await RedisServer.start();
     server = await startServer((req, res) => {
-      if (req.url !== '/api') return false;
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname !== '/api') return false;
       const now = Date.now();
-      apiRequests.push(now);
+      apiRequests.push(Number(url.searchParams.get('at')));
       if (armed && trippedAt === 0) {
         trippedAt = now;
         res.writeHead(503, { 'retry-after': String(RETRY_AFTER_S) });
@@ -77,11 +81,11 @@ describe('Retry-After across processes (Redis)', { timeout: 60_000 }, () => {
       const windowMs = RETRY_AFTER_S * 1_000;
       const after503 = apiRequests.filter((t) => t > t0).map((t) => t - t0);
       const inWindow = after503.filter((ms) => ms > SLACK_MS && ms < windowMs - SLACK_MS);
-      assert.deepEqual(inWindow, [], 'no request reached the server while open');
+      assert.deepEqual(inWindow, [], 'no call begun while open reached the server');
       const firstAgain = after503.find((ms) => ms >= windowMs - SLACK_MS);
       assert.ok(
         firstAgain !== undefined && firstAgain <= windowMs + SLACK_MS,
-        `admitted again ${firstAgain} ms after the 503 (expected ${windowMs} ± ${SLACK_MS})`,
+        `the first call to reach the server again began ${firstAgain} ms after the 503 (expected ${windowMs} ± ${SLACK_MS})`,
       );
       const report: string[] = [];
       for (const [i, attempts] of runs.entries()) {
@@ -105,7 +109,9 @@ describe('Retry-After across processes (Redis)', { timeout: 60_000 }, () => {
           `worker ${i}: first rejection +${firstRejected} ms, admitted at +${admitted[0]![0] - t0} ms`,
         );
       }
-      console.log(`# server: first request again +${firstAgain} ms after the 503; ${report.join('; ')}`);
+      console.log(
+        `# server: the first call to reach it again began +${firstAgain} ms after the 503; ${report.join('; ')}`,
+      );
     } finally {
       await Promise.all(
         workers.map(
