@@ -262,11 +262,13 @@ local function put_text(s)
   end
 end
 
-local function put_leases(leases, base)
-  put_u(#leases)
-  for _, l in ipairs(leases) do
-    put_text(l.id)
-    put_s(l.expiresAt - base)
+-- A list of { id = text, [field] = number }: leases and slots (field expiresAt, relative to the
+-- stamp's ms) and reporters (field bucket, relative to the base bucket).
+local function put_entries(list, field, base)
+  put_u(#list)
+  for _, e in ipairs(list) do
+    put_text(e.id)
+    put_s(e[field] - base)
   end
 end
 
@@ -373,22 +375,16 @@ local function encode(r, p, now)
     put_writer(e, stamp)
   end
   if r.ca ~= 0 then put_s(r.ca - ms) end
-  if #r.slots > 0 then put_leases(r.slots, ms) end
+  if #r.slots > 0 then put_entries(r.slots, 'expiresAt', ms) end
   if r.seq ~= 0 then put_u(r.seq) end
   if r.openedAt ~= 0 then put_s(r.openedAt - ms) end
   if r.openUntil ~= 0 then put_s(r.openUntil - ms) end
   if r.reopens ~= 0 then put_u(r.reopens) end
   if r.ps ~= 0 then put_u(r.ps) end
-  if #r.leases > 0 then put_leases(r.leases, ms) end
+  if #r.leases > 0 then put_entries(r.leases, 'expiresAt', ms) end
   if r.ou ~= 0 then put_s(r.ou - ms) end
   if r.ovr ~= '' then put_text(r.ovr) end
-  if #r.rp > 0 then
-    put_u(#r.rp)
-    for _, x in ipairs(r.rp) do
-      put_text(x.id)
-      put_s(x.bucket - bb)
-    end
-  end
+  if #r.rp > 0 then put_entries(r.rp, 'bucket', bb) end
   if r.tr ~= 0 then put_u(r.tr) end
   if r.ta ~= 0 then put_s(r.ta - ms) end
   if epn == 0 and en <= 4000 then
@@ -473,21 +469,22 @@ local function get_text(max)
   return s
 end
 
-local function get_leases(base)
+-- What put_entries wrote: at most maxN entries, ids of 1 to maxId bytes; nil when malformed.
+local function get_entries(field, base, maxN, maxId)
   local n = get_u()
-  if n == nil or n > dn then
+  if n == nil or n > maxN then
     return nil
   end
-  local leases = {}
+  local list = {}
   for i = 1, n do
-    local id = get_text(MAX_ID)
+    local id = get_text(maxId)
     local at = get_at(base)
     if id == nil or id == '' or at == nil then
       return nil
     end
-    leases[i] = { id = id, expiresAt = at }
+    list[i] = { id = id, [field] = at }
   end
-  return leases
+  return list
 end
 
 local function get_bucket(before)
@@ -643,29 +640,16 @@ local function decode(s, p, now)
     end
   end
   if ok and has(32) then field = 'ca'; r.ca = get_at(ms); ok = r.ca ~= nil end
-  if ok and has(64) then field = 'slots'; r.slots = get_leases(ms); ok = r.slots ~= nil end
+  if ok and has(64) then field = 'slots'; r.slots = get_entries('expiresAt', ms, dn, MAX_ID); ok = r.slots ~= nil end
   if ok and has(128) then field = 'seq'; r.seq = get_count(); ok = r.seq ~= nil end
   if ok and has(256) then field = 'openedAt'; r.openedAt = get_at(ms); ok = r.openedAt ~= nil end
   if ok and has(512) then field = 'openUntil'; r.openUntil = get_at(ms); ok = r.openUntil ~= nil end
   if ok and has(1024) then field = 'reopens'; r.reopens = get_count(); ok = r.reopens ~= nil end
   if ok and has(2048) then field = 'ps'; r.ps = get_count(); ok = r.ps ~= nil end
-  if ok and has(4096) then field = 'leases'; r.leases = get_leases(ms); ok = r.leases ~= nil end
+  if ok and has(4096) then field = 'leases'; r.leases = get_entries('expiresAt', ms, dn, MAX_ID); ok = r.leases ~= nil end
   if ok and has(8192) then field = 'ou'; r.ou = get_at(ms); ok = r.ou ~= nil end
   if ok and has(16384) then field = 'or'; r.ovr = get_text(MAX_REASON); ok = r.ovr ~= nil end
-  if ok and has(32768) then
-    field = 'rp'
-    local n = get_u()
-    ok = n ~= nil and n <= MAX_REPORTERS
-    for i = 1, ok and n or 0 do
-      local id = get_text(64)
-      local bucket = get_at(bb)
-      if id == nil or id == '' or bucket == nil then
-        ok = false
-        break
-      end
-      r.rp[i] = { id = id, bucket = bucket }
-    end
-  end
+  if ok and has(32768) then field = 'rp'; r.rp = get_entries('bucket', bb, MAX_REPORTERS, 64); ok = r.rp ~= nil end
   if ok and has(65536) then field = 'tr'; r.tr = get_count(); ok = r.tr ~= nil and r.tr <= 1000000 end
   if ok and has(131072) then field = 'ta'; r.ta = get_at(ms); ok = r.ta ~= nil end
   if not ok then
