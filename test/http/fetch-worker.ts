@@ -6,7 +6,13 @@ import { BreakerFactory, consecutiveFailures, isCircuitOpenError } from '../../s
 import { breakerFetch } from '../../src/fetch/index.js';
 import { RedisStore } from '../../src/stores/redis/index.js';
 
-export type Attempt = readonly [at: number, got: number | 'rejected' | 'error', retryAfterMs: number];
+/** A call: when it began, what it got, the rejection's retryAfterMs, and when it ended. */
+export type Attempt = readonly [
+  at: number,
+  got: number | 'rejected' | 'error',
+  retryAfterMs: number,
+  end: number,
+];
 
 const [redisUrl, prefix, origin] = process.argv.slice(2) as [string, string, string];
 const client = new Redis(redisUrl);
@@ -26,9 +32,11 @@ async function attempt(path: string): Promise<Attempt> {
     // process may arrive late on a loaded machine, which says nothing about the breaker.
     const response = await fetch(`${origin}${path}?at=${at}`);
     await response.text();
-    return [at, response.status, 0];
+    return [at, response.status, 0, Date.now()];
   } catch (error) {
-    return isCircuitOpenError(error) ? [at, 'rejected', error.retryAfterMs] : [at, 'error', 0];
+    return isCircuitOpenError(error)
+      ? [at, 'rejected', error.retryAfterMs, Date.now()]
+      : [at, 'error', 0, Date.now()];
   }
 }
 

@@ -82,35 +82,46 @@ describe('Retry-After across processes (Redis)', { timeout: 60_000 }, () => {
       const after503 = apiRequests.filter((t) => t > t0).map((t) => t - t0);
       const inWindow = after503.filter((ms) => ms > SLACK_MS && ms < windowMs - SLACK_MS);
       assert.deepEqual(inWindow, [], 'no call begun while open reached the server');
+      // Retry-After counts from when the tripping worker had the 503, which a loaded machine
+      // delays past the server's sending it: the open ends by then + windowMs (+ SLACK_MS).
+      const tripped = runs.flat().find(([, got]) => got === 503);
+      assert.ok(tripped !== undefined, 'a worker got the 503');
+      const received = tripped[3] - t0;
       const firstAgain = after503.find((ms) => ms >= windowMs - SLACK_MS);
       assert.ok(
-        firstAgain !== undefined && firstAgain <= windowMs + SLACK_MS,
-        `the first call to reach the server again began ${firstAgain} ms after the 503 (expected ${windowMs} ± ${SLACK_MS})`,
+        firstAgain !== undefined && firstAgain <= received + windowMs + SLACK_MS,
+        `the first call to reach the server again began ${firstAgain} ms after the 503 (expected ${windowMs} - ${SLACK_MS} to ${received} + ${windowMs} + ${SLACK_MS})`,
       );
       const report: string[] = [];
       for (const [i, attempts] of runs.entries()) {
         const rejected = attempts.filter(([at, got]) => got === 'rejected' && at > t0);
         assert.ok(rejected.length > 0, `worker ${i} was rejected`);
         const firstRejected = rejected[0]![0] - t0;
-        assert.ok(firstRejected <= SLACK_MS, `worker ${i} first rejected ${firstRejected} ms after the 503`);
+        // The open reached this worker within SLACK_MS: every call it began after that, until the
+        // window's end, was rejected. (Not its first rejection's time: on a loaded machine a call
+        // admitted just before the open can hold the worker's loop past SLACK_MS.)
+        const whileOpen = attempts.filter(([at]) => at - t0 > SLACK_MS && at - t0 < windowMs - SLACK_MS);
+        assert.ok(whileOpen.length > 0, `worker ${i} called while open`);
+        const through = whileOpen.filter(([, got]) => got !== 'rejected');
+        assert.deepEqual(
+          through.map(([at, got]) => [at - t0, got]),
+          [],
+          `worker ${i}: calls begun while open that were not rejected (ms after the 503, what they got)`,
+        );
         for (const [at, , retryAfterMs] of rejected) {
           assert.ok(
-            retryAfterMs <= windowMs && at - t0 + retryAfterMs <= windowMs + SLACK_MS,
+            retryAfterMs <= windowMs && at - t0 + retryAfterMs <= received + windowMs + SLACK_MS,
             'retryAfterMs says when',
           );
         }
         const admitted = attempts.filter(([at, got]) => got === 200 && at - t0 > windowMs - SLACK_MS);
         assert.ok(admitted.length > 0, `worker ${i} was admitted again`);
-        assert.ok(
-          attempts.every(([at, got]) => got !== 200 || at - t0 < SLACK_MS || at - t0 > windowMs - SLACK_MS),
-          `worker ${i} got through while open`,
-        );
         report.push(
           `worker ${i}: first rejection +${firstRejected} ms, admitted at +${admitted[0]![0] - t0} ms`,
         );
       }
       console.log(
-        `# server: the first call to reach it again began +${firstAgain} ms after the 503; ${report.join('; ')}`,
+        `# server: the 503 received +${received} ms after it was sent; the first call to reach the server again began +${firstAgain} ms after it; ${report.join('; ')}`,
       );
     } finally {
       await Promise.all(
