@@ -56,13 +56,15 @@ function describeFailure(error) {
 
 /** Where the test failed: the first stack frame in its file (tsx's source maps make node's own
  * line and column of a test point into the compiled code). */
-function locate(error, state, data) {
+function locate(error, data) {
+  // The file that registered the test: a test file, or a suite it calls (src/testing/*.ts).
+  const name = relative(root, resolve(root, data.file));
   const thrown = error?.cause ?? error;
   const stack = typeof thrown?.stack === 'string' ? thrown.stack : '';
-  const frame = stack.split('\n').find((line) => line.includes(state.name));
+  const frame = stack.split('\n').find((line) => line.includes(name));
   const match = frame === undefined ? null : /:(\d+):(\d+)\)?\s*$/.exec(frame);
-  if (match !== null) return `${state.name}:${match[1]}:${match[2]}`;
-  return data.line === undefined ? state.name : `${state.name}:${data.line}:${data.column}`;
+  if (match !== null) return `${name}:${match[1]}:${match[2]}`;
+  return data.line === undefined ? name : `${name}:${data.line}:${data.column}`;
 }
 
 export default async function* reporter(source) {
@@ -74,9 +76,16 @@ export default async function* reporter(source) {
   const summaryLines = [];
   const startedAt = Date.now();
 
+  /** The test file running now: files run one at a time (`--test-concurrency=1`). */
+  let running;
+
   function fileOf(data) {
     const path = data.file === undefined ? undefined : resolve(root, data.file);
     if (path === undefined) return undefined;
+    // A test registered by a module the test file calls (the conformance suite and the model check
+    // in src/testing/) names that module as its file: it counts, and takes its time, in the test
+    // file that ran it.
+    if (!path.endsWith('.test.ts') && running !== undefined && !running.done) return running;
     let state = files.get(path);
     if (state === undefined) {
       const name = relative(root, path);
@@ -98,6 +107,7 @@ export default async function* reporter(source) {
       writeFileSync(state.log, `# ${name}\n`);
     }
     state.firstAt ??= Date.now();
+    if (path.endsWith('.test.ts')) running = state;
     return state;
   }
 
@@ -196,7 +206,7 @@ export default async function* reporter(source) {
             text = `the file failed outside its tests (it did not load, or its process exited early)`;
             if (tail !== '') text += `; its last lines of stderr:\n${indent(tail, '  ')}`;
           }
-          const where = locate(error, state, data);
+          const where = locate(error, data);
           state.failures.push({ title, where, text });
           appendFileSync(state.log, `${indent(text)}\n`);
         }
