@@ -169,6 +169,12 @@ export default async function* reporter(source) {
         }
         break;
       }
+      case 'test:dequeue': {
+        // A file about to run (its tests' events follow): the file running now, for the tests
+        // that other modules register (see `fileOf`), even before a test of its own has run.
+        if (isFileEntry(data)) fileOf(data);
+        break;
+      }
       case 'test:start': {
         if (data.file === undefined || isFileEntry(data)) break;
         const state = fileOf(data);
