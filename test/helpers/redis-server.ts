@@ -39,7 +39,7 @@ async function until(
   while (Date.now() < deadline) {
     gone();
     const done = await check().catch((error: unknown) => {
-      if (error instanceof PortTaken) throw error;
+      if (error instanceof NotOurServer) throw error;
       return false;
     });
     if (done) return;
@@ -48,7 +48,8 @@ async function until(
   throw new Error(`timed out waiting for ${what}`);
 }
 
-class PortTaken extends Error {}
+/** The server on a port is another process's, or ours exited at start (its port was taken). */
+class NotOurServer extends Error {}
 
 /**
  * Whether the server on `port` answers and is process `pid`: a port found free can be taken by
@@ -59,7 +60,7 @@ async function answers(port: number, pid: number | undefined): Promise<boolean> 
   const { stdout } = await run('redis-cli', ['-p', String(port), 'INFO', 'server']);
   const found = /^process_id:(\d+)/m.exec(stdout);
   if (found !== null && Number(found[1]) !== pid) {
-    throw new PortTaken(`port ${port} is another process's redis-server (${found[1]}), not ours (${pid})`);
+    throw new NotOurServer(`port ${port} is another process's redis-server (${found[1]}), not ours (${pid})`);
   }
   return found !== null;
 }
@@ -78,7 +79,7 @@ export class RedisServer {
   ) {}
 
   static async start(extraArgs: readonly string[] = []): Promise<RedisServer> {
-    // A port taken between finding it free and binding it: another port (three tries).
+    // A port taken between finding it free and binding it (NotOurServer): another port (three tries).
     for (let attempt = 1; ; attempt++) {
       const server = new RedisServer(await freePort(), extraArgs);
       try {
@@ -86,7 +87,7 @@ export class RedisServer {
         return server;
       } catch (error) {
         await server.stop();
-        if (!(error instanceof PortTaken) || attempt === 3) throw error;
+        if (!(error instanceof NotOurServer) || attempt === 3) throw error;
       }
     }
   }
@@ -130,7 +131,7 @@ export class RedisServer {
       10_000,
       () => {
         // Ours exited (its port was taken, say): waiting longer cannot help.
-        if (this.#process !== child) throw new PortTaken(`redis-server on ${this.port} exited at start`);
+        if (this.#process !== child) throw new NotOurServer(`redis-server on ${this.port} exited at start`);
       },
     );
   }
