@@ -275,3 +275,60 @@ export async function writeRecord(
   if (ttl > 0) await client.set(key, encodeRecord(r, bucketMs), 'PX', ttl);
   else await client.set(key, encodeRecord(r, bucketMs));
 }
+
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+const ID_CHARS = 'abcdefghijklmnopqrstuvwxyz0123456789._-';
+
+/** A random record at `stamp` whose writers are all live at `stamp`, edge values included. */
+export function randomRecord(next: () => number, stamp: number, bucketMs: number): PackedRecord {
+  const int = (max: number) => Math.floor(next() * (max + 1));
+  const pick = <T>(...xs: T[]): T => xs[int(xs.length - 1)]!;
+  const count = () => pick(0, 0, 1, int(100), int(2 ** 20), MAX_SAFE, int(MAX_SAFE));
+  const time = () =>
+    pick(0, stamp * 1000 + int(60_000), stamp * 1000 - int(60_000), int(MAX_SAFE), MAX_SAFE, 1);
+  const id = (max: number) =>
+    Array.from({ length: 1 + int(max - 1) }, () => ID_CHARS[int(ID_CHARS.length - 1)]).join('');
+  const leases = (): PackedLease[] =>
+    Array.from({ length: int(4) }, () => ({ id: id(33), expiresAt: time() }));
+  const base = Math.floor((stamp * 1000) / bucketMs);
+  let index = base - int(20);
+  const writers = new Map<string, PackedRecord['w'][number]>();
+  for (let i = int(5); i > 0; i--) {
+    const floor = count();
+    const numbers = pick(
+      [floor],
+      [],
+      [floor, Math.min(MAX_SAFE, floor + 1)],
+      Array.from({ length: int(3) }, () => count()),
+    );
+    writers.set(id(65), { id: '', floor, untilS: pick(stamp + 61, stamp + 1 + int(120)), numbers });
+  }
+  return {
+    state: pick('closed', 'open', 'half-open'),
+    override: pick('', 'forced-open', 'forced-closed', 'metrics-only'),
+    stamp,
+    gen: pick(stamp * 100_000, stamp * 100_000 + int(99), 1 + int(MAX_SAFE - 1), MAX_SAFE, 1),
+    cf: count(),
+    buckets: Array.from({ length: pick(0, 1, int(12)) }, () => ({
+      index: (index += 1 + pick(0, 0, int(5))),
+      s: count(),
+      f: count(),
+      sl: count(),
+      ig: count(),
+    })),
+    w: [...writers].map(([writer, e]) => ({ ...e, id: writer })),
+    ca: time(),
+    slots: leases(),
+    seq: count(),
+    openedAt: time(),
+    openUntil: time(),
+    reopens: count(),
+    ps: count(),
+    leases: leases(),
+    ou: time(),
+    ovr: pick('', 'deploy', Buffer.from(Array.from({ length: int(800) }, () => int(255))).toString('latin1')),
+    rp: Array.from({ length: pick(0, int(32)) }, () => ({ id: id(64), bucket: base + int(40) - 20 })),
+    tr: pick(0, int(1_000_000), 1_000_000),
+    ta: time(),
+  };
+}

@@ -55,6 +55,12 @@ async function existsCalls(client: Redis): Promise<number> {
   return Number(/^cmdstat_exists:calls=(\d+)/m.exec(info)?.[1] ?? 0);
 }
 
+/** GET commands since the stats were reset: the store's own, and those its scripts ran. */
+async function getCalls(client: Redis): Promise<number> {
+  const info = await client.info('commandstats');
+  return Number(/^cmdstat_get:calls=(\d+)/m.exec(info)?.[1] ?? 0);
+}
+
 /** Changes to the dataset since the server started (Redis's dirty counter): 0 means nothing was written. */
 async function writes(client: Redis): Promise<number> {
   const info = await client.info('persistence');
@@ -72,7 +78,7 @@ describe('breakers on a RedisStore', () => {
     client = c;
   });
 
-  it('cost a healthy call under a count policy one EXISTS (no script, no write); with a record, one script carrying the reset of the call before; the same under a failure rate (a write); none for a rejection known locally', async () => {
+  it('cost a healthy call under a count policy one EXISTS (no script, no write); with a record, one script carrying the reset of the call before, or a GET with nothing to carry; the same under a failure rate (a write); none for a rejection known locally', async () => {
     const factory = new BreakerFactory({
       store: new RedisStore({ client, prefix: `rt-${randomUUID()}:` }),
       trip: consecutiveFailures(3),
@@ -96,8 +102,14 @@ describe('breakers on a RedisStore', () => {
       // without the caller waiting for it. It waits for the next call's acquire, which carries
       // it; the last leaves at the flush. With no record there is no run to reset and the call is
       // admitted: a plain EXISTS answers both (no script runs, so every EXISTS is the store's).
+      // The first call has nothing to carry: its acquire is a plain GET, which finds no record.
       assert.deepEqual(await commands(client), {}, 'no script');
-      assert.equal(await existsCalls(client), 101, 'an EXISTS per call, carrying the success before it');
+      assert.equal(
+        await existsCalls(client),
+        100,
+        'an EXISTS per call after the first, carrying the success before it',
+      );
+      assert.equal(await getCalls(client), 1, "the first call's acquire");
       assert.equal(await writes(client), before, 'a success with no run to reset writes nothing');
 
       // A failure starts a run; the success after it resets the run (one write), the next ones do not.
@@ -110,14 +122,15 @@ describe('breakers on a RedisStore', () => {
       assert.ok(afterReset > afterFailure, 'the first success reset the run');
       for (let i = 0; i < 9; i++) await breaker.execute(ok);
       await breaker.flush();
+      // An acquire with nothing to carry reads the record with a GET (closed: admitted, no
+      // script): the first call, and the first after each flush.
       assert.deepEqual(
         await commands(client),
-        { fcall: 12 },
-        'the reset, then ten acquires carrying nine resets, and one',
+        { fcall: 10 },
+        'the reset at the flush, then eight acquires carrying the successes before them, and the last at the flush',
       );
-      // The breaker has a record: its calls go straight to the script. These 10 are the scripts'
-      // own (a carried success looks for the record it resets); an EXISTS before each call would
-      // add 11.
+      // These 10 EXISTS are the scripts' own (a carried success looks for the record it resets);
+      // an EXISTS before each call would add 11.
       assert.equal(await existsCalls(client), 10, 'no EXISTS before the scripts');
       assert.equal(await writes(client), afterReset, 'the others had no run to reset');
 
@@ -126,8 +139,8 @@ describe('breakers on a RedisStore', () => {
       await rate.breakerFor('dep').flush();
       assert.deepEqual(
         await commands(client),
-        { fcall: 101 },
-        'a failure rate counts every call, carried the same',
+        { fcall: 100 },
+        'a failure rate counts every call, carried the same (the first acquire a GET)',
       );
       await breaker.flush();
 
@@ -223,8 +236,9 @@ describe('breakers on a RedisStore', () => {
       await breaker.flush();
       const ran = 100 - throttled;
       assert.ok(throttled > 30, `throttled ${throttled}`);
-      // Each call that ran: its acquire, carrying the success before; a throttled call: nothing.
-      assert.deepEqual(await commands(client), { fcall: ran + 1 });
+      // Each call that ran: its acquire, carrying the success before (the first, with none to
+      // carry, reads the record: a GET); the last success at the flush; a throttled call: nothing.
+      assert.deepEqual(await commands(client), { fcall: ran });
       assert.equal((await breaker.state()).state, 'closed');
     } finally {
       await factory.close();

@@ -34,14 +34,15 @@ class CountingStore extends RedisStore {
 }
 
 /**
- * Counts the round trips `client` sends for the store: scripts, and the plain EXISTS that answers
- * for a breaker with no record (what the scripts run inside is not sent).
+ * Counts the round trips `client` sends for the store: scripts, the plain EXISTS that answers
+ * for a breaker with no record, and the GET that answers an acquire of a closed one (what the
+ * scripts run inside is not sent).
  */
 function countSent(client: Redis): { readonly sent: () => number; restore: () => void } {
   const original = client.sendCommand.bind(client);
   let n = 0;
   client.sendCommand = (command: { name: string }, ...rest: unknown[]) => {
-    if (/^(fcall|fcall_ro|evalsha|eval|exists)$/i.test(command.name)) n += 1;
+    if (/^(fcall|fcall_ro|evalsha|eval|exists|get)$/i.test(command.name)) n += 1;
     return (original as (...args: unknown[]) => unknown)(command, ...rest);
   };
   return { sent: () => n, restore: () => void (client.sendCommand = original) };
@@ -104,8 +105,9 @@ describe('what a quorum costs on Redis', () => {
       assert.equal(withQuorum.acquire, without.acquire, label);
       assert.equal(withQuorum.record, without.record, label);
       assert.equal(withQuorum.carried, without.carried, label);
-      // Every store call is one round trip (a script, an acquire carrying a record too, or an
-      // EXISTS for a breaker with no record): the commands sent are the calls made.
+      // Every store call here is one round trip (a script, an acquire carrying a record too, an
+      // EXISTS for a breaker with no record, or a GET for an acquire of a closed breaker): the
+      // commands sent are the calls made.
       assert.equal(
         withQuorum.commands,
         withQuorum.acquire + withQuorum.record + withQuorum.carried + withQuorum.heartbeat,

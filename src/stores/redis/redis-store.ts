@@ -36,6 +36,7 @@ import {
   scanPattern,
   validatePrefix,
 } from './keys.js';
+import { closedView } from './record-view.js';
 import type { LuaScript } from './scripts.generated.js';
 import { policyFields } from '../policy-fields.js';
 import {
@@ -182,10 +183,18 @@ class Reply {
 const MAX_WITH_RECORD = 10_000;
 
 /**
+ * How long the server's clock, as a script last told it, stands for it in an acquire answered
+ * from a plain `GET` (see `#serverNow`): clocks drift by far less than a ms in this time.
+ */
+const SERVER_CLOCK_MS = 60_000;
+
+/**
  * Breaker state in Redis (or Redis Cluster), shared by every process that uses the same server
  * and prefix. Each operation is one round trip running one Lua script, atomic on the server and
- * timed by the server's clock, so workers with skewed clocks agree; what a missing record answers
- * alone (an acquire without a concurrency limit, a success under a count policy) is one `EXISTS`.
+ * timed by the server's clock, so workers with skewed clocks agree. What needs no script is not
+ * sent one: an acquire without a concurrency limit reads the record with one `GET` and admits
+ * from it when the breaker is closed with no override (the script's own answer there, which
+ * writes nothing), and a success under a count policy for a breaker with no record is one `EXISTS`.
  * One key per breaker at `<prefix>{<hex name>}`, its record packed into one string; a
  * garbage-collection TTL longer than anything the breaker remembers; transitions published on
  * `<prefix>events`.
@@ -211,6 +220,16 @@ export class RedisStore implements Store, RecordExaminer {
    * costs one `EXISTS` more, once).
    */
   readonly #withRecord = new Set<string>();
+  /**
+   * Breakers whose last answer was not a closed record with no override (open, half-open, an
+   * override, a record the script had to reset): their acquires go straight to the script rather
+   * than reading the record first. Forgotten whole past MAX_WITH_RECORD names.
+   */
+  readonly #scriptFirst = new Set<string>();
+  /** The server's clock minus this process's, as the last script's answer told it (see `#serverNow`). */
+  #clockSkewMs = 0;
+  /** When (`Date.now()`) `#clockSkewMs` was learned; 0: never. */
+  #clockSkewAt = 0;
   /** Enforces `maxConcurrent` (see `Store.limitsConcurrency`): slots in the breaker's record. */
   readonly limitsConcurrency = true;
   /** One connection (per cluster node), answered in order: this process's calls land in order. */
@@ -239,20 +258,86 @@ export class RedisStore implements Store, RecordExaminer {
   }
 
   async acquire(name: string, policy: BreakerPolicy): Promise<AcquireResult> {
-    if (policy.maxConcurrent === 0 && (await this.#noRecord(name))) {
-      return closedAdmission(NO_RECORD, this.#now(), 0, 0);
+    if (policy.maxConcurrent === 0 && !this.#scriptFirst.has(name)) {
+      const read = await this.#readAcquire(name, policy);
+      if (read !== null) return read;
     }
     const acquired = this.#acquired(name, await this.#run(acquireScript, name, policy, []));
     this.#saw(name, acquired.generation);
+    this.#learn(name, acquired);
     return acquired;
   }
 
   /**
-   * Whether the breaker has no record, by a plain `EXISTS` (no script: about a `GET`), for the
-   * calls a missing record answers alone: an acquire without a concurrency limit (closed,
-   * admitted under generation 0, nothing written, as the script's own first check), and a
-   * success under a count policy (no run to reset: nothing written). A breaker this store last
-   * saw with a record is not asked: false, and its call goes to the script.
+   * An acquire without a concurrency limit answered from one `GET` of the record, as acquire.lua
+   * answers it without writing: no record admits under generation 0; a closed record with no
+   * override admits under its generation. Null for anything else (the script answers it), and
+   * for a record that closed once while the server's clock is not known here (`#serverNow`).
+   */
+  async #readAcquire(name: string, policy: BreakerPolicy): Promise<AcquireResult | null> {
+    const client = this.#client;
+    if (typeof client.getBuffer !== 'function') return null;
+    let value: Buffer | null;
+    try {
+      value = await client.getBuffer(breakerKey(this.#prefix, name));
+    } catch (error) {
+      // Not a string (an earlier version's hash): the script resets it.
+      if (!errorText(error).includes('WRONGTYPE')) throw error;
+      this.#noteScriptFirst(name, true);
+      return null;
+    }
+    if (value === null) {
+      this.#saw(name, NO_RECORD);
+      return closedAdmission(NO_RECORD, this.#now(), 0, 0);
+    }
+    const view = closedView(value, policy.bucketMs);
+    if (view === null) {
+      this.#noteScriptFirst(name, true);
+      return null;
+    }
+    let now = this.#now();
+    if (view.closedAt > 0) {
+      // The close anchors the recovery ramp in the store's time (`closedAt` against `now`).
+      const server = this.#serverNow();
+      if (server === null) return null;
+      now = server;
+    }
+    this.#saw(name, view.generation);
+    return closedAdmission(view.generation, now, view.closedAt, view.consecutiveFailures);
+  }
+
+  /** Notes what a script's acquire said: the server's clock, and whether to read the record first. */
+  #learn(name: string, acquired: AcquireResult): void {
+    this.#clockSkewAt = Date.now();
+    this.#clockSkewMs = acquired.now - (this.#timeOffsetMs?.() ?? 0) - this.#clockSkewAt;
+    this.#noteScriptFirst(name, acquired.state !== 'closed' || acquired.override !== null);
+  }
+
+  #noteScriptFirst(name: string, first: boolean): void {
+    if (!first) {
+      this.#scriptFirst.delete(name);
+    } else if (!this.#scriptFirst.has(name)) {
+      if (this.#scriptFirst.size >= MAX_WITH_RECORD) this.#scriptFirst.clear();
+      this.#scriptFirst.add(name);
+    }
+  }
+
+  /**
+   * The store's time now (the server's clock, plus `timeOffsetMs`) from the skew a script's answer
+   * showed within the last SERVER_CLOCK_MS (within a round trip of it); null when none did.
+   */
+  #serverNow(): number | null {
+    const local = Date.now();
+    if (this.#clockSkewAt === 0 || local - this.#clockSkewAt > SERVER_CLOCK_MS) return null;
+    return local + this.#clockSkewMs + (this.#timeOffsetMs?.() ?? 0);
+  }
+
+  /**
+   * Whether the breaker has no record, by a plain `EXISTS` (no script: about a `GET`), for a call
+   * a missing record answers alone: a success under a count policy carried on an acquire without
+   * a concurrency limit (no run to reset: nothing written; closed, admitted under generation 0,
+   * as the script's own first check). A breaker this store last saw with a record is not asked:
+   * false, and its call goes to the script.
    */
   async #noRecord(name: string): Promise<boolean> {
     if (this.#withRecord.has(name) || typeof this.#client.exists !== 'function') return false;
@@ -300,6 +385,7 @@ export class RedisStore implements Store, RecordExaminer {
     if (typeof raw[0] === 'string' && raw[0] !== 'update') {
       const short = shortCarry(raw, policy);
       this.#saw(name, short.acquire.generation);
+      this.#learn(name, short.acquire);
       return short;
     }
     const [recorded, acquired] = raw;
@@ -310,6 +396,7 @@ export class RedisStore implements Store, RecordExaminer {
       acquire: this.#acquired(name, acquired),
     };
     this.#saw(name, result.acquire.generation);
+    this.#learn(name, result.acquire);
     return result;
   }
 
