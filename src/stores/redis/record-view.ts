@@ -31,7 +31,7 @@ const MASK_LIMIT = 262_144;
 
 /** A cursor over the record's bytes; every reader answers -1 for what common.lua rejects. */
 class Cursor {
-  at = 0;
+  pos = 0;
   constructor(readonly bytes: Uint8Array) {}
 
   /** An unsigned varint (common.lua get_u), or -1. */
@@ -39,8 +39,8 @@ class Cursor {
     const bytes = this.bytes;
     let x = 0;
     let scale = 1;
-    while (this.at < bytes.length) {
-      const byte = bytes[this.at++]!;
+    while (this.pos < bytes.length) {
+      const byte = bytes[this.pos++]!;
       if (byte < 128) {
         x += byte * scale;
         return x > MAX_VARINT ? -1 : x;
@@ -59,7 +59,7 @@ class Cursor {
   }
 
   /** A time or count relative to `base` (get_at), landing in [0, MAX_SAFE]; or -1. */
-  at_(base: number): number {
+  at(base: number): number {
     const z = this.u();
     if (z < 0) return -1;
     const t = base + (z % 2 === 0 ? z / 2 : -(z + 1) / 2);
@@ -69,8 +69,8 @@ class Cursor {
   /** Skips a text of at most `max` bytes (get_text); false when malformed. */
   text(max: number, nonEmpty: boolean): boolean {
     const n = this.u();
-    if (n < 0 || n > max || (nonEmpty && n === 0) || this.at + n > this.bytes.length) return false;
-    this.at += n;
+    if (n < 0 || n > max || (nonEmpty && n === 0) || this.pos + n > this.bytes.length) return false;
+    this.pos += n;
     return true;
   }
 
@@ -78,7 +78,7 @@ class Cursor {
   entries(maxN: number, maxId: number, base: number): boolean {
     const n = this.u();
     if (n < 0 || n > maxN) return false;
-    for (let i = 0; i < n; i++) if (!this.text(maxId, true) || this.at_(base) < 0) return false;
+    for (let i = 0; i < n; i++) if (!this.text(maxId, true) || this.at(base) < 0) return false;
     return true;
   }
 }
@@ -94,13 +94,14 @@ export function closedView(bytes: Uint8Array, bucketMs: number): ClosedView | nu
   // Closed (state 0) with no override (0): the first byte is the mark itself.
   if (bytes[0] !== MARK) return null;
   const c = new Cursor(bytes);
-  c.at = 1;
+  c.pos = 1;
   const mask = c.u();
-  if (mask < 0 || mask >= MASK_LIMIT || c.at + 4 > length) return null;
-  const stamp = ((bytes[c.at]! * 256 + bytes[c.at + 1]!) * 256 + bytes[c.at + 2]!) * 256 + bytes[c.at + 3]!;
-  c.at += 4;
+  if (mask < 0 || mask >= MASK_LIMIT || c.pos + 4 > length) return null;
+  const stamp =
+    ((bytes[c.pos]! * 256 + bytes[c.pos + 1]!) * 256 + bytes[c.pos + 2]!) * 256 + bytes[c.pos + 3]!;
+  c.pos += 4;
   const ms = stamp * 1000;
-  const generation = c.at_(stamp * 100_000);
+  const generation = c.at(stamp * 100_000);
   if (generation < 1) return null;
   const has = (bit: number): boolean => (mask & bit) !== 0;
   let consecutiveFailures = 0;
@@ -117,8 +118,8 @@ export function closedView(bytes: Uint8Array, bucketMs: number): ClosedView | nu
     for (let i = 0; i < n; i++) {
       // The bucket's index, relative to the one before: after the first it must move forward.
       const d = c.u();
-      if (d < 0 || (i > 0 && (d % 2 === 1 || d === 0)) || c.at >= length) return null;
-      const which = bytes[c.at++]!;
+      if (d < 0 || (i > 0 && (d % 2 === 1 || d === 0)) || c.pos >= length) return null;
+      const which = bytes[c.pos++]!;
       if (which > 15) return null;
       for (let bit = 1; bit <= 8; bit *= 2) if ((which & bit) !== 0 && c.count() < 0) return null;
     }
@@ -136,14 +137,14 @@ export function closedView(bytes: Uint8Array, bucketMs: number): ClosedView | nu
       const head = c.u();
       if (head < 0) return null;
       const len = Math.floor(head / 4);
-      if (len < 1 || len > MAX_ID || c.at + len > length) return null;
+      if (len < 1 || len > MAX_ID || c.pos + len > length) return null;
       if (ids !== null) {
-        const id = String.fromCharCode(...bytes.subarray(c.at, c.at + len));
+        const id = String.fromCharCode(...bytes.subarray(c.pos, c.pos + len));
         if (ids.has(id)) return null;
         ids.add(id);
       }
-      c.at += len;
-      if (head % 2 === 0 && c.at_(stamp) < 0) return null;
+      c.pos += len;
+      if (head % 2 === 0 && c.at(stamp) < 0) return null;
       if (c.count() < 0) return null;
       if (head % 4 < 2) {
         const numbers = c.u();
@@ -154,24 +155,24 @@ export function closedView(bytes: Uint8Array, bucketMs: number): ClosedView | nu
   }
   let closedAt = 0;
   if (has(32)) {
-    closedAt = c.at_(ms);
+    closedAt = c.at(ms);
     if (closedAt < 0) return null;
   }
   if (has(64) && !c.entries(length, MAX_ID, ms)) return null;
   if (has(128) && c.count() < 0) return null;
-  if (has(256) && c.at_(ms) < 0) return null;
-  if (has(512) && c.at_(ms) < 0) return null;
+  if (has(256) && c.at(ms) < 0) return null;
+  if (has(512) && c.at(ms) < 0) return null;
   if (has(1024) && c.count() < 0) return null;
   if (has(2048) && c.count() < 0) return null;
   if (has(4096) && !c.entries(length, MAX_ID, ms)) return null;
-  if (has(8192) && c.at_(ms) < 0) return null;
+  if (has(8192) && c.at(ms) < 0) return null;
   if (has(16384) && !c.text(MAX_REASON, false)) return null;
   if (has(32768) && !c.entries(MAX_REPORTERS, 64, Math.floor(ms / bucketMs))) return null;
   if (has(65536)) {
     const tr = c.count();
     if (tr < 0 || tr > 1_000_000) return null;
   }
-  if (has(131072) && c.at_(ms) < 0) return null;
-  if (c.at !== length) return null;
+  if (has(131072) && c.at(ms) < 0) return null;
+  if (c.pos !== length) return null;
   return { generation, consecutiveFailures, closedAt };
 }
