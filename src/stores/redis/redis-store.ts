@@ -179,8 +179,21 @@ class Reply {
   }
 }
 
-/** How many names `RedisStore` remembers as having a record before it forgets them all. */
+/**
+ * How many names `RedisStore` remembers in each of its sets of breakers (with a record; to send
+ * to the script first) before it forgets them all.
+ */
 const MAX_WITH_RECORD = 10_000;
+
+/** Puts `name` in `names` or takes it out; a set grown to MAX_WITH_RECORD names is emptied first. */
+function noteName(names: Set<string>, name: string, present: boolean): void {
+  if (!present) {
+    names.delete(name);
+  } else if (!names.has(name)) {
+    if (names.size >= MAX_WITH_RECORD) names.clear();
+    names.add(name);
+  }
+}
 
 /**
  * How long the server's clock, as a script last told it, stands for it in an acquire answered
@@ -283,7 +296,7 @@ export class RedisStore implements Store, RecordExaminer {
     } catch (error) {
       // Not a string (an earlier version's hash): the script resets it.
       if (!errorText(error).includes('WRONGTYPE')) throw error;
-      this.#noteScriptFirst(name, true);
+      noteName(this.#scriptFirst, name, true);
       return null;
     }
     if (value === null) {
@@ -292,7 +305,7 @@ export class RedisStore implements Store, RecordExaminer {
     }
     const view = closedView(value, policy.bucketMs);
     if (view === null) {
-      this.#noteScriptFirst(name, true);
+      noteName(this.#scriptFirst, name, true);
       return null;
     }
     let now = this.#now();
@@ -310,16 +323,7 @@ export class RedisStore implements Store, RecordExaminer {
   #learn(name: string, acquired: AcquireResult): void {
     this.#clockSkewAt = Date.now();
     this.#clockSkewMs = acquired.now - (this.#timeOffsetMs?.() ?? 0) - this.#clockSkewAt;
-    this.#noteScriptFirst(name, acquired.state !== 'closed' || acquired.override !== null);
-  }
-
-  #noteScriptFirst(name: string, first: boolean): void {
-    if (!first) {
-      this.#scriptFirst.delete(name);
-    } else if (!this.#scriptFirst.has(name)) {
-      if (this.#scriptFirst.size >= MAX_WITH_RECORD) this.#scriptFirst.clear();
-      this.#scriptFirst.add(name);
-    }
+    noteName(this.#scriptFirst, name, acquired.state !== 'closed' || acquired.override !== null);
   }
 
   /**
@@ -348,12 +352,7 @@ export class RedisStore implements Store, RecordExaminer {
 
   /** Notes what an answer said of the breaker's record (generation 0: none). */
   #saw(name: string, generation: number): void {
-    if (generation === NO_RECORD) {
-      this.#withRecord.delete(name);
-    } else if (!this.#withRecord.has(name)) {
-      if (this.#withRecord.size >= MAX_WITH_RECORD) this.#withRecord.clear();
-      this.#withRecord.add(name);
-    }
+    noteName(this.#withRecord, name, generation !== NO_RECORD);
   }
 
   /**
